@@ -1,0 +1,695 @@
+//! `kaizen.yaml`: read into private serde structs (unknown keys rejected), then checked and turned
+//! into [`Config`]. Every error names the file, line and field.
+
+use crate::guard::{ALWAYS_BLOCKED, GuardPolicy};
+use crate::intervention::Risk;
+use crate::signal::{Better, Signal};
+use crate::span::Span;
+use crate::yaml::{self, YamlError};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// How the engine acts on candidates that pass the guards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Apply, validate and revert on its own.
+    #[default]
+    Autonomous,
+    /// Record what it would do; never commit.
+    Shadow,
+    /// Propose and guard; a human applies with `kaizen apply ID`.
+    Manual,
+}
+
+/// Where a signal's samples come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub struct SourceSpec {
+    /// A shell command whose stdout is one number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// An HTTP URL returning JSON (e.g. `/health`), read at `field`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<String>,
+    /// The dotted field path in the JSON (`latency.p95_ms`); with `http`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// A Prometheus base URL (`http://127.0.0.1:9090`); with `query`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<String>,
+    /// A PromQL instant query returning one series.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// How long a sample may take (default 10s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Span>,
+}
+
+/// What kind of source a [`SourceSpec`] is, once checked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceKind {
+    /// Run a command, parse stdout.
+    Command(String),
+    /// GET a URL, read a JSON field.
+    Http {
+        /// URL.
+        url: String,
+        /// Dotted path.
+        field: String,
+    },
+    /// Prometheus instant query.
+    Prometheus {
+        /// Base URL.
+        url: String,
+        /// PromQL.
+        query: String,
+    },
+}
+
+impl SourceSpec {
+    /// The one kind this spec names, or why it is ambiguous/incomplete.
+    pub fn kind(&self) -> Result<SourceKind, String> {
+        match (&self.command, &self.http, &self.prometheus) {
+            (Some(c), None, None) if !c.trim().is_empty() => Ok(SourceKind::Command(c.clone())),
+            (None, Some(url), None) => Ok(SourceKind::Http {
+                url: url.clone(),
+                field: self.field.clone().ok_or("`http` needs `field` (a dotted JSON path)")?,
+            }),
+            (None, None, Some(url)) => Ok(SourceKind::Prometheus {
+                url: url.clone(),
+                query: self.query.clone().ok_or("`prometheus` needs `query`")?,
+            }),
+            (None, None, None) => Err("a source needs one of `command`, `http` or `prometheus`".into()),
+            (Some(c), None, None) if c.trim().is_empty() => Err("`command` is empty".into()),
+            _ => Err("a source takes exactly one of `command`, `http` or `prometheus`".into()),
+        }
+    }
+}
+
+/// How effects on a signal are measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scale {
+    /// Log scale when all values are positive (effects are ratios), else linear.
+    #[default]
+    Auto,
+    /// Always log (values must be positive).
+    Log,
+    /// Always linear (effects are differences).
+    Linear,
+}
+
+/// One configured signal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignalConfig {
+    /// The signal.
+    pub signal: Signal,
+    /// Where it comes from (`None`: fed by the host, e.g. the simulator or an embedding service).
+    pub source: Option<SourceKind>,
+    /// Sample timeout.
+    pub timeout: Span,
+    /// Areas for which this signal is a guardrail (must not regress when they change).
+    pub guardrail_for: Vec<String>,
+    /// Effect scale.
+    pub scale: Scale,
+}
+
+/// A canary for one area.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CanaryConfig {
+    /// Shell command run in the repo with the change described in the environment; exit 0 = pass.
+    pub command: String,
+    /// How long it may take (default 5m); a timeout fails.
+    #[serde(default = "default_canary_timeout")]
+    pub timeout: Span,
+}
+
+fn default_canary_timeout() -> Span {
+    Span::minutes(5)
+}
+
+/// Validation settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ValidateConfig {
+    /// Time after the apply before post samples count.
+    pub settle: Span,
+    /// How often an inconclusive window may be extended (by its own length) before `no_effect`.
+    pub max_extensions: u32,
+    /// Nominal sampling interval (to count gaps).
+    pub sample_every: Span,
+    /// Which validator: `honest` (default) or `simple`.
+    pub method: String,
+}
+
+impl Default for ValidateConfig {
+    fn default() -> Self {
+        Self {
+            settle: Span::minutes(5),
+            max_extensions: 2,
+            sample_every: Span::minutes(1),
+            method: "honest".to_string(),
+        }
+    }
+}
+
+/// Daemon schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleConfig {
+    /// Observe every…
+    pub observe_every: Span,
+    /// Run a full cycle (validate, propose, guard, apply) every…
+    pub cycle_every: Span,
+    /// Distil lessons every…
+    pub learn_every: Span,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        Self {
+            observe_every: Span::minutes(1),
+            cycle_every: Span::minutes(5),
+            learn_every: Span::hours(24),
+        }
+    }
+}
+
+/// Structured-output mode for the LLM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StructuredOutput {
+    /// OpenAI `response_format: json_schema`.
+    JsonSchema,
+    /// `response_format: json_object` plus a `schema` (llama.cpp-style servers).
+    #[default]
+    JsonObject,
+    /// A forced tool call whose arguments are the answer.
+    ToolCall,
+    /// Plain text; the JSON object is extracted tolerantly.
+    Text,
+}
+
+/// The `llm` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmConfig {
+    /// OpenAI-compatible base URL, e.g. `http://127.0.0.1:8080/v1`.
+    pub base_url: String,
+    /// Model name.
+    pub model: String,
+    /// Environment variable holding the API key (the key itself is never in config or logs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    /// How to ask for structured output.
+    #[serde(default)]
+    pub structured_output: StructuredOutput,
+    /// Per-request timeout.
+    #[serde(default = "default_llm_timeout")]
+    pub timeout: Span,
+    /// Most candidates taken from one answer.
+    #[serde(default = "default_max_candidates")]
+    pub max_candidates: u32,
+    /// Prompt size bound (approximate tokens).
+    #[serde(default = "default_max_prompt_tokens")]
+    pub max_prompt_tokens: u32,
+    /// Glob allow-list of paths its candidates may edit.
+    #[serde(default)]
+    pub may_change: Vec<String>,
+    /// Retries on timeout/429/5xx.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Max tokens the model may answer with.
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: u32,
+    /// Sampling temperature.
+    #[serde(default)]
+    pub temperature: f64,
+}
+
+fn default_llm_timeout() -> Span {
+    Span::from_secs(60)
+}
+fn default_max_candidates() -> u32 {
+    3
+}
+fn default_max_prompt_tokens() -> u32 {
+    6000
+}
+fn default_retries() -> u32 {
+    2
+}
+fn default_max_tokens() -> u32 {
+    1024
+}
+
+/// A checked configuration with every path resolved against the config file's directory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The config file itself.
+    pub path: PathBuf,
+    /// Target repository root.
+    pub repo: PathBuf,
+    /// Branch to commit on (`None`: whatever HEAD points at).
+    pub branch: Option<String>,
+    /// Mode.
+    pub mode: Mode,
+    /// State dir (ledger lives here).
+    pub state_dir: PathBuf,
+    /// Signals by name.
+    pub signals: BTreeMap<String, SignalConfig>,
+    /// Rules file, if any.
+    pub rules: Option<PathBuf>,
+    /// Lesson directory.
+    pub lessons: PathBuf,
+    /// Guard policy (blocked paths already include the defaults).
+    pub guards: GuardPolicy,
+    /// Canaries by area.
+    pub canaries: BTreeMap<String, CanaryConfig>,
+    /// Validation settings.
+    pub validate: ValidateConfig,
+    /// Daemon schedule.
+    pub schedule: ScheduleConfig,
+    /// LLM settings, if the LLM proposer is enabled.
+    pub llm: Option<LlmConfig>,
+}
+
+impl Config {
+    /// The ledger file.
+    pub fn ledger_path(&self) -> PathBuf {
+        self.state_dir.join("ledger.sqlite")
+    }
+
+    /// The configured signals as plain [`Signal`]s.
+    pub fn signal_list(&self) -> Vec<Signal> {
+        self.signals.values().map(|s| s.signal.clone()).collect()
+    }
+}
+
+/// A config that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{file}: cannot read: {source}")]
+    Io {
+        /// The file.
+        file: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Bad shape or value, with file/line/field.
+    #[error("{0}")]
+    Invalid(#[from] YamlError),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigSerde {
+    #[serde(default = "dot")]
+    repo: String,
+    #[serde(default)]
+    branch: Option<String>,
+    #[serde(default)]
+    mode: Mode,
+    #[serde(default = "default_state_dir")]
+    state_dir: String,
+    #[serde(default)]
+    signals: BTreeMap<String, SignalSerde>,
+    #[serde(default)]
+    rules: Option<String>,
+    #[serde(default)]
+    lessons: Option<String>,
+    #[serde(default)]
+    guards: GuardsSerde,
+    #[serde(default)]
+    canaries: BTreeMap<String, CanaryConfig>,
+    #[serde(default)]
+    validate: ValidateConfig,
+    #[serde(default)]
+    schedule: ScheduleConfig,
+    #[serde(default)]
+    llm: Option<LlmConfig>,
+}
+
+fn dot() -> String {
+    ".".to_string()
+}
+fn default_state_dir() -> String {
+    ".kaizen".to_string()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignalSerde {
+    #[serde(default)]
+    unit: String,
+    better: Better,
+    #[serde(default)]
+    alert_above: Option<f64>,
+    #[serde(default)]
+    alert_below: Option<f64>,
+    #[serde(default)]
+    source: Option<SourceSpec>,
+    #[serde(default)]
+    guardrail_for: Vec<String>,
+    #[serde(default)]
+    scale: Scale,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct GuardsSerde {
+    daily_budget: Option<u32>,
+    max_concurrent: Option<u32>,
+    dedup_window: Option<Span>,
+    freeze_after_rollbacks: Option<u32>,
+    freeze_for: Option<Span>,
+    #[serde(default)]
+    blocked_paths: Vec<String>,
+    #[serde(default)]
+    blocked_kinds: Vec<String>,
+    canary_required_from: Option<Risk>,
+}
+
+impl Config {
+    /// Loads and checks `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            file: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and checks config text as if read from `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: ConfigSerde = yaml::from_str(text, path)?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
+        let resolve = |p: &str| -> PathBuf {
+            let pb = PathBuf::from(p);
+            if pb.is_absolute() { pb } else { base.join(pb) }
+        };
+        let bad = |field: &str, msg: String| ConfigError::Invalid(yaml::semantic_error(text, path, field, msg));
+
+        let repo = resolve(&raw.repo);
+        let state_dir = resolve(&raw.state_dir);
+        let rules = raw.rules.as_deref().map(resolve);
+        let lessons = resolve(raw.lessons.as_deref().unwrap_or("lessons"));
+
+        let mut signals = BTreeMap::new();
+        for (name, s) in raw.signals {
+            let field = format!("signals.{name}");
+            if name.trim().is_empty() || name.chars().any(|c| c.is_whitespace()) {
+                return Err(bad(&field, format!("signal name {name:?} must be non-empty without spaces")));
+            }
+            for (k, v) in [("alert_above", s.alert_above), ("alert_below", s.alert_below)] {
+                if v.is_some_and(|x| !x.is_finite()) {
+                    return Err(bad(&format!("{field}.{k}"), "must be a finite number".into()));
+                }
+            }
+            let source = match &s.source {
+                Some(spec) => Some(spec.kind().map_err(|m| bad(&format!("{field}.source"), m))?),
+                None => None,
+            };
+            let timeout = s.source.as_ref().and_then(|s| s.timeout).unwrap_or(Span::from_secs(10));
+            signals.insert(
+                name.clone(),
+                SignalConfig {
+                    signal: Signal {
+                        name,
+                        unit: s.unit,
+                        better: s.better,
+                        alert_above: s.alert_above,
+                        alert_below: s.alert_below,
+                    },
+                    source,
+                    timeout,
+                    guardrail_for: s.guardrail_for,
+                    scale: s.scale,
+                },
+            );
+        }
+
+        let defaults = GuardPolicy::default();
+        let g = raw.guards;
+        if g.daily_budget == Some(0) {
+            return Err(bad("guards.daily_budget", "0 would block everything; use mode: shadow instead".into()));
+        }
+        if g.max_concurrent == Some(0) {
+            return Err(bad("guards.max_concurrent", "0 would block everything; use mode: shadow instead".into()));
+        }
+        if g.freeze_after_rollbacks == Some(0) {
+            return Err(bad("guards.freeze_after_rollbacks", "must be at least 1".into()));
+        }
+        // Defaults are always blocked; the config only adds. Kaizen's own files are blocked by
+        // their repo-relative paths.
+        let mut blocked: Vec<String> = ALWAYS_BLOCKED.iter().map(|s| s.to_string()).collect();
+        for own in [Some(path.to_path_buf()), Some(state_dir.clone()), rules.clone(), Some(lessons.clone())]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(rel) = relative_to(&own, &repo) {
+                blocked.push(rel.clone());
+                blocked.push(format!("{rel}/**"));
+            }
+        }
+        for p in &g.blocked_paths {
+            if !blocked.contains(p) {
+                blocked.push(p.clone());
+            }
+        }
+        for (i, p) in blocked.iter().enumerate() {
+            if let Err(e) = globset::Glob::new(p) {
+                let field = format!("guards.blocked_paths[{}]", i.saturating_sub(blocked.len() - g.blocked_paths.len()));
+                return Err(bad(&field, format!("invalid glob {p:?}: {e}")));
+            }
+        }
+        let canary_areas = raw.canaries.keys().cloned().collect();
+        for (area, c) in &raw.canaries {
+            if c.command.trim().is_empty() {
+                return Err(bad(&format!("canaries.{area}.command"), "is empty".into()));
+            }
+        }
+        let guards = GuardPolicy {
+            daily_budget: g.daily_budget.unwrap_or(defaults.daily_budget),
+            max_concurrent: g.max_concurrent.unwrap_or(defaults.max_concurrent),
+            dedup_window: g.dedup_window.unwrap_or(defaults.dedup_window),
+            freeze_after_rollbacks: g.freeze_after_rollbacks.unwrap_or(defaults.freeze_after_rollbacks),
+            freeze_for: g.freeze_for.unwrap_or(defaults.freeze_for),
+            blocked_paths: blocked,
+            blocked_kinds: g.blocked_kinds,
+            canary_required_from: g.canary_required_from.unwrap_or(defaults.canary_required_from),
+            canary_areas,
+        };
+        if raw.validate.method != "honest" && raw.validate.method != "simple" {
+            return Err(bad("validate.method", format!("unknown validator {:?} (honest or simple)", raw.validate.method)));
+        }
+        if raw.validate.sample_every.seconds() == 0 {
+            return Err(bad("validate.sample_every", "must be positive".into()));
+        }
+        if let Some(llm) = &raw.llm {
+            if !(llm.base_url.starts_with("http://") || llm.base_url.starts_with("https://")) {
+                return Err(bad("llm.base_url", format!("{:?} is not an http(s) URL", llm.base_url)));
+            }
+            if llm.may_change.is_empty() {
+                return Err(bad("llm.may_change", "give the paths the LLM's candidates may edit (e.g. [\"config/**\"])".into()));
+            }
+            for p in &llm.may_change {
+                if let Err(e) = globset::Glob::new(p) {
+                    return Err(bad("llm.may_change", format!("invalid glob {p:?}: {e}")));
+                }
+            }
+        }
+        for s in [raw.schedule.observe_every, raw.schedule.cycle_every, raw.schedule.learn_every] {
+            if s.seconds() == 0 {
+                return Err(bad("schedule", "intervals must be positive".into()));
+            }
+        }
+        Ok(Config {
+            path: path.to_path_buf(),
+            repo,
+            branch: raw.branch,
+            mode: raw.mode,
+            state_dir,
+            signals,
+            rules,
+            lessons,
+            guards,
+            canaries: raw.canaries,
+            validate: raw.validate,
+            schedule: raw.schedule,
+            llm: raw.llm,
+        })
+    }
+}
+
+/// `path` relative to `root` as a `/`-separated string, if it lies inside it (lexically).
+pub fn relative_to(path: &Path, root: &Path) -> Option<String> {
+    let norm = |p: &Path| -> PathBuf {
+        let abs = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            std::env::current_dir().unwrap_or_default().join(p)
+        };
+        let mut out = PathBuf::new();
+        for c in abs.components() {
+            match c {
+                std::path::Component::ParentDir => {
+                    out.pop();
+                }
+                std::path::Component::CurDir => {}
+                other => out.push(other),
+            }
+        }
+        out
+    };
+    let p = norm(path);
+    let r = norm(root);
+    let rel = p.strip_prefix(&r).ok()?;
+    let s = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/");
+    if s.is_empty() { None } else { Some(s) }
+}
+
+/// The commented `kaizen.yaml` that `kaizen init` writes.
+pub const DEFAULT_CONFIG: &str = r#"# kaizen configuration. Paths are relative to this file.
+# Docs: README.md of kaizen. Durations: 30s, 5m, 2h, 24h, 7d.
+
+# The git repository kaizen changes (one commit per intervention).
+repo: .
+# autonomous: apply, validate and revert on its own.
+# shadow: record what it would do, never commit.  manual: a human applies with `kaizen apply ID`.
+mode: autonomous
+# Ledger and locks. Git-ignored via .git/info/exclude; kaizen never edits it through a change.
+state_dir: .kaizen
+
+# Signals: what kaizen observes. `better` says which direction is an improvement.
+signals: {}
+#  latency_ms:
+#    unit: ms
+#    better: lower
+#    alert_above: 200
+#    source:
+#      command: "curl -s localhost:8080/metrics/latency"   # stdout: one number
+#  error_rate:
+#    unit: ratio
+#    better: lower
+#    guardrail_for: [cache]          # must not regress when the cache area changes
+#    source:
+#      http: http://127.0.0.1:8080/health
+#      field: errors.rate
+
+# Declarative rules (no LLM needed).
+# rules: rules.yaml
+
+# Lessons directory (YAML files, committed by the distiller).
+lessons: lessons
+
+guards:
+  daily_budget: 5             # interventions applied per rolling 24h
+  max_concurrent: 2           # applied but not yet validated
+  dedup_window: 2h            # same area + same target
+  freeze_after_rollbacks: 3   # consecutive rollbacks that freeze an area...
+  freeze_for: 24h             # ...for this long
+  canary_required_from: medium
+  blocked_paths: []           # added to: kaizen's own files, .git/**, *.pem, *.key, .env*, secrets/**
+  blocked_kinds: []
+
+# Canaries per area; risk >= canary_required_from needs one, else the candidate goes to backlog.
+canaries: {}
+#  cache:
+#    command: "./scripts/canary.sh"   # exit 0 = pass; KAIZEN_* variables describe the change
+#    timeout: 5m
+
+validate:
+  settle: 5m          # wait after apply before post-change samples count
+  max_extensions: 2   # inconclusive windows are extended this often, then no_effect
+  sample_every: 1m    # nominal sampling interval (gaps are counted against it)
+  method: honest      # honest (robust statistics) or simple (before/after medians)
+
+schedule:             # for `kaizen run` (daemon)
+  observe_every: 1m
+  cycle_every: 5m
+  learn_every: 24h
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ISSUE_CONFIG: &str = r#"# kaizen.yaml
+repo: .
+mode: autonomous
+state_dir: .kaizen
+signals:
+  latency_ms:
+    unit: ms
+    better: lower
+    alert_above: 200
+    source:
+      command: "cat /srv/metrics/latency"
+rules: rules.yaml
+guards:
+  daily_budget: 5
+  max_concurrent: 2
+  dedup_window: 2h
+  freeze_after_rollbacks: 3
+  freeze_for: 24h
+  canary_required_from: medium
+validate:
+  settle: 5m
+"#;
+
+    #[test]
+    fn issue_example_loads() {
+        let c = Config::parse(ISSUE_CONFIG, Path::new("/srv/app/kaizen.yaml")).unwrap();
+        assert_eq!(c.repo, PathBuf::from("/srv/app/."));
+        assert_eq!(c.guards.daily_budget, 5);
+        assert_eq!(c.guards.dedup_window, Span::hours(2));
+        assert_eq!(c.validate.settle, Span::minutes(5));
+        let s = &c.signals["latency_ms"];
+        assert_eq!(s.source, Some(SourceKind::Command("cat /srv/metrics/latency".into())));
+        assert!(c.guards.blocked_paths.contains(&"kaizen.yaml".to_string()));
+        assert!(c.guards.blocked_paths.contains(&".kaizen/**".to_string()));
+        assert!(c.guards.blocked_paths.contains(&"rules.yaml".to_string()));
+        assert!(c.guards.blocked_paths.contains(&".git/**".to_string()));
+    }
+
+    #[test]
+    fn default_config_loads() {
+        let c = Config::parse(DEFAULT_CONFIG, Path::new("kaizen.yaml")).unwrap();
+        assert_eq!(c.mode, Mode::Autonomous);
+        assert!(c.signals.is_empty());
+    }
+
+    #[test]
+    fn bad_values_name_line_and_field() {
+        let text = ISSUE_CONFIG.replace("daily_budget: 5", "daily_budget: five");
+        let e = Config::parse(&text, Path::new("kaizen.yaml")).unwrap_err().to_string();
+        assert!(e.contains("kaizen.yaml:14"), "{e}");
+        assert!(e.contains("guards.daily_budget"), "{e}");
+
+        let text = ISSUE_CONFIG.replace("dedup_window: 2h", "dedup_window: 2 hours");
+        let e = Config::parse(&text, Path::new("kaizen.yaml")).unwrap_err().to_string();
+        assert!(e.contains("guards.dedup_window"), "{e}");
+
+        let text = ISSUE_CONFIG.replace("better: lower", "better: down");
+        let e = Config::parse(&text, Path::new("kaizen.yaml")).unwrap_err().to_string();
+        assert!(e.contains("signals.latency_ms.better") || e.contains("better"), "{e}");
+
+        let text = ISSUE_CONFIG.replace("daily_budget: 5", "daily_budget: 0");
+        let e = Config::parse(&text, Path::new("kaizen.yaml")).unwrap_err().to_string();
+        assert!(e.contains("kaizen.yaml:14") && e.contains("guards.daily_budget"), "{e}");
+
+        let text = format!("{ISSUE_CONFIG}colour: blue\n");
+        let e = Config::parse(&text, Path::new("kaizen.yaml")).unwrap_err().to_string();
+        assert!(e.contains("colour"), "{e}");
+    }
+}

@@ -1,0 +1,167 @@
+//! Stage 3, guard: fail-closed checks between a candidate and the repository.
+//!
+//! Each guard is a small type implementing [`Guard`]; the chain is a plain list ([`default_chain`]).
+//! Guards are pure functions of (candidate, ledger view, policy, now) — the only outside fact they
+//! may read is the repository's file tree, to resolve symlinks. A guard that errors blocks.
+
+use crate::intervention::{Candidate, Intervention, Risk};
+use crate::span::Span;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+pub mod guards;
+
+/// What a guard decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    /// The candidate may go on.
+    Pass,
+    /// The candidate must not be applied.
+    Block,
+    /// Worth doing, but only once a prerequisite (a canary) exists; never applied as is.
+    Backlog,
+}
+
+impl fmt::Display for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Decision::Pass => "pass",
+            Decision::Block => "block",
+            Decision::Backlog => "backlog",
+        })
+    }
+}
+
+/// One guard's verdict on one candidate, as stored in the ledger and shown by `kaizen show`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GuardVerdict {
+    /// The guard's name (`blocked_paths`, `daily_budget`, ...).
+    pub guard: String,
+    /// Its decision.
+    pub decision: Decision,
+    /// Why, for a human, with the numbers that decided it.
+    pub reason: String,
+}
+
+/// A guard could not decide. The engine turns this into a `Block` (fail closed).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("guard `{guard}` failed: {message}")]
+pub struct GuardError {
+    /// The guard's name.
+    pub guard: String,
+    /// What failed.
+    pub message: String,
+}
+
+/// The numbers and lists the guards enforce. Every one is configurable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GuardPolicy {
+    /// Most interventions applied in any rolling 24 h.
+    pub daily_budget: u32,
+    /// Most applied-but-not-yet-validated interventions at once.
+    pub max_concurrent: u32,
+    /// Same area + same change target within this window is a duplicate.
+    pub dedup_window: Span,
+    /// This many consecutive rollbacks in an area freeze it.
+    pub freeze_after_rollbacks: u32,
+    /// For this long after the last of those rollbacks.
+    pub freeze_for: Span,
+    /// Glob patterns (relative to the repo root) no intervention may touch.
+    pub blocked_paths: Vec<String>,
+    /// Intervention or edit kinds that are never applied.
+    pub blocked_kinds: Vec<String>,
+    /// Risk from which a canary is required.
+    pub canary_required_from: Risk,
+    /// Areas that have a canary configured.
+    pub canary_areas: Vec<String>,
+}
+
+/// The patterns always blocked, whatever the config adds: git internals and secrets.
+pub const ALWAYS_BLOCKED: &[&str] = &[".git", ".git/**", "**/*.pem", "**/*.key", "**/.env*", "**/secrets/**"];
+
+impl Default for GuardPolicy {
+    fn default() -> Self {
+        Self {
+            daily_budget: 5,
+            max_concurrent: 2,
+            dedup_window: Span::hours(2),
+            freeze_after_rollbacks: 3,
+            freeze_for: Span::hours(24),
+            blocked_paths: ALWAYS_BLOCKED.iter().map(|s| s.to_string()).collect(),
+            blocked_kinds: Vec::new(),
+            canary_required_from: Risk::Medium,
+            canary_areas: Vec::new(),
+        }
+    }
+}
+
+/// What the guards may know about the ledger: recent interventions as plain data.
+#[derive(Debug, Clone, Default)]
+pub struct LedgerView {
+    /// Interventions created within the last `max(dedup_window, freeze_for, 24h) + margin`, plus
+    /// every one still `applied`, plus the last `freeze_after_rollbacks` finalized per area.
+    /// Newest first.
+    pub interventions: Vec<Intervention>,
+}
+
+/// Everything a guard gets besides the candidate.
+#[derive(Debug, Clone, Copy)]
+pub struct GuardContext<'a> {
+    /// Recent history.
+    pub view: &'a LedgerView,
+    /// The rules.
+    pub policy: &'a GuardPolicy,
+    /// The engine clock's now.
+    pub now: DateTime<Utc>,
+    /// The target repository's root, to resolve symlinks and `..`.
+    pub repo_root: &'a std::path::Path,
+}
+
+/// One fail-closed check.
+pub trait Guard: Send + Sync {
+    /// Stable name, stored with each verdict.
+    fn name(&self) -> &'static str;
+    /// Decides on `candidate`. An `Err` blocks.
+    fn check(&self, candidate: &Candidate, ctx: &GuardContext<'_>) -> Result<GuardVerdict, GuardError>;
+}
+
+/// Runs every guard in order, converting errors into blocks. All verdicts are returned (not just
+/// the first block), so the ledger shows the whole picture.
+pub fn run_chain(chain: &[Box<dyn Guard>], candidate: &Candidate, ctx: &GuardContext<'_>) -> Vec<GuardVerdict> {
+    chain
+        .iter()
+        .map(|g| match g.check(candidate, ctx) {
+            Ok(v) => v,
+            Err(e) => GuardVerdict {
+                guard: g.name().to_string(),
+                decision: Decision::Block,
+                reason: format!("guard error (fail closed): {}", e.message),
+            },
+        })
+        .collect()
+}
+
+/// The overall decision of a chain's verdicts: any block blocks; else any backlog backlogs.
+/// An empty chain blocks (fail closed: nothing vouched for the candidate).
+pub fn overall(verdicts: &[GuardVerdict]) -> (Decision, String) {
+    if verdicts.is_empty() {
+        return (Decision::Block, "no guard ran (fail closed)".to_string());
+    }
+    let reasons = |d: Decision| {
+        verdicts
+            .iter()
+            .filter(|v| v.decision == d)
+            .map(|v| format!("{}: {}", v.guard, v.reason))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    if verdicts.iter().any(|v| v.decision == Decision::Block) {
+        (Decision::Block, reasons(Decision::Block))
+    } else if verdicts.iter().any(|v| v.decision == Decision::Backlog) {
+        (Decision::Backlog, reasons(Decision::Backlog))
+    } else {
+        (Decision::Pass, "all guards passed".to_string())
+    }
+}

@@ -1,0 +1,62 @@
+//! Stage 6, learn: finalized interventions in; versioned lessons out.
+
+use crate::intervention::Intervention;
+use crate::lesson::Lesson;
+use crate::signal::Sample;
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+
+/// Everything a distiller may look at.
+#[derive(Debug, Clone)]
+pub struct DistillInput<'a> {
+    /// The engine clock's now.
+    pub now: DateTime<Utc>,
+    /// Finalized interventions (validated / reverted), oldest first, with their verdict figures
+    /// available through `verdicts` by id.
+    pub finalized: &'a [Intervention],
+    /// The stored verdict figures per intervention id (`K-…`), as JSON.
+    pub verdicts: &'a BTreeMap<String, serde_json::Value>,
+    /// Current lessons (active and retired).
+    pub lessons: &'a [Lesson],
+    /// Recent samples per signal, oldest first (for retirement checks).
+    pub recent: &'a BTreeMap<String, Vec<Sample>>,
+}
+
+/// One change to the lesson store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LessonChange {
+    /// A new lesson.
+    Create(Lesson),
+    /// A new version of an existing lesson (same id, version bumped).
+    Update(Lesson),
+    /// Retire a lesson (the lesson with status retired and its evidence).
+    Retire(Lesson),
+}
+
+impl LessonChange {
+    /// The lesson after the change.
+    pub fn lesson(&self) -> &Lesson {
+        match self {
+            LessonChange::Create(l) | LessonChange::Update(l) | LessonChange::Retire(l) => l,
+        }
+    }
+}
+
+/// A distiller could not run.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("distiller `{distiller}`: {message}")]
+pub struct DistillError {
+    /// Its name.
+    pub distiller: String,
+    /// What failed.
+    pub message: String,
+}
+
+/// Turns history into lesson changes. Invariant: idempotent — the same input run twice yields no
+/// changes the second time (after the first run's changes are stored).
+pub trait Distiller: Send + Sync {
+    /// A name for the ledger.
+    fn name(&self) -> &str;
+    /// Proposes lesson changes.
+    fn distill(&self, input: &DistillInput<'_>) -> Result<Vec<LessonChange>, DistillError>;
+}

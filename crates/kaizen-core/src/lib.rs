@@ -1,0 +1,25 @@
+//! kaizen-core: the domain of a self-improvement loop — observe → propose → guard → apply →
+//! validate → learn — as plain data and small stage traits, plus the ledger and the engine.
+//!
+//! No network here: adapters (git, HTTP, LLM) live in `kaizen-adapters`.
+
+pub mod apply;
+pub mod canary;
+pub mod clock;
+pub mod config;
+pub mod edit;
+pub mod guard;
+pub mod intervention;
+pub mod learn;
+pub mod lesson;
+pub mod observe;
+pub mod propose;
+pub mod signal;
+pub mod span;
+pub mod validate;
+pub mod yaml;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use intervention::{Candidate, Intervention, InterventionId, Outcome, Prediction, Risk, Status};
+pub use signal::{Better, Sample, Signal};
+pub use span::Span;
