@@ -11,6 +11,7 @@ pub mod edit;
 pub mod guard;
 pub mod intervention;
 pub mod learn;
+pub mod ledger;
 pub mod lesson;
 pub mod observe;
 pub mod propose;

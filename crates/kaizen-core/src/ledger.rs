@@ -1,0 +1,893 @@
+//! The ledger: one SQLite file (WAL) recording every sample, decision, guard verdict, state change
+//! and verdict, with schema migrations.
+//!
+//! Crash safety: an intervention row is written *before* its commit is made, and a `pending`
+//! marker (`apply` / `revert`) is set around every git operation, so reconciliation on start can
+//! tell what happened (see `Engine::reconcile`).
+
+use crate::guard::{Decision, GuardVerdict, LedgerView};
+use crate::intervention::{Candidate, Intervention, InterventionId, Origin, Outcome, Prediction, Status};
+use crate::signal::Sample;
+use crate::validate::Verdict;
+use chrono::{DateTime, TimeZone, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// A ledger operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// SQLite failed.
+    #[error("ledger {path}: {source}")]
+    Sql {
+        /// The ledger file.
+        path: PathBuf,
+        /// The SQLite error.
+        source: rusqlite::Error,
+    },
+    /// The state dir could not be created.
+    #[error("ledger {path}: cannot create state dir: {source}")]
+    Io {
+        /// The ledger file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// No such intervention.
+    #[error("no intervention {0}")]
+    NotFound(InterventionId),
+    /// A status change the lifecycle forbids.
+    #[error("{id}: {source}")]
+    Transition {
+        /// The intervention.
+        id: InterventionId,
+        /// The illegal transition.
+        source: crate::intervention::IllegalTransition,
+    },
+    /// A stored row could not be decoded (hand-edited or from a newer kaizen).
+    #[error("ledger row {what} is corrupt: {message}")]
+    Corrupt {
+        /// Which row.
+        what: String,
+        /// Why.
+        message: String,
+    },
+    /// The ledger was written by a newer kaizen.
+    #[error("ledger schema version {found} is newer than this kaizen understands ({known}); upgrade kaizen")]
+    TooNew {
+        /// Version in the file.
+        found: i64,
+        /// Newest known.
+        known: i64,
+    },
+}
+
+/// Each entry migrates the schema from version `index` to `index + 1`.
+const MIGRATIONS: &[&str] = &[
+    // v1
+    r#"
+    CREATE TABLE interventions (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        area          TEXT NOT NULL,
+        kind          TEXT NOT NULL,
+        title         TEXT NOT NULL,
+        hypothesis    TEXT NOT NULL,
+        change_json   TEXT NOT NULL,
+        prediction_json TEXT NOT NULL,
+        risk          TEXT NOT NULL,
+        confidence    REAL NOT NULL,
+        rollback      TEXT,
+        origin_json   TEXT NOT NULL,
+        targets       TEXT NOT NULL,
+        status        TEXT NOT NULL,
+        outcome       TEXT,
+        reason        TEXT NOT NULL DEFAULT '',
+        commit_sha    TEXT,
+        revert_commit TEXT,
+        created_at    INTEGER NOT NULL,
+        applied_at    INTEGER,
+        due_at        INTEGER,
+        finalized_at  INTEGER,
+        pending       TEXT,
+        extensions    INTEGER NOT NULL DEFAULT 0,
+        verdict_json  TEXT,
+        sizing_json   TEXT
+    );
+    CREATE INDEX interventions_status ON interventions(status);
+    CREATE INDEX interventions_area ON interventions(area, created_at);
+    CREATE TABLE events (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        at              INTEGER NOT NULL,
+        intervention_id INTEGER,
+        stage           TEXT NOT NULL,
+        kind            TEXT NOT NULL,
+        detail          TEXT NOT NULL,
+        data_json       TEXT
+    );
+    CREATE INDEX events_intervention ON events(intervention_id, id);
+    CREATE INDEX events_at ON events(at);
+    CREATE TABLE guard_verdicts (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        intervention_id INTEGER NOT NULL REFERENCES interventions(id),
+        at              INTEGER NOT NULL,
+        guard           TEXT NOT NULL,
+        decision        TEXT NOT NULL,
+        reason          TEXT NOT NULL
+    );
+    CREATE INDEX guard_verdicts_intervention ON guard_verdicts(intervention_id);
+    CREATE TABLE samples (
+        signal TEXT NOT NULL,
+        at     INTEGER NOT NULL,
+        value  REAL NOT NULL,
+        PRIMARY KEY (signal, at)
+    ) WITHOUT ROWID;
+    CREATE TABLE lessons (
+        id         TEXT PRIMARY KEY,
+        version    INTEGER NOT NULL,
+        status     TEXT NOT NULL,
+        area       TEXT NOT NULL,
+        file       TEXT NOT NULL,
+        updated_at INTEGER NOT NULL,
+        body_json  TEXT NOT NULL
+    );
+    "#,
+];
+
+/// One recorded event of an intervention's (or the loop's) decision chain.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The intervention, if any.
+    pub intervention: Option<InterventionId>,
+    /// The stage (`observe`, `propose`, `guard`, `apply`, `validate`, `learn`, `reconcile`, ...).
+    pub stage: String,
+    /// What happened (`status`, `sample_error`, `proposal_rejected`, `escalation`, ...).
+    pub kind: String,
+    /// For a human.
+    pub detail: String,
+    /// Structured data, if any.
+    pub data: Option<serde_json::Value>,
+}
+
+/// A git operation in flight for an intervention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pending {
+    /// A commit applying it.
+    Apply,
+    /// A commit reverting it.
+    Revert,
+}
+
+impl Pending {
+    fn as_str(self) -> &'static str {
+        match self {
+            Pending::Apply => "apply",
+            Pending::Revert => "revert",
+        }
+    }
+}
+
+/// The SQLite ledger.
+pub struct Ledger {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(v).single().unwrap_or_default()
+}
+
+impl Ledger {
+    /// Opens (creating if needed) the ledger at `path`, migrating its schema.
+    pub fn open(path: &Path) -> Result<Ledger, LedgerError> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|source| LedgerError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(path).map_err(|source| LedgerError::Sql {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::init(conn, path.to_path_buf())
+    }
+
+    /// An in-memory ledger (tests, `kaizen propose` dry runs).
+    pub fn in_memory() -> Result<Ledger, LedgerError> {
+        let conn = Connection::open_in_memory().map_err(|source| LedgerError::Sql {
+            path: PathBuf::from(":memory:"),
+            source,
+        })?;
+        Self::init(conn, PathBuf::from(":memory:"))
+    }
+
+    fn init(conn: Connection, path: PathBuf) -> Result<Ledger, LedgerError> {
+        let mut ledger = Ledger { conn, path };
+        ledger.sql(|c| {
+            c.pragma_update(None, "journal_mode", "WAL")?;
+            c.pragma_update(None, "synchronous", "FULL")?;
+            c.pragma_update(None, "foreign_keys", "ON")?;
+            c.busy_timeout(std::time::Duration::from_secs(10))?;
+            Ok(())
+        })?;
+        ledger.migrate()?;
+        Ok(ledger)
+    }
+
+    fn migrate(&mut self) -> Result<(), LedgerError> {
+        let version: i64 = self.sql(|c| c.pragma_query_value(None, "user_version", |r| r.get(0)))?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(LedgerError::TooNew { found: version, known });
+        }
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|source| LedgerError::Sql {
+            path: path.clone(),
+            source,
+        })?;
+        for (i, m) in MIGRATIONS.iter().enumerate().skip(usize::try_from(version).unwrap_or(0)) {
+            tx.execute_batch(m)
+                .and_then(|_| tx.pragma_update(None, "user_version", i as i64 + 1))
+                .map_err(|source| LedgerError::Sql {
+                    path: path.clone(),
+                    source,
+                })?;
+        }
+        tx.commit().map_err(|source| LedgerError::Sql { path, source })
+    }
+
+    /// The schema version.
+    pub fn schema_version(&self) -> Result<i64, LedgerError> {
+        self.sql(|c| c.pragma_query_value(None, "user_version", |r| r.get(0)))
+    }
+
+    /// The file this ledger lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn sql<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, LedgerError> {
+        f(&self.conn).map_err(|source| LedgerError::Sql {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    fn tx<T>(&mut self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, LedgerError>) -> Result<T, LedgerError> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|source| LedgerError::Sql {
+            path: path.clone(),
+            source,
+        })?;
+        let out = f(&tx)?;
+        tx.commit().map_err(|source| LedgerError::Sql { path, source })?;
+        Ok(out)
+    }
+
+    // ----- samples -------------------------------------------------------------------------
+
+    /// Stores samples (a re-sample at the same instant replaces the value).
+    pub fn record_samples(&mut self, samples: &[Sample]) -> Result<(), LedgerError> {
+        let path = self.path.clone();
+        self.tx(|tx| {
+            let mut stmt = tx
+                .prepare_cached("INSERT OR REPLACE INTO samples(signal, at, value) VALUES (?1, ?2, ?3)")
+                .map_err(|source| LedgerError::Sql { path: path.clone(), source })?;
+            for s in samples.iter().filter(|s| s.value.is_finite()) {
+                stmt.execute(params![s.signal, ms(s.at), s.value])
+                    .map_err(|source| LedgerError::Sql { path: path.clone(), source })?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Samples of `signal` with `from <= at <= to`, oldest first.
+    pub fn samples(&self, signal: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<Sample>, LedgerError> {
+        self.sql(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT at, value FROM samples WHERE signal = ?1 AND at >= ?2 AND at <= ?3 ORDER BY at",
+            )?;
+            let rows = stmt.query_map(params![signal, ms(from), ms(to)], |r| {
+                Ok(Sample::new(signal, from_ms(r.get(0)?), r.get(1)?))
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// The newest sample of `signal`, if any.
+    pub fn latest_sample(&self, signal: &str) -> Result<Option<Sample>, LedgerError> {
+        self.sql(|c| {
+            c.query_row(
+                "SELECT at, value FROM samples WHERE signal = ?1 ORDER BY at DESC LIMIT 1",
+                params![signal],
+                |r| Ok(Sample::new(signal, from_ms(r.get(0)?), r.get(1)?)),
+            )
+            .optional()
+        })
+    }
+
+    // ----- events --------------------------------------------------------------------------
+
+    /// Records an event.
+    pub fn record_event(
+        &mut self,
+        at: DateTime<Utc>,
+        intervention: Option<InterventionId>,
+        stage: &str,
+        kind: &str,
+        detail: &str,
+        data: Option<&serde_json::Value>,
+    ) -> Result<(), LedgerError> {
+        let data = data.map(|d| d.to_string());
+        self.sql(|c| {
+            c.execute(
+                "INSERT INTO events(at, intervention_id, stage, kind, detail, data_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![ms(at), intervention.map(|i| i.0), stage, kind, detail, data],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Events of one intervention, in order.
+    pub fn events_for(&self, id: InterventionId) -> Result<Vec<Event>, LedgerError> {
+        self.query_events("WHERE intervention_id = ?1 ORDER BY id", params![id.0])
+    }
+
+    /// Events with `from <= at <= to`, in order.
+    pub fn events_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<Event>, LedgerError> {
+        self.query_events("WHERE at >= ?1 AND at <= ?2 ORDER BY id", params![ms(from), ms(to)])
+    }
+
+    fn query_events(&self, tail: &str, p: impl rusqlite::Params) -> Result<Vec<Event>, LedgerError> {
+        let sql = format!("SELECT at, intervention_id, stage, kind, detail, data_json FROM events {tail}");
+        self.sql(|c| {
+            let mut stmt = c.prepare(&sql)?;
+            let rows = stmt.query_map(p, |r| {
+                let data: Option<String> = r.get(5)?;
+                Ok(Event {
+                    at: from_ms(r.get(0)?),
+                    intervention: r.get::<_, Option<i64>>(1)?.map(InterventionId),
+                    stage: r.get(2)?,
+                    kind: r.get(3)?,
+                    detail: r.get(4)?,
+                    data: data.and_then(|d| serde_json::from_str(&d).ok()),
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    // ----- interventions -------------------------------------------------------------------
+
+    /// Records a new candidate as `proposed` and returns its id.
+    pub fn insert_proposed(&mut self, candidate: &Candidate, now: DateTime<Utc>, reason: &str) -> Result<InterventionId, LedgerError> {
+        let enc = |v: Result<String, serde_json::Error>| {
+            v.map_err(|e| LedgerError::Corrupt {
+                what: "new intervention".into(),
+                message: e.to_string(),
+            })
+        };
+        let change = enc(serde_json::to_string(&candidate.change))?;
+        let prediction = enc(serde_json::to_string(&candidate.prediction))?;
+        let origin = enc(serde_json::to_string(&candidate.origin))?;
+        let targets = candidate.targets().join("\n");
+        self.tx(|tx| {
+            let sql = |source| LedgerError::Sql {
+                path: PathBuf::new(),
+                source,
+            };
+            tx.execute(
+                "INSERT INTO interventions(area, kind, title, hypothesis, change_json, prediction_json, risk, confidence,
+                   rollback, origin_json, targets, status, reason, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'proposed', ?12, ?13)",
+                params![
+                    candidate.area,
+                    candidate.kind,
+                    candidate.title,
+                    candidate.hypothesis,
+                    change,
+                    prediction,
+                    candidate.risk.to_string(),
+                    candidate.confidence,
+                    candidate.rollback,
+                    origin,
+                    targets,
+                    reason,
+                    ms(now)
+                ],
+            )
+            .map_err(sql)?;
+            let id = InterventionId(tx.last_insert_rowid());
+            tx.execute(
+                "INSERT INTO events(at, intervention_id, stage, kind, detail) VALUES (?1, ?2, 'propose', 'status', ?3)",
+                params![ms(now), id.0, format!("proposed by {}: {}", candidate.origin, reason)],
+            )
+            .map_err(sql)?;
+            Ok(id)
+        })
+        .map_err(|e| self.fix_path(e))
+    }
+
+    fn fix_path(&self, e: LedgerError) -> LedgerError {
+        match e {
+            LedgerError::Sql { path, source } if path.as_os_str().is_empty() => LedgerError::Sql {
+                path: self.path.clone(),
+                source,
+            },
+            other => other,
+        }
+    }
+
+    /// Stores guard verdicts for `id`.
+    pub fn record_guard_verdicts(&mut self, id: InterventionId, now: DateTime<Utc>, verdicts: &[GuardVerdict]) -> Result<(), LedgerError> {
+        self.tx(|tx| {
+            for v in verdicts {
+                tx.execute(
+                    "INSERT INTO guard_verdicts(intervention_id, at, guard, decision, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![id.0, ms(now), v.guard, v.decision.to_string(), v.reason],
+                )
+                .map_err(|source| LedgerError::Sql {
+                    path: PathBuf::new(),
+                    source,
+                })?;
+            }
+            Ok(())
+        })
+        .map_err(|e| self.fix_path(e))
+    }
+
+    /// Guard verdicts stored for `id`, in order.
+    pub fn guard_verdicts(&self, id: InterventionId) -> Result<Vec<(DateTime<Utc>, GuardVerdict)>, LedgerError> {
+        self.sql(|c| {
+            let mut stmt = c.prepare("SELECT at, guard, decision, reason FROM guard_verdicts WHERE intervention_id = ?1 ORDER BY id")?;
+            let rows = stmt.query_map(params![id.0], |r| {
+                let decision: String = r.get(2)?;
+                Ok((
+                    from_ms(r.get(0)?),
+                    GuardVerdict {
+                        guard: r.get(1)?,
+                        decision: match decision.as_str() {
+                            "pass" => Decision::Pass,
+                            "backlog" => Decision::Backlog,
+                            _ => Decision::Block,
+                        },
+                        reason: r.get(3)?,
+                    },
+                ))
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Moves `id` to `to` (checked against the lifecycle) with a reason, recording the event.
+    pub fn transition(&mut self, id: InterventionId, to: Status, now: DateTime<Utc>, stage: &str, reason: &str) -> Result<(), LedgerError> {
+        let current = self.get(id)?;
+        current
+            .status
+            .transition(to)
+            .map_err(|source| LedgerError::Transition { id, source })?;
+        let final_at = matches!(to, Status::Validated | Status::Reverted | Status::Blocked).then(|| ms(now));
+        self.tx(|tx| {
+            let sql = |source| LedgerError::Sql {
+                path: PathBuf::new(),
+                source,
+            };
+            tx.execute(
+                "UPDATE interventions SET status = ?2, reason = ?3, finalized_at = COALESCE(?4, finalized_at) WHERE id = ?1",
+                params![id.0, to.as_str(), reason, final_at],
+            )
+            .map_err(sql)?;
+            tx.execute(
+                "INSERT INTO events(at, intervention_id, stage, kind, detail) VALUES (?1, ?2, ?3, 'status', ?4)",
+                params![ms(now), id.0, stage, format!("{} → {}: {}", current.status, to, reason)],
+            )
+            .map_err(sql)?;
+            Ok(())
+        })
+        .map_err(|e| self.fix_path(e))
+    }
+
+    /// Marks a git operation in flight (`Some`) or done (`None`).
+    pub fn set_pending(&mut self, id: InterventionId, pending: Option<Pending>) -> Result<(), LedgerError> {
+        self.sql(|c| {
+            c.execute(
+                "UPDATE interventions SET pending = ?2 WHERE id = ?1",
+                params![id.0, pending.map(Pending::as_str)],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Interventions with a git operation in flight (a crash interrupted them).
+    pub fn pending(&self) -> Result<Vec<(Intervention, Pending)>, LedgerError> {
+        let ids: Vec<(i64, String)> = self.sql(|c| {
+            let mut stmt = c.prepare("SELECT id, pending FROM interventions WHERE pending IS NOT NULL ORDER BY id")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })?;
+        ids.into_iter()
+            .map(|(id, p)| {
+                let op = if p == "revert" { Pending::Revert } else { Pending::Apply };
+                Ok((self.get(InterventionId(id))?, op))
+            })
+            .collect()
+    }
+
+    /// Records a successful apply: status `applied`, the commit, when validation is due.
+    pub fn mark_applied(
+        &mut self,
+        id: InterventionId,
+        commit: &str,
+        now: DateTime<Utc>,
+        due_at: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<(), LedgerError> {
+        self.transition(id, Status::Applied, now, "apply", reason)?;
+        self.sql(|c| {
+            c.execute(
+                "UPDATE interventions SET commit_sha = ?2, applied_at = ?3, due_at = ?4, pending = NULL WHERE id = ?1",
+                params![id.0, commit, ms(now), ms(due_at)],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Stores a verdict (outcome + figures) for `id`, without changing its status.
+    pub fn record_verdict(&mut self, id: InterventionId, verdict: &Verdict) -> Result<(), LedgerError> {
+        let json = serde_json::to_string(verdict).map_err(|e| LedgerError::Corrupt {
+            what: id.to_string(),
+            message: e.to_string(),
+        })?;
+        self.sql(|c| {
+            c.execute(
+                "UPDATE interventions SET outcome = ?2, verdict_json = ?3 WHERE id = ?1",
+                params![id.0, verdict.outcome.as_str(), json],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Sets the outcome alone (e.g. a manual revert of an unvalidated change).
+    pub fn set_outcome(&mut self, id: InterventionId, outcome: Option<Outcome>) -> Result<(), LedgerError> {
+        self.sql(|c| {
+            c.execute(
+                "UPDATE interventions SET outcome = ?2 WHERE id = ?1",
+                params![id.0, outcome.map(Outcome::as_str)],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// The stored verdict of `id`, if any.
+    pub fn verdict(&self, id: InterventionId) -> Result<Option<Verdict>, LedgerError> {
+        let raw: Option<String> = self
+            .sql(|c| {
+                c.query_row("SELECT verdict_json FROM interventions WHERE id = ?1", params![id.0], |r| r.get(0))
+                    .optional()
+            })?
+            .flatten();
+        match raw {
+            None => Ok(None),
+            Some(s) => serde_json::from_str(&s).map(Some).map_err(|e| LedgerError::Corrupt {
+                what: format!("{id}.verdict_json"),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// Stores the window-sizing assessment made at proposal time.
+    pub fn record_sizing(&mut self, id: InterventionId, sizing: &serde_json::Value) -> Result<(), LedgerError> {
+        self.sql(|c| {
+            c.execute(
+                "UPDATE interventions SET sizing_json = ?2 WHERE id = ?1",
+                params![id.0, sizing.to_string()],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// The window-sizing assessment of `id`, if any.
+    pub fn sizing(&self, id: InterventionId) -> Result<Option<serde_json::Value>, LedgerError> {
+        let raw: Option<String> = self
+            .sql(|c| {
+                c.query_row("SELECT sizing_json FROM interventions WHERE id = ?1", params![id.0], |r| r.get(0))
+                    .optional()
+            })?
+            .flatten();
+        Ok(raw.and_then(|s| serde_json::from_str(&s).ok()))
+    }
+
+    /// Records a revert commit and moves `id` to `reverted`.
+    pub fn mark_reverted(&mut self, id: InterventionId, revert_commit: &str, now: DateTime<Utc>, stage: &str, reason: &str) -> Result<(), LedgerError> {
+        self.transition(id, Status::Reverted, now, stage, reason)?;
+        self.sql(|c| {
+            c.execute(
+                "UPDATE interventions SET revert_commit = ?2, pending = NULL WHERE id = ?1",
+                params![id.0, revert_commit],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Moves the validation deadline (an inconclusive window extended).
+    pub fn extend(&mut self, id: InterventionId, due_at: DateTime<Utc>) -> Result<u32, LedgerError> {
+        self.sql(|c| {
+            c.execute(
+                "UPDATE interventions SET due_at = ?2, extensions = extensions + 1 WHERE id = ?1",
+                params![id.0, ms(due_at)],
+            )?;
+            c.query_row("SELECT extensions FROM interventions WHERE id = ?1", params![id.0], |r| r.get(0))
+        })
+    }
+
+    /// How often `id`'s window was extended.
+    pub fn extensions(&self, id: InterventionId) -> Result<u32, LedgerError> {
+        self.sql(|c| c.query_row("SELECT extensions FROM interventions WHERE id = ?1", params![id.0], |r| r.get(0)))
+            .map_err(|e| match e {
+                LedgerError::Sql {
+                    source: rusqlite::Error::QueryReturnedNoRows,
+                    ..
+                } => LedgerError::NotFound(id),
+                other => other,
+            })
+    }
+
+    /// One intervention.
+    pub fn get(&self, id: InterventionId) -> Result<Intervention, LedgerError> {
+        let mut found = self.query_interventions("WHERE id = ?1", params![id.0])?;
+        found.pop().ok_or(LedgerError::NotFound(id))
+    }
+
+    /// All interventions, oldest first.
+    pub fn all(&self) -> Result<Vec<Intervention>, LedgerError> {
+        self.query_interventions("ORDER BY id", [])
+    }
+
+    /// Interventions with `status`, oldest first.
+    pub fn with_status(&self, status: Status) -> Result<Vec<Intervention>, LedgerError> {
+        self.query_interventions("WHERE status = ?1 ORDER BY id", params![status.as_str()])
+    }
+
+    /// Applied interventions whose validation is due at `now`.
+    pub fn due(&self, now: DateTime<Utc>) -> Result<Vec<Intervention>, LedgerError> {
+        self.query_interventions(
+            "WHERE status = 'applied' AND pending IS NULL AND due_at <= ?1 ORDER BY due_at, id",
+            params![ms(now)],
+        )
+    }
+
+    /// Finalized (validated/reverted) interventions, oldest finalization first.
+    pub fn finalized(&self) -> Result<Vec<Intervention>, LedgerError> {
+        self.query_interventions(
+            "WHERE status IN ('validated', 'reverted') ORDER BY finalized_at, id",
+            [],
+        )
+    }
+
+    /// The recent history the guards see (see [`LedgerView`] for what it holds).
+    pub fn view(&self, now: DateTime<Utc>, lookback: chrono::Duration) -> Result<LedgerView, LedgerError> {
+        let since = ms(now - lookback);
+        let interventions = self.query_interventions(
+            "WHERE created_at >= ?1 OR status = 'applied' OR COALESCE(finalized_at, 0) >= ?1
+                OR id IN (SELECT id FROM interventions i2 WHERE i2.status IN ('validated','reverted')
+                          AND (SELECT COUNT(*) FROM interventions i3 WHERE i3.area = i2.area
+                               AND i3.status IN ('validated','reverted')
+                               AND COALESCE(i3.finalized_at,0) > COALESCE(i2.finalized_at,0)) < 20)
+             ORDER BY id DESC",
+            params![since],
+        )?;
+        Ok(LedgerView { interventions })
+    }
+
+    fn query_interventions(&self, tail: &str, p: impl rusqlite::Params) -> Result<Vec<Intervention>, LedgerError> {
+        let sql = format!(
+            "SELECT id, area, kind, title, hypothesis, change_json, prediction_json, risk, confidence, rollback,
+                    origin_json, status, outcome, reason, commit_sha, revert_commit, created_at, applied_at,
+                    due_at, finalized_at
+             FROM interventions {tail}"
+        );
+        type Raw = (
+            i64,
+            [String; 7],
+            f64,
+            Option<String>,
+            [String; 2],
+            Option<String>,
+            String,
+            [Option<String>; 2],
+            i64,
+            [Option<i64>; 3],
+        );
+        let raws: Vec<Raw> = self.sql(|c| {
+            let mut stmt = c.prepare(&sql)?;
+            let rows = stmt.query_map(p, |r| {
+                Ok((
+                    r.get(0)?,
+                    [r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?],
+                    r.get(8)?,
+                    r.get(9)?,
+                    [r.get(10)?, r.get(11)?],
+                    r.get(12)?,
+                    r.get(13)?,
+                    [r.get(14)?, r.get(15)?],
+                    r.get(16)?,
+                    [r.get(17)?, r.get(18)?, r.get(19)?],
+                ))
+            })?;
+            rows.collect()
+        })?;
+        raws.into_iter()
+            .map(|(id, s, confidence, rollback, [origin, status], outcome, reason, [commit, revert], created, [applied, due, fin])| {
+                let id = InterventionId(id);
+                let corrupt = |what: &str, message: String| LedgerError::Corrupt {
+                    what: format!("{id}.{what}"),
+                    message,
+                };
+                let [area, kind, title, hypothesis, change, prediction, risk] = s;
+                let change = serde_json::from_str(&change).map_err(|e| corrupt("change_json", e.to_string()))?;
+                let prediction: Prediction =
+                    serde_json::from_str(&prediction).map_err(|e| corrupt("prediction_json", e.to_string()))?;
+                let origin: Origin = serde_json::from_str(&origin).map_err(|e| corrupt("origin_json", e.to_string()))?;
+                Ok(Intervention {
+                    id,
+                    candidate: Candidate {
+                        area,
+                        kind,
+                        title,
+                        hypothesis,
+                        change,
+                        prediction,
+                        risk: risk.parse().map_err(|e: String| corrupt("risk", e))?,
+                        confidence,
+                        rollback,
+                        origin,
+                    },
+                    status: status.parse().map_err(|e: String| corrupt("status", e))?,
+                    outcome: outcome
+                        .map(|o| o.parse())
+                        .transpose()
+                        .map_err(|e: String| corrupt("outcome", e))?,
+                    reason,
+                    commit,
+                    revert_commit: revert,
+                    created_at: from_ms(created),
+                    applied_at: applied.map(from_ms),
+                    due_at: due.map(from_ms),
+                    finalized_at: fin.map(from_ms),
+                })
+            })
+            .collect()
+    }
+
+    // ----- lessons index -------------------------------------------------------------------
+
+    /// Indexes a lesson (id, version, status, area, file, body).
+    pub fn index_lesson(
+        &mut self,
+        id: &str,
+        version: u32,
+        status: &str,
+        area: &str,
+        file: &str,
+        now: DateTime<Utc>,
+        body: &serde_json::Value,
+    ) -> Result<(), LedgerError> {
+        self.sql(|c| {
+            c.execute(
+                "INSERT INTO lessons(id, version, status, area, file, updated_at, body_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT(id) DO UPDATE SET version = excluded.version, status = excluded.status, area = excluded.area,
+                   file = excluded.file, updated_at = excluded.updated_at, body_json = excluded.body_json",
+                params![id, version, status, area, file, ms(now), body.to_string()],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Indexed lessons: (id, version, status, area, file).
+    pub fn indexed_lessons(&self) -> Result<Vec<(String, u32, String, String, String)>, LedgerError> {
+        self.sql(|c| {
+            let mut stmt = c.prepare("SELECT id, version, status, area, file FROM lessons ORDER BY id")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
+            rows.collect()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::edit::Edit;
+    use crate::intervention::{ExpectedChange, Risk};
+    use crate::span::Span;
+
+    pub(crate) fn candidate() -> Candidate {
+        Candidate {
+            area: "cache".into(),
+            kind: "config_set".into(),
+            title: "grow cache".into(),
+            hypothesis: "misses dominate".into(),
+            change: vec![Edit::ConfigSet {
+                file: "config/app.yaml".into(),
+                key: "cache_mb".into(),
+                value: serde_json::json!(256),
+            }],
+            prediction: Prediction {
+                signal: "latency_ms".into(),
+                change: ExpectedChange::Relative(-0.2),
+                within: Span::minutes(30),
+            },
+            risk: Risk::Low,
+            confidence: 0.8,
+            rollback: Some("revert".into()),
+            origin: Origin {
+                proposer: "rules".into(),
+                rule: Some("grow-cache".into()),
+                ..Default::default()
+            },
+        }
+    }
+
+    fn t(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn lifecycle_round_trip_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/ledger.sqlite");
+        let now = t("2026-01-01T00:00:00Z");
+        let id = {
+            let mut l = Ledger::open(&path).unwrap();
+            let id = l.insert_proposed(&candidate(), now, "rule fired").unwrap();
+            assert_eq!(id.to_string(), "K-000001");
+            l.set_pending(id, Some(Pending::Apply)).unwrap();
+            id
+        };
+        // Reopen: the pending marker survived (as after a crash).
+        let mut l = Ledger::open(&path).unwrap();
+        assert_eq!(l.schema_version().unwrap(), 1);
+        let pending = l.pending().unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].1, Pending::Apply);
+        l.mark_applied(id, "abc", now, now + chrono::Duration::minutes(35), "committed").unwrap();
+        assert!(l.pending().unwrap().is_empty());
+        let got = l.get(id).unwrap();
+        assert_eq!(got.status, Status::Applied);
+        assert_eq!(got.candidate, candidate());
+        assert!(l.due(now).unwrap().is_empty());
+        assert_eq!(l.due(now + chrono::Duration::minutes(35)).unwrap().len(), 1);
+        // Illegal transitions are errors, not silent overwrites.
+        let err = l.transition(id, Status::Backlog, now, "test", "x").unwrap_err();
+        assert!(err.to_string().contains("applied → backlog"), "{err}");
+        l.mark_reverted(id, "def", now, "validate", "no effect").unwrap();
+        let got = l.get(id).unwrap();
+        assert_eq!(got.status, Status::Reverted);
+        assert_eq!(got.revert_commit.as_deref(), Some("def"));
+        let events = l.events_for(id).unwrap();
+        assert_eq!(events.len(), 3, "{events:?}");
+    }
+
+    #[test]
+    fn samples_round_trip() {
+        let mut l = Ledger::in_memory().unwrap();
+        let now = t("2026-01-01T00:00:00Z");
+        l.record_samples(&[
+            Sample::new("x", now, 1.0),
+            Sample::new("x", now + chrono::Duration::minutes(1), 2.0),
+            Sample::new("y", now, f64::NAN),
+        ])
+        .unwrap();
+        let s = l.samples("x", now, now + chrono::Duration::hours(1)).unwrap();
+        assert_eq!(s.len(), 2);
+        assert_eq!(l.latest_sample("x").unwrap().unwrap().value, 2.0);
+        assert!(l.latest_sample("y").unwrap().is_none(), "NaN is a gap, not a value");
+    }
+}
