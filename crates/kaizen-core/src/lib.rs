@@ -15,6 +15,7 @@ pub mod ledger;
 pub mod lesson;
 pub mod observe;
 pub mod propose;
+pub mod rules;
 pub mod signal;
 pub mod span;
 pub mod validate;
