@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 pub mod guards;
+pub use guards::{active_freezes, budget_left, default_chain};
 
 /// What a guard decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -8,6 +8,7 @@ pub mod canary;
 pub mod clock;
 pub mod config;
 pub mod edit;
+pub mod engine;
 pub mod guard;
 pub mod intervention;
 pub mod learn;
