@@ -523,6 +523,11 @@ impl Engine {
         Ok(id)
     }
 
+    /// What the guards would say about `candidate` now (nothing is recorded).
+    pub fn dry_guards(&self, candidate: &Candidate) -> Result<Vec<GuardVerdict>, EngineError> {
+        self.run_guards(candidate, self.clock.now())
+    }
+
     fn run_guards(&self, candidate: &Candidate, now: DateTime<Utc>) -> Result<Vec<GuardVerdict>, EngineError> {
         let view = self.ledger.view(now, self.view_lookback())?;
         let ctx = GuardContext {

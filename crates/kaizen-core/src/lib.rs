@@ -14,6 +14,7 @@ pub mod intervention;
 pub mod learn;
 pub mod ledger;
 pub mod lesson;
+pub mod lock;
 pub mod observe;
 pub mod propose;
 pub mod rules;
