@@ -31,7 +31,11 @@ impl Guard for DailyBudget {
         "daily_budget"
     }
 
-    fn check(&self, _candidate: &Candidate, ctx: &GuardContext<'_>) -> Result<GuardVerdict, GuardError> {
+    fn check(
+        &self,
+        _candidate: &Candidate,
+        ctx: &GuardContext<'_>,
+    ) -> Result<GuardVerdict, GuardError> {
         let budget = ctx.policy.daily_budget as usize;
         let used = applied_in_last_24h(ctx.view, ctx.now);
         let n = used.len();
@@ -71,8 +75,8 @@ impl Guard for DailyBudget {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
-    use super::super::testutil::*;
     use super::super::GuardPolicy;
+    use super::super::testutil::*;
     use super::*;
     use crate::intervention::Status;
 
@@ -82,18 +86,29 @@ mod tests {
             daily_budget: budget,
             ..GuardPolicy::default()
         };
-        DailyBudget.check(&cand("cache"), &ctx_at(&view, &policy, now)).unwrap()
+        DailyBudget
+            .check(&cand("cache"), &ctx_at(&view, &policy, now))
+            .unwrap()
     }
 
     #[test]
     fn passes_below_budget() {
         let now = t0();
-        let ivs = vec![applied(1, "a", now - Duration::hours(1)), applied(2, "b", now - Duration::hours(2))];
+        let ivs = vec![
+            applied(1, "a", now - Duration::hours(1)),
+            applied(2, "b", now - Duration::hours(2)),
+        ];
         let v = run(ivs, 3, now);
         assert_eq!(v.decision, Decision::Pass);
-        assert_eq!(v.reason, "2 of daily budget 3 applied in the last 24h (K-000002, K-000001); 1 left");
+        assert_eq!(
+            v.reason,
+            "2 of daily budget 3 applied in the last 24h (K-000002, K-000001); 1 left"
+        );
         let v = run(vec![], 5, now);
-        assert_eq!(v.reason, "0 of daily budget 5 applied in the last 24h; 5 left");
+        assert_eq!(
+            v.reason,
+            "0 of daily budget 5 applied in the last 24h; 5 left"
+        );
     }
 
     #[test]
@@ -126,23 +141,51 @@ mod tests {
         let edge = vec![applied(1, "a", now - Duration::hours(24))];
         assert_eq!(run(edge, 1, now).decision, Decision::Pass);
         // One second inside: counted; frees one second later.
-        let inside = vec![applied(1, "a", now - Duration::hours(24) + Duration::seconds(1))];
+        let inside = vec![applied(
+            1,
+            "a",
+            now - Duration::hours(24) + Duration::seconds(1),
+        )];
         let v = run(inside.clone(), 1, now);
         assert_eq!(v.decision, Decision::Block);
-        assert!(v.reason.ends_with("next slot at 2026-11-05T12:00:01Z"), "{}", v.reason);
-        assert_eq!(run(inside, 1, now + Duration::seconds(1)).decision, Decision::Pass);
+        assert!(
+            v.reason.ends_with("next slot at 2026-11-05T12:00:01Z"),
+            "{}",
+            v.reason
+        );
+        assert_eq!(
+            run(inside, 1, now + Duration::seconds(1)).decision,
+            Decision::Pass
+        );
     }
 
     #[test]
     fn over_budget_next_slot_waits_for_enough_to_expire() {
         let now = t0();
-        let ivs: Vec<_> = (1..=4).map(|i| applied(i, "a", now - Duration::hours(10 - i))).collect();
+        let ivs: Vec<_> = (1..=4)
+            .map(|i| applied(i, "a", now - Duration::hours(10 - i)))
+            .collect();
         // 4 used of 2: three must leave to get below the budget; the third oldest (K-3, applied
         // 7h ago) leaves at +17h.
         let v = run(ivs.clone(), 2, now);
-        assert!(v.reason.ends_with("next slot at 2026-11-06T05:00:00Z"), "{}", v.reason);
-        assert_eq!(run(ivs.clone(), 2, now + Duration::hours(17) - Duration::seconds(1)).decision, Decision::Block);
-        assert_eq!(run(ivs, 2, now + Duration::hours(17)).decision, Decision::Pass);
+        assert!(
+            v.reason.ends_with("next slot at 2026-11-06T05:00:00Z"),
+            "{}",
+            v.reason
+        );
+        assert_eq!(
+            run(
+                ivs.clone(),
+                2,
+                now + Duration::hours(17) - Duration::seconds(1)
+            )
+            .decision,
+            Decision::Block
+        );
+        assert_eq!(
+            run(ivs, 2, now + Duration::hours(17)).decision,
+            Decision::Pass
+        );
     }
 
     #[test]

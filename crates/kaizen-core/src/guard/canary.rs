@@ -16,7 +16,11 @@ impl Guard for CanaryRequired {
         "canary"
     }
 
-    fn check(&self, candidate: &Candidate, ctx: &GuardContext<'_>) -> Result<GuardVerdict, GuardError> {
+    fn check(
+        &self,
+        candidate: &Candidate,
+        ctx: &GuardContext<'_>,
+    ) -> Result<GuardVerdict, GuardError> {
         let p = ctx.policy;
         let area = &candidate.area;
         let risk = candidate.risk;
@@ -30,7 +34,10 @@ impl Guard for CanaryRequired {
             return Ok(verdict(
                 self.name(),
                 Decision::Pass,
-                format!("risk {risk} < {}: no canary required{extra}", p.canary_required_from),
+                format!(
+                    "risk {risk} < {}: no canary required{extra}",
+                    p.canary_required_from
+                ),
             ));
         }
         if has_canary {
@@ -75,7 +82,9 @@ mod tests {
             ..GuardPolicy::default() // canary from medium
         };
         let c = Candidate { risk, ..cand(area) };
-        CanaryRequired.check(&c, &ctx_at(&view, &policy, t0())).unwrap()
+        CanaryRequired
+            .check(&c, &ctx_at(&view, &policy, t0()))
+            .unwrap()
     }
 
     #[test]
@@ -91,7 +100,11 @@ mod tests {
     fn risky_change_with_canary_passes_and_says_so() {
         let v = run("cache", Risk::Medium, &["cache"]);
         assert_eq!(v.decision, Decision::Pass);
-        assert!(v.reason.contains("canary of area `cache` will run"), "{}", v.reason);
+        assert!(
+            v.reason.contains("canary of area `cache` will run"),
+            "{}",
+            v.reason
+        );
     }
 
     #[test]

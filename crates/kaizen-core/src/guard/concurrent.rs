@@ -14,7 +14,11 @@ impl Guard for MaxConcurrent {
         "max_concurrent"
     }
 
-    fn check(&self, _candidate: &Candidate, ctx: &GuardContext<'_>) -> Result<GuardVerdict, GuardError> {
+    fn check(
+        &self,
+        _candidate: &Candidate,
+        ctx: &GuardContext<'_>,
+    ) -> Result<GuardVerdict, GuardError> {
         let max = ctx.policy.max_concurrent as usize;
         let mut open: Vec<&Intervention> = ctx
             .view
@@ -33,7 +37,11 @@ impl Guard for MaxConcurrent {
             .collect::<Vec<_>>()
             .join(", ");
         if n < max {
-            let which = if open.is_empty() { String::new() } else { format!(": {list}") };
+            let which = if open.is_empty() {
+                String::new()
+            } else {
+                format!(": {list}")
+            };
             Ok(verdict(
                 self.name(),
                 Decision::Pass,
@@ -43,7 +51,9 @@ impl Guard for MaxConcurrent {
             Ok(verdict(
                 self.name(),
                 Decision::Block,
-                format!("{n} of max {max} interventions already applied and awaiting validation: {list}"),
+                format!(
+                    "{n} of max {max} interventions already applied and awaiting validation: {list}"
+                ),
             ))
         }
     }
@@ -63,7 +73,9 @@ mod tests {
             max_concurrent: max,
             ..GuardPolicy::default()
         };
-        MaxConcurrent.check(&cand("cache"), &ctx_at(&view, &policy, t0())).unwrap()
+        MaxConcurrent
+            .check(&cand("cache"), &ctx_at(&view, &policy, t0()))
+            .unwrap()
     }
 
     #[test]
@@ -86,10 +98,18 @@ mod tests {
     #[test]
     fn blocks_at_max() {
         let now = t0();
-        let ivs = vec![applied(2, "api", now), applied(1, "cache", now - Duration::hours(1))];
+        let ivs = vec![
+            applied(2, "api", now),
+            applied(1, "cache", now - Duration::hours(1)),
+        ];
         let v = run(ivs, 2);
         assert_eq!(v.decision, Decision::Block);
-        assert!(v.reason.starts_with("2 of max 2 interventions already applied"), "{}", v.reason);
+        assert!(
+            v.reason
+                .starts_with("2 of max 2 interventions already applied"),
+            "{}",
+            v.reason
+        );
         assert!(v.reason.contains("K-000001 (area `cache`"), "{}", v.reason);
         assert!(v.reason.contains("K-000002 (area `api`"), "{}", v.reason);
     }

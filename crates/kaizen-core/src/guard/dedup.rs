@@ -47,7 +47,11 @@ impl Guard for Dedup {
         "dedup"
     }
 
-    fn check(&self, candidate: &Candidate, ctx: &GuardContext<'_>) -> Result<GuardVerdict, GuardError> {
+    fn check(
+        &self,
+        candidate: &Candidate,
+        ctx: &GuardContext<'_>,
+    ) -> Result<GuardVerdict, GuardError> {
         let window = ctx.policy.dedup_window;
         let since = ctx.now - window.to_chrono();
         let mut dups = Vec::new();
@@ -110,7 +114,12 @@ fn live_reason(
         });
     }
     if let Some(t) = other.applied_at.filter(|t| *t > since) {
-        return Some(format!("{}, applied {} ago at {}", other.status, human(now - t), ts(t)));
+        return Some(format!(
+            "{}, applied {} ago at {}",
+            other.status,
+            human(now - t),
+            ts(t)
+        ));
     }
     if matches!(other.status, Status::Backlog | Status::Proposed) && other.created_at > since {
         return Some(format!(
@@ -140,7 +149,11 @@ mod tests {
     #[test]
     fn blocks_same_target_while_applied_even_long_ago() {
         let now = t0();
-        let v = run(&cand("cache"), vec![applied(7, "cache", now - Duration::days(3))], now);
+        let v = run(
+            &cand("cache"),
+            vec![applied(7, "cache", now - Duration::days(3))],
+            now,
+        );
         assert_eq!(v.decision, Decision::Block);
         assert_eq!(
             v.reason,
@@ -159,10 +172,16 @@ mod tests {
             "no live or recent (within 2h) intervention in area `cache` touches config/app.yaml#cache.size_mb"
         );
         let other = cand_with("cache", vec![set("config/app.yaml", "cache.ttl_s")]);
-        assert_eq!(run(&other, vec![applied(7, "cache", now)], now).decision, Decision::Pass);
+        assert_eq!(
+            run(&other, vec![applied(7, "cache", now)], now).decision,
+            Decision::Pass
+        );
         // A key that only shares a prefix string is not nested.
         let other = cand_with("cache", vec![set("config/app.yaml", "cache.size_mb_max")]);
-        assert_eq!(run(&other, vec![applied(7, "cache", now)], now).decision, Decision::Pass);
+        assert_eq!(
+            run(&other, vec![applied(7, "cache", now)], now).decision,
+            Decision::Pass
+        );
     }
 
     #[test]
@@ -171,9 +190,17 @@ mod tests {
         let parent = cand_with("cache", vec![set("./config/app.yaml", "cache")]);
         let v = run(&parent, vec![applied(7, "cache", now)], now);
         assert_eq!(v.decision, Decision::Block);
-        assert!(v.reason.contains("./config/app.yaml#cache vs config/app.yaml#cache.size_mb"), "{}", v.reason);
+        assert!(
+            v.reason
+                .contains("./config/app.yaml#cache vs config/app.yaml#cache.size_mb"),
+            "{}",
+            v.reason
+        );
         let whole = cand_with("cache", vec![write("config/app.yaml")]);
-        assert_eq!(run(&whole, vec![applied(7, "cache", now)], now).decision, Decision::Block);
+        assert_eq!(
+            run(&whole, vec![applied(7, "cache", now)], now).decision,
+            Decision::Block
+        );
     }
 
     #[test]
@@ -186,13 +213,21 @@ mod tests {
         };
         let v = run(&cand("cache"), vec![recent.clone()], now);
         assert_eq!(v.decision, Decision::Block);
-        assert!(v.reason.contains("K-000003 (reverted, applied 119m ago at 2026-11-05T10:01:00Z)"), "{}", v.reason);
+        assert!(
+            v.reason
+                .contains("K-000003 (reverted, applied 119m ago at 2026-11-05T10:01:00Z)"),
+            "{}",
+            v.reason
+        );
         // Exactly at the window edge: no longer a duplicate.
         let edge = Intervention {
             applied_at: Some(now - Duration::hours(2)),
             ..recent
         };
-        assert_eq!(run(&cand("cache"), vec![edge], now).decision, Decision::Pass);
+        assert_eq!(
+            run(&cand("cache"), vec![edge], now).decision,
+            Decision::Pass
+        );
     }
 
     #[test]
@@ -205,18 +240,31 @@ mod tests {
             };
             let v = run(&cand("cache"), vec![fresh.clone()], now);
             assert_eq!(v.decision, Decision::Block, "{status}");
-            assert!(v.reason.contains(&format!("K-000004 ({status} since 2026-11-05T11:30:00Z, 30m ago)")), "{}", v.reason);
+            assert!(
+                v.reason.contains(&format!(
+                    "K-000004 ({status} since 2026-11-05T11:30:00Z, 30m ago)"
+                )),
+                "{}",
+                v.reason
+            );
             let edge = Intervention {
                 created_at: now - Duration::hours(2),
                 ..fresh
             };
-            assert_eq!(run(&cand("cache"), vec![edge], now).decision, Decision::Pass, "{status}");
+            assert_eq!(
+                run(&cand("cache"), vec![edge], now).decision,
+                Decision::Pass,
+                "{status}"
+            );
         }
         // Blocked ones never count.
         let blocked = Intervention {
             created_at: now - Duration::minutes(1),
             ..iv(5, "cache", Status::Blocked)
         };
-        assert_eq!(run(&cand("cache"), vec![blocked], now).decision, Decision::Pass);
+        assert_eq!(
+            run(&cand("cache"), vec![blocked], now).decision,
+            Decision::Pass
+        );
     }
 }

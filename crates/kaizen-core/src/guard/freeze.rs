@@ -33,12 +33,17 @@ pub(crate) fn area_state<'a>(
     let mut done: Vec<&Intervention> = view
         .interventions
         .iter()
-        .filter(|iv| iv.candidate.area == area && matches!(iv.status, Status::Validated | Status::Reverted))
+        .filter(|iv| {
+            iv.candidate.area == area && matches!(iv.status, Status::Validated | Status::Reverted)
+        })
         .collect();
-    done.sort_by(|a, b| (finalized_time(b), b.id).cmp(&(finalized_time(a), a.id)));
+    done.sort_by_key(|iv| std::cmp::Reverse((finalized_time(iv), iv.id)));
     done.truncate(n);
     let streak_until = (done.len() == n && done.iter().all(|iv| iv.status == Status::Reverted))
-        .then(|| done.first().map(|newest| finalized_time(newest) + policy.freeze_for.to_chrono()))
+        .then(|| {
+            done.first()
+                .map(|newest| finalized_time(newest) + policy.freeze_for.to_chrono())
+        })
         .flatten();
     AreaState {
         frozen_until: streak_until.filter(|until| now < *until),
@@ -59,7 +64,11 @@ impl Guard for AreaFreeze {
         "freeze"
     }
 
-    fn check(&self, candidate: &Candidate, ctx: &GuardContext<'_>) -> Result<GuardVerdict, GuardError> {
+    fn check(
+        &self,
+        candidate: &Candidate,
+        ctx: &GuardContext<'_>,
+    ) -> Result<GuardVerdict, GuardError> {
         let area = &candidate.area;
         let state = area_state(ctx.view, ctx.policy, area, ctx.now);
         let n = state.last.len();
@@ -84,7 +93,11 @@ impl Guard for AreaFreeze {
         } else if n == 0 {
             format!("area `{area}` not frozen: no finalized interventions")
         } else {
-            let reverted = state.last.iter().filter(|iv| iv.status == Status::Reverted).count();
+            let reverted = state
+                .last
+                .iter()
+                .filter(|iv| iv.status == Status::Reverted)
+                .count();
             format!(
                 "area `{area}` not frozen: last {n} finalized: {reverted} reverted, {} validated \
                  (freeze needs {} consecutive rollbacks)",
@@ -106,7 +119,9 @@ mod tests {
     fn run(ivs: Vec<Intervention>, now: DateTime<Utc>) -> GuardVerdict {
         let view = LedgerView { interventions: ivs };
         let policy = GuardPolicy::default(); // 3 rollbacks → 24h
-        AreaFreeze.check(&cand("cache"), &ctx_at(&view, &policy, now)).unwrap()
+        AreaFreeze
+            .check(&cand("cache"), &ctx_at(&view, &policy, now))
+            .unwrap()
     }
 
     fn h(x: i64) -> Duration {
@@ -133,10 +148,15 @@ mod tests {
 
     #[test]
     fn other_areas_are_not_frozen() {
-        let ivs: Vec<_> = (1..=3).map(|i| finalized(i, "api", Status::Reverted, t0() - h(i))).collect();
+        let ivs: Vec<_> = (1..=3)
+            .map(|i| finalized(i, "api", Status::Reverted, t0() - h(i)))
+            .collect();
         let v = run(ivs, t0());
         assert_eq!(v.decision, Decision::Pass);
-        assert_eq!(v.reason, "area `cache` not frozen: no finalized interventions");
+        assert_eq!(
+            v.reason,
+            "area `cache` not frozen: no finalized interventions"
+        );
     }
 
     #[test]
@@ -146,7 +166,11 @@ mod tests {
         assert_eq!(run(three_reverts(), just_before).decision, Decision::Block);
         let v = run(three_reverts(), newest + h(24));
         assert_eq!(v.decision, Decision::Pass);
-        assert!(v.reason.contains("ended at 2026-11-06T11:00:00Z"), "{}", v.reason);
+        assert!(
+            v.reason.contains("ended at 2026-11-06T11:00:00Z"),
+            "{}",
+            v.reason
+        );
     }
 
     #[test]
@@ -170,7 +194,12 @@ mod tests {
     #[test]
     fn a_validated_after_three_reverts_unfreezes() {
         let mut ivs = three_reverts();
-        ivs.push(finalized(4, "cache", Status::Validated, t0() - Duration::minutes(10)));
+        ivs.push(finalized(
+            4,
+            "cache",
+            Status::Validated,
+            t0() - Duration::minutes(10),
+        ));
         assert_eq!(run(ivs, t0()).decision, Decision::Pass);
     }
 
@@ -179,7 +208,11 @@ mod tests {
         let ivs = three_reverts().into_iter().skip(1).collect();
         let v = run(ivs, t0());
         assert_eq!(v.decision, Decision::Pass);
-        assert!(v.reason.contains("last 2 finalized: 2 reverted"), "{}", v.reason);
+        assert!(
+            v.reason.contains("last 2 finalized: 2 reverted"),
+            "{}",
+            v.reason
+        );
     }
 
     #[test]
@@ -198,6 +231,10 @@ mod tests {
         ];
         let v = run(ivs, now);
         assert_eq!(v.decision, Decision::Block);
-        assert!(v.reason.contains("(K-000003, K-000004, K-000005)"), "{}", v.reason);
+        assert!(
+            v.reason.contains("(K-000003, K-000004, K-000005)"),
+            "{}",
+            v.reason
+        );
     }
 }

@@ -173,7 +173,11 @@ mod tests {
     fn clean_candidate_passes_the_whole_chain_in_a_real_repo() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("config")).unwrap();
-        std::fs::write(dir.path().join("config/app.yaml"), "cache:\n  size_mb: 64\n").unwrap();
+        std::fs::write(
+            dir.path().join("config/app.yaml"),
+            "cache:\n  size_mb: 64\n",
+        )
+        .unwrap();
         let view = LedgerView::default();
         let policy = GuardPolicy::default();
         let ctx = GuardContext {
@@ -255,7 +259,10 @@ mod tests {
             repo_root: dir.path(),
         };
         let verdicts = run_chain(&default_chain(), &cand("cache"), &ctx);
-        let v = verdicts.iter().find(|v| v.guard == "blocked_paths").unwrap();
+        let v = verdicts
+            .iter()
+            .find(|v| v.guard == "blocked_paths")
+            .unwrap();
         assert_eq!(v.decision, Decision::Block);
         assert!(v.reason.contains("config/["), "{}", v.reason);
     }
@@ -274,7 +281,9 @@ mod tests {
         assert_eq!(budget_left(&view, &policy, now + Duration::hours(9)), 3);
         assert_eq!(budget_left(&view, &policy, now + Duration::hours(30)), 5);
         let full = LedgerView {
-            interventions: (1..=7).map(|i| applied(i, "cache", now - Duration::minutes(i))).collect(),
+            interventions: (1..=7)
+                .map(|i| applied(i, "cache", now - Duration::minutes(i)))
+                .collect(),
         };
         assert_eq!(budget_left(&full, &policy, now), 0);
     }
@@ -285,30 +294,64 @@ mod tests {
         let policy = GuardPolicy::default(); // 3 rollbacks, 24h
         let mut ivs = Vec::new();
         for i in 1..=3 {
-            ivs.push(finalized(i, "cache", Status::Reverted, now - Duration::hours(4 - i)));
+            ivs.push(finalized(
+                i,
+                "cache",
+                Status::Reverted,
+                now - Duration::hours(4 - i),
+            ));
         }
-        ivs.push(finalized(4, "api", Status::Reverted, now - Duration::hours(1)));
-        ivs.push(finalized(5, "api", Status::Reverted, now - Duration::hours(2)));
-        ivs.push(finalized(6, "api", Status::Validated, now - Duration::hours(3)));
-        ivs.push(finalized(7, "api", Status::Reverted, now - Duration::hours(4)));
+        ivs.push(finalized(
+            4,
+            "api",
+            Status::Reverted,
+            now - Duration::hours(1),
+        ));
+        ivs.push(finalized(
+            5,
+            "api",
+            Status::Reverted,
+            now - Duration::hours(2),
+        ));
+        ivs.push(finalized(
+            6,
+            "api",
+            Status::Validated,
+            now - Duration::hours(3),
+        ));
+        ivs.push(finalized(
+            7,
+            "api",
+            Status::Reverted,
+            now - Duration::hours(4),
+        ));
         let view = LedgerView { interventions: ivs };
         let freezes = active_freezes(&view, &policy, now);
         assert_eq!(freezes.len(), 1, "{freezes:?}");
         assert_eq!(freezes[0].area, "cache");
-        assert_eq!(freezes[0].until, now - Duration::hours(1) + Duration::hours(24));
+        assert_eq!(
+            freezes[0].until,
+            now - Duration::hours(1) + Duration::hours(24)
+        );
         assert_eq!(
             freezes[0].reason,
             "3 consecutive rollbacks: K-000001, K-000002, K-000003"
         );
         // The newest rollback (K-3) was 1h ago: the freeze ends 23h from now.
-        assert_eq!(active_freezes(&view, &policy, now + Duration::hours(22)).len(), 1);
+        assert_eq!(
+            active_freezes(&view, &policy, now + Duration::hours(22)).len(),
+            1
+        );
         assert!(active_freezes(&view, &policy, now + Duration::hours(23)).is_empty());
     }
 
     #[test]
     fn excluding_drops_only_that_id() {
         let view = LedgerView {
-            interventions: vec![iv(1, "cache", Status::Proposed), iv(2, "cache", Status::Applied)],
+            interventions: vec![
+                iv(1, "cache", Status::Proposed),
+                iv(2, "cache", Status::Applied),
+            ],
         };
         let v = view.excluding(InterventionId(1));
         assert_eq!(v.interventions.len(), 1);

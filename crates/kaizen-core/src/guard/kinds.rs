@@ -15,7 +15,11 @@ impl Guard for BlockedKinds {
         "blocked_kinds"
     }
 
-    fn check(&self, candidate: &Candidate, ctx: &GuardContext<'_>) -> Result<GuardVerdict, GuardError> {
+    fn check(
+        &self,
+        candidate: &Candidate,
+        ctx: &GuardContext<'_>,
+    ) -> Result<GuardVerdict, GuardError> {
         let blocked = &ctx.policy.blocked_kinds;
         let is_blocked = |kind: &str| {
             blocked
@@ -76,7 +80,9 @@ mod tests {
             blocked_kinds: blocked.iter().map(|s| s.to_string()).collect(),
             ..GuardPolicy::default()
         };
-        BlockedKinds.check(c, &ctx_at(&view, &policy, t0())).unwrap()
+        BlockedKinds
+            .check(c, &ctx_at(&view, &policy, t0()))
+            .unwrap()
     }
 
     #[test]
@@ -97,12 +103,19 @@ mod tests {
         };
         let v = run(&c, &["Restart_Service"]);
         assert_eq!(v.decision, Decision::Block);
-        assert!(v.reason.contains("candidate kind `restart_service`"), "{}", v.reason);
+        assert!(
+            v.reason.contains("candidate kind `restart_service`"),
+            "{}",
+            v.reason
+        );
     }
 
     #[test]
     fn blocks_an_edit_kind() {
-        let c = cand_with("cache", vec![set("config/app.yaml", "a"), write("scripts/run.sh")]);
+        let c = cand_with(
+            "cache",
+            vec![set("config/app.yaml", "a"), write("scripts/run.sh")],
+        );
         let v = run(&c, &["file_write"]);
         assert_eq!(v.decision, Decision::Block);
         assert!(v.reason.contains("edit 2 `file_write`"), "{}", v.reason);

@@ -128,12 +128,18 @@ fn compile(patterns: &[String], guard: &str) -> Result<GlobSet, GuardError> {
 fn matching<'p, S: AsRef<str>>(set: &GlobSet, patterns: &'p [String], segs: &[S]) -> Vec<&'p str> {
     let mut hits: Vec<usize> = Vec::new();
     for i in 1..=segs.len() {
-        let prefix = segs[..i].iter().map(AsRef::as_ref).collect::<Vec<_>>().join("/");
+        let prefix = segs[..i]
+            .iter()
+            .map(AsRef::as_ref)
+            .collect::<Vec<_>>()
+            .join("/");
         hits.extend(set.matches(prefix.as_str()));
     }
     hits.sort_unstable();
     hits.dedup();
-    hits.into_iter().filter_map(|i| patterns.get(i).map(String::as_str)).collect()
+    hits.into_iter()
+        .filter_map(|i| patterns.get(i).map(String::as_str))
+        .collect()
 }
 
 /// How one path fared.
@@ -165,9 +171,15 @@ impl BlockedPaths {
             Err(p) => return Ok(Outcome::Blocked(format!("`{raw}`: {p}"))),
         };
         let norm = segs.join("/");
-        let named = if norm == raw { format!("`{raw}`") } else { format!("`{raw}` (normalised `{norm}`)") };
+        let named = if norm == raw {
+            format!("`{raw}`")
+        } else {
+            format!("`{raw}` (normalised `{norm}`)")
+        };
         if has_git_segment(&segs) {
-            return Ok(Outcome::Blocked(format!("{named} is inside a `.git` directory (git internals)")));
+            return Ok(Outcome::Blocked(format!(
+                "{named} is inside a `.git` directory (git internals)"
+            )));
         }
 
         // A `..` right after a symlink means the parent of the link's target to the OS.
@@ -220,7 +232,9 @@ impl BlockedPaths {
                         }
                     }
                 }
-                Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => break,
+                Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
+                    break;
+                }
                 Err(e) => return Err(io_err(&p, e)),
             }
         }
@@ -231,7 +245,10 @@ impl BlockedPaths {
             let prefix = root.join(segs[..existing].join("/"));
             let canon = std::fs::canonicalize(&prefix).map_err(|e| io_err(&prefix, e))?;
             let Ok(inside) = canon.strip_prefix(root) else {
-                return Ok(Outcome::Blocked(format!("{named} resolves to {}, outside the repository", canon.display())));
+                return Ok(Outcome::Blocked(format!(
+                    "{named} resolves to {}, outside the repository",
+                    canon.display()
+                )));
             };
             let mut r: Vec<String> = Vec::new();
             for c in inside.components() {
@@ -247,7 +264,9 @@ impl BlockedPaths {
             }
             r.extend(segs[existing..].iter().map(|s| s.to_string()));
             if r.is_empty() {
-                return Ok(Outcome::Blocked(format!("{named} resolves to the repository root itself")));
+                return Ok(Outcome::Blocked(format!(
+                    "{named} resolves to the repository root itself"
+                )));
             }
             if has_git_segment(&r) {
                 return Ok(Outcome::Blocked(format!(
@@ -261,7 +280,10 @@ impl BlockedPaths {
 
         let hits = matching(set, patterns, &segs);
         if !hits.is_empty() {
-            return Ok(Outcome::Blocked(format!("{named} matches blocked pattern {}", quote(&hits))));
+            return Ok(Outcome::Blocked(format!(
+                "{named} matches blocked pattern {}",
+                quote(&hits)
+            )));
         }
         if let Some(r) = &resolved {
             let hits = matching(set, patterns, r);
@@ -282,7 +304,10 @@ impl BlockedPaths {
 }
 
 fn quote(pats: &[&str]) -> String {
-    pats.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ")
+    pats.iter()
+        .map(|p| format!("`{p}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn rel_display(target: &Path, root: &Path) -> String {
@@ -297,12 +322,19 @@ impl Guard for BlockedPaths {
         "blocked_paths"
     }
 
-    fn check(&self, candidate: &Candidate, ctx: &GuardContext<'_>) -> Result<GuardVerdict, GuardError> {
+    fn check(
+        &self,
+        candidate: &Candidate,
+        ctx: &GuardContext<'_>,
+    ) -> Result<GuardVerdict, GuardError> {
         let patterns = &ctx.policy.blocked_paths;
         let set = compile(patterns, self.name())?;
         let root: PathBuf = ctx.repo_root.canonicalize().map_err(|e| GuardError {
             guard: self.name().to_string(),
-            message: format!("cannot resolve the repository root {}: {e}", ctx.repo_root.display()),
+            message: format!(
+                "cannot resolve the repository root {}: {e}",
+                ctx.repo_root.display()
+            ),
         })?;
         let paths = candidate.paths();
         let mut ok = Vec::new();
@@ -329,7 +361,12 @@ impl Guard for BlockedPaths {
             Ok(verdict(
                 self.name(),
                 Decision::Block,
-                format!("{} of {} path(s) blocked: {}", blocked.len(), paths.len(), blocked.join("; ")),
+                format!(
+                    "{} of {} path(s) blocked: {}",
+                    blocked.len(),
+                    paths.len(),
+                    blocked.join("; ")
+                ),
             ))
         }
     }
@@ -344,8 +381,14 @@ mod tests {
 
     #[test]
     fn normalises_lexically() {
-        assert_eq!(normalize_repo_path("config/app.yaml").unwrap(), "config/app.yaml");
-        assert_eq!(normalize_repo_path("./config//x/../app.yaml").unwrap(), "config/app.yaml");
+        assert_eq!(
+            normalize_repo_path("config/app.yaml").unwrap(),
+            "config/app.yaml"
+        );
+        assert_eq!(
+            normalize_repo_path("./config//x/../app.yaml").unwrap(),
+            "config/app.yaml"
+        );
         assert_eq!(normalize_repo_path("a/../b").unwrap(), "b");
         for (raw, want) in [
             ("", PathProblem::Empty),
@@ -390,7 +433,11 @@ mod tests {
         p
     }
 
-    fn check_paths(root: &Path, policy: &GuardPolicy, paths: &[&str]) -> Result<GuardVerdict, GuardError> {
+    fn check_paths(
+        root: &Path,
+        policy: &GuardPolicy,
+        paths: &[&str],
+    ) -> Result<GuardVerdict, GuardError> {
         let view = LedgerView::default();
         let c = cand_with("cache", paths.iter().map(|p| set(p, "a")).collect());
         let ctx = GuardContext {
@@ -409,7 +456,13 @@ mod tests {
     #[test]
     fn ordinary_paths_pass() {
         let dir = repo();
-        for p in ["config/app.yaml", "config/../config/app.yaml", "./config/new.yaml", "docs/new/x.md", "keys.md"] {
+        for p in [
+            "config/app.yaml",
+            "config/../config/app.yaml",
+            "./config/new.yaml",
+            "docs/new/x.md",
+            "keys.md",
+        ] {
             let v = run(dir.path(), p);
             assert_eq!(v.decision, Decision::Pass, "{p}: {}", v.reason);
         }
@@ -426,20 +479,41 @@ mod tests {
         let cases = [
             (".git/config", "inside a `.git` directory"),
             (".GIT/config", "inside a `.git` directory"),
-            ("vendor/lib/.git/hooks/pre-commit", "inside a `.git` directory"),
+            (
+                "vendor/lib/.git/hooks/pre-commit",
+                "inside a `.git` directory",
+            ),
             ("../outside", "`..` leaves the repository root"),
             ("/etc/passwd", "absolute"),
-            ("config/../.git/HEAD", "`config/../.git/HEAD` (normalised `.git/HEAD`) is inside a `.git` directory"),
-            (".kaizen/ledger.sqlite", "matches blocked pattern `.kaizen`, `.kaizen/**`"),
+            (
+                "config/../.git/HEAD",
+                "`config/../.git/HEAD` (normalised `.git/HEAD`) is inside a `.git` directory",
+            ),
+            (
+                ".kaizen/ledger.sqlite",
+                "matches blocked pattern `.kaizen`, `.kaizen/**`",
+            ),
             ("secrets/db.yaml", "matches blocked pattern `**/secrets/**`"),
-            ("app/secrets/db.yaml", "matches blocked pattern `**/secrets/**`"),
+            (
+                "app/secrets/db.yaml",
+                "matches blocked pattern `**/secrets/**`",
+            ),
             ("deploy/tls.pem", "matches blocked pattern `**/*.pem`"),
             ("deploy/TLS.PEM", "matches blocked pattern `**/*.pem`"),
             ("server.key", "matches blocked pattern `**/*.key`"),
             (".env.local", "matches blocked pattern `**/.env*`"),
-            ("link/x.yaml", "`link` is a symlink to /tmp, outside the repository"),
-            ("link", "`link` is a symlink to /tmp, outside the repository"),
-            ("link2/config", "resolves through `link2` → `.git` to `.git/config`, inside a `.git` directory"),
+            (
+                "link/x.yaml",
+                "`link` is a symlink to /tmp, outside the repository",
+            ),
+            (
+                "link",
+                "`link` is a symlink to /tmp, outside the repository",
+            ),
+            (
+                "link2/config",
+                "resolves through `link2` → `.git` to `.git/config`, inside a `.git` directory",
+            ),
             ("link2", "to `.git`, inside a `.git` directory"),
             ("dang/x.yaml", "`dang` is a symlink that cannot be resolved"),
             ("conf/../x.yaml", "`..` follows the symlink `conf`"),
@@ -452,7 +526,11 @@ mod tests {
             let v = run(dir.path(), p);
             assert_eq!(v.decision, Decision::Block, "{p}: {}", v.reason);
             assert!(v.reason.contains(want), "{p}: {}", v.reason);
-            assert!(v.reason.starts_with("1 of 1 path(s) blocked: "), "{p}: {}", v.reason);
+            assert!(
+                v.reason.starts_with("1 of 1 path(s) blocked: "),
+                "{p}: {}",
+                v.reason
+            );
         }
     }
 
@@ -461,13 +539,22 @@ mod tests {
         let dir = repo();
         let v = run(dir.path(), "conf/app.yaml");
         assert_eq!(v.decision, Decision::Pass, "{}", v.reason);
-        assert!(v.reason.contains("conf/app.yaml (via `conf` → `config`)"), "{}", v.reason);
+        assert!(
+            v.reason.contains("conf/app.yaml (via `conf` → `config`)"),
+            "{}",
+            v.reason
+        );
         // The resolved path is matched against the globs too.
         let mut p = policy();
         p.blocked_paths.push("config/**".into());
         let v = check_paths(dir.path(), &p, &["conf/app.yaml"]).unwrap();
         assert_eq!(v.decision, Decision::Block);
-        assert!(v.reason.contains("to `config/app.yaml`, which matches blocked pattern `config/**`"), "{}", v.reason);
+        assert!(
+            v.reason
+                .contains("to `config/app.yaml`, which matches blocked pattern `config/**`"),
+            "{}",
+            v.reason
+        );
     }
 
     #[test]
@@ -479,20 +566,53 @@ mod tests {
         };
         let v = check_paths(dir.path(), &p, &["infra/prod/db.yaml"]).unwrap();
         assert_eq!(v.decision, Decision::Block);
-        assert!(v.reason.contains("matches blocked pattern `infra`"), "{}", v.reason);
+        assert!(
+            v.reason.contains("matches blocked pattern `infra`"),
+            "{}",
+            v.reason
+        );
         // literal_separator: `*.lock` is top-level only.
-        assert_eq!(check_paths(dir.path(), &p, &["Cargo.lock"]).unwrap().decision, Decision::Block);
-        assert_eq!(check_paths(dir.path(), &p, &["sub/Cargo.lock"]).unwrap().decision, Decision::Pass);
-        assert_eq!(check_paths(dir.path(), &p, &["infrastructure.yaml"]).unwrap().decision, Decision::Pass);
+        assert_eq!(
+            check_paths(dir.path(), &p, &["Cargo.lock"])
+                .unwrap()
+                .decision,
+            Decision::Block
+        );
+        assert_eq!(
+            check_paths(dir.path(), &p, &["sub/Cargo.lock"])
+                .unwrap()
+                .decision,
+            Decision::Pass
+        );
+        assert_eq!(
+            check_paths(dir.path(), &p, &["infrastructure.yaml"])
+                .unwrap()
+                .decision,
+            Decision::Pass
+        );
     }
 
     #[test]
     fn every_path_is_checked_and_all_problems_listed() {
         let dir = repo();
-        let v = check_paths(dir.path(), &policy(), &["config/app.yaml", ".git/config", "secrets/x.yaml"]).unwrap();
+        let v = check_paths(
+            dir.path(),
+            &policy(),
+            &["config/app.yaml", ".git/config", "secrets/x.yaml"],
+        )
+        .unwrap();
         assert_eq!(v.decision, Decision::Block);
-        assert!(v.reason.starts_with("2 of 3 path(s) blocked: `.git/config`"), "{}", v.reason);
-        assert!(v.reason.contains("`secrets/x.yaml` matches"), "{}", v.reason);
+        assert!(
+            v.reason
+                .starts_with("2 of 3 path(s) blocked: `.git/config`"),
+            "{}",
+            v.reason
+        );
+        assert!(
+            v.reason.contains("`secrets/x.yaml` matches"),
+            "{}",
+            v.reason
+        );
     }
 
     #[test]
@@ -504,8 +624,21 @@ mod tests {
         };
         let e = check_paths(dir.path(), &p, &["config/app.yaml"]).unwrap_err();
         assert_eq!(e.guard, "blocked_paths");
-        assert!(e.message.contains("guards.blocked_paths[1] \"a/{b\""), "{}", e.message);
-        let e = check_paths(Path::new("/nonexistent-kaizen-repo"), &policy(), &["config/app.yaml"]).unwrap_err();
-        assert!(e.message.contains("cannot resolve the repository root"), "{}", e.message);
+        assert!(
+            e.message.contains("guards.blocked_paths[1] \"a/{b\""),
+            "{}",
+            e.message
+        );
+        let e = check_paths(
+            Path::new("/nonexistent-kaizen-repo"),
+            &policy(),
+            &["config/app.yaml"],
+        )
+        .unwrap_err();
+        assert!(
+            e.message.contains("cannot resolve the repository root"),
+            "{}",
+            e.message
+        );
     }
 }

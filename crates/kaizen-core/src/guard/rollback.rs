@@ -17,7 +17,11 @@ impl Guard for RollbackPlan {
         "rollback"
     }
 
-    fn check(&self, candidate: &Candidate, _ctx: &GuardContext<'_>) -> Result<GuardVerdict, GuardError> {
+    fn check(
+        &self,
+        candidate: &Candidate,
+        _ctx: &GuardContext<'_>,
+    ) -> Result<GuardVerdict, GuardError> {
         let block = |reason: String| Ok(verdict(self.name(), Decision::Block, reason));
         let Some(raw) = candidate.rollback.as_deref() else {
             return block("no rollback plan (write `revert` to revert the apply commit, or describe the undo)".into());
@@ -26,7 +30,10 @@ impl Guard for RollbackPlan {
         if plan.is_empty() {
             return block("rollback plan is empty (write `revert` or describe the undo)".into());
         }
-        let bare = plan.trim_end_matches(['.', '!']).trim().to_ascii_lowercase();
+        let bare = plan
+            .trim_end_matches(['.', '!'])
+            .trim()
+            .to_ascii_lowercase();
         if NON_PLANS.contains(&bare.as_str()) || bare.is_empty() {
             return block(format!(
                 "rollback plan {plan:?} is a placeholder, not a plan (write `revert` or describe the undo)"
@@ -36,7 +43,11 @@ impl Guard for RollbackPlan {
             "rollback: revert the apply commit".to_string()
         } else {
             let shown: String = plan.chars().take(120).collect();
-            let more = if plan.chars().count() > 120 { "…" } else { "" };
+            let more = if plan.chars().count() > 120 {
+                "…"
+            } else {
+                ""
+            };
             format!("rollback plan: {shown}{more}")
         };
         Ok(verdict(self.name(), Decision::Pass, reason))
@@ -57,15 +68,28 @@ mod tests {
             rollback: rollback.map(str::to_string),
             ..cand("cache")
         };
-        RollbackPlan.check(&c, &ctx_at(&view, &policy, t0())).unwrap()
+        RollbackPlan
+            .check(&c, &ctx_at(&view, &policy, t0()))
+            .unwrap()
     }
 
     #[test]
     fn blocks_missing_empty_and_placeholders() {
         assert!(run(None).reason.contains("no rollback plan"));
-        for bad in [None, Some(""), Some("   "), Some("none"), Some("N/A"), Some("na"), Some("TBD"),
-            Some("todo"), Some("-"), Some("?"), Some("None."), Some(" tbd! ")]
-        {
+        for bad in [
+            None,
+            Some(""),
+            Some("   "),
+            Some("none"),
+            Some("N/A"),
+            Some("na"),
+            Some("TBD"),
+            Some("todo"),
+            Some("-"),
+            Some("?"),
+            Some("None."),
+            Some(" tbd! "),
+        ] {
             assert_eq!(run(bad).decision, Decision::Block, "{bad:?}");
         }
         assert!(run(Some("TBD")).reason.contains("\"TBD\""));

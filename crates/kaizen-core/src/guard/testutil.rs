@@ -99,7 +99,11 @@ pub(crate) fn finalized(id: i64, area: &str, status: Status, at: DateTime<Utc>) 
 }
 
 /// A context for guards that do not read the file tree.
-pub(crate) fn ctx_at<'a>(view: &'a LedgerView, policy: &'a GuardPolicy, now: DateTime<Utc>) -> GuardContext<'a> {
+pub(crate) fn ctx_at<'a>(
+    view: &'a LedgerView,
+    policy: &'a GuardPolicy,
+    now: DateTime<Utc>,
+) -> GuardContext<'a> {
     GuardContext {
         view,
         policy,

@@ -17,7 +17,11 @@ impl Guard for WellFormed {
         "well_formed"
     }
 
-    fn check(&self, candidate: &Candidate, _ctx: &GuardContext<'_>) -> Result<GuardVerdict, GuardError> {
+    fn check(
+        &self,
+        candidate: &Candidate,
+        _ctx: &GuardContext<'_>,
+    ) -> Result<GuardVerdict, GuardError> {
         let mut problems = Vec::new();
         let c = candidate.confidence;
         if !c.is_finite() || !(0.0..=1.0).contains(&c) {
@@ -27,7 +31,9 @@ impl Guard for WellFormed {
         if n == 0 {
             problems.push("change has no edits".to_string());
         } else if n > MAX_EDITS {
-            problems.push(format!("change has {n} edits, more than the {MAX_EDITS} allowed"));
+            problems.push(format!(
+                "change has {n} edits, more than the {MAX_EDITS} allowed"
+            ));
         }
         if candidate.title.trim().is_empty() {
             problems.push("title is empty".to_string());
@@ -66,17 +72,25 @@ mod tests {
         assert_eq!(v.decision, Decision::Pass, "{}", v.reason);
         assert_eq!(v.reason, "1 edit(s) in area `cache`, confidence 0.7");
         for conf in [0.0, 1.0] {
-            let c = Candidate { confidence: conf, ..cand("cache") };
+            let c = Candidate {
+                confidence: conf,
+                ..cand("cache")
+            };
             assert_eq!(run(&c).decision, Decision::Pass);
         }
-        let fifty = (0..MAX_EDITS).map(|i| set("config/app.yaml", &format!("k{i}"))).collect();
+        let fifty = (0..MAX_EDITS)
+            .map(|i| set("config/app.yaml", &format!("k{i}")))
+            .collect();
         assert_eq!(run(&cand_with("cache", fifty)).decision, Decision::Pass);
     }
 
     #[test]
     fn blocks_bad_confidence() {
         for conf in [f64::NAN, f64::INFINITY, -0.01, 1.01] {
-            let c = Candidate { confidence: conf, ..cand("cache") };
+            let c = Candidate {
+                confidence: conf,
+                ..cand("cache")
+            };
             let v = run(&c);
             assert_eq!(v.decision, Decision::Block, "{conf}");
             assert!(v.reason.contains("confidence"), "{}", v.reason);
@@ -86,10 +100,16 @@ mod tests {
     #[test]
     fn blocks_empty_or_oversized_change_and_blank_names_listing_all() {
         assert!(run(&cand_with("cache", vec![])).reason.contains("no edits"));
-        let many = (0..=MAX_EDITS).map(|i| set("config/app.yaml", &format!("k{i}"))).collect();
+        let many = (0..=MAX_EDITS)
+            .map(|i| set("config/app.yaml", &format!("k{i}")))
+            .collect();
         let v = run(&cand_with("cache", many));
         assert_eq!(v.decision, Decision::Block);
-        assert!(v.reason.contains("51 edits, more than the 50"), "{}", v.reason);
+        assert!(
+            v.reason.contains("51 edits, more than the 50"),
+            "{}",
+            v.reason
+        );
         let c = Candidate {
             title: "  ".into(),
             area: String::new(),
