@@ -5,7 +5,7 @@
 //!
 //! | name             | type               | blocks when                                                    |
 //! | ---------------- | ------------------ | -------------------------------------------------------------- |
-//! | `well_formed`    | [`WellFormed`]     | confidence outside [0,1], no edits, > 50 edits, empty title/area |
+//! | `well_formed`    | [`WellFormed`]     | confidence outside 0..=1, no edits, > 50 edits, empty title/area |
 //! | `blocked_paths`  | [`BlockedPaths`]   | a path leaves the repo (`..`, absolute, symlink) or matches a blocked glob |
 //! | `blocked_kinds`  | [`BlockedKinds`]   | the candidate's or an edit's kind is listed                    |
 //! | `rollback`       | [`RollbackPlan`]   | no usable rollback plan (`none`, `tbd`, ...)                   |
