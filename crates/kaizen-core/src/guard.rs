@@ -13,6 +13,20 @@ use std::fmt;
 pub mod guards;
 pub use guards::{active_freezes, budget_left, default_chain};
 
+pub mod budget;
+pub mod canary;
+pub mod concurrent;
+pub mod dedup;
+pub mod freeze;
+pub mod kinds;
+pub mod paths;
+pub mod rollback;
+#[cfg(test)]
+mod testutil;
+pub mod well_formed;
+
+pub use guards::{active_freezes, budget_left, default_chain};
+
 /// What a guard decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
