@@ -529,7 +529,16 @@ impl Engine {
     }
 
     fn run_guards(&self, candidate: &Candidate, now: DateTime<Utc>) -> Result<Vec<GuardVerdict>, EngineError> {
-        let view = self.ledger.view(now, self.view_lookback())?;
+        self.run_guards_excluding(candidate, now, None)
+    }
+
+    /// Guards `candidate`; `itself` (an already-recorded intervention being guarded again) is
+    /// left out of the view so it is not a duplicate of itself.
+    fn run_guards_excluding(&self, candidate: &Candidate, now: DateTime<Utc>, itself: Option<InterventionId>) -> Result<Vec<GuardVerdict>, EngineError> {
+        let mut view = self.ledger.view(now, self.view_lookback())?;
+        if let Some(id) = itself {
+            view = view.excluding(id);
+        }
         let ctx = GuardContext {
             view: &view,
             policy: &self.settings.policy,
@@ -600,7 +609,7 @@ impl Engine {
             return Err(EngineError::Refused { id, message: format!("is {}, only proposed interventions can be applied", iv.status) });
         }
         let now = self.clock.now();
-        let verdicts = self.run_guards(&iv.candidate, now)?;
+        let verdicts = self.run_guards_excluding(&iv.candidate, now, Some(id))?;
         self.ledger.record_guard_verdicts(id, now, &verdicts)?;
         let (decision, reason) = guard::overall(&verdicts);
         match decision {

@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 pub mod guards;
-pub use guards::{active_freezes, budget_left, default_chain};
 
 pub mod budget;
 pub mod canary;
