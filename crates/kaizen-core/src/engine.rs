@@ -489,7 +489,7 @@ impl Engine {
             }
         }
 
-        let verdicts = self.run_guards(&candidate, now)?;
+        let verdicts = self.run_guards_excluding(&candidate, now, Some(id))?;
         self.ledger.record_guard_verdicts(id, now, &verdicts)?;
         for v in verdicts.iter().filter(|v| v.decision != Decision::Pass) {
             tracing::info!("kaizen intervention={id} stage=guard guard={} decision={} reason={}", v.guard, v.decision, v.reason);
