@@ -40,7 +40,11 @@ fn clock_for(now: Option<&str>) -> Result<Arc<dyn Clock>> {
         None => Ok(Arc::new(SystemClock)),
         Some(text) => {
             let at: DateTime<Utc> = DateTime::parse_from_rfc3339(text.trim())
-                .map_err(|e| usage(format!("--now {text:?} is not an RFC 3339 instant (e.g. 2026-11-23T10:00:00Z): {e}")))?
+                .map_err(|e| {
+                    usage(format!(
+                        "--now {text:?} is not an RFC 3339 instant (e.g. 2026-11-23T10:00:00Z): {e}"
+                    ))
+                })?
                 .with_timezone(&Utc);
             Ok(Arc::new(ManualClock::at(at)))
         }
@@ -50,17 +54,20 @@ fn clock_for(now: Option<&str>) -> Result<Arc<dyn Clock>> {
 fn load_config(path: &Path) -> Result<Config> {
     match Config::load(path) {
         Ok(c) => Ok(c),
-        Err(ConfigError::Io { file, source }) if source.kind() == std::io::ErrorKind::NotFound => Err(usage(format!(
-            "no config at {} (run `kaizen init` in your repository, or pass --config PATH)",
-            file.display()
-        ))),
+        Err(ConfigError::Io { file, source }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Err(usage(format!(
+                "no config at {} (run `kaizen init` in your repository, or pass --config PATH)",
+                file.display()
+            )))
+        }
         Err(e @ ConfigError::Io { .. }) => Err(Failure::Runtime(anyhow!(e))),
         Err(e @ ConfigError::Invalid(_)) => Err(usage(e.to_string())),
     }
 }
 
 fn parse_id(text: &str) -> Result<InterventionId> {
-    text.parse().map_err(|e: kaizen_core::intervention::IdError| usage(e.to_string()))
+    text.parse()
+        .map_err(|e: kaizen_core::intervention::IdError| usage(e.to_string()))
 }
 
 fn load_lessons(config: &Config) -> Vec<Lesson> {
@@ -89,7 +96,10 @@ fn lock(config: &Config) -> Result<StateLock> {
 
 fn print_report(report: &CycleReport, json: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(report).context("serialising the report")?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(report).context("serialising the report")?
+        );
     } else {
         render::report(report);
     }
@@ -109,15 +119,28 @@ pub async fn run(cli: Cli) -> Result<()> {
                 at: engine.now(),
                 ..Default::default()
             };
-            let n = engine.observe(&mut report).await.map_err(|e| Failure::Runtime(anyhow!(e)))?;
+            let n = engine
+                .observe(&mut report)
+                .await
+                .map_err(|e| Failure::Runtime(anyhow!(e)))?;
             render::report(&report);
-            println!("recorded {n} sample(s) at {}", report.at.format("%Y-%m-%dT%H:%M:%SZ"));
+            println!(
+                "recorded {n} sample(s) at {}",
+                report.at.format("%Y-%m-%dT%H:%M:%SZ")
+            );
             for (name, _) in config.signals.iter() {
-                if let Some(s) = engine.ledger().latest_sample(name).map_err(|e| Failure::Runtime(anyhow!(e)))?
+                if let Some(s) = engine
+                    .ledger()
+                    .latest_sample(name)
+                    .map_err(|e| Failure::Runtime(anyhow!(e)))?
                     && s.at == report.at
                 {
                     let sig = &config.signals[name].signal;
-                    let alert = if sig.is_alerting(s.value) { "  ALERT" } else { "" };
+                    let alert = if sig.is_alerting(s.value) {
+                        "  ALERT"
+                    } else {
+                        ""
+                    };
                     println!("  {name} = {} {}{alert}", s.value, sig.unit);
                 }
             }
@@ -128,10 +151,15 @@ pub async fn run(cli: Cli) -> Result<()> {
             let _lock = lock(&config)?;
             let mut engine = engine(&config, clock)?;
             let mut report = CycleReport::default();
-            let candidates = engine.gather_proposals(&mut report).await.map_err(|e| Failure::Runtime(anyhow!(e)))?;
+            let candidates = engine
+                .gather_proposals(&mut report)
+                .await
+                .map_err(|e| Failure::Runtime(anyhow!(e)))?;
             let mut out = Vec::new();
             for (proposer, c) in candidates {
-                let verdicts = engine.dry_guards(&c).map_err(|e| Failure::Runtime(anyhow!(e)))?;
+                let verdicts = engine
+                    .dry_guards(&c)
+                    .map_err(|e| Failure::Runtime(anyhow!(e)))?;
                 out.push((proposer, c, verdicts));
             }
             if json {
@@ -142,7 +170,10 @@ pub async fn run(cli: Cli) -> Result<()> {
                         serde_json::json!({"proposer": p, "candidate": c, "guards": v, "decision": d, "reason": reason})
                     })
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&arr).context("serialising")?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&arr).context("serialising")?
+                );
             } else {
                 for line in &report.lines {
                     println!("{}", line.text);
@@ -155,7 +186,10 @@ pub async fn run(cli: Cli) -> Result<()> {
             let config = load_config(&cli.config)?;
             let _lock = lock(&config)?;
             let mut engine = engine(&config, clock)?;
-            let report = engine.cycle().await.map_err(|e| Failure::Runtime(anyhow!(e)))?;
+            let report = engine
+                .cycle()
+                .await
+                .map_err(|e| Failure::Runtime(anyhow!(e)))?;
             print_report(&report, json)
         }
         Command::Interventions { json, status } => {
@@ -170,8 +204,12 @@ pub async fn run(cli: Cli) -> Result<()> {
                 all.retain(|i| i.status == st);
             }
             if json {
-                let arr: Vec<serde_json::Value> = all.iter().map(render::intervention_json).collect();
-                println!("{}", serde_json::to_string_pretty(&arr).context("serialising")?);
+                let arr: Vec<serde_json::Value> =
+                    all.iter().map(render::intervention_json).collect();
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&arr).context("serialising")?
+                );
             } else {
                 render::intervention_table(&all);
             }
@@ -180,15 +218,22 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Show { id, json } => {
             let config = load_config(&cli.config)?;
             let id = parse_id(&id)?;
-            let ledger = open_ledger_read(&config)?.ok_or_else(|| usage(format!("no intervention {id} (the ledger is empty)")))?;
+            let ledger = open_ledger_read(&config)?
+                .ok_or_else(|| usage(format!("no intervention {id} (the ledger is empty)")))?;
             let iv = match ledger.get(id) {
                 Ok(iv) => iv,
-                Err(kaizen_core::ledger::LedgerError::NotFound(_)) => return Err(usage(format!("no intervention {id}"))),
+                Err(kaizen_core::ledger::LedgerError::NotFound(_)) => {
+                    return Err(usage(format!("no intervention {id}")));
+                }
                 Err(e) => return Err(Failure::Runtime(anyhow!(e))),
             };
-            let chain = render::Chain::load(&ledger, iv).map_err(|e| Failure::Runtime(anyhow!(e)))?;
+            let chain =
+                render::Chain::load(&ledger, iv).map_err(|e| Failure::Runtime(anyhow!(e)))?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&chain.to_json()).context("serialising")?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&chain.to_json()).context("serialising")?
+                );
             } else {
                 chain.print();
             }
@@ -201,10 +246,12 @@ pub async fn run(cli: Cli) -> Result<()> {
             let mut engine = engine(&config, clock)?;
             match engine.revert(id, &reason) {
                 Ok(report) => print_report(&report, false),
-                Err(kaizen_core::engine::EngineError::Ledger(kaizen_core::ledger::LedgerError::NotFound(_))) => {
-                    Err(usage(format!("no intervention {id}")))
+                Err(kaizen_core::engine::EngineError::Ledger(
+                    kaizen_core::ledger::LedgerError::NotFound(_),
+                )) => Err(usage(format!("no intervention {id}"))),
+                Err(e @ kaizen_core::engine::EngineError::Refused { .. }) => {
+                    Err(Failure::Runtime(anyhow!(e)))
                 }
-                Err(e @ kaizen_core::engine::EngineError::Refused { .. }) => Err(Failure::Runtime(anyhow!(e))),
                 Err(e) => Err(Failure::Runtime(anyhow!(e))),
             }
         }
@@ -213,7 +260,10 @@ pub async fn run(cli: Cli) -> Result<()> {
             let id = parse_id(&id)?;
             let _lock = lock(&config)?;
             let mut engine = engine(&config, clock)?;
-            let report = engine.approve(id).await.map_err(|e| Failure::Runtime(anyhow!(e)))?;
+            let report = engine
+                .approve(id)
+                .await
+                .map_err(|e| Failure::Runtime(anyhow!(e)))?;
             print_report(&report, false)?;
             if report.applied.contains(&id) {
                 Ok(())
@@ -222,7 +272,10 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Demo { keep } => crate::commands::demo(keep).await,
-        Command::Sim { files, verbose_decisions } => crate::commands::sim(&files, verbose_decisions).await,
+        Command::Sim {
+            files,
+            verbose_decisions,
+        } => crate::commands::sim(&files, verbose_decisions).await,
     }
 }
 
@@ -231,7 +284,9 @@ fn open_ledger_read(config: &Config) -> Result<Option<Ledger>> {
     if !path.exists() {
         return Ok(None);
     }
-    Ledger::open(&path).map(Some).map_err(|e| Failure::Runtime(anyhow!(e)))
+    Ledger::open(&path)
+        .map(Some)
+        .map_err(|e| Failure::Runtime(anyhow!(e)))
 }
 
 fn init(config_path: &Path, force: bool) -> Result<()> {
@@ -240,20 +295,35 @@ fn init(config_path: &Path, force: bool) -> Result<()> {
         _ => std::env::current_dir().context("reading the current directory")?,
     };
     if git2_probe(&dir).is_none() {
-        return Err(usage(format!("{} is not inside a git repository (run `git init` first)", dir.display())));
+        return Err(usage(format!(
+            "{} is not inside a git repository (run `git init` first)",
+            dir.display()
+        )));
     }
     if config_path.exists() && !force {
-        return Err(usage(format!("{} already exists (use --force to overwrite)", config_path.display())));
+        return Err(usage(format!(
+            "{} already exists (use --force to overwrite)",
+            config_path.display()
+        )));
     }
-    std::fs::write(config_path, DEFAULT_CONFIG).with_context(|| format!("writing {}", config_path.display()))?;
+    std::fs::write(config_path, DEFAULT_CONFIG)
+        .with_context(|| format!("writing {}", config_path.display()))?;
     println!("wrote {}", config_path.display());
     let config = load_config(config_path)?;
-    std::fs::create_dir_all(&config.state_dir).with_context(|| format!("creating {}", config.state_dir.display()))?;
+    std::fs::create_dir_all(&config.state_dir)
+        .with_context(|| format!("creating {}", config.state_dir.display()))?;
     println!("created {}", config.state_dir.display());
     match assemble::exclude_state_dir(&config.repo, &config.state_dir) {
-        Ok(true) => println!("git-ignored {} via .git/info/exclude", config.state_dir.display()),
+        Ok(true) => println!(
+            "git-ignored {} via .git/info/exclude",
+            config.state_dir.display()
+        ),
         Ok(false) => println!("{} already git-ignored", config.state_dir.display()),
-        Err(e) => return Err(Failure::Runtime(anyhow!("cannot update .git/info/exclude: {e}"))),
+        Err(e) => {
+            return Err(Failure::Runtime(anyhow!(
+                "cannot update .git/info/exclude: {e}"
+            )));
+        }
     }
     Ok(())
 }

@@ -13,7 +13,12 @@ use std::process::ExitCode;
 #[command(name = "kaizen", version, about, long_about = None)]
 pub struct Cli {
     /// The config file.
-    #[arg(long, global = true, default_value = "kaizen.yaml", env = "KAIZEN_CONFIG")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "kaizen.yaml",
+        env = "KAIZEN_CONFIG"
+    )]
     pub config: PathBuf,
     /// Run as if the clock read this instant (RFC 3339, e.g. 2026-11-23T10:00:00Z).
     #[arg(long, global = true, env = "KAIZEN_NOW")]
@@ -109,10 +114,19 @@ fn main() -> ExitCode {
         1 => "info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KAIZEN_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KAIZEN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(2)
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("kaizen: cannot start the async runtime: {e}");

@@ -1,11 +1,11 @@
 //! Human-readable and JSON renderings of reports and interventions.
 
+use chrono::{DateTime, Utc};
 use kaizen_core::engine::CycleReport;
 use kaizen_core::guard::{GuardVerdict, overall};
 use kaizen_core::intervention::{Candidate, Intervention};
 use kaizen_core::ledger::{Event, Ledger, LedgerError};
 use kaizen_core::validate::Verdict;
-use chrono::{DateTime, Utc};
 
 fn ts(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
@@ -18,7 +18,10 @@ fn short(sha: &str) -> &str {
 /// Prints a cycle report, one decision per line.
 pub fn report(report: &CycleReport) {
     for line in &report.lines {
-        let id = line.id.map(|i| i.to_string()).unwrap_or_else(|| "-".repeat(8));
+        let id = line
+            .id
+            .map(|i| i.to_string())
+            .unwrap_or_else(|| "-".repeat(8));
         println!("{} {id} {:<9} {}", ts(report.at), line.stage, line.text);
     }
     for e in &report.escalations {
@@ -43,7 +46,12 @@ pub fn candidates(list: &[(String, Candidate, Vec<GuardVerdict>)]) {
             println!("  change:     {e}");
         }
         println!("  predicts:   {}", c.prediction);
-        println!("  risk {} · confidence {:.2} · rollback {}", c.risk, c.confidence, c.rollback.as_deref().unwrap_or("NONE"));
+        println!(
+            "  risk {} · confidence {:.2} · rollback {}",
+            c.risk,
+            c.confidence,
+            c.rollback.as_deref().unwrap_or("NONE")
+        );
         println!("  guards now: {decision} — {reason}");
     }
 }
@@ -79,7 +87,10 @@ pub fn intervention_table(list: &[Intervention]) {
         println!("no interventions yet");
         return;
     }
-    println!("{:<9} {:<9} {:<12} {:<12} {:<10} TITLE / REASON", "ID", "STATUS", "OUTCOME", "AREA", "COMMIT");
+    println!(
+        "{:<9} {:<9} {:<12} {:<12} {:<10} TITLE / REASON",
+        "ID", "STATUS", "OUTCOME", "AREA", "COMMIT"
+    );
     for iv in list {
         println!(
             "{:<9} {:<9} {:<12} {:<12} {:<10} {}",
@@ -120,15 +131,40 @@ impl Chain {
     pub fn to_json(&self) -> serde_json::Value {
         let mut v = intervention_json(&self.iv);
         if let Some(obj) = v.as_object_mut() {
-            obj.insert("hypothesis".into(), self.iv.candidate.hypothesis.clone().into());
-            obj.insert("trigger".into(), self.iv.candidate.origin.trigger.clone().into());
-            obj.insert("change".into(), serde_json::to_value(&self.iv.candidate.change).unwrap_or_default());
-            obj.insert("cites".into(), serde_json::to_value(&self.iv.candidate.origin.cites).unwrap_or_default());
-            obj.insert("argues_against".into(), serde_json::to_value(&self.iv.candidate.origin.argues_against).unwrap_or_default());
-            obj.insert("guards".into(), serde_json::to_value(self.guards.iter().map(|(_, g)| g).collect::<Vec<_>>()).unwrap_or_default());
-            obj.insert("verdict".into(), serde_json::to_value(&self.verdict).unwrap_or_default());
+            obj.insert(
+                "hypothesis".into(),
+                self.iv.candidate.hypothesis.clone().into(),
+            );
+            obj.insert(
+                "trigger".into(),
+                self.iv.candidate.origin.trigger.clone().into(),
+            );
+            obj.insert(
+                "change".into(),
+                serde_json::to_value(&self.iv.candidate.change).unwrap_or_default(),
+            );
+            obj.insert(
+                "cites".into(),
+                serde_json::to_value(&self.iv.candidate.origin.cites).unwrap_or_default(),
+            );
+            obj.insert(
+                "argues_against".into(),
+                serde_json::to_value(&self.iv.candidate.origin.argues_against).unwrap_or_default(),
+            );
+            obj.insert(
+                "guards".into(),
+                serde_json::to_value(self.guards.iter().map(|(_, g)| g).collect::<Vec<_>>())
+                    .unwrap_or_default(),
+            );
+            obj.insert(
+                "verdict".into(),
+                serde_json::to_value(&self.verdict).unwrap_or_default(),
+            );
             obj.insert("sizing".into(), self.sizing.clone().unwrap_or_default());
-            obj.insert("events".into(), serde_json::to_value(&self.events).unwrap_or_default());
+            obj.insert(
+                "events".into(),
+                serde_json::to_value(&self.events).unwrap_or_default(),
+            );
         }
         v
     }
@@ -138,9 +174,18 @@ impl Chain {
         let iv = &self.iv;
         let c = &iv.candidate;
         println!("{}  {}", iv.id, c.title);
-        println!("  status      {}{}", iv.status, iv.outcome.map(|o| format!(" (outcome: {o})")).unwrap_or_default());
+        println!(
+            "  status      {}{}",
+            iv.status,
+            iv.outcome
+                .map(|o| format!(" (outcome: {o})"))
+                .unwrap_or_default()
+        );
         println!("  reason      {}", iv.reason);
-        println!("  area/kind   {} / {}   risk {}   confidence {:.2}", c.area, c.kind, c.risk, c.confidence);
+        println!(
+            "  area/kind   {} / {}   risk {}   confidence {:.2}",
+            c.area, c.kind, c.risk, c.confidence
+        );
         println!("  origin      {}", c.origin);
         if !c.origin.trigger.is_empty() {
             println!("  trigger     {}", c.origin.trigger);
@@ -150,7 +195,10 @@ impl Chain {
             println!("  change      {e}");
         }
         println!("  prediction  {}", c.prediction);
-        println!("  rollback    {}", c.rollback.as_deref().unwrap_or("(none)"));
+        println!(
+            "  rollback    {}",
+            c.rollback.as_deref().unwrap_or("(none)")
+        );
         for cite in &c.origin.cites {
             println!("  cites       {cite}");
         }
@@ -158,7 +206,12 @@ impl Chain {
             println!("  argues      against {}: {}", a.lesson, a.why);
         }
         if let Some(commit) = &iv.commit {
-            println!("  commit      {commit}{}", iv.applied_at.map(|t| format!("  (applied {})", ts(t))).unwrap_or_default());
+            println!(
+                "  commit      {commit}{}",
+                iv.applied_at
+                    .map(|t| format!("  (applied {})", ts(t)))
+                    .unwrap_or_default()
+            );
         }
         if let Some(due) = iv.due_at {
             println!("  due         {}", ts(due));
@@ -174,7 +227,13 @@ impl Chain {
         if !self.guards.is_empty() {
             println!("guards:");
             for (at, g) in &self.guards {
-                println!("  {} {:<8} {:<16} {}", ts(*at), g.decision.to_string(), g.guard, g.reason);
+                println!(
+                    "  {} {:<8} {:<16} {}",
+                    ts(*at),
+                    g.decision.to_string(),
+                    g.guard,
+                    g.reason
+                );
             }
         }
         if let Some(v) = &self.verdict {
@@ -195,10 +254,15 @@ impl Chain {
                 num(f.estimate),
                 num(f.lower),
                 num(f.upper),
-                f.level.map(|l| format!(" at {:.0}%", l * 100.0)).unwrap_or_default()
+                f.level
+                    .map(|l| format!(" at {:.0}%", l * 100.0))
+                    .unwrap_or_default()
             );
             if let Some(met) = f.magnitude_met {
-                println!("  predicted magnitude {}", if met { "met" } else { "undershot" });
+                println!(
+                    "  predicted magnitude {}",
+                    if met { "met" } else { "undershot" }
+                );
             }
             for n in &f.notes {
                 println!("  note: {n}");

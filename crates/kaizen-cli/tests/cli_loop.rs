@@ -4,7 +4,9 @@ mod common;
 use common::*;
 
 fn find<'a>(list: &'a [serde_json::Value], id: &str) -> &'a serde_json::Value {
-    list.iter().find(|v| v["id"] == id).unwrap_or_else(|| panic!("{id} not in {list:?}"))
+    list.iter()
+        .find(|v| v["id"] == id)
+        .unwrap_or_else(|| panic!("{id} not in {list:?}"))
 }
 
 /// Baseline at 250 ms from −30m, the rule fires at +10m, post-window samples at `post` ms, and the
@@ -35,23 +37,49 @@ fn rule_fires_commits_with_trailers_and_validates() {
     let commit = iv["commit"].as_str().expect("commit sha").to_string();
 
     // Exactly one commit on top of the human's, with trailers naming the intervention.
-    let log = git_text(&h.repo, &["rev-list", &format!("{}..HEAD", before_head.trim())]);
+    let log = git_text(
+        &h.repo,
+        &["rev-list", &format!("{}..HEAD", before_head.trim())],
+    );
     assert_eq!(log.lines().collect::<Vec<_>>(), vec![commit.as_str()]);
     let msg = git_text(&h.repo, &["log", "-1", "--format=%B", &commit]);
     assert!(msg.contains("Kaizen-Intervention: K-000001"), "{msg}");
-    assert!(msg.contains("Kaizen-Prediction: latency_ms -20% within 30m"), "{msg}");
+    assert!(
+        msg.contains("Kaizen-Prediction: latency_ms -20% within 30m"),
+        "{msg}"
+    );
     assert!(msg.contains("Kaizen-Rollback: revert"), "{msg}");
-    let trailers = git_text(&h.repo, &["log", "-1", "--format=%(trailers:key=Kaizen-Intervention,valueonly)", &commit]);
+    let trailers = git_text(
+        &h.repo,
+        &[
+            "log",
+            "-1",
+            "--format=%(trailers:key=Kaizen-Intervention,valueonly)",
+            &commit,
+        ],
+    );
     assert_eq!(trailers.trim(), "K-000001");
 
     // The change is in the file (comments kept), the tree is clean, the history valid.
-    assert_eq!(h.file("config/app.yaml"), "# app config\ncache_mb: 256  # MiB\nworkers: 4\n");
+    assert_eq!(
+        h.file("config/app.yaml"),
+        "# app config\ncache_mb: 256  # MiB\nworkers: 4\n"
+    );
     assert_eq!(git_text(&h.repo, &["status", "--porcelain"]), "");
     git(&h.repo, &["fsck", "--strict"]);
 
     // `show` tells the whole chain.
     let show = h.ok(46, &["show", "K-000001"]);
-    for needle in ["grow-cache", "trigger", "latency_ms above 200", "prediction", "guards:", "verdict: validated", "timeline:", "applied →"] {
+    for needle in [
+        "grow-cache",
+        "trigger",
+        "latency_ms above 200",
+        "prediction",
+        "guards:",
+        "verdict: validated",
+        "timeline:",
+        "applied →",
+    ] {
         assert!(show.contains(needle), "missing {needle:?} in:\n{show}");
     }
 }
@@ -62,10 +90,20 @@ fn no_effect_is_reverted_and_content_restored() {
     let original = h.file("config/app.yaml");
     let iv = run_round(&h, 0, 250.0);
     assert_eq!(iv["status"], "reverted", "{iv}");
-    assert!(matches!(iv["outcome"].as_str(), Some("no_effect") | Some("inconclusive")), "{iv}");
+    assert!(
+        matches!(
+            iv["outcome"].as_str(),
+            Some("no_effect") | Some("inconclusive")
+        ),
+        "{iv}"
+    );
     let revert = iv["revert_commit"].as_str().expect("revert sha");
     let commit = iv["commit"].as_str().expect("commit sha");
-    assert_eq!(h.file("config/app.yaml"), original, "content restored byte for byte");
+    assert_eq!(
+        h.file("config/app.yaml"),
+        original,
+        "content restored byte for byte"
+    );
     let msg = git_text(&h.repo, &["log", "-1", "--format=%B", revert]);
     assert!(msg.contains(&format!("Kaizen-Reverts: {commit}")), "{msg}");
     assert!(msg.contains("Kaizen-Intervention: K-000001"), "{msg}");
@@ -90,7 +128,10 @@ fn three_reverts_freeze_the_area() {
     let last = list.last().expect("a fourth intervention");
     assert_eq!(last["status"], "blocked", "{out}\n{last}");
     let reason = last["reason"].as_str().unwrap_or_default();
-    assert!(reason.contains("frozen") && reason.contains("3 consecutive rollbacks"), "{reason}");
+    assert!(
+        reason.contains("frozen") && reason.contains("3 consecutive rollbacks"),
+        "{reason}"
+    );
     // Nothing was committed for it.
     assert!(last["commit"].is_null());
     git(&h.repo, &["fsck", "--strict"]);
@@ -105,22 +146,50 @@ fn rule_without_rollback_is_blocked() {
     h.ok(10, &["cycle"]);
     let list = h.interventions(10);
     assert_eq!(list[0]["status"], "blocked");
-    assert!(list[0]["reason"].as_str().unwrap_or_default().contains("rollback"), "{}", list[0]);
-    assert_eq!(git_text(&h.repo, &["rev-list", "--count", "HEAD"]).trim(), "1");
+    assert!(
+        list[0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("rollback"),
+        "{}",
+        list[0]
+    );
+    assert_eq!(
+        git_text(&h.repo, &["rev-list", "--count", "HEAD"]).trim(),
+        "1"
+    );
 }
 
 #[test]
 fn uncommitted_human_edit_blocks_and_is_kept() {
     let h = Harness::new(RULE_GROW_CACHE, "");
-    std::fs::write(h.repo.join("config/app.yaml"), "cache_mb: 64 # human experiment\n").expect("write");
+    std::fs::write(
+        h.repo.join("config/app.yaml"),
+        "cache_mb: 64 # human experiment\n",
+    )
+    .expect("write");
     h.observe_range(-30, 10, |_| 250.0);
     h.set_metric(10, 250.0);
     h.ok(10, &["cycle"]);
     let list = h.interventions(10);
     assert_eq!(list[0]["status"], "blocked", "{}", list[0]);
-    assert!(list[0]["reason"].as_str().unwrap_or_default().contains("uncommitted"), "{}", list[0]);
-    assert_eq!(h.file("config/app.yaml"), "cache_mb: 64 # human experiment\n", "the human's work is untouched");
-    assert_eq!(git_text(&h.repo, &["rev-list", "--count", "HEAD"]).trim(), "1");
+    assert!(
+        list[0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("uncommitted"),
+        "{}",
+        list[0]
+    );
+    assert_eq!(
+        h.file("config/app.yaml"),
+        "cache_mb: 64 # human experiment\n",
+        "the human's work is untouched"
+    );
+    assert_eq!(
+        git_text(&h.repo, &["rev-list", "--count", "HEAD"]).trim(),
+        "1"
+    );
 }
 
 #[test]
@@ -131,7 +200,10 @@ fn propose_prints_and_applies_nothing() {
     assert!(out.contains("grow-cache"), "{out}");
     assert!(out.contains("guards now: pass"), "{out}");
     assert!(h.interventions(10).is_empty());
-    assert_eq!(git_text(&h.repo, &["rev-list", "--count", "HEAD"]).trim(), "1");
+    assert_eq!(
+        git_text(&h.repo, &["rev-list", "--count", "HEAD"]).trim(),
+        "1"
+    );
 }
 
 #[test]
@@ -139,14 +211,26 @@ fn manual_revert_of_validated_change() {
     let h = Harness::new(RULE_GROW_CACHE, "");
     let iv = run_round(&h, 0, 150.0);
     assert_eq!(iv["status"], "validated");
-    h.ok(50, &["revert", "K-000001", "--reason", "operator prefers the old size"]);
+    h.ok(
+        50,
+        &[
+            "revert",
+            "K-000001",
+            "--reason",
+            "operator prefers the old size",
+        ],
+    );
     let list = h.interventions(50);
     assert_eq!(list[0]["status"], "reverted");
     assert!(h.file("config/app.yaml").contains("cache_mb: 128"));
     // Reverting again is refused with exit code 1 and a reason.
     let out = h.kaizen_at(51, &["revert", "K-000001"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("only applied or validated"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("only applied or validated"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -159,20 +243,30 @@ fn exit_codes_and_config_errors() {
     let out = h.kaizen_at(0, &["show", "K-000009"]);
     assert_eq!(out.status.code(), Some(2));
 
-    let cfg = h.file("kaizen.yaml").replace("daily_budget: 5", "daily_budget: many");
+    let cfg = h
+        .file("kaizen.yaml")
+        .replace("daily_budget: 5", "daily_budget: many");
     std::fs::write(h.repo.join("kaizen.yaml"), cfg).expect("write");
     let out = h.kaizen_at(0, &["cycle"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("kaizen.yaml:17") && err.contains("guards.daily_budget"), "{err}");
+    assert!(
+        err.contains("kaizen.yaml:17") && err.contains("guards.daily_budget"),
+        "{err}"
+    );
 
     git(&h.repo, &["checkout", "kaizen.yaml"]);
-    let rules = h.file("rules.yaml").replace("signal: latency_ms, above", "signal: latncy_ms, above");
+    let rules = h
+        .file("rules.yaml")
+        .replace("signal: latency_ms, above", "signal: latncy_ms, above");
     std::fs::write(h.repo.join("rules.yaml"), rules).expect("write");
     let out = h.kaizen_at(0, &["cycle"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("rules.yaml:4") && err.contains("rules[0].when.signal"), "{err}");
+    assert!(
+        err.contains("rules.yaml:4") && err.contains("rules[0].when.signal"),
+        "{err}"
+    );
 
     let out = h.kaizen_at(0, &["--config", "nope.yaml", "cycle"]);
     assert_eq!(out.status.code(), Some(2));
@@ -182,20 +276,39 @@ fn exit_codes_and_config_errors() {
 fn init_writes_config_state_dir_and_exclude() {
     let dir = tempfile::tempdir().expect("tempdir");
     git(dir.path(), &["init", "-q"]);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kaizen")).arg("init").current_dir(dir.path()).output().expect("runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kaizen"))
+        .arg("init")
+        .current_dir(dir.path())
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(dir.path().join("kaizen.yaml").exists());
     assert!(dir.path().join(".kaizen").is_dir());
     let exclude = std::fs::read_to_string(dir.path().join(".git/info/exclude")).expect("exclude");
     assert!(exclude.lines().any(|l| l == "/.kaizen/"), "{exclude}");
     // The state dir is ignored by git.
-    let status = git_text(dir.path(), &["status", "--porcelain", "--untracked-files=all"]);
+    let status = git_text(
+        dir.path(),
+        &["status", "--porcelain", "--untracked-files=all"],
+    );
     assert!(!status.contains(".kaizen"), "{status}");
     // Running it again refuses to clobber the config.
-    let again = std::process::Command::new(env!("CARGO_BIN_EXE_kaizen")).arg("init").current_dir(dir.path()).output().expect("runs");
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_kaizen"))
+        .arg("init")
+        .current_dir(dir.path())
+        .output()
+        .expect("runs");
     assert_eq!(again.status.code(), Some(2));
     // Outside a git repository it says so.
     let bare = tempfile::tempdir().expect("tempdir");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kaizen")).arg("init").current_dir(bare.path()).output().expect("runs");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kaizen"))
+        .arg("init")
+        .current_dir(bare.path())
+        .output()
+        .expect("runs");
     assert_eq!(out.status.code(), Some(2));
 }

@@ -26,8 +26,16 @@ pub const RULE_GROW_CACHE: &str = r#"  - id: grow-cache
 "#;
 
 pub fn git(repo: &Path, args: &[&str]) -> Output {
-    let out = Command::new("git").args(args).current_dir(repo).output().expect("git runs");
-    assert!(out.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(repo)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -47,7 +55,11 @@ impl Harness {
         git(&repo, &["init", "-q", "-b", "main"]);
         git(&repo, &["config", "user.name", "Test Human"]);
         git(&repo, &["config", "user.email", "human@example.invalid"]);
-        std::fs::write(repo.join("config/app.yaml"), "# app config\ncache_mb: 128  # MiB\nworkers: 4\n").expect("write");
+        std::fs::write(
+            repo.join("config/app.yaml"),
+            "# app config\ncache_mb: 128  # MiB\nworkers: 4\n",
+        )
+        .expect("write");
         let config = format!(
             r#"repo: .
 mode: autonomous
@@ -123,7 +135,8 @@ validate:
     /// Observes once a minute over [from, to) with `level(minute)`.
     pub fn observe_range(&self, from: i64, to: i64, level: impl Fn(i64) -> f64) {
         for m in from..to {
-            std::fs::write(&self.metric, format!("{}\n", Self::noisy(level(m), m))).expect("metric");
+            std::fs::write(&self.metric, format!("{}\n", Self::noisy(level(m), m)))
+                .expect("metric");
             self.ok(m, &["observe"]);
         }
     }

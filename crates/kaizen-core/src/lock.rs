@@ -14,7 +14,9 @@ pub struct StateLock {
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     /// Another process holds it.
-    #[error("{path} is held by another kaizen process (a cycle or daemon is running); try again when it finishes")]
+    #[error(
+        "{path} is held by another kaizen process (a cycle or daemon is running); try again when it finishes"
+    )]
     Busy {
         /// The lock file.
         path: PathBuf,
@@ -33,9 +35,17 @@ impl StateLock {
     /// Takes the lock without waiting (creating the state dir if needed).
     pub fn acquire(state_dir: &Path) -> Result<StateLock, LockError> {
         let path = state_dir.join("kaizen.lock");
-        let io = |source| LockError::Io { path: path.clone(), source };
+        let io = |source| LockError::Io {
+            path: path.clone(),
+            source,
+        };
         std::fs::create_dir_all(state_dir).map_err(io)?;
-        let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
         match file.try_lock() {
             Ok(()) => Ok(StateLock { _file: file, path }),
             Err(std::fs::TryLockError::WouldBlock) => Err(LockError::Busy { path }),
