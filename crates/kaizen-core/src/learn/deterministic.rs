@@ -113,7 +113,11 @@ fn slug(area: &str) -> String {
     while out.ends_with('-') {
         out.pop();
     }
-    if out.is_empty() { "area".to_string() } else { out }
+    if out.is_empty() {
+        "area".to_string()
+    } else {
+        out
+    }
 }
 
 /// The id of the prefer lesson for `(area, target)`; the avoid lesson appends `-avoid`.
@@ -122,11 +126,18 @@ pub fn lesson_id(area: &str, target: &str) -> String {
 }
 
 fn ids(list: &[&Intervention]) -> String {
-    list.iter().map(|i| i.id.to_string()).collect::<Vec<_>>().join(", ")
+    list.iter()
+        .map(|i| i.id.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn direction_word(i: &Intervention) -> &'static str {
-    if i.candidate.prediction.change.direction() < 0.0 { "down" } else { "up" }
+    if i.candidate.prediction.change.direction() < 0.0 {
+        "down"
+    } else {
+        "up"
+    }
 }
 
 fn edits_text(i: &Intervention) -> String {
@@ -135,7 +146,9 @@ fn edits_text(i: &Intervention) -> String {
         .change
         .iter()
         .map(|e| match e {
-            crate::edit::Edit::ConfigSet { file, key, value } => format!("set {file}#{key} to {value}"),
+            crate::edit::Edit::ConfigSet { file, key, value } => {
+                format!("set {file}#{key} to {value}")
+            }
             crate::edit::Edit::FileWrite { file, .. } => format!("rewrite {file}"),
         })
         .collect();
@@ -180,12 +193,22 @@ fn verdicts_json(list: &[&Intervention], figs: &BTreeMap<String, Fig>) -> Value 
                 let f = figs.get(&i.id.to_string()).cloned().unwrap_or_default();
                 let mut m = serde_json::Map::new();
                 m.insert("intervention".into(), json!(i.id.to_string()));
-                m.insert("outcome".into(), json!(i.outcome.map(Outcome::as_str).unwrap_or("?")));
-                m.insert("predicted".into(), json!(i.candidate.prediction.to_string()));
+                m.insert(
+                    "outcome".into(),
+                    json!(i.outcome.map(Outcome::as_str).unwrap_or("?")),
+                );
+                m.insert(
+                    "predicted".into(),
+                    json!(i.candidate.prediction.to_string()),
+                );
                 if let Some(x) = &f.method {
                     m.insert("method".into(), json!(x));
                 }
-                for (k, v) in [("baseline", f.baseline), ("post", f.post), ("estimate", f.estimate)] {
+                for (k, v) in [
+                    ("baseline", f.baseline),
+                    ("post", f.post),
+                    ("estimate", f.estimate),
+                ] {
                     if let Some(v) = v {
                         m.insert(k.into(), json!(r(v)));
                     }
@@ -210,8 +233,16 @@ impl DeterministicDistiller {
         if !min.is_finite() || !max.is_finite() || (min == 0.0 && max == 0.0) {
             return None;
         }
-        let lo = if min >= 0.0 { min * self.range_low } else { min * self.range_high };
-        let hi = if max >= 0.0 { max * self.range_high } else { max * self.range_low };
+        let lo = if min >= 0.0 {
+            min * self.range_low
+        } else {
+            min * self.range_high
+        };
+        let hi = if max >= 0.0 {
+            max * self.range_high
+        } else {
+            max * self.range_low
+        };
         Some((r(lo), r(hi)))
     }
 
@@ -279,7 +310,10 @@ impl DeterministicDistiller {
         let latest = *validated.last()?;
         let target = targets.join(",");
         let signal = latest.candidate.prediction.signal.clone();
-        let f = figs.get(&latest.id.to_string()).cloned().unwrap_or_default();
+        let f = figs
+            .get(&latest.id.to_string())
+            .cloned()
+            .unwrap_or_default();
         let pred = &latest.candidate.prediction;
         let threshold = match (pred.change, f.baseline) {
             (ExpectedChange::Relative(x), Some(b)) => Some(b * (1.0 + x)),
@@ -287,7 +321,11 @@ impl DeterministicDistiller {
             (ExpectedChange::Below(t) | ExpectedChange::Above(t), _) => Some(t),
             _ => None,
         };
-        let within = if pred.within.seconds() == 0 { Span::hours(1) } else { pred.within };
+        let within = if pred.within.seconds() == 0 {
+            Span::hours(1)
+        } else {
+            pred.within
+        };
         let (falsifiable, extra) = match threshold {
             Some(t) => {
                 let t = r(t);
@@ -304,7 +342,13 @@ impl DeterministicDistiller {
                         test,
                     }]],
                 };
-                (c.to_string(), vec![(key, json!(t)), ("predicted", json!(pred.change.to_string()))])
+                (
+                    c.to_string(),
+                    vec![
+                        (key, json!(t)),
+                        ("predicted", json!(pred.change.to_string())),
+                    ],
+                )
             }
             None => (
                 format!(
@@ -361,7 +405,10 @@ impl DeterministicDistiller {
             area,
             failures,
             figs,
-            vec![("predicted", json!(latest.candidate.prediction.change.to_string()))],
+            vec![(
+                "predicted",
+                json!(latest.candidate.prediction.change.to_string()),
+            )],
         );
         let shown: Vec<String> = last_n(failures, 6)
             .iter()
@@ -376,10 +423,7 @@ impl DeterministicDistiller {
                 failures.len(),
                 ids(failures)
             ),
-            because: format!(
-                "the predicted move did not show: {}.",
-                shown.join("; ")
-            ),
+            because: format!("the predicted move did not show: {}.", shown.join("; ")),
             falsifiable: format!(
                 "a later intervention on {target} is validated (the distiller then retires this lesson)"
             ),
@@ -400,7 +444,11 @@ fn scope_of(area: &str, targets: &[String], i: &Intervention) -> LessonScope {
         area: area.to_string(),
         signal: Some(i.candidate.prediction.signal.clone()),
         kind: Some(i.candidate.kind.clone()).filter(|k| !k.trim().is_empty()),
-        file: if targets.len() == 1 { targets.first().cloned() } else { None },
+        file: if targets.len() == 1 {
+            targets.first().cloned()
+        } else {
+            None
+        },
     }
 }
 
@@ -408,7 +456,11 @@ fn evidence_of(list: &[&Intervention]) -> Vec<Evidence> {
     list.iter()
         .map(|i| Evidence {
             intervention: i.id.to_string(),
-            outcome: i.outcome.map(Outcome::as_str).unwrap_or("inconclusive").to_string(),
+            outcome: i
+                .outcome
+                .map(Outcome::as_str)
+                .unwrap_or("inconclusive")
+                .to_string(),
         })
         .collect()
 }
@@ -532,7 +584,8 @@ impl Distiller for DeterministicDistiller {
             let avoid = failures_since.len() >= self.avoid_after;
             let avoid_id = format!("{}-avoid", lesson_id(&area, &targets.join(",")));
 
-            if let Some(lesson) = self.prefer_lesson(&area, &targets, &list, &validated, &figs, now) {
+            if let Some(lesson) = self.prefer_lesson(&area, &targets, &list, &validated, &figs, now)
+            {
                 let d = Desired {
                     active: !avoid,
                     retire_reason: format!(
@@ -577,7 +630,11 @@ impl Distiller for DeterministicDistiller {
                             "{} on the same target was validated after this lesson was written",
                             v.id
                         ));
-                        if !l.evidence.iter().any(|x| x.intervention == v.id.to_string()) {
+                        if !l
+                            .evidence
+                            .iter()
+                            .any(|x| x.intervention == v.id.to_string())
+                        {
                             l.evidence.extend(evidence_of(&[v]));
                         }
                         next.insert(avoid_id, l);
@@ -646,6 +703,7 @@ impl Distiller for DeterministicDistiller {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

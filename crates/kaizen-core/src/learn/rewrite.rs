@@ -92,17 +92,27 @@ pub fn apply_rewrite(lesson: &Lesson, rewrite_json: &str) -> Result<Lesson, Rewr
             .ok_or_else(|| bad("must be a string".into()))?
             .trim()
             .to_string();
-        let max = if key == "because" { MAX_TEXT } else { MAX_CONDITION_TEXT };
+        let max = if key == "because" {
+            MAX_TEXT
+        } else {
+            MAX_CONDITION_TEXT
+        };
         if text.is_empty() {
             return Err(bad("must not be empty".into()));
         }
         if text.chars().count() > max {
-            return Err(bad(format!("is {} characters long (at most {max})", text.chars().count())));
+            return Err(bad(format!(
+                "is {} characters long (at most {max})",
+                text.chars().count()
+            )));
         }
         if key == "because" {
             out.because = text;
         } else {
-            let was_checkable = matches!(condition_of(&lesson.retired_when), ConditionText::Checkable(_));
+            let was_checkable = matches!(
+                condition_of(&lesson.retired_when),
+                ConditionText::Checkable(_)
+            );
             match condition_of(&text) {
                 ConditionText::Checkable(c) => out.retired_when = c.to_string(),
                 ConditionText::FreeText(e) if was_checkable => {

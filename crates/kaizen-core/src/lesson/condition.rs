@@ -57,7 +57,11 @@ impl Stat {
                 if !(1..=99).contains(&n) {
                     return None;
                 }
-                if n == 50 { Stat::Median } else { Stat::Percentile(n) }
+                if n == 50 {
+                    Stat::Median
+                } else {
+                    Stat::Percentile(n)
+                }
             }
         })
     }
@@ -149,7 +153,11 @@ pub struct Clause {
 
 impl fmt::Display for Clause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}_{} {}", self.signal, self.stat, self.window, self.test)
+        write!(
+            f,
+            "{} {}_{} {}",
+            self.signal, self.stat, self.window, self.test
+        )
     }
 }
 
@@ -165,7 +173,12 @@ impl fmt::Display for Condition {
         let groups: Vec<String> = self
             .any
             .iter()
-            .map(|g| g.iter().map(ToString::to_string).collect::<Vec<_>>().join(" and "))
+            .map(|g| {
+                g.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            })
             .collect();
         f.write_str(&groups.join(" or "))
     }
@@ -202,9 +215,11 @@ fn parse_clause(toks: &[&str]) -> Result<Clause, ConditionError> {
     if !valid_signal(signal) {
         return Err(err(format!("{signal:?} is not a signal name")));
     }
-    let sw = *toks
-        .get(1)
-        .ok_or_else(|| err(format!("`{signal}` needs a statistic and window, e.g. median_24h")))?;
+    let sw = *toks.get(1).ok_or_else(|| {
+        err(format!(
+            "`{signal}` needs a statistic and window, e.g. median_24h"
+        ))
+    })?;
     let (stat, window) = sw
         .split_once('_')
         .ok_or_else(|| err(format!("{sw:?} is not STAT_WINDOW, e.g. median_24h")))?;
@@ -213,13 +228,17 @@ fn parse_clause(toks: &[&str]) -> Result<Clause, ConditionError> {
             "unknown statistic {stat:?} (median, mean, min, max, last, p1..p99)"
         ))
     })?;
-    let window: Span = window.parse().map_err(|e: crate::span::SpanError| err(e.to_string()))?;
+    let window: Span = window
+        .parse()
+        .map_err(|e: crate::span::SpanError| err(e.to_string()))?;
     if window.seconds() == 0 {
         return Err(err("the window must be longer than 0s"));
     }
-    let op = *toks
-        .get(2)
-        .ok_or_else(|| err(format!("`{signal} {sw}` needs above, below, outside or inside")))?;
+    let op = *toks.get(2).ok_or_else(|| {
+        err(format!(
+            "`{signal} {sw}` needs above, below, outside or inside"
+        ))
+    })?;
     let rest = &toks[3..];
     let test = match op {
         "above" | ">" => {
@@ -242,9 +261,15 @@ fn parse_clause(toks: &[&str]) -> Result<Clause, ConditionError> {
             let lo = parse_num(Some(rest[1]), op)?;
             let hi = parse_num(Some(rest[3]), op)?;
             if lo > hi {
-                return Err(err(format!("range [{lo}, {hi}] has its low end above its high end")));
+                return Err(err(format!(
+                    "range [{lo}, {hi}] has its low end above its high end"
+                )));
             }
-            if op == "outside" { Test::Outside(lo, hi) } else { Test::Inside(lo, hi) }
+            if op == "outside" {
+                Test::Outside(lo, hi)
+            } else {
+                Test::Inside(lo, hi)
+            }
         }
         other => {
             return Err(err(format!(
@@ -263,7 +288,10 @@ fn parse_clause(toks: &[&str]) -> Result<Clause, ConditionError> {
 impl FromStr for Condition {
     type Err = ConditionError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let spaced = s.replace('[', " [ ").replace(']', " ] ").replace(',', " , ");
+        let spaced = s
+            .replace('[', " [ ")
+            .replace(']', " ] ")
+            .replace(',', " , ");
         let toks: Vec<&str> = spaced.split_whitespace().collect();
         if toks.is_empty() {
             return Err(err("empty"));
@@ -316,7 +344,11 @@ impl Evaluation {
 
 impl Clause {
     /// Evaluates the clause on `recent[signal]` in `(now − window, now]`.
-    pub fn evaluate(&self, recent: &BTreeMap<String, Vec<Sample>>, now: DateTime<Utc>) -> Evaluation {
+    pub fn evaluate(
+        &self,
+        recent: &BTreeMap<String, Vec<Sample>>,
+        now: DateTime<Utc>,
+    ) -> Evaluation {
         let from = now - self.window.to_chrono();
         let in_window: Vec<&Sample> = recent
             .get(&self.signal)
@@ -348,7 +380,13 @@ impl Clause {
         ordered.sort_by_key(|s| s.at);
         let values: Vec<f64> = ordered.iter().map(|s| s.value).collect();
         let v = self.stat.compute(&values);
-        let detail = format!("{head} = {} (n={}), {} {}", fmt_num(v), values.len(), verb(self.test.holds(v)), self.test);
+        let detail = format!(
+            "{head} = {} (n={}), {} {}",
+            fmt_num(v),
+            values.len(),
+            verb(self.test.holds(v)),
+            self.test
+        );
         if self.test.holds(v) {
             Evaluation::Holds(detail)
         } else {
@@ -365,7 +403,11 @@ impl Condition {
     /// Evaluates the condition at `now`. A group holds when all its clauses hold; the condition
     /// holds when any group holds. Otherwise missing data anywhere makes it
     /// [`Evaluation::Insufficient`].
-    pub fn evaluate(&self, recent: &BTreeMap<String, Vec<Sample>>, now: DateTime<Utc>) -> Evaluation {
+    pub fn evaluate(
+        &self,
+        recent: &BTreeMap<String, Vec<Sample>>,
+        now: DateTime<Utc>,
+    ) -> Evaluation {
         let mut not_holding = Vec::new();
         let mut insufficient = Vec::new();
         for group in &self.any {
@@ -391,7 +433,12 @@ impl Condition {
 
     /// Every signal the condition reads.
     pub fn signals(&self) -> Vec<&str> {
-        let mut s: Vec<&str> = self.any.iter().flatten().map(|c| c.signal.as_str()).collect();
+        let mut s: Vec<&str> = self
+            .any
+            .iter()
+            .flatten()
+            .map(|c| c.signal.as_str())
+            .collect();
         s.sort_unstable();
         s.dedup();
         s
@@ -420,6 +467,7 @@ pub fn fmt_num(x: f64) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use chrono::Duration;
@@ -430,9 +478,10 @@ mod tests {
 
     #[test]
     fn parses_and_prints_canonically() {
-        let c: Condition = "latency_ms median_24h outside [150,400] or error_rate p95_1h above 0.01"
-            .parse()
-            .unwrap();
+        let c: Condition =
+            "latency_ms median_24h outside [150,400] or error_rate p95_1h above 0.01"
+                .parse()
+                .unwrap();
         assert_eq!(
             c.to_string(),
             "latency_ms median_24h outside [150, 400] or error_rate p95_1h above 0.01"
@@ -463,7 +512,10 @@ mod tests {
     fn evaluates_and_refuses_on_missing_data() {
         let c: Condition = "lat median_1h above 100".parse().unwrap();
         let mut recent = BTreeMap::new();
-        assert!(matches!(c.evaluate(&recent, t0()), Evaluation::Insufficient(_)));
+        assert!(matches!(
+            c.evaluate(&recent, t0()),
+            Evaluation::Insufficient(_)
+        ));
         // Two samples: too few.
         recent.insert(
             "lat".to_string(),
@@ -492,12 +544,24 @@ mod tests {
         let e = c.evaluate(&recent, t0());
         assert!(e.holds(), "{e:?}");
         let c: Condition = "lat median_1h outside [100, 300]".parse().unwrap();
-        assert!(matches!(c.evaluate(&recent, t0()), Evaluation::DoesNotHold(_)));
-        let c: Condition = "lat median_1h outside [100, 150] or other median_1h above 1".parse().unwrap();
+        assert!(matches!(
+            c.evaluate(&recent, t0()),
+            Evaluation::DoesNotHold(_)
+        ));
+        let c: Condition = "lat median_1h outside [100, 150] or other median_1h above 1"
+            .parse()
+            .unwrap();
         assert!(c.evaluate(&recent, t0()).holds());
-        let c: Condition = "lat median_1h above 500 or other median_1h above 1".parse().unwrap();
-        assert!(matches!(c.evaluate(&recent, t0()), Evaluation::Insufficient(_)));
-        let c: Condition = "lat median_1h above 100 and other median_1h above 1".parse().unwrap();
+        let c: Condition = "lat median_1h above 500 or other median_1h above 1"
+            .parse()
+            .unwrap();
+        assert!(matches!(
+            c.evaluate(&recent, t0()),
+            Evaluation::Insufficient(_)
+        ));
+        let c: Condition = "lat median_1h above 100 and other median_1h above 1"
+            .parse()
+            .unwrap();
         assert!(!c.evaluate(&recent, t0()).holds());
     }
 

@@ -135,7 +135,11 @@ pub enum LessonError {
 }
 
 fn join_errors(errors: &[YamlError]) -> String {
-    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl LessonError {
@@ -209,24 +213,39 @@ pub fn check(lesson: &Lesson) -> Vec<(String, String)> {
         if text.trim().is_empty() {
             bad(field, "must not be empty".into());
         } else if text.chars().count() > max {
-            bad(field, format!("is {} characters long (at most {max})", text.chars().count()));
+            bad(
+                field,
+                format!(
+                    "is {} characters long (at most {max})",
+                    text.chars().count()
+                ),
+            );
         }
     }
     if lesson.version < 1 {
         bad("version", "must be at least 1".into());
     }
     if !(lesson.calibrated_for.is_object() || lesson.calibrated_for.is_null()) {
-        bad("calibrated_for", "must be a mapping of conditions and thresholds".into());
+        bad(
+            "calibrated_for",
+            "must be a mapping of conditions and thresholds".into(),
+        );
     }
     let mut seen = std::collections::BTreeSet::new();
     for (i, e) in lesson.evidence.iter().enumerate() {
         if !valid_intervention_id(&e.intervention) {
             bad(
                 &format!("evidence[{i}].intervention"),
-                format!("{:?} is not an intervention id (write e.g. K-000042)", e.intervention),
+                format!(
+                    "{:?} is not an intervention id (write e.g. K-000042)",
+                    e.intervention
+                ),
             );
         } else if !seen.insert(e.intervention.as_str()) {
-            bad(&format!("evidence[{i}].intervention"), format!("{} is listed twice", e.intervention));
+            bad(
+                &format!("evidence[{i}].intervention"),
+                format!("{} is listed twice", e.intervention),
+            );
         }
         if e.outcome.parse::<crate::intervention::Outcome>().is_err() {
             bad(
@@ -241,11 +260,18 @@ pub fn check(lesson: &Lesson) -> Vec<(String, String)> {
     match lesson.status {
         LessonStatus::Active => {
             if lesson.retired_at.is_some() || lesson.retired_reason.is_some() {
-                bad("status", "an active lesson has no retired_at / retired_reason".into());
+                bad(
+                    "status",
+                    "an active lesson has no retired_at / retired_reason".into(),
+                );
             }
         }
         LessonStatus::Retired => {
-            if lesson.retired_reason.as_deref().is_some_and(|r| r.trim().is_empty()) {
+            if lesson
+                .retired_reason
+                .as_deref()
+                .is_some_and(|r| r.trim().is_empty())
+            {
                 bad("retired_reason", "is empty: say why or leave it out".into());
             }
         }
@@ -288,7 +314,11 @@ pub fn retire(lesson: &Lesson, reason: &str, evidence: &[Evidence], now: DateTim
         reason.to_string()
     });
     for e in evidence {
-        if !out.evidence.iter().any(|x| x.intervention == e.intervention) {
+        if !out
+            .evidence
+            .iter()
+            .any(|x| x.intervention == e.intervention)
+        {
             out.evidence.push(e.clone());
         }
     }
@@ -329,14 +359,21 @@ fn describe_condition(text: &str) -> String {
     match condition_of(text) {
         ConditionText::Checkable(c) => format!("{c}\n    (checked automatically on observations)"),
         ConditionText::FreeText(_) => {
-            format!("{}\n    (free text: never evaluated automatically)", text.trim())
+            format!(
+                "{}\n    (free text: never evaluated automatically)",
+                text.trim()
+            )
         }
     }
 }
 
 /// One line for `kaizen lessons list`: `L-… [active v2] area: prefer…`.
 pub fn summary_line(lesson: &Lesson) -> String {
-    let prefer: String = lesson.prefer.split_whitespace().collect::<Vec<_>>().join(" ");
+    let prefer: String = lesson
+        .prefer
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     let prefer = if prefer.chars().count() > 80 {
         format!("{}…", prefer.chars().take(79).collect::<String>())
     } else {
@@ -353,7 +390,10 @@ pub fn describe(lesson: &Lesson) -> String {
     let mut s = String::new();
     let mut line = |k: &str, v: &str| s.push_str(&format!("{k:<14}{v}\n"));
     line("id", &lesson.id);
-    line("status", &format!("{} (version {})", lesson.status, lesson.version));
+    line(
+        "status",
+        &format!("{} (version {})", lesson.status, lesson.version),
+    );
     let mut scope = format!("area {}", lesson.scope.area);
     for (k, v) in [
         ("signal", &lesson.scope.signal),
@@ -373,7 +413,8 @@ pub fn describe(lesson: &Lesson) -> String {
     line("retired_when", &describe_condition(&lesson.retired_when));
     if !lesson.calibrated_for.is_null() {
         line(
-            "calibrated", &serde_json::to_string(&lesson.calibrated_for).unwrap_or_default(),
+            "calibrated",
+            &serde_json::to_string(&lesson.calibrated_for).unwrap_or_default(),
         );
     }
     if lesson.evidence.is_empty() {
@@ -412,7 +453,11 @@ pub fn relevant_lessons<'a>(
             if l.scope.area == area {
                 return true;
             }
-            if l.scope.signal.as_deref().is_some_and(|s| signals.contains(&s)) {
+            if l.scope
+                .signal
+                .as_deref()
+                .is_some_and(|s| signals.contains(&s))
+            {
                 return true;
             }
             let Some(scope_file) = l.scope.file.as_deref() else {

@@ -67,7 +67,10 @@ impl LessonStore {
         }
         let text = std::fs::read_to_string(path).map_err(|e| io(e.to_string()))?;
         let lesson = new_lesson_from_yaml(&text, path)?;
-        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
         if stem != lesson.id {
             return Err(LessonError::Invalid(vec![yaml::semantic_error(
                 &text,
@@ -126,7 +129,11 @@ pub fn load(dir: &Path) -> Result<(Vec<Lesson>, Vec<LessonLoadError>), LessonErr
                             line: None,
                             column: None,
                             field: "id".into(),
-                            message: format!("{} is already defined in {}", lesson.id, first.display()),
+                            message: format!(
+                                "{} is already defined in {}",
+                                lesson.id,
+                                first.display()
+                            ),
                         }]),
                     });
                     continue;
