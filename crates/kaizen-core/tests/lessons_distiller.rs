@@ -527,3 +527,25 @@ fn verdicts_stored_inside_a_verdict_or_missing_are_tolerated() {
     assert!(w.learn(13).is_empty());
     println!("{}", kaizen_core::lesson::store::render(&cache));
 }
+
+#[test]
+fn falsifiable_is_checkable_on_observations() {
+    let mut w = World::new();
+    w.add(
+        iv(1, "cache", CACHE.0, CACHE.1, Outcome::Validated, 10),
+        250.0,
+        200.0,
+    );
+    w.learn(11);
+    let l = w.lesson(&lesson_id("cache", "config/cache.yaml#size_mb"));
+    use kaizen_core::lesson::falsification_check;
+    assert!(
+        !falsification_check(&l, &w.recent, t(20)).unwrap().holds(),
+        "no data: not falsified"
+    );
+    w.observe(20, 1, 180.0);
+    assert!(!falsification_check(&l, &w.recent, t(20)).unwrap().holds());
+    w.observe(20, 1, 260.0);
+    let e = falsification_check(&l, &w.recent, t(20)).unwrap();
+    assert!(e.holds() && e.detail().contains("above 200"), "{e:?}");
+}

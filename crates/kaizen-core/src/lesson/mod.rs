@@ -355,6 +355,19 @@ pub fn retirement_check(
     }
 }
 
+/// Evaluates a lesson's `falsifiable` at `now` (for audits and the meta-review): `Holds` means
+/// the observations contradict the lesson. `None` when it is free text (never evaluated).
+pub fn falsification_check(
+    lesson: &Lesson,
+    recent: &std::collections::BTreeMap<String, Vec<crate::signal::Sample>>,
+    now: DateTime<Utc>,
+) -> Option<Evaluation> {
+    match condition_of(&lesson.falsifiable) {
+        ConditionText::Checkable(c) => Some(c.evaluate(recent, now)),
+        ConditionText::FreeText(_) => None,
+    }
+}
+
 fn describe_condition(text: &str) -> String {
     match condition_of(text) {
         ConditionText::Checkable(c) => format!("{c}\n    (checked automatically on observations)"),
