@@ -31,7 +31,7 @@ impl From<anyhow::Error> for Failure {
 
 type Result<T> = std::result::Result<T, Failure>;
 
-fn usage(msg: impl Into<String>) -> Failure {
+pub(crate) fn usage(msg: impl Into<String>) -> Failure {
     Failure::Usage(msg.into())
 }
 
@@ -51,7 +51,7 @@ fn clock_for(now: Option<&str>) -> Result<Arc<dyn Clock>> {
     }
 }
 
-fn load_config(path: &Path) -> Result<Config> {
+pub(crate) fn load_config(path: &Path) -> Result<Config> {
     match Config::load(path) {
         Ok(c) => Ok(c),
         Err(ConfigError::Io { file, source }) if source.kind() == std::io::ErrorKind::NotFound => {
@@ -71,13 +71,12 @@ fn parse_id(text: &str) -> Result<InterventionId> {
 }
 
 fn load_lessons(config: &Config) -> Vec<Lesson> {
-    crate::commands::lessons_in(&config.lessons)
+    crate::lessons::lessons_in(&config.lessons)
 }
 
-/// Lessons in `dir` (bad files are reported on stderr and skipped).
-pub fn lessons_in(dir: &Path) -> Vec<Lesson> {
-    let _ = dir;
-    Vec::new()
+/// The engine for `config` (exit 2 for config faults such as a bad rules file).
+pub(crate) fn engine_for(config: &Config, clock: Arc<dyn Clock>) -> Result<Engine> {
+    engine(config, clock)
 }
 
 fn engine(config: &Config, clock: Arc<dyn Clock>) -> Result<Engine> {
@@ -90,7 +89,7 @@ fn engine(config: &Config, clock: Arc<dyn Clock>) -> Result<Engine> {
     })
 }
 
-fn lock(config: &Config) -> Result<StateLock> {
+pub(crate) fn lock(config: &Config) -> Result<StateLock> {
     StateLock::acquire(&config.state_dir).map_err(|e| Failure::Runtime(anyhow!(e)))
 }
 
@@ -271,6 +270,8 @@ pub async fn run(cli: Cli) -> Result<()> {
                 Err(Failure::Runtime(anyhow!("{id} was not applied")))
             }
         }
+        Command::Lessons { command } => crate::lessons::run(command, &cli.config, clock).await,
+        Command::Learn { json } => crate::lessons::learn(&cli.config, clock, json).await,
         Command::Demo { keep } => crate::commands::demo(keep).await,
         Command::Sim {
             files,

@@ -2,6 +2,7 @@
 //! binary parses arguments, assembles the engine from `kaizen.yaml`, and prints what happened.
 
 mod commands;
+mod lessons;
 mod render;
 
 use clap::{Parser, Subcommand};
@@ -83,6 +84,18 @@ pub enum Command {
     Apply {
         /// The intervention id.
         id: String,
+    },
+    /// Manage lessons (hand-written and distilled).
+    Lessons {
+        /// What to do.
+        #[command(subcommand)]
+        command: lessons::LessonsCommand,
+    },
+    /// Distil finalized interventions into lessons now (and retire lessons that no longer apply).
+    Learn {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
     },
     /// Run a simulated week on an example service in a temp git repo, printing every decision.
     Demo {
