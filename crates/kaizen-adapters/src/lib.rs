@@ -16,3 +16,4 @@
 pub mod canary;
 pub mod git;
 pub mod source;
+pub mod assemble;

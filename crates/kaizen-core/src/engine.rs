@@ -1027,6 +1027,7 @@ impl Engine {
         let req = ValidationRequest {
             prediction: &iv.candidate.prediction,
             signal: &sig.signal,
+            scale: sig.scale,
             applied_at,
             settle: self.settings.validate.settle,
             window_end: if look == Look::Interim { now } else { due_at },
@@ -1036,6 +1037,7 @@ impl Engine {
                 .iter()
                 .map(|(g, s)| GuardrailSeries {
                     signal: &g.signal,
+                    scale: g.scale,
                     samples: s,
                 })
                 .collect(),
