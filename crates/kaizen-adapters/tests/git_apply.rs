@@ -686,3 +686,60 @@ fn open_rejects_non_repositories_and_bad_branch_names() {
         Err(ApplyError::Git(_))
     ));
 }
+
+#[test]
+fn revert_with_later_unrelated_commits_touches_only_its_own_files() {
+    let f = Fixture::new();
+    let a = f.applier();
+    let applied = a.apply(ID, &grow()).unwrap().sha;
+    // Later: a human edits another file, and another intervention edits another key of the same file.
+    f.write("README.md", "# demo\nlater\n");
+    f.git(&["commit", "-q", "-am", "human: docs"]);
+    let other = candidate(vec![set(
+        "config/app.yaml",
+        "name",
+        serde_json::json!("renamed"),
+    )]);
+    a.apply(InterventionId(43), &other).unwrap();
+
+    a.revert(ID, &applied, "no effect").unwrap();
+    let yaml = f.read("config/app.yaml");
+    assert!(
+        yaml.contains("size_mb: 64") && yaml.contains("renamed"),
+        "{yaml}"
+    );
+    assert_eq!(f.read("README.md"), "# demo\nlater\n");
+    f.assert_clean();
+    f.assert_fsck();
+    assert!(a.find_applied(InterventionId(43)).unwrap().is_some());
+    assert_eq!(a.find_reverted(InterventionId(43)).unwrap(), None);
+}
+
+#[test]
+fn executable_bits_are_kept() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = Fixture::new();
+    f.write("scripts/tune.sh", "#!/bin/sh\necho 1\n");
+    std::fs::set_permissions(
+        f.root.join("scripts/tune.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    f.git(&["add", "-A"]);
+    f.git(&["commit", "-q", "-m", "script"]);
+    let c = candidate(vec![Edit::FileWrite {
+        file: "scripts/tune.sh".into(),
+        content: "#!/bin/sh\necho 2\n".into(),
+    }]);
+    f.applier().apply(ID, &c).unwrap();
+    assert!(
+        f.git(&["ls-tree", "HEAD", "scripts/tune.sh"])
+            .starts_with("100755")
+    );
+    let mode = std::fs::metadata(f.root.join("scripts/tune.sh"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o111, 0o111);
+    f.assert_clean();
+}
