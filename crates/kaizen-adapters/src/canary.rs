@@ -27,7 +27,12 @@ pub struct CommandCanary {
 
 impl CommandCanary {
     /// A canary for `area` running `command` in `cwd`, failed (and killed) after `timeout`.
-    pub fn new(area: impl Into<String>, command: impl Into<String>, cwd: impl Into<PathBuf>, timeout: Duration) -> Self {
+    pub fn new(
+        area: impl Into<String>,
+        command: impl Into<String>,
+        cwd: impl Into<PathBuf>,
+        timeout: Duration,
+    ) -> Self {
         Self {
             area: area.into(),
             command: command.into(),
@@ -45,7 +50,9 @@ impl CommandCanary {
         }
         let change = match serde_json::to_string(&candidate.change) {
             Ok(c) => c,
-            Err(e) => return CanaryResult::Fail(format!("cannot describe the change as JSON: {e}")),
+            Err(e) => {
+                return CanaryResult::Fail(format!("cannot describe the change as JSON: {e}"));
+            }
         };
         let env = [
             ("KAIZEN_INTERVENTION", id.to_string()),
@@ -54,7 +61,15 @@ impl CommandCanary {
             ("KAIZEN_TITLE", candidate.title.clone()),
             ("KAIZEN_CHANGE", change),
         ];
-        match run_shell(&self.command, &self.cwd, &env, self.timeout, MAX_CANARY_OUTPUT).await {
+        match run_shell(
+            &self.command,
+            &self.cwd,
+            &env,
+            self.timeout,
+            MAX_CANARY_OUTPUT,
+        )
+        .await
+        {
             Ok(out) if out.status.success() => {
                 let said = excerpt(&out.stdout);
                 CanaryResult::Pass(if said.is_empty() {
@@ -97,10 +112,16 @@ impl Canary for CommandCanary {
         let result = self.run(id, candidate).await;
         match &result {
             CanaryResult::Pass(why) => {
-                tracing::info!("kaizen intervention={id} stage=canary area={} pass: {why}", self.area)
+                tracing::info!(
+                    "kaizen intervention={id} stage=canary area={} pass: {why}",
+                    self.area
+                )
             }
             CanaryResult::Fail(why) => {
-                tracing::warn!("kaizen intervention={id} stage=canary area={} fail: {why}", self.area)
+                tracing::warn!(
+                    "kaizen intervention={id} stage=canary area={} fail: {why}",
+                    self.area
+                )
             }
         }
         result
@@ -124,6 +145,7 @@ pub fn build_canaries(config: &Config) -> Vec<Box<dyn Canary>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use kaizen_core::edit::Edit;
@@ -161,13 +183,18 @@ mod tests {
     async fn passes_on_exit_zero_with_the_change_in_the_environment() {
         let dir = tempfile::tempdir().unwrap();
         let cmd = r#"printf '%s|%s|%s|%s\n' "$KAIZEN_INTERVENTION" "$KAIZEN_AREA" "$KAIZEN_RISK" "$KAIZEN_TITLE"; printf '%s' "$KAIZEN_CHANGE" > change.json; pwd > cwd.txt"#;
-        let r = canary(dir.path(), cmd, 5000).trial(InterventionId(42), &candidate()).await;
+        let r = canary(dir.path(), cmd, 5000)
+            .trial(InterventionId(42), &candidate())
+            .await;
         assert_eq!(
             r,
-            CanaryResult::Pass("canary command exited 0: K-000042|cache|medium|grow the cache".into())
+            CanaryResult::Pass(
+                "canary command exited 0: K-000042|cache|medium|grow the cache".into()
+            )
         );
         let change: Vec<Edit> =
-            serde_json::from_str(&std::fs::read_to_string(dir.path().join("change.json")).unwrap()).unwrap();
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("change.json")).unwrap())
+                .unwrap();
         assert_eq!(change, candidate().change);
         let cwd = std::fs::read_to_string(dir.path().join("cwd.txt")).unwrap();
         assert_eq!(
@@ -181,17 +208,29 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let id = InterventionId(1);
         let c = candidate();
-        match canary(dir.path(), "echo 'p99 doubled' >&2; exit 3", 5000).trial(id, &c).await {
-            CanaryResult::Fail(m) => assert!(m.contains("exit status: 3") && m.contains("p99 doubled"), "{m}"),
+        match canary(dir.path(), "echo 'p99 doubled' >&2; exit 3", 5000)
+            .trial(id, &c)
+            .await
+        {
+            CanaryResult::Fail(m) => assert!(
+                m.contains("exit status: 3") && m.contains("p99 doubled"),
+                "{m}"
+            ),
             other => panic!("{other:?}"),
         }
         let started = std::time::Instant::now();
-        match canary(dir.path(), "sleep 30; exit 0", 300).trial(id, &c).await {
+        match canary(dir.path(), "sleep 30; exit 0", 300)
+            .trial(id, &c)
+            .await
+        {
             CanaryResult::Fail(m) => assert!(m.contains("timed out after 300ms"), "{m}"),
             other => panic!("{other:?}"),
         }
         assert!(started.elapsed() < Duration::from_secs(5));
-        match canary(&dir.path().join("missing"), "true", 5000).trial(id, &c).await {
+        match canary(&dir.path().join("missing"), "true", 5000)
+            .trial(id, &c)
+            .await
+        {
             CanaryResult::Fail(m) => assert!(m.contains("could not start"), "{m}"),
             other => panic!("{other:?}"),
         }
@@ -201,7 +240,12 @@ mod tests {
         }
         let mut other_area = candidate();
         other_area.area = "db".into();
-        assert!(matches!(canary(dir.path(), "true", 5000).trial(id, &other_area).await, CanaryResult::Fail(_)));
+        assert!(matches!(
+            canary(dir.path(), "true", 5000)
+                .trial(id, &other_area)
+                .await,
+            CanaryResult::Fail(_)
+        ));
     }
 
     #[tokio::test]

@@ -8,8 +8,8 @@
 //! `git status` stays clean. Files with uncommitted edits are never touched.
 
 use git2::{
-    build::TreeUpdateBuilder, ErrorCode, FileMode, IndexEntry, IndexTime, ObjectType, Oid, Repository,
-    Signature, Tree,
+    ErrorCode, FileMode, IndexEntry, IndexTime, ObjectType, Oid, Repository, Signature, Tree,
+    build::TreeUpdateBuilder,
 };
 use kaizen_core::apply::{Applier, ApplyError, CommitRef};
 use kaizen_core::edit::MAX_FILE_BYTES;
@@ -97,8 +97,12 @@ impl GitApplier {
     /// Opens the working tree at `repo` (its root; not a bare repository). With `branch`, every
     /// operation first checks that HEAD is on that branch.
     pub fn open(repo: &Path, branch: Option<&str>) -> Result<GitApplier, ApplyError> {
-        let r = Repository::open(repo)
-            .map_err(|e| git_err(format!("cannot open a git repository at {}", repo.display()), e))?;
+        let r = Repository::open(repo).map_err(|e| {
+            git_err(
+                format!("cannot open a git repository at {}", repo.display()),
+                e,
+            )
+        })?;
         let workdir = r.workdir().ok_or_else(|| {
             ApplyError::Git(format!(
                 "{} is a bare repository: kaizen needs a working tree to apply changes to",
@@ -139,12 +143,15 @@ impl GitApplier {
     }
 
     fn repo(&self) -> Result<Repository, ApplyError> {
-        Repository::open(&self.root).map_err(|e| git_err(format!("cannot open {}", self.root.display()), e))
+        Repository::open(&self.root)
+            .map_err(|e| git_err(format!("cannot open {}", self.root.display()), e))
     }
 
     /// The branch HEAD is on (checked against the configured one) and its tip.
     fn tip(&self, repo: &Repository) -> Result<Tip, ApplyError> {
-        let head = repo.find_reference("HEAD").map_err(|e| git_err("cannot read HEAD", e))?;
+        let head = repo
+            .find_reference("HEAD")
+            .map_err(|e| git_err("cannot read HEAD", e))?;
         let target = head
             .symbolic_target()
             .map_err(|e| git_err("HEAD points at a branch whose name is not UTF-8", e))?;
@@ -154,7 +161,9 @@ impl GitApplier {
             ));
         };
         let Some(on) = target.strip_prefix("refs/heads/") else {
-            return Err(ApplyError::Git(format!("HEAD points at {target}, which is not a local branch")));
+            return Err(ApplyError::Git(format!(
+                "HEAD points at {target}, which is not a local branch"
+            )));
         };
         if let Some(want) = &self.branch
             && want != on
@@ -187,12 +196,21 @@ impl GitApplier {
     }
 
     /// Writes a commit of `tree` on the tip's branch with the tip as parent (compare-and-swap).
-    fn commit(&self, repo: &Repository, tip: &Tip, tree_oid: Oid, message: &str) -> Result<Oid, ApplyError> {
+    fn commit(
+        &self,
+        repo: &Repository,
+        tip: &Tip,
+        tree_oid: Oid,
+        message: &str,
+    ) -> Result<Oid, ApplyError> {
         let tree = repo
             .find_tree(tree_oid)
             .map_err(|e| git_err("cannot read the new tree", e))?;
         let parent = match tip.oid {
-            Some(oid) => Some(repo.find_commit(oid).map_err(|e| git_err("cannot read the tip", e))?),
+            Some(oid) => Some(
+                repo.find_commit(oid)
+                    .map_err(|e| git_err("cannot read the tip", e))?,
+            ),
             None => None,
         };
         let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
@@ -211,44 +229,63 @@ impl GitApplier {
     }
 
     /// Changes of `candidate` against `base` (edits applied in order, composed per file).
-    fn plan_edits(&self, repo: &Repository, base: &Tree<'_>, candidate: &Candidate) -> Result<Vec<Change>, ApplyError> {
-        let mut files: BTreeMap<String, (Option<Oid>, FileMode, Option<String>, Option<String>)> = BTreeMap::new();
-        let mut order: Vec<String> = Vec::new();
+    fn plan_edits(
+        &self,
+        repo: &Repository,
+        base: &Tree<'_>,
+        candidate: &Candidate,
+    ) -> Result<Vec<Change>, ApplyError> {
+        // Per file, in order of first appearance: HEAD blob, mode, content before and after.
+        struct Planned {
+            path: String,
+            old: Option<Oid>,
+            mode: FileMode,
+            before: Option<String>,
+            after: Option<String>,
+        }
+        let mut files: Vec<Planned> = Vec::new();
         for edit in &candidate.change {
             let path = contain(&self.root, edit.file())?;
-            if !files.contains_key(&path) {
-                let (old, mode) = tree_blob(base, &path)?;
-                let before = match old {
-                    Some(oid) => Some(blob_text(repo, oid, &path)?),
-                    None => None,
-                };
-                files.insert(path.clone(), (old, mode, before.clone(), before));
-                order.push(path.clone());
-            }
-            if let Some(entry) = files.get_mut(&path) {
-                let next = edit.apply_to(entry.3.as_deref()).map_err(|e| ApplyError::Edit(e.to_string()))?;
-                entry.3 = Some(next);
-            }
+            let i = match files.iter().position(|f| f.path == path) {
+                Some(i) => i,
+                None => {
+                    let (old, mode) = tree_blob(base, &path)?;
+                    let before = match old {
+                        Some(oid) => Some(blob_text(repo, oid, &path)?),
+                        None => None,
+                    };
+                    files.push(Planned {
+                        path,
+                        old,
+                        mode,
+                        after: before.clone(),
+                        before,
+                    });
+                    files.len() - 1
+                }
+            };
+            let f = &mut files[i];
+            let next = edit
+                .apply_to(f.after.as_deref())
+                .map_err(|e| ApplyError::Edit(e.to_string()))?;
+            f.after = Some(next);
         }
         let mut out = Vec::new();
-        for path in order {
-            let Some((old, mode, before, after)) = files.remove(&path) else {
-                continue;
-            };
-            if before == after {
+        for f in files {
+            if f.before == f.after {
                 continue;
             }
-            let bytes = after.unwrap_or_default();
+            let bytes = f.after.unwrap_or_default();
             let oid = repo
                 .blob(bytes.as_bytes())
-                .map_err(|e| git_err(format!("cannot store the new content of {path}"), e))?;
-            if Some(oid) == old {
+                .map_err(|e| git_err(format!("cannot store the new content of {}", f.path), e))?;
+            if Some(oid) == f.old {
                 continue;
             }
             out.push(Change {
-                path,
-                old,
-                new: Some((oid, mode)),
+                path: f.path,
+                old: f.old,
+                new: Some((oid, f.mode)),
             });
         }
         Ok(out)
@@ -256,8 +293,15 @@ impl GitApplier {
 
     /// Refuses (with every offending path) when any of `paths` differs between HEAD (`base`),
     /// the index and the working tree.
-    fn check_clean(&self, repo: &Repository, base: &Tree<'_>, paths: &[String]) -> Result<(), ApplyError> {
-        let index = repo.index().map_err(|e| git_err("cannot read the index", e))?;
+    fn check_clean(
+        &self,
+        repo: &Repository,
+        base: &Tree<'_>,
+        paths: &[String],
+    ) -> Result<(), ApplyError> {
+        let index = repo
+            .index()
+            .map_err(|e| git_err("cannot read the index", e))?;
         let mut dirty = Vec::new();
         for path in paths {
             let (head, _) = tree_blob(base, path)?;
@@ -279,8 +323,14 @@ impl GitApplier {
     /// Brings the working tree and index of `changes` to their new content. A file whose disk
     /// content is neither the old nor the new version (a human edited it meanwhile) is left alone
     /// and returned; its index entry still follows the commit.
-    fn update_worktree(&self, repo: &Repository, changes: &[Change]) -> Result<Vec<String>, ApplyError> {
-        let mut index = repo.index().map_err(|e| git_err("cannot read the index", e))?;
+    fn update_worktree(
+        &self,
+        repo: &Repository,
+        changes: &[Change],
+    ) -> Result<Vec<String>, ApplyError> {
+        let mut index = repo
+            .index()
+            .map_err(|e| git_err("cannot read the index", e))?;
         let mut skipped = Vec::new();
         for ch in changes {
             let disk = disk_state(&self.root, &ch.path)?;
@@ -292,24 +342,29 @@ impl GitApplier {
             } else {
                 match ch.new {
                     Some((oid, mode)) => {
-                        let blob = repo
-                            .find_blob(oid)
-                            .map_err(|e| git_err(format!("cannot read the blob of {}", ch.path), e))?;
-                        write_atomic(&self.root, &ch.path, blob.content(), mode == FileMode::BlobExecutable)?;
+                        let blob = repo.find_blob(oid).map_err(|e| {
+                            git_err(format!("cannot read the blob of {}", ch.path), e)
+                        })?;
+                        write_atomic(
+                            &self.root,
+                            &ch.path,
+                            blob.content(),
+                            mode == FileMode::BlobExecutable,
+                        )?;
                     }
                     None => remove_file_and_empty_dirs(&self.root, &ch.path)?,
                 }
             }
             match ch.new {
                 Some((oid, mode)) if !human => {
-                    index
-                        .add_path(rel)
-                        .map_err(|e| git_err(format!("cannot update the index for {}", ch.path), e))?;
+                    index.add_path(rel).map_err(|e| {
+                        git_err(format!("cannot update the index for {}", ch.path), e)
+                    })?;
                     // add_path hashes the working file; make sure the entry names the committed blob.
                     if index_blob(&index, &ch.path) != Some(Some(oid)) {
-                        index
-                            .add(&bare_entry(&ch.path, oid, mode))
-                            .map_err(|e| git_err(format!("cannot update the index for {}", ch.path), e))?;
+                        index.add(&bare_entry(&ch.path, oid, mode)).map_err(|e| {
+                            git_err(format!("cannot update the index for {}", ch.path), e)
+                        })?;
                     }
                 }
                 Some((oid, mode)) => index
@@ -318,17 +373,31 @@ impl GitApplier {
                 None => match index.remove_path(rel) {
                     Ok(()) => {}
                     Err(e) if e.code() == ErrorCode::NotFound => {}
-                    Err(e) => return Err(git_err(format!("cannot update the index for {}", ch.path), e)),
+                    Err(e) => {
+                        return Err(git_err(
+                            format!("cannot update the index for {}", ch.path),
+                            e,
+                        ));
+                    }
                 },
             }
         }
-        index.write().map_err(|e| git_err("cannot write the index", e))?;
+        index
+            .write()
+            .map_err(|e| git_err("cannot write the index", e))?;
         Ok(skipped)
     }
 
     /// After a commit: update the working tree, logging (not failing) if that goes wrong — the
     /// commit is the record, and `sync_worktree` repairs the files later.
-    fn finish(&self, repo: &Repository, id: Option<InterventionId>, stage: &str, commit: Oid, changes: &[Change]) {
+    fn finish(
+        &self,
+        repo: &Repository,
+        id: Option<InterventionId>,
+        stage: &str,
+        commit: Oid,
+        changes: &[Change],
+    ) {
         let who = id.map(|i| i.to_string()).unwrap_or_else(|| "-".to_string());
         match self.update_worktree(repo, changes) {
             Ok(skipped) if skipped.is_empty() => {}
@@ -343,7 +412,12 @@ impl GitApplier {
         }
     }
 
-    fn apply_inner(&self, id: Option<InterventionId>, candidate: &Candidate, commit: bool) -> Result<Option<CommitRef>, ApplyError> {
+    fn apply_inner(
+        &self,
+        id: Option<InterventionId>,
+        candidate: &Candidate,
+        commit: bool,
+    ) -> Result<Option<CommitRef>, ApplyError> {
         let repo = self.repo()?;
         let tip = self.tip(&repo)?;
         let base = self.tip_tree(&repo, &tip)?;
@@ -367,11 +441,18 @@ impl GitApplier {
             changes.iter().map(|c| c.path.as_str()).collect::<Vec<_>>()
         );
         self.finish(&repo, Some(id), "apply", oid, &changes);
-        Ok(Some(CommitRef { sha: oid.to_string() }))
+        Ok(Some(CommitRef {
+            sha: oid.to_string(),
+        }))
     }
 
     /// The commit named by `commit`, checked to be on the branch (the tip or an ancestor of it).
-    fn branch_commit<'r>(&self, repo: &'r Repository, tip: &Tip, commit: &str) -> Result<git2::Commit<'r>, ApplyError> {
+    fn branch_commit<'r>(
+        &self,
+        repo: &'r Repository,
+        tip: &Tip,
+        commit: &str,
+    ) -> Result<git2::Commit<'r>, ApplyError> {
         let Some(tip_oid) = tip.oid else {
             return Err(ApplyError::Git(format!(
                 "branch {} has no commits, so it cannot hold {commit}",
@@ -387,10 +468,17 @@ impl GitApplier {
                 .graph_descendant_of(tip_oid, c.id())
                 .map_err(|e| git_err("cannot walk the history", e))?;
         if !on_branch {
-            return Err(ApplyError::Git(format!("commit {} is not on {}", c.id(), tip.refname)));
+            return Err(ApplyError::Git(format!(
+                "commit {} is not on {}",
+                c.id(),
+                tip.refname
+            )));
         }
         if c.parent_count() > 1 {
-            return Err(ApplyError::Git(format!("commit {} is a merge; kaizen never makes merges", c.id())));
+            return Err(ApplyError::Git(format!(
+                "commit {} is a merge; kaizen never makes merges",
+                c.id()
+            )));
         }
         Ok(c)
     }
@@ -401,8 +489,11 @@ impl GitApplier {
         let Some(tip_oid) = tip.oid else {
             return Ok(None);
         };
-        let mut walk = repo.revwalk().map_err(|e| git_err("cannot walk the history", e))?;
-        walk.push(tip_oid).map_err(|e| git_err("cannot walk the history", e))?;
+        let mut walk = repo
+            .revwalk()
+            .map_err(|e| git_err("cannot walk the history", e))?;
+        walk.push(tip_oid)
+            .map_err(|e| git_err("cannot walk the history", e))?;
         walk.simplify_first_parent()
             .map_err(|e| git_err("cannot walk the history", e))?;
         for oid in walk.take(HISTORY_WALK_LIMIT) {
@@ -414,7 +505,9 @@ impl GitApplier {
             if !names_intervention(&tr, id) {
                 continue;
             }
-            let is_revert = tr.iter().any(|(k, _)| k.eq_ignore_ascii_case(TRAILER_REVERTS));
+            let is_revert = tr
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case(TRAILER_REVERTS));
             if is_revert == reverted {
                 return Ok(Some(oid.to_string()));
             }
@@ -433,7 +526,12 @@ impl Applier for GitApplier {
             .ok_or_else(|| ApplyError::Git("internal: apply produced no commit".to_string()))
     }
 
-    fn revert(&self, id: InterventionId, commit: &str, reason: &str) -> Result<CommitRef, ApplyError> {
+    fn revert(
+        &self,
+        id: InterventionId,
+        commit: &str,
+        reason: &str,
+    ) -> Result<CommitRef, ApplyError> {
         let repo = self.repo()?;
         let tip = self.tip(&repo)?;
         let target = self.branch_commit(&repo, &tip, commit)?;
@@ -482,12 +580,20 @@ impl Applier for GitApplier {
         if changes.is_empty() {
             return Err(ApplyError::NoOp);
         }
-        let title = target.summary_bytes().map(String::from_utf8_lossy).unwrap_or_default();
+        let title = target
+            .summary_bytes()
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default();
         let message = revert_message(id, &title, &target.id().to_string(), reason);
         let oid = self.commit(&repo, &tip, tree_oid, &message)?;
-        tracing::info!("kaizen intervention={id} stage=revert commit={oid} reverts={}", target.id());
+        tracing::info!(
+            "kaizen intervention={id} stage=revert commit={oid} reverts={}",
+            target.id()
+        );
         self.finish(&repo, Some(id), "revert", oid, &changes);
-        Ok(CommitRef { sha: oid.to_string() })
+        Ok(CommitRef {
+            sha: oid.to_string(),
+        })
     }
 
     fn find_applied(&self, id: InterventionId) -> Result<Option<String>, ApplyError> {
@@ -510,18 +616,28 @@ impl Applier for GitApplier {
             )));
         }
         let head = self.tip_tree(&repo, &tip)?;
-        let own = c.tree().map_err(|e| git_err("cannot read the commit's tree", e))?;
+        let own = c
+            .tree()
+            .map_err(|e| git_err("cannot read the commit's tree", e))?;
         let parent = match c.parent(0) {
-            Ok(p) => p.tree().map_err(|e| git_err("cannot read the parent's tree", e))?,
+            Ok(p) => p
+                .tree()
+                .map_err(|e| git_err("cannot read the parent's tree", e))?,
             Err(_) => empty_tree(&repo)?,
         };
-        let index = repo.index().map_err(|e| git_err("cannot read the index", e))?;
+        let index = repo
+            .index()
+            .map_err(|e| git_err("cannot read the index", e))?;
         let mut dirty = Vec::new();
         let mut fixes = Vec::new();
         for path in changed_paths(&repo, &c)? {
             contain(&self.root, &path)?;
             let (want, mode) = tree_blob(&head, &path)?;
-            let known = [want, tree_blob(&parent, &path)?.0, tree_blob(&own, &path)?.0];
+            let known = [
+                want,
+                tree_blob(&parent, &path)?.0,
+                tree_blob(&own, &path)?.0,
+            ];
             let staged = index_blob(&index, &path);
             let disk = disk_state(&self.root, &path)?;
             if staged == Some(want) && disk.oid() == want && disk != Disk::Other {
@@ -560,7 +676,11 @@ impl Applier for GitApplier {
         Ok(())
     }
 
-    fn commit_files(&self, files: &[(String, Option<String>)], message: &str) -> Result<Option<CommitRef>, ApplyError> {
+    fn commit_files(
+        &self,
+        files: &[(String, Option<String>)],
+        message: &str,
+    ) -> Result<Option<CommitRef>, ApplyError> {
         let repo = self.repo()?;
         let tip = self.tip(&repo)?;
         let base = self.tip_tree(&repo, &tip)?;
@@ -609,7 +729,9 @@ impl Applier for GitApplier {
             changes.iter().map(|c| c.path.as_str()).collect::<Vec<_>>()
         );
         self.finish(&repo, None, "commit_files", oid, &changes);
-        Ok(Some(CommitRef { sha: oid.to_string() }))
+        Ok(Some(CommitRef {
+            sha: oid.to_string(),
+        }))
     }
 }
 
@@ -632,10 +754,14 @@ pub fn contain(root: &Path, raw: &str) -> Result<String, ApplyError> {
         return Err(err("the path contains a NUL byte".into()));
     }
     if raw.contains('\\') {
-        return Err(err("the path contains a backslash; use `/` separators".into()));
+        return Err(err(
+            "the path contains a backslash; use `/` separators".into()
+        ));
     }
     if raw.starts_with('/') || Path::new(raw).is_absolute() {
-        return Err(err("absolute paths are not allowed; give a path relative to the repository root".into()));
+        return Err(err(
+            "absolute paths are not allowed; give a path relative to the repository root".into(),
+        ));
     }
     let mut parts: Vec<&str> = Vec::new();
     for seg in raw.split('/') {
@@ -653,7 +779,9 @@ pub fn contain(root: &Path, raw: &str) -> Result<String, ApplyError> {
         return Err(err("the path names the repository root, not a file".into()));
     }
     if parts.iter().any(|p| p.eq_ignore_ascii_case(".git")) {
-        return Err(err("paths inside `.git` (git's own data) are never edited".into()));
+        return Err(err(
+            "paths inside `.git` (git's own data) are never edited".into()
+        ));
     }
     let mut cur = root.to_path_buf();
     for (i, part) in parts.iter().enumerate() {
@@ -696,7 +824,8 @@ fn empty_tree(repo: &Repository) -> Result<Tree<'_>, ApplyError> {
         .treebuilder(None)
         .and_then(|b| b.write())
         .map_err(|e| git_err("cannot write an empty tree", e))?;
-    repo.find_tree(oid).map_err(|e| git_err("cannot read an empty tree", e))
+    repo.find_tree(oid)
+        .map_err(|e| git_err("cannot read an empty tree", e))
 }
 
 /// The blob at `path` in `tree` (`None`: absent) and the mode to keep when rewriting it.
@@ -713,7 +842,9 @@ fn tree_blob(tree: &Tree<'_>, path: &str) -> Result<(Option<Oid>, FileMode), App
     match entry.filemode() {
         0o100644 => Ok((Some(entry.id()), FileMode::Blob)),
         0o100755 => Ok((Some(entry.id()), FileMode::BlobExecutable)),
-        0o120000 => Err(perr("is a symlink in the repository; kaizen edits regular files only")),
+        0o120000 => Err(perr(
+            "is a symlink in the repository; kaizen edits regular files only",
+        )),
         0o160000 => Err(perr("is a submodule; kaizen edits regular files only")),
         0o040000 => Err(perr("is a directory in the repository, not a file")),
         _ => Err(perr("is not a regular file in the repository")),
@@ -724,8 +855,11 @@ fn blob_text(repo: &Repository, oid: Oid, path: &str) -> Result<String, ApplyErr
     let blob = repo
         .find_blob(oid)
         .map_err(|e| git_err(format!("cannot read {path} at HEAD"), e))?;
-    String::from_utf8(blob.content().to_vec())
-        .map_err(|_| ApplyError::Edit(format!("{path}: not UTF-8 text; kaizen edits text files only")))
+    String::from_utf8(blob.content().to_vec()).map_err(|_| {
+        ApplyError::Edit(format!(
+            "{path}: not UTF-8 text; kaizen edits text files only"
+        ))
+    })
 }
 
 /// The stage-0 blob of `path` in the index: `Some(None)` absent, `None` conflicted.
@@ -746,7 +880,8 @@ fn disk_state(root: &Path, path: &str) -> Result<Disk, ApplyError> {
         Err(e) => Err(io_err(format!("cannot inspect {}", full.display()), e)),
         Ok(m) if !m.file_type().is_file() => Ok(Disk::Other),
         Ok(_) => {
-            let bytes = fs::read(&full).map_err(|e| io_err(format!("cannot read {}", full.display()), e))?;
+            let bytes = fs::read(&full)
+                .map_err(|e| io_err(format!("cannot read {}", full.display()), e))?;
             Oid::hash_object(ObjectType::Blob, &bytes)
                 .map(Disk::File)
                 .map_err(|e| git_err(format!("cannot hash {}", full.display()), e))
@@ -785,24 +920,41 @@ fn updated_tree(repo: &Repository, base: &Tree<'_>, changes: &[Change]) -> Resul
 
 /// Paths a (non-merge) commit changes against its first parent.
 fn changed_paths(repo: &Repository, c: &git2::Commit<'_>) -> Result<Vec<String>, ApplyError> {
-    let new = c.tree().map_err(|e| git_err("cannot read the commit's tree", e))?;
+    let new = c
+        .tree()
+        .map_err(|e| git_err("cannot read the commit's tree", e))?;
     let old = match c.parent(0) {
-        Ok(p) => p.tree().map_err(|e| git_err("cannot read the parent's tree", e))?,
+        Ok(p) => p
+            .tree()
+            .map_err(|e| git_err("cannot read the parent's tree", e))?,
         Err(_) => empty_tree(repo)?,
     };
-    Ok(tree_changes(repo, &old, &new)?.into_iter().map(|c| c.path).collect())
+    Ok(tree_changes(repo, &old, &new)?
+        .into_iter()
+        .map(|c| c.path)
+        .collect())
 }
 
 /// Blob-level changes from `old` to `new`.
-fn tree_changes(repo: &Repository, old: &Tree<'_>, new: &Tree<'_>) -> Result<Vec<Change>, ApplyError> {
+fn tree_changes(
+    repo: &Repository,
+    old: &Tree<'_>,
+    new: &Tree<'_>,
+) -> Result<Vec<Change>, ApplyError> {
     let diff = repo
         .diff_tree_to_tree(Some(old), Some(new), None)
         .map_err(|e| git_err("cannot diff trees", e))?;
     let mut out = Vec::new();
     for d in diff.deltas() {
-        let file = if d.new_file().exists() { d.new_file() } else { d.old_file() };
+        let file = if d.new_file().exists() {
+            d.new_file()
+        } else {
+            d.old_file()
+        };
         let Some(path) = file.path().and_then(Path::to_str) else {
-            return Err(ApplyError::Git("a changed path is not valid UTF-8".to_string()));
+            return Err(ApplyError::Git(
+                "a changed path is not valid UTF-8".to_string(),
+            ));
         };
         let path = path.to_string();
         let old_oid = d.old_file().exists().then(|| d.old_file().id());
@@ -816,7 +968,11 @@ fn tree_changes(repo: &Repository, old: &Tree<'_>, new: &Tree<'_>) -> Result<Vec
         } else {
             None
         };
-        out.push(Change { path, old: old_oid, new });
+        out.push(Change {
+            path,
+            old: old_oid,
+            new,
+        });
     }
     Ok(out)
 }
@@ -827,7 +983,10 @@ fn write_atomic(root: &Path, path: &str, bytes: &[u8], executable: bool) -> Resu
     let full = root.join(path);
     let dir = full.parent().unwrap_or(root).to_path_buf();
     fs::create_dir_all(&dir).map_err(|e| io_err(format!("cannot create {}", dir.display()), e))?;
-    let name = full.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = full
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.kaizen-tmp-{}", std::process::id()));
     let result = (|| -> io::Result<()> {
         fs::write(&tmp, bytes)?;
@@ -838,7 +997,11 @@ fn write_atomic(root: &Path, path: &str, bytes: &[u8], executable: bool) -> Resu
                 Ok(m) => m.permissions().mode() & 0o7777,
                 Err(_) => 0o644,
             };
-            let mode = if executable { mode | 0o111 } else { mode & !0o111 };
+            let mode = if executable {
+                mode | 0o111
+            } else {
+                mode & !0o111
+            };
             fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))?;
         }
         #[cfg(not(unix))]
@@ -872,7 +1035,8 @@ fn remove_file_and_empty_dirs(root: &Path, path: &str) -> Result<(), ApplyError>
 fn signature(repo: &Repository) -> Result<Signature<'static>, ApplyError> {
     match repo.signature() {
         Ok(s) => Ok(s),
-        Err(_) => Signature::now("kaizen", "kaizen@localhost").map_err(|e| git_err("cannot make a signature", e)),
+        Err(_) => Signature::now("kaizen", "kaizen@localhost")
+            .map_err(|e| git_err("cannot make a signature", e)),
     }
 }
 
@@ -913,7 +1077,10 @@ fn trailer_value(s: &str) -> String {
 
 /// The commit message of an intervention: subject, hypothesis, edits, trailers.
 pub fn apply_message(id: InterventionId, c: &Candidate) -> String {
-    let subject = one_line(&format!("kaizen: {}", one_line(&c.title, usize::MAX)), MAX_SUBJECT_CHARS);
+    let subject = one_line(
+        &format!("kaizen: {}", one_line(&c.title, usize::MAX)),
+        MAX_SUBJECT_CHARS,
+    );
     let mut msg = subject;
     msg.push_str("\n\n");
     let hypothesis = clean_text(&c.hypothesis);
@@ -962,7 +1129,10 @@ pub fn revert_message(id: InterventionId, title: &str, sha: &str, reason: &str) 
         msg.push_str("\n\n");
     }
     msg.push_str(&format!("This reverts commit {sha}.\n\n"));
-    msg.push_str(&format!("{TRAILER_INTERVENTION}: {}\n", trailer_value(&id.to_string())));
+    msg.push_str(&format!(
+        "{TRAILER_INTERVENTION}: {}\n",
+        trailer_value(&id.to_string())
+    ));
     msg.push_str(&format!("{TRAILER_REVERTS}: {}\n", trailer_value(sha)));
     msg
 }
@@ -990,11 +1160,13 @@ pub fn parse_trailers(message: &str) -> Vec<(String, String)> {
 
 fn names_intervention(trailers: &[(String, String)], id: InterventionId) -> bool {
     trailers.iter().any(|(k, v)| {
-        k.eq_ignore_ascii_case(TRAILER_INTERVENTION) && v.parse::<InterventionId>().is_ok_and(|x| x == id)
+        k.eq_ignore_ascii_case(TRAILER_INTERVENTION)
+            && v.parse::<InterventionId>().is_ok_and(|x| x == id)
     })
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -1021,8 +1193,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().canonicalize().unwrap();
         assert_eq!(contain(&root, "./a//b/../c.yaml").unwrap(), "a/c.yaml");
-        for bad in ["", "/etc/x", "../x", "a/../../x", ".git/config", "x/.GIT/y", "a\\b", "."] {
-            assert!(matches!(contain(&root, bad), Err(ApplyError::Path { .. })), "{bad:?}");
+        for bad in [
+            "",
+            "/etc/x",
+            "../x",
+            "a/../../x",
+            ".git/config",
+            "x/.GIT/y",
+            "a\\b",
+            ".",
+        ] {
+            assert!(
+                matches!(contain(&root, bad), Err(ApplyError::Path { .. })),
+                "{bad:?}"
+            );
         }
     }
 }

@@ -55,7 +55,10 @@ impl std::fmt::Display for RunError {
 
 /// Reads `reader` to the end, keeping at most `limit` bytes (the rest is drained and dropped so
 /// the writer never blocks). Returns the kept bytes and whether anything was dropped.
-async fn read_bounded<R: AsyncRead + Unpin>(reader: Option<R>, limit: usize) -> std::io::Result<(Vec<u8>, bool)> {
+async fn read_bounded<R: AsyncRead + Unpin>(
+    reader: Option<R>,
+    limit: usize,
+) -> std::io::Result<(Vec<u8>, bool)> {
     let Some(mut reader) = reader else {
         return Ok((Vec::new(), false));
     };
@@ -168,13 +171,17 @@ pub(crate) fn show_duration(d: Duration) -> String {
 
 /// Parses a command's stdout: exactly one finite number (surrounding whitespace allowed).
 fn parse_number(stdout: &[u8]) -> Result<f64, String> {
-    let text = std::str::from_utf8(stdout).map_err(|_| "stdout is not UTF-8 text; expected one number".to_string())?;
+    let text = std::str::from_utf8(stdout)
+        .map_err(|_| "stdout is not UTF-8 text; expected one number".to_string())?;
     let t = text.trim();
     if t.is_empty() {
         return Err("printed nothing on stdout; expected exactly one number".to_string());
     }
     if t.split_whitespace().count() > 1 {
-        return Err(format!("printed {:?}; expected exactly one number", excerpt(t.as_bytes())));
+        return Err(format!(
+            "printed {:?}; expected exactly one number",
+            excerpt(t.as_bytes())
+        ));
     }
     let v: f64 = t
         .parse()
@@ -199,7 +206,12 @@ pub struct CommandSource {
 
 impl CommandSource {
     /// A source for `signal` running `command` in `cwd`, killed after `timeout`.
-    pub fn new(signal: impl Into<String>, command: impl Into<String>, cwd: impl Into<PathBuf>, timeout: Duration) -> Self {
+    pub fn new(
+        signal: impl Into<String>,
+        command: impl Into<String>,
+        cwd: impl Into<PathBuf>,
+        timeout: Duration,
+    ) -> Self {
         Self {
             name: signal.into(),
             command: command.into(),
@@ -217,16 +229,25 @@ impl Source for CommandSource {
 
     async fn observe(&self, now: DateTime<Utc>) -> Result<Vec<Sample>, SourceError> {
         let err = |m: String| SourceError::new(&self.name, m);
-        let out = run_shell(&self.command, &self.cwd, &[], self.timeout, MAX_COMMAND_OUTPUT)
-            .await
-            .map_err(|e| match e {
-                RunError::Timeout => err(format!(
-                    "command timed out after {}; killed",
-                    show_duration(self.timeout)
-                )),
-                RunError::Spawn(e) => err(format!("could not start `sh` in {}: {e}", self.cwd.display())),
-                other => err(format!("command failed: {other}")),
-            })?;
+        let out = run_shell(
+            &self.command,
+            &self.cwd,
+            &[],
+            self.timeout,
+            MAX_COMMAND_OUTPUT,
+        )
+        .await
+        .map_err(|e| match e {
+            RunError::Timeout => err(format!(
+                "command timed out after {}; killed",
+                show_duration(self.timeout)
+            )),
+            RunError::Spawn(e) => err(format!(
+                "could not start `sh` in {}: {e}",
+                self.cwd.display()
+            )),
+            other => err(format!("command failed: {other}")),
+        })?;
         if !out.status.success() {
             let stderr = excerpt(&out.stderr);
             return Err(err(if stderr.is_empty() {
@@ -288,7 +309,11 @@ fn describe(e: &reqwest::Error, timeout: Duration) -> String {
 }
 
 /// GETs `url` and returns (status, body), the body bounded to [`MAX_BODY_BYTES`].
-async fn get_bounded(client: &reqwest::Client, url: reqwest::Url, timeout: Duration) -> Result<(reqwest::StatusCode, Vec<u8>), String> {
+async fn get_bounded(
+    client: &reqwest::Client,
+    url: reqwest::Url,
+    timeout: Duration,
+) -> Result<(reqwest::StatusCode, Vec<u8>), String> {
     let shown = redact(url.as_str());
     let mut resp = client
         .get(url)
@@ -297,15 +322,19 @@ async fn get_bounded(client: &reqwest::Client, url: reqwest::Url, timeout: Durat
         .await
         .map_err(|e| format!("GET {shown}: {}", describe(&e.without_url(), timeout)))?;
     let status = resp.status();
-    if resp.content_length().is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+    if resp
+        .content_length()
+        .is_some_and(|n| n > MAX_BODY_BYTES as u64)
+    {
         return Err(format!("GET {shown}: response body is larger than 1 MiB"));
     }
     let mut body = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| format!("GET {shown}: reading the body: {}", describe(&e.without_url(), timeout)))?
-    {
+    while let Some(chunk) = resp.chunk().await.map_err(|e| {
+        format!(
+            "GET {shown}: reading the body: {}",
+            describe(&e.without_url(), timeout)
+        )
+    })? {
         if body.len() + chunk.len() > MAX_BODY_BYTES {
             return Err(format!("GET {shown}: response body is larger than 1 MiB"));
         }
@@ -344,11 +373,14 @@ pub fn read_field(doc: &serde_json::Value, field: &str) -> Result<f64, String> {
                 .get(*seg)
                 .ok_or_else(|| format!("field `{field}` not found: {at} has no key `{seg}`"))?,
             serde_json::Value::Array(items) => {
-                let idx: usize = seg
-                    .parse()
-                    .map_err(|_| format!("field `{field}`: {at} is a list, `{seg}` is not an index"))?;
+                let idx: usize = seg.parse().map_err(|_| {
+                    format!("field `{field}`: {at} is a list, `{seg}` is not an index")
+                })?;
                 items.get(idx).ok_or_else(|| {
-                    format!("field `{field}` not found: {at} has {} items, no index {idx}", items.len())
+                    format!(
+                        "field `{field}` not found: {at} has {} items, no index {idx}",
+                        items.len()
+                    )
                 })?
             }
             other => {
@@ -386,7 +418,12 @@ pub struct HttpJsonSource {
 
 impl HttpJsonSource {
     /// A source for `signal` reading `field` (dotted path) from the JSON at `url`.
-    pub fn new(signal: impl Into<String>, url: impl Into<String>, field: impl Into<String>, timeout: Duration) -> Self {
+    pub fn new(
+        signal: impl Into<String>,
+        url: impl Into<String>,
+        field: impl Into<String>,
+        timeout: Duration,
+    ) -> Self {
         Self {
             name: signal.into(),
             url: url.into(),
@@ -407,13 +444,21 @@ impl Source for HttpJsonSource {
         let err = |m: String| SourceError::new(&self.name, m);
         let client = self.client.as_ref().map_err(|m| err(m.clone()))?;
         let shown = redact(&self.url);
-        let url = reqwest::Url::parse(&self.url).map_err(|e| err(format!("invalid URL {shown}: {e}")))?;
+        let url =
+            reqwest::Url::parse(&self.url).map_err(|e| err(format!("invalid URL {shown}: {e}")))?;
         let (status, body) = get_bounded(client, url, self.timeout).await.map_err(err)?;
         if !status.is_success() {
-            return Err(err(format!("GET {shown} answered HTTP {status}: {}", excerpt(&body))));
+            return Err(err(format!(
+                "GET {shown} answered HTTP {status}: {}",
+                excerpt(&body)
+            )));
         }
-        let doc: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|e| err(format!("GET {shown}: the response is not JSON ({e}): {}", excerpt(&body))))?;
+        let doc: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+            err(format!(
+                "GET {shown}: the response is not JSON ({e}): {}",
+                excerpt(&body)
+            ))
+        })?;
         let value = read_field(&doc, &self.field).map_err(|m| err(format!("GET {shown}: {m}")))?;
         Ok(vec![Sample::new(&self.name, now, value)])
     }
@@ -436,7 +481,12 @@ pub struct PrometheusSource {
 impl PrometheusSource {
     /// A source for `signal` running `query` against the Prometheus at `base`
     /// (e.g. `http://127.0.0.1:9090`).
-    pub fn new(signal: impl Into<String>, base: impl Into<String>, query: impl Into<String>, timeout: Duration) -> Self {
+    pub fn new(
+        signal: impl Into<String>,
+        base: impl Into<String>,
+        query: impl Into<String>,
+        timeout: Duration,
+    ) -> Self {
         Self {
             name: signal.into(),
             base: base.into(),
@@ -473,28 +523,44 @@ impl Source for PrometheusSource {
         let client = self.client.as_ref().map_err(|m| err(m.clone()))?;
         let endpoint = format!("{}/api/v1/query", self.base.trim_end_matches('/'));
         let url = reqwest::Url::parse_with_params(&endpoint, &[("query", self.query.as_str())])
-            .map_err(|e| err(format!("invalid Prometheus URL {}: {e}", redact(&self.base))))?;
+            .map_err(|e| {
+                err(format!(
+                    "invalid Prometheus URL {}: {e}",
+                    redact(&self.base)
+                ))
+            })?;
         let shown = redact(&endpoint);
         let (status, body) = get_bounded(client, url, self.timeout).await.map_err(err)?;
         let doc: serde_json::Value = match serde_json::from_slice(&body) {
             Ok(d) => d,
             Err(_) if !status.is_success() => {
-                return Err(err(format!("{shown} answered HTTP {status}: {}", excerpt(&body))));
+                return Err(err(format!(
+                    "{shown} answered HTTP {status}: {}",
+                    excerpt(&body)
+                )));
             }
             Err(e) => return Err(err(format!("{shown}: the response is not JSON ({e})"))),
         };
         let q = &self.query;
         let st = doc.get("status").and_then(|s| s.as_str()).unwrap_or("");
         if st != "success" {
-            let etype = doc.get("errorType").and_then(|s| s.as_str()).unwrap_or("unknown");
+            let etype = doc
+                .get("errorType")
+                .and_then(|s| s.as_str())
+                .unwrap_or("unknown");
             let emsg = doc.get("error").and_then(|s| s.as_str()).unwrap_or("");
             return Err(err(format!(
                 "query `{q}` failed (HTTP {status}, status {st:?}): {etype}: {}",
                 excerpt(emsg.as_bytes())
             )));
         }
-        let data = doc.get("data").ok_or_else(|| err(format!("{shown}: the answer has no `data`")))?;
-        let rtype = data.get("resultType").and_then(|s| s.as_str()).unwrap_or("");
+        let data = doc
+            .get("data")
+            .ok_or_else(|| err(format!("{shown}: the answer has no `data`")))?;
+        let rtype = data
+            .get("resultType")
+            .and_then(|s| s.as_str())
+            .unwrap_or("");
         let result = data.get("result").unwrap_or(&serde_json::Value::Null);
         let value = match rtype {
             "vector" => {
@@ -531,7 +597,12 @@ pub fn build_sources(config: &Config) -> Vec<Box<dyn Source>> {
         match &sc.source {
             None => {}
             Some(SourceKind::Command(cmd)) => {
-                out.push(Box::new(CommandSource::new(name, cmd, config.repo.clone(), timeout)));
+                out.push(Box::new(CommandSource::new(
+                    name,
+                    cmd,
+                    config.repo.clone(),
+                    timeout,
+                )));
             }
             Some(SourceKind::Http { url, field }) => {
                 out.push(Box::new(HttpJsonSource::new(name, url, field, timeout)));
@@ -545,6 +616,7 @@ pub fn build_sources(config: &Config) -> Vec<Box<dyn Source>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

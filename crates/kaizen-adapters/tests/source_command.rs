@@ -1,5 +1,7 @@
 //! `CommandSource` with real shell commands.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use chrono::Utc;
 use kaizen_adapters::source::{CommandSource, build_sources};
 use kaizen_core::config::Config;
@@ -33,12 +35,20 @@ async fn one_number_on_stdout_is_a_sample() {
     assert_eq!(s[0].at, now);
     assert_eq!(s[0].value, 42.0);
     assert_eq!(value(dir.path(), "printf '3.5'").await.unwrap(), 3.5);
-    assert_eq!(value(dir.path(), "printf '  -7e-1 \\n\\n'").await.unwrap(), -0.7);
+    assert_eq!(
+        value(dir.path(), "printf '  -7e-1 \\n\\n'").await.unwrap(),
+        -0.7
+    );
     // Runs in the given directory.
     std::fs::write(dir.path().join("value.txt"), "251\n").unwrap();
     assert_eq!(value(dir.path(), "cat value.txt").await.unwrap(), 251.0);
     // Noise on stderr does not matter when the exit is clean.
-    assert_eq!(value(dir.path(), "echo warming up >&2; echo 9").await.unwrap(), 9.0);
+    assert_eq!(
+        value(dir.path(), "echo warming up >&2; echo 9")
+            .await
+            .unwrap(),
+        9.0
+    );
 }
 
 #[tokio::test]
@@ -62,18 +72,38 @@ async fn anything_but_one_finite_number_is_an_error_never_zero() {
 #[tokio::test]
 async fn failures_report_status_and_a_bounded_stderr_excerpt() {
     let dir = tempfile::tempdir().unwrap();
-    let e = value(dir.path(), "echo 5; echo 'metrics endpoint down' >&2; exit 3").await.unwrap_err();
-    assert!(e.contains("exit status: 3") && e.contains("metrics endpoint down"), "{e}");
-    let e = value(dir.path(), "yes 'a long complaint' | head -c 200000 >&2; exit 1").await.unwrap_err();
+    let e = value(
+        dir.path(),
+        "echo 5; echo 'metrics endpoint down' >&2; exit 3",
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        e.contains("exit status: 3") && e.contains("metrics endpoint down"),
+        "{e}"
+    );
+    let e = value(
+        dir.path(),
+        "yes 'a long complaint' | head -c 200000 >&2; exit 1",
+    )
+    .await
+    .unwrap_err();
     assert!(e.chars().count() < 600, "{} chars", e.len());
-    let e = value(&dir.path().join("missing"), "echo 1").await.unwrap_err();
+    let e = value(&dir.path().join("missing"), "echo 1")
+        .await
+        .unwrap_err();
     assert!(e.contains("could not start"), "{e}");
 }
 
 #[tokio::test]
 async fn timeouts_kill_the_command_and_its_children() {
     let dir = tempfile::tempdir().unwrap();
-    let s = CommandSource::new("x", "sleep 30 & echo $! > bg.pid; wait", dir.path(), Duration::from_millis(400));
+    let s = CommandSource::new(
+        "x",
+        "sleep 30 & echo $! > bg.pid; wait",
+        dir.path(),
+        Duration::from_millis(400),
+    );
     let started = Instant::now();
     let e = s.observe(Utc::now()).await.unwrap_err();
     assert!(e.message.contains("timed out after 400ms"), "{e}");

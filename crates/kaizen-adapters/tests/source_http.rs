@@ -1,5 +1,7 @@
 //! `HttpJsonSource` and `PrometheusSource` against a real HTTP server on 127.0.0.1.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -12,7 +14,8 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-const TRICKY_QUERY: &str = r#"sum(rate(http_requests_total{job="api",code=~"5.."}[5m])) / 2 & more"#;
+const TRICKY_QUERY: &str =
+    r#"sum(rate(http_requests_total{job="api",code=~"5.."}[5m])) / 2 & more"#;
 
 async fn prometheus(Query(q): Query<HashMap<String, String>>) -> impl IntoResponse {
     let query = q.get("query").cloned().unwrap_or_default();
@@ -55,9 +58,15 @@ async fn serve() -> String {
                 }))
             }),
         )
-        .route("/boom", get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "database on fire") }))
+        .route(
+            "/boom",
+            get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "database on fire") }),
+        )
         .route("/text", get(|| async { "ok" }))
-        .route("/big", get(|| async { format!("{{\"pad\":\"{}\",\"v\":1}}", "x".repeat(2 * 1024 * 1024)) }))
+        .route(
+            "/big",
+            get(|| async { format!("{{\"pad\":\"{}\",\"v\":1}}", "x".repeat(2 * 1024 * 1024)) }),
+        )
         .route(
             "/slow",
             get(|| async {
@@ -86,9 +95,15 @@ async fn http_json_fields_are_read() {
     let t = Duration::from_secs(5);
     let health = format!("{base}/health");
     let now = Utc::now();
-    let s = HttpJsonSource::new("latency_ms", &health, "latency.p95_ms", t).observe(now).await.unwrap();
+    let s = HttpJsonSource::new("latency_ms", &health, "latency.p95_ms", t)
+        .observe(now)
+        .await
+        .unwrap();
     assert_eq!(s.len(), 1);
-    assert_eq!((s[0].signal.as_str(), s[0].at, s[0].value), ("latency_ms", now, 123.5));
+    assert_eq!(
+        (s[0].signal.as_str(), s[0].at, s[0].value),
+        ("latency_ms", now, 123.5)
+    );
     assert_eq!(http(&health, "items.0.v", t).await.unwrap(), 4.5);
     assert_eq!(http(&health, "items.1.v", t).await.unwrap(), 6.0);
 }
@@ -107,7 +122,10 @@ async fn http_json_errors_name_the_problem() {
         ("latency", "an object"),
     ] {
         let e = http(&health, field, t).await.unwrap_err();
-        assert!(e.contains(says) && e.starts_with("source `latency_ms`"), "{field}: {e}");
+        assert!(
+            e.contains(says) && e.starts_with("source `latency_ms`"),
+            "{field}: {e}"
+        );
     }
     let e = http(&format!("{base}/boom"), "v", t).await.unwrap_err();
     assert!(e.contains("500") && e.contains("database on fire"), "{e}");
@@ -116,11 +134,15 @@ async fn http_json_errors_name_the_problem() {
     let e = http(&format!("{base}/big"), "v", t).await.unwrap_err();
     assert!(e.contains("larger than 1 MiB"), "{e}");
     let started = Instant::now();
-    let e = http(&format!("{base}/slow"), "v", Duration::from_millis(300)).await.unwrap_err();
+    let e = http(&format!("{base}/slow"), "v", Duration::from_millis(300))
+        .await
+        .unwrap_err();
     assert!(e.contains("timed out"), "{e}");
     assert!(started.elapsed() < Duration::from_secs(5));
     // Nothing listens on port 1; passwords never reach messages.
-    let e = http("http://user:hunter2@127.0.0.1:1/x", "v", t).await.unwrap_err();
+    let e = http("http://user:hunter2@127.0.0.1:1/x", "v", t)
+        .await
+        .unwrap_err();
     assert!(!e.contains("hunter2") && e.contains("127.0.0.1:1"), "{e}");
     let e = http("not a url", "v", t).await.unwrap_err();
     assert!(e.contains("invalid URL"), "{e}");
