@@ -79,7 +79,14 @@ pub struct GuardPolicy {
 }
 
 /// The patterns always blocked, whatever the config adds: git internals and secrets.
-pub const ALWAYS_BLOCKED: &[&str] = &[".git", ".git/**", "**/*.pem", "**/*.key", "**/.env*", "**/secrets/**"];
+pub const ALWAYS_BLOCKED: &[&str] = &[
+    ".git",
+    ".git/**",
+    "**/*.pem",
+    "**/*.key",
+    "**/.env*",
+    "**/secrets/**",
+];
 
 impl Default for GuardPolicy {
     fn default() -> Self {
@@ -124,12 +131,20 @@ pub trait Guard: Send + Sync {
     /// Stable name, stored with each verdict.
     fn name(&self) -> &'static str;
     /// Decides on `candidate`. An `Err` blocks.
-    fn check(&self, candidate: &Candidate, ctx: &GuardContext<'_>) -> Result<GuardVerdict, GuardError>;
+    fn check(
+        &self,
+        candidate: &Candidate,
+        ctx: &GuardContext<'_>,
+    ) -> Result<GuardVerdict, GuardError>;
 }
 
 /// Runs every guard in order, converting errors into blocks. All verdicts are returned (not just
 /// the first block), so the ledger shows the whole picture.
-pub fn run_chain(chain: &[Box<dyn Guard>], candidate: &Candidate, ctx: &GuardContext<'_>) -> Vec<GuardVerdict> {
+pub fn run_chain(
+    chain: &[Box<dyn Guard>],
+    candidate: &Candidate,
+    ctx: &GuardContext<'_>,
+) -> Vec<GuardVerdict> {
     chain
         .iter()
         .map(|g| match g.check(candidate, ctx) {

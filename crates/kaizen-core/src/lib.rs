@@ -20,6 +20,8 @@ pub mod validate;
 pub mod yaml;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use intervention::{Candidate, Intervention, InterventionId, Outcome, Prediction, Risk, Status};
+pub use intervention::{
+    Candidate, Intervention, InterventionId, Outcome, Prediction, Risk, Status,
+};
 pub use signal::{Better, Sample, Signal};
 pub use span::Span;
