@@ -1,6 +1,8 @@
 //! The LLM proposer against a real HTTP server on 127.0.0.1 speaking chat-completions with
 //! scripted replies.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
@@ -8,7 +10,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
 use chrono::{DateTime, Duration as CDuration, Utc};
-use kaizen_adapters::llm::{ChatClient, ClientOptions, LlmError, LlmProposer, build_prompt, diagnose_with};
+use kaizen_adapters::llm::{
+    ChatClient, ClientOptions, LlmError, LlmProposer, build_prompt, diagnose_with,
+};
 use kaizen_core::config::{LlmConfig, StructuredOutput};
 use kaizen_core::lesson::{Lesson, LessonScope, LessonStatus};
 use kaizen_core::propose::{ProposeContext, Proposer};
@@ -108,8 +112,11 @@ async fn handler(State(st): State<Arc<St>>, headers: HeaderMap, body: String) ->
     // `{auth}` in a scripted body echoes the Authorization header (a leaky server).
     let text = reply.body.replace("{auth}", auth.as_deref().unwrap_or(""));
     let body = if reply.chunked {
-        let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-            text.into_bytes().chunks(8192).map(|c| Ok(c.to_vec())).collect();
+        let chunks: Vec<Result<Vec<u8>, std::io::Error>> = text
+            .into_bytes()
+            .chunks(8192)
+            .map(|c| Ok(c.to_vec()))
+            .collect();
         Body::from_stream(futures_util::stream::iter(chunks))
     } else {
         Body::from(text)
@@ -118,7 +125,9 @@ async fn handler(State(st): State<Arc<St>>, headers: HeaderMap, body: String) ->
     for (k, v) in &reply.headers {
         resp = resp.header(*k, v);
     }
-    resp.header("content-type", "application/json").body(body).unwrap()
+    resp.header("content-type", "application/json")
+        .body(body)
+        .unwrap()
 }
 
 fn chat(content: &str) -> String {
@@ -273,9 +282,16 @@ fn answer(cands: Vec<Value>) -> String {
 
 #[tokio::test]
 async fn good_proposal_becomes_a_candidate() {
-    let server = Server::start(vec![ok(chat(&answer(vec![cand("config/app.yaml", "cache_mb")])))]).await;
+    let server = Server::start(vec![ok(chat(&answer(vec![cand(
+        "config/app.yaml",
+        "cache_mb",
+    )])))])
+    .await;
     let repo = repo();
-    let p = proposer(&config(&server.base_url, StructuredOutput::JsonObject), repo.path());
+    let p = proposer(
+        &config(&server.base_url, StructuredOutput::JsonObject),
+        repo.path(),
+    );
     assert_eq!(p.name(), "llm");
     let out = p.propose(&ctx(251.0)).await.unwrap();
     assert!(out.rejected.is_empty(), "{:?}", out.rejected);
@@ -284,27 +300,43 @@ async fn good_proposal_becomes_a_candidate() {
     assert_eq!(c.area, "cache");
     assert_eq!(c.kind, "config_set");
     assert_eq!(c.origin.proposer, "llm");
-    assert!(c.origin.trigger.contains("latency_ms"), "{}", c.origin.trigger);
+    assert!(
+        c.origin.trigger.contains("latency_ms"),
+        "{}",
+        c.origin.trigger
+    );
     assert_eq!(c.prediction.to_string(), "latency_ms -20% within 30m");
     assert_eq!(c.rollback.as_deref(), Some("revert"));
     let seen = server.seen();
     assert_eq!(seen.len(), 1);
-    assert_eq!(seen[0].auth, None, "no api_key_env → no Authorization header");
+    assert_eq!(
+        seen[0].auth, None,
+        "no api_key_env → no Authorization header"
+    );
     let body = &seen[0].body;
     assert_eq!(body["model"], "test-model");
     assert_eq!(body["response_format"]["type"], "json_object");
-    assert_eq!(body["response_format"]["schema"]["properties"]["candidates"]["maxItems"], 3);
+    assert_eq!(
+        body["response_format"]["schema"]["properties"]["candidates"]["maxItems"],
+        3
+    );
     let user = body["messages"][1]["content"].as_str().unwrap();
     assert!(user.contains("latency_ms = 251 ms"), "{user}");
     assert!(user.contains("config/**"), "{user}");
-    assert!(!user.contains("- error_rate ="), "non-alerting signals are filtered out: {user}");
+    assert!(
+        !user.contains("- error_rate ="),
+        "non-alerting signals are filtered out: {user}"
+    );
 }
 
 #[tokio::test]
 async fn nothing_alerting_means_no_call() {
     let server = Server::start(vec![]).await;
     let repo = repo();
-    let p = proposer(&config(&server.base_url, StructuredOutput::JsonObject), repo.path());
+    let p = proposer(
+        &config(&server.base_url, StructuredOutput::JsonObject),
+        repo.path(),
+    );
     let out = p.propose(&ctx(120.0)).await.unwrap();
     assert!(out.candidates.is_empty() && out.rejected.is_empty());
     assert!(server.seen().is_empty());
@@ -318,24 +350,40 @@ async fn json_in_prose_and_fences_is_extracted() {
     );
     let server = Server::start(vec![ok(chat(&content))]).await;
     let repo = repo();
-    let p = proposer(&config(&server.base_url, StructuredOutput::Text), repo.path());
+    let p = proposer(
+        &config(&server.base_url, StructuredOutput::Text),
+        repo.path(),
+    );
     let out = p.propose(&ctx(251.0)).await.unwrap();
     assert_eq!(out.candidates.len(), 1, "{:?}", out.rejected);
 }
 
 #[tokio::test]
 async fn malformed_json_is_a_readable_error() {
-    let server = Server::start(vec![ok(chat("{\"candidates\": [{\"area\": \"cache\", \"title\": "))]).await;
+    let server = Server::start(vec![ok(chat(
+        "{\"candidates\": [{\"area\": \"cache\", \"title\": ",
+    ))])
+    .await;
     let repo = repo();
-    let p = proposer(&config(&server.base_url, StructuredOutput::JsonObject), repo.path());
+    let p = proposer(
+        &config(&server.base_url, StructuredOutput::JsonObject),
+        repo.path(),
+    );
     let e = p.propose(&ctx(251.0)).await.unwrap_err();
     assert_eq!(e.proposer, "llm");
     assert!(e.message.contains("no JSON object"), "{e}");
     assert!(e.message.contains("candidates"), "excerpt included: {e}");
 
     // Valid JSON of the wrong shape.
-    let server = Server::start(vec![ok(chat("{\"answer\": 42}")), ok("not json at all".into())]).await;
-    let p = proposer(&config(&server.base_url, StructuredOutput::JsonObject), repo.path());
+    let server = Server::start(vec![
+        ok(chat("{\"answer\": 42}")),
+        ok("not json at all".into()),
+    ])
+    .await;
+    let p = proposer(
+        &config(&server.base_url, StructuredOutput::JsonObject),
+        repo.path(),
+    );
     let e = p.propose(&ctx(251.0)).await.unwrap_err();
     assert!(e.message.contains("no `candidates` field"), "{e}");
     let e = p.propose(&ctx(251.0)).await.unwrap_err();
@@ -375,7 +423,10 @@ async fn garbage_candidates_are_rejected_one_by_one() {
     ]);
     let server = Server::start(vec![ok(chat(&text))]).await;
     let repo = repo();
-    let p = proposer(&config(&server.base_url, StructuredOutput::JsonObject), repo.path());
+    let p = proposer(
+        &config(&server.base_url, StructuredOutput::JsonObject),
+        repo.path(),
+    );
     let out = p.propose(&ctx(251.0)).await.unwrap();
     assert_eq!(out.candidates.len(), 1);
     let reasons: Vec<&str> = out.rejected.iter().map(|r| r.reason.as_str()).collect();
@@ -394,9 +445,17 @@ async fn garbage_candidates_are_rejected_one_by_one() {
     .iter()
     .enumerate()
     {
-        assert!(reasons[i].contains(needle), "{i}: {} should contain {needle}", reasons[i]);
+        assert!(
+            reasons[i].contains(needle),
+            "{i}: {} should contain {needle}",
+            reasons[i]
+        );
     }
-    assert!(out.rejected.iter().all(|r| r.excerpt.chars().count() <= 301));
+    assert!(
+        out.rejected
+            .iter()
+            .all(|r| r.excerpt.chars().count() <= 301)
+    );
 }
 
 #[cfg(unix)]
@@ -405,14 +464,25 @@ async fn dangerous_paths_are_rejected() {
     let outside = tempfile::tempdir().unwrap();
     let repo = repo();
     std::os::unix::fs::symlink(outside.path(), repo.path().join("config/escape")).unwrap();
-    std::os::unix::fs::symlink(repo.path().join(".git"), repo.path().join("config/gitlink")).unwrap();
-    std::os::unix::fs::symlink("/nonexistent/kaizen-test", repo.path().join("config/dangling.yaml")).unwrap();
+    std::os::unix::fs::symlink(repo.path().join(".git"), repo.path().join("config/gitlink"))
+        .unwrap();
+    std::os::unix::fs::symlink(
+        "/nonexistent/kaizen-test",
+        repo.path().join("config/dangling.yaml"),
+    )
+    .unwrap();
     let cases = [
         (".git/config.yaml", "git's internals"),
         ("../outside/app.yaml", "leaves the repository"),
         (".kaizen/state.yaml", "blocked path `.kaizen/**`"),
-        ("config/escape/app.yaml", "escapes the repository through symlink `config/escape`"),
-        ("config/gitlink/config.yaml", "resolves through a symlink to \".git/config.yaml\""),
+        (
+            "config/escape/app.yaml",
+            "escapes the repository through symlink `config/escape`",
+        ),
+        (
+            "config/gitlink/config.yaml",
+            "resolves through a symlink to \".git/config.yaml\"",
+        ),
         ("config/dangling.yaml", "whose target does not exist"),
         ("/etc/app.yaml", "is absolute"),
         ("config/secrets/db.yaml", "blocked path `**/secrets/**`"),
@@ -423,7 +493,12 @@ async fn dangerous_paths_are_rejected() {
     let server = Server::start(vec![ok(chat(&answer(cands)))]).await;
     // Allow-list wide open except `src/`: the blocked/escape checks must hold on their own.
     let mut cfg = config(&server.base_url, StructuredOutput::JsonObject);
-    cfg.may_change = vec!["config/**".into(), ".git/**".into(), ".kaizen/**".into(), "*.yaml".into()];
+    cfg.may_change = vec![
+        "config/**".into(),
+        ".git/**".into(),
+        ".kaizen/**".into(),
+        "*.yaml".into(),
+    ];
     cfg.max_candidates = 10;
     let p = proposer(&cfg, repo.path());
     let out = p.propose(&ctx(251.0)).await.unwrap();
@@ -443,7 +518,10 @@ async fn huge_response_is_an_error() {
     chunked.chunked = true;
     let server = Server::start(vec![ok(huge), chunked]).await;
     let repo = repo();
-    let p = proposer(&config(&server.base_url, StructuredOutput::JsonObject), repo.path());
+    let p = proposer(
+        &config(&server.base_url, StructuredOutput::JsonObject),
+        repo.path(),
+    );
     for _ in 0..2 {
         let e = p.propose(&ctx(251.0)).await.unwrap_err();
         assert!(e.message.contains("response too large"), "{e}");
@@ -457,8 +535,7 @@ async fn relevant_lessons_must_be_cited_or_argued_against() {
     ignores["title"] = json!("ignores");
     let mut argues = cand("config/app.yaml", "cache_ttl");
     argues["title"] = json!("argues");
-    argues["argues_against"] =
-        json!([{"lesson": "L-cache-steps", "why": "the miss rate is flat; the working set is 4x the cache, steps of 2x are too slow"}]);
+    argues["argues_against"] = json!([{"lesson": "L-cache-steps", "why": "the miss rate is flat; the working set is 4x the cache, steps of 2x are too slow"}]);
     let mut cites = cand("config/app.yaml", "cache_policy");
     cites["title"] = json!("cites");
     cites["cites"] = json!(["L-cache-steps"]);
@@ -482,16 +559,29 @@ async fn relevant_lessons_must_be_cited_or_argued_against() {
     let out = p.propose(&c).await.unwrap();
     let titles: Vec<&str> = out.candidates.iter().map(|c| c.title.as_str()).collect();
     assert_eq!(titles, ["argues", "cites"]);
-    assert_eq!(out.candidates[0].origin.argues_against[0].lesson, "L-cache-steps");
-    assert!(out.candidates[0].origin.argues_against[0].why.contains("working set"));
+    assert_eq!(
+        out.candidates[0].origin.argues_against[0].lesson,
+        "L-cache-steps"
+    );
+    assert!(
+        out.candidates[0].origin.argues_against[0]
+            .why
+            .contains("working set")
+    );
     assert_eq!(out.candidates[1].origin.cites, ["L-cache-steps"]);
     let reasons: Vec<&str> = out.rejected.iter().map(|r| r.reason.as_str()).collect();
     assert_eq!(reasons.len(), 3, "{reasons:#?}");
-    assert!(reasons[0].contains("\"ignores\"") && reasons[0].contains("ignores relevant active lesson \"L-cache-steps\""));
+    assert!(
+        reasons[0].contains("\"ignores\"")
+            && reasons[0].contains("ignores relevant active lesson \"L-cache-steps\"")
+    );
     assert!(reasons[1].contains("too thin"));
     assert!(reasons[2].contains("unknown or inactive lesson \"L-made-up\""));
     // The prompt showed the relevant lesson.
-    let user = server.seen()[0].body["messages"][1]["content"].as_str().unwrap().to_string();
+    let user = server.seen()[0].body["messages"][1]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(user.contains("L-cache-steps"));
 }
 
@@ -501,7 +591,10 @@ async fn finish_reason_length_is_a_failure() {
         .to_string();
     let server = Server::start(vec![ok(body)]).await;
     let repo = repo();
-    let p = proposer(&config(&server.base_url, StructuredOutput::JsonObject), repo.path());
+    let p = proposer(
+        &config(&server.base_url, StructuredOutput::JsonObject),
+        repo.path(),
+    );
     let e = p.propose(&ctx(251.0)).await.unwrap_err();
     assert!(e.message.contains("token limit"), "{e}");
 }
@@ -515,7 +608,10 @@ async fn server_error_then_success_retries() {
     ])
     .await;
     let repo = repo();
-    let p = proposer(&config(&server.base_url, StructuredOutput::JsonObject), repo.path());
+    let p = proposer(
+        &config(&server.base_url, StructuredOutput::JsonObject),
+        repo.path(),
+    );
     let out = p.propose(&ctx(251.0)).await.unwrap();
     assert_eq!(out.candidates.len(), 1);
     assert_eq!(server.seen().len(), 3);
@@ -523,9 +619,18 @@ async fn server_error_then_success_retries() {
 
 #[tokio::test]
 async fn persistent_5xx_gives_up_after_bounded_retries() {
-    let server = Server::start(vec![status(500, "a"), status(502, "b"), status(500, "c"), status(500, "d")]).await;
+    let server = Server::start(vec![
+        status(500, "a"),
+        status(502, "b"),
+        status(500, "c"),
+        status(500, "d"),
+    ])
+    .await;
     let repo = repo();
-    let p = proposer(&config(&server.base_url, StructuredOutput::JsonObject), repo.path());
+    let p = proposer(
+        &config(&server.base_url, StructuredOutput::JsonObject),
+        repo.path(),
+    );
     let e = p.propose(&ctx(251.0)).await.unwrap_err();
     assert!(e.message.contains("HTTP 500 (3 attempt(s))"), "{e}");
     assert_eq!(server.seen().len(), 3);
@@ -533,9 +638,16 @@ async fn persistent_5xx_gives_up_after_bounded_retries() {
 
 #[tokio::test]
 async fn client_error_is_not_retried() {
-    let server = Server::start(vec![status(400, "{\"error\": {\"message\": \"json_schema not supported\"}}")]).await;
+    let server = Server::start(vec![status(
+        400,
+        "{\"error\": {\"message\": \"json_schema not supported\"}}",
+    )])
+    .await;
     let repo = repo();
-    let p = proposer(&config(&server.base_url, StructuredOutput::JsonSchema), repo.path());
+    let p = proposer(
+        &config(&server.base_url, StructuredOutput::JsonSchema),
+        repo.path(),
+    );
     let e = p.propose(&ctx(251.0)).await.unwrap_err();
     assert!(e.message.contains("HTTP 400 (1 attempt(s))"), "{e}");
     assert!(e.message.contains("json_schema not supported"), "{e}");
@@ -546,13 +658,23 @@ async fn client_error_is_not_retried() {
 async fn rate_limit_honours_capped_retry_after() {
     let mut limited = status(429, "slow down");
     limited.headers = vec![("retry-after", "30".into())];
-    let server = Server::start(vec![limited, ok(chat(&answer(vec![cand("config/app.yaml", "cache_mb")])))]).await;
+    let server = Server::start(vec![
+        limited,
+        ok(chat(&answer(vec![cand("config/app.yaml", "cache_mb")]))),
+    ])
+    .await;
     let repo = repo();
-    let p = proposer(&config(&server.base_url, StructuredOutput::JsonObject), repo.path());
+    let p = proposer(
+        &config(&server.base_url, StructuredOutput::JsonObject),
+        repo.path(),
+    );
     let t = Instant::now();
     let out = p.propose(&ctx(251.0)).await.unwrap();
     assert_eq!(out.candidates.len(), 1);
-    assert!(t.elapsed() < Duration::from_secs(2), "Retry-After 30 s capped at 100 ms");
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "Retry-After 30 s capped at 100 ms"
+    );
     assert!(t.elapsed() >= Duration::from_millis(100));
 }
 
@@ -564,11 +686,22 @@ async fn timeout_fails_after_bounded_retries() {
     };
     let server = Server::start(vec![slow.clone(), slow.clone(), slow.clone(), slow]).await;
     let repo = repo();
-    let p = proposer(&config(&server.base_url, StructuredOutput::JsonObject), repo.path());
+    let p = proposer(
+        &config(&server.base_url, StructuredOutput::JsonObject),
+        repo.path(),
+    );
     let t = Instant::now();
     let e = p.propose(&ctx(251.0)).await.unwrap_err();
-    assert!(e.message.contains("did not answer within 200ms (3 attempt(s))"), "{e}");
-    assert!(t.elapsed() < Duration::from_millis(1500), "{:?}", t.elapsed());
+    assert!(
+        e.message
+            .contains("did not answer within 200ms (3 attempt(s))"),
+        "{e}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        t.elapsed()
+    );
     assert_eq!(server.seen().len(), 3);
 }
 
@@ -578,7 +711,10 @@ async fn server_down_is_a_readable_error() {
     let addr = listener.local_addr().unwrap();
     drop(listener);
     let repo = repo();
-    let p = proposer(&config(&format!("http://{addr}/v1"), StructuredOutput::JsonObject), repo.path());
+    let p = proposer(
+        &config(&format!("http://{addr}/v1"), StructuredOutput::JsonObject),
+        repo.path(),
+    );
     let e = p.propose(&ctx(251.0)).await.unwrap_err();
     assert!(e.message.contains("cannot reach"), "{e}");
     assert!(e.message.contains("3 attempt(s)"), "{e}");
@@ -610,7 +746,10 @@ async fn every_structured_output_mode_sends_its_shape() {
                 assert_eq!(rf["type"], "json_schema");
                 assert_eq!(rf["json_schema"]["name"], "kaizen_candidates");
                 assert_eq!(rf["json_schema"]["strict"], true);
-                assert_eq!(rf["json_schema"]["schema"]["required"], json!(["candidates"]));
+                assert_eq!(
+                    rf["json_schema"]["schema"]["required"],
+                    json!(["candidates"])
+                );
                 assert!(body.get("tools").is_none());
             }
             StructuredOutput::JsonObject => {
@@ -629,7 +768,10 @@ async fn every_structured_output_mode_sends_its_shape() {
                 assert!(body.get("response_format").is_none());
                 assert!(body.get("tools").is_none());
                 let user = body["messages"][1]["content"].as_str().unwrap();
-                assert!(user.contains("\"maxLength\""), "the schema is in the prompt");
+                assert!(
+                    user.contains("\"maxLength\""),
+                    "the schema is in the prompt"
+                );
             }
         }
     }
@@ -685,10 +827,21 @@ async fn api_key_never_leaks() {
     let e2 = p.propose(&ctx(251.0)).await.unwrap_err();
     let seen = server.seen();
     assert_eq!(seen.len(), 4);
-    assert!(seen.iter().all(|s| s.auth.as_deref() == Some(&format!("Bearer {KEY}") as &str)));
-    assert!(seen.iter().all(|s| !s.body.to_string().contains(KEY)), "not in the prompt");
+    assert!(
+        seen.iter()
+            .all(|s| s.auth.as_deref() == Some(&format!("Bearer {KEY}") as &str))
+    );
+    assert!(
+        seen.iter().all(|s| !s.body.to_string().contains(KEY)),
+        "not in the prompt"
+    );
     assert!(e1.message.contains("[redacted]"), "{e1}");
-    for text in [e1.to_string(), e2.to_string(), format!("{e1:?}"), format!("{p:?}")] {
+    for text in [
+        e1.to_string(),
+        e2.to_string(),
+        format!("{e1:?}"),
+        format!("{p:?}"),
+    ] {
         assert!(!text.contains(KEY), "{text}");
     }
     assert!(out.candidates[0].hypothesis.contains("[redacted]"));
@@ -705,7 +858,10 @@ async fn api_key_never_leaks() {
     let server = Server::start(vec![ok(chat(&answer(vec![])))]).await;
     let mut cfg = config(&server.base_url, StructuredOutput::JsonObject);
     cfg.api_key_env = Some(EMPTY.into());
-    proposer(&cfg, repo.path()).propose(&ctx(251.0)).await.unwrap();
+    proposer(&cfg, repo.path())
+        .propose(&ctx(251.0))
+        .await
+        .unwrap();
     assert_eq!(server.seen()[0].auth, None);
 }
 
@@ -713,9 +869,16 @@ async fn api_key_never_leaks() {
 fn prompt_is_deterministic_and_bounded() {
     let mut c = ctx(251.0);
     c.lessons = (0..60)
-        .map(|i| lesson(&format!("L-{i:03}"), if i % 2 == 0 { "cache" } else { "db" }, None))
+        .map(|i| {
+            lesson(
+                &format!("L-{i:03}"),
+                if i % 2 == 0 { "cache" } else { "db" },
+                None,
+            )
+        })
         .collect();
-    c.lessons.push(lesson("L-latency", "cache", Some("latency_ms")));
+    c.lessons
+        .push(lesson("L-latency", "cache", Some("latency_ms")));
     let mut cfg = config("http://127.0.0.1:9/v1", StructuredOutput::JsonObject);
     let a = build_prompt(&c, &cfg);
     let b = build_prompt(&c, &cfg);
@@ -725,8 +888,14 @@ fn prompt_is_deterministic_and_bounded() {
     let small = build_prompt(&c, &cfg);
     assert!(!small.omitted.is_empty());
     assert!(small.approx_tokens() <= 2000, "{}", small.approx_tokens());
-    assert!(small.user.contains("Omitted to fit the prompt size"), "the prompt says so");
-    assert!(small.user.contains("L-latency"), "the most relevant lesson is kept");
+    assert!(
+        small.user.contains("Omitted to fit the prompt size"),
+        "the prompt says so"
+    );
+    assert!(
+        small.user.contains("L-latency"),
+        "the most relevant lesson is kept"
+    );
     assert!(small.user.contains("latency_ms = 251 ms"));
     assert!(small.user.contains("\"candidates\""), "the schema is kept");
     assert!(small.user.contains("last hour: n=30"), "{}", small.user);
@@ -756,7 +925,10 @@ async fn diagnose_ranks_hypotheses_and_sends_only_alerts_and_decisions() {
     assert_eq!(json["hypotheses"][0]["check_next"], "cache hit ratio");
     assert!(d.to_string().contains("1. cache too small"));
     let body = &server.seen()[0].body;
-    assert_eq!(body["response_format"]["json_schema"]["name"], "kaizen_diagnosis");
+    assert_eq!(
+        body["response_format"]["json_schema"]["name"],
+        "kaizen_diagnosis"
+    );
     let user = body["messages"][1]["content"].as_str().unwrap();
     assert!(user.contains("latency_ms"));
     assert!(!user.contains("MARKER-LESSON-TEXT"), "lessons are not sent");

@@ -305,7 +305,7 @@ impl ChatClient {
                 Failure::Fatal(_) => (false, None, String::new()),
             };
             if !retryable || attempt >= max_attempts {
-                return Err(self.into_error(failure, attempt));
+                return Err(self.error_for(failure, attempt));
             }
             let wait = match retry_after {
                 Some(ra) => ra.min(self.options.retry_after_cap),
@@ -328,7 +328,7 @@ impl ChatClient {
         Ok(answer)
     }
 
-    fn into_error(&self, failure: Failure, attempts: u32) -> LlmError {
+    fn error_for(&self, failure: Failure, attempts: u32) -> LlmError {
         match failure {
             Failure::Connect(message) => LlmError::Connect {
                 url: self.url.clone(),
@@ -517,6 +517,7 @@ async fn read_capped(resp: reqwest::Response, cap: usize) -> Result<Vec<u8>, Rea
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -62,6 +62,7 @@ fn balanced_end(bytes: &[u8], open: usize) -> Option<usize> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

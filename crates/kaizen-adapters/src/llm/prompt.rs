@@ -257,13 +257,16 @@ This is a diagnosis, not an action: do not propose changes. For each hypothesis 
 from the data shown and the next check a human should make. Keep every text short. \
 Answer with ONE JSON object matching the schema and nothing else.";
 
+/// A droppable group of prompt lines: (name for the omission note, lines, lines never dropped).
+type Group<'a> = (&'a str, Vec<String>, usize);
+
 /// Renders sections, dropping the lowest-priority items until the text fits `budget` characters.
 /// `groups` are in drop order (first group dropped first, each from its end); `min_keep` of each
 /// group are never dropped.
 fn fit(
     budget: usize,
-    groups: &mut [(&str, Vec<String>, usize)],
-    render: &dyn Fn(&[(&str, Vec<String>, usize)], &[String]) -> String,
+    groups: &mut [Group<'_>],
+    render: &dyn Fn(&[Group<'_>], &[String]) -> String,
 ) -> (String, Vec<String>) {
     let originals: Vec<usize> = groups.iter().map(|g| g.1.len()).collect();
     loop {
@@ -312,7 +315,7 @@ pub fn build_prompt(ctx: &ProposeContext, config: &LlmConfig) -> Prompt {
         .collect();
     freezes.sort();
     freezes.truncate(MAX_FREEZES);
-    let mut groups: Vec<(&str, Vec<String>, usize)> = vec![
+    let mut groups: Vec<Group<'_>> = vec![
         (
             "other lessons",
             other.iter().map(|l| lesson_line(l)).collect(),
@@ -344,7 +347,7 @@ pub fn build_prompt(ctx: &ProposeContext, config: &LlmConfig) -> Prompt {
     let may_change = config.may_change.clone();
     let now = fmt_time(ctx.now);
     let budget_left = ctx.budget_left;
-    let render = |g: &[(&str, Vec<String>, usize)], omitted: &[String]| -> String {
+    let render = |g: &[Group<'_>], omitted: &[String]| -> String {
         let mut u = String::new();
         let _ = writeln!(u, "Now: {now}\n");
         let _ = writeln!(u, "## Alerting signals (latest value past its threshold)");
@@ -435,7 +438,7 @@ pub fn build_prompt(ctx: &ProposeContext, config: &LlmConfig) -> Prompt {
 pub fn build_diagnosis_prompt(ctx: &ProposeContext, max_prompt_tokens: u32) -> Prompt {
     let alerting = alerting_signals(ctx);
     let schema_text = serde_json::to_string(&diagnosis_schema()).unwrap_or_default();
-    let mut groups: Vec<(&str, Vec<String>, usize)> = vec![
+    let mut groups: Vec<Group<'_>> = vec![
         (
             "recent decisions",
             ctx.interventions
@@ -452,7 +455,7 @@ pub fn build_diagnosis_prompt(ctx: &ProposeContext, max_prompt_tokens: u32) -> P
         ),
     ];
     let now = fmt_time(ctx.now);
-    let render = |g: &[(&str, Vec<String>, usize)], omitted: &[String]| -> String {
+    let render = |g: &[Group<'_>], omitted: &[String]| -> String {
         let mut u = String::new();
         let _ = writeln!(u, "Now: {now}\n");
         let _ = writeln!(u, "## Alerting signals (latest value past its threshold)");

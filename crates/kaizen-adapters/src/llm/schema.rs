@@ -138,6 +138,7 @@ pub fn diagnosis_schema() -> Value {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

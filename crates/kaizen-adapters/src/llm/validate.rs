@@ -510,7 +510,6 @@ pub fn lesson_is_relevant(lesson: &Lesson, area: &str, signal: &str, edits: &[Ed
         })
 }
 
-#[allow(clippy::type_complexity)]
 fn lessons(
     obj: &Map<String, Value>,
     ctx: &ProposeContext,
