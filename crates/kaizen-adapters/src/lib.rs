@@ -13,7 +13,12 @@
 //! - [`canary`]: [`canary::CommandCanary`] (implements [`kaizen_core::canary::Canary`]),
 //!   [`canary::build_canaries`].
 
+//! - [`llm`]: [`llm::LlmProposer`] (implements [`kaizen_core::propose::Proposer`]) and
+//!   [`llm::diagnose`] over any OpenAI-compatible chat-completions endpoint.
+//! - [`assemble`]: from a loaded `kaizen.yaml` to a running engine.
+
+pub mod assemble;
 pub mod canary;
 pub mod git;
+pub mod llm;
 pub mod source;
-pub mod assemble;
