@@ -69,6 +69,11 @@ pub fn proposers_for(config: &Config) -> Result<Vec<Box<dyn Proposer>>, Assemble
         let stale = Span::from_secs((config.schedule.observe_every.seconds() * 2).max(300));
         out.push(Box::new(RulesProposer::new(rules, stale)));
     }
+    if let Some(llm) = &config.llm {
+        let proposer = crate::llm::LlmProposer::new(llm, config.repo.clone(), config.guards.blocked_paths.clone())
+            .map_err(|e| AssembleError::Llm(e.to_string()))?;
+        out.push(Box::new(proposer));
+    }
     Ok(out)
 }
 

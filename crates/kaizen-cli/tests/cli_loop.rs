@@ -9,10 +9,12 @@ fn find<'a>(list: &'a [serde_json::Value], id: &str) -> &'a serde_json::Value {
         .unwrap_or_else(|| panic!("{id} not in {list:?}"))
 }
 
-/// Baseline at 250 ms from −30m, the rule fires at +10m, post-window samples at `post` ms, and the
-/// cycle at +45m judges. Returns the intervention's JSON after judging.
+/// Latency at 250 ms for `history` minutes (the validator needs history before the baseline to
+/// rule out regression to the mean), the rule fires at +10m, post-window samples at `post` ms,
+/// and the cycle at +45m judges. Returns the intervention's JSON after judging.
 fn run_round(h: &Harness, offset: i64, post: f64) -> serde_json::Value {
-    h.observe_range(offset - 30, offset + 10, |_| 250.0);
+    let history = if offset == 0 { 180 } else { 30 };
+    h.observe_range(offset - history, offset + 10, |_| 250.0);
     h.set_metric(offset + 10, 250.0);
     let out = h.ok(offset + 10, &["cycle"]);
     assert!(out.contains("applied as commit"), "{out}");
@@ -251,7 +253,7 @@ fn exit_codes_and_config_errors() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("kaizen.yaml:17") && err.contains("guards.daily_budget"),
+        err.contains("kaizen.yaml:13") && err.contains("guards.daily_budget"),
         "{err}"
     );
 

@@ -126,9 +126,14 @@ validate:
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Deterministic, noisy value around `level` (±4%).
+    /// Deterministic, noisy value around `level`: ±4% uniform noise from a hash of the minute, so
+    /// consecutive minutes look independent.
     pub fn noisy(level: f64, i: i64) -> f64 {
-        let x = ((i * 7919 + 13) % 97) as f64 / 97.0 - 0.5;
+        let mut z = (i as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let x = (z >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
         (level * (1.0 + 0.08 * x) * 10.0).round() / 10.0
     }
 
