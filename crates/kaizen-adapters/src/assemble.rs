@@ -70,8 +70,12 @@ pub fn proposers_for(config: &Config) -> Result<Vec<Box<dyn Proposer>>, Assemble
         out.push(Box::new(RulesProposer::new(rules, stale)));
     }
     if let Some(llm) = &config.llm {
-        let proposer = crate::llm::LlmProposer::new(llm, config.repo.clone(), config.guards.blocked_paths.clone())
-            .map_err(|e| AssembleError::Llm(e.to_string()))?;
+        let proposer = crate::llm::LlmProposer::new(
+            llm,
+            config.repo.clone(),
+            config.guards.blocked_paths.clone(),
+        )
+        .map_err(|e| AssembleError::Llm(e.to_string()))?;
         out.push(Box::new(proposer));
     }
     Ok(out)
@@ -79,10 +83,16 @@ pub fn proposers_for(config: &Config) -> Result<Vec<Box<dyn Proposer>>, Assemble
 
 /// Builds the engine for `config` with `clock`: git applier on `config.repo`, the ledger in the
 /// state dir, sources, canaries, proposers, the configured validator and `lessons`.
-pub fn engine_from_config(config: &Config, clock: Arc<dyn Clock>, lessons: Vec<Lesson>) -> Result<Engine, AssembleError> {
-    let applier = GitApplier::open(&config.repo, config.branch.as_deref()).map_err(|source| AssembleError::Repo {
-        path: config.repo.display().to_string(),
-        source,
+pub fn engine_from_config(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    lessons: Vec<Lesson>,
+) -> Result<Engine, AssembleError> {
+    let applier = GitApplier::open(&config.repo, config.branch.as_deref()).map_err(|source| {
+        AssembleError::Repo {
+            path: config.repo.display().to_string(),
+            source,
+        }
     })?;
     let ledger = Ledger::open(&config.ledger_path())?;
     let mut builder = Engine::builder(EngineSettings::from_config(config))
@@ -101,14 +111,18 @@ pub fn engine_from_config(config: &Config, clock: Arc<dyn Clock>, lessons: Vec<L
 
 /// Git-ignores the state dir via the repository's `info/exclude` (idempotent).
 pub fn exclude_state_dir(repo: &Path, state_dir: &Path) -> Result<bool, std::io::Error> {
-    let git = git2::Repository::open(repo).map_err(|e| std::io::Error::other(e.message().to_string()))?;
+    let git =
+        git2::Repository::open(repo).map_err(|e| std::io::Error::other(e.message().to_string()))?;
     let Some(rel) = kaizen_core::config::relative_to(state_dir, repo) else {
         return Ok(false);
     };
     let exclude = git.path().join("info").join("exclude");
     let existing = std::fs::read_to_string(&exclude).unwrap_or_default();
     let line = format!("/{rel}/");
-    if existing.lines().any(|l| l.trim() == line || l.trim() == format!("{rel}/") || l.trim() == rel) {
+    if existing
+        .lines()
+        .any(|l| l.trim() == line || l.trim() == format!("{rel}/") || l.trim() == rel)
+    {
         return Ok(false);
     }
     if let Some(dir) = exclude.parent() {

@@ -214,6 +214,43 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Events { since, kind, json } => {
+            let config = load_config(&cli.config)?;
+            let since: kaizen_core::span::Span = since
+                .parse()
+                .map_err(|e: kaizen_core::span::SpanError| usage(e.to_string()))?;
+            let now = clock.now();
+            let mut events = match open_ledger_read(&config)? {
+                Some(l) => l
+                    .events_between(now - since.to_chrono(), now)
+                    .map_err(|e| Failure::Runtime(anyhow!(e)))?,
+                None => Vec::new(),
+            };
+            if let Some(k) = &kind {
+                events.retain(|e| &e.kind == k);
+            }
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&events).context("serialising")?
+                );
+            } else {
+                for e in &events {
+                    let id = e
+                        .intervention
+                        .map(|i| i.to_string())
+                        .unwrap_or_else(|| "-".repeat(8));
+                    println!(
+                        "{} {id} {:<9} {:<18} {}",
+                        e.at.format("%Y-%m-%dT%H:%M:%SZ"),
+                        e.stage,
+                        e.kind,
+                        e.detail
+                    );
+                }
+            }
+            Ok(())
+        }
         Command::Show { id, json } => {
             let config = load_config(&cli.config)?;
             let id = parse_id(&id)?;
@@ -272,6 +309,56 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Lessons { command } => crate::lessons::run(command, &cli.config, clock).await,
         Command::Learn { json } => crate::lessons::learn(&cli.config, clock, json).await,
+        Command::Diagnose { json } => {
+            let config = load_config(&cli.config)?;
+            let Some(llm) = config.llm.clone() else {
+                return Err(usage(format!(
+                    "{}: diagnose needs an `llm` section",
+                    config.path.display()
+                )));
+            };
+            let _lock = lock(&config)?;
+            let mut engine = engine(&config, clock)?;
+            let ctx = engine
+                .propose_context()
+                .map_err(|e| Failure::Runtime(anyhow!(e)))?;
+            let now = ctx.now;
+            match kaizen_adapters::llm::diagnose(&llm, &ctx).await {
+                Ok(d) => {
+                    let data = serde_json::to_value(&d).context("serialising")?;
+                    let detail = format!(
+                        "{} hypothesis(es) from {} for {}",
+                        d.hypotheses.len(),
+                        d.model,
+                        d.signals.join(", ")
+                    );
+                    engine
+                        .ledger_mut()
+                        .record_event(now, None, "diagnose", "diagnosis", &detail, Some(&data))
+                        .map_err(|e| Failure::Runtime(anyhow!(e)))?;
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&data).context("serialising")?
+                        );
+                    } else {
+                        print!("{d}");
+                    }
+                    Ok(())
+                }
+                Err(e) => {
+                    let _ = engine.ledger_mut().record_event(
+                        now,
+                        None,
+                        "diagnose",
+                        "diagnose_error",
+                        &e.to_string(),
+                        None,
+                    );
+                    Err(Failure::Runtime(anyhow!("diagnose failed: {e}")))
+                }
+            }
+        }
         Command::Demo { keep } => crate::commands::demo(keep).await,
         Command::Sim {
             files,

@@ -4,8 +4,8 @@ use crate::commands::{Failure, engine_for, load_config, lock, usage};
 use anyhow::{Context, anyhow};
 use clap::Subcommand;
 use kaizen_core::clock::Clock;
-use kaizen_core::lesson::{self, Evidence, Lesson, LessonStatus};
 use kaizen_core::learn::DeterministicDistiller;
+use kaizen_core::lesson::{self, Evidence, Lesson, LessonStatus};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -79,7 +79,10 @@ pub async fn run(cmd: LessonsCommand, config_path: &Path, clock: Arc<dyn Clock>)
                 lessons.retain(|l| l.status == LessonStatus::Active);
             }
             if json {
-                println!("{}", serde_json::to_string_pretty(&lessons).context("serialising")?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&lessons).context("serialising")?
+                );
             } else if lessons.is_empty() {
                 println!("no lessons in {}", config.lessons.display());
             } else {
@@ -95,27 +98,49 @@ pub async fn run(cmd: LessonsCommand, config_path: &Path, clock: Arc<dyn Clock>)
             Ok(())
         }
         LessonsCommand::Add { file, force } => {
-            let text = std::fs::read_to_string(&file).map_err(|e| usage(format!("{}: cannot read: {e}", file.display())))?;
-            let mut new = lesson::new_lesson_from_yaml(&text, &file).map_err(|e| usage(e.to_string()))?;
-            let existing = lessons_in(&config.lessons).into_iter().find(|l| l.id == new.id);
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| usage(format!("{}: cannot read: {e}", file.display())))?;
+            let mut new =
+                lesson::new_lesson_from_yaml(&text, &file).map_err(|e| usage(e.to_string()))?;
+            let existing = lessons_in(&config.lessons)
+                .into_iter()
+                .find(|l| l.id == new.id);
             if let Some(old) = &existing {
                 if !force {
-                    return Err(usage(format!("lesson {} already exists (v{}); use --force to replace it", old.id, old.version)));
+                    return Err(usage(format!(
+                        "lesson {} already exists (v{}); use --force to replace it",
+                        old.id, old.version
+                    )));
                 }
                 new.version = old.version + 1;
             }
             let _lock = lock(&config)?;
             let engine = engine_for(&config, clock)?;
-            let rel = kaizen_core::config::relative_to(&config.lessons, &config.repo)
-                .ok_or_else(|| usage(format!("lessons dir {} is not inside the repository", config.lessons.display())))?;
+            let rel = kaizen_core::config::relative_to(&config.lessons, &config.repo).ok_or_else(
+                || {
+                    usage(format!(
+                        "lessons dir {} is not inside the repository",
+                        config.lessons.display()
+                    ))
+                },
+            )?;
             let path = format!("{rel}/{}", lesson::store::file_name(&new.id));
             let verb = if existing.is_some() { "replace" } else { "add" };
-            let msg = format!("kaizen: {verb} lesson {}\n\nHand-written lesson, scope {}.\n\nKaizen-Lesson: {}", new.id, new.scope.area, new.id);
+            let msg = format!(
+                "kaizen: {verb} lesson {}\n\nHand-written lesson, scope {}.\n\nKaizen-Lesson: {}",
+                new.id, new.scope.area, new.id
+            );
             let commit = engine
                 .applier()
                 .commit_files(&[(path.clone(), Some(lesson::store::render(&new)))], &msg)
                 .map_err(|e| Failure::Runtime(anyhow!("lesson not added: {e}")))?;
-            println!("{verb}ed {} as {path}{}", new.id, commit.map(|c| format!(" (commit {})", &c.sha[..10.min(c.sha.len())])).unwrap_or_default());
+            println!(
+                "{verb}ed {} as {path}{}",
+                new.id,
+                commit
+                    .map(|c| format!(" (commit {})", &c.sha[..10.min(c.sha.len())]))
+                    .unwrap_or_default()
+            );
             Ok(())
         }
         LessonsCommand::Retire { id, reason } => {
@@ -125,9 +150,20 @@ pub async fn run(cmd: LessonsCommand, config_path: &Path, clock: Arc<dyn Clock>)
             }
             let _lock = lock(&config)?;
             let engine = engine_for(&config, clock.clone())?;
-            let retired = lesson::retire(&old, &format!("retired by operator: {reason}"), &[] as &[Evidence], clock.now());
-            let rel = kaizen_core::config::relative_to(&config.lessons, &config.repo)
-                .ok_or_else(|| usage(format!("lessons dir {} is not inside the repository", config.lessons.display())))?;
+            let retired = lesson::retire(
+                &old,
+                &format!("retired by operator: {reason}"),
+                &[] as &[Evidence],
+                clock.now(),
+            );
+            let rel = kaizen_core::config::relative_to(&config.lessons, &config.repo).ok_or_else(
+                || {
+                    usage(format!(
+                        "lessons dir {} is not inside the repository",
+                        config.lessons.display()
+                    ))
+                },
+            )?;
             let path = format!("{rel}/{}", lesson::store::file_name(&id));
             let msg = format!("kaizen: retire lesson {id}\n\n{reason}\n\nKaizen-Lesson: {id}");
             engine
@@ -149,7 +185,10 @@ pub async fn learn(config_path: &Path, clock: Arc<dyn Clock>, json: bool) -> Res
         .learn(&DeterministicDistiller::default(), &config.lessons)
         .map_err(|e| Failure::Runtime(anyhow!(e)))?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report).context("serialising")?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).context("serialising")?
+        );
         return Ok(());
     }
     for e in &report.load_errors {

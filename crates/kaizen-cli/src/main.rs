@@ -64,6 +64,19 @@ pub enum Command {
         #[arg(long)]
         status: Option<String>,
     },
+    /// The ledger's event log: every decision, including those not tied to an intervention
+    /// (rejected LLM output, proposer failures, sampling gaps, escalations, diagnoses, lessons).
+    Events {
+        /// How far back (e.g. 24h, 7d).
+        #[arg(long, default_value = "24h")]
+        since: String,
+        /// Only events of this kind (e.g. proposal_rejected, escalation, sample_error).
+        #[arg(long)]
+        kind: Option<String>,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show one intervention's whole decision chain.
     Show {
         /// The intervention id (K-000042).
@@ -93,6 +106,13 @@ pub enum Command {
     },
     /// Distil finalized interventions into lessons now (and retire lessons that no longer apply).
     Learn {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask the LLM for ranked root-cause hypotheses for what is alerting now (a diagnosis, not an
+    /// action: nothing is proposed or applied). Needs an `llm` section.
+    Diagnose {
         /// JSON output.
         #[arg(long)]
         json: bool,

@@ -10,8 +10,8 @@ use crate::clock::Clock;
 use crate::config::{Config, Mode, SignalConfig, ValidateConfig};
 use crate::guard::{self, Decision, Guard, GuardContext, GuardPolicy, GuardVerdict};
 use crate::intervention::{Candidate, Intervention, InterventionId, Outcome, Status};
-use crate::ledger::{Ledger, LedgerError, Pending};
 use crate::learn::{DistillInput, Distiller, LessonChange};
+use crate::ledger::{Ledger, LedgerError, Pending};
 use crate::lesson::{Lesson, LessonStatus};
 use crate::observe::Source;
 use crate::propose::{Proposals, ProposeContext, Proposer, Rejected};
@@ -1136,59 +1136,120 @@ impl Engine {
     /// retires lessons whose `retired_when` holds now, commits the lesson files as one commit
     /// (not an intervention, not counted against the budget), indexes them in the ledger, and
     /// offers the active ones to proposers from now on.
-    pub fn learn(&mut self, distiller: &dyn Distiller, lessons_dir: &std::path::Path) -> Result<LearnReport, EngineError> {
+    pub fn learn(
+        &mut self,
+        distiller: &dyn Distiller,
+        lessons_dir: &std::path::Path,
+    ) -> Result<LearnReport, EngineError> {
         let now = self.clock.now();
-        let mut report = LearnReport { at: now, ..Default::default() };
-        let (lessons, errors) = crate::lesson::store::load(lessons_dir).map_err(|e| EngineError::Learn(e.to_string()))?;
+        let mut report = LearnReport {
+            at: now,
+            ..Default::default()
+        };
+        let (lessons, errors) = crate::lesson::store::load(lessons_dir)
+            .map_err(|e| EngineError::Learn(e.to_string()))?;
         report.load_errors = errors.iter().map(|e| e.to_string()).collect();
         let finalized = self.ledger.finalized()?;
         let mut verdicts = BTreeMap::new();
         for iv in &finalized {
             if let Some(v) = self.ledger.verdict(iv.id)? {
-                verdicts.insert(iv.id.to_string(), serde_json::to_value(&v).unwrap_or_default());
+                verdicts.insert(
+                    iv.id.to_string(),
+                    serde_json::to_value(&v).unwrap_or_default(),
+                );
             }
         }
         let mut recent = BTreeMap::new();
         for name in self.settings.signals.keys() {
-            recent.insert(name.clone(), self.ledger.samples(name, now - Span::days(8).to_chrono(), now)?);
+            recent.insert(
+                name.clone(),
+                self.ledger
+                    .samples(name, now - Span::days(8).to_chrono(), now)?,
+            );
         }
-        let input = DistillInput { now, finalized: &finalized, verdicts: &verdicts, lessons: &lessons, recent: &recent };
-        let changes = distiller.distill(&input).map_err(|e| EngineError::Learn(e.to_string()))?;
-        let rel = crate::config::relative_to(lessons_dir, &self.settings.repo_root)
-            .ok_or_else(|| EngineError::Learn(format!("lessons dir {} is not inside the repository {}", lessons_dir.display(), self.settings.repo_root.display())))?;
+        let input = DistillInput {
+            now,
+            finalized: &finalized,
+            verdicts: &verdicts,
+            lessons: &lessons,
+            recent: &recent,
+        };
+        let changes = distiller
+            .distill(&input)
+            .map_err(|e| EngineError::Learn(e.to_string()))?;
+        let rel =
+            crate::config::relative_to(lessons_dir, &self.settings.repo_root).ok_or_else(|| {
+                EngineError::Learn(format!(
+                    "lessons dir {} is not inside the repository {}",
+                    lessons_dir.display(),
+                    self.settings.repo_root.display()
+                ))
+            })?;
         if !changes.is_empty() {
             let writes = crate::lesson::store::change_writes(&rel, &changes);
             let message = crate::lesson::store::commit_message(distiller.name(), &changes);
             match self.applier.commit_files(&writes, &message) {
                 Ok(commit) => report.commit = commit.map(|c| c.sha),
                 Err(e) => {
-                    self.ledger.record_event(now, None, "learn", "commit_refused", &format!("lesson changes not committed: {e}"), None)?;
-                    return Err(EngineError::Learn(format!("lesson changes not committed: {e}")));
+                    self.ledger.record_event(
+                        now,
+                        None,
+                        "learn",
+                        "commit_refused",
+                        &format!("lesson changes not committed: {e}"),
+                        None,
+                    )?;
+                    return Err(EngineError::Learn(format!(
+                        "lesson changes not committed: {e}"
+                    )));
                 }
             }
         }
         for change in &changes {
             let l = change.lesson();
             let line = match change {
-                LessonChange::Create(_) => format!("created {} (v{}): prefer {}", l.id, l.version, l.prefer),
-                LessonChange::Update(_) => format!("updated {} to v{} ({} evidence)", l.id, l.version, l.evidence.len()),
-                LessonChange::Retire(_) => format!("retired {}: {}", l.id, l.retired_reason.clone().unwrap_or_default()),
+                LessonChange::Create(_) => {
+                    format!("created {} (v{}): prefer {}", l.id, l.version, l.prefer)
+                }
+                LessonChange::Update(_) => format!(
+                    "updated {} to v{} ({} evidence)",
+                    l.id,
+                    l.version,
+                    l.evidence.len()
+                ),
+                LessonChange::Retire(_) => format!(
+                    "retired {}: {}",
+                    l.id,
+                    l.retired_reason.clone().unwrap_or_default()
+                ),
             };
             tracing::info!("kaizen stage=learn lesson={} {line}", l.id);
-            self.ledger.record_event(now, None, "learn", "lesson", &line, serde_json::to_value(l).ok().as_ref())?;
+            self.ledger.record_event(
+                now,
+                None,
+                "learn",
+                "lesson",
+                &line,
+                serde_json::to_value(l).ok().as_ref(),
+            )?;
             report.changes.push(line);
         }
         // Index every lesson now on disk (hand-written ones too), then offer the active ones.
-        let (lessons, _) = crate::lesson::store::load(lessons_dir).map_err(|e| EngineError::Learn(e.to_string()))?;
+        let (lessons, _) = crate::lesson::store::load(lessons_dir)
+            .map_err(|e| EngineError::Learn(e.to_string()))?;
         for l in &lessons {
             let row = crate::ledger::LessonRow {
                 id: l.id.clone(),
                 version: l.version,
-                status: match l.status { LessonStatus::Active => "active".into(), LessonStatus::Retired => "retired".into() },
+                status: match l.status {
+                    LessonStatus::Active => "active".into(),
+                    LessonStatus::Retired => "retired".into(),
+                },
                 area: l.scope.area.clone(),
                 file: format!("{rel}/{}", crate::lesson::store::file_name(&l.id)),
             };
-            self.ledger.index_lesson(&row, now, &serde_json::to_value(l).unwrap_or_default())?;
+            self.ledger
+                .index_lesson(&row, now, &serde_json::to_value(l).unwrap_or_default())?;
         }
         self.lessons = lessons;
         Ok(report)

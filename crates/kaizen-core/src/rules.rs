@@ -60,8 +60,9 @@ struct RuleSerde {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RulesFileSerde {
+    // `rules:` with nothing under it is an empty list, not an error.
     #[serde(default)]
-    rules: Vec<RuleSerde>,
+    rules: Option<Vec<RuleSerde>>,
 }
 
 /// One checked rule.
@@ -95,8 +96,8 @@ pub fn parse_rules(
 ) -> Result<Vec<Rule>, YamlError> {
     let raw: RulesFileSerde = yaml::from_str(text, path)?;
     let mut seen = BTreeSet::new();
-    let mut rules = Vec::with_capacity(raw.rules.len());
-    for (i, r) in raw.rules.into_iter().enumerate() {
+    let mut rules = Vec::new();
+    for (i, r) in raw.rules.unwrap_or_default().into_iter().enumerate() {
         let bad = |field: &str, msg: String| {
             yaml::semantic_error(text, path, &format!("rules[{i}].{field}"), msg)
         };

@@ -18,8 +18,8 @@
 //!    ruled out) › inconclusive. Interim looks only detect regressions, at `alpha / interim_looks`.
 
 use super::stats::{
-    ar1_width_factor, hodges_lehmann, lag1_autocorrelation, mad_sigma, mean, median, normal_quantile,
-    std_dev,
+    ar1_width_factor, hodges_lehmann, lag1_autocorrelation, mad_sigma, mean, median,
+    normal_quantile, std_dev,
 };
 use super::{
     Figures, Look, ValidationRequest, Validator, Verdict, count_gaps, expected_samples,
@@ -198,12 +198,24 @@ impl HonestValidator {
         } else {
             x.clone()
         };
-        let base: Vec<f64> = work[b_lo..apply_idx].iter().copied().filter(|v| v.is_finite()).collect();
-        let post: Vec<f64> = work[p_lo..p_hi].iter().copied().filter(|v| v.is_finite()).collect();
+        let base: Vec<f64> = work[b_lo..apply_idx]
+            .iter()
+            .copied()
+            .filter(|v| v.is_finite())
+            .collect();
+        let post: Vec<f64> = work[p_lo..p_hi]
+            .iter()
+            .copied()
+            .filter(|v| v.is_finite())
+            .collect();
         if base.len() < self.min_samples || post.len() < self.min_samples {
             return Err((base.len(), post.len(), gaps_after));
         }
-        let hist: Vec<f64> = work[..b_lo].iter().copied().filter(|v| v.is_finite()).collect();
+        let hist: Vec<f64> = work[..b_lo]
+            .iter()
+            .copied()
+            .filter(|v| v.is_finite())
+            .collect();
 
         let mut buf = Vec::new();
         let Some(hl) = hodges_lehmann(&base, &post, alpha, &mut buf) else {
@@ -296,7 +308,8 @@ impl HonestValidator {
                 let bad = e_real >= self.excursion_z;
                 let good = e_real <= -self.excursion_z;
                 if bad || good {
-                    let deltas = split.similar_excursions(&hist, &means, centre, spread, e_real, alpha, &mut buf);
+                    let deltas = split
+                        .similar_excursions(&hist, &means, centre, spread, e_real, alpha, &mut buf);
                     let kind = if bad { "worse" } else { "better" };
                     if deltas.len() >= MIN_CALIBRATION {
                         let mut d = deltas;
@@ -402,7 +415,8 @@ impl HonestValidator {
                 if target - half < first || target + half >= limit {
                     continue;
                 }
-                let guess = (i as isize + k as isize * per_day).clamp(0, apply_idx.max(1) as isize - 1) as usize;
+                let guess = (i as isize + k as isize * per_day)
+                    .clamp(0, apply_idx.max(1) as isize - 1) as usize;
                 let j = locate(pre_t, guess, target);
                 if (pre_t[j] - target).abs() <= every.max(half / 2) {
                     acc += sm[j];
@@ -412,7 +426,11 @@ impl HonestValidator {
                     }
                 }
             }
-            if got >= 4.min(want) { acc / got as f64 } else { f64::NAN }
+            if got >= 4.min(want) {
+                acc / got as f64
+            } else {
+                f64::NAN
+            }
         };
         let back: Vec<i64> = (1..=2 * want as i64).map(|k| -k).collect();
         let both: Vec<i64> = (1..=2 * want as i64).flat_map(|k| [-k, k]).collect();
@@ -476,7 +494,10 @@ impl HonestValidator {
         fig.gaps = a.gaps_after;
         fig.baseline = a.base_median;
         fig.post = a.post_median;
-        let (lo, hi) = (to_reported(dir * a.lower, a.log), to_reported(dir * a.upper, a.log));
+        let (lo, hi) = (
+            to_reported(dir * a.lower, a.log),
+            to_reported(dir * a.upper, a.log),
+        );
         fig.estimate = Some(to_reported(dir * a.estimate, a.log));
         fig.lower = Some(lo.min(hi));
         fig.upper = Some(lo.max(hi));
@@ -498,12 +519,21 @@ impl HonestValidator {
         let magnitude = match threshold {
             Some(t) => {
                 let tw = if a.log { t.max(1e-12).ln() } else { t };
-                let bw = if a.log { base_med.max(1e-12).ln() } else { base_med };
+                let bw = if a.log {
+                    base_med.max(1e-12).ln()
+                } else {
+                    base_med
+                };
                 (tw - bw).abs().max(1e-9)
             }
             None => predicted_magnitude(change, a.log, base_med).unwrap_or(f64::INFINITY),
         };
-        let tol = self.regress_tolerance * if magnitude.is_finite() { magnitude } else { 0.0 };
+        let tol = self.regress_tolerance
+            * if magnitude.is_finite() {
+                magnitude
+            } else {
+                0.0
+            };
         let up = if interim { a.upper_interim } else { a.upper };
         let target_regressed = a.regress_ok && up < 0.0 && a.estimate < -tol;
 
@@ -549,7 +579,10 @@ impl HonestValidator {
             return finish(
                 req.look,
                 Outcome::Regressed,
-                format!("regressed: {} moved against the prediction, {est_txt}", req.signal.name),
+                format!(
+                    "regressed: {} moved against the prediction, {est_txt}",
+                    req.signal.name
+                ),
                 fig,
             );
         }
@@ -557,15 +590,28 @@ impl HonestValidator {
             return finish(
                 req.look,
                 Outcome::Regressed,
-                format!("regressed: guardrail {} got worse ({est_txt} on the target)", guard_hit.join(", ")),
+                format!(
+                    "regressed: guardrail {} got worse ({est_txt} on the target)",
+                    guard_hit.join(", ")
+                ),
                 fig,
             );
         }
         if interim {
-            return finish(req.look, Outcome::Inconclusive, "interim look: no regression".into(), fig);
+            return finish(
+                req.look,
+                Outcome::Inconclusive,
+                "interim look: no regression".into(),
+                fig,
+            );
         }
         if gappy {
-            return finish(req.look, Outcome::Inconclusive, "inconclusive: too many gaps".into(), fig);
+            return finish(
+                req.look,
+                Outcome::Inconclusive,
+                "inconclusive: too many gaps".into(),
+                fig,
+            );
         }
         if let Some(t) = threshold {
             return self.judge_threshold(req, &a, t, dir, fig, &w);
@@ -581,7 +627,10 @@ impl HonestValidator {
             return finish(req.look, Outcome::Validated, s, fig);
         }
         if a.upper < magnitude {
-            let s = format!("no effect: the predicted {} is ruled out, {est_txt}", req.prediction.change);
+            let s = format!(
+                "no effect: the predicted {} is ruled out, {est_txt}",
+                req.prediction.change
+            );
             return finish(req.look, Outcome::NoEffect, s, fig);
         }
         let s = if a.lower > 0.0 {
@@ -601,8 +650,15 @@ impl HonestValidator {
         mut fig: Figures,
         w: &Windows,
     ) -> Verdict {
-        let holds = |v: f64| if dir < 0.0 { v < threshold } else { v > threshold };
-        let share = |vs: &[f64]| vs.iter().filter(|v| holds(**v)).count() as f64 / vs.len().max(1) as f64;
+        let holds = |v: f64| {
+            if dir < 0.0 {
+                v < threshold
+            } else {
+                v > threshold
+            }
+        };
+        let share =
+            |vs: &[f64]| vs.iter().filter(|v| holds(**v)).count() as f64 / vs.len().max(1) as f64;
         let cond = req.prediction.change;
         if share(&a.raw_base) >= 0.5 {
             let s = format!("no effect: {cond} already held in the baseline; nothing to attribute");
@@ -610,7 +666,10 @@ impl HonestValidator {
         }
         let k = self.threshold_consecutive.max(1);
         if a.raw_post.len() < k {
-            let s = format!("inconclusive: {} post samples, need {k} in a row", a.raw_post.len());
+            let s = format!(
+                "inconclusive: {} post samples, need {k} in a row",
+                a.raw_post.len()
+            );
             return finish(req.look, Outcome::Inconclusive, s, fig);
         }
         let tail = &a.raw_post[a.raw_post.len() - k..];
@@ -669,7 +728,9 @@ impl HonestValidator {
             );
             return finish(req.look, Outcome::Inconclusive, s, fig);
         } else {
-            fig.notes.push("the failure had persisted for at least twice the window before the apply".into());
+            fig.notes.push(
+                "the failure had persisted for at least twice the window before the apply".into(),
+            );
         }
         fig.magnitude_met = Some(true);
         let s = format!("validated: {cond} held for the last {k} samples");
@@ -747,7 +808,13 @@ impl Split {
             .iter()
             .enumerate()
             .map(|(i, m)| ((centre - m) / spread, i))
-            .filter(|(e, _)| if e_real > 0.0 { *e >= 0.8 * e_real } else { *e <= 0.8 * e_real })
+            .filter(|(e, _)| {
+                if e_real > 0.0 {
+                    *e >= 0.8 * e_real
+                } else {
+                    *e <= 0.8 * e_real
+                }
+            })
             .collect();
         cand.sort_by(|a, b| b.0.abs().total_cmp(&a.0.abs()).then(a.1.cmp(&b.1)));
         let mut taken: Vec<usize> = Vec::new();
