@@ -57,7 +57,7 @@ pub struct HonestValidator {
     /// A guardrail regression must exceed this many robust standard deviations (default 0.1).
     pub guardrail_tolerance: f64,
     /// A baseline whose mean is this many robust standard deviations of window means away from
-    /// the history's typical window is an excursion (default 2.0).
+    /// the history's typical window is an excursion (default 1.5).
     pub excursion_z: f64,
     /// Consecutive samples a threshold prediction must hold for at the end of the window
     /// (default 5).
@@ -69,6 +69,62 @@ pub struct HonestValidator {
     pub seasonal_days: usize,
     /// Half-width of the same-time-of-day neighbourhood (default 15 minutes).
     pub seasonal_half_window: Span,
+    /// Memo of recent calibrations (the expensive part), keyed by the exact inputs.
+    pub cache: CalibrationCache,
+}
+
+const CACHE_ENTRIES: usize = 8;
+
+/// A small memo of placebo calibrations keyed by their exact inputs (history, baseline, sizes).
+/// Interim looks, guardrails and repeated checks of one intervention reuse it; results are the
+/// same with or without it. Clones start empty; all caches compare equal.
+#[derive(Default)]
+pub struct CalibrationCache(std::sync::Mutex<Vec<(CalKey, Calibration)>>);
+
+impl std::fmt::Debug for CalibrationCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CalibrationCache")
+    }
+}
+
+impl Clone for CalibrationCache {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl PartialEq for CalibrationCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct CalKey {
+    hist: Vec<f64>,
+    base: Vec<f64>,
+    sizes: (usize, usize, usize),
+    alpha: u64,
+    knobs: (usize, u64),
+}
+
+/// Width factors and regression-to-the-mean adjustments for one history and baseline.
+#[derive(Debug, Clone)]
+struct Calibration {
+    f_lo: f64,
+    f_hi: f64,
+    placebo: bool,
+    validate_ok: bool,
+    regress_ok: bool,
+    /// Upper quantile of placebo shifts after similar (worse) excursions.
+    recovery_hi: Option<f64>,
+    /// Upper quantile of negated placebo shifts after similar (better) excursions.
+    recovery_lo: Option<f64>,
+    /// Typical self-recovery shift after similar excursions.
+    recovery_shift: Option<f64>,
+    /// The excursion (if any) made the baseline look worse than usual.
+    excursion_bad: bool,
+    notes: Vec<String>,
 }
 
 impl Default for HonestValidator {
@@ -81,11 +137,12 @@ impl Default for HonestValidator {
             interim_looks: 10,
             regress_tolerance: 0.25,
             guardrail_tolerance: 0.1,
-            excursion_z: 2.0,
+            excursion_z: 1.5,
             threshold_consecutive: 5,
             max_self_recovery: 0.1,
             seasonal_days: 7,
             seasonal_half_window: Span::minutes(15),
+            cache: CalibrationCache::default(),
         }
     }
 }
@@ -153,6 +210,14 @@ impl HonestValidator {
             .collect();
         if !pts.windows(2).all(|p| p[0].0 <= p[1].0) {
             pts.sort_by_key(|p| p.0);
+        }
+        // With seasonal residuals, only the last `seasonal_days + 1` days before the baseline
+        // matter (the reference days plus one day of placebo room per reference).
+        let days = self.seasonal_days as i64;
+        let bs = w.baseline_start.timestamp();
+        if pts.first().is_some_and(|f| bs - f.0 > (days + 1) * DAY) {
+            let cut = pts.partition_point(|p| p.0 < bs - (days + 1) * DAY);
+            pts.drain(..cut);
         }
         let t: Vec<i64> = pts.iter().map(|p| p.0).collect();
         let raw: Vec<f64> = pts.iter().map(|p| p.1).collect();
@@ -230,123 +295,32 @@ impl HonestValidator {
             settle: settle_n,
         };
 
-        // Width calibration.
-        let span = split.span();
-        let n_eff = hist.len() / span.max(1);
-        let (f_lo, f_hi, placebo) = if n_eff >= MIN_CALIBRATION && hist.len() > span {
-            let p = self.placebo_splits.min(hist.len() - span + 1).max(2);
-            let mut t_lo = Vec::with_capacity(p);
-            let mut t_hi = Vec::with_capacity(p);
-            let room = hist.len() - span;
-            for j in 0..p {
-                let start = j * room / (p - 1);
-                if let Some(s) = split.at(&hist, start, alpha, &mut buf) {
-                    t_lo.push(s.estimate / (s.estimate - s.lower).max(1e-12));
-                    t_hi.push(-s.estimate / (s.upper - s.estimate).max(1e-12));
-                }
-            }
-            let q = conformal_level(n_eff.min(t_lo.len()), alpha);
-            let c_lo = upper_order_stat(&mut t_lo, q).unwrap_or(f64::INFINITY);
-            let c_hi = upper_order_stat(&mut t_hi, q).unwrap_or(f64::INFINITY);
-            notes.push(format!(
-                "interval widths calibrated on {} placebo splits of the history (factors {:.2} good side, {:.2} bad side)",
-                t_lo.len(),
-                c_lo.max(1.0),
-                c_hi.max(1.0)
-            ));
-            (c_lo.max(1.0), c_hi.max(1.0), true)
-        } else {
-            let mut pre: Vec<f64> = hist.clone();
-            pre.extend_from_slice(&base);
-            let rho = if pre.len() >= 20 {
-                lag1_autocorrelation(&pre)
-            } else {
-                let a = lag1_autocorrelation(&base).unwrap_or(0.0);
-                let b = lag1_autocorrelation(&post).unwrap_or(0.0);
-                Some((a + b) / 2.0)
-            }
-            .unwrap_or(0.0);
-            // Short windows underestimate ρ; add a little on top of the AR(1) factor.
-            let f = ar1_width_factor(rho) * 1.1;
-            notes.push(format!(
-                "too little history for placebo calibration; widths inflated ×{f:.2} for autocorrelation ρ={rho:.2}"
-            ));
-            (f, f, false)
-        };
-        let mut lower = hl.estimate - f_lo * hw_lo;
-        let mut upper = hl.estimate + f_hi * hw_hi;
-        let mut estimate = hl.estimate;
+        let cal = self.calibrated(&hist, &base, split, alpha, &mut buf);
+        notes.extend(cal.notes.iter().cloned());
+        let mut lower = hl.estimate - cal.f_lo * hw_lo;
+        let mut upper = hl.estimate + cal.f_hi * hw_hi;
         let z_ratio = normal_quantile(1.0 - alpha / self.interim_looks.max(1) as f64)
             / normal_quantile(1.0 - alpha);
-        let mut upper_interim = hl.estimate + f_hi * hw_hi * z_ratio;
-
-        // Regression to the mean.
-        let (mut validate_ok, mut regress_ok) = (true, true);
-        let nb = split.nb;
-        if hist.len() < 3 * nb + span {
-            validate_ok = false;
-            notes.push(
-                "too little history before the baseline to rule out regression to the mean".into(),
-            );
-        } else {
-            let mut pre = vec![0.0; hist.len() + 1];
-            for (i, v) in hist.iter().enumerate() {
-                pre[i + 1] = pre[i] + v;
+        let mut upper_interim = hl.estimate + cal.f_hi * hw_hi * z_ratio;
+        let mut estimate = hl.estimate;
+        // After an excursion the interval comes from what followed similar excursions; on the
+        // side the excursion flatters, never narrower than the calibrated Mann–Whitney bound.
+        if let (Some(q_hi), Some(q_lo)) = (cal.recovery_hi, cal.recovery_lo) {
+            let (l_c, u_c) = (hl.estimate - q_hi, hl.estimate - q_lo);
+            let interim_extra = cal.f_hi * hw_hi * (z_ratio - 1.0).max(0.0);
+            if cal.excursion_bad {
+                lower = lower.min(l_c);
+                upper = u_c.max(lower);
+            } else {
+                upper = upper.max(u_c);
+                lower = l_c.min(upper);
             }
-            let means: Vec<f64> = (0..=hist.len() - nb)
-                .map(|i| (pre[i + nb] - pre[i]) / nb as f64)
-                .collect();
-            let centre = median(&means).unwrap_or(0.0);
-            let spread = mad_sigma(&means)
-                .filter(|s| *s > 0.0)
-                .or_else(|| std_dev(&means))
-                .unwrap_or(0.0);
-            let b_mean = mean(&base).unwrap_or(centre);
-            if spread > 0.0 {
-                // Positive = the baseline is worse than usual (its recovery looks like success).
-                let e_real = (centre - b_mean) / spread;
-                let bad = e_real >= self.excursion_z;
-                let good = e_real <= -self.excursion_z;
-                if bad || good {
-                    let deltas = split
-                        .similar_excursions(&hist, &means, centre, spread, e_real, alpha, &mut buf);
-                    let kind = if bad { "worse" } else { "better" };
-                    if deltas.len() >= MIN_CALIBRATION {
-                        let mut d = deltas;
-                        let q = conformal_level(d.len(), alpha);
-                        let shift = median(&d).unwrap_or(0.0);
-                        if bad {
-                            // Δ of placebo splits after similar excursions: how far it recovers by itself.
-                            let q_hi = upper_order_stat(&mut d, q).unwrap_or(f64::INFINITY);
-                            lower = lower.min(hl.estimate - q_hi);
-                        } else {
-                            let mut neg: Vec<f64> = d.iter().map(|v| -v).collect();
-                            let q_lo = upper_order_stat(&mut neg, q).unwrap_or(f64::INFINITY);
-                            upper = upper.max(hl.estimate + q_lo);
-                            upper_interim = upper_interim.max(hl.estimate + q_lo * z_ratio);
-                        }
-                        estimate = (hl.estimate - shift).clamp(lower, upper);
-                        notes.push(format!(
-                            "baseline {kind} than usual by {:.1} sd of window means: adjusted for what followed {} similar excursions in the history (typical self-recovery {:+.3})",
-                            e_real.abs(),
-                            d.len(),
-                            shift
-                        ));
-                    } else {
-                        if bad {
-                            validate_ok = false;
-                        } else {
-                            regress_ok = false;
-                        }
-                        notes.push(format!(
-                            "baseline {kind} than usual by {:.1} sd of window means and the history holds only {} similar excursions: cannot tell how often it recovers by itself",
-                            e_real.abs(),
-                            deltas.len()
-                        ));
-                    }
-                }
-            }
+            upper_interim = upper + interim_extra;
         }
+        if let Some(shift) = cal.recovery_shift {
+            estimate = (hl.estimate - shift).clamp(lower, upper);
+        }
+        let (validate_ok, regress_ok, placebo) = (cal.validate_ok, cal.regress_ok, cal.placebo);
 
         let (b_from, b_to) = (w.baseline_start, w.applied_at);
         let raw_base = raw[b_lo..apply_idx].to_vec();
@@ -375,6 +349,169 @@ impl HonestValidator {
         })
     }
 
+    /// Width factors and regression-to-the-mean adjustments for one history + baseline, from
+    /// the cache when the same inputs were seen (interim looks, guardrails, repeated checks).
+    fn calibrated(
+        &self,
+        hist: &[f64],
+        base: &[f64],
+        split: Split,
+        alpha: f64,
+        buf: &mut Vec<f64>,
+    ) -> Calibration {
+        let key = CalKey {
+            hist: hist.to_vec(),
+            base: base.to_vec(),
+            sizes: (split.nb, split.na, split.settle),
+            alpha: alpha.to_bits(),
+            knobs: (self.placebo_splits, self.excursion_z.to_bits()),
+        };
+        if let Ok(cache) = self.cache.0.lock()
+            && let Some((_, v)) = cache.iter().find(|(k, _)| *k == key)
+        {
+            return v.clone();
+        }
+        let v = self.calibrate(hist, base, split, alpha, buf);
+        if let Ok(mut cache) = self.cache.0.lock() {
+            if cache.len() >= CACHE_ENTRIES {
+                cache.remove(0);
+            }
+            cache.push((key, v.clone()));
+        }
+        v
+    }
+
+    fn calibrate(
+        &self,
+        hist: &[f64],
+        base: &[f64],
+        split: Split,
+        alpha: f64,
+        buf: &mut Vec<f64>,
+    ) -> Calibration {
+        let mut notes = Vec::new();
+        let span = split.span();
+        // Placebo splits overlap and neighbouring windows are correlated: count one effectively
+        // independent split per two spans of history (conservative conformal order statistic).
+        let n_eff = hist.len() / (2 * span.max(1));
+        let (f_lo, f_hi, placebo) = if n_eff >= MIN_CALIBRATION && hist.len() > span {
+            let p = self.placebo_splits.min(hist.len() - span + 1).max(2);
+            let mut t_lo = Vec::with_capacity(p);
+            let mut t_hi = Vec::with_capacity(p);
+            let room = hist.len() - span;
+            for j in 0..p {
+                let start = j * room / (p - 1);
+                if let Some(s) = split.at(hist, start, alpha, buf) {
+                    t_lo.push(s.estimate / (s.estimate - s.lower).max(1e-12));
+                    t_hi.push(-s.estimate / (s.upper - s.estimate).max(1e-12));
+                }
+            }
+            let q = conformal_level(n_eff.min(t_lo.len()), alpha);
+            let c_lo = upper_order_stat(&mut t_lo, q).unwrap_or(f64::INFINITY);
+            let c_hi = upper_order_stat(&mut t_hi, q).unwrap_or(f64::INFINITY);
+            notes.push(format!(
+                "interval widths calibrated on {} placebo splits of the history (factors {:.2} good side, {:.2} bad side)",
+                t_lo.len(),
+                c_lo.max(1.0),
+                c_hi.max(1.0)
+            ));
+            (c_lo.max(1.0), c_hi.max(1.0), true)
+        } else {
+            let mut pre: Vec<f64> = hist.to_vec();
+            pre.extend_from_slice(base);
+            let rho = if pre.len() >= 20 {
+                lag1_autocorrelation(&pre)
+            } else {
+                None
+            }
+            .unwrap_or(0.0);
+            // Short series underestimate ρ; add a little on top of the AR(1) factor.
+            let f = ar1_width_factor(rho) * 1.1;
+            notes.push(format!(
+                "too little history for placebo calibration; widths inflated ×{f:.2} for autocorrelation ρ={rho:.2}"
+            ));
+            (f, f, false)
+        };
+        let mut cal = Calibration {
+            f_lo,
+            f_hi,
+            placebo,
+            validate_ok: true,
+            regress_ok: true,
+            recovery_hi: None,
+            recovery_lo: None,
+            recovery_shift: None,
+            excursion_bad: false,
+            notes,
+        };
+
+        // Regression to the mean.
+        let nb = split.nb;
+        if hist.len() < 3 * nb + span {
+            cal.validate_ok = false;
+            cal.notes.push(
+                "too little history before the baseline to rule out regression to the mean".into(),
+            );
+            return cal;
+        }
+        let mut pre = vec![0.0; hist.len() + 1];
+        for (i, v) in hist.iter().enumerate() {
+            pre[i + 1] = pre[i] + v;
+        }
+        let means: Vec<f64> = (0..=hist.len() - nb)
+            .map(|i| (pre[i + nb] - pre[i]) / nb as f64)
+            .collect();
+        // Typical level and spread of window means (a strided subsample keeps this cheap).
+        let stride = (means.len() / 2000).max(1);
+        let thin: Vec<f64> = means.iter().step_by(stride).copied().collect();
+        let centre = median(&thin).unwrap_or(0.0);
+        let spread = mad_sigma(&thin)
+            .filter(|s| *s > 0.0)
+            .or_else(|| std_dev(&thin))
+            .unwrap_or(0.0);
+        let b_mean = mean(base).unwrap_or(centre);
+        if spread <= 0.0 {
+            return cal;
+        }
+        // Positive = the baseline is worse than usual (its recovery would look like success).
+        let e_real = (centre - b_mean) / spread;
+        let bad = e_real >= self.excursion_z;
+        let good = e_real <= -self.excursion_z;
+        if !(bad || good) {
+            return cal;
+        }
+        let kind = if bad { "worse" } else { "better" };
+        cal.excursion_bad = bad;
+        let mut d = split.similar_excursions(hist, &means, centre, spread, e_real, alpha, buf);
+        if d.len() >= MIN_CALIBRATION {
+            let q = conformal_level(d.len(), alpha);
+            let shift = median(&d).unwrap_or(0.0);
+            // Both bounds from what followed similar excursions: Δ − effect is distributed like
+            // those placebo shifts (conformal order statistics on each side).
+            let mut neg: Vec<f64> = d.iter().map(|v| -v).collect();
+            cal.recovery_hi = upper_order_stat(&mut d, q);
+            cal.recovery_lo = upper_order_stat(&mut neg, q).map(|v| -v);
+            cal.recovery_shift = Some(shift);
+            cal.notes.push(format!(
+                "baseline {kind} than usual by {:.1} sd of window means: adjusted for what followed {} similar excursions in the history (typical self-recovery {shift:+.3})",
+                e_real.abs(),
+                d.len(),
+            ));
+        } else {
+            if bad {
+                cal.validate_ok = false;
+            } else {
+                cal.regress_ok = false;
+            }
+            cal.notes.push(format!(
+                "baseline {kind} than usual by {:.1} sd of window means and the history holds only {} similar excursions: cannot tell how often it recovers by itself",
+                e_real.abs(),
+                d.len()
+            ));
+        }
+        cal
+    }
+
     /// Seasonal residuals of `x`: for the baseline and post (index ≥ `b_lo`), against the
     /// previous days (data before the apply only); for the history (index < `b_lo`), against the
     /// nearest other days inside the history (for placebo calibration). NaN where fewer than
@@ -389,6 +526,9 @@ impl HonestValidator {
         baseline_start: i64,
     ) -> Vec<f64> {
         let half = self.seasonal_half_window.seconds() as i64;
+        if let Some(r) = self.residuals_regular(t, x, every, b_lo, apply_idx) {
+            return r;
+        }
         // Sliding ±half mean over pre-apply samples (two pointers).
         let pre_t = &t[..apply_idx];
         let mut sm = vec![f64::NAN; apply_idx];
@@ -446,6 +586,84 @@ impl HonestValidator {
                 x[i] - r
             })
             .collect()
+    }
+
+    /// The fast path of [`Self::residuals`] for regularly spaced samples (index arithmetic):
+    /// history residuals use the leave-one-out mean of the same time of day over the other days
+    /// of the history; baseline and post residuals use the previous days. `None` when the
+    /// pre-apply samples are not regular.
+    fn residuals_regular(
+        &self,
+        t: &[i64],
+        x: &[f64],
+        every: i64,
+        b_lo: usize,
+        apply_idx: usize,
+    ) -> Option<Vec<f64>> {
+        if every <= 0 || DAY % every != 0 || apply_idx < 2 {
+            return None;
+        }
+        let t0 = t[0];
+        if !t[..apply_idx]
+            .iter()
+            .enumerate()
+            .all(|(i, ti)| *ti == t0 + i as i64 * every)
+        {
+            return None;
+        }
+        let per_day = (DAY / every) as usize;
+        let h = (self.seasonal_half_window.seconds() as i64 / every) as usize;
+        let mut pre = vec![0.0; apply_idx + 1];
+        for i in 0..apply_idx {
+            pre[i + 1] = pre[i] + x[i];
+        }
+        // sm[j]: mean of x[j-h..=j+h] when the whole neighbourhood lies in [0, limit).
+        let sm = |j: usize, limit: usize| -> Option<f64> {
+            (j >= h && j + h < limit).then(|| (pre[j + h + 1] - pre[j - h]) / (2 * h + 1) as f64)
+        };
+        let want = self.seasonal_days.max(1);
+        let need = 4.min(want);
+        let mut out = vec![f64::NAN; t.len()];
+        // History: leave-one-out over the other days of the history.
+        let mut col_sum = vec![0.0; per_day];
+        let mut col_cnt = vec![0usize; per_day];
+        for j in 0..b_lo {
+            if let Some(v) = sm(j, b_lo) {
+                col_sum[j % per_day] += v;
+                col_cnt[j % per_day] += 1;
+            }
+        }
+        for i in 0..b_lo {
+            let p = i % per_day;
+            let (sum, cnt) = match sm(i, b_lo) {
+                Some(v) => (col_sum[p] - v, col_cnt[p].saturating_sub(1)),
+                None => (col_sum[p], col_cnt[p]),
+            };
+            if cnt >= need {
+                out[i] = x[i] - sum / cnt as f64;
+            }
+        }
+        // Baseline and post: the previous days, data before the apply only.
+        for i in b_lo..t.len() {
+            let (mut acc, mut got) = (0.0, 0usize);
+            let steps = ((t[i] - t0) / every).max(0) as usize;
+            for k in 1..=2 * want {
+                let Some(j) = steps.checked_sub(k * per_day) else {
+                    break;
+                };
+                if let Some(v) = sm(j, apply_idx) {
+                    acc += v;
+                    got += 1;
+                    if got == want {
+                        break;
+                    }
+                }
+            }
+            if got >= need {
+                out[i] = x[i] - acc / got as f64;
+            }
+        }
+        Some(out)
     }
 
     fn judge(&self, req: &ValidationRequest<'_>) -> Verdict {
@@ -820,7 +1038,7 @@ impl Split {
         let mut taken: Vec<usize> = Vec::new();
         let mut out = Vec::new();
         for (e, i) in cand {
-            if taken.iter().any(|j| i.abs_diff(*j) < span) {
+            if taken.iter().any(|j| i.abs_diff(*j) < span.div_ceil(2)) {
                 continue;
             }
             taken.push(i);

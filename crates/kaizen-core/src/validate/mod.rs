@@ -14,6 +14,7 @@
 //! Plus [`sizing`] (samples needed to see a predicted effect, checked at proposal time) and
 //! [`calibration`] (Brier score, reliability, coverage and bias of stated predictions).
 
+pub mod benchmark;
 pub mod calibration;
 mod honest;
 mod simple;

@@ -159,9 +159,10 @@ mod tests {
     use chrono::{TimeZone, Utc};
 
     fn noise(n: usize) -> Vec<f64> {
-        // A deterministic, roughly normal-looking series with no autocorrelation.
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
         (0..n)
-            .map(|i| ((i * 7919) % 101) as f64 / 101.0 - 0.5)
+            .map(|_| rng.sample::<f64, _>(rand_distr::StandardNormal) * 0.2)
             .collect()
     }
 
