@@ -1,0 +1,215 @@
+//! Crash safety: a kill at any point between the ledger and git leaves them consistent after
+//! reconciliation — nothing applied twice, nothing forgotten. Real git repo, real SQLite file.
+
+use kaizen_adapters::git::GitApplier;
+use kaizen_core::apply::Applier;
+use kaizen_core::clock::ManualClock;
+use kaizen_core::config::Config;
+use kaizen_core::edit::Edit;
+use kaizen_core::engine::{CycleReport, Engine, EngineSettings};
+use kaizen_core::intervention::{Candidate, ExpectedChange, Origin, Prediction, Risk, Status};
+use kaizen_core::ledger::{Ledger, Pending};
+use kaizen_core::span::Span;
+use kaizen_core::validate::SimpleValidator;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+fn git(repo: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(repo)
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn repo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = dir.path();
+    git(r, &["init", "-q", "-b", "main"]);
+    git(r, &["config", "user.name", "T"]);
+    git(r, &["config", "user.email", "t@example.invalid"]);
+    std::fs::create_dir_all(r.join("config")).expect("mkdir");
+    std::fs::write(r.join("config/app.yaml"), "cache_mb: 128\n").expect("write");
+    std::fs::write(r.join(".git/info/exclude"), "/.kaizen/\n").expect("write");
+    git(r, &["add", "-A"]);
+    git(r, &["commit", "-q", "-m", "init"]);
+    dir
+}
+
+fn candidate() -> Candidate {
+    Candidate {
+        area: "cache".into(),
+        kind: "config_set".into(),
+        title: "grow cache".into(),
+        hypothesis: "misses dominate".into(),
+        change: vec![Edit::ConfigSet {
+            file: "config/app.yaml".into(),
+            key: "cache_mb".into(),
+            value: serde_json::json!(256),
+        }],
+        prediction: Prediction {
+            signal: "latency_ms".into(),
+            change: ExpectedChange::Relative(-0.2),
+            within: Span::minutes(30),
+        },
+        risk: Risk::Low,
+        confidence: 0.8,
+        rollback: Some("revert".into()),
+        origin: Origin {
+            proposer: "rules".into(),
+            rule: Some("grow-cache".into()),
+            ..Default::default()
+        },
+    }
+}
+
+fn settings(root: &Path) -> EngineSettings {
+    let config = Config::parse(
+        "signals:\n  latency_ms:\n    unit: ms\n    better: lower\n",
+        &root.join("kaizen.yaml"),
+    )
+    .expect("config");
+    EngineSettings::from_config(&config)
+}
+
+fn engine(root: &Path, clock: &ManualClock) -> Engine {
+    Engine::builder(settings(root))
+        .clock(Arc::new(clock.clone()))
+        .ledger(Ledger::open(&root.join(".kaizen/ledger.sqlite")).expect("ledger"))
+        .applier(Box::new(GitApplier::open(root, None).expect("repo")))
+        .validator(Box::new(SimpleValidator::default()))
+        .build()
+        .expect("engine")
+}
+
+fn commits(root: &Path) -> usize {
+    git(root, &["rev-list", "--count", "HEAD"])
+        .trim()
+        .parse()
+        .expect("count")
+}
+
+#[test]
+fn crash_after_commit_before_ledger_update_is_reconciled_once() {
+    let dir = repo();
+    let root = dir.path();
+    let clock = ManualClock::at("2026-05-01T10:00:00Z".parse().expect("time"));
+    // The engine's apply sequence, killed right after the commit: row written, pending set,
+    // commit made — and the process dies before the ledger learns of it.
+    let id = {
+        let mut ledger = Ledger::open(&root.join(".kaizen/ledger.sqlite")).expect("ledger");
+        let id = ledger
+            .insert_proposed(&candidate(), clock.now_for_test(), "rule fired")
+            .expect("insert");
+        ledger
+            .set_pending(id, Some(Pending::Apply))
+            .expect("pending");
+        GitApplier::open(root, None)
+            .expect("repo")
+            .apply(id, &candidate())
+            .expect("commit");
+        id
+    };
+    assert_eq!(commits(root), 2);
+
+    let mut e = engine(root, &clock);
+    let mut report = CycleReport::default();
+    e.reconcile(&mut report).expect("reconcile");
+    let iv = e.ledger().get(id).expect("row");
+    assert_eq!(iv.status, Status::Applied);
+    assert_eq!(
+        iv.commit.as_deref(),
+        Some(git(root, &["rev-parse", "HEAD"]).trim())
+    );
+    assert!(e.ledger().pending().expect("pending").is_empty());
+    // Nothing applied twice: a second reconciliation changes nothing.
+    let mut again = CycleReport::default();
+    e.reconcile(&mut again).expect("reconcile");
+    assert!(again.lines.is_empty(), "{:?}", again.lines);
+    assert_eq!(commits(root), 2);
+    assert_eq!(git(root, &["status", "--porcelain"]), "");
+    git(root, &["fsck", "--strict"]);
+}
+
+#[test]
+fn crash_before_commit_is_recorded_as_not_applied() {
+    let dir = repo();
+    let root = dir.path();
+    let clock = ManualClock::at("2026-05-01T10:00:00Z".parse().expect("time"));
+    let id = {
+        let mut ledger = Ledger::open(&root.join(".kaizen/ledger.sqlite")).expect("ledger");
+        let id = ledger
+            .insert_proposed(&candidate(), clock.now_for_test(), "rule fired")
+            .expect("insert");
+        ledger
+            .set_pending(id, Some(Pending::Apply))
+            .expect("pending");
+        id
+    };
+    let mut e = engine(root, &clock);
+    let mut report = CycleReport::default();
+    e.reconcile(&mut report).expect("reconcile");
+    let iv = e.ledger().get(id).expect("row");
+    assert_eq!(iv.status, Status::Blocked);
+    assert!(iv.reason.contains("interrupted"), "{}", iv.reason);
+    assert_eq!(commits(root), 1);
+    assert_eq!(
+        std::fs::read_to_string(root.join("config/app.yaml")).expect("read"),
+        "cache_mb: 128\n"
+    );
+}
+
+#[test]
+fn crash_after_revert_commit_is_reconciled() {
+    let dir = repo();
+    let root = dir.path();
+    let clock = ManualClock::at("2026-05-01T10:00:00Z".parse().expect("time"));
+    let (id, sha) = {
+        let mut ledger = Ledger::open(&root.join(".kaizen/ledger.sqlite")).expect("ledger");
+        let applier = GitApplier::open(root, None).expect("repo");
+        let now = clock.now_for_test();
+        let id = ledger
+            .insert_proposed(&candidate(), now, "rule fired")
+            .expect("insert");
+        let sha = applier.apply(id, &candidate()).expect("commit").sha;
+        ledger
+            .mark_applied(id, &sha, now, now, "committed")
+            .expect("applied");
+        // Revert: pending set, revert commit made, then the kill.
+        ledger
+            .set_pending(id, Some(Pending::Revert))
+            .expect("pending");
+        applier.revert(id, &sha, "no effect").expect("revert");
+        (id, sha)
+    };
+    let mut e = engine(root, &clock);
+    let mut report = CycleReport::default();
+    e.reconcile(&mut report).expect("reconcile");
+    let iv = e.ledger().get(id).expect("row");
+    assert_eq!(iv.status, Status::Reverted);
+    let head = git(root, &["rev-parse", "HEAD"]);
+    assert_eq!(iv.revert_commit.as_deref(), Some(head.trim()));
+    assert!(git(root, &["log", "-1", "--format=%B"]).contains(&format!("Kaizen-Reverts: {sha}")));
+    assert_eq!(commits(root), 3, "no second revert");
+    assert_eq!(
+        std::fs::read_to_string(root.join("config/app.yaml")).expect("read"),
+        "cache_mb: 128\n"
+    );
+}
+
+trait NowForTest {
+    fn now_for_test(&self) -> chrono::DateTime<chrono::Utc>;
+}
+
+impl NowForTest for ManualClock {
+    fn now_for_test(&self) -> chrono::DateTime<chrono::Utc> {
+        kaizen_core::clock::Clock::now(self)
+    }
+}
