@@ -191,6 +191,12 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .map_err(|e| Failure::Runtime(anyhow!(e)))?;
             print_report(&report, json)
         }
+        Command::Run => {
+            if cli.now.is_some() {
+                return Err(usage("`run` follows the wall clock; --now/KAIZEN_NOW make no sense for a daemon (use `kaizen sim` to simulate)"));
+            }
+            daemon(&cli.config).await
+        }
         Command::Interventions { json, status } => {
             let config = load_config(&cli.config)?;
             let status: Option<Status> = status.map(|s| s.parse().map_err(usage)).transpose()?;
@@ -437,4 +443,54 @@ pub async fn demo(keep: bool) -> Result<()> {
 pub async fn sim(files: &[std::path::PathBuf], verbose: bool) -> Result<()> {
     let _ = (files, verbose);
     Err(usage("sim: not wired yet"))
+}
+
+/// `kaizen run`: the schedule on the wall clock until a signal arrives. Failures of one task are
+/// logged and recorded; the daemon goes on (the monitor fails open, apply fails closed).
+async fn daemon(config_path: &Path) -> Result<()> {
+    use kaizen_core::schedule::{Schedule, Task};
+    let config = load_config(config_path)?;
+    let _lock = lock(&config)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let mut engine = engine(&config, clock.clone())?;
+    let mut schedule = Schedule::new(config.schedule.clone());
+    let distiller = kaizen_core::learn::DeterministicDistiller::default();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| Failure::Runtime(anyhow!("cannot listen for SIGTERM: {e}")))?;
+    eprintln!(
+        "kaizen: running on {} (observe every {}, cycle every {}, learn every {}); stop with Ctrl-C or SIGTERM",
+        config.repo.display(),
+        config.schedule.observe_every,
+        config.schedule.cycle_every,
+        config.schedule.learn_every
+    );
+    loop {
+        let now = clock.now();
+        for task in schedule.due(now) {
+            let outcome = match task {
+                Task::Observe => {
+                    let mut report = CycleReport { at: now, ..Default::default() };
+                    engine.observe(&mut report).await.map(|_| render::report(&report))
+                }
+                Task::Cycle => engine.cycle().await.map(|r| render::report(&r)),
+                Task::Learn => engine.learn(&distiller, &config.lessons).map(|r| {
+                    for c in &r.changes {
+                        println!("{} learn {c}", r.at.format("%Y-%m-%dT%H:%M:%SZ"));
+                    }
+                }),
+            };
+            if let Err(e) = outcome {
+                tracing::error!("kaizen stage=daemon task={task:?} failed: {e}");
+                eprintln!("kaizen: {task:?} failed: {e}");
+            }
+        }
+        let wait = (schedule.next_due(clock.now()) - clock.now()).to_std().unwrap_or_default();
+        tokio::select! {
+            _ = tokio::time::sleep(wait.max(std::time::Duration::from_millis(200))) => {}
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+        }
+    }
+    eprintln!("kaizen: stopped");
+    Ok(())
 }

@@ -55,6 +55,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run as a daemon on the wall clock: observe, cycle and learn on the config's schedule until
+    /// SIGINT/SIGTERM. Holds the state-dir lock while it runs.
+    Run,
     /// List interventions.
     Interventions {
         /// JSON output (an array of objects).

@@ -18,6 +18,7 @@ pub mod lock;
 pub mod observe;
 pub mod propose;
 pub mod rules;
+pub mod schedule;
 pub mod signal;
 pub mod span;
 pub mod validate;

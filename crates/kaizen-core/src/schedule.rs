@@ -1,0 +1,107 @@
+//! When a long-running kaizen does what: observe, cycle, learn. Pure (time in, tasks out), so a
+//! daemon and a simulation schedule the same way.
+
+use crate::config::ScheduleConfig;
+use chrono::{DateTime, Utc};
+
+/// A unit of scheduled work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    /// Sample every signal.
+    Observe,
+    /// A full cycle (it observes first, so it replaces an `Observe` due at the same time).
+    Cycle,
+    /// Distil lessons.
+    Learn,
+}
+
+/// Tracks when each task last ran.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    config: ScheduleConfig,
+    last_observe: Option<DateTime<Utc>>,
+    last_cycle: Option<DateTime<Utc>>,
+    last_learn: Option<DateTime<Utc>>,
+}
+
+impl Schedule {
+    /// A schedule where everything is due at the first call.
+    pub fn new(config: ScheduleConfig) -> Self {
+        Self {
+            config,
+            last_observe: None,
+            last_cycle: None,
+            last_learn: None,
+        }
+    }
+
+    fn is_due(last: Option<DateTime<Utc>>, every: crate::span::Span, now: DateTime<Utc>) -> bool {
+        last.is_none_or(|l| now - l >= every.to_chrono() || now < l)
+    }
+
+    /// The tasks due at `now`, in the order to run them, marking them as run.
+    ///
+    /// ```
+    /// use kaizen_core::schedule::{Schedule, Task};
+    /// let mut s = Schedule::new(Default::default());
+    /// let t0: chrono::DateTime<chrono::Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+    /// assert_eq!(s.due(t0), vec![Task::Cycle, Task::Learn]);
+    /// assert_eq!(s.due(t0 + chrono::Duration::minutes(1)), vec![Task::Observe]);
+    /// ```
+    pub fn due(&mut self, now: DateTime<Utc>) -> Vec<Task> {
+        let mut out = Vec::new();
+        if Self::is_due(self.last_cycle, self.config.cycle_every, now) {
+            out.push(Task::Cycle);
+            self.last_cycle = Some(now);
+            self.last_observe = Some(now);
+        } else if Self::is_due(self.last_observe, self.config.observe_every, now) {
+            out.push(Task::Observe);
+            self.last_observe = Some(now);
+        }
+        if Self::is_due(self.last_learn, self.config.learn_every, now) {
+            out.push(Task::Learn);
+            self.last_learn = Some(now);
+        }
+        out
+    }
+
+    /// The next instant at which something is due.
+    pub fn next_due(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        let next = |last: Option<DateTime<Utc>>, every: crate::span::Span| last.map_or(now, |l| l + every.to_chrono());
+        [
+            next(self.last_observe, self.config.observe_every),
+            next(self.last_cycle, self.config.cycle_every),
+            next(self.last_learn, self.config.learn_every),
+        ]
+        .into_iter()
+        .min()
+        .unwrap_or(now)
+        .max(now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    #[test]
+    fn a_day_of_defaults() {
+        let mut s = Schedule::new(ScheduleConfig::default());
+        let t0: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+        let (mut observes, mut cycles, mut learns) = (0, 0, 0);
+        for m in 0..(24 * 60) {
+            for t in s.due(t0 + Duration::minutes(m)) {
+                match t {
+                    Task::Observe => observes += 1,
+                    Task::Cycle => cycles += 1,
+                    Task::Learn => learns += 1,
+                }
+            }
+        }
+        assert_eq!(cycles, 24 * 12);
+        assert_eq!(observes, 24 * 60 - 24 * 12);
+        assert_eq!(learns, 1);
+        assert_eq!(s.next_due(t0 + Duration::seconds(24 * 3600 - 30)), t0 + Duration::hours(24));
+    }
+}
