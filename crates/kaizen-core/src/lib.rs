@@ -17,6 +17,7 @@ pub mod lesson;
 pub mod observe;
 pub mod propose;
 pub mod rules;
+pub mod sim;
 pub mod signal;
 pub mod span;
 pub mod validate;
