@@ -1,5 +1,6 @@
 //! The simulated host depends on the config in its working tree: a change (and its revert) changes
 //! the samples that follow.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use chrono::{DateTime, Duration, Utc};
 use kaizen_core::sim::{HostModel, SimSource};
@@ -25,7 +26,12 @@ fn setup(model: &str, config: &str) -> (tempfile::TempDir, SimSource) {
 }
 
 fn value(src: &SimSource, t: DateTime<Utc>, signal: &str) -> f64 {
-    src.sample(t).unwrap().into_iter().find(|s| s.signal == signal).unwrap().value
+    src.sample(t)
+        .unwrap()
+        .into_iter()
+        .find(|s| s.signal == signal)
+        .unwrap()
+        .value
 }
 
 #[test]
@@ -43,14 +49,25 @@ signals:
     let cfg = dir.path().join("config/app.yaml");
     assert_eq!(value(&src, at(0), "latency_ms"), 200.0);
     std::fs::write(&cfg, "cache:\n  size_mb: 512\nworkers: 4\n").unwrap();
-    assert!((value(&src, at(5), "latency_ms") - 100.0).abs() < 1e-9, "(128/512)^0.5 = 0.5");
+    assert!(
+        (value(&src, at(5), "latency_ms") - 100.0).abs() < 1e-9,
+        "(128/512)^0.5 = 0.5"
+    );
     std::fs::write(&cfg, "cache:\n  size_mb: 128\nworkers: 4\n").unwrap();
-    assert_eq!(value(&src, at(10), "latency_ms"), 200.0, "the revert restores the level");
+    assert_eq!(
+        value(&src, at(10), "latency_ms"),
+        200.0,
+        "the revert restores the level"
+    );
     std::fs::write(&cfg, "cache:\n  size_mb: 128\nworkers: 2\nmode: fast\n").unwrap();
     // workers 2 → table 2.0 - (1/3) ≈ 1.667; mode fast → 0.5.
     assert!((value(&src, at(15), "latency_ms") - 200.0 * (2.0 - 1.0 / 3.0) * 0.5).abs() < 1e-9);
     std::fs::remove_file(&cfg).unwrap();
-    assert_eq!(value(&src, at(20), "latency_ms"), 200.0, "missing file: factors 1");
+    assert_eq!(
+        value(&src, at(20), "latency_ms"),
+        200.0,
+        "missing file: factors 1"
+    );
 }
 
 #[test]
@@ -66,8 +83,14 @@ signals:
     let (dir_a, a) = setup(model, "cache_mb: 100\n");
     let (_dir_b, b) = setup(model, "cache_mb: 200\n");
     for k in 0..50 {
-        let (va, vb) = (value(&a, at(5 * k), "latency_ms"), value(&b, at(5 * k), "latency_ms"));
-        assert!(((va - 100.0) - (vb - 60.0)).abs() < 1e-9, "same noise draw at sample {k}: {va} vs {vb}");
+        let (va, vb) = (
+            value(&a, at(5 * k), "latency_ms"),
+            value(&b, at(5 * k), "latency_ms"),
+        );
+        assert!(
+            ((va - 100.0) - (vb - 60.0)).abs() < 1e-9,
+            "same noise draw at sample {k}: {va} vs {vb}"
+        );
     }
     drop(dir_a);
 }
@@ -90,14 +113,26 @@ signals:
 "#;
     let (dir, src) = setup(model, "cache:\n  max_entries: 0\n");
     let cfg = dir.path().join("config/app.yaml");
-    assert_eq!(value(&src, at(0), "rss_mb"), 500.0, "before the leak starts");
+    assert_eq!(
+        value(&src, at(0), "rss_mb"),
+        500.0,
+        "before the leak starts"
+    );
     assert_eq!(value(&src, at(60), "rss_mb"), 500.0);
     assert_eq!(value(&src, at(120), "rss_mb"), 560.0, "one hour of leak");
     assert_eq!(value(&src, at(180), "rss_mb"), 620.0);
     std::fs::write(&cfg, "cache:\n  max_entries: 100000\n").unwrap();
-    assert_eq!(value(&src, at(185), "rss_mb"), 600.0, "fixed, but the big cache costs 100 MB (guardrail-style step)");
+    assert_eq!(
+        value(&src, at(185), "rss_mb"),
+        600.0,
+        "fixed, but the big cache costs 100 MB (guardrail-style step)"
+    );
     std::fs::write(&cfg, "cache:\n  max_entries: 0\n").unwrap();
-    assert_eq!(value(&src, at(190), "rss_mb"), 500.0, "reverted: the leak starts over");
+    assert_eq!(
+        value(&src, at(190), "rss_mb"),
+        500.0,
+        "reverted: the leak starts over"
+    );
     assert_eq!(value(&src, at(250), "rss_mb"), 560.0);
     assert_eq!(value(&src, at(60 * 30), "rss_mb"), 1500.0, "capped at max");
 }
@@ -112,7 +147,11 @@ signals:
       - { file: config/app.yaml, key: cache_mb, default: 200, table: [[100, 1.0], [200, 0.5]] }
 "#;
     let (dir, src) = setup(model, "other: 1\n");
-    assert_eq!(value(&src, at(0), "latency_ms"), 50.0, "missing key takes the default");
+    assert_eq!(
+        value(&src, at(0), "latency_ms"),
+        50.0,
+        "missing key takes the default"
+    );
     std::fs::write(dir.path().join("config/app.yaml"), "cache_mb: [unclosed\n").unwrap();
     // An unparsable file reads as missing values (the default), never as a crash or a zero.
     assert_eq!(value(&src, at(5), "latency_ms"), 50.0);

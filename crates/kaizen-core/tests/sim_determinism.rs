@@ -1,4 +1,5 @@
 //! Same seed → identical sample series and identical decisions, whatever the call order.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod sim_support;
 
@@ -58,7 +59,12 @@ fn same_seed_same_series_in_any_order() {
     let n = 2 * 288;
     let forward = series(&source(dir.path(), 9), 0..n);
     let backward = series(&source(dir.path(), 9), (0..n).rev());
-    let strided = series(&source(dir.path(), 9), (0..n).filter(|k| k % 2 == 1).chain((0..n).filter(|k| k % 2 == 0)));
+    let strided = series(
+        &source(dir.path(), 9),
+        (0..n)
+            .filter(|k| k % 2 == 1)
+            .chain((0..n).filter(|k| k % 2 == 0)),
+    );
     assert_eq!(forward.len(), 2 * n as usize);
     assert_eq!(forward, backward, "sampling order changed the series");
     assert_eq!(forward, strided, "sampling order changed the series");
@@ -67,33 +73,57 @@ fn same_seed_same_series_in_any_order() {
 
     // The model's parts are visible: the step fault (day 1) raises the level, the noisy period
     // widens the spread.
-    let lat: Vec<f64> = forward.iter().filter(|(_, s, _)| s == "latency_ms").map(|(_, _, v)| f64::from_bits(*v)).collect();
+    let lat: Vec<f64> = forward
+        .iter()
+        .filter(|(_, s, _)| s == "latency_ms")
+        .map(|(_, _, v)| f64::from_bits(*v))
+        .collect();
     let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len() as f64;
     let day0 = mean(&lat[..288]);
     let day1 = mean(&lat[288..576]);
     assert!(day1 > day0 * 1.15, "step fault: day0 {day0}, day1 {day1}");
-    let hit: Vec<f64> = forward.iter().filter(|(_, s, _)| s == "hit_ratio").map(|(_, _, v)| f64::from_bits(*v)).collect();
+    let hit: Vec<f64> = forward
+        .iter()
+        .filter(|(_, s, _)| s == "hit_ratio")
+        .map(|(_, _, v)| f64::from_bits(*v))
+        .collect();
     assert!(hit.iter().all(|v| *v <= 1.0), "max clamp");
 }
 
 async fn run(seed: Option<u64>) -> sim::ScenarioResult {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/scenarios/leak-fixed.yaml");
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/scenarios/leak-fixed.yaml");
     let mut scenario = Scenario::load(&path).unwrap();
     if let Some(s) = seed {
         scenario.seed = s;
     }
     let dir = tempfile::tempdir().unwrap();
     let layout = sim::prepare(&scenario, dir.path(), false).unwrap();
-    let options = SimOptions { duration: Some(Span::days(4)), ..Default::default() };
-    sim::run_scenario_with(&scenario, dir.path(), Box::new(DirectApplier::new(&layout.repo)), Box::new(sim_support::MedianValidator), options, |_| {})
-        .await
-        .unwrap()
+    let options = SimOptions {
+        duration: Some(Span::days(4)),
+        ..Default::default()
+    };
+    sim::run_scenario_with(
+        &scenario,
+        dir.path(),
+        Box::new(DirectApplier::new(&layout.repo)),
+        Box::new(sim_support::MedianValidator),
+        options,
+        |_| {},
+    )
+    .await
+    .unwrap()
 }
 
 fn decisions(r: &sim::ScenarioResult) -> Vec<String> {
     r.interventions
         .iter()
-        .map(|iv| format!("{} {:?} {} {:?} {:?} {:?} {}", iv.id, iv.rule, iv.status, iv.outcome, iv.applied_at, iv.finalized_at, iv.reason))
+        .map(|iv| {
+            format!(
+                "{} {:?} {} {:?} {:?} {:?} {}",
+                iv.id, iv.rule, iv.status, iv.outcome, iv.applied_at, iv.finalized_at, iv.reason
+            )
+        })
         .collect()
 }
 
@@ -107,5 +137,8 @@ async fn same_seed_same_decisions() {
     assert_eq!(decisions(&a), decisions(&b));
     assert_eq!(a.signals, b.signals);
     let c = run(Some(8)).await;
-    assert_ne!(a.series_digest, c.series_digest, "another seed, another series");
+    assert_ne!(
+        a.series_digest, c.series_digest,
+        "another seed, another series"
+    );
 }

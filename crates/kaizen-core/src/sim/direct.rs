@@ -8,13 +8,16 @@ use crate::intervention::{Candidate, InterventionId};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+/// (path, content before, content after) — `None` = missing.
+type FileChange = (String, Option<String>, Option<String>);
+
 #[derive(Debug, Clone)]
 struct FakeCommit {
     sha: String,
     id: Option<InterventionId>,
     reverts: Option<String>,
     /// (path, content before, content after) — `None` = missing.
-    files: Vec<(String, Option<String>, Option<String>)>,
+    files: Vec<FileChange>,
 }
 
 /// Applies edits straight to files under a root; reverts restore the previous contents.
@@ -52,7 +55,8 @@ impl DirectApplier {
         let r = match content {
             Some(c) => {
                 if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir).map_err(|e| ApplyError::Git(format!("{file}: {e}")))?;
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| ApplyError::Git(format!("{file}: {e}")))?;
                 }
                 std::fs::write(&path, c)
             }
@@ -64,15 +68,17 @@ impl DirectApplier {
         r.map_err(|e| ApplyError::Git(format!("{file}: {e}")))
     }
 
-    fn planned(&self, candidate: &Candidate) -> Result<Vec<(String, Option<String>, Option<String>)>, ApplyError> {
-        let mut out: Vec<(String, Option<String>, Option<String>)> = Vec::new();
+    fn planned(&self, candidate: &Candidate) -> Result<Vec<FileChange>, ApplyError> {
+        let mut out: Vec<FileChange> = Vec::new();
         for edit in &candidate.change {
             let file = edit.file().to_string();
             let before = match out.iter().find(|(f, _, _)| *f == file) {
                 Some((_, _, after)) => after.clone(),
                 None => self.read(&file)?,
             };
-            let after = edit.apply_to(before.as_deref()).map_err(|e| ApplyError::Edit(e.to_string()))?;
+            let after = edit
+                .apply_to(before.as_deref())
+                .map_err(|e| ApplyError::Edit(e.to_string()))?;
             match out.iter_mut().find(|(f, _, _)| *f == file) {
                 Some(entry) => entry.2 = Some(after),
                 None => out.push((file, before, Some(after))),
@@ -84,13 +90,23 @@ impl DirectApplier {
         Ok(out)
     }
 
-    fn record(&self, id: Option<InterventionId>, reverts: Option<String>, files: Vec<(String, Option<String>, Option<String>)>) -> CommitRef {
+    fn record(
+        &self,
+        id: Option<InterventionId>,
+        reverts: Option<String>,
+        files: Vec<FileChange>,
+    ) -> CommitRef {
         let mut commits = match self.commits.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
         let sha = format!("{:040x}", commits.len() as u64 + 1);
-        commits.push(FakeCommit { sha: sha.clone(), id, reverts, files });
+        commits.push(FakeCommit {
+            sha: sha.clone(),
+            id,
+            reverts,
+            files,
+        });
         CommitRef { sha }
     }
 
@@ -115,7 +131,12 @@ impl Applier for DirectApplier {
         Ok(self.record(Some(id), None, files))
     }
 
-    fn revert(&self, id: InterventionId, commit: &str, _reason: &str) -> Result<CommitRef, ApplyError> {
+    fn revert(
+        &self,
+        id: InterventionId,
+        commit: &str,
+        _reason: &str,
+    ) -> Result<CommitRef, ApplyError> {
         let Some(c) = self.commits().into_iter().find(|c| c.sha == commit) else {
             return Err(ApplyError::Git(format!("unknown commit {commit}")));
         };
@@ -140,18 +161,30 @@ impl Applier for DirectApplier {
     }
 
     fn find_applied(&self, id: InterventionId) -> Result<Option<String>, ApplyError> {
-        Ok(self.commits().into_iter().find(|c| c.id == Some(id) && c.reverts.is_none()).map(|c| c.sha))
+        Ok(self
+            .commits()
+            .into_iter()
+            .find(|c| c.id == Some(id) && c.reverts.is_none())
+            .map(|c| c.sha))
     }
 
     fn find_reverted(&self, id: InterventionId) -> Result<Option<String>, ApplyError> {
-        Ok(self.commits().into_iter().find(|c| c.id == Some(id) && c.reverts.is_some()).map(|c| c.sha))
+        Ok(self
+            .commits()
+            .into_iter()
+            .find(|c| c.id == Some(id) && c.reverts.is_some())
+            .map(|c| c.sha))
     }
 
     fn sync_worktree(&self, _id: InterventionId, _commit: &str) -> Result<(), ApplyError> {
         Ok(())
     }
 
-    fn commit_files(&self, files: &[(String, Option<String>)], _message: &str) -> Result<Option<CommitRef>, ApplyError> {
+    fn commit_files(
+        &self,
+        files: &[(String, Option<String>)],
+        _message: &str,
+    ) -> Result<Option<CommitRef>, ApplyError> {
         let mut changed = Vec::new();
         for (f, content) in files {
             let before = self.read(f)?;

@@ -27,7 +27,10 @@ pub mod source;
 
 pub use direct::DirectApplier;
 pub use model::HostModel;
-pub use runner::{InterventionReport, Layout, ScenarioResult, SignalFigures, SimOptions, prepare, run_scenario, run_scenario_with};
+pub use runner::{
+    InterventionReport, Layout, ScenarioResult, SignalFigures, SimOptions, prepare, run_scenario,
+    run_scenario_with,
+};
 pub use scenario::{Count, Expect, ExpectationResult, Scenario};
 pub use source::SimSource;
 
@@ -79,13 +82,34 @@ pub enum SimError {
 /// The scenarios shipped in `examples/scenarios/`, by name, embedded in the library so `kaizen demo`
 /// and `kaizen sim NAME` work without the files.
 pub const BUILTIN: &[(&str, &str)] = &[
-    ("demo", include_str!("../../../../examples/scenarios/demo.yaml")),
-    ("leak-fixed", include_str!("../../../../examples/scenarios/leak-fixed.yaml")),
-    ("no-effect", include_str!("../../../../examples/scenarios/no-effect.yaml")),
-    ("guardrail-regression", include_str!("../../../../examples/scenarios/guardrail-regression.yaml")),
-    ("noisy-temptation", include_str!("../../../../examples/scenarios/noisy-temptation.yaml")),
-    ("needs-canary", include_str!("../../../../examples/scenarios/needs-canary.yaml")),
-    ("freeze", include_str!("../../../../examples/scenarios/freeze.yaml")),
+    (
+        "demo",
+        include_str!("../../../../examples/scenarios/demo.yaml"),
+    ),
+    (
+        "leak-fixed",
+        include_str!("../../../../examples/scenarios/leak-fixed.yaml"),
+    ),
+    (
+        "no-effect",
+        include_str!("../../../../examples/scenarios/no-effect.yaml"),
+    ),
+    (
+        "guardrail-regression",
+        include_str!("../../../../examples/scenarios/guardrail-regression.yaml"),
+    ),
+    (
+        "noisy-temptation",
+        include_str!("../../../../examples/scenarios/noisy-temptation.yaml"),
+    ),
+    (
+        "needs-canary",
+        include_str!("../../../../examples/scenarios/needs-canary.yaml"),
+    ),
+    (
+        "freeze",
+        include_str!("../../../../examples/scenarios/freeze.yaml"),
+    ),
 ];
 
 /// The name of the scenario `kaizen demo` runs.
@@ -93,8 +117,7 @@ pub const DEMO: &str = "demo";
 
 /// A shipped scenario by name (`demo`, `leak-fixed`, ...), parsed.
 pub fn builtin(name: &str) -> Option<Result<Scenario, SimError>> {
-    BUILTIN
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(n, text)| Scenario::parse(text, &PathBuf::from(format!("examples/scenarios/{n}.yaml"))))
+    BUILTIN.iter().find(|(n, _)| *n == name).map(|(n, text)| {
+        Scenario::parse(text, &PathBuf::from(format!("examples/scenarios/{n}.yaml")))
+    })
 }

@@ -62,7 +62,11 @@ pub struct Noise {
 
 impl Default for Noise {
     fn default() -> Self {
-        Self { sd: 0.0, ar: 0.0, df: None }
+        Self {
+            sd: 0.0,
+            ar: 0.0,
+            df: None,
+        }
     }
 }
 
@@ -237,12 +241,19 @@ impl HostModel {
         for (name, s) in &self.signals {
             let f = |rest: &str| format!("host.signals.{name}{rest}");
             let finite = |v: f64, rest: &str| -> Result<(), (String, String)> {
-                if v.is_finite() { Ok(()) } else { Err((f(rest), "must be a finite number".into())) }
+                if v.is_finite() {
+                    Ok(())
+                } else {
+                    Err((f(rest), "must be a finite number".into()))
+                }
             };
             finite(s.base, ".base")?;
             finite(s.trend_per_day, ".trend_per_day")?;
             if !(0.0..1.0).contains(&s.noise.ar) {
-                return Err((f(".noise.ar"), format!("{} is not within 0 ≤ ar < 1", s.noise.ar)));
+                return Err((
+                    f(".noise.ar"),
+                    format!("{} is not within 0 ≤ ar < 1", s.noise.ar),
+                ));
             }
             if !(s.noise.sd >= 0.0 && s.noise.sd.is_finite()) {
                 return Err((f(".noise.sd"), "must be ≥ 0".into()));
@@ -250,7 +261,10 @@ impl HostModel {
             if let Some(df) = s.noise.df
                 && !(df > 2.0 && df.is_finite())
             {
-                return Err((f(".noise.df"), format!("{df} must be > 2 (finite variance)")));
+                return Err((
+                    f(".noise.df"),
+                    format!("{df} must be > 2 (finite variance)"),
+                ));
             }
             for (which, c) in [(".daily", &s.daily), (".weekly", &s.weekly)] {
                 if let Some(c) = c {
@@ -258,7 +272,7 @@ impl HostModel {
                 }
             }
             if let Some(sp) = &s.spikes {
-                if !(sp.per_day >= 0.0 && sp.per_day.is_finite()) || !sp.size.is_finite() {
+                if !(sp.per_day >= 0.0 && sp.per_day.is_finite() && sp.size.is_finite()) {
                     return Err((f(".spikes"), "per_day must be ≥ 0 and size finite".into()));
                 }
                 if sp.length.seconds() == 0 {
@@ -267,7 +281,9 @@ impl HostModel {
             }
             for (i, e) in s.effects.iter().enumerate() {
                 let ef = |m: &str| (f(&format!(".effects[{i}]")), m.to_string());
-                let n = usize::from(e.table.is_some()) + usize::from(e.power.is_some()) + usize::from(e.cases.is_some());
+                let n = usize::from(e.table.is_some())
+                    + usize::from(e.power.is_some())
+                    + usize::from(e.cases.is_some());
                 if n != 1 {
                     return Err(ef("give exactly one of `table`, `power` or `cases`"));
                 }
@@ -276,11 +292,16 @@ impl HostModel {
                         return Err(ef("`table` needs finite [value, factor] points"));
                     }
                     if t.windows(2).any(|w| w[1][0] <= w[0][0]) {
-                        return Err(ef("`table` points must be sorted by strictly increasing value"));
+                        return Err(ef(
+                            "`table` points must be sorted by strictly increasing value",
+                        ));
                     }
                 }
                 if let Some(p) = &e.power
-                    && (!(p.reference > 0.0) || !p.elasticity.is_finite() || !p.reference.is_finite())
+                    && (p.reference <= 0.0
+                        || p.reference.is_nan()
+                        || !p.elasticity.is_finite()
+                        || !p.reference.is_finite())
                 {
                     return Err(ef("`power.ref` must be > 0 and `elasticity` finite"));
                 }
@@ -303,7 +324,10 @@ impl HostModel {
                 let need = |v: Option<f64>, name: &str| -> Result<(), (String, String)> {
                     match v {
                         Some(x) if x.is_finite() => Ok(()),
-                        _ => Err(ff(format!("a {:?} fault needs a finite `{name}`", flt.kind))),
+                        _ => Err(ff(format!(
+                            "a {:?} fault needs a finite `{name}`",
+                            flt.kind
+                        ))),
                     }
                 };
                 match flt.kind {
@@ -335,7 +359,10 @@ pub struct ConfigSnapshot {
 impl ConfigSnapshot {
     /// A snapshot of the given file contents.
     pub fn new(files: HashMap<String, Option<String>>) -> Self {
-        Self { files, parsed: Default::default() }
+        Self {
+            files,
+            parsed: Default::default(),
+        }
     }
 
     /// The value at `key` in `file` (None: missing file, missing key or unparsable file).
@@ -377,7 +404,9 @@ fn as_text(v: &serde_json::Value) -> String {
 impl Condition {
     /// Whether the condition holds on `config` (a missing value never satisfies it).
     pub fn holds(&self, config: &ConfigSnapshot) -> bool {
-        let Some(v) = config.get(&self.file, &self.key) else { return false };
+        let Some(v) = config.get(&self.file, &self.key) else {
+            return false;
+        };
         let n = as_number(&v);
         if let Some(a) = self.above
             && !n.is_some_and(|x| x > a)
@@ -405,7 +434,10 @@ impl Condition {
 impl Effect {
     /// The factor on the level for the current config.
     pub fn factor(&self, config: &ConfigSnapshot) -> f64 {
-        let Some(v) = config.get(&self.file, &self.key).or_else(|| self.default.clone()) else {
+        let Some(v) = config
+            .get(&self.file, &self.key)
+            .or_else(|| self.default.clone())
+        else {
             return 1.0;
         };
         if let Some(cases) = &self.cases {
@@ -427,7 +459,9 @@ impl Effect {
 }
 
 fn piecewise(t: &[[f64; 2]], x: f64) -> f64 {
-    let (Some(first), Some(last)) = (t.first(), t.last()) else { return 1.0 };
+    let (Some(first), Some(last)) = (t.first(), t.last()) else {
+        return 1.0;
+    };
     if x <= first[0] {
         return first[1];
     }
@@ -592,7 +626,8 @@ impl Evaluator<'_> {
             cyc += d.amplitude * (tau * tod / DAY).cos();
         }
         if let Some(w) = &m.weekly {
-            let tow = (t + self.week_offset - w.peak.seconds() as i64).rem_euclid(7 * 86_400) as f64;
+            let tow =
+                (t + self.week_offset - w.peak.seconds() as i64).rem_euclid(7 * 86_400) as f64;
             cyc += w.amplitude * (tau * tow / (7.0 * DAY)).cos();
         }
         if let Some(sp) = &m.spikes {

@@ -6,6 +6,7 @@ use super::scenario::{ExpectationResult, Scenario};
 use super::source::SimSource;
 use crate::apply::Applier;
 use crate::canary::{Canary, CanaryResult};
+use crate::clock::ManualClock;
 use crate::config::Config;
 use crate::engine::{CycleReport, Engine, EngineSettings, SizingFn};
 use crate::guard::Guard;
@@ -14,7 +15,6 @@ use crate::ledger::Ledger;
 use crate::rules::{RulesProposer, load_rules};
 use crate::span::Span;
 use crate::validate::{Validator, Verdict};
-use crate::clock::ManualClock;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -70,8 +70,15 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SimError + '_ {
 /// ```
 pub fn prepare(scenario: &Scenario, workdir: &Path, init_git: bool) -> Result<Layout, SimError> {
     let layout = Layout::new(workdir);
-    if layout.repo.exists() && std::fs::read_dir(&layout.repo).map_err(io(&layout.repo))?.next().is_some() {
-        return Err(SimError::NotFresh { path: layout.repo.clone() });
+    if layout.repo.exists()
+        && std::fs::read_dir(&layout.repo)
+            .map_err(io(&layout.repo))?
+            .next()
+            .is_some()
+    {
+        return Err(SimError::NotFresh {
+            path: layout.repo.clone(),
+        });
     }
     std::fs::create_dir_all(&layout.repo).map_err(io(&layout.repo))?;
     for (file, content) in &scenario.files {
@@ -86,9 +93,26 @@ pub fn prepare(scenario: &Scenario, workdir: &Path, init_git: bool) -> Result<La
         let date = scenario.start.format("%Y-%m-%dT%H:%M:%S+0000").to_string();
         git(&layout.repo, &["init", "-q", "-b", "main"], &date)?;
         git(&layout.repo, &["config", "user.name", "kaizen-sim"], &date)?;
-        git(&layout.repo, &["config", "user.email", "kaizen-sim@example.invalid"], &date)?;
+        git(
+            &layout.repo,
+            &["config", "user.email", "kaizen-sim@example.invalid"],
+            &date,
+        )?;
         git(&layout.repo, &["add", "-A"], &date)?;
-        git(&layout.repo, &["commit", "-q", "--allow-empty", "-m", &format!("simulated service: initial files of scenario {}", scenario.name)], &date)?;
+        git(
+            &layout.repo,
+            &[
+                "commit",
+                "-q",
+                "--allow-empty",
+                "-m",
+                &format!(
+                    "simulated service: initial files of scenario {}",
+                    scenario.name
+                ),
+            ],
+            &date,
+        )?;
     }
     Ok(layout)
 }
@@ -241,28 +265,46 @@ impl ScenarioResult {
             );
         }
         let _ = writeln!(s, "interventions:");
-        let mut grouped: BTreeMap<(String, &'static str), (usize, &InterventionReport)> = BTreeMap::new();
+        let mut grouped: BTreeMap<(String, &'static str), (usize, &InterventionReport)> =
+            BTreeMap::new();
         for iv in &self.interventions {
             if iv.applied_at.is_some() {
-                let outcome = iv.outcome.map(|o| o.to_string()).unwrap_or_else(|| "undecided".into());
+                let outcome = iv
+                    .outcome
+                    .map(|o| o.to_string())
+                    .unwrap_or_else(|| "undecided".into());
                 let _ = writeln!(
                     s,
                     "  {} {} [{}] applied {} → {} ({}): {}",
                     iv.id,
                     iv.rule.as_deref().unwrap_or("-"),
                     iv.area,
-                    iv.applied_at.map(|t| t.format("%a %H:%M").to_string()).unwrap_or_default(),
+                    iv.applied_at
+                        .map(|t| t.format("%a %H:%M").to_string())
+                        .unwrap_or_default(),
                     iv.status,
                     outcome,
                     clip(&iv.reason, 200)
                 );
             } else {
-                let e = grouped.entry((iv.rule.clone().unwrap_or_else(|| "-".into()), iv.status.as_str())).or_insert((0, iv));
+                let e = grouped
+                    .entry((
+                        iv.rule.clone().unwrap_or_else(|| "-".into()),
+                        iv.status.as_str(),
+                    ))
+                    .or_insert((0, iv));
                 e.0 += 1;
             }
         }
         for ((rule, status), (n, first)) in &grouped {
-            let _ = writeln!(s, "  {n}× {rule} [{}] {status} (first {} {}): {}", first.area, first.id, first.created_at.format("%a %H:%M"), clip(&first.reason, 200));
+            let _ = writeln!(
+                s,
+                "  {n}× {rule} [{}] {status} (first {} {}): {}",
+                first.area,
+                first.id,
+                first.created_at.format("%a %H:%M"),
+                clip(&first.reason, 200)
+            );
         }
         if self.interventions.is_empty() {
             let _ = writeln!(s, "  none");
@@ -275,10 +317,21 @@ impl ScenarioResult {
         }
         let _ = writeln!(s, "expectations:");
         for e in &self.expectations {
-            let _ = writeln!(s, "  [{}] {} — {}", if e.held { "ok" } else { "FAILED" }, e.expectation, e.detail);
+            let _ = writeln!(
+                s,
+                "  [{}] {} — {}",
+                if e.held { "ok" } else { "FAILED" },
+                e.expectation,
+                e.detail
+            );
         }
         let held = self.expectations.iter().filter(|e| e.held).count();
-        let _ = writeln!(s, "result: {} ({held}/{} expectations held)", if self.passed() { "PASS" } else { "FAIL" }, self.expectations.len());
+        let _ = writeln!(
+            s,
+            "result: {} ({held}/{} expectations held)",
+            if self.passed() { "PASS" } else { "FAIL" },
+            self.expectations.len()
+        );
         s
     }
 }
@@ -321,17 +374,32 @@ impl Canary for SimCanary {
             .spawn();
         let mut child = match child {
             Ok(c) => c,
-            Err(e) => return CanaryResult::Fail(format!("canary `{}` could not start: {e}", self.command)),
+            Err(e) => {
+                return CanaryResult::Fail(format!(
+                    "canary `{}` could not start: {e}",
+                    self.command
+                ));
+            }
         };
         let deadline = Instant::now() + Duration::from_secs(self.timeout.seconds().max(1));
         loop {
             match child.try_wait() {
-                Ok(Some(status)) if status.success() => return CanaryResult::Pass(format!("canary `{}` exited 0", self.command)),
-                Ok(Some(status)) => return CanaryResult::Fail(format!("canary `{}` failed ({status})", self.command)),
+                Ok(Some(status)) if status.success() => {
+                    return CanaryResult::Pass(format!("canary `{}` exited 0", self.command));
+                }
+                Ok(Some(status)) => {
+                    return CanaryResult::Fail(format!(
+                        "canary `{}` failed ({status})",
+                        self.command
+                    ));
+                }
                 Ok(None) if Instant::now() >= deadline => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    return CanaryResult::Fail(format!("canary `{}` timed out after {}", self.command, self.timeout));
+                    return CanaryResult::Fail(format!(
+                        "canary `{}` timed out after {}",
+                        self.command, self.timeout
+                    ));
                 }
                 Ok(None) => std::thread::sleep(Duration::from_millis(5)),
                 Err(e) => return CanaryResult::Fail(format!("canary `{}`: {e}", self.command)),
@@ -348,7 +416,15 @@ pub async fn run_scenario(
     validator: Box<dyn Validator>,
     on_report: impl FnMut(&CycleReport),
 ) -> Result<ScenarioResult, SimError> {
-    run_scenario_with(scenario, workdir, applier, validator, SimOptions::default(), on_report).await
+    run_scenario_with(
+        scenario,
+        workdir,
+        applier,
+        validator,
+        SimOptions::default(),
+        on_report,
+    )
+    .await
 }
 
 /// Runs `scenario` under `workdir`.
@@ -381,7 +457,13 @@ pub async fn run_scenario_with(
     let rules = load_rules(&layout.rules, &known)?;
 
     let clock = ManualClock::at(scenario.start);
-    let source = SimSource::new(scenario.host.clone(), &layout.repo, scenario.seed, scenario.start, scenario.sample_every);
+    let source = SimSource::new(
+        scenario.host.clone(),
+        &layout.repo,
+        scenario.seed,
+        scenario.start,
+        scenario.sample_every,
+    );
     let mut settings = EngineSettings::from_config(&config);
     settings.recent_window = scenario.recent_window;
     let canaries: Vec<Box<dyn Canary>> = config
@@ -431,7 +513,7 @@ pub async fn run_scenario_with(
     for k in 0..=steps {
         let offset = k * step;
         clock.set(scenario.start + Span::from_secs(offset).to_chrono());
-        if offset >= warmup && (offset - warmup) % every == 0 {
+        if offset >= warmup && (offset - warmup).is_multiple_of(every) {
             let report = engine.cycle().await?;
             cycles += 1;
             samples += report.samples;
@@ -451,7 +533,11 @@ pub async fn run_scenario_with(
     let end = clock.now_value();
     let ledger = engine.ledger();
     let all: Vec<Intervention> = ledger.all()?;
-    let expectations = scenario.expect.iter().map(|e| e.check(&all, &frozen)).collect();
+    let expectations = scenario
+        .expect
+        .iter()
+        .map(|e| e.check(&all, &frozen))
+        .collect();
     let mut interventions = Vec::with_capacity(all.len());
     for iv in &all {
         interventions.push(InterventionReport {
@@ -465,7 +551,11 @@ pub async fn run_scenario_with(
             created_at: iv.created_at,
             applied_at: iv.applied_at,
             finalized_at: iv.finalized_at,
-            verdict: if iv.applied_at.is_some() { ledger.verdict(iv.id)? } else { None },
+            verdict: if iv.applied_at.is_some() {
+                ledger.verdict(iv.id)?
+            } else {
+                None
+            },
         });
     }
     let mut digest: u64 = 0xcbf2_9ce4_8422_2325;
@@ -474,7 +564,13 @@ pub async fn run_scenario_with(
     for name in scenario.host.signals.keys() {
         let series = ledger.samples(name, scenario.start, end)?;
         for s in &series {
-            for b in s.at.timestamp_millis().to_le_bytes().into_iter().chain(s.value.to_bits().to_le_bytes()).chain(name.bytes()) {
+            for b in
+                s.at.timestamp_millis()
+                    .to_le_bytes()
+                    .into_iter()
+                    .chain(s.value.to_bits().to_le_bytes())
+                    .chain(name.bytes())
+            {
                 digest ^= u64::from(b);
                 digest = digest.wrapping_mul(0x0000_0100_0000_01b3);
             }
@@ -488,8 +584,16 @@ pub async fn run_scenario_with(
             n: series.len(),
             mean: mean(&mut series.iter().map(|s| s.value)),
             min: series.iter().map(|s| s.value).fold(f64::INFINITY, f64::min),
-            max: series.iter().map(|s| s.value).fold(f64::NEG_INFINITY, f64::max),
-            first_day_mean: mean(&mut series.iter().filter(|s| s.at < scenario.start + day).map(|s| s.value)),
+            max: series
+                .iter()
+                .map(|s| s.value)
+                .fold(f64::NEG_INFINITY, f64::max),
+            first_day_mean: mean(
+                &mut series
+                    .iter()
+                    .filter(|s| s.at < scenario.start + day)
+                    .map(|s| s.value),
+            ),
             last_day_mean: mean(&mut series.iter().filter(|s| s.at > end - day).map(|s| s.value)),
         });
     }

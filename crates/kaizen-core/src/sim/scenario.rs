@@ -168,7 +168,9 @@ impl Scenario {
     /// Parses and checks scenario text as if read from `path` (used in messages).
     pub fn parse(text: &str, path: &Path) -> Result<Scenario, SimError> {
         let raw: ScenarioSerde = yaml::from_str(text, path)?;
-        let bad = |field: &str, msg: String| SimError::Invalid(yaml::semantic_error(text, path, field, msg));
+        let bad = |field: &str, msg: String| {
+            SimError::Invalid(yaml::semantic_error(text, path, field, msg))
+        };
 
         let sample_every = raw.sample_every.unwrap_or(Span::minutes(5));
         let cycle_every = raw.cycle_every.unwrap_or(Span::minutes(15));
@@ -176,22 +178,40 @@ impl Scenario {
         if sample_every.seconds() == 0 {
             return Err(bad("sample_every", "must be positive".into()));
         }
-        if cycle_every.seconds() == 0 || cycle_every.seconds() % sample_every.seconds() != 0 {
-            return Err(bad("cycle_every", format!("must be a positive multiple of sample_every ({sample_every})")));
+        if cycle_every.seconds() == 0
+            || !cycle_every.seconds().is_multiple_of(sample_every.seconds())
+        {
+            return Err(bad(
+                "cycle_every",
+                format!("must be a positive multiple of sample_every ({sample_every})"),
+            ));
         }
         if raw.duration <= warmup {
-            return Err(bad("duration", format!("{} must be longer than the warmup ({warmup})", raw.duration)));
+            return Err(bad(
+                "duration",
+                format!("{} must be longer than the warmup ({warmup})", raw.duration),
+            ));
         }
         if raw.duration.seconds() / sample_every.seconds() > 1_000_000 {
-            return Err(bad("duration", "more than a million samples per signal; use a longer sample_every".into()));
+            return Err(bad(
+                "duration",
+                "more than a million samples per signal; use a longer sample_every".into(),
+            ));
         }
         let start = match raw.start {
             Some(s) => s,
-            None => DEFAULT_START.parse().map_err(|e| bad("start", format!("{e}")))?,
+            None => DEFAULT_START
+                .parse()
+                .map_err(|e| bad("start", format!("{e}")))?,
         };
         for file in raw.files.keys() {
             if !is_safe_relative(file) {
-                return Err(bad("files", format!("{file:?} must be a relative path inside the repository (no `..`, not absolute)")));
+                return Err(bad(
+                    "files",
+                    format!(
+                        "{file:?} must be a relative path inside the repository (no `..`, not absolute)"
+                    ),
+                ));
             }
         }
         if let Err((field, msg)) = raw.host.check() {
@@ -202,7 +222,10 @@ impl Scenario {
         let mut kaizen = raw.kaizen;
         for k in RUNNER_KEYS {
             if kaizen.contains_key(*k) {
-                return Err(bad(&format!("kaizen.{k}"), "is set by the simulator; remove it".into()));
+                return Err(bad(
+                    &format!("kaizen.{k}"),
+                    "is set by the simulator; remove it".into(),
+                ));
             }
         }
         kaizen.insert("repo".into(), "repo".into());
@@ -213,44 +236,72 @@ impl Scenario {
             .entry("validate")
             .or_insert_with(|| serde_json::Value::Object(Default::default()));
         if let serde_json::Value::Object(v) = validate {
-            v.entry("sample_every").or_insert_with(|| sample_every.to_string().into());
+            v.entry("sample_every")
+                .or_insert_with(|| sample_every.to_string().into());
         }
         let kaizen_yaml = yaml::to_string(&kaizen).map_err(|e| bad("kaizen", e))?;
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let config = Config::parse(&kaizen_yaml, &dir.join("kaizen.yaml")).map_err(|e| bad("kaizen", format!("{e}")))?;
+        let config = Config::parse(&kaizen_yaml, &dir.join("kaizen.yaml"))
+            .map_err(|e| bad("kaizen", format!("{e}")))?;
 
         let kaizen_signals: BTreeSet<String> = config.signals.keys().cloned().collect();
         let host_signals: BTreeSet<String> = raw.host.signals.keys().cloned().collect();
-        for s in kaizen_signals.difference(&host_signals) {
-            return Err(bad(&format!("kaizen.signals.{s}"), format!("has no model under host.signals (models: {})", join(&host_signals))));
+        if let Some(s) = kaizen_signals.difference(&host_signals).next() {
+            return Err(bad(
+                &format!("kaizen.signals.{s}"),
+                format!(
+                    "has no model under host.signals (models: {})",
+                    join(&host_signals)
+                ),
+            ));
         }
-        for s in host_signals.difference(&kaizen_signals) {
-            return Err(bad(&format!("host.signals.{s}"), format!("is not configured under kaizen.signals (configured: {})", join(&kaizen_signals))));
+        if let Some(s) = host_signals.difference(&kaizen_signals).next() {
+            return Err(bad(
+                &format!("host.signals.{s}"),
+                format!(
+                    "is not configured under kaizen.signals (configured: {})",
+                    join(&kaizen_signals)
+                ),
+            ));
         }
         for (name, s) in &config.signals {
             if s.source.is_some() {
-                return Err(bad(&format!("kaizen.signals.{name}.source"), "the simulator feeds every signal; remove `source`".into()));
+                return Err(bad(
+                    &format!("kaizen.signals.{name}.source"),
+                    "the simulator feeds every signal; remove `source`".into(),
+                ));
             }
         }
 
         let rules_doc = serde_json::json!({ "rules": raw.rules });
         let rules_yaml = yaml::to_string(&rules_doc).map_err(|e| bad("rules", e))?;
-        let rules = parse_rules(&rules_yaml, &dir.join("rules.yaml"), &kaizen_signals).map_err(|e| {
-            let field = if e.field.is_empty() { "rules".to_string() } else { e.field.clone() };
-            bad(&field, format!("{}", e.message))
-        })?;
+        let rules =
+            parse_rules(&rules_yaml, &dir.join("rules.yaml"), &kaizen_signals).map_err(|e| {
+                let field = if e.field.is_empty() {
+                    "rules".to_string()
+                } else {
+                    e.field.clone()
+                };
+                bad(&field, e.message.clone())
+            })?;
         let rule_ids: BTreeSet<String> = rules.iter().map(|r| r.id.clone()).collect();
         let areas: BTreeSet<String> = rules.iter().map(|r| r.candidate.area.clone()).collect();
         for (i, e) in raw.expect.iter().enumerate() {
             if let Some(r) = &e.rule
                 && !rule_ids.contains(r)
             {
-                return Err(bad(&format!("expect[{i}].rule"), format!("unknown rule {r:?} (rules: {})", join(&rule_ids))));
+                return Err(bad(
+                    &format!("expect[{i}].rule"),
+                    format!("unknown rule {r:?} (rules: {})", join(&rule_ids)),
+                ));
             }
             if let Some(a) = &e.area
                 && !areas.contains(a)
             {
-                return Err(bad(&format!("expect[{i}].area"), format!("no rule changes area {a:?} (areas: {})", join(&areas))));
+                return Err(bad(
+                    &format!("expect[{i}].area"),
+                    format!("no rule changes area {a:?} (areas: {})", join(&areas)),
+                ));
             }
             if e.frozen.is_some() && e.area.is_none() {
                 return Err(bad(&format!("expect[{i}].frozen"), "needs `area`".into()));
@@ -265,10 +316,20 @@ impl Scenario {
                 e.frozen.is_some(),
             ];
             if !checks.iter().any(|c| *c) {
-                return Err(bad(&format!("expect[{i}]"), "checks nothing (give e.g. first_outcome, status, count or frozen)".into()));
+                return Err(bad(
+                    &format!("expect[{i}]"),
+                    "checks nothing (give e.g. first_outcome, status, count or frozen)".into(),
+                ));
             }
-            if e.reason_contains.is_some() && e.status.is_none() && e.any_status.is_none() && e.first_status.is_none() {
-                return Err(bad(&format!("expect[{i}].reason_contains"), "needs status, any_status or first_status".into()));
+            if e.reason_contains.is_some()
+                && e.status.is_none()
+                && e.any_status.is_none()
+                && e.first_status.is_none()
+            {
+                return Err(bad(
+                    &format!("expect[{i}].reason_contains"),
+                    "needs status, any_status or first_status".into(),
+                ));
             }
         }
 
@@ -309,7 +370,10 @@ fn join(set: &BTreeSet<String>) -> String {
 /// Whether `p` is a plain relative path with no `..`.
 pub(crate) fn is_safe_relative(p: &str) -> bool {
     let path = Path::new(p);
-    !p.trim().is_empty() && path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+    !p.trim().is_empty()
+        && path
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
 }
 
 impl Expect {
@@ -322,9 +386,17 @@ impl Expect {
         if let Some(a) = &self.area {
             who.push(format!("area {a}"));
         }
-        let who = if who.is_empty() { "all interventions".to_string() } else { who.join(", ") };
+        let who = if who.is_empty() {
+            "all interventions".to_string()
+        } else {
+            who.join(", ")
+        };
         let mut what = Vec::new();
-        let reason = self.reason_contains.as_ref().map(|r| format!(" (reason mentions {r:?})")).unwrap_or_default();
+        let reason = self
+            .reason_contains
+            .as_ref()
+            .map(|r| format!(" (reason mentions {r:?})"))
+            .unwrap_or_default();
         if let Some(o) = self.first_outcome {
             what.push(format!("first applied ends {o}"));
         }
@@ -358,19 +430,38 @@ impl Expect {
                 (None, Some(b)) => format!("at most {b}"),
                 (None, None) => "any number of".into(),
             };
-            what.push(format!("{range} {}", if f.is_empty() { "interventions".into() } else { f.join(" ") }));
+            what.push(format!(
+                "{range} {}",
+                if f.is_empty() {
+                    "interventions".into()
+                } else {
+                    f.join(" ")
+                }
+            ));
         }
         if let Some(f) = self.frozen {
-            what.push(if f { "gets frozen".into() } else { "never frozen".into() });
+            what.push(if f {
+                "gets frozen".into()
+            } else {
+                "never frozen".into()
+            });
         }
         format!("{who}: {}", what.join(", "))
     }
 
     /// Checks the expectation against every intervention of a run and the areas seen frozen.
-    pub fn check(&self, all: &[Intervention], frozen_areas: &BTreeSet<String>) -> ExpectationResult {
+    pub fn check(
+        &self,
+        all: &[Intervention],
+        frozen_areas: &BTreeSet<String>,
+    ) -> ExpectationResult {
         let sel: Vec<&Intervention> = all
             .iter()
-            .filter(|iv| self.rule.as_ref().is_none_or(|r| iv.candidate.origin.rule.as_ref() == Some(r)))
+            .filter(|iv| {
+                self.rule
+                    .as_ref()
+                    .is_none_or(|r| iv.candidate.origin.rule.as_ref() == Some(r))
+            })
             .filter(|iv| self.area.as_ref().is_none_or(|a| &iv.candidate.area == a))
             .collect();
         let reason_ok = |iv: &Intervention| {
@@ -384,7 +475,12 @@ impl Expect {
             let first = sel.iter().find(|iv| iv.applied_at.is_some());
             match first {
                 Some(iv) => {
-                    found.push(format!("first applied {} ended {} ({})", iv.id, iv.outcome.map_or("undecided".into(), |o| o.to_string()), iv.status));
+                    found.push(format!(
+                        "first applied {} ended {} ({})",
+                        iv.id,
+                        iv.outcome.map_or("undecided".into(), |o| o.to_string()),
+                        iv.status
+                    ));
                     held &= iv.outcome == Some(o);
                 }
                 None => {
@@ -406,7 +502,10 @@ impl Expect {
             }
         }
         if let Some(s) = self.status {
-            let bad: Vec<&&Intervention> = sel.iter().filter(|iv| iv.status != s || !reason_ok(iv)).collect();
+            let bad: Vec<&&Intervention> = sel
+                .iter()
+                .filter(|iv| iv.status != s || !reason_ok(iv))
+                .collect();
             found.push(format!("{} of {} match", sel.len() - bad.len(), sel.len()));
             if let Some(b) = bad.first() {
                 found.push(format!("{} is {}: {}", b.id, b.status, b.reason));
@@ -424,7 +523,11 @@ impl Expect {
             }
         }
         if let Some(o) = self.never_outcome {
-            let hits: Vec<String> = sel.iter().filter(|iv| iv.outcome == Some(o)).map(|iv| iv.id.to_string()).collect();
+            let hits: Vec<String> = sel
+                .iter()
+                .filter(|iv| iv.outcome == Some(o))
+                .map(|iv| iv.id.to_string())
+                .collect();
             if hits.is_empty() {
                 found.push(format!("no {o} among {}", sel.len()));
             } else {
@@ -444,13 +547,20 @@ impl Expect {
         }
         if let Some(f) = self.frozen {
             let area = self.area.clone().unwrap_or_default();
-            let by_reason = sel
-                .iter()
-                .find(|iv| iv.status == Status::Blocked && { let r = iv.reason.to_lowercase(); r.contains("freeze") || r.contains("frozen") });
+            let by_reason = sel.iter().find(|iv| {
+                iv.status == Status::Blocked && {
+                    let r = iv.reason.to_lowercase();
+                    r.contains("freeze") || r.contains("frozen")
+                }
+            });
             let was = frozen_areas.contains(&area) || by_reason.is_some();
             match by_reason {
                 Some(iv) => found.push(format!("{} blocked: {}", iv.id, iv.reason)),
-                None => found.push(if frozen_areas.contains(&area) { "freeze reported".into() } else { "no freeze seen".into() }),
+                None => found.push(if frozen_areas.contains(&area) {
+                    "freeze reported".into()
+                } else {
+                    "no freeze seen".into()
+                }),
             }
             held &= was == f;
         }

@@ -74,7 +74,12 @@ impl SimSource {
             let c = match std::fs::read_to_string(&path) {
                 Ok(c) => Some(c),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(e) => return Err(SourceError::new(&self.name, format!("cannot read {}: {e}", path.display()))),
+                Err(e) => {
+                    return Err(SourceError::new(
+                        &self.name,
+                        format!("cannot read {}: {e}", path.display()),
+                    ));
+                }
             };
             contents.insert(f.clone(), c);
         }
@@ -98,7 +103,8 @@ impl SimSource {
         let config = self.read_config(&mut inner)?;
         let t = (now - self.start).num_seconds();
         let day_offset = i64::from(self.start.num_seconds_from_midnight());
-        let week_offset = i64::from(self.start.weekday().num_days_from_monday()) * 86_400 + day_offset;
+        let week_offset =
+            i64::from(self.start.weekday().num_days_from_monday()) * 86_400 + day_offset;
         let mut out = Vec::with_capacity(self.model.signals.len());
         for (name, model) in &self.model.signals {
             let ev = Evaluator {
@@ -112,7 +118,10 @@ impl SimSource {
             let state = inner.states.entry(name.clone()).or_default();
             let v = ev.value(state, t, &config);
             if !v.is_finite() {
-                return Err(SourceError::new(&self.name, format!("signal {name}: the model produced {v} at {now}")));
+                return Err(SourceError::new(
+                    &self.name,
+                    format!("signal {name}: the model produced {v} at {now}"),
+                ));
             }
             out.push(Sample::new(name.clone(), now, v));
         }

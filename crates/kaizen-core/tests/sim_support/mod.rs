@@ -16,14 +16,25 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     }
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
-    Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
 }
 
-fn rel_change(samples: &[kaizen_core::Sample], req: &ValidationRequest<'_>) -> Option<(f64, usize, usize)> {
+fn rel_change(
+    samples: &[kaizen_core::Sample],
+    req: &ValidationRequest<'_>,
+) -> Option<(f64, usize, usize)> {
     let post_from = req.applied_at + req.settle.to_chrono();
     let len = req.window_end - post_from;
     let before = window(samples, req.applied_at - len, req.applied_at);
-    let after = window(samples, post_from, req.window_end.min(req.now + chrono::Duration::seconds(1)));
+    let after = window(
+        samples,
+        post_from,
+        req.window_end.min(req.now + chrono::Duration::seconds(1)),
+    );
     let (nb, na) = (before.len(), after.len());
     let (b, a) = (median(before)?, median(after)?);
     if na < 3 || nb < 3 || b == 0.0 {
@@ -41,13 +52,25 @@ impl Validator for MedianValidator {
         let verdict = |outcome, summary: String, nb, na, est| Verdict {
             outcome,
             summary,
-            figures: Figures { method: "test_median".into(), n_before: nb, n_after: na, estimate: est, ..Default::default() },
+            figures: Figures {
+                method: "test_median".into(),
+                n_before: nb,
+                n_after: na,
+                estimate: est,
+                ..Default::default()
+            },
         };
         for g in &req.guardrails {
             if let Some((r, _, _)) = rel_change(g.samples, req)
                 && r * g.signal.better.sign() < -0.5
             {
-                return verdict(Outcome::Regressed, format!("guardrail {} moved {:+.0}%", g.signal.name, r * 100.0), 0, 0, Some(r));
+                return verdict(
+                    Outcome::Regressed,
+                    format!("guardrail {} moved {:+.0}%", g.signal.name, r * 100.0),
+                    0,
+                    0,
+                    Some(r),
+                );
             }
         }
         let Some((r, nb, na)) = rel_change(req.samples, req) else {
@@ -69,7 +92,17 @@ impl Validator for MedianValidator {
         } else {
             Outcome::Inconclusive
         };
-        verdict(outcome, format!("{} moved {:+.1}% (median after vs before)", req.signal.name, r * 100.0), nb, na, Some(r))
+        verdict(
+            outcome,
+            format!(
+                "{} moved {:+.1}% (median after vs before)",
+                req.signal.name,
+                r * 100.0
+            ),
+            nb,
+            na,
+            Some(r),
+        )
     }
 }
 
@@ -81,23 +114,44 @@ impl Guard for TestFreezeGuard {
         "freeze"
     }
 
-    fn check(&self, candidate: &Candidate, ctx: &GuardContext<'_>) -> Result<GuardVerdict, GuardError> {
+    fn check(
+        &self,
+        candidate: &Candidate,
+        ctx: &GuardContext<'_>,
+    ) -> Result<GuardVerdict, GuardError> {
         let mut done: Vec<_> = ctx
             .view
             .interventions
             .iter()
-            .filter(|iv| iv.candidate.area == candidate.area && matches!(iv.status, Status::Validated | Status::Reverted))
+            .filter(|iv| {
+                iv.candidate.area == candidate.area
+                    && matches!(iv.status, Status::Validated | Status::Reverted)
+            })
             .collect();
         done.sort_by_key(|iv| std::cmp::Reverse(iv.finalized_at));
         let n = ctx.policy.freeze_after_rollbacks as usize;
         let last: Vec<_> = done.iter().take(n).collect();
         let frozen = last.len() == n
             && last.iter().all(|iv| iv.status == Status::Reverted)
-            && last.first().and_then(|iv| iv.finalized_at).is_some_and(|t| ctx.now < t + ctx.policy.freeze_for.to_chrono());
+            && last
+                .first()
+                .and_then(|iv| iv.finalized_at)
+                .is_some_and(|t| ctx.now < t + ctx.policy.freeze_for.to_chrono());
         Ok(GuardVerdict {
             guard: "freeze".into(),
-            decision: if frozen { Decision::Block } else { Decision::Pass },
-            reason: if frozen { format!("area {} frozen after {n} consecutive rollbacks", candidate.area) } else { "not frozen".into() },
+            decision: if frozen {
+                Decision::Block
+            } else {
+                Decision::Pass
+            },
+            reason: if frozen {
+                format!(
+                    "area {} frozen after {n} consecutive rollbacks",
+                    candidate.area
+                )
+            } else {
+                "not frozen".into()
+            },
         })
     }
 }
@@ -110,12 +164,28 @@ impl Guard for TestOneAtATime {
         "max_concurrent"
     }
 
-    fn check(&self, candidate: &Candidate, ctx: &GuardContext<'_>) -> Result<GuardVerdict, GuardError> {
-        let busy = ctx.view.interventions.iter().any(|iv| iv.status == Status::Applied && iv.candidate.area == candidate.area);
+    fn check(
+        &self,
+        candidate: &Candidate,
+        ctx: &GuardContext<'_>,
+    ) -> Result<GuardVerdict, GuardError> {
+        let busy = ctx
+            .view
+            .interventions
+            .iter()
+            .any(|iv| iv.status == Status::Applied && iv.candidate.area == candidate.area);
         Ok(GuardVerdict {
             guard: "max_concurrent".into(),
-            decision: if busy { Decision::Block } else { Decision::Pass },
-            reason: if busy { "an intervention in this area is still being validated".into() } else { "ok".into() },
+            decision: if busy {
+                Decision::Block
+            } else {
+                Decision::Pass
+            },
+            reason: if busy {
+                "an intervention in this area is still being validated".into()
+            } else {
+                "ok".into()
+            },
         })
     }
 }
