@@ -1,1 +1,24 @@
+//! kaizen-adapters: the parts of kaizen that touch the outside world.
+//!
+//! Public items, by module (no `error` module: each adapter reports through the core's own error
+//! types — [`kaizen_core::apply::ApplyError`], [`kaizen_core::observe::SourceError`] and
+//! [`kaizen_core::canary::CanaryResult`]):
+//!
+//! - [`git`]: [`git::GitApplier`] (implements [`kaizen_core::apply::Applier`]), plus
+//!   [`git::contain`], [`git::apply_message`], [`git::revert_message`], [`git::parse_trailers`],
+//!   [`git::HISTORY_WALK_LIMIT`], [`git::TRAILER_INTERVENTION`], [`git::TRAILER_REVERTS`].
+//! - [`source`]: [`source::CommandSource`], [`source::HttpJsonSource`],
+//!   [`source::PrometheusSource`] (each implements [`kaizen_core::observe::Source`]),
+//!   [`source::build_sources`], [`source::read_field`], [`source::MAX_BODY_BYTES`].
+//! - [`canary`]: [`canary::CommandCanary`] (implements [`kaizen_core::canary::Canary`]),
+//!   [`canary::build_canaries`].
 
+//! - [`llm`]: [`llm::LlmProposer`] (implements [`kaizen_core::propose::Proposer`]) and
+//!   [`llm::diagnose`] over any OpenAI-compatible chat-completions endpoint.
+//! - [`assemble`]: from a loaded `kaizen.yaml` to a running engine.
+
+pub mod assemble;
+pub mod canary;
+pub mod git;
+pub mod llm;
+pub mod source;

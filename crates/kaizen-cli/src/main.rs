@@ -1,1 +1,160 @@
-fn main() {}
+//! `kaizen`: the command-line face of the kaizen loop. Loop logic lives in `kaizen-core`; this
+//! binary parses arguments, assembles the engine from `kaizen.yaml`, and prints what happened.
+
+mod commands;
+mod lessons;
+mod render;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// kaizen: observe → propose → guard → apply → validate → learn, one git commit per change.
+#[derive(Debug, Parser)]
+#[command(name = "kaizen", version, about, long_about = None)]
+pub struct Cli {
+    /// The config file.
+    #[arg(
+        long,
+        global = true,
+        default_value = "kaizen.yaml",
+        env = "KAIZEN_CONFIG"
+    )]
+    pub config: PathBuf,
+    /// Run as if the clock read this instant (RFC 3339, e.g. 2026-11-23T10:00:00Z).
+    #[arg(long, global = true, env = "KAIZEN_NOW")]
+    pub now: Option<String>,
+    /// More log output on stderr (-v: decisions, -vv: debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Set up kaizen in the current git repository (kaizen.yaml, .kaizen/, starter lessons).
+    Init {
+        /// Overwrite an existing kaizen.yaml.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Sample every signal once and record the samples.
+    Observe,
+    /// Print the candidates the proposers would make now, with the guards' view; apply nothing.
+    Propose {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one full cycle: observe, validate what is due (revert failures), propose, guard, apply.
+    Cycle {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List interventions.
+    Interventions {
+        /// JSON output (an array of objects).
+        #[arg(long)]
+        json: bool,
+        /// Only this status.
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Show one intervention's whole decision chain.
+    Show {
+        /// The intervention id (K-000042).
+        id: String,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revert an applied or validated intervention now.
+    Revert {
+        /// The intervention id.
+        id: String,
+        /// Why (recorded).
+        #[arg(long, default_value = "requested by operator")]
+        reason: String,
+    },
+    /// Apply a proposed intervention (manual mode), re-running the guards first.
+    Apply {
+        /// The intervention id.
+        id: String,
+    },
+    /// Manage lessons (hand-written and distilled).
+    Lessons {
+        /// What to do.
+        #[command(subcommand)]
+        command: lessons::LessonsCommand,
+    },
+    /// Distil finalized interventions into lessons now (and retire lessons that no longer apply).
+    Learn {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a simulated week on an example service in a temp git repo, printing every decision.
+    Demo {
+        /// Keep the temp repo and print its path.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Run a scenario file against the simulator.
+    Sim {
+        /// Scenario YAML files.
+        files: Vec<PathBuf>,
+        /// Print every decision.
+        #[arg(long)]
+        verbose_decisions: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KAIZEN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(2)
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kaizen: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(commands::Failure::Usage(msg)) => {
+            eprintln!("kaizen: {msg}");
+            ExitCode::from(2)
+        }
+        Err(commands::Failure::Runtime(err)) => {
+            eprintln!("kaizen: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}

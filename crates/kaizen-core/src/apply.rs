@@ -60,7 +60,12 @@ pub trait Applier: Send {
     /// Commits the change.
     fn apply(&self, id: InterventionId, candidate: &Candidate) -> Result<CommitRef, ApplyError>;
     /// Reverts `commit` (the commit that applied `id`), explaining `reason` in the message.
-    fn revert(&self, id: InterventionId, commit: &str, reason: &str) -> Result<CommitRef, ApplyError>;
+    fn revert(
+        &self,
+        id: InterventionId,
+        commit: &str,
+        reason: &str,
+    ) -> Result<CommitRef, ApplyError>;
     /// The commit that applied `id`, if the branch holds one (crash reconciliation).
     fn find_applied(&self, id: InterventionId) -> Result<Option<String>, ApplyError>;
     /// The commit that reverted `id`, if the branch holds one (crash reconciliation).
@@ -70,5 +75,9 @@ pub trait Applier: Send {
     /// Commits whole-file writes (`Some(content)`) and deletions (`None`) as one commit that is
     /// not an intervention (e.g. the distiller's lesson changes). `Ok(None)` when nothing changed.
     /// Refuses dirty files like `apply`.
-    fn commit_files(&self, files: &[(String, Option<String>)], message: &str) -> Result<Option<CommitRef>, ApplyError>;
+    fn commit_files(
+        &self,
+        files: &[(String, Option<String>)],
+        message: &str,
+    ) -> Result<Option<CommitRef>, ApplyError>;
 }

@@ -75,13 +75,18 @@ impl SourceSpec {
             (Some(c), None, None) if !c.trim().is_empty() => Ok(SourceKind::Command(c.clone())),
             (None, Some(url), None) => Ok(SourceKind::Http {
                 url: url.clone(),
-                field: self.field.clone().ok_or("`http` needs `field` (a dotted JSON path)")?,
+                field: self
+                    .field
+                    .clone()
+                    .ok_or("`http` needs `field` (a dotted JSON path)")?,
             }),
             (None, None, Some(url)) => Ok(SourceKind::Prometheus {
                 url: url.clone(),
                 query: self.query.clone().ok_or("`prometheus` needs `query`")?,
             }),
-            (None, None, None) => Err("a source needs one of `command`, `http` or `prometheus`".into()),
+            (None, None, None) => {
+                Err("a source needs one of `command`, `http` or `prometheus`".into())
+            }
             (Some(c), None, None) if c.trim().is_empty() => Err("`command` is empty".into()),
             _ => Err("a source takes exactly one of `command`, `http` or `prometheus`".into()),
         }
@@ -388,12 +393,18 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let raw: ConfigSerde = yaml::from_str(text, path)?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
+        let base = if base.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            base
+        };
         let resolve = |p: &str| -> PathBuf {
             let pb = PathBuf::from(p);
             if pb.is_absolute() { pb } else { base.join(pb) }
         };
-        let bad = |field: &str, msg: String| ConfigError::Invalid(yaml::semantic_error(text, path, field, msg));
+        let bad = |field: &str, msg: String| {
+            ConfigError::Invalid(yaml::semantic_error(text, path, field, msg))
+        };
 
         let repo = resolve(&raw.repo);
         let state_dir = resolve(&raw.state_dir);
@@ -404,18 +415,34 @@ impl Config {
         for (name, s) in raw.signals {
             let field = format!("signals.{name}");
             if name.trim().is_empty() || name.chars().any(|c| c.is_whitespace()) {
-                return Err(bad(&field, format!("signal name {name:?} must be non-empty without spaces")));
+                return Err(bad(
+                    &field,
+                    format!("signal name {name:?} must be non-empty without spaces"),
+                ));
             }
-            for (k, v) in [("alert_above", s.alert_above), ("alert_below", s.alert_below)] {
+            for (k, v) in [
+                ("alert_above", s.alert_above),
+                ("alert_below", s.alert_below),
+            ] {
                 if v.is_some_and(|x| !x.is_finite()) {
-                    return Err(bad(&format!("{field}.{k}"), "must be a finite number".into()));
+                    return Err(bad(
+                        &format!("{field}.{k}"),
+                        "must be a finite number".into(),
+                    ));
                 }
             }
             let source = match &s.source {
-                Some(spec) => Some(spec.kind().map_err(|m| bad(&format!("{field}.source"), m))?),
+                Some(spec) => Some(
+                    spec.kind()
+                        .map_err(|m| bad(&format!("{field}.source"), m))?,
+                ),
                 None => None,
             };
-            let timeout = s.source.as_ref().and_then(|s| s.timeout).unwrap_or(Span::from_secs(10));
+            let timeout = s
+                .source
+                .as_ref()
+                .and_then(|s| s.timeout)
+                .unwrap_or(Span::from_secs(10));
             signals.insert(
                 name.clone(),
                 SignalConfig {
@@ -437,20 +464,34 @@ impl Config {
         let defaults = GuardPolicy::default();
         let g = raw.guards;
         if g.daily_budget == Some(0) {
-            return Err(bad("guards.daily_budget", "0 would block everything; use mode: shadow instead".into()));
+            return Err(bad(
+                "guards.daily_budget",
+                "0 would block everything; use mode: shadow instead".into(),
+            ));
         }
         if g.max_concurrent == Some(0) {
-            return Err(bad("guards.max_concurrent", "0 would block everything; use mode: shadow instead".into()));
+            return Err(bad(
+                "guards.max_concurrent",
+                "0 would block everything; use mode: shadow instead".into(),
+            ));
         }
         if g.freeze_after_rollbacks == Some(0) {
-            return Err(bad("guards.freeze_after_rollbacks", "must be at least 1".into()));
+            return Err(bad(
+                "guards.freeze_after_rollbacks",
+                "must be at least 1".into(),
+            ));
         }
         // Defaults are always blocked; the config only adds. Kaizen's own files are blocked by
         // their repo-relative paths.
         let mut blocked: Vec<String> = ALWAYS_BLOCKED.iter().map(|s| s.to_string()).collect();
-        for own in [Some(path.to_path_buf()), Some(state_dir.clone()), rules.clone(), Some(lessons.clone())]
-            .into_iter()
-            .flatten()
+        for own in [
+            Some(path.to_path_buf()),
+            Some(state_dir.clone()),
+            rules.clone(),
+            Some(lessons.clone()),
+        ]
+        .into_iter()
+        .flatten()
         {
             if let Some(rel) = relative_to(&own, &repo) {
                 blocked.push(rel.clone());
@@ -464,7 +505,10 @@ impl Config {
         }
         for (i, p) in blocked.iter().enumerate() {
             if let Err(e) = globset::Glob::new(p) {
-                let field = format!("guards.blocked_paths[{}]", i.saturating_sub(blocked.len() - g.blocked_paths.len()));
+                let field = format!(
+                    "guards.blocked_paths[{}]",
+                    i.saturating_sub(blocked.len() - g.blocked_paths.len())
+                );
                 return Err(bad(&field, format!("invalid glob {p:?}: {e}")));
             }
         }
@@ -478,25 +522,41 @@ impl Config {
             daily_budget: g.daily_budget.unwrap_or(defaults.daily_budget),
             max_concurrent: g.max_concurrent.unwrap_or(defaults.max_concurrent),
             dedup_window: g.dedup_window.unwrap_or(defaults.dedup_window),
-            freeze_after_rollbacks: g.freeze_after_rollbacks.unwrap_or(defaults.freeze_after_rollbacks),
+            freeze_after_rollbacks: g
+                .freeze_after_rollbacks
+                .unwrap_or(defaults.freeze_after_rollbacks),
             freeze_for: g.freeze_for.unwrap_or(defaults.freeze_for),
             blocked_paths: blocked,
             blocked_kinds: g.blocked_kinds,
-            canary_required_from: g.canary_required_from.unwrap_or(defaults.canary_required_from),
+            canary_required_from: g
+                .canary_required_from
+                .unwrap_or(defaults.canary_required_from),
             canary_areas,
         };
         if raw.validate.method != "honest" && raw.validate.method != "simple" {
-            return Err(bad("validate.method", format!("unknown validator {:?} (honest or simple)", raw.validate.method)));
+            return Err(bad(
+                "validate.method",
+                format!(
+                    "unknown validator {:?} (honest or simple)",
+                    raw.validate.method
+                ),
+            ));
         }
         if raw.validate.sample_every.seconds() == 0 {
             return Err(bad("validate.sample_every", "must be positive".into()));
         }
         if let Some(llm) = &raw.llm {
             if !(llm.base_url.starts_with("http://") || llm.base_url.starts_with("https://")) {
-                return Err(bad("llm.base_url", format!("{:?} is not an http(s) URL", llm.base_url)));
+                return Err(bad(
+                    "llm.base_url",
+                    format!("{:?} is not an http(s) URL", llm.base_url),
+                ));
             }
             if llm.may_change.is_empty() {
-                return Err(bad("llm.may_change", "give the paths the LLM's candidates may edit (e.g. [\"config/**\"])".into()));
+                return Err(bad(
+                    "llm.may_change",
+                    "give the paths the LLM's candidates may edit (e.g. [\"config/**\"])".into(),
+                ));
             }
             for p in &llm.may_change {
                 if let Err(e) = globset::Glob::new(p) {
@@ -504,7 +564,11 @@ impl Config {
                 }
             }
         }
-        for s in [raw.schedule.observe_every, raw.schedule.cycle_every, raw.schedule.learn_every] {
+        for s in [
+            raw.schedule.observe_every,
+            raw.schedule.cycle_every,
+            raw.schedule.learn_every,
+        ] {
             if s.seconds() == 0 {
                 return Err(bad("schedule", "intervals must be positive".into()));
             }
@@ -655,7 +719,10 @@ validate:
         assert_eq!(c.guards.dedup_window, Span::hours(2));
         assert_eq!(c.validate.settle, Span::minutes(5));
         let s = &c.signals["latency_ms"];
-        assert_eq!(s.source, Some(SourceKind::Command("cat /srv/metrics/latency".into())));
+        assert_eq!(
+            s.source,
+            Some(SourceKind::Command("cat /srv/metrics/latency".into()))
+        );
         assert!(c.guards.blocked_paths.contains(&"kaizen.yaml".to_string()));
         assert!(c.guards.blocked_paths.contains(&".kaizen/**".to_string()));
         assert!(c.guards.blocked_paths.contains(&"rules.yaml".to_string()));
@@ -672,24 +739,40 @@ validate:
     #[test]
     fn bad_values_name_line_and_field() {
         let text = ISSUE_CONFIG.replace("daily_budget: 5", "daily_budget: five");
-        let e = Config::parse(&text, Path::new("kaizen.yaml")).unwrap_err().to_string();
+        let e = Config::parse(&text, Path::new("kaizen.yaml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("kaizen.yaml:14"), "{e}");
         assert!(e.contains("guards.daily_budget"), "{e}");
 
         let text = ISSUE_CONFIG.replace("dedup_window: 2h", "dedup_window: 2 hours");
-        let e = Config::parse(&text, Path::new("kaizen.yaml")).unwrap_err().to_string();
+        let e = Config::parse(&text, Path::new("kaizen.yaml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("guards.dedup_window"), "{e}");
 
         let text = ISSUE_CONFIG.replace("better: lower", "better: down");
-        let e = Config::parse(&text, Path::new("kaizen.yaml")).unwrap_err().to_string();
-        assert!(e.contains("signals.latency_ms.better") || e.contains("better"), "{e}");
+        let e = Config::parse(&text, Path::new("kaizen.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("signals.latency_ms.better") || e.contains("better"),
+            "{e}"
+        );
 
         let text = ISSUE_CONFIG.replace("daily_budget: 5", "daily_budget: 0");
-        let e = Config::parse(&text, Path::new("kaizen.yaml")).unwrap_err().to_string();
-        assert!(e.contains("kaizen.yaml:14") && e.contains("guards.daily_budget"), "{e}");
+        let e = Config::parse(&text, Path::new("kaizen.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("kaizen.yaml:14") && e.contains("guards.daily_budget"),
+            "{e}"
+        );
 
         let text = format!("{ISSUE_CONFIG}colour: blue\n");
-        let e = Config::parse(&text, Path::new("kaizen.yaml")).unwrap_err().to_string();
+        let e = Config::parse(&text, Path::new("kaizen.yaml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("colour"), "{e}");
     }
 }

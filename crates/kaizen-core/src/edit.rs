@@ -59,7 +59,9 @@ impl Edit {
     pub fn apply_to(&self, before: Option<&str>) -> Result<String, EditError> {
         let out = match self {
             Edit::FileWrite { content, .. } => content.clone(),
-            Edit::ConfigSet { file, key, value } => config_set(file, before.unwrap_or(""), key, value)?,
+            Edit::ConfigSet { file, key, value } => {
+                config_set(file, before.unwrap_or(""), key, value)?
+            }
         };
         if out.len() > MAX_FILE_BYTES {
             return Err(EditError::TooLarge {
@@ -75,7 +77,9 @@ impl fmt::Display for Edit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Edit::ConfigSet { file, key, value } => write!(f, "set {key} = {value} in {file}"),
-            Edit::FileWrite { file, content } => write!(f, "write {file} ({} bytes)", content.len()),
+            Edit::FileWrite { file, content } => {
+                write!(f, "write {file} ({} bytes)", content.len())
+            }
         }
     }
 }
@@ -138,7 +142,11 @@ pub enum EditError {
 }
 
 /// Reads the value at `key` in a config file's content (for `kaizen show` and the simulator).
-pub fn config_get(file: &str, content: &str, key: &str) -> Result<Option<serde_json::Value>, EditError> {
+pub fn config_get(
+    file: &str,
+    content: &str,
+    key: &str,
+) -> Result<Option<serde_json::Value>, EditError> {
     let doc = parse_doc(file, content)?;
     let mut node = &doc;
     for seg in key.split('.') {
@@ -147,10 +155,12 @@ pub fn config_get(file: &str, content: &str, key: &str) -> Result<Option<serde_j
                 Some(v) => v,
                 None => return Ok(None),
             },
-            serde_json::Value::Array(items) => match seg.parse::<usize>().ok().and_then(|i| items.get(i)) {
-                Some(v) => v,
-                None => return Ok(None),
-            },
+            serde_json::Value::Array(items) => {
+                match seg.parse::<usize>().ok().and_then(|i| items.get(i)) {
+                    Some(v) => v,
+                    None => return Ok(None),
+                }
+            }
             _ => return Ok(None),
         };
     }
@@ -173,7 +183,9 @@ fn format_of(file: &str) -> Result<Format, EditError> {
     } else if lower.ends_with(".toml") {
         Ok(Format::Toml)
     } else {
-        Err(EditError::UnknownFormat { file: file.to_string() })
+        Err(EditError::UnknownFormat {
+            file: file.to_string(),
+        })
     }
 }
 
@@ -190,7 +202,9 @@ fn parse_doc(file: &str, content: &str) -> Result<serde_json::Value, EditError> 
             .map_err(|e| parse_err(e.without_snippet().to_string())),
         Format::Json => serde_json::from_str(content).map_err(|e| parse_err(e.to_string())),
         Format::Toml => {
-            let doc: toml_edit::DocumentMut = content.parse().map_err(|e: toml_edit::TomlError| parse_err(e.to_string()))?;
+            let doc: toml_edit::DocumentMut = content
+                .parse()
+                .map_err(|e: toml_edit::TomlError| parse_err(e.to_string()))?;
             Ok(toml_item_to_json(doc.as_item()))
         }
     }
@@ -207,7 +221,12 @@ fn segments<'a>(file: &str, key: &'a str) -> Result<Vec<&'a str>, EditError> {
     Ok(segs)
 }
 
-fn config_set(file: &str, before: &str, key: &str, value: &serde_json::Value) -> Result<String, EditError> {
+fn config_set(
+    file: &str,
+    before: &str,
+    key: &str,
+    value: &serde_json::Value,
+) -> Result<String, EditError> {
     let segs = segments(file, key)?;
     match format_of(file)? {
         Format::Toml => toml_set(file, before, key, &segs, value),
@@ -267,14 +286,22 @@ fn json_set(
                     .or_insert_with(|| serde_json::Value::Object(Default::default()))
             }
             serde_json::Value::Array(items) => {
-                let idx = seg.parse::<usize>().ok().filter(|i| *i < items.len()).ok_or_else(|| not_container(seg))?;
+                let idx = seg
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|i| *i < items.len())
+                    .ok_or_else(|| not_container(seg))?;
                 if last {
                     items[idx] = value.clone();
                     return Ok(());
                 }
                 &mut items[idx]
             }
-            _ => return Err(not_container(segs.get(i.wrapping_sub(1)).copied().unwrap_or(seg))),
+            _ => {
+                return Err(not_container(
+                    segs.get(i.wrapping_sub(1)).copied().unwrap_or(seg),
+                ));
+            }
         };
     }
     Ok(())
@@ -363,10 +390,13 @@ fn toml_set(
     segs: &[&str],
     value: &serde_json::Value,
 ) -> Result<String, EditError> {
-    let mut doc: toml_edit::DocumentMut = before.parse().map_err(|e: toml_edit::TomlError| EditError::Parse {
-        file: file.to_string(),
-        message: e.to_string(),
-    })?;
+    let mut doc: toml_edit::DocumentMut =
+        before
+            .parse()
+            .map_err(|e: toml_edit::TomlError| EditError::Parse {
+                file: file.to_string(),
+                message: e.to_string(),
+            })?;
     let new_value = json_to_toml(value).ok_or_else(|| EditError::BadValue {
         file: file.to_string(),
         key: key.to_string(),
@@ -383,18 +413,16 @@ fn toml_set(
         let last = i + 1 == segs.len();
         if last {
             match item {
-                toml_edit::Item::Table(t) => {
-                    match t.get_mut(seg) {
-                        Some(toml_edit::Item::Value(v)) => {
-                            let decor = v.decor().clone();
-                            *v = new_value;
-                            *v.decor_mut() = decor;
-                        }
-                        _ => {
-                            t.insert(seg, toml_edit::Item::Value(new_value));
-                        }
+                toml_edit::Item::Table(t) => match t.get_mut(seg) {
+                    Some(toml_edit::Item::Value(v)) => {
+                        let decor = v.decor().clone();
+                        *v = new_value;
+                        *v.decor_mut() = decor;
                     }
-                }
+                    _ => {
+                        t.insert(seg, toml_edit::Item::Value(new_value));
+                    }
+                },
                 toml_edit::Item::Value(toml_edit::Value::InlineTable(t)) => {
                     t.insert(*seg, new_value);
                 }
@@ -445,13 +473,17 @@ fn toml_item_to_json(item: &toml_edit::Item) -> serde_json::Value {
         toml_edit::Item::None => serde_json::Value::Null,
         toml_edit::Item::Value(v) => toml_value_to_json(v),
         toml_edit::Item::Table(t) => serde_json::Value::Object(
-            t.iter().map(|(k, v)| (k.to_string(), toml_item_to_json(v))).collect(),
+            t.iter()
+                .map(|(k, v)| (k.to_string(), toml_item_to_json(v)))
+                .collect(),
         ),
         toml_edit::Item::ArrayOfTables(a) => serde_json::Value::Array(
             a.iter()
                 .map(|t| {
                     serde_json::Value::Object(
-                        t.iter().map(|(k, v)| (k.to_string(), toml_item_to_json(v))).collect(),
+                        t.iter()
+                            .map(|(k, v)| (k.to_string(), toml_item_to_json(v)))
+                            .collect(),
                     )
                 })
                 .collect(),
@@ -466,10 +498,14 @@ fn toml_value_to_json(v: &toml_edit::Value) -> serde_json::Value {
         toml_edit::Value::Float(f) => serde_json::Value::from(*f.value()),
         toml_edit::Value::Boolean(b) => serde_json::Value::Bool(*b.value()),
         toml_edit::Value::Datetime(d) => serde_json::Value::String(d.value().to_string()),
-        toml_edit::Value::Array(a) => serde_json::Value::Array(a.iter().map(toml_value_to_json).collect()),
-        toml_edit::Value::InlineTable(t) => {
-            serde_json::Value::Object(t.iter().map(|(k, v)| (k.to_string(), toml_value_to_json(v))).collect())
+        toml_edit::Value::Array(a) => {
+            serde_json::Value::Array(a.iter().map(toml_value_to_json).collect())
         }
+        toml_edit::Value::InlineTable(t) => serde_json::Value::Object(
+            t.iter()
+                .map(|(k, v)| (k.to_string(), toml_value_to_json(v)))
+                .collect(),
+        ),
     }
 }
 
@@ -492,7 +528,10 @@ mod tests {
     fn yaml_keeps_comments_and_layout() {
         let before = "# service config\ncache_mb: 128   # tuned 2026-10\nworkers: 4\nhttp:\n  timeout_ms: 500\n";
         let after = set("config/app.yaml", Some(before), "cache_mb", json!(256));
-        assert_eq!(after, "# service config\ncache_mb: 256   # tuned 2026-10\nworkers: 4\nhttp:\n  timeout_ms: 500\n");
+        assert_eq!(
+            after,
+            "# service config\ncache_mb: 256   # tuned 2026-10\nworkers: 4\nhttp:\n  timeout_ms: 500\n"
+        );
         let nested = set("a.yml", Some(before), "http.timeout_ms", json!(750));
         assert!(nested.contains("  timeout_ms: 750"), "{nested}");
         assert!(nested.starts_with("# service config"));
@@ -501,21 +540,46 @@ mod tests {
     #[test]
     fn yaml_new_keys_and_files() {
         let out = set("a.yaml", None, "cache.size_mb", json!(64));
-        assert_eq!(config_get("a.yaml", &out, "cache.size_mb").unwrap(), Some(json!(64)));
+        assert_eq!(
+            config_get("a.yaml", &out, "cache.size_mb").unwrap(),
+            Some(json!(64))
+        );
         let out2 = set("a.yaml", Some(&out), "cache.policy", json!("lru"));
-        assert_eq!(config_get("a.yaml", &out2, "cache.policy").unwrap(), Some(json!("lru")));
-        assert_eq!(config_get("a.yaml", &out2, "cache.size_mb").unwrap(), Some(json!(64)));
+        assert_eq!(
+            config_get("a.yaml", &out2, "cache.policy").unwrap(),
+            Some(json!("lru"))
+        );
+        assert_eq!(
+            config_get("a.yaml", &out2, "cache.size_mb").unwrap(),
+            Some(json!(64))
+        );
     }
 
     #[test]
     fn json_and_toml() {
-        let j = set("c.json", Some("{\"a\": {\"b\": 1}, \"z\": true}"), "a.b", json!(2));
+        let j = set(
+            "c.json",
+            Some("{\"a\": {\"b\": 1}, \"z\": true}"),
+            "a.b",
+            json!(2),
+        );
         assert_eq!(config_get("c.json", &j, "a.b").unwrap(), Some(json!(2)));
-        assert!(j.find("\"a\"").unwrap() < j.find("\"z\"").unwrap(), "order kept");
-        let t = set("c.toml", Some("# top\n[pool]\nsize = 4 # comment\n"), "pool.size", json!(8));
+        assert!(
+            j.find("\"a\"").unwrap() < j.find("\"z\"").unwrap(),
+            "order kept"
+        );
+        let t = set(
+            "c.toml",
+            Some("# top\n[pool]\nsize = 4 # comment\n"),
+            "pool.size",
+            json!(8),
+        );
         assert_eq!(t, "# top\n[pool]\nsize = 8 # comment\n");
         let t2 = set("c.toml", Some(""), "server.port", json!(8080));
-        assert_eq!(config_get("c.toml", &t2, "server.port").unwrap(), Some(json!(8080)));
+        assert_eq!(
+            config_get("c.toml", &t2, "server.port").unwrap(),
+            Some(json!(8080))
+        );
     }
 
     #[test]

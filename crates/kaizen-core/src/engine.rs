@@ -6,17 +6,18 @@
 
 use crate::apply::{Applier, ApplyError};
 use crate::canary::{Canary, CanaryResult};
+use crate::clock::Clock;
 use crate::config::{Config, Mode, SignalConfig, ValidateConfig};
 use crate::guard::{self, Decision, Guard, GuardContext, GuardPolicy, GuardVerdict};
 use crate::intervention::{Candidate, Intervention, InterventionId, Outcome, Status};
 use crate::ledger::{Ledger, LedgerError, Pending};
+use crate::learn::{DistillInput, Distiller, LessonChange};
 use crate::lesson::{Lesson, LessonStatus};
 use crate::observe::Source;
-use crate::propose::{ProposeContext, Proposals, Proposer, Rejected};
+use crate::propose::{Proposals, ProposeContext, Proposer, Rejected};
 use crate::signal::Sample;
 use crate::span::Span;
 use crate::validate::{GuardrailSeries, Look, ValidationRequest, Validator, Verdict};
-use crate::clock::Clock;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -48,6 +49,9 @@ pub enum EngineError {
         /// The applier's error.
         source: ApplyError,
     },
+    /// The learn step failed (lesson files unreadable, commit refused, distiller error).
+    #[error("learn: {0}")]
+    Learn(String),
     /// The engine was built without a required part.
     #[error("engine not configured: {0}")]
     Incomplete(&'static str),
@@ -135,7 +139,8 @@ impl CycleReport {
 
 /// Computes, at proposal time, whether the prediction's window can supply enough samples
 /// (stored with the intervention as JSON; `None` = no opinion).
-pub type SizingFn = dyn Fn(&Candidate, &SignalConfig, &[Sample], Span) -> Option<serde_json::Value> + Send + Sync;
+pub type SizingFn =
+    dyn Fn(&Candidate, &SignalConfig, &[Sample], Span) -> Option<serde_json::Value> + Send + Sync;
 
 /// Builds an [`Engine`].
 pub struct EngineBuilder {
@@ -214,14 +219,21 @@ impl EngineBuilder {
         // Only areas with a canary that can actually run count as having one.
         policy.canary_areas = self.canaries.iter().map(|c| c.area().to_string()).collect();
         Ok(Engine {
-            settings: EngineSettings { policy, ..self.settings },
-            clock: self.clock.unwrap_or_else(|| Arc::new(crate::clock::SystemClock)),
+            settings: EngineSettings {
+                policy,
+                ..self.settings
+            },
+            clock: self
+                .clock
+                .unwrap_or_else(|| Arc::new(crate::clock::SystemClock)),
             ledger: self.ledger.ok_or(EngineError::Incomplete("a ledger"))?,
             sources: self.sources,
             proposers: self.proposers,
             guards: self.guards.unwrap_or_else(guard::default_chain),
             applier: self.applier.ok_or(EngineError::Incomplete("an applier"))?,
-            validator: self.validator.ok_or(EngineError::Incomplete("a validator"))?,
+            validator: self
+                .validator
+                .ok_or(EngineError::Incomplete("a validator"))?,
             canaries: self.canaries,
             lessons: self.lessons,
             sizing: self.sizing,
@@ -303,16 +315,44 @@ impl Engine {
                         if let Err(e) = self.applier.sync_worktree(id, &sha) {
                             self.escalate(report, Some(id), "reconcile", format!("commit {sha} found but the working tree could not be synced: {e}"))?;
                         }
-                        let due = now + self.settings.validate.settle.to_chrono() + iv.candidate.prediction.within.to_chrono();
-                        self.ledger.mark_applied(id, &sha, now, due, &format!("reconciled after an interruption: commit {} found", short(&sha)))?;
+                        let due = now
+                            + self.settings.validate.settle.to_chrono()
+                            + iv.candidate.prediction.within.to_chrono();
+                        self.ledger.mark_applied(
+                            id,
+                            &sha,
+                            now,
+                            due,
+                            &format!(
+                                "reconciled after an interruption: commit {} found",
+                                short(&sha)
+                            ),
+                        )?;
                         report.applied.push(id);
-                        report.line(Some(id), "reconcile", format!("apply had completed before the interruption: commit {}", short(&sha)));
+                        report.line(
+                            Some(id),
+                            "reconcile",
+                            format!(
+                                "apply had completed before the interruption: commit {}",
+                                short(&sha)
+                            ),
+                        );
                     }
                     Ok(None) => {
                         self.ledger.set_pending(id, None)?;
-                        self.ledger.transition(id, Status::Blocked, now, "reconcile", "apply interrupted before its commit was made; nothing applied")?;
+                        self.ledger.transition(
+                            id,
+                            Status::Blocked,
+                            now,
+                            "reconcile",
+                            "apply interrupted before its commit was made; nothing applied",
+                        )?;
                         report.blocked.push(id);
-                        report.line(Some(id), "reconcile", "apply interrupted before commit; marked blocked, nothing applied");
+                        report.line(
+                            Some(id),
+                            "reconcile",
+                            "apply interrupted before commit; marked blocked, nothing applied",
+                        );
                     }
                     Err(e) => {
                         self.escalate(report, Some(id), "reconcile", format!("cannot inspect the repository to reconcile an interrupted apply: {e}"))?;
@@ -325,14 +365,41 @@ impl Engine {
                         {
                             self.escalate(report, Some(id), "reconcile", format!("revert {sha} found but the working tree could not be synced: {e}"))?;
                         }
-                        self.ledger.mark_reverted(id, &sha, now, "reconcile", &format!("reconciled after an interruption: revert commit {} found", short(&sha)))?;
+                        self.ledger.mark_reverted(
+                            id,
+                            &sha,
+                            now,
+                            "reconcile",
+                            &format!(
+                                "reconciled after an interruption: revert commit {} found",
+                                short(&sha)
+                            ),
+                        )?;
                         report.reverted.push(id);
-                        report.line(Some(id), "reconcile", format!("revert had completed before the interruption: commit {}", short(&sha)));
+                        report.line(
+                            Some(id),
+                            "reconcile",
+                            format!(
+                                "revert had completed before the interruption: commit {}",
+                                short(&sha)
+                            ),
+                        );
                     }
                     Ok(None) => {
                         self.ledger.set_pending(id, None)?;
-                        self.ledger.record_event(now, Some(id), "reconcile", "revert_interrupted", "revert interrupted before its commit; it will be decided again", None)?;
-                        report.line(Some(id), "reconcile", "revert interrupted before commit; will be decided again");
+                        self.ledger.record_event(
+                            now,
+                            Some(id),
+                            "reconcile",
+                            "revert_interrupted",
+                            "revert interrupted before its commit; it will be decided again",
+                            None,
+                        )?;
+                        report.line(
+                            Some(id),
+                            "reconcile",
+                            "revert interrupted before commit; will be decided again",
+                        );
                     }
                     Err(e) => {
                         self.escalate(report, Some(id), "reconcile", format!("cannot inspect the repository to reconcile an interrupted revert: {e}"))?;
@@ -344,26 +411,49 @@ impl Engine {
             // A `proposed` row with no pending git operation in autonomous mode was interrupted
             // before its guards ran (or left by a previous mode). It was never applied.
             for iv in self.ledger.with_status(Status::Proposed)? {
-                self.ledger.transition(iv.id, Status::Blocked, now, "reconcile", "left proposed by an interrupted cycle (or an earlier mode); never applied")?;
+                self.ledger.transition(
+                    iv.id,
+                    Status::Blocked,
+                    now,
+                    "reconcile",
+                    "left proposed by an interrupted cycle (or an earlier mode); never applied",
+                )?;
                 report.blocked.push(iv.id);
-                report.line(Some(iv.id), "reconcile", "left proposed by an interrupted cycle; marked blocked, never applied");
+                report.line(
+                    Some(iv.id),
+                    "reconcile",
+                    "left proposed by an interrupted cycle; marked blocked, never applied",
+                );
             }
         }
         Ok(())
     }
 
-    fn escalate(&mut self, report: &mut CycleReport, id: Option<InterventionId>, stage: &'static str, text: String) -> Result<(), EngineError> {
+    fn escalate(
+        &mut self,
+        report: &mut CycleReport,
+        id: Option<InterventionId>,
+        stage: &'static str,
+        text: String,
+    ) -> Result<(), EngineError> {
         let now = self.clock.now();
         match id {
-            Some(id) => tracing::error!("kaizen intervention={id} stage={stage} escalation: {text}"),
+            Some(id) => {
+                tracing::error!("kaizen intervention={id} stage={stage} escalation: {text}")
+            }
             None => tracing::error!("kaizen stage={stage} escalation: {text}"),
         }
-        self.ledger.record_event(now, id, stage, "escalation", &text, None)?;
+        self.ledger
+            .record_event(now, id, stage, "escalation", &text, None)?;
         report.escalations.push(match id {
             Some(id) => format!("{id}: {text}"),
             None => text.clone(),
         });
-        report.lines.push(ReportLine { id, stage, text: format!("ESCALATION: {text}") });
+        report.lines.push(ReportLine {
+            id,
+            stage,
+            text: format!("ESCALATION: {text}"),
+        });
         Ok(())
     }
 
@@ -381,9 +471,24 @@ impl Engine {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!("kaizen stage=observe source={} error: {}", source.name(), e.message);
-                    self.ledger.record_event(now, None, "observe", "sample_error", &e.to_string(), None)?;
-                    report.lines.push(ReportLine { id: None, stage: "observe", text: format!("gap: {e}") });
+                    tracing::warn!(
+                        "kaizen stage=observe source={} error: {}",
+                        source.name(),
+                        e.message
+                    );
+                    self.ledger.record_event(
+                        now,
+                        None,
+                        "observe",
+                        "sample_error",
+                        &e.to_string(),
+                        None,
+                    )?;
+                    report.lines.push(ReportLine {
+                        id: None,
+                        stage: "observe",
+                        text: format!("gap: {e}"),
+                    });
                 }
             }
         }
@@ -421,9 +526,19 @@ impl Engine {
         interventions.truncate(50);
         Ok(ProposeContext {
             now,
-            signals: self.settings.signals.values().map(|s| s.signal.clone()).collect(),
+            signals: self
+                .settings
+                .signals
+                .values()
+                .map(|s| s.signal.clone())
+                .collect(),
             recent,
-            lessons: self.lessons.iter().filter(|l| l.status == LessonStatus::Active).cloned().collect(),
+            lessons: self
+                .lessons
+                .iter()
+                .filter(|l| l.status == LessonStatus::Active)
+                .cloned()
+                .collect(),
             interventions,
             freezes: guard::active_freezes(&view, &self.settings.policy, now),
             budget_left: guard::budget_left(&view, &self.settings.policy, now),
@@ -432,13 +547,19 @@ impl Engine {
 
     fn view_lookback(&self) -> chrono::Duration {
         let p = &self.settings.policy;
-        let longest = [p.dedup_window, p.freeze_for, Span::hours(24)].into_iter().max().unwrap_or(Span::hours(24));
+        let longest = [p.dedup_window, p.freeze_for, Span::hours(24)]
+            .into_iter()
+            .max()
+            .unwrap_or(Span::hours(24));
         longest.to_chrono() + chrono::Duration::hours(1)
     }
 
     /// Asks every proposer for candidates (recording rejected output and proposer failures);
     /// applies nothing.
-    pub async fn gather_proposals(&mut self, report: &mut CycleReport) -> Result<Vec<(String, Candidate)>, EngineError> {
+    pub async fn gather_proposals(
+        &mut self,
+        report: &mut CycleReport,
+    ) -> Result<Vec<(String, Candidate)>, EngineError> {
         let ctx = self.propose_context()?;
         let now = ctx.now;
         let mut out = Vec::new();
@@ -446,7 +567,10 @@ impl Engine {
         for proposer in &self.proposers {
             let name = proposer.name().to_string();
             match proposer.propose(&ctx).await {
-                Ok(Proposals { candidates, rejected }) => {
+                Ok(Proposals {
+                    candidates,
+                    rejected,
+                }) => {
                     for Rejected { reason, excerpt } in rejected {
                         events.push((
                             "proposal_rejected".into(),
@@ -461,14 +585,24 @@ impl Engine {
         }
         for (kind, detail, data) in events {
             tracing::warn!("kaizen stage=propose {kind}: {detail}");
-            self.ledger.record_event(now, None, "propose", &kind, &detail, data.as_ref())?;
-            report.lines.push(ReportLine { id: None, stage: "propose", text: detail });
+            self.ledger
+                .record_event(now, None, "propose", &kind, &detail, data.as_ref())?;
+            report.lines.push(ReportLine {
+                id: None,
+                stage: "propose",
+                text: detail,
+            });
         }
         Ok(out)
     }
 
     /// Records a candidate, runs the guards and (in autonomous mode) applies it.
-    pub async fn consider(&mut self, candidate: Candidate, proposer: &str, report: &mut CycleReport) -> Result<InterventionId, EngineError> {
+    pub async fn consider(
+        &mut self,
+        candidate: Candidate,
+        proposer: &str,
+        report: &mut CycleReport,
+    ) -> Result<InterventionId, EngineError> {
         let now = self.clock.now();
         let why = if candidate.origin.trigger.is_empty() {
             format!("proposed by {proposer}")
@@ -476,12 +610,29 @@ impl Engine {
             format!("trigger: {}", candidate.origin.trigger)
         };
         let id = self.ledger.insert_proposed(&candidate, now, &why)?;
-        report.line(Some(id), "propose", format!("{} [{}] ({}; predicts {})", candidate.title, candidate.area, why, candidate.prediction));
+        report.line(
+            Some(id),
+            "propose",
+            format!(
+                "{} [{}] ({}; predicts {})",
+                candidate.title, candidate.area, why, candidate.prediction
+            ),
+        );
 
         // Window sizing at proposal time: say now if the window cannot supply the samples.
-        if let (Some(sizing), Some(sig)) = (&self.sizing, self.settings.signals.get(&candidate.prediction.signal)) {
-            let history = self.ledger.samples(&sig.signal.name, now - Span::days(8).to_chrono(), now)?;
-            if let Some(assessment) = sizing(&candidate, sig, &history, self.settings.validate.sample_every) {
+        if let (Some(sizing), Some(sig)) = (
+            &self.sizing,
+            self.settings.signals.get(&candidate.prediction.signal),
+        ) {
+            let history =
+                self.ledger
+                    .samples(&sig.signal.name, now - Span::days(8).to_chrono(), now)?;
+            if let Some(assessment) = sizing(
+                &candidate,
+                sig,
+                &history,
+                self.settings.validate.sample_every,
+            ) {
                 if let Some(note) = assessment.get("note").and_then(|n| n.as_str()) {
                     report.line(Some(id), "propose", format!("window sizing: {note}"));
                 }
@@ -489,42 +640,98 @@ impl Engine {
             }
         }
 
-        let verdicts = self.run_guards(&candidate, now)?;
+        let verdicts = self.run_guards_excluding(&candidate, now, Some(id))?;
         self.ledger.record_guard_verdicts(id, now, &verdicts)?;
         for v in verdicts.iter().filter(|v| v.decision != Decision::Pass) {
-            tracing::info!("kaizen intervention={id} stage=guard guard={} decision={} reason={}", v.guard, v.decision, v.reason);
+            tracing::info!(
+                "kaizen intervention={id} stage=guard guard={} decision={} reason={}",
+                v.guard,
+                v.decision,
+                v.reason
+            );
         }
         let (decision, reason) = guard::overall(&verdicts);
         match decision {
             Decision::Block => {
-                self.ledger.transition(id, Status::Blocked, now, "guard", &reason)?;
+                self.ledger
+                    .transition(id, Status::Blocked, now, "guard", &reason)?;
                 report.blocked.push(id);
                 report.line(Some(id), "guard", format!("blocked: {reason}"));
             }
             Decision::Backlog => {
-                self.ledger.transition(id, Status::Backlog, now, "guard", &reason)?;
+                self.ledger
+                    .transition(id, Status::Backlog, now, "guard", &reason)?;
                 report.backlog.push(id);
-                report.line(Some(id), "guard", format!("backlog (never applied as is): {reason}"));
+                report.line(
+                    Some(id),
+                    "guard",
+                    format!("backlog (never applied as is): {reason}"),
+                );
             }
             Decision::Pass => match self.settings.mode {
                 Mode::Autonomous => self.apply_now(id, &candidate, report).await?,
                 Mode::Shadow => {
-                    self.ledger.record_event(now, Some(id), "apply", "shadow", "shadow mode: all guards passed; would apply", None)?;
+                    self.ledger.record_event(
+                        now,
+                        Some(id),
+                        "apply",
+                        "shadow",
+                        "shadow mode: all guards passed; would apply",
+                        None,
+                    )?;
                     report.proposed.push(id);
-                    report.line(Some(id), "apply", "shadow mode: would apply (not committed)");
+                    report.line(
+                        Some(id),
+                        "apply",
+                        "shadow mode: would apply (not committed)",
+                    );
                 }
                 Mode::Manual => {
-                    self.ledger.record_event(now, Some(id), "apply", "awaiting_approval", &format!("manual mode: all guards passed; apply with `kaizen apply {id}`"), None)?;
+                    self.ledger.record_event(
+                        now,
+                        Some(id),
+                        "apply",
+                        "awaiting_approval",
+                        &format!("manual mode: all guards passed; apply with `kaizen apply {id}`"),
+                        None,
+                    )?;
                     report.proposed.push(id);
-                    report.line(Some(id), "apply", format!("manual mode: awaiting `kaizen apply {id}`"));
+                    report.line(
+                        Some(id),
+                        "apply",
+                        format!("manual mode: awaiting `kaizen apply {id}`"),
+                    );
                 }
             },
         }
         Ok(id)
     }
 
-    fn run_guards(&self, candidate: &Candidate, now: DateTime<Utc>) -> Result<Vec<GuardVerdict>, EngineError> {
-        let view = self.ledger.view(now, self.view_lookback())?;
+    /// What the guards would say about `candidate` now (nothing is recorded).
+    pub fn dry_guards(&self, candidate: &Candidate) -> Result<Vec<GuardVerdict>, EngineError> {
+        self.run_guards(candidate, self.clock.now())
+    }
+
+    fn run_guards(
+        &self,
+        candidate: &Candidate,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<GuardVerdict>, EngineError> {
+        self.run_guards_excluding(candidate, now, None)
+    }
+
+    /// Guards `candidate`; `itself` (an already-recorded intervention being guarded again) is
+    /// left out of the view so it is not a duplicate of itself.
+    fn run_guards_excluding(
+        &self,
+        candidate: &Candidate,
+        now: DateTime<Utc>,
+        itself: Option<InterventionId>,
+    ) -> Result<Vec<GuardVerdict>, EngineError> {
+        let mut view = self.ledger.view(now, self.view_lookback())?;
+        if let Some(id) = itself {
+            view = view.excluding(id);
+        }
         let ctx = GuardContext {
             view: &view,
             policy: &self.settings.policy,
@@ -533,36 +740,65 @@ impl Engine {
         };
         let mut verdicts = guard::run_chain(&self.guards, candidate, &ctx);
         // The prediction must be on a configured signal, or it can never be validated.
-        let known = self.settings.signals.contains_key(&candidate.prediction.signal);
+        let known = self
+            .settings
+            .signals
+            .contains_key(&candidate.prediction.signal);
         verdicts.push(GuardVerdict {
             guard: "prediction".into(),
-            decision: if known { Decision::Pass } else { Decision::Block },
+            decision: if known {
+                Decision::Pass
+            } else {
+                Decision::Block
+            },
             reason: if known {
                 format!("predicts {} on a configured signal", candidate.prediction)
             } else {
-                format!("prediction on unknown signal {:?}: it could never be validated", candidate.prediction.signal)
+                format!(
+                    "prediction on unknown signal {:?}: it could never be validated",
+                    candidate.prediction.signal
+                )
             },
         });
         Ok(verdicts)
     }
 
-    async fn apply_now(&mut self, id: InterventionId, candidate: &Candidate, report: &mut CycleReport) -> Result<(), EngineError> {
+    async fn apply_now(
+        &mut self,
+        id: InterventionId,
+        candidate: &Candidate,
+        report: &mut CycleReport,
+    ) -> Result<(), EngineError> {
         let now = self.clock.now();
         if candidate.risk >= self.settings.policy.canary_required_from {
             let Some(canary) = self.canaries.iter().find(|c| c.area() == candidate.area) else {
                 // The canary guard should have put this in the backlog; never apply without one.
-                self.ledger.transition(id, Status::Backlog, now, "apply", "no canary for this area (fail closed)")?;
+                self.ledger.transition(
+                    id,
+                    Status::Backlog,
+                    now,
+                    "apply",
+                    "no canary for this area (fail closed)",
+                )?;
                 report.backlog.push(id);
                 return Ok(());
             };
             match canary.trial(id, candidate).await {
                 CanaryResult::Pass(msg) => {
-                    self.ledger.record_event(now, Some(id), "canary", "pass", &msg, None)?;
+                    self.ledger
+                        .record_event(now, Some(id), "canary", "pass", &msg, None)?;
                     report.line(Some(id), "canary", format!("passed: {msg}"));
                 }
                 CanaryResult::Fail(msg) => {
-                    self.ledger.record_event(now, Some(id), "canary", "fail", &msg, None)?;
-                    self.ledger.transition(id, Status::Blocked, now, "canary", &format!("canary failed: {msg}"))?;
+                    self.ledger
+                        .record_event(now, Some(id), "canary", "fail", &msg, None)?;
+                    self.ledger.transition(
+                        id,
+                        Status::Blocked,
+                        now,
+                        "canary",
+                        &format!("canary failed: {msg}"),
+                    )?;
                     report.blocked.push(id);
                     report.line(Some(id), "canary", format!("failed, blocked: {msg}"));
                     return Ok(());
@@ -572,14 +808,36 @@ impl Engine {
         self.ledger.set_pending(id, Some(Pending::Apply))?;
         match self.applier.apply(id, candidate) {
             Ok(commit) => {
-                let due = now + self.settings.validate.settle.to_chrono() + candidate.prediction.within.to_chrono();
-                self.ledger.mark_applied(id, &commit.sha, now, due, &format!("committed {}", short(&commit.sha)))?;
+                let due = now
+                    + self.settings.validate.settle.to_chrono()
+                    + candidate.prediction.within.to_chrono();
+                self.ledger.mark_applied(
+                    id,
+                    &commit.sha,
+                    now,
+                    due,
+                    &format!("committed {}", short(&commit.sha)),
+                )?;
                 report.applied.push(id);
-                report.line(Some(id), "apply", format!("applied as commit {}; validation due {}", short(&commit.sha), due.format("%Y-%m-%dT%H:%M:%SZ")));
+                report.line(
+                    Some(id),
+                    "apply",
+                    format!(
+                        "applied as commit {}; validation due {}",
+                        short(&commit.sha),
+                        due.format("%Y-%m-%dT%H:%M:%SZ")
+                    ),
+                );
             }
             Err(e) => {
                 self.ledger.set_pending(id, None)?;
-                self.ledger.transition(id, Status::Blocked, now, "apply", &format!("not applied: {e}"))?;
+                self.ledger.transition(
+                    id,
+                    Status::Blocked,
+                    now,
+                    "apply",
+                    &format!("not applied: {e}"),
+                )?;
                 report.blocked.push(id);
                 report.line(Some(id), "apply", format!("not applied: {e}"));
             }
@@ -589,24 +847,35 @@ impl Engine {
 
     /// Applies a `proposed` intervention on a human's say-so (manual mode), re-running the guards.
     pub async fn approve(&mut self, id: InterventionId) -> Result<CycleReport, EngineError> {
-        let mut report = CycleReport { at: self.clock.now(), ..Default::default() };
+        let mut report = CycleReport {
+            at: self.clock.now(),
+            ..Default::default()
+        };
         let iv = self.ledger.get(id)?;
         if iv.status != Status::Proposed {
-            return Err(EngineError::Refused { id, message: format!("is {}, only proposed interventions can be applied", iv.status) });
+            return Err(EngineError::Refused {
+                id,
+                message: format!(
+                    "is {}, only proposed interventions can be applied",
+                    iv.status
+                ),
+            });
         }
         let now = self.clock.now();
-        let verdicts = self.run_guards(&iv.candidate, now)?;
+        let verdicts = self.run_guards_excluding(&iv.candidate, now, Some(id))?;
         self.ledger.record_guard_verdicts(id, now, &verdicts)?;
         let (decision, reason) = guard::overall(&verdicts);
         match decision {
             Decision::Pass => self.apply_now(id, &iv.candidate, &mut report).await?,
             Decision::Block => {
-                self.ledger.transition(id, Status::Blocked, now, "guard", &reason)?;
+                self.ledger
+                    .transition(id, Status::Blocked, now, "guard", &reason)?;
                 report.blocked.push(id);
                 report.line(Some(id), "guard", format!("blocked: {reason}"));
             }
             Decision::Backlog => {
-                self.ledger.transition(id, Status::Backlog, now, "guard", &reason)?;
+                self.ledger
+                    .transition(id, Status::Backlog, now, "guard", &reason)?;
                 report.backlog.push(id);
                 report.line(Some(id), "guard", format!("backlog: {reason}"));
             }
@@ -622,11 +891,17 @@ impl Engine {
         let due_ids: Vec<InterventionId> = due.iter().map(|i| i.id).collect();
         for iv in due {
             let ext = self.ledger.extensions(iv.id)?;
-            let look = if ext >= self.settings.validate.max_extensions { Look::LastExtension } else { Look::Final };
+            let look = if ext >= self.settings.validate.max_extensions {
+                Look::LastExtension
+            } else {
+                Look::Final
+            };
             self.judge(&iv, look, report)?;
         }
         for iv in self.ledger.with_status(Status::Applied)? {
-            let settled = iv.applied_at.is_some_and(|a| now >= a + self.settings.validate.settle.to_chrono());
+            let settled = iv
+                .applied_at
+                .is_some_and(|a| now >= a + self.settings.validate.settle.to_chrono());
             if due_ids.contains(&iv.id) || !settled {
                 continue;
             }
@@ -635,44 +910,86 @@ impl Engine {
         Ok(())
     }
 
-    fn judge(&mut self, iv: &Intervention, look: Look, report: &mut CycleReport) -> Result<(), EngineError> {
+    fn judge(
+        &mut self,
+        iv: &Intervention,
+        look: Look,
+        report: &mut CycleReport,
+    ) -> Result<(), EngineError> {
         let now = self.clock.now();
         let id = iv.id;
         let verdict = self.verdict_for(iv, look)?;
-        let Some(verdict) = verdict else { return Ok(()) };
+        let Some(verdict) = verdict else {
+            return Ok(());
+        };
         if look == Look::Interim {
             if verdict.outcome == Outcome::Regressed {
                 self.ledger.record_verdict(id, &verdict)?;
-                report.line(Some(id), "validate", format!("interim look: regressed — {}", verdict.summary));
-                self.revert_with(iv, &format!("regressed (interim look): {}", verdict.summary), report)?;
+                report.line(
+                    Some(id),
+                    "validate",
+                    format!("interim look: regressed — {}", verdict.summary),
+                );
+                self.revert_with(
+                    iv,
+                    &format!("regressed (interim look): {}", verdict.summary),
+                    report,
+                )?;
             }
             return Ok(());
         }
         match (verdict.outcome, look) {
             (Outcome::Validated, _) => {
                 self.ledger.record_verdict(id, &verdict)?;
-                self.ledger.transition(id, Status::Validated, now, "validate", &format!("validated: {}", verdict.summary))?;
+                self.ledger.transition(
+                    id,
+                    Status::Validated,
+                    now,
+                    "validate",
+                    &format!("validated: {}", verdict.summary),
+                )?;
                 report.validated.push(id);
-                report.line(Some(id), "validate", format!("validated: {}", verdict.summary));
+                report.line(
+                    Some(id),
+                    "validate",
+                    format!("validated: {}", verdict.summary),
+                );
             }
             (Outcome::Inconclusive, Look::Final) => {
-                let due = iv.due_at.unwrap_or(now).max(now) + iv.candidate.prediction.within.to_chrono();
+                let due =
+                    iv.due_at.unwrap_or(now).max(now) + iv.candidate.prediction.within.to_chrono();
                 let n = self.ledger.extend(id, due)?;
                 self.ledger.record_event(
                     now,
                     Some(id),
                     "validate",
                     "extended",
-                    &format!("inconclusive ({}); window extended to {} (extension {n} of {})", verdict.summary, due.format("%Y-%m-%dT%H:%M:%SZ"), self.settings.validate.max_extensions),
+                    &format!(
+                        "inconclusive ({}); window extended to {} (extension {n} of {})",
+                        verdict.summary,
+                        due.format("%Y-%m-%dT%H:%M:%SZ"),
+                        self.settings.validate.max_extensions
+                    ),
                     serde_json::to_value(&verdict).ok().as_ref(),
                 )?;
                 report.extended.push(id);
-                report.line(Some(id), "validate", format!("inconclusive, window extended to {} ({})", due.format("%Y-%m-%dT%H:%M:%SZ"), verdict.summary));
+                report.line(
+                    Some(id),
+                    "validate",
+                    format!(
+                        "inconclusive, window extended to {} ({})",
+                        due.format("%Y-%m-%dT%H:%M:%SZ"),
+                        verdict.summary
+                    ),
+                );
             }
             (outcome, _) => {
                 self.ledger.record_verdict(id, &verdict)?;
                 let reason = match outcome {
-                    Outcome::Inconclusive => format!("still inconclusive after {} extensions, reverted (a change that cannot be shown to help is not kept): {}", self.settings.validate.max_extensions, verdict.summary),
+                    Outcome::Inconclusive => format!(
+                        "still inconclusive after {} extensions, reverted (a change that cannot be shown to help is not kept): {}",
+                        self.settings.validate.max_extensions, verdict.summary
+                    ),
                     _ => format!("{outcome}: {}", verdict.summary),
                 };
                 report.line(Some(id), "validate", reason.clone());
@@ -690,7 +1007,10 @@ impl Engine {
         let Some(sig) = self.settings.signals.get(&iv.candidate.prediction.signal) else {
             return Ok(Some(Verdict {
                 outcome: Outcome::Inconclusive,
-                summary: format!("signal {:?} is no longer configured; cannot validate", iv.candidate.prediction.signal),
+                summary: format!(
+                    "signal {:?} is no longer configured; cannot validate",
+                    iv.candidate.prediction.signal
+                ),
                 figures: Default::default(),
             }));
         };
@@ -698,13 +1018,16 @@ impl Engine {
         let samples = self.ledger.samples(&sig.signal.name, from, now)?;
         let mut guard_samples: Vec<(&SignalConfig, Vec<Sample>)> = Vec::new();
         for g in self.settings.signals.values() {
-            if g.signal.name != sig.signal.name && g.guardrail_for.iter().any(|a| a == &iv.candidate.area) {
+            if g.signal.name != sig.signal.name
+                && g.guardrail_for.iter().any(|a| a == &iv.candidate.area)
+            {
                 guard_samples.push((g, self.ledger.samples(&g.signal.name, from, now)?));
             }
         }
         let req = ValidationRequest {
             prediction: &iv.candidate.prediction,
             signal: &sig.signal,
+            scale: sig.scale,
             applied_at,
             settle: self.settings.validate.settle,
             window_end: if look == Look::Interim { now } else { due_at },
@@ -712,7 +1035,11 @@ impl Engine {
             samples: &samples,
             guardrails: guard_samples
                 .iter()
-                .map(|(g, s)| GuardrailSeries { signal: &g.signal, samples: s })
+                .map(|(g, s)| GuardrailSeries {
+                    signal: &g.signal,
+                    scale: g.scale,
+                    samples: s,
+                })
                 .collect(),
             look,
             sample_every: self.settings.validate.sample_every,
@@ -720,24 +1047,47 @@ impl Engine {
         Ok(Some(self.validator.validate(&req)))
     }
 
-    fn revert_with(&mut self, iv: &Intervention, reason: &str, report: &mut CycleReport) -> Result<bool, EngineError> {
+    fn revert_with(
+        &mut self,
+        iv: &Intervention,
+        reason: &str,
+        report: &mut CycleReport,
+    ) -> Result<bool, EngineError> {
         let now = self.clock.now();
         let id = iv.id;
         let Some(commit) = iv.commit.clone() else {
-            self.escalate(report, Some(id), "revert", "no commit recorded; cannot revert".into())?;
+            self.escalate(
+                report,
+                Some(id),
+                "revert",
+                "no commit recorded; cannot revert".into(),
+            )?;
             return Ok(false);
         };
         self.ledger.set_pending(id, Some(Pending::Revert))?;
         match self.applier.revert(id, &commit, reason) {
             Ok(c) => {
-                self.ledger.mark_reverted(id, &c.sha, now, "revert", reason)?;
+                self.ledger
+                    .mark_reverted(id, &c.sha, now, "revert", reason)?;
                 report.reverted.push(id);
-                report.line(Some(id), "revert", format!("reverted by commit {}", short(&c.sha)));
+                report.line(
+                    Some(id),
+                    "revert",
+                    format!("reverted by commit {}", short(&c.sha)),
+                );
                 Ok(true)
             }
             Err(e) => {
                 self.ledger.set_pending(id, None)?;
-                self.escalate(report, Some(id), "revert", format!("revert of {} refused: {e}; left applied, needs a human", short(&commit)))?;
+                self.escalate(
+                    report,
+                    Some(id),
+                    "revert",
+                    format!(
+                        "revert of {} refused: {e}; left applied, needs a human",
+                        short(&commit)
+                    ),
+                )?;
                 Ok(false)
             }
         }
@@ -745,16 +1095,102 @@ impl Engine {
 
     /// Reverts an applied or validated intervention on a human's say-so.
     pub fn revert(&mut self, id: InterventionId, reason: &str) -> Result<CycleReport, EngineError> {
-        let mut report = CycleReport { at: self.clock.now(), ..Default::default() };
+        let mut report = CycleReport {
+            at: self.clock.now(),
+            ..Default::default()
+        };
         let iv = self.ledger.get(id)?;
         if !matches!(iv.status, Status::Applied | Status::Validated) {
-            return Err(EngineError::Refused { id, message: format!("is {}, only applied or validated interventions can be reverted", iv.status) });
+            return Err(EngineError::Refused {
+                id,
+                message: format!(
+                    "is {}, only applied or validated interventions can be reverted",
+                    iv.status
+                ),
+            });
         }
         let reason = format!("manual revert: {reason}");
         if !self.revert_with(&iv, &reason, &mut report)? {
             let why = report.escalations.last().cloned().unwrap_or_default();
             return Err(EngineError::Refused { id, message: why });
         }
+        Ok(report)
+    }
+}
+
+/// What one learn run did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LearnReport {
+    /// When it ran.
+    pub at: DateTime<Utc>,
+    /// One line per lesson change (`created L-…`, `updated L-… v3`, `retired L-…: why`).
+    pub changes: Vec<String>,
+    /// The commit holding the lesson files, if anything changed.
+    pub commit: Option<String>,
+    /// Lesson files that could not be loaded (reported, left alone).
+    pub load_errors: Vec<String>,
+}
+
+impl Engine {
+    /// Distils finalized interventions into lessons in `lessons_dir` (inside the repository),
+    /// retires lessons whose `retired_when` holds now, commits the lesson files as one commit
+    /// (not an intervention, not counted against the budget), indexes them in the ledger, and
+    /// offers the active ones to proposers from now on.
+    pub fn learn(&mut self, distiller: &dyn Distiller, lessons_dir: &std::path::Path) -> Result<LearnReport, EngineError> {
+        let now = self.clock.now();
+        let mut report = LearnReport { at: now, ..Default::default() };
+        let (lessons, errors) = crate::lesson::store::load(lessons_dir).map_err(|e| EngineError::Learn(e.to_string()))?;
+        report.load_errors = errors.iter().map(|e| e.to_string()).collect();
+        let finalized = self.ledger.finalized()?;
+        let mut verdicts = BTreeMap::new();
+        for iv in &finalized {
+            if let Some(v) = self.ledger.verdict(iv.id)? {
+                verdicts.insert(iv.id.to_string(), serde_json::to_value(&v).unwrap_or_default());
+            }
+        }
+        let mut recent = BTreeMap::new();
+        for name in self.settings.signals.keys() {
+            recent.insert(name.clone(), self.ledger.samples(name, now - Span::days(8).to_chrono(), now)?);
+        }
+        let input = DistillInput { now, finalized: &finalized, verdicts: &verdicts, lessons: &lessons, recent: &recent };
+        let changes = distiller.distill(&input).map_err(|e| EngineError::Learn(e.to_string()))?;
+        let rel = crate::config::relative_to(lessons_dir, &self.settings.repo_root)
+            .ok_or_else(|| EngineError::Learn(format!("lessons dir {} is not inside the repository {}", lessons_dir.display(), self.settings.repo_root.display())))?;
+        if !changes.is_empty() {
+            let writes = crate::lesson::store::change_writes(&rel, &changes);
+            let message = crate::lesson::store::commit_message(distiller.name(), &changes);
+            match self.applier.commit_files(&writes, &message) {
+                Ok(commit) => report.commit = commit.map(|c| c.sha),
+                Err(e) => {
+                    self.ledger.record_event(now, None, "learn", "commit_refused", &format!("lesson changes not committed: {e}"), None)?;
+                    return Err(EngineError::Learn(format!("lesson changes not committed: {e}")));
+                }
+            }
+        }
+        for change in &changes {
+            let l = change.lesson();
+            let line = match change {
+                LessonChange::Create(_) => format!("created {} (v{}): prefer {}", l.id, l.version, l.prefer),
+                LessonChange::Update(_) => format!("updated {} to v{} ({} evidence)", l.id, l.version, l.evidence.len()),
+                LessonChange::Retire(_) => format!("retired {}: {}", l.id, l.retired_reason.clone().unwrap_or_default()),
+            };
+            tracing::info!("kaizen stage=learn lesson={} {line}", l.id);
+            self.ledger.record_event(now, None, "learn", "lesson", &line, serde_json::to_value(l).ok().as_ref())?;
+            report.changes.push(line);
+        }
+        // Index every lesson now on disk (hand-written ones too), then offer the active ones.
+        let (lessons, _) = crate::lesson::store::load(lessons_dir).map_err(|e| EngineError::Learn(e.to_string()))?;
+        for l in &lessons {
+            let row = crate::ledger::LessonRow {
+                id: l.id.clone(),
+                version: l.version,
+                status: match l.status { LessonStatus::Active => "active".into(), LessonStatus::Retired => "retired".into() },
+                area: l.scope.area.clone(),
+                file: format!("{rel}/{}", crate::lesson::store::file_name(&l.id)),
+            };
+            self.ledger.index_lesson(&row, now, &serde_json::to_value(l).unwrap_or_default())?;
+        }
+        self.lessons = lessons;
         Ok(report)
     }
 }

@@ -11,6 +11,19 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 pub mod guards;
+
+pub mod budget;
+pub mod canary;
+pub mod concurrent;
+pub mod dedup;
+pub mod freeze;
+pub mod kinds;
+pub mod paths;
+pub mod rollback;
+#[cfg(test)]
+mod testutil;
+pub mod well_formed;
+
 pub use guards::{active_freezes, budget_left, default_chain};
 
 /// What a guard decided.
@@ -80,7 +93,14 @@ pub struct GuardPolicy {
 }
 
 /// The patterns always blocked, whatever the config adds: git internals and secrets.
-pub const ALWAYS_BLOCKED: &[&str] = &[".git", ".git/**", "**/*.pem", "**/*.key", "**/.env*", "**/secrets/**"];
+pub const ALWAYS_BLOCKED: &[&str] = &[
+    ".git",
+    ".git/**",
+    "**/*.pem",
+    "**/*.key",
+    "**/.env*",
+    "**/secrets/**",
+];
 
 impl Default for GuardPolicy {
     fn default() -> Self {
@@ -125,12 +145,20 @@ pub trait Guard: Send + Sync {
     /// Stable name, stored with each verdict.
     fn name(&self) -> &'static str;
     /// Decides on `candidate`. An `Err` blocks.
-    fn check(&self, candidate: &Candidate, ctx: &GuardContext<'_>) -> Result<GuardVerdict, GuardError>;
+    fn check(
+        &self,
+        candidate: &Candidate,
+        ctx: &GuardContext<'_>,
+    ) -> Result<GuardVerdict, GuardError>;
 }
 
 /// Runs every guard in order, converting errors into blocks. All verdicts are returned (not just
 /// the first block), so the ledger shows the whole picture.
-pub fn run_chain(chain: &[Box<dyn Guard>], candidate: &Candidate, ctx: &GuardContext<'_>) -> Vec<GuardVerdict> {
+pub fn run_chain(
+    chain: &[Box<dyn Guard>],
+    candidate: &Candidate,
+    ctx: &GuardContext<'_>,
+) -> Vec<GuardVerdict> {
     chain
         .iter()
         .map(|g| match g.check(candidate, ctx) {

@@ -131,7 +131,9 @@ impl FromStr for ExpectedChange {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let t = s.trim();
         let bad = || {
-            format!("invalid change {s:?} (write e.g. \"-20%\", \"+5\", \"below 1500\" or \"above 0.9\")")
+            format!(
+                "invalid change {s:?} (write e.g. \"-20%\", \"+5\", \"below 1500\" or \"above 0.9\")"
+            )
         };
         let num = |x: &str| -> Result<f64, String> {
             x.trim()
@@ -141,16 +143,25 @@ impl FromStr for ExpectedChange {
                 .ok_or_else(bad)
         };
         let lower = t.to_ascii_lowercase();
-        if let Some(rest) = lower.strip_prefix("below").or_else(|| lower.strip_prefix('<')) {
+        if let Some(rest) = lower
+            .strip_prefix("below")
+            .or_else(|| lower.strip_prefix('<'))
+        {
             return Ok(ExpectedChange::Below(num(rest)?));
         }
-        if let Some(rest) = lower.strip_prefix("above").or_else(|| lower.strip_prefix('>')) {
+        if let Some(rest) = lower
+            .strip_prefix("above")
+            .or_else(|| lower.strip_prefix('>'))
+        {
             return Ok(ExpectedChange::Above(num(rest)?));
         }
         if let Some(p) = t.strip_suffix('%') {
             let v = num(p)? / 100.0;
             if v == 0.0 || v <= -1.0 {
-                return Err(format!("{}: a relative change must be non-zero and above -100%", bad()));
+                return Err(format!(
+                    "{}: a relative change must be non-zero and above -100%",
+                    bad()
+                ));
             }
             return Ok(ExpectedChange::Relative(v));
         }
@@ -461,10 +472,22 @@ mod tests {
 
     #[test]
     fn expected_change_parses() {
-        assert_eq!("-20%".parse::<ExpectedChange>().unwrap(), ExpectedChange::Relative(-0.2));
-        assert_eq!("+5".parse::<ExpectedChange>().unwrap(), ExpectedChange::Absolute(5.0));
-        assert_eq!("below 1500".parse::<ExpectedChange>().unwrap(), ExpectedChange::Below(1500.0));
-        assert_eq!("> 0.9".parse::<ExpectedChange>().unwrap(), ExpectedChange::Above(0.9));
+        assert_eq!(
+            "-20%".parse::<ExpectedChange>().unwrap(),
+            ExpectedChange::Relative(-0.2)
+        );
+        assert_eq!(
+            "+5".parse::<ExpectedChange>().unwrap(),
+            ExpectedChange::Absolute(5.0)
+        );
+        assert_eq!(
+            "below 1500".parse::<ExpectedChange>().unwrap(),
+            ExpectedChange::Below(1500.0)
+        );
+        assert_eq!(
+            "> 0.9".parse::<ExpectedChange>().unwrap(),
+            ExpectedChange::Above(0.9)
+        );
         for bad in ["", "0%", "-100%", "fast", "nan", "below x"] {
             assert!(bad.parse::<ExpectedChange>().is_err(), "{bad}");
         }
@@ -476,7 +499,10 @@ mod tests {
         assert!(Status::Proposed.transition(Status::Applied).is_ok());
         assert!(Status::Applied.transition(Status::Reverted).is_ok());
         let err = Status::Blocked.transition(Status::Applied).unwrap_err();
-        assert_eq!(err.to_string(), "illegal status transition blocked → applied");
+        assert_eq!(
+            err.to_string(),
+            "illegal status transition blocked → applied"
+        );
         assert!(Status::Reverted.transition(Status::Validated).is_err());
         assert!(Status::Validated.transition(Status::Applied).is_err());
     }

@@ -6,7 +6,9 @@
 //! tell what happened (see `Engine::reconcile`).
 
 use crate::guard::{Decision, GuardVerdict, LedgerView};
-use crate::intervention::{Candidate, Intervention, InterventionId, Origin, Outcome, Prediction, Status};
+use crate::intervention::{
+    Candidate, Intervention, InterventionId, Origin, Outcome, Prediction, Status,
+};
 use crate::signal::Sample;
 use crate::validate::Verdict;
 use chrono::{DateTime, TimeZone, Utc};
@@ -53,7 +55,9 @@ pub enum LedgerError {
         message: String,
     },
     /// The ledger was written by a newer kaizen.
-    #[error("ledger schema version {found} is newer than this kaizen understands ({known}); upgrade kaizen")]
+    #[error(
+        "ledger schema version {found} is newer than this kaizen understands ({known}); upgrade kaizen"
+    )]
     TooNew {
         /// Version in the file.
         found: i64,
@@ -223,17 +227,25 @@ impl Ledger {
     }
 
     fn migrate(&mut self) -> Result<(), LedgerError> {
-        let version: i64 = self.sql(|c| c.pragma_query_value(None, "user_version", |r| r.get(0)))?;
+        let version: i64 =
+            self.sql(|c| c.pragma_query_value(None, "user_version", |r| r.get(0)))?;
         let known = MIGRATIONS.len() as i64;
         if version > known {
-            return Err(LedgerError::TooNew { found: version, known });
+            return Err(LedgerError::TooNew {
+                found: version,
+                known,
+            });
         }
         let path = self.path.clone();
         let tx = self.conn.transaction().map_err(|source| LedgerError::Sql {
             path: path.clone(),
             source,
         })?;
-        for (i, m) in MIGRATIONS.iter().enumerate().skip(usize::try_from(version).unwrap_or(0)) {
+        for (i, m) in MIGRATIONS
+            .iter()
+            .enumerate()
+            .skip(usize::try_from(version).unwrap_or(0))
+        {
             tx.execute_batch(m)
                 .and_then(|_| tx.pragma_update(None, "user_version", i as i64 + 1))
                 .map_err(|source| LedgerError::Sql {
@@ -241,7 +253,8 @@ impl Ledger {
                     source,
                 })?;
         }
-        tx.commit().map_err(|source| LedgerError::Sql { path, source })
+        tx.commit()
+            .map_err(|source| LedgerError::Sql { path, source })
     }
 
     /// The schema version.
@@ -261,14 +274,18 @@ impl Ledger {
         })
     }
 
-    fn tx<T>(&mut self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, LedgerError>) -> Result<T, LedgerError> {
+    fn tx<T>(
+        &mut self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, LedgerError>,
+    ) -> Result<T, LedgerError> {
         let path = self.path.clone();
         let tx = self.conn.transaction().map_err(|source| LedgerError::Sql {
             path: path.clone(),
             source,
         })?;
         let out = f(&tx)?;
-        tx.commit().map_err(|source| LedgerError::Sql { path, source })?;
+        tx.commit()
+            .map_err(|source| LedgerError::Sql { path, source })?;
         Ok(out)
     }
 
@@ -279,18 +296,31 @@ impl Ledger {
         let path = self.path.clone();
         self.tx(|tx| {
             let mut stmt = tx
-                .prepare_cached("INSERT OR REPLACE INTO samples(signal, at, value) VALUES (?1, ?2, ?3)")
-                .map_err(|source| LedgerError::Sql { path: path.clone(), source })?;
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO samples(signal, at, value) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(|source| LedgerError::Sql {
+                    path: path.clone(),
+                    source,
+                })?;
             for s in samples.iter().filter(|s| s.value.is_finite()) {
                 stmt.execute(params![s.signal, ms(s.at), s.value])
-                    .map_err(|source| LedgerError::Sql { path: path.clone(), source })?;
+                    .map_err(|source| LedgerError::Sql {
+                        path: path.clone(),
+                        source,
+                    })?;
             }
             Ok(())
         })
     }
 
     /// Samples of `signal` with `from <= at <= to`, oldest first.
-    pub fn samples(&self, signal: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<Sample>, LedgerError> {
+    pub fn samples(
+        &self,
+        signal: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Sample>, LedgerError> {
         self.sql(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT at, value FROM samples WHERE signal = ?1 AND at >= ?2 AND at <= ?3 ORDER BY at",
@@ -342,12 +372,25 @@ impl Ledger {
     }
 
     /// Events with `from <= at <= to`, in order.
-    pub fn events_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<Event>, LedgerError> {
-        self.query_events("WHERE at >= ?1 AND at <= ?2 ORDER BY id", params![ms(from), ms(to)])
+    pub fn events_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Event>, LedgerError> {
+        self.query_events(
+            "WHERE at >= ?1 AND at <= ?2 ORDER BY id",
+            params![ms(from), ms(to)],
+        )
     }
 
-    fn query_events(&self, tail: &str, p: impl rusqlite::Params) -> Result<Vec<Event>, LedgerError> {
-        let sql = format!("SELECT at, intervention_id, stage, kind, detail, data_json FROM events {tail}");
+    fn query_events(
+        &self,
+        tail: &str,
+        p: impl rusqlite::Params,
+    ) -> Result<Vec<Event>, LedgerError> {
+        let sql = format!(
+            "SELECT at, intervention_id, stage, kind, detail, data_json FROM events {tail}"
+        );
         self.sql(|c| {
             let mut stmt = c.prepare(&sql)?;
             let rows = stmt.query_map(p, |r| {
@@ -368,7 +411,12 @@ impl Ledger {
     // ----- interventions -------------------------------------------------------------------
 
     /// Records a new candidate as `proposed` and returns its id.
-    pub fn insert_proposed(&mut self, candidate: &Candidate, now: DateTime<Utc>, reason: &str) -> Result<InterventionId, LedgerError> {
+    pub fn insert_proposed(
+        &mut self,
+        candidate: &Candidate,
+        now: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<InterventionId, LedgerError> {
         let enc = |v: Result<String, serde_json::Error>| {
             v.map_err(|e| LedgerError::Corrupt {
                 what: "new intervention".into(),
@@ -427,7 +475,12 @@ impl Ledger {
     }
 
     /// Stores guard verdicts for `id`.
-    pub fn record_guard_verdicts(&mut self, id: InterventionId, now: DateTime<Utc>, verdicts: &[GuardVerdict]) -> Result<(), LedgerError> {
+    pub fn record_guard_verdicts(
+        &mut self,
+        id: InterventionId,
+        now: DateTime<Utc>,
+        verdicts: &[GuardVerdict],
+    ) -> Result<(), LedgerError> {
         self.tx(|tx| {
             for v in verdicts {
                 tx.execute(
@@ -445,7 +498,10 @@ impl Ledger {
     }
 
     /// Guard verdicts stored for `id`, in order.
-    pub fn guard_verdicts(&self, id: InterventionId) -> Result<Vec<(DateTime<Utc>, GuardVerdict)>, LedgerError> {
+    pub fn guard_verdicts(
+        &self,
+        id: InterventionId,
+    ) -> Result<Vec<(DateTime<Utc>, GuardVerdict)>, LedgerError> {
         self.sql(|c| {
             let mut stmt = c.prepare("SELECT at, guard, decision, reason FROM guard_verdicts WHERE intervention_id = ?1 ORDER BY id")?;
             let rows = stmt.query_map(params![id.0], |r| {
@@ -468,13 +524,21 @@ impl Ledger {
     }
 
     /// Moves `id` to `to` (checked against the lifecycle) with a reason, recording the event.
-    pub fn transition(&mut self, id: InterventionId, to: Status, now: DateTime<Utc>, stage: &str, reason: &str) -> Result<(), LedgerError> {
+    pub fn transition(
+        &mut self,
+        id: InterventionId,
+        to: Status,
+        now: DateTime<Utc>,
+        stage: &str,
+        reason: &str,
+    ) -> Result<(), LedgerError> {
         let current = self.get(id)?;
         current
             .status
             .transition(to)
             .map_err(|source| LedgerError::Transition { id, source })?;
-        let final_at = matches!(to, Status::Validated | Status::Reverted | Status::Blocked).then(|| ms(now));
+        let final_at =
+            matches!(to, Status::Validated | Status::Reverted | Status::Blocked).then(|| ms(now));
         self.tx(|tx| {
             let sql = |source| LedgerError::Sql {
                 path: PathBuf::new(),
@@ -496,7 +560,11 @@ impl Ledger {
     }
 
     /// Marks a git operation in flight (`Some`) or done (`None`).
-    pub fn set_pending(&mut self, id: InterventionId, pending: Option<Pending>) -> Result<(), LedgerError> {
+    pub fn set_pending(
+        &mut self,
+        id: InterventionId,
+        pending: Option<Pending>,
+    ) -> Result<(), LedgerError> {
         self.sql(|c| {
             c.execute(
                 "UPDATE interventions SET pending = ?2 WHERE id = ?1",
@@ -509,13 +577,19 @@ impl Ledger {
     /// Interventions with a git operation in flight (a crash interrupted them).
     pub fn pending(&self) -> Result<Vec<(Intervention, Pending)>, LedgerError> {
         let ids: Vec<(i64, String)> = self.sql(|c| {
-            let mut stmt = c.prepare("SELECT id, pending FROM interventions WHERE pending IS NOT NULL ORDER BY id")?;
+            let mut stmt = c.prepare(
+                "SELECT id, pending FROM interventions WHERE pending IS NOT NULL ORDER BY id",
+            )?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect()
         })?;
         ids.into_iter()
             .map(|(id, p)| {
-                let op = if p == "revert" { Pending::Revert } else { Pending::Apply };
+                let op = if p == "revert" {
+                    Pending::Revert
+                } else {
+                    Pending::Apply
+                };
                 Ok((self.get(InterventionId(id))?, op))
             })
             .collect()
@@ -541,7 +615,11 @@ impl Ledger {
     }
 
     /// Stores a verdict (outcome + figures) for `id`, without changing its status.
-    pub fn record_verdict(&mut self, id: InterventionId, verdict: &Verdict) -> Result<(), LedgerError> {
+    pub fn record_verdict(
+        &mut self,
+        id: InterventionId,
+        verdict: &Verdict,
+    ) -> Result<(), LedgerError> {
         let json = serde_json::to_string(verdict).map_err(|e| LedgerError::Corrupt {
             what: id.to_string(),
             message: e.to_string(),
@@ -556,7 +634,11 @@ impl Ledger {
     }
 
     /// Sets the outcome alone (e.g. a manual revert of an unvalidated change).
-    pub fn set_outcome(&mut self, id: InterventionId, outcome: Option<Outcome>) -> Result<(), LedgerError> {
+    pub fn set_outcome(
+        &mut self,
+        id: InterventionId,
+        outcome: Option<Outcome>,
+    ) -> Result<(), LedgerError> {
         self.sql(|c| {
             c.execute(
                 "UPDATE interventions SET outcome = ?2 WHERE id = ?1",
@@ -570,21 +652,31 @@ impl Ledger {
     pub fn verdict(&self, id: InterventionId) -> Result<Option<Verdict>, LedgerError> {
         let raw: Option<String> = self
             .sql(|c| {
-                c.query_row("SELECT verdict_json FROM interventions WHERE id = ?1", params![id.0], |r| r.get(0))
-                    .optional()
+                c.query_row(
+                    "SELECT verdict_json FROM interventions WHERE id = ?1",
+                    params![id.0],
+                    |r| r.get(0),
+                )
+                .optional()
             })?
             .flatten();
         match raw {
             None => Ok(None),
-            Some(s) => serde_json::from_str(&s).map(Some).map_err(|e| LedgerError::Corrupt {
-                what: format!("{id}.verdict_json"),
-                message: e.to_string(),
-            }),
+            Some(s) => serde_json::from_str(&s)
+                .map(Some)
+                .map_err(|e| LedgerError::Corrupt {
+                    what: format!("{id}.verdict_json"),
+                    message: e.to_string(),
+                }),
         }
     }
 
     /// Stores the window-sizing assessment made at proposal time.
-    pub fn record_sizing(&mut self, id: InterventionId, sizing: &serde_json::Value) -> Result<(), LedgerError> {
+    pub fn record_sizing(
+        &mut self,
+        id: InterventionId,
+        sizing: &serde_json::Value,
+    ) -> Result<(), LedgerError> {
         self.sql(|c| {
             c.execute(
                 "UPDATE interventions SET sizing_json = ?2 WHERE id = ?1",
@@ -598,15 +690,26 @@ impl Ledger {
     pub fn sizing(&self, id: InterventionId) -> Result<Option<serde_json::Value>, LedgerError> {
         let raw: Option<String> = self
             .sql(|c| {
-                c.query_row("SELECT sizing_json FROM interventions WHERE id = ?1", params![id.0], |r| r.get(0))
-                    .optional()
+                c.query_row(
+                    "SELECT sizing_json FROM interventions WHERE id = ?1",
+                    params![id.0],
+                    |r| r.get(0),
+                )
+                .optional()
             })?
             .flatten();
         Ok(raw.and_then(|s| serde_json::from_str(&s).ok()))
     }
 
     /// Records a revert commit and moves `id` to `reverted`.
-    pub fn mark_reverted(&mut self, id: InterventionId, revert_commit: &str, now: DateTime<Utc>, stage: &str, reason: &str) -> Result<(), LedgerError> {
+    pub fn mark_reverted(
+        &mut self,
+        id: InterventionId,
+        revert_commit: &str,
+        now: DateTime<Utc>,
+        stage: &str,
+        reason: &str,
+    ) -> Result<(), LedgerError> {
         self.transition(id, Status::Reverted, now, stage, reason)?;
         self.sql(|c| {
             c.execute(
@@ -618,26 +721,40 @@ impl Ledger {
     }
 
     /// Moves the validation deadline (an inconclusive window extended).
-    pub fn extend(&mut self, id: InterventionId, due_at: DateTime<Utc>) -> Result<u32, LedgerError> {
+    pub fn extend(
+        &mut self,
+        id: InterventionId,
+        due_at: DateTime<Utc>,
+    ) -> Result<u32, LedgerError> {
         self.sql(|c| {
             c.execute(
                 "UPDATE interventions SET due_at = ?2, extensions = extensions + 1 WHERE id = ?1",
                 params![id.0, ms(due_at)],
             )?;
-            c.query_row("SELECT extensions FROM interventions WHERE id = ?1", params![id.0], |r| r.get(0))
+            c.query_row(
+                "SELECT extensions FROM interventions WHERE id = ?1",
+                params![id.0],
+                |r| r.get(0),
+            )
         })
     }
 
     /// How often `id`'s window was extended.
     pub fn extensions(&self, id: InterventionId) -> Result<u32, LedgerError> {
-        self.sql(|c| c.query_row("SELECT extensions FROM interventions WHERE id = ?1", params![id.0], |r| r.get(0)))
-            .map_err(|e| match e {
-                LedgerError::Sql {
-                    source: rusqlite::Error::QueryReturnedNoRows,
-                    ..
-                } => LedgerError::NotFound(id),
-                other => other,
-            })
+        self.sql(|c| {
+            c.query_row(
+                "SELECT extensions FROM interventions WHERE id = ?1",
+                params![id.0],
+                |r| r.get(0),
+            )
+        })
+        .map_err(|e| match e {
+            LedgerError::Sql {
+                source: rusqlite::Error::QueryReturnedNoRows,
+                ..
+            } => LedgerError::NotFound(id),
+            other => other,
+        })
     }
 
     /// One intervention.
@@ -673,7 +790,11 @@ impl Ledger {
     }
 
     /// The recent history the guards see (see [`LedgerView`] for what it holds).
-    pub fn view(&self, now: DateTime<Utc>, lookback: chrono::Duration) -> Result<LedgerView, LedgerError> {
+    pub fn view(
+        &self,
+        now: DateTime<Utc>,
+        lookback: chrono::Duration,
+    ) -> Result<LedgerView, LedgerError> {
         let since = ms(now - lookback);
         let interventions = self.query_interventions(
             "WHERE created_at >= ?1 OR status = 'applied' OR COALESCE(finalized_at, 0) >= ?1
@@ -687,7 +808,11 @@ impl Ledger {
         Ok(LedgerView { interventions })
     }
 
-    fn query_interventions(&self, tail: &str, p: impl rusqlite::Params) -> Result<Vec<Intervention>, LedgerError> {
+    fn query_interventions(
+        &self,
+        tail: &str,
+        p: impl rusqlite::Params,
+    ) -> Result<Vec<Intervention>, LedgerError> {
         let sql = format!(
             "SELECT id, area, kind, title, hypothesis, change_json, prediction_json, risk, confidence, rollback,
                     origin_json, status, outcome, reason, commit_sha, revert_commit, created_at, applied_at,
@@ -711,7 +836,15 @@ impl Ledger {
             let rows = stmt.query_map(p, |r| {
                 Ok((
                     r.get(0)?,
-                    [r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?],
+                    [
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                    ],
                     r.get(8)?,
                     r.get(9)?,
                     [r.get(10)?, r.get(11)?],
@@ -725,58 +858,69 @@ impl Ledger {
             rows.collect()
         })?;
         raws.into_iter()
-            .map(|(id, s, confidence, rollback, [origin, status], outcome, reason, [commit, revert], created, [applied, due, fin])| {
-                let id = InterventionId(id);
-                let corrupt = |what: &str, message: String| LedgerError::Corrupt {
-                    what: format!("{id}.{what}"),
-                    message,
-                };
-                let [area, kind, title, hypothesis, change, prediction, risk] = s;
-                let change = serde_json::from_str(&change).map_err(|e| corrupt("change_json", e.to_string()))?;
-                let prediction: Prediction =
-                    serde_json::from_str(&prediction).map_err(|e| corrupt("prediction_json", e.to_string()))?;
-                let origin: Origin = serde_json::from_str(&origin).map_err(|e| corrupt("origin_json", e.to_string()))?;
-                Ok(Intervention {
+            .map(
+                |(
                     id,
-                    candidate: Candidate {
-                        area,
-                        kind,
-                        title,
-                        hypothesis,
-                        change,
-                        prediction,
-                        risk: risk.parse().map_err(|e: String| corrupt("risk", e))?,
-                        confidence,
-                        rollback,
-                        origin,
-                    },
-                    status: status.parse().map_err(|e: String| corrupt("status", e))?,
-                    outcome: outcome
-                        .map(|o| o.parse())
-                        .transpose()
-                        .map_err(|e: String| corrupt("outcome", e))?,
+                    s,
+                    confidence,
+                    rollback,
+                    [origin, status],
+                    outcome,
                     reason,
-                    commit,
-                    revert_commit: revert,
-                    created_at: from_ms(created),
-                    applied_at: applied.map(from_ms),
-                    due_at: due.map(from_ms),
-                    finalized_at: fin.map(from_ms),
-                })
-            })
+                    [commit, revert],
+                    created,
+                    [applied, due, fin],
+                )| {
+                    let id = InterventionId(id);
+                    let corrupt = |what: &str, message: String| LedgerError::Corrupt {
+                        what: format!("{id}.{what}"),
+                        message,
+                    };
+                    let [area, kind, title, hypothesis, change, prediction, risk] = s;
+                    let change = serde_json::from_str(&change)
+                        .map_err(|e| corrupt("change_json", e.to_string()))?;
+                    let prediction: Prediction = serde_json::from_str(&prediction)
+                        .map_err(|e| corrupt("prediction_json", e.to_string()))?;
+                    let origin: Origin = serde_json::from_str(&origin)
+                        .map_err(|e| corrupt("origin_json", e.to_string()))?;
+                    Ok(Intervention {
+                        id,
+                        candidate: Candidate {
+                            area,
+                            kind,
+                            title,
+                            hypothesis,
+                            change,
+                            prediction,
+                            risk: risk.parse().map_err(|e: String| corrupt("risk", e))?,
+                            confidence,
+                            rollback,
+                            origin,
+                        },
+                        status: status.parse().map_err(|e: String| corrupt("status", e))?,
+                        outcome: outcome
+                            .map(|o| o.parse())
+                            .transpose()
+                            .map_err(|e: String| corrupt("outcome", e))?,
+                        reason,
+                        commit,
+                        revert_commit: revert,
+                        created_at: from_ms(created),
+                        applied_at: applied.map(from_ms),
+                        due_at: due.map(from_ms),
+                        finalized_at: fin.map(from_ms),
+                    })
+                },
+            )
             .collect()
     }
 
     // ----- lessons index -------------------------------------------------------------------
 
-    /// Indexes a lesson (id, version, status, area, file, body).
+    /// Indexes a lesson (so the ledger knows which lessons existed when).
     pub fn index_lesson(
         &mut self,
-        id: &str,
-        version: u32,
-        status: &str,
-        area: &str,
-        file: &str,
+        row: &LessonRow,
         now: DateTime<Utc>,
         body: &serde_json::Value,
     ) -> Result<(), LedgerError> {
@@ -785,20 +929,44 @@ impl Ledger {
                 "INSERT INTO lessons(id, version, status, area, file, updated_at, body_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT(id) DO UPDATE SET version = excluded.version, status = excluded.status, area = excluded.area,
                    file = excluded.file, updated_at = excluded.updated_at, body_json = excluded.body_json",
-                params![id, version, status, area, file, ms(now), body.to_string()],
+                params![row.id, row.version, row.status, row.area, row.file, ms(now), body.to_string()],
             )
             .map(|_| ())
         })
     }
 
-    /// Indexed lessons: (id, version, status, area, file).
-    pub fn indexed_lessons(&self) -> Result<Vec<(String, u32, String, String, String)>, LedgerError> {
+    /// Indexed lessons, by id.
+    pub fn indexed_lessons(&self) -> Result<Vec<LessonRow>, LedgerError> {
         self.sql(|c| {
-            let mut stmt = c.prepare("SELECT id, version, status, area, file FROM lessons ORDER BY id")?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
+            let mut stmt =
+                c.prepare("SELECT id, version, status, area, file FROM lessons ORDER BY id")?;
+            let rows = stmt.query_map([], |r| {
+                Ok(LessonRow {
+                    id: r.get(0)?,
+                    version: r.get(1)?,
+                    status: r.get(2)?,
+                    area: r.get(3)?,
+                    file: r.get(4)?,
+                })
+            })?;
             rows.collect()
         })
     }
+}
+
+/// A lesson as indexed in the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LessonRow {
+    /// Lesson id.
+    pub id: String,
+    /// Its version.
+    pub version: u32,
+    /// `active` / `retired`.
+    pub status: String,
+    /// Its area.
+    pub area: String,
+    /// The file it lives in (repo-relative).
+    pub file: String,
 }
 
 #[cfg(test)]
@@ -857,7 +1025,14 @@ mod tests {
         let pending = l.pending().unwrap();
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].1, Pending::Apply);
-        l.mark_applied(id, "abc", now, now + chrono::Duration::minutes(35), "committed").unwrap();
+        l.mark_applied(
+            id,
+            "abc",
+            now,
+            now + chrono::Duration::minutes(35),
+            "committed",
+        )
+        .unwrap();
         assert!(l.pending().unwrap().is_empty());
         let got = l.get(id).unwrap();
         assert_eq!(got.status, Status::Applied);
@@ -865,9 +1040,12 @@ mod tests {
         assert!(l.due(now).unwrap().is_empty());
         assert_eq!(l.due(now + chrono::Duration::minutes(35)).unwrap().len(), 1);
         // Illegal transitions are errors, not silent overwrites.
-        let err = l.transition(id, Status::Backlog, now, "test", "x").unwrap_err();
+        let err = l
+            .transition(id, Status::Backlog, now, "test", "x")
+            .unwrap_err();
         assert!(err.to_string().contains("applied → backlog"), "{err}");
-        l.mark_reverted(id, "def", now, "validate", "no effect").unwrap();
+        l.mark_reverted(id, "def", now, "validate", "no effect")
+            .unwrap();
         let got = l.get(id).unwrap();
         assert_eq!(got.status, Status::Reverted);
         assert_eq!(got.revert_commit.as_deref(), Some("def"));
@@ -885,9 +1063,14 @@ mod tests {
             Sample::new("y", now, f64::NAN),
         ])
         .unwrap();
-        let s = l.samples("x", now, now + chrono::Duration::hours(1)).unwrap();
+        let s = l
+            .samples("x", now, now + chrono::Duration::hours(1))
+            .unwrap();
         assert_eq!(s.len(), 2);
         assert_eq!(l.latest_sample("x").unwrap().unwrap().value, 2.0);
-        assert!(l.latest_sample("y").unwrap().is_none(), "NaN is a gap, not a value");
+        assert!(
+            l.latest_sample("y").unwrap().is_none(),
+            "NaN is a gap, not a value"
+        );
     }
 }

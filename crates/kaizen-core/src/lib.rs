@@ -14,6 +14,7 @@ pub mod intervention;
 pub mod learn;
 pub mod ledger;
 pub mod lesson;
+pub mod lock;
 pub mod observe;
 pub mod propose;
 pub mod rules;
@@ -24,6 +25,8 @@ pub mod validate;
 pub mod yaml;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use intervention::{Candidate, Intervention, InterventionId, Outcome, Prediction, Risk, Status};
+pub use intervention::{
+    Candidate, Intervention, InterventionId, Outcome, Prediction, Risk, Status,
+};
 pub use signal::{Better, Sample, Signal};
 pub use span::Span;

@@ -2,7 +2,7 @@
 
 use crate::edit::Edit;
 use crate::intervention::{Candidate, ExpectedChange, Origin, Prediction, Risk};
-use crate::propose::{ProposeContext, ProposeError, Proposals, Proposer};
+use crate::propose::{Proposals, ProposeContext, ProposeError, Proposer};
 use crate::signal::Sample;
 use crate::span::Span;
 use crate::yaml::{self, YamlError};
@@ -88,12 +88,18 @@ pub fn load_rules(path: &Path, known_signals: &BTreeSet<String>) -> Result<Vec<R
 }
 
 /// Parses and checks rules text as if read from `path`.
-pub fn parse_rules(text: &str, path: &Path, known_signals: &BTreeSet<String>) -> Result<Vec<Rule>, YamlError> {
+pub fn parse_rules(
+    text: &str,
+    path: &Path,
+    known_signals: &BTreeSet<String>,
+) -> Result<Vec<Rule>, YamlError> {
     let raw: RulesFileSerde = yaml::from_str(text, path)?;
     let mut seen = BTreeSet::new();
     let mut rules = Vec::with_capacity(raw.rules.len());
     for (i, r) in raw.rules.into_iter().enumerate() {
-        let bad = |field: &str, msg: String| yaml::semantic_error(text, path, &format!("rules[{i}].{field}"), msg);
+        let bad = |field: &str, msg: String| {
+            yaml::semantic_error(text, path, &format!("rules[{i}].{field}"), msg)
+        };
         if r.id.trim().is_empty() {
             return Err(bad("id", "must not be empty".into()));
         }
@@ -104,16 +110,34 @@ pub fn parse_rules(text: &str, path: &Path, known_signals: &BTreeSet<String>) ->
             return Err(bad("area", "must not be empty".into()));
         }
         if !known_signals.contains(&r.when.signal) {
-            return Err(bad("when.signal", format!("unknown signal {:?} (configured: {})", r.when.signal, list(known_signals))));
+            return Err(bad(
+                "when.signal",
+                format!(
+                    "unknown signal {:?} (configured: {})",
+                    r.when.signal,
+                    list(known_signals)
+                ),
+            ));
         }
         match (r.when.above, r.when.below) {
             (None, None) => return Err(bad("when", "needs `above` or `below`".into())),
-            (Some(a), _) if !a.is_finite() => return Err(bad("when.above", "must be a finite number".into())),
-            (_, Some(b)) if !b.is_finite() => return Err(bad("when.below", "must be a finite number".into())),
+            (Some(a), _) if !a.is_finite() => {
+                return Err(bad("when.above", "must be a finite number".into()));
+            }
+            (_, Some(b)) if !b.is_finite() => {
+                return Err(bad("when.below", "must be a finite number".into()));
+            }
             _ => {}
         }
         if !known_signals.contains(&r.predict.signal) {
-            return Err(bad("predict.signal", format!("unknown signal {:?} (configured: {})", r.predict.signal, list(known_signals))));
+            return Err(bad(
+                "predict.signal",
+                format!(
+                    "unknown signal {:?} (configured: {})",
+                    r.predict.signal,
+                    list(known_signals)
+                ),
+            ));
         }
         if r.predict.within.seconds() == 0 {
             return Err(bad("predict.within", "must be positive".into()));
@@ -123,7 +147,10 @@ pub fn parse_rules(text: &str, path: &Path, known_signals: &BTreeSet<String>) ->
         }
         for (j, e) in r.change.iter().enumerate() {
             if e.file().trim().is_empty() {
-                return Err(bad(&format!("change[{j}]"), "file must not be empty".into()));
+                return Err(bad(
+                    &format!("change[{j}]"),
+                    "file must not be empty".into(),
+                ));
             }
             // An edit that cannot even be computed on an empty file is a typo, not a runtime issue.
             if let Edit::ConfigSet { .. } = e
@@ -133,7 +160,10 @@ pub fn parse_rules(text: &str, path: &Path, known_signals: &BTreeSet<String>) ->
             }
         }
         if !(0.0..=1.0).contains(&r.confidence) || !r.confidence.is_finite() {
-            return Err(bad("confidence", format!("{} is not within 0..1", r.confidence)));
+            return Err(bad(
+                "confidence",
+                format!("{} is not within 0..1", r.confidence),
+            ));
         }
         if r.because.trim().is_empty() {
             return Err(bad("because", "must say why the change should help".into()));
@@ -196,7 +226,12 @@ impl When {
 
     /// Whether the condition has held continuously for `for` up to the latest sample, which must
     /// be fresh (no older than `stale_after` at `now`). Returns a description of the trigger.
-    pub fn fires(&self, samples: &[Sample], now: chrono::DateTime<chrono::Utc>, stale_after: Span) -> Option<String> {
+    pub fn fires(
+        &self,
+        samples: &[Sample],
+        now: chrono::DateTime<chrono::Utc>,
+        stale_after: Span,
+    ) -> Option<String> {
         let latest = samples.last()?;
         if now - latest.at > stale_after.to_chrono() || !self.holds(latest.value) {
             return None;
@@ -254,7 +289,11 @@ impl Proposer for RulesProposer {
     async fn propose(&self, ctx: &ProposeContext) -> Result<Proposals, ProposeError> {
         let mut out = Proposals::default();
         for rule in &self.rules {
-            let samples = ctx.recent.get(&rule.when.signal).map(Vec::as_slice).unwrap_or(&[]);
+            let samples = ctx
+                .recent
+                .get(&rule.when.signal)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
             if let Some(trigger) = rule.when.fires(samples, ctx.now, self.stale_after) {
                 let mut c = rule.candidate.clone();
                 c.origin.trigger = trigger;
@@ -306,28 +345,55 @@ rules:
 
     #[test]
     fn errors_name_file_line_field() {
-        let e = parse_rules(&ISSUE_RULES.replace("signal: latency_ms, above", "signal: latency, above"), Path::new("rules.yaml"), &signals())
-            .unwrap_err()
-            .to_string();
+        let e = parse_rules(
+            &ISSUE_RULES.replace("signal: latency_ms, above", "signal: latency, above"),
+            Path::new("rules.yaml"),
+            &signals(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.starts_with("rules.yaml:5"), "{e}");
-        assert!(e.contains("rules[0].when.signal") && e.contains("latency"), "{e}");
-        let e = parse_rules(&ISSUE_RULES.replace("confidence: 0.8", "confidence: 1.8"), Path::new("rules.yaml"), &signals())
-            .unwrap_err()
-            .to_string();
-        assert!(e.starts_with("rules.yaml:10") && e.contains("rules[0].confidence"), "{e}");
-        let e = parse_rules(&ISSUE_RULES.replace("risk: low", "risk: lowish"), Path::new("rules.yaml"), &signals())
-            .unwrap_err()
-            .to_string();
+        assert!(
+            e.contains("rules[0].when.signal") && e.contains("latency"),
+            "{e}"
+        );
+        let e = parse_rules(
+            &ISSUE_RULES.replace("confidence: 0.8", "confidence: 1.8"),
+            Path::new("rules.yaml"),
+            &signals(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("rules.yaml:10") && e.contains("rules[0].confidence"),
+            "{e}"
+        );
+        let e = parse_rules(
+            &ISSUE_RULES.replace("risk: low", "risk: lowish"),
+            Path::new("rules.yaml"),
+            &signals(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("rules.yaml:9") && e.contains("risk"), "{e}");
-        let e = parse_rules(&ISSUE_RULES.replace("\"-20%\"", "\"faster\""), Path::new("rules.yaml"), &signals())
-            .unwrap_err()
-            .to_string();
+        let e = parse_rules(
+            &ISSUE_RULES.replace("\"-20%\"", "\"faster\""),
+            Path::new("rules.yaml"),
+            &signals(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("rules[0].predict.change"), "{e}");
     }
 
     #[test]
     fn missing_rollback_is_kept_as_none() {
-        let rules = parse_rules(&ISSUE_RULES.replace("    rollback: revert\n", ""), Path::new("r.yaml"), &signals()).unwrap();
+        let rules = parse_rules(
+            &ISSUE_RULES.replace("    rollback: revert\n", ""),
+            Path::new("r.yaml"),
+            &signals(),
+        )
+        .unwrap();
         assert_eq!(rules[0].candidate.rollback, None);
     }
 
@@ -339,10 +405,24 @@ rules:
         let m = |i: i64| t0 + chrono::Duration::minutes(i);
         let s = |i: i64, v: f64| Sample::new("latency_ms", m(i), v);
         let stale = Span::minutes(5);
-        assert!(w.fires(&[s(0, 250.0), s(5, 250.0)], m(5), stale).is_none(), "5m < 10m");
-        assert!(w.fires(&[s(0, 250.0), s(10, 250.0)], m(10), stale).is_some());
-        assert!(w.fires(&[s(0, 250.0), s(5, 150.0), s(10, 250.0)], m(10), stale).is_none(), "streak broken");
-        assert!(w.fires(&[s(0, 250.0), s(10, 250.0)], m(30), stale).is_none(), "stale data never fires");
+        assert!(
+            w.fires(&[s(0, 250.0), s(5, 250.0)], m(5), stale).is_none(),
+            "5m < 10m"
+        );
+        assert!(
+            w.fires(&[s(0, 250.0), s(10, 250.0)], m(10), stale)
+                .is_some()
+        );
+        assert!(
+            w.fires(&[s(0, 250.0), s(5, 150.0), s(10, 250.0)], m(10), stale)
+                .is_none(),
+            "streak broken"
+        );
+        assert!(
+            w.fires(&[s(0, 250.0), s(10, 250.0)], m(30), stale)
+                .is_none(),
+            "stale data never fires"
+        );
         assert!(w.fires(&[], m(0), stale).is_none());
     }
 }

@@ -124,11 +124,9 @@ impl fmt::Display for Span {
             }
         }
         // Canonical short forms people write.
-        let short = if s % 86_400 == 0 && s / 86_400 < 2 {
+        let short = if s.is_multiple_of(3600) && s < 2 * 86_400 {
             format!("{}h", s / 3600)
-        } else if s % 3600 == 0 && s < 2 * 86_400 {
-            format!("{}h", s / 3600)
-        } else if s % 60 == 0 && s < 6 * 3600 && s % 3600 != 0 {
+        } else if s.is_multiple_of(60) && s < 6 * 3600 {
             format!("{}m", s / 60)
         } else {
             out

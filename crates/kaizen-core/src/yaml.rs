@@ -3,8 +3,8 @@
 //! Errors name the file, line, column and the field path (`rules[0].when.for`), so a user can act
 //! on them without reading a parser's internals.
 
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -44,15 +44,17 @@ impl std::error::Error for YamlError {}
 /// Parses `text` (from `file`, used in messages) into `T`, naming line and field on failure.
 pub fn from_str<T: DeserializeOwned>(text: &str, file: &Path) -> Result<T, YamlError> {
     let mut field = String::new();
-    let result = serde_saphyr::with_deserializer_from_str(text, |de| {
-        match serde_path_to_error::deserialize::<_, T>(de) {
-            Ok(v) => Ok(v),
-            Err(e) => {
-                field = e.path().to_string();
-                Err(e.into_inner())
-            }
-        }
-    });
+    let result =
+        serde_saphyr::with_deserializer_from_str(
+            text,
+            |de| match serde_path_to_error::deserialize::<_, T>(de) {
+                Ok(v) => Ok(v),
+                Err(e) => {
+                    field = e.path().to_string();
+                    Err(e.into_inner())
+                }
+            },
+        );
     result.map_err(|e| {
         let loc = e.location();
         let message = first_line(&e.without_snippet().to_string());
@@ -70,7 +72,12 @@ pub fn from_str<T: DeserializeOwned>(text: &str, file: &Path) -> Result<T, YamlE
 ///
 /// Used by validation that runs after deserialisation (e.g. "confidence must be within 0..1"), so
 /// those errors name a line too.
-pub fn semantic_error(text: &str, file: &Path, field: &str, message: impl Into<String>) -> YamlError {
+pub fn semantic_error(
+    text: &str,
+    file: &Path,
+    field: &str,
+    message: impl Into<String>,
+) -> YamlError {
     YamlError {
         file: file.to_path_buf(),
         line: locate_field(text, field),
@@ -97,7 +104,10 @@ pub fn locate_field(text: &str, field: &str) -> Option<u64> {
         if !key.is_empty() {
             let pos = lines.iter().enumerate().skip(from).find(|(_, l)| {
                 let t = l.trim_start().trim_start_matches("- ");
-                t.starts_with(&format!("{key}:")) || t.contains(&format!(" {key}:")) || t.contains(&format!("{{ {key}:")) || t.contains(&format!("{{{key}:"))
+                t.starts_with(&format!("{key}:"))
+                    || t.contains(&format!(" {key}:"))
+                    || t.contains(&format!("{{ {key}:"))
+                    || t.contains(&format!("{{{key}:"))
             })?;
             from = pos.0;
             found = Some(pos.0);
@@ -169,7 +179,8 @@ mod tests {
 
     #[test]
     fn locates_fields() {
-        let text = "rules:\n  - id: a\n    when: { signal: x }\n  - id: b\n    when:\n      signal: y\n";
+        let text =
+            "rules:\n  - id: a\n    when: { signal: x }\n  - id: b\n    when:\n      signal: y\n";
         assert_eq!(locate_field(text, "rules[1].when.signal"), Some(6));
         assert_eq!(locate_field(text, "rules[0].when"), Some(3));
     }

@@ -3,8 +3,29 @@
 //! The [`Validator`] trait is the seam; the engine supplies a [`ValidationRequest`] of plain data
 //! (the target series with history before the apply, guardrail series) and stores the returned
 //! [`Verdict`] with all its figures.
+//!
+//! Two validators ship:
+//! - [`HonestValidator`] (the default, `method: honest`): log/ratio scale, same-time-of-day
+//!   residuals, regression-to-the-mean checks, a Hodges–Lehmann shift whose interval is
+//!   calibrated by placebo splits of the signal's own history, guardrails, interim looks that can
+//!   only find regressions. See `docs/validation-benchmark.md` for its measured error rates.
+//! - [`SimpleValidator`] (`method: simple`): medians and a one-sided Mann–Whitney test.
+//!
+//! Plus [`sizing`] (samples needed to see a predicted effect, checked at proposal time) and
+//! [`calibration`] (Brier score, reliability, coverage and bias of stated predictions).
 
-use crate::intervention::{Outcome, Prediction};
+pub mod calibration;
+mod honest;
+mod simple;
+pub mod sizing;
+pub mod stats;
+
+pub use honest::HonestValidator;
+pub use simple::SimpleValidator;
+pub use sizing::{SizingReport, WindowSizing, required_samples, size_window};
+
+use crate::config::Scale;
+use crate::intervention::{ExpectedChange, Outcome, Prediction};
 use crate::signal::{Sample, Signal};
 use crate::span::Span;
 use chrono::{DateTime, Utc};
@@ -29,6 +50,8 @@ pub struct GuardrailSeries<'a> {
     pub signal: &'a Signal,
     /// Its samples, oldest first, covering history before the apply through `now`.
     pub samples: &'a [Sample],
+    /// How effects on it are measured (the guardrail's `SignalConfig::scale`).
+    pub scale: Scale,
 }
 
 /// Everything a validator may look at.
@@ -55,6 +78,8 @@ pub struct ValidationRequest<'a> {
     pub look: Look,
     /// The nominal sampling interval, to count gaps.
     pub sample_every: Span,
+    /// How effects on the target are measured (the target's `SignalConfig::scale`).
+    pub scale: Scale,
 }
 
 /// The numbers behind a verdict, stored for `kaizen show`, audits and the meta-review.
@@ -116,4 +141,57 @@ pub fn window(series: &[Sample], from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<
         .filter(|s| s.at >= from && s.at < to && s.value.is_finite())
         .map(|s| s.value)
         .collect()
+}
+
+/// Expected sample count in `[from, to)` at one sample per `every` (0 when `every` is 0 or the
+/// range is empty).
+pub fn expected_samples(from: DateTime<Utc>, to: DateTime<Utc>, every: Span) -> usize {
+    let secs = (to - from).num_seconds();
+    if secs <= 0 || every.seconds() == 0 {
+        return 0;
+    }
+    usize::try_from(secs as u64 / every.seconds()).unwrap_or(usize::MAX)
+}
+
+/// Missing samples in `[from, to)`: expected count minus observed count (never negative).
+pub fn count_gaps(observed: usize, from: DateTime<Utc>, to: DateTime<Utc>, every: Span) -> usize {
+    expected_samples(from, to, every).saturating_sub(observed)
+}
+
+/// Whether effects are measured on the log scale for these values: `Log` and `Auto` need every
+/// value positive (a forced `Log` with non-positive values falls back to linear with a note).
+pub(crate) fn use_log(scale: Scale, values: &[f64]) -> (bool, Option<String>) {
+    let positive = !values.is_empty() && values.iter().all(|v| *v > 0.0);
+    match scale {
+        Scale::Linear => (false, None),
+        Scale::Auto => (positive, None),
+        Scale::Log if positive => (true, None),
+        Scale::Log => (
+            false,
+            Some("scale log requested but some values are not positive; used linear".into()),
+        ),
+    }
+}
+
+/// The predicted magnitude of `change` as a positive distance on the working scale (log ratio
+/// when `log`, else signal units), given the baseline median `base`. `None` for threshold
+/// predictions or when it cannot be expressed (e.g. a relative change of a zero baseline).
+pub(crate) fn predicted_magnitude(change: ExpectedChange, log: bool, base: f64) -> Option<f64> {
+    let m = match (change, log) {
+        (ExpectedChange::Relative(r), true) => (1.0 + r).max(1e-6).ln().abs(),
+        (ExpectedChange::Relative(r), false) => (r * base).abs(),
+        (ExpectedChange::Absolute(a), true) if base > 0.0 => {
+            ((base + a).max(base * 1e-3) / base).ln().abs()
+        }
+        (ExpectedChange::Absolute(_), true) => return None,
+        (ExpectedChange::Absolute(a), false) => a.abs(),
+        (ExpectedChange::Below(_) | ExpectedChange::Above(_), _) => return None,
+    };
+    (m.is_finite() && m > 0.0).then_some(m)
+}
+
+/// Converts a shift on the working scale back to what [`Figures`] stores: a relative change on
+/// the log scale (`exp(x) − 1`), else signal units.
+pub(crate) fn to_reported(x: f64, log: bool) -> f64 {
+    if log { x.exp() - 1.0 } else { x }
 }

@@ -1,4 +1,13 @@
 //! Stage 6, learn: finalized interventions in; versioned lessons out.
+//!
+//! - [`deterministic`]: the default distiller (no LLM), idempotent on the same history.
+//! - [`rewrite`]: the hook through which an LLM may reword a lesson's `because` / `retired_when`.
+
+pub mod deterministic;
+pub mod rewrite;
+
+pub use deterministic::DeterministicDistiller;
+pub use rewrite::{RewriteError, apply_rewrite};
 
 use crate::intervention::Intervention;
 use crate::lesson::Lesson;

@@ -1,0 +1,126 @@
+//! From a loaded `kaizen.yaml` to a running [`Engine`]: the one place that picks adapters for
+//! config sections, so the CLI and embedding hosts assemble the loop the same way.
+
+use crate::canary::build_canaries;
+use crate::git::GitApplier;
+use crate::source::build_sources;
+use kaizen_core::apply::ApplyError;
+use kaizen_core::clock::Clock;
+use kaizen_core::config::Config;
+use kaizen_core::engine::{Engine, EngineError, EngineSettings};
+use kaizen_core::ledger::{Ledger, LedgerError};
+use kaizen_core::lesson::Lesson;
+use kaizen_core::propose::Proposer;
+use kaizen_core::rules::{RulesProposer, load_rules};
+use kaizen_core::span::Span;
+use kaizen_core::validate::Validator;
+use kaizen_core::yaml::YamlError;
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+
+/// The loop could not be assembled from the config.
+#[derive(Debug, thiserror::Error)]
+pub enum AssembleError {
+    /// The rules file is bad (file/line/field inside).
+    #[error("{0}")]
+    Rules(YamlError),
+    /// The ledger could not be opened.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// The repository could not be opened.
+    #[error("repository {path}: {source}")]
+    Repo {
+        /// The repo path.
+        path: String,
+        /// Why.
+        source: ApplyError,
+    },
+    /// The LLM section could not be turned into a proposer.
+    #[error("llm: {0}")]
+    Llm(String),
+    /// The engine refused its parts.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+impl AssembleError {
+    /// Whether this is the user's configuration at fault (exit code 2) rather than a runtime failure.
+    pub fn is_config(&self) -> bool {
+        matches!(self, AssembleError::Rules(_) | AssembleError::Llm(_))
+    }
+}
+
+/// The validator a config asks for.
+pub fn validator_for(config: &Config) -> Box<dyn Validator> {
+    match config.validate.method.as_str() {
+        "simple" => Box::new(kaizen_core::validate::SimpleValidator::default()),
+        _ => Box::new(kaizen_core::validate::HonestValidator::default()),
+    }
+}
+
+/// The proposers a config asks for: rules (if a rules file is set) and the LLM (if `llm` is set).
+pub fn proposers_for(config: &Config) -> Result<Vec<Box<dyn Proposer>>, AssembleError> {
+    let mut out: Vec<Box<dyn Proposer>> = Vec::new();
+    if let Some(path) = &config.rules {
+        let known: BTreeSet<String> = config.signals.keys().cloned().collect();
+        let rules = load_rules(path, &known).map_err(AssembleError::Rules)?;
+        // A latest sample older than two observe intervals (at least 5 minutes) is stale.
+        let stale = Span::from_secs((config.schedule.observe_every.seconds() * 2).max(300));
+        out.push(Box::new(RulesProposer::new(rules, stale)));
+    }
+    if let Some(llm) = &config.llm {
+        let proposer = crate::llm::LlmProposer::new(llm, config.repo.clone(), config.guards.blocked_paths.clone())
+            .map_err(|e| AssembleError::Llm(e.to_string()))?;
+        out.push(Box::new(proposer));
+    }
+    Ok(out)
+}
+
+/// Builds the engine for `config` with `clock`: git applier on `config.repo`, the ledger in the
+/// state dir, sources, canaries, proposers, the configured validator and `lessons`.
+pub fn engine_from_config(config: &Config, clock: Arc<dyn Clock>, lessons: Vec<Lesson>) -> Result<Engine, AssembleError> {
+    let applier = GitApplier::open(&config.repo, config.branch.as_deref()).map_err(|source| AssembleError::Repo {
+        path: config.repo.display().to_string(),
+        source,
+    })?;
+    let ledger = Ledger::open(&config.ledger_path())?;
+    let mut builder = Engine::builder(EngineSettings::from_config(config))
+        .clock(clock)
+        .ledger(ledger)
+        .applier(Box::new(applier))
+        .validator(validator_for(config))
+        .sources(build_sources(config))
+        .canaries(build_canaries(config))
+        .lessons(lessons);
+    for p in proposers_for(config)? {
+        builder = builder.proposer(p);
+    }
+    Ok(builder.build()?)
+}
+
+/// Git-ignores the state dir via the repository's `info/exclude` (idempotent).
+pub fn exclude_state_dir(repo: &Path, state_dir: &Path) -> Result<bool, std::io::Error> {
+    let git = git2::Repository::open(repo).map_err(|e| std::io::Error::other(e.message().to_string()))?;
+    let Some(rel) = kaizen_core::config::relative_to(state_dir, repo) else {
+        return Ok(false);
+    };
+    let exclude = git.path().join("info").join("exclude");
+    let existing = std::fs::read_to_string(&exclude).unwrap_or_default();
+    let line = format!("/{rel}/");
+    if existing.lines().any(|l| l.trim() == line || l.trim() == format!("{rel}/") || l.trim() == rel) {
+        return Ok(false);
+    }
+    if let Some(dir) = exclude.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut text = existing;
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str("# kaizen state (ledger, locks)\n");
+    text.push_str(&line);
+    text.push('\n');
+    std::fs::write(&exclude, text)?;
+    Ok(true)
+}

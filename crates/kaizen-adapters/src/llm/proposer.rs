@@ -1,0 +1,144 @@
+//! [`LlmProposer`]: asks the model for candidates and validates every one of them.
+
+use super::LlmError;
+use super::client::{ChatClient, ClientOptions};
+use super::prompt::{alerting_signals, build_prompt, num};
+use super::schema::output_schema;
+use super::validate::Validator;
+use async_trait::async_trait;
+use kaizen_core::config::LlmConfig;
+use kaizen_core::propose::{Proposals, ProposeContext, ProposeError, Proposer};
+use std::path::PathBuf;
+
+/// The schema/tool name sent to the server.
+const SCHEMA_NAME: &str = "kaizen_candidates";
+
+/// A [`Proposer`] backed by an OpenAI-compatible chat-completions endpoint (name `llm`).
+///
+/// It only calls the model when some signal is alerting. Transport failures and unusable
+/// answers are a [`ProposeError`] (the engine records it and goes on with the other proposers);
+/// bad candidates inside a usable answer are [`Proposals::rejected`] with a reason.
+#[derive(Debug, Clone)]
+pub struct LlmProposer {
+    config: LlmConfig,
+    client: ChatClient,
+    validator: Validator,
+}
+
+impl LlmProposer {
+    /// A proposer for `config`, editing files of the repository at `repo_root`, never any of
+    /// `blocked_paths` (pass `Config::guards.blocked_paths`; `ALWAYS_BLOCKED` is added anyway).
+    pub fn new(
+        config: &LlmConfig,
+        repo_root: PathBuf,
+        blocked_paths: Vec<String>,
+    ) -> Result<Self, LlmError> {
+        Self::with_options(
+            config,
+            repo_root,
+            blocked_paths,
+            ClientOptions::from_config(config),
+        )
+    }
+
+    /// Like [`LlmProposer::new`] with explicit transport options (timeouts below a second, fast
+    /// backoff, a smaller size cap).
+    pub fn with_options(
+        config: &LlmConfig,
+        repo_root: PathBuf,
+        blocked_paths: Vec<String>,
+        options: ClientOptions,
+    ) -> Result<Self, LlmError> {
+        let client = ChatClient::with_options(config, options)?;
+        let validator = Validator::new(
+            &config.may_change,
+            &blocked_paths,
+            repo_root,
+            config.max_candidates,
+        )?;
+        Ok(Self {
+            config: config.clone(),
+            client,
+            validator,
+        })
+    }
+
+    /// The HTTP client (for `diagnose_with`).
+    pub fn client(&self) -> &ChatClient {
+        &self.client
+    }
+
+    /// The candidate validator.
+    pub fn validator(&self) -> &Validator {
+        &self.validator
+    }
+
+    /// Proposes, with the error as an [`LlmError`] rather than a [`ProposeError`].
+    pub async fn propose_llm(&self, ctx: &ProposeContext) -> Result<Proposals, LlmError> {
+        let alerting = alerting_signals(ctx);
+        if alerting.is_empty() {
+            tracing::debug!(
+                "kaizen stage=propose proposer=llm: no signal is alerting; the model is not asked"
+            );
+            return Ok(Proposals::default());
+        }
+        let trigger = alerting
+            .iter()
+            .map(|s| {
+                let last = ctx
+                    .latest(&s.name)
+                    .map(|x| num(x.value))
+                    .unwrap_or_default();
+                format!("{} alerting (last {last})", s.name)
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        let prompt = build_prompt(ctx, &self.config);
+        tracing::info!(
+            "kaizen stage=propose proposer=llm: asking {} ({}) about {} (≈{} prompt tokens{})",
+            self.client.model(),
+            self.client.url(),
+            prompt.alerting.join(", "),
+            prompt.approx_tokens(),
+            if prompt.omitted.is_empty() {
+                String::new()
+            } else {
+                format!("; omitted {}", prompt.omitted.join(", "))
+            }
+        );
+        let schema = output_schema(self.config.max_candidates);
+        let answer = self
+            .client
+            .ask(&prompt.messages(), SCHEMA_NAME, &schema)
+            .await?;
+        let proposals =
+            self.validator
+                .validate_answer(&answer.value, ctx, &format!("llm: {trigger}"))?;
+        for r in &proposals.rejected {
+            tracing::warn!("kaizen stage=propose proposer=llm: rejected: {}", r.reason);
+        }
+        tracing::info!(
+            "kaizen stage=propose proposer=llm: {} candidate(s) accepted, {} rejected",
+            proposals.candidates.len(),
+            proposals.rejected.len()
+        );
+        Ok(proposals)
+    }
+}
+
+#[async_trait]
+impl Proposer for LlmProposer {
+    fn name(&self) -> &str {
+        "llm"
+    }
+
+    async fn propose(&self, ctx: &ProposeContext) -> Result<Proposals, ProposeError> {
+        self.propose_llm(ctx).await.map_err(|e| {
+            tracing::warn!("kaizen stage=propose proposer=llm: failed: {e}");
+            ProposeError {
+                proposer: "llm".to_string(),
+                message: e.to_string(),
+            }
+        })
+    }
+}

@@ -1,0 +1,745 @@
+//! The git applier against real repositories made with the `git` CLI, checked with the `git` CLI.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use kaizen_adapters::git::GitApplier;
+use kaizen_core::apply::{Applier, ApplyError};
+use kaizen_core::edit::Edit;
+use kaizen_core::intervention::{
+    Candidate, ExpectedChange, InterventionId, Origin, Prediction, Risk,
+};
+use kaizen_core::span::Span;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Once;
+
+const ID: InterventionId = InterventionId(42);
+const CONFIG: &str =
+    "# app config\ncache:\n  size_mb: 64   # tuned by hand\n  ttl_s: 30\nname: demo\n";
+
+/// Keeps libgit2 (in this process) away from the machine's global/system git config, so the
+/// tests see only what each fixture repository configures.
+fn hermetic() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let empty =
+            std::env::temp_dir().join(format!("kaizen-git-tests-noconfig-{}", std::process::id()));
+        std::fs::create_dir_all(&empty).unwrap();
+        for level in [
+            git2::ConfigLevel::Global,
+            git2::ConfigLevel::XDG,
+            git2::ConfigLevel::System,
+        ] {
+            // SAFETY: called once, before any repository is opened by these tests.
+            unsafe { git2::opts::set_search_path(level, &empty).unwrap() };
+        }
+    });
+}
+
+/// Runs the git CLI in `dir` without global/system config; identity only via the environment.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_NAME", "Human")
+        .env("GIT_AUTHOR_EMAIL", "human@example.invalid")
+        .env("GIT_COMMITTER_NAME", "Human")
+        .env("GIT_COMMITTER_EMAIL", "human@example.invalid")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Fixture {
+    /// An empty repository on branch `main`; with `identity`, user.name/email set in its config.
+    fn empty(identity: bool) -> Fixture {
+        hermetic();
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        std::fs::create_dir(&root).unwrap();
+        git(&root, &["init", "-q", "-b", "main"]);
+        if identity {
+            git(&root, &["config", "user.name", "Fixture"]);
+            git(&root, &["config", "user.email", "fixture@example.invalid"]);
+        }
+        Fixture { _dir: dir, root }
+    }
+
+    /// A repository with `config/app.yaml` and `README.md` committed on `main`.
+    fn new() -> Fixture {
+        let f = Fixture::empty(true);
+        f.write("config/app.yaml", CONFIG);
+        f.write("README.md", "# demo\n");
+        git(&f.root, &["add", "-A"]);
+        git(&f.root, &["commit", "-q", "-m", "initial"]);
+        f
+    }
+
+    fn write(&self, rel: &str, content: &str) {
+        let p = self.root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+
+    fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.root.join(rel)).unwrap()
+    }
+
+    fn git(&self, args: &[&str]) -> String {
+        git(&self.root, args)
+    }
+
+    fn head(&self) -> String {
+        self.git(&["rev-parse", "HEAD"]).trim().to_string()
+    }
+
+    fn assert_clean(&self) {
+        assert_eq!(
+            self.git(&["status", "--porcelain", "--untracked-files=all"]),
+            "",
+            "git status not clean"
+        );
+    }
+
+    fn assert_fsck(&self) {
+        let out = Command::new("git")
+            .args(["fsck", "--strict", "--no-dangling"])
+            .current_dir(&self.root)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .output()
+            .unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "git fsck failed: {all}");
+        assert!(
+            !all.contains("error") && !all.contains("warning"),
+            "git fsck: {all}"
+        );
+    }
+
+    fn applier(&self) -> GitApplier {
+        GitApplier::open(&self.root, Some("main")).unwrap()
+    }
+}
+
+fn candidate(change: Vec<Edit>) -> Candidate {
+    Candidate {
+        area: "cache".into(),
+        kind: "config_set".into(),
+        title: "grow the cache to 128 MB".into(),
+        hypothesis: "Misses dominate p95 latency; a larger cache should cut them.".into(),
+        change,
+        prediction: Prediction {
+            signal: "latency_ms".into(),
+            change: ExpectedChange::Relative(-0.2),
+            within: Span::minutes(30),
+        },
+        risk: Risk::Low,
+        confidence: 0.8,
+        rollback: Some("revert".into()),
+        origin: Origin {
+            proposer: "rules".into(),
+            rule: Some("grow-cache".into()),
+            ..Default::default()
+        },
+    }
+}
+
+fn set(file: &str, key: &str, value: serde_json::Value) -> Edit {
+    Edit::ConfigSet {
+        file: file.into(),
+        key: key.into(),
+        value,
+    }
+}
+
+fn grow() -> Candidate {
+    candidate(vec![set(
+        "config/app.yaml",
+        "cache.size_mb",
+        serde_json::json!(128),
+    )])
+}
+
+#[test]
+fn apply_yaml_config_set_makes_one_clean_commit_with_trailers() {
+    let f = Fixture::new();
+    let before = f.head();
+    let a = f.applier();
+    a.preflight(&grow()).unwrap();
+    let c = a.apply(ID, &grow()).unwrap();
+
+    assert_eq!(f.head(), c.sha);
+    assert_eq!(f.git(&["rev-list", "--count", "HEAD"]).trim(), "2");
+    assert_eq!(f.git(&["rev-parse", "HEAD^"]).trim(), before);
+    let msg = f.git(&["log", "-1", "--format=%B"]);
+    let expected = "kaizen: grow the cache to 128 MB\n\n\
+        Misses dominate p95 latency; a larger cache should cut them.\n\n\
+        - set cache.size_mb = 128 in config/app.yaml\n\n\
+        Kaizen-Intervention: K-000042\n\
+        Kaizen-Area: cache\n\
+        Kaizen-Kind: config_set\n\
+        Kaizen-Risk: low\n\
+        Kaizen-Confidence: 0.8\n\
+        Kaizen-Prediction: latency_ms -20% within 30m\n\
+        Kaizen-Rollback: revert\n\
+        Kaizen-Origin: rules:grow-cache\n";
+    assert_eq!(msg.trim_end(), expected.trim_end());
+    // git itself reads the same trailers.
+    let trailers = f.git(&[
+        "log",
+        "-1",
+        "--format=%(trailers:key=Kaizen-Intervention,valueonly)",
+    ]);
+    assert_eq!(trailers.trim(), "K-000042");
+    // The repo's identity is used when it has one.
+    assert_eq!(
+        f.git(&["log", "-1", "--format=%an <%ae>"]).trim(),
+        "Fixture <fixture@example.invalid>"
+    );
+    // Only the one file changed, and only the one line of it (comment kept).
+    assert_eq!(
+        f.git(&["show", "--format=", "--name-only", "HEAD"]).trim(),
+        "config/app.yaml"
+    );
+    assert_eq!(
+        f.read("config/app.yaml"),
+        CONFIG.replace("size_mb: 64", "size_mb: 128")
+    );
+    assert_eq!(
+        f.git(&["show", "HEAD:config/app.yaml"]),
+        f.read("config/app.yaml")
+    );
+    f.assert_clean();
+    f.assert_fsck();
+
+    // Applying the same change again changes nothing.
+    assert_eq!(a.apply(InterventionId(43), &grow()), Err(ApplyError::NoOp));
+    assert_eq!(a.preflight(&grow()), Err(ApplyError::NoOp));
+    assert_eq!(f.head(), c.sha);
+}
+
+#[test]
+fn several_edits_compose_and_nested_new_files_are_created() {
+    let f = Fixture::new();
+    let cand = candidate(vec![
+        set("config/app.yaml", "cache.size_mb", serde_json::json!(256)),
+        set("./config/app.yaml", "cache.ttl_s", serde_json::json!(60)),
+        Edit::FileWrite {
+            file: "deploy/env/prod/limits.toml".into(),
+            content: "max = 10\n".into(),
+        },
+        set("deploy/env/prod/limits.toml", "max", serde_json::json!(12)),
+    ]);
+    a_apply_ok(&f, &cand);
+    let yaml = f.read("config/app.yaml");
+    assert!(
+        yaml.contains("size_mb: 256") && yaml.contains("ttl_s: 60"),
+        "{yaml}"
+    );
+    assert!(f.read("deploy/env/prod/limits.toml").contains("max = 12"));
+    let files = f.git(&["show", "--format=", "--name-only", "HEAD"]);
+    assert_eq!(files.lines().count(), 2, "{files}");
+    f.assert_clean();
+    f.assert_fsck();
+}
+
+fn a_apply_ok(f: &Fixture, c: &Candidate) -> String {
+    f.applier().apply(ID, c).unwrap().sha
+}
+
+#[test]
+fn revert_restores_content_byte_for_byte() {
+    let f = Fixture::new();
+    let a = f.applier();
+    let applied = a.apply(ID, &grow()).unwrap().sha;
+    let r = a
+        .revert(ID, &applied, "latency_ms regressed: +31% (p=0.01)")
+        .unwrap();
+
+    assert_eq!(f.head(), r.sha);
+    assert_eq!(f.read("config/app.yaml"), CONFIG);
+    assert_eq!(f.git(&["show", "HEAD:config/app.yaml"]), CONFIG);
+    f.assert_clean();
+    f.assert_fsck();
+    let msg = f.git(&["log", "-1", "--format=%B"]);
+    assert!(
+        msg.starts_with("Revert \"kaizen: grow the cache to 128 MB\"\n\n"),
+        "{msg}"
+    );
+    assert!(msg.contains("latency_ms regressed: +31% (p=0.01)"), "{msg}");
+    assert!(
+        msg.contains(&format!("This reverts commit {applied}.")),
+        "{msg}"
+    );
+    assert!(
+        msg.trim_end().ends_with(&format!(
+            "Kaizen-Intervention: K-000042\nKaizen-Reverts: {applied}"
+        )),
+        "{msg}"
+    );
+    let reverts = f.git(&[
+        "log",
+        "-1",
+        "--format=%(trailers:key=Kaizen-Reverts,valueonly)",
+    ]);
+    assert_eq!(reverts.trim(), applied);
+
+    assert_eq!(a.find_applied(ID).unwrap(), Some(applied.clone()));
+    assert_eq!(a.find_reverted(ID).unwrap(), Some(r.sha.clone()));
+    assert_eq!(a.find_applied(InterventionId(7)).unwrap(), None);
+    assert_eq!(a.find_reverted(InterventionId(7)).unwrap(), None);
+
+    // Reverting again is a no-op, not a second commit.
+    assert_eq!(a.revert(ID, &applied, "again"), Err(ApplyError::NoOp));
+    assert_eq!(f.head(), r.sha);
+}
+
+#[test]
+fn find_applied_sees_only_first_parent_history_and_skips_unrelated_commits() {
+    let f = Fixture::new();
+    let a = f.applier();
+    assert_eq!(a.find_applied(ID).unwrap(), None);
+    let applied = a.apply(ID, &grow()).unwrap().sha;
+    // Human commits on top, one of which mentions the trailer outside its last paragraph.
+    f.write("README.md", "# demo\nmore\n");
+    f.git(&[
+        "commit",
+        "-q",
+        "-am",
+        "docs\n\nKaizen-Intervention: K-000099\n\nSigned-off-by: H <h@x>",
+    ]);
+    assert_eq!(a.find_applied(ID).unwrap(), Some(applied));
+    assert_eq!(a.find_reverted(ID).unwrap(), None);
+    assert_eq!(a.find_applied(InterventionId(99)).unwrap(), None);
+}
+
+#[test]
+fn dirty_files_are_never_touched() {
+    // Modified in the working tree.
+    let f = Fixture::new();
+    let head = f.head();
+    f.write("config/app.yaml", "cache:\n  size_mb: 1\n");
+    let e = f.applier().apply(ID, &grow()).unwrap_err();
+    assert_eq!(
+        e,
+        ApplyError::Dirty {
+            paths: vec!["config/app.yaml".into()]
+        }
+    );
+    assert_eq!(f.applier().preflight(&grow()).unwrap_err(), e);
+    assert_eq!(f.head(), head);
+    assert_eq!(f.read("config/app.yaml"), "cache:\n  size_mb: 1\n");
+
+    // Staged (working tree equal to the index, not to HEAD).
+    f.git(&["add", "config/app.yaml"]);
+    assert!(matches!(
+        f.applier().apply(ID, &grow()),
+        Err(ApplyError::Dirty { .. })
+    ));
+    assert_eq!(f.head(), head);
+
+    // Untracked file where HEAD has none.
+    let f = Fixture::new();
+    f.write("config/new.yaml", "mine: true\n");
+    let c = candidate(vec![set("config/new.yaml", "a", serde_json::json!(1))]);
+    assert_eq!(
+        f.applier().apply(ID, &c),
+        Err(ApplyError::Dirty {
+            paths: vec!["config/new.yaml".into()]
+        })
+    );
+    assert_eq!(f.read("config/new.yaml"), "mine: true\n");
+    assert_eq!(f.git(&["rev-list", "--count", "HEAD"]).trim(), "1");
+
+    // Dirty files elsewhere do not matter.
+    let f = Fixture::new();
+    f.write("README.md", "edited by a human\n");
+    f.applier().apply(ID, &grow()).unwrap();
+    assert_eq!(f.read("README.md"), "edited by a human\n");
+    assert_eq!(f.git(&["status", "--porcelain"]).trim(), "M README.md");
+}
+
+#[test]
+fn conflicting_revert_leaves_the_repository_untouched() {
+    let f = Fixture::new();
+    let a = f.applier();
+    let applied = a.apply(ID, &grow()).unwrap().sha;
+    // A human later changes the same line.
+    f.write(
+        "config/app.yaml",
+        &CONFIG.replace("size_mb: 64", "size_mb: 512"),
+    );
+    f.git(&["commit", "-q", "-am", "human: bigger cache"]);
+    let human = f.head();
+
+    let e = a.revert(ID, &applied, "regressed").unwrap_err();
+    assert_eq!(
+        e,
+        ApplyError::Conflict {
+            commit: applied.clone(),
+            paths: vec!["config/app.yaml".into()]
+        }
+    );
+    assert_eq!(f.head(), human);
+    assert!(f.read("config/app.yaml").contains("size_mb: 512"));
+    assert!(!f.root.join(".git/REVERT_HEAD").exists());
+    assert!(!f.root.join(".git/MERGE_MSG").exists());
+    f.assert_clean();
+    f.assert_fsck();
+    assert_eq!(a.find_reverted(ID).unwrap(), None);
+}
+
+#[test]
+fn paths_outside_the_repository_are_rejected() {
+    let f = Fixture::new();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("x.yaml"), "a: 1\n").unwrap();
+    std::os::unix::fs::symlink(outside.path(), f.root.join("escape")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("x.yaml"), f.root.join("leaf.yaml")).unwrap();
+    let head = f.head();
+    let a = f.applier();
+    for path in [
+        "escape/x.yaml",
+        "leaf.yaml",
+        "../x.yaml",
+        "/etc/x.yaml",
+        ".git/config",
+        "config/../../x.yaml",
+    ] {
+        let c = candidate(vec![set(path, "a", serde_json::json!(2))]);
+        match a.apply(ID, &c) {
+            Err(ApplyError::Path { path: p, why }) => {
+                assert_eq!(p, path);
+                if path.starts_with("escape") || path == "leaf.yaml" {
+                    assert!(why.contains("outside the repository"), "{why}");
+                }
+            }
+            other => panic!("{path}: expected a path error, got {other:?}"),
+        }
+        assert!(
+            matches!(a.preflight(&c), Err(ApplyError::Path { .. })),
+            "{path}"
+        );
+    }
+    // Whole-file writes too, and commit_files.
+    let c = candidate(vec![Edit::FileWrite {
+        file: ".git/hooks/pre-commit".into(),
+        content: "#!/bin/sh\n".into(),
+    }]);
+    assert!(matches!(a.apply(ID, &c), Err(ApplyError::Path { .. })));
+    assert!(matches!(
+        a.commit_files(
+            &[("escape/x.yaml".into(), Some("a: 3\n".into()))],
+            "lessons"
+        ),
+        Err(ApplyError::Path { .. })
+    ));
+    assert_eq!(
+        std::fs::read_to_string(outside.path().join("x.yaml")).unwrap(),
+        "a: 1\n"
+    );
+    assert_eq!(f.head(), head);
+    assert!(!f.root.join(".git/hooks/pre-commit").exists());
+}
+
+#[test]
+fn unborn_head_without_identity_apply_and_revert() {
+    let f = Fixture::empty(false);
+    let a = f.applier();
+    assert_eq!(a.find_applied(ID).unwrap(), None);
+    let c = candidate(vec![set(
+        "config/app.yaml",
+        "cache.size_mb",
+        serde_json::json!(128),
+    )]);
+    let applied = a.apply(ID, &c).unwrap().sha;
+    assert_eq!(f.head(), applied);
+    assert_eq!(f.git(&["rev-list", "--count", "HEAD"]).trim(), "1");
+    assert_eq!(
+        f.git(&["log", "-1", "--format=%an <%ae>|%cn <%ce>"]).trim(),
+        "kaizen <kaizen@localhost>|kaizen <kaizen@localhost>"
+    );
+    assert!(f.read("config/app.yaml").contains("size_mb: 128"));
+    f.assert_clean();
+    f.assert_fsck();
+    assert_eq!(a.find_applied(ID).unwrap(), Some(applied.clone()));
+
+    // Reverting the root commit removes the file again.
+    a.revert(ID, &applied, "no effect").unwrap();
+    assert!(!f.root.join("config/app.yaml").exists());
+    assert!(!f.root.join("config").exists());
+    f.assert_clean();
+    f.assert_fsck();
+}
+
+#[test]
+fn wrong_branch_is_refused_naming_both() {
+    let f = Fixture::new();
+    let a = GitApplier::open(&f.root, Some("release")).unwrap();
+    match a.apply(ID, &grow()) {
+        Err(ApplyError::Git(m)) => assert!(m.contains("`main`") && m.contains("`release`"), "{m}"),
+        other => panic!("expected a branch error, got {other:?}"),
+    }
+    assert_eq!(f.git(&["rev-list", "--count", "HEAD"]).trim(), "1");
+    // Without a configured branch, whatever HEAD is on is used.
+    GitApplier::open(&f.root, None)
+        .unwrap()
+        .apply(ID, &grow())
+        .unwrap();
+    // Detached HEAD is refused.
+    f.git(&["checkout", "-q", "--detach"]);
+    assert!(matches!(
+        f.applier().apply(InterventionId(2), &grow()),
+        Err(ApplyError::Git(_))
+    ));
+}
+
+#[test]
+fn stale_parent_is_a_race_and_commits_nothing() {
+    let f = Fixture::new();
+    let root = f.root.clone();
+    let a = f.applier().with_before_commit_hook(move || {
+        git(
+            &root,
+            &["commit", "-q", "--allow-empty", "-m", "human: concurrent"],
+        );
+    });
+    assert_eq!(a.apply(ID, &grow()), Err(ApplyError::Raced));
+    assert_eq!(
+        f.git(&["log", "-1", "--format=%s"]).trim(),
+        "human: concurrent"
+    );
+    assert_eq!(f.read("config/app.yaml"), CONFIG);
+    f.assert_clean();
+    assert_eq!(f.applier().find_applied(ID).unwrap(), None);
+}
+
+#[test]
+fn sync_worktree_repairs_a_crash_but_keeps_human_edits() {
+    let f = Fixture::new();
+    let a = f.applier();
+    let applied = a.apply(ID, &grow()).unwrap().sha;
+    // Simulate a crash between the commit and the working-tree update: index and file at the parent.
+    f.git(&["checkout", "HEAD~1", "--", "config/app.yaml"]);
+    assert_eq!(f.read("config/app.yaml"), CONFIG);
+    assert!(!f.git(&["status", "--porcelain"]).is_empty());
+
+    a.sync_worktree(ID, &applied).unwrap();
+    assert_eq!(
+        f.read("config/app.yaml"),
+        CONFIG.replace("size_mb: 64", "size_mb: 128")
+    );
+    f.assert_clean();
+    // Idempotent.
+    a.sync_worktree(ID, &applied).unwrap();
+    f.assert_clean();
+
+    // Only the working tree stale (index already updated).
+    std::fs::write(f.root.join("config/app.yaml"), CONFIG).unwrap();
+    a.sync_worktree(ID, &applied).unwrap();
+    f.assert_clean();
+
+    // A human's content is neither version: refused, untouched.
+    f.write("config/app.yaml", "cache:\n  size_mb: 7\n");
+    assert_eq!(
+        a.sync_worktree(ID, &applied),
+        Err(ApplyError::Dirty {
+            paths: vec!["config/app.yaml".into()]
+        })
+    );
+    assert_eq!(f.read("config/app.yaml"), "cache:\n  size_mb: 7\n");
+
+    // The commit must be the intervention's.
+    f.git(&["checkout", "-q", "--", "config/app.yaml"]);
+    assert!(matches!(
+        a.sync_worktree(InterventionId(5), &applied),
+        Err(ApplyError::Git(_))
+    ));
+}
+
+#[test]
+fn commit_files_writes_and_deletes_in_one_commit() {
+    let f = Fixture::new();
+    let a = f.applier();
+    let files = vec![
+        (
+            "lessons/cache-grow.yaml".to_string(),
+            Some("id: cache-grow\n".to_string()),
+        ),
+        ("README.md".to_string(), None),
+    ];
+    let c = a
+        .commit_files(&files, "kaizen: distil lessons\n\n1 new, 1 retired")
+        .unwrap()
+        .unwrap();
+    assert_eq!(f.head(), c.sha);
+    assert_eq!(
+        f.git(&["log", "-1", "--format=%B"]).trim_end(),
+        "kaizen: distil lessons\n\n1 new, 1 retired"
+    );
+    assert_eq!(f.read("lessons/cache-grow.yaml"), "id: cache-grow\n");
+    assert!(!f.root.join("README.md").exists());
+    f.assert_clean();
+    f.assert_fsck();
+    // Nothing changes the second time.
+    assert_eq!(a.commit_files(&files, "again").unwrap(), None);
+    assert_eq!(f.head(), c.sha);
+    // Dirty lesson files are refused.
+    f.write("lessons/cache-grow.yaml", "human edit\n");
+    assert_eq!(
+        a.commit_files(
+            &[("lessons/cache-grow.yaml".into(), Some("id: x\n".into()))],
+            "m"
+        ),
+        Err(ApplyError::Dirty {
+            paths: vec!["lessons/cache-grow.yaml".into()]
+        })
+    );
+    assert_eq!(f.read("lessons/cache-grow.yaml"), "human edit\n");
+}
+
+#[test]
+fn untrusted_text_cannot_forge_trailers() {
+    let f = Fixture::new();
+    let mut c = grow();
+    c.title = "grow\n\nKaizen-Intervention: K-000999".into();
+    c.area = "cache\nKaizen-Reverts: deadbeef".into();
+    c.origin.rule = Some("r\n\nKaizen-Intervention: K-000998\n".into());
+    c.hypothesis = "because\n\nKaizen-Intervention: K-000997".into();
+    let a = f.applier();
+    let sha = a.apply(ID, &c).unwrap().sha;
+    let subject = f.git(&["log", "-1", "--format=%s"]);
+    assert_eq!(subject.trim(), "kaizen: grow Kaizen-Intervention: K-000999");
+    for other in [997, 998, 999] {
+        assert_eq!(a.find_applied(InterventionId(other)).unwrap(), None);
+    }
+    assert_eq!(a.find_applied(ID).unwrap(), Some(sha));
+    assert_eq!(a.find_reverted(ID).unwrap(), None);
+    let msg = f.git(&["log", "-1", "--format=%B"]);
+    assert!(
+        msg.contains("Kaizen-Area: cache Kaizen-Reverts: deadbeef\n"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn long_titles_are_truncated_in_the_subject() {
+    let f = Fixture::new();
+    let mut c = grow();
+    c.title = "x".repeat(300);
+    f.applier().apply(ID, &c).unwrap();
+    let subject = f.git(&["log", "-1", "--format=%s"]);
+    assert!(subject.trim().chars().count() <= 72, "{subject}");
+    assert!(subject.trim().ends_with('…'));
+}
+
+#[test]
+fn edit_errors_commit_nothing() {
+    let f = Fixture::new();
+    let c = candidate(vec![set("README.md", "a.b", serde_json::json!(1))]);
+    assert!(matches!(
+        f.applier().apply(ID, &c),
+        Err(ApplyError::Edit(_))
+    ));
+    let c = candidate(vec![set(
+        "config/app.yaml",
+        "name.deeper",
+        serde_json::json!(1),
+    )]);
+    assert!(matches!(
+        f.applier().apply(ID, &c),
+        Err(ApplyError::Edit(_))
+    ));
+    assert_eq!(f.git(&["rev-list", "--count", "HEAD"]).trim(), "1");
+    f.assert_clean();
+}
+
+#[test]
+fn open_rejects_non_repositories_and_bad_branch_names() {
+    hermetic();
+    let dir = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        GitApplier::open(dir.path(), None),
+        Err(ApplyError::Git(_))
+    ));
+    let f = Fixture::new();
+    assert!(matches!(
+        GitApplier::open(&f.root, Some("bad..name")),
+        Err(ApplyError::Git(_))
+    ));
+}
+
+#[test]
+fn revert_with_later_unrelated_commits_touches_only_its_own_files() {
+    let f = Fixture::new();
+    let a = f.applier();
+    let applied = a.apply(ID, &grow()).unwrap().sha;
+    // Later: a human edits another file, and another intervention edits another key of the same file.
+    f.write("README.md", "# demo\nlater\n");
+    f.git(&["commit", "-q", "-am", "human: docs"]);
+    let other = candidate(vec![set(
+        "config/app.yaml",
+        "name",
+        serde_json::json!("renamed"),
+    )]);
+    a.apply(InterventionId(43), &other).unwrap();
+
+    a.revert(ID, &applied, "no effect").unwrap();
+    let yaml = f.read("config/app.yaml");
+    assert!(
+        yaml.contains("size_mb: 64") && yaml.contains("renamed"),
+        "{yaml}"
+    );
+    assert_eq!(f.read("README.md"), "# demo\nlater\n");
+    f.assert_clean();
+    f.assert_fsck();
+    assert!(a.find_applied(InterventionId(43)).unwrap().is_some());
+    assert_eq!(a.find_reverted(InterventionId(43)).unwrap(), None);
+}
+
+#[test]
+fn executable_bits_are_kept() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = Fixture::new();
+    f.write("scripts/tune.sh", "#!/bin/sh\necho 1\n");
+    std::fs::set_permissions(
+        f.root.join("scripts/tune.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    f.git(&["add", "-A"]);
+    f.git(&["commit", "-q", "-m", "script"]);
+    let c = candidate(vec![Edit::FileWrite {
+        file: "scripts/tune.sh".into(),
+        content: "#!/bin/sh\necho 2\n".into(),
+    }]);
+    f.applier().apply(ID, &c).unwrap();
+    assert!(
+        f.git(&["ls-tree", "HEAD", "scripts/tune.sh"])
+            .starts_with("100755")
+    );
+    let mode = std::fs::metadata(f.root.join("scripts/tune.sh"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o111, 0o111);
+    f.assert_clean();
+}

@@ -1,0 +1,353 @@
+//! Subcommand implementations: thin wrappers over `kaizen-core` and `kaizen-adapters`.
+
+use crate::render;
+use crate::{Cli, Command};
+use anyhow::{Context, anyhow};
+use chrono::{DateTime, Utc};
+use kaizen_adapters::assemble;
+use kaizen_core::clock::{Clock, ManualClock, SystemClock};
+use kaizen_core::config::{Config, ConfigError, DEFAULT_CONFIG};
+use kaizen_core::engine::{CycleReport, Engine};
+use kaizen_core::intervention::{InterventionId, Status};
+use kaizen_core::ledger::Ledger;
+use kaizen_core::lesson::Lesson;
+use kaizen_core::lock::StateLock;
+use std::path::Path;
+use std::sync::Arc;
+
+/// How a command failed: exit code 2 for usage/config, 1 for runtime failures.
+pub enum Failure {
+    /// Bad usage or bad config (exit 2).
+    Usage(String),
+    /// Something failed at run time (exit 1).
+    Runtime(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Runtime(e)
+    }
+}
+
+type Result<T> = std::result::Result<T, Failure>;
+
+pub(crate) fn usage(msg: impl Into<String>) -> Failure {
+    Failure::Usage(msg.into())
+}
+
+fn clock_for(now: Option<&str>) -> Result<Arc<dyn Clock>> {
+    match now {
+        None => Ok(Arc::new(SystemClock)),
+        Some(text) => {
+            let at: DateTime<Utc> = DateTime::parse_from_rfc3339(text.trim())
+                .map_err(|e| {
+                    usage(format!(
+                        "--now {text:?} is not an RFC 3339 instant (e.g. 2026-11-23T10:00:00Z): {e}"
+                    ))
+                })?
+                .with_timezone(&Utc);
+            Ok(Arc::new(ManualClock::at(at)))
+        }
+    }
+}
+
+pub(crate) fn load_config(path: &Path) -> Result<Config> {
+    match Config::load(path) {
+        Ok(c) => Ok(c),
+        Err(ConfigError::Io { file, source }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Err(usage(format!(
+                "no config at {} (run `kaizen init` in your repository, or pass --config PATH)",
+                file.display()
+            )))
+        }
+        Err(e @ ConfigError::Io { .. }) => Err(Failure::Runtime(anyhow!(e))),
+        Err(e @ ConfigError::Invalid(_)) => Err(usage(e.to_string())),
+    }
+}
+
+fn parse_id(text: &str) -> Result<InterventionId> {
+    text.parse()
+        .map_err(|e: kaizen_core::intervention::IdError| usage(e.to_string()))
+}
+
+fn load_lessons(config: &Config) -> Vec<Lesson> {
+    crate::lessons::lessons_in(&config.lessons)
+}
+
+/// The engine for `config` (exit 2 for config faults such as a bad rules file).
+pub(crate) fn engine_for(config: &Config, clock: Arc<dyn Clock>) -> Result<Engine> {
+    engine(config, clock)
+}
+
+fn engine(config: &Config, clock: Arc<dyn Clock>) -> Result<Engine> {
+    assemble::engine_from_config(config, clock, load_lessons(config)).map_err(|e| {
+        if e.is_config() {
+            usage(e.to_string())
+        } else {
+            Failure::Runtime(anyhow!(e))
+        }
+    })
+}
+
+pub(crate) fn lock(config: &Config) -> Result<StateLock> {
+    StateLock::acquire(&config.state_dir).map_err(|e| Failure::Runtime(anyhow!(e)))
+}
+
+fn print_report(report: &CycleReport, json: bool) -> Result<()> {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(report).context("serialising the report")?
+        );
+    } else {
+        render::report(report);
+    }
+    Ok(())
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> Result<()> {
+    let clock = clock_for(cli.now.as_deref())?;
+    match cli.command {
+        Command::Init { force } => init(&cli.config, force),
+        Command::Observe => {
+            let config = load_config(&cli.config)?;
+            let _lock = lock(&config)?;
+            let mut engine = engine(&config, clock)?;
+            let mut report = CycleReport {
+                at: engine.now(),
+                ..Default::default()
+            };
+            let n = engine
+                .observe(&mut report)
+                .await
+                .map_err(|e| Failure::Runtime(anyhow!(e)))?;
+            render::report(&report);
+            println!(
+                "recorded {n} sample(s) at {}",
+                report.at.format("%Y-%m-%dT%H:%M:%SZ")
+            );
+            for (name, _) in config.signals.iter() {
+                if let Some(s) = engine
+                    .ledger()
+                    .latest_sample(name)
+                    .map_err(|e| Failure::Runtime(anyhow!(e)))?
+                    && s.at == report.at
+                {
+                    let sig = &config.signals[name].signal;
+                    let alert = if sig.is_alerting(s.value) {
+                        "  ALERT"
+                    } else {
+                        ""
+                    };
+                    println!("  {name} = {} {}{alert}", s.value, sig.unit);
+                }
+            }
+            Ok(())
+        }
+        Command::Propose { json } => {
+            let config = load_config(&cli.config)?;
+            let _lock = lock(&config)?;
+            let mut engine = engine(&config, clock)?;
+            let mut report = CycleReport::default();
+            let candidates = engine
+                .gather_proposals(&mut report)
+                .await
+                .map_err(|e| Failure::Runtime(anyhow!(e)))?;
+            let mut out = Vec::new();
+            for (proposer, c) in candidates {
+                let verdicts = engine
+                    .dry_guards(&c)
+                    .map_err(|e| Failure::Runtime(anyhow!(e)))?;
+                out.push((proposer, c, verdicts));
+            }
+            if json {
+                let arr: Vec<serde_json::Value> = out
+                    .iter()
+                    .map(|(p, c, v)| {
+                        let (d, reason) = kaizen_core::guard::overall(v);
+                        serde_json::json!({"proposer": p, "candidate": c, "guards": v, "decision": d, "reason": reason})
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&arr).context("serialising")?
+                );
+            } else {
+                for line in &report.lines {
+                    println!("{}", line.text);
+                }
+                render::candidates(&out);
+            }
+            Ok(())
+        }
+        Command::Cycle { json } => {
+            let config = load_config(&cli.config)?;
+            let _lock = lock(&config)?;
+            let mut engine = engine(&config, clock)?;
+            let report = engine
+                .cycle()
+                .await
+                .map_err(|e| Failure::Runtime(anyhow!(e)))?;
+            print_report(&report, json)
+        }
+        Command::Interventions { json, status } => {
+            let config = load_config(&cli.config)?;
+            let status: Option<Status> = status.map(|s| s.parse().map_err(usage)).transpose()?;
+            let ledger = open_ledger_read(&config)?;
+            let mut all = match &ledger {
+                Some(l) => l.all().map_err(|e| Failure::Runtime(anyhow!(e)))?,
+                None => Vec::new(),
+            };
+            if let Some(st) = status {
+                all.retain(|i| i.status == st);
+            }
+            if json {
+                let arr: Vec<serde_json::Value> =
+                    all.iter().map(render::intervention_json).collect();
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&arr).context("serialising")?
+                );
+            } else {
+                render::intervention_table(&all);
+            }
+            Ok(())
+        }
+        Command::Show { id, json } => {
+            let config = load_config(&cli.config)?;
+            let id = parse_id(&id)?;
+            let ledger = open_ledger_read(&config)?
+                .ok_or_else(|| usage(format!("no intervention {id} (the ledger is empty)")))?;
+            let iv = match ledger.get(id) {
+                Ok(iv) => iv,
+                Err(kaizen_core::ledger::LedgerError::NotFound(_)) => {
+                    return Err(usage(format!("no intervention {id}")));
+                }
+                Err(e) => return Err(Failure::Runtime(anyhow!(e))),
+            };
+            let chain =
+                render::Chain::load(&ledger, iv).map_err(|e| Failure::Runtime(anyhow!(e)))?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&chain.to_json()).context("serialising")?
+                );
+            } else {
+                chain.print();
+            }
+            Ok(())
+        }
+        Command::Revert { id, reason } => {
+            let config = load_config(&cli.config)?;
+            let id = parse_id(&id)?;
+            let _lock = lock(&config)?;
+            let mut engine = engine(&config, clock)?;
+            match engine.revert(id, &reason) {
+                Ok(report) => print_report(&report, false),
+                Err(kaizen_core::engine::EngineError::Ledger(
+                    kaizen_core::ledger::LedgerError::NotFound(_),
+                )) => Err(usage(format!("no intervention {id}"))),
+                Err(e @ kaizen_core::engine::EngineError::Refused { .. }) => {
+                    Err(Failure::Runtime(anyhow!(e)))
+                }
+                Err(e) => Err(Failure::Runtime(anyhow!(e))),
+            }
+        }
+        Command::Apply { id } => {
+            let config = load_config(&cli.config)?;
+            let id = parse_id(&id)?;
+            let _lock = lock(&config)?;
+            let mut engine = engine(&config, clock)?;
+            let report = engine
+                .approve(id)
+                .await
+                .map_err(|e| Failure::Runtime(anyhow!(e)))?;
+            print_report(&report, false)?;
+            if report.applied.contains(&id) {
+                Ok(())
+            } else {
+                Err(Failure::Runtime(anyhow!("{id} was not applied")))
+            }
+        }
+        Command::Lessons { command } => crate::lessons::run(command, &cli.config, clock).await,
+        Command::Learn { json } => crate::lessons::learn(&cli.config, clock, json).await,
+        Command::Demo { keep } => crate::commands::demo(keep).await,
+        Command::Sim {
+            files,
+            verbose_decisions,
+        } => crate::commands::sim(&files, verbose_decisions).await,
+    }
+}
+
+fn open_ledger_read(config: &Config) -> Result<Option<Ledger>> {
+    let path = config.ledger_path();
+    if !path.exists() {
+        return Ok(None);
+    }
+    Ledger::open(&path)
+        .map(Some)
+        .map_err(|e| Failure::Runtime(anyhow!(e)))
+}
+
+fn init(config_path: &Path, force: bool) -> Result<()> {
+    let dir = match config_path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::env::current_dir().context("reading the current directory")?,
+    };
+    if git2_probe(&dir).is_none() {
+        return Err(usage(format!(
+            "{} is not inside a git repository (run `git init` first)",
+            dir.display()
+        )));
+    }
+    if config_path.exists() && !force {
+        return Err(usage(format!(
+            "{} already exists (use --force to overwrite)",
+            config_path.display()
+        )));
+    }
+    std::fs::write(config_path, DEFAULT_CONFIG)
+        .with_context(|| format!("writing {}", config_path.display()))?;
+    println!("wrote {}", config_path.display());
+    let config = load_config(config_path)?;
+    std::fs::create_dir_all(&config.state_dir)
+        .with_context(|| format!("creating {}", config.state_dir.display()))?;
+    println!("created {}", config.state_dir.display());
+    match assemble::exclude_state_dir(&config.repo, &config.state_dir) {
+        Ok(true) => println!(
+            "git-ignored {} via .git/info/exclude",
+            config.state_dir.display()
+        ),
+        Ok(false) => println!("{} already git-ignored", config.state_dir.display()),
+        Err(e) => {
+            return Err(Failure::Runtime(anyhow!(
+                "cannot update .git/info/exclude: {e}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn git2_probe(dir: &Path) -> Option<()> {
+    let mut d = Some(dir);
+    while let Some(p) = d {
+        if p.join(".git").exists() {
+            return Some(());
+        }
+        d = p.parent();
+    }
+    None
+}
+
+/// `kaizen demo`.
+pub async fn demo(keep: bool) -> Result<()> {
+    let _ = keep;
+    Err(usage("demo: not wired yet"))
+}
+
+/// `kaizen sim`.
+pub async fn sim(files: &[std::path::PathBuf], verbose: bool) -> Result<()> {
+    let _ = (files, verbose);
+    Err(usage("sim: not wired yet"))
+}

@@ -1,0 +1,276 @@
+//! Human-readable and JSON renderings of reports and interventions.
+
+use chrono::{DateTime, Utc};
+use kaizen_core::engine::CycleReport;
+use kaizen_core::guard::{GuardVerdict, overall};
+use kaizen_core::intervention::{Candidate, Intervention};
+use kaizen_core::ledger::{Event, Ledger, LedgerError};
+use kaizen_core::validate::Verdict;
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn short(sha: &str) -> &str {
+    sha.get(..10).unwrap_or(sha)
+}
+
+/// Prints a cycle report, one decision per line.
+pub fn report(report: &CycleReport) {
+    for line in &report.lines {
+        let id = line
+            .id
+            .map(|i| i.to_string())
+            .unwrap_or_else(|| "-".repeat(8));
+        println!("{} {id} {:<9} {}", ts(report.at), line.stage, line.text);
+    }
+    for e in &report.escalations {
+        eprintln!("kaizen: ESCALATION: {e}");
+    }
+}
+
+/// Prints candidates with what the guards would say.
+pub fn candidates(list: &[(String, Candidate, Vec<GuardVerdict>)]) {
+    if list.is_empty() {
+        println!("no candidates: no rule fires and no other proposer suggested anything");
+        return;
+    }
+    for (proposer, c, verdicts) in list {
+        let (decision, reason) = overall(verdicts);
+        println!("{} [{}] from {proposer}", c.title, c.area);
+        if !c.origin.trigger.is_empty() {
+            println!("  trigger:    {}", c.origin.trigger);
+        }
+        println!("  hypothesis: {}", c.hypothesis);
+        for e in &c.change {
+            println!("  change:     {e}");
+        }
+        println!("  predicts:   {}", c.prediction);
+        println!(
+            "  risk {} · confidence {:.2} · rollback {}",
+            c.risk,
+            c.confidence,
+            c.rollback.as_deref().unwrap_or("NONE")
+        );
+        println!("  guards now: {decision} — {reason}");
+    }
+}
+
+/// One intervention as the JSON object `kaizen interventions --json` prints.
+pub fn intervention_json(iv: &Intervention) -> serde_json::Value {
+    serde_json::json!({
+        "id": iv.id.to_string(),
+        "status": iv.status.as_str(),
+        "outcome": iv.outcome.map(|o| o.as_str()),
+        "area": iv.candidate.area,
+        "kind": iv.candidate.kind,
+        "title": iv.candidate.title,
+        "reason": iv.reason,
+        "commit": iv.commit,
+        "revert_commit": iv.revert_commit,
+        "risk": iv.candidate.risk.to_string(),
+        "confidence": iv.candidate.confidence,
+        "prediction": iv.candidate.prediction.to_string(),
+        "rollback": iv.candidate.rollback,
+        "origin": iv.candidate.origin.to_string(),
+        "rule": iv.candidate.origin.rule,
+        "created_at": ts(iv.created_at),
+        "applied_at": iv.applied_at.map(ts),
+        "due_at": iv.due_at.map(ts),
+        "finalized_at": iv.finalized_at.map(ts),
+    })
+}
+
+/// A table of interventions.
+pub fn intervention_table(list: &[Intervention]) {
+    if list.is_empty() {
+        println!("no interventions yet");
+        return;
+    }
+    println!(
+        "{:<9} {:<9} {:<12} {:<12} {:<10} TITLE / REASON",
+        "ID", "STATUS", "OUTCOME", "AREA", "COMMIT"
+    );
+    for iv in list {
+        println!(
+            "{:<9} {:<9} {:<12} {:<12} {:<10} {}",
+            iv.id.to_string(),
+            iv.status.as_str(),
+            iv.outcome.map(|o| o.as_str()).unwrap_or("-"),
+            iv.candidate.area,
+            iv.commit.as_deref().map(short).unwrap_or("-"),
+            iv.candidate.title
+        );
+        println!("{:<56}└ {}", "", iv.reason);
+    }
+}
+
+/// Everything recorded about one intervention.
+pub struct Chain {
+    iv: Intervention,
+    guards: Vec<(DateTime<Utc>, GuardVerdict)>,
+    events: Vec<Event>,
+    verdict: Option<Verdict>,
+    sizing: Option<serde_json::Value>,
+}
+
+impl Chain {
+    /// Reads it from the ledger.
+    pub fn load(ledger: &Ledger, iv: Intervention) -> Result<Chain, LedgerError> {
+        let id = iv.id;
+        Ok(Chain {
+            guards: ledger.guard_verdicts(id)?,
+            events: ledger.events_for(id)?,
+            verdict: ledger.verdict(id)?,
+            sizing: ledger.sizing(id)?,
+            iv,
+        })
+    }
+
+    /// As JSON.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = intervention_json(&self.iv);
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert(
+                "hypothesis".into(),
+                self.iv.candidate.hypothesis.clone().into(),
+            );
+            obj.insert(
+                "trigger".into(),
+                self.iv.candidate.origin.trigger.clone().into(),
+            );
+            obj.insert(
+                "change".into(),
+                serde_json::to_value(&self.iv.candidate.change).unwrap_or_default(),
+            );
+            obj.insert(
+                "cites".into(),
+                serde_json::to_value(&self.iv.candidate.origin.cites).unwrap_or_default(),
+            );
+            obj.insert(
+                "argues_against".into(),
+                serde_json::to_value(&self.iv.candidate.origin.argues_against).unwrap_or_default(),
+            );
+            obj.insert(
+                "guards".into(),
+                serde_json::to_value(self.guards.iter().map(|(_, g)| g).collect::<Vec<_>>())
+                    .unwrap_or_default(),
+            );
+            obj.insert(
+                "verdict".into(),
+                serde_json::to_value(&self.verdict).unwrap_or_default(),
+            );
+            obj.insert("sizing".into(), self.sizing.clone().unwrap_or_default());
+            obj.insert(
+                "events".into(),
+                serde_json::to_value(&self.events).unwrap_or_default(),
+            );
+        }
+        v
+    }
+
+    /// Prints it for a human.
+    pub fn print(&self) {
+        let iv = &self.iv;
+        let c = &iv.candidate;
+        println!("{}  {}", iv.id, c.title);
+        println!(
+            "  status      {}{}",
+            iv.status,
+            iv.outcome
+                .map(|o| format!(" (outcome: {o})"))
+                .unwrap_or_default()
+        );
+        println!("  reason      {}", iv.reason);
+        println!(
+            "  area/kind   {} / {}   risk {}   confidence {:.2}",
+            c.area, c.kind, c.risk, c.confidence
+        );
+        println!("  origin      {}", c.origin);
+        if !c.origin.trigger.is_empty() {
+            println!("  trigger     {}", c.origin.trigger);
+        }
+        println!("  hypothesis  {}", c.hypothesis);
+        for e in &c.change {
+            println!("  change      {e}");
+        }
+        println!("  prediction  {}", c.prediction);
+        println!(
+            "  rollback    {}",
+            c.rollback.as_deref().unwrap_or("(none)")
+        );
+        for cite in &c.origin.cites {
+            println!("  cites       {cite}");
+        }
+        for a in &c.origin.argues_against {
+            println!("  argues      against {}: {}", a.lesson, a.why);
+        }
+        if let Some(commit) = &iv.commit {
+            println!(
+                "  commit      {commit}{}",
+                iv.applied_at
+                    .map(|t| format!("  (applied {})", ts(t)))
+                    .unwrap_or_default()
+            );
+        }
+        if let Some(due) = iv.due_at {
+            println!("  due         {}", ts(due));
+        }
+        if let Some(r) = &iv.revert_commit {
+            println!("  reverted by {r}");
+        }
+        if let Some(s) = &self.sizing
+            && let Some(note) = s.get("note").and_then(|n| n.as_str())
+        {
+            println!("  sizing      {note}");
+        }
+        if !self.guards.is_empty() {
+            println!("guards:");
+            for (at, g) in &self.guards {
+                println!(
+                    "  {} {:<8} {:<16} {}",
+                    ts(*at),
+                    g.decision.to_string(),
+                    g.guard,
+                    g.reason
+                );
+            }
+        }
+        if let Some(v) = &self.verdict {
+            let f = &v.figures;
+            println!("verdict: {} — {}", v.outcome, v.summary);
+            println!(
+                "  method {} · n before {} · n after {} · gaps {}",
+                if f.method.is_empty() { "-" } else { &f.method },
+                f.n_before,
+                f.n_after,
+                f.gaps
+            );
+            let num = |x: Option<f64>| x.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into());
+            println!(
+                "  baseline {} · post {} · estimate {} · interval [{}, {}]{}",
+                num(f.baseline),
+                num(f.post),
+                num(f.estimate),
+                num(f.lower),
+                num(f.upper),
+                f.level
+                    .map(|l| format!(" at {:.0}%", l * 100.0))
+                    .unwrap_or_default()
+            );
+            if let Some(met) = f.magnitude_met {
+                println!(
+                    "  predicted magnitude {}",
+                    if met { "met" } else { "undershot" }
+                );
+            }
+            for n in &f.notes {
+                println!("  note: {n}");
+            }
+        }
+        println!("timeline:");
+        for e in &self.events {
+            println!("  {} {:<9} {:<18} {}", ts(e.at), e.stage, e.kind, e.detail);
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Window sizing: how many samples a window needs to see a predicted effect, given the signal's
+//! noise and autocorrelation — checked at proposal time so a prediction that no window could
+//! confirm is recorded as "unvalidatable as predicted" instead of decided by a coin flip later.
+
+use super::stats::{ar1_width_factor, lag1_autocorrelation, mad_sigma, median, normal_quantile, std_dev};
+use super::{predicted_magnitude, use_log};
+use crate::config::Scale;
+use crate::intervention::{ExpectedChange, Prediction};
+use crate::signal::{Sample, Signal};
+use crate::span::Span;
+use serde::{Deserialize, Serialize};
+
+/// Asymptotic relative efficiency of Mann–Whitney against the t-test under normal noise (3/π).
+const MW_EFFICIENCY: f64 = 3.0 / std::f64::consts::PI;
+
+/// Samples per side needed to detect a shift.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SizingReport {
+    /// Samples needed on each side (baseline and post).
+    pub needed: usize,
+    /// The signal's robust standard deviation (same units as the history given).
+    pub sigma: f64,
+    /// Lag-1 autocorrelation of the history.
+    pub rho: f64,
+    /// Variance inflation for autocorrelation, `(1 + ρ) / (1 − ρ)`.
+    pub inflation: f64,
+    /// The magnitude to detect, in standard deviations.
+    pub effect_sd: f64,
+}
+
+/// Samples per side a one-sided Mann–Whitney comparison needs to detect a shift of `magnitude`
+/// (same units as `history`) at level `alpha` with probability `power`:
+/// `n = 2 (z₁₋α + z_power)² σ² · (1+ρ)/(1−ρ) / (M² · 3/π)`.
+///
+/// `history` holds the signal's recent values on the working scale (e.g. logs), oldest first.
+/// `None` with fewer than 8 values, no spread, or a non-positive magnitude.
+pub fn required_samples(history: &[f64], magnitude: f64, alpha: f64, power: f64) -> Option<SizingReport> {
+    if history.len() < 8 || !(magnitude.is_finite() && magnitude > 0.0) {
+        return None;
+    }
+    let sigma = mad_sigma(history)
+        .filter(|s| *s > 0.0)
+        .or_else(|| std_dev(history).filter(|s| *s > 0.0))?;
+    let rho = lag1_autocorrelation(history).unwrap_or(0.0);
+    let inflation = ar1_width_factor(rho).powi(2);
+    let z = normal_quantile(1.0 - alpha.clamp(1e-9, 0.5)) + normal_quantile(power.clamp(0.5, 0.9999));
+    let effect_sd = magnitude / sigma;
+    let n = 2.0 * z * z * inflation / (effect_sd * effect_sd * MW_EFFICIENCY);
+    let needed = if n.is_finite() { n.ceil().max(3.0) as usize } else { usize::MAX };
+    Some(SizingReport {
+        needed,
+        sigma,
+        rho: rho.max(0.0),
+        inflation,
+        effect_sd,
+    })
+}
+
+/// Whether a prediction's window can supply the samples it needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowSizing {
+    /// The sizing, when it could be computed.
+    pub report: Option<SizingReport>,
+    /// Samples the window gives (`within / sample_every`).
+    pub available: usize,
+    /// Whether `available ≥ needed` (false when the need could not be computed).
+    pub sufficient: bool,
+    /// One line for the ledger, e.g. "unvalidatable as predicted: needs 64 samples, window gives 30".
+    pub message: String,
+}
+
+/// Checks, at proposal time, whether `prediction`'s window (`within` at one sample per
+/// `sample_every`) can detect its predicted change on `signal`, given its recent `history`
+/// (values of that signal, oldest first; the latest day or so is enough), at 5% one-sided level
+/// and 80% power.
+pub fn size_window(
+    prediction: &Prediction,
+    signal: &Signal,
+    scale: Scale,
+    history: &[Sample],
+    sample_every: Span,
+) -> WindowSizing {
+    let available = usize::try_from(prediction.within.seconds() / sample_every.seconds().max(1))
+        .unwrap_or(usize::MAX);
+    let values: Vec<f64> = history
+        .iter()
+        .filter(|s| s.signal == signal.name || s.signal.is_empty())
+        .map(|s| s.value)
+        .filter(|v| v.is_finite())
+        .collect();
+    let (log, _) = use_log(scale, &values);
+    let work: Vec<f64> = values.iter().map(|v| if log { v.ln() } else { *v }).collect();
+    let recent = &values[values.len().saturating_sub(available.max(8))..];
+    let base = median(recent).unwrap_or(0.0);
+    let magnitude = match prediction.change {
+        ExpectedChange::Below(t) | ExpectedChange::Above(t) => {
+            if log && t > 0.0 && base > 0.0 {
+                Some((t.ln() - base.ln()).abs())
+            } else if log {
+                None
+            } else {
+                Some((t - base).abs())
+            }
+        }
+        change => predicted_magnitude(change, log, base),
+    };
+    let report = magnitude.and_then(|m| required_samples(&work, m, 0.05, 0.8));
+    let (sufficient, message) = match &report {
+        Some(r) if r.needed <= available => (
+            true,
+            format!("validatable: needs {} samples, window gives {available}", r.needed),
+        ),
+        Some(r) => (
+            false,
+            format!(
+                "unvalidatable as predicted: needs {} samples, window gives {available}",
+                r.needed
+            ),
+        ),
+        None => (
+            false,
+            format!(
+                "window size unknown: too little history of {} to estimate its noise ({} samples)",
+                signal.name,
+                values.len()
+            ),
+        ),
+    };
+    WindowSizing {
+        report,
+        available,
+        sufficient,
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signal::Better;
+    use chrono::{TimeZone, Utc};
+
+    fn noise(n: usize) -> Vec<f64> {
+        // A deterministic, roughly normal-looking series with no autocorrelation.
+        (0..n).map(|i| ((i * 7919) % 101) as f64 / 101.0 - 0.5).collect()
+    }
+
+    #[test]
+    fn matches_textbook_sizes() {
+        let h = noise(2000);
+        let sd = mad_sigma(&h).unwrap();
+        // 1σ at 5% / 80%: 2·(1.645+0.842)²/0.955 ≈ 13 per side; 0.5σ ≈ 52.
+        let r = required_samples(&h, sd, 0.05, 0.8).unwrap();
+        assert!((12..=15).contains(&r.needed), "{r:?}");
+        let r = required_samples(&h, 0.5 * sd, 0.05, 0.8).unwrap();
+        assert!((50..=56).contains(&r.needed), "{r:?}");
+    }
+
+    #[test]
+    fn autocorrelation_raises_the_need() {
+        let mut x = 0.0;
+        let h: Vec<f64> = noise(3000)
+            .into_iter()
+            .map(|e| {
+                x = 0.8 * x + e;
+                x
+            })
+            .collect();
+        let sd = mad_sigma(&h).unwrap();
+        let r = required_samples(&h, sd, 0.05, 0.8).unwrap();
+        assert!(r.rho > 0.6 && r.needed > 60, "{r:?}");
+    }
+
+    #[test]
+    fn says_when_the_window_is_too_short() {
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let hist: Vec<Sample> = noise(600)
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| Sample::new("lat", t0 + chrono::Duration::minutes(i as i64), 100.0 * (1.0 + 0.1 * e)))
+            .collect();
+        let sig = Signal {
+            name: "lat".into(),
+            unit: "ms".into(),
+            better: Better::Lower,
+            alert_above: None,
+            alert_below: None,
+        };
+        let small = Prediction {
+            signal: "lat".into(),
+            change: ExpectedChange::Relative(-0.01),
+            within: Span::minutes(30),
+        };
+        let w = size_window(&small, &sig, Scale::Auto, &hist, Span::minutes(1));
+        assert!(!w.sufficient);
+        assert!(w.message.starts_with("unvalidatable as predicted: needs "), "{}", w.message);
+        assert!(w.message.ends_with("window gives 30"), "{}", w.message);
+        let big = Prediction {
+            change: ExpectedChange::Relative(-0.3),
+            ..small
+        };
+        let w = size_window(&big, &sig, Scale::Auto, &hist, Span::minutes(1));
+        assert!(w.sufficient, "{}", w.message);
+    }
+}

@@ -1,0 +1,390 @@
+//! Small, dependency-free statistics used by the validators, window sizing and calibration.
+//!
+//! Everything here works on plain `f64` slices, ignores nothing silently (callers filter
+//! non-finite values first) and allocates only where noted.
+
+use std::cmp::Ordering;
+
+/// The median of `values` (reorders the slice). `None` when empty.
+pub fn median_mut(values: &mut [f64]) -> Option<f64> {
+    let n = values.len();
+    if n == 0 {
+        return None;
+    }
+    let mid = n / 2;
+    let (left, m, _) = values.select_nth_unstable_by(mid, f64::total_cmp);
+    let hi = *m;
+    if n % 2 == 1 {
+        return Some(hi);
+    }
+    let lo = left.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    Some((lo + hi) / 2.0)
+}
+
+/// The median of `values` (copies). `None` when empty.
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut v = values.to_vec();
+    median_mut(&mut v)
+}
+
+/// The `q`-quantile (0..=1) of already **sorted** values, linear interpolation. `None` when empty.
+pub fn quantile_sorted(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let q = q.clamp(0.0, 1.0);
+    let pos = q * (sorted.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    let w = pos - lo as f64;
+    Some(sorted[lo] * (1.0 - w) + sorted[hi] * w)
+}
+
+/// The arithmetic mean. `None` when empty.
+pub fn mean(values: &[f64]) -> Option<f64> {
+    if values.is_empty() {
+        None
+    } else {
+        Some(values.iter().sum::<f64>() / values.len() as f64)
+    }
+}
+
+/// A robust standard deviation: 1.4826 × the median absolute deviation. `None` when empty.
+pub fn mad_sigma(values: &[f64]) -> Option<f64> {
+    let m = median(values)?;
+    let mut dev: Vec<f64> = values.iter().map(|v| (v - m).abs()).collect();
+    median_mut(&mut dev).map(|d| 1.4826 * d)
+}
+
+/// The sample standard deviation. `None` with fewer than two values.
+pub fn std_dev(values: &[f64]) -> Option<f64> {
+    if values.len() < 2 {
+        return None;
+    }
+    let m = mean(values)?;
+    let ss: f64 = values.iter().map(|v| (v - m) * (v - m)).sum();
+    Some((ss / (values.len() - 1) as f64).sqrt())
+}
+
+/// Lag-1 autocorrelation of a series (oldest first). `None` with fewer than 4 values or no spread.
+pub fn lag1_autocorrelation(values: &[f64]) -> Option<f64> {
+    if values.len() < 4 {
+        return None;
+    }
+    let m = mean(values)?;
+    let den: f64 = values.iter().map(|v| (v - m) * (v - m)).sum();
+    if den <= 0.0 {
+        return None;
+    }
+    let num: f64 = values.windows(2).map(|w| (w[0] - m) * (w[1] - m)).sum();
+    Some((num / den).clamp(-1.0, 1.0))
+}
+
+/// The variance inflation of a mean of an AR(1) series with lag-1 autocorrelation `rho`
+/// (negative values count as 0, capped at 0.95): `sqrt((1 + ρ) / (1 − ρ))`, a factor on widths.
+pub fn ar1_width_factor(rho: f64) -> f64 {
+    let r = if rho.is_finite() { rho.clamp(0.0, 0.95) } else { 0.0 };
+    ((1.0 + r) / (1.0 - r)).sqrt()
+}
+
+/// The standard normal CDF Φ(x) (Abramowitz–Stegun 7.1.26 via erfc; |error| < 1.5e-7).
+pub fn normal_cdf(x: f64) -> f64 {
+    if x.is_nan() {
+        return f64::NAN;
+    }
+    0.5 * erfc(-x / std::f64::consts::SQRT_2)
+}
+
+fn erfc(x: f64) -> f64 {
+    // Numerical Recipes erfcc: fractional error < 1.2e-7 everywhere.
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let r = t * (-z * z - 1.265_512_23
+        + t * (1.000_023_68
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
+        .exp();
+    if x >= 0.0 { r } else { 2.0 - r }
+}
+
+/// The standard normal quantile Φ⁻¹(p) (Acklam's algorithm, relative error < 1.2e-9).
+/// Returns ±∞ at 0 and 1, NaN outside.
+pub fn normal_quantile(p: f64) -> f64 {
+    if !(0.0..=1.0).contains(&p) || p.is_nan() {
+        return f64::NAN;
+    }
+    if p == 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if p == 1.0 {
+        return f64::INFINITY;
+    }
+    const A: [f64; 6] = [
+        -3.969_683_028_665_376e1,
+        2.209_460_984_245_205e2,
+        -2.759_285_104_469_687e2,
+        1.383_577_518_672_69e2,
+        -3.066_479_806_614_716e1,
+        2.506_628_277_459_239,
+    ];
+    const B: [f64; 5] = [
+        -5.447_609_879_822_406e1,
+        1.615_858_368_580_409e2,
+        -1.556_989_798_598_866e2,
+        6.680_131_188_771_972e1,
+        -1.328_068_155_288_572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784_894_002_430_293e-3,
+        -3.223_964_580_411_365e-1,
+        -2.400_758_277_161_838,
+        -2.549_732_539_343_734,
+        4.374_664_141_464_968,
+        2.938_163_982_698_783,
+    ];
+    const D: [f64; 4] = [
+        7.784_695_709_041_462e-3,
+        3.224_671_290_700_398e-1,
+        2.445_134_137_142_996,
+        3.754_408_661_907_416,
+    ];
+    let lo = 0.024_25;
+    if p < lo {
+        let q = (-2.0 * p.ln()).sqrt();
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    } else if p <= 1.0 - lo {
+        let q = p - 0.5;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+    } else {
+        let q = (-2.0 * (1.0 - p).ln()).sqrt();
+        -(((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    }
+}
+
+/// A one-sided Mann–Whitney test that `post` is stochastically greater than `base`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MannWhitney {
+    /// U for `post`: the number of (post, base) pairs with post > base, ties counting ½.
+    pub u: f64,
+    /// The tie-corrected normal score of `U` (with continuity correction).
+    pub z: f64,
+    /// One-sided p-value for "post greater than base".
+    pub p_greater: f64,
+    /// One-sided p-value for "post less than base".
+    pub p_less: f64,
+}
+
+/// Mann–Whitney U of `post` against `base` with mid-ranks for ties and the normal approximation.
+/// `None` when either side is empty.
+pub fn mann_whitney(base: &[f64], post: &[f64]) -> Option<MannWhitney> {
+    let (m, n) = (base.len(), post.len());
+    if m == 0 || n == 0 {
+        return None;
+    }
+    let mut all: Vec<(f64, bool)> = base
+        .iter()
+        .map(|&v| (v, false))
+        .chain(post.iter().map(|&v| (v, true)))
+        .collect();
+    all.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = all.len();
+    let mut rank_sum_post = 0.0;
+    let mut tie_term = 0.0;
+    let mut i = 0;
+    while i < total {
+        let mut j = i + 1;
+        while j < total && all[j].0.total_cmp(&all[i].0) == Ordering::Equal {
+            j += 1;
+        }
+        let avg_rank = (i + 1 + j) as f64 / 2.0;
+        let t = (j - i) as f64;
+        tie_term += t * t * t - t;
+        for item in &all[i..j] {
+            if item.1 {
+                rank_sum_post += avg_rank;
+            }
+        }
+        i = j;
+    }
+    let (mf, nf) = (m as f64, n as f64);
+    let u = rank_sum_post - nf * (nf + 1.0) / 2.0;
+    let mu = mf * nf / 2.0;
+    let big_n = mf + nf;
+    let var = mf * nf / 12.0 * ((big_n + 1.0) - tie_term / (big_n * (big_n - 1.0)).max(1.0));
+    if var <= 0.0 {
+        return Some(MannWhitney {
+            u,
+            z: 0.0,
+            p_greater: 1.0,
+            p_less: 1.0,
+        });
+    }
+    let sd = var.sqrt();
+    let z_greater = (u - mu - 0.5) / sd;
+    let z_less = (mu - u - 0.5) / sd;
+    Some(MannWhitney {
+        u,
+        z: (u - mu) / sd,
+        p_greater: 1.0 - normal_cdf(z_greater),
+        p_less: 1.0 - normal_cdf(z_less),
+    })
+}
+
+/// The 1-based order index `k` of the pairwise differences giving a one-sided Mann–Whitney
+/// bound at level `alpha` for samples of sizes `m` and `n` (normal approximation, at least 1).
+pub fn mw_bound_index(m: usize, n: usize, alpha: f64) -> usize {
+    let (mf, nf) = (m as f64, n as f64);
+    let z = normal_quantile(1.0 - alpha.clamp(1e-12, 0.5));
+    let k = (mf * nf / 2.0 - z * (mf * nf * (mf + nf + 1.0) / 12.0).sqrt()).floor();
+    if k < 1.0 { 1 } else { k as usize }
+}
+
+/// A Hodges–Lehmann shift with its one-sided Mann–Whitney bounds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ShiftInterval {
+    /// Median of all pairwise differences `post − base`.
+    pub estimate: f64,
+    /// Lower bound: the effect exceeds this with confidence `1 − alpha`.
+    pub lower: f64,
+    /// Upper bound: the effect is below this with confidence `1 − alpha`.
+    pub upper: f64,
+}
+
+/// Hodges–Lehmann shift of `post` over `base` and its one-sided Mann–Whitney bounds at `alpha`
+/// each (so `[lower, upper]` is a `1 − 2·alpha` interval). `buf` is scratch space, reused across
+/// calls to avoid allocation. `None` when either side is empty.
+pub fn hodges_lehmann(
+    base: &[f64],
+    post: &[f64],
+    alpha: f64,
+    buf: &mut Vec<f64>,
+) -> Option<ShiftInterval> {
+    let (m, n) = (base.len(), post.len());
+    if m == 0 || n == 0 {
+        return None;
+    }
+    buf.clear();
+    buf.reserve(m * n);
+    for &p in post {
+        for &b in base {
+            buf.push(p - b);
+        }
+    }
+    let total = buf.len();
+    let k = mw_bound_index(m, n, alpha).min(total);
+    let mid = total / 2;
+    let (left, mval, right) = buf.select_nth_unstable_by(mid, f64::total_cmp);
+    let hi_mid = *mval;
+    let estimate = if total % 2 == 1 {
+        hi_mid
+    } else {
+        let lo_mid = left.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (lo_mid + hi_mid) / 2.0
+    };
+    // k-th smallest (1-based) and k-th largest.
+    let lower = if k - 1 < mid {
+        *left.select_nth_unstable_by(k - 1, f64::total_cmp).1
+    } else {
+        hi_mid
+    };
+    let upper_idx = total - k; // 0-based index of the k-th largest
+    let upper = if upper_idx > mid {
+        *right.select_nth_unstable_by(upper_idx - mid - 1, f64::total_cmp).1
+    } else {
+        hi_mid
+    };
+    Some(ShiftInterval {
+        estimate,
+        lower: lower.min(estimate),
+        upper: upper.max(estimate),
+    })
+}
+
+/// The Wilson score interval for `successes` out of `n` at normal quantile `z` (1.96 ≈ 95%).
+/// `(0, 1)` when `n` is 0.
+pub fn wilson_interval(successes: usize, n: usize, z: f64) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    let nf = n as f64;
+    let p = successes as f64 / nf;
+    let z2 = z * z;
+    let denom = 1.0 + z2 / nf;
+    let centre = (p + z2 / (2.0 * nf)) / denom;
+    let half = z * (p * (1.0 - p) / nf + z2 / (4.0 * nf * nf)).sqrt() / denom;
+    ((centre - half).max(0.0), (centre + half).min(1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_and_quantiles() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+        assert_eq!(quantile_sorted(&[0.0, 10.0], 0.25), Some(2.5));
+        // MAD of 1..=5 is 1 → 1.4826.
+        assert!((mad_sigma(&[1.0, 2.0, 3.0, 4.0, 5.0]).unwrap() - 1.4826).abs() < 1e-12);
+    }
+
+    #[test]
+    fn normal_functions() {
+        assert!((normal_cdf(0.0) - 0.5).abs() < 1e-7);
+        assert!((normal_cdf(1.644_853_6) - 0.95).abs() < 1e-6);
+        assert!((normal_quantile(0.975) - 1.959_964).abs() < 1e-5);
+        assert!((normal_quantile(0.05) + 1.644_854).abs() < 1e-5);
+        assert!((normal_quantile(0.001) + 3.090_232).abs() < 1e-5);
+    }
+
+    #[test]
+    fn mann_whitney_hand_computed() {
+        // post all above base: U = m·n = 9.
+        let r = mann_whitney(&[1.0, 2.0, 3.0], &[4.0, 5.0, 6.0]).unwrap();
+        assert_eq!(r.u, 9.0);
+        // z = (9 − 4.5 − 0.5)/sqrt(9·7/12) = 4/2.2913 = 1.7457 → p ≈ 0.0404.
+        assert!((r.p_greater - 0.0404).abs() < 1e-3, "{}", r.p_greater);
+        assert!(r.p_less > 0.95);
+        // Ties: one tie counts ½.
+        let r = mann_whitney(&[1.0, 2.0], &[2.0, 3.0]).unwrap();
+        assert_eq!(r.u, 3.5);
+    }
+
+    #[test]
+    fn hodges_lehmann_hand_computed() {
+        // Diffs post−base for base {0,1}, post {2,4}: {2,1,4,3} → median 2.5.
+        let mut buf = Vec::new();
+        let s = hodges_lehmann(&[0.0, 1.0], &[2.0, 4.0], 0.05, &mut buf).unwrap();
+        assert_eq!(s.estimate, 2.5);
+        assert_eq!(s.lower, 1.0);
+        assert_eq!(s.upper, 4.0);
+        // A pure shift of 10 with identical shapes: estimate exactly 10.
+        let base: Vec<f64> = (0..20).map(f64::from).collect();
+        let post: Vec<f64> = base.iter().map(|v| v + 10.0).collect();
+        let s = hodges_lehmann(&base, &post, 0.05, &mut buf).unwrap();
+        assert_eq!(s.estimate, 10.0);
+        assert!(s.lower < 10.0 && s.upper > 10.0 && s.lower > 0.0);
+        // k for 12 vs 12 at 5%: 72 − 1.645·sqrt(144·25/12) = 72 − 28.49 → 43.
+        assert_eq!(mw_bound_index(12, 12, 0.05), 43);
+    }
+
+    #[test]
+    fn autocorrelation_and_wilson() {
+        let alt: Vec<f64> = (0..100).map(|i| if i % 2 == 0 { 1.0 } else { -1.0 }).collect();
+        assert!(lag1_autocorrelation(&alt).unwrap() < -0.9);
+        assert!((ar1_width_factor(0.8) - 3.0).abs() < 1e-12);
+        assert_eq!(ar1_width_factor(-0.5), 1.0);
+        // Wilson 5/10 at z=1.96: centre 0.5, half = 1.96·sqrt(0.025+0.00960)/1.38416 = 0.2634.
+        let (lo, hi) = wilson_interval(5, 10, 1.96);
+        assert!((lo - 0.2366).abs() < 1e-3 && (hi - 0.7634).abs() < 1e-3, "{lo} {hi}");
+    }
+}
