@@ -156,3 +156,57 @@ signals:
     // An unparsable file reads as missing values (the default), never as a crash or a zero.
     assert_eq!(value(&src, at(5), "latency_ms"), 50.0);
 }
+
+#[test]
+fn direct_applier_reverts_a_key_after_other_keys_of_the_file_changed() {
+    use kaizen_core::apply::Applier;
+    use kaizen_core::edit::Edit;
+    use kaizen_core::intervention::{Candidate, InterventionId, Prediction, Risk};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("config")).unwrap();
+    let cfg = dir.path().join("config/app.yaml");
+    std::fs::write(&cfg, "cache:\n  max_entries: 0\nworkers: 4\n").unwrap();
+    let cand = |key: &str, value: serde_json::Value| Candidate {
+        area: "a".into(),
+        kind: "config_set".into(),
+        title: "t".into(),
+        hypothesis: "h".into(),
+        change: vec![Edit::ConfigSet {
+            file: "config/app.yaml".into(),
+            key: key.into(),
+            value,
+        }],
+        prediction: Prediction {
+            signal: "s".into(),
+            change: kaizen_core::intervention::ExpectedChange::Relative(-0.2),
+            within: Span::hours(1),
+        },
+        risk: Risk::Low,
+        confidence: 0.5,
+        rollback: Some("revert".into()),
+        origin: Default::default(),
+    };
+    let a = kaizen_core::sim::DirectApplier::new(dir.path());
+    let c1 = a
+        .apply(InterventionId(1), &cand("workers", 8.into()))
+        .unwrap();
+    let _c2 = a
+        .apply(InterventionId(2), &cand("cache.max_entries", 1000.into()))
+        .unwrap();
+    a.revert(InterventionId(1), &c1.sha, "no effect").unwrap();
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(
+        text.contains("workers: 4") && text.contains("max_entries: 1000"),
+        "{text}"
+    );
+    assert!(a.find_reverted(InterventionId(1)).unwrap().is_some());
+    // A key changed again by someone else cannot be reverted blindly.
+    let c3 = a
+        .apply(InterventionId(3), &cand("workers", 16.into()))
+        .unwrap();
+    std::fs::write(&cfg, "cache:\n  max_entries: 1000\nworkers: 2\n").unwrap();
+    assert!(matches!(
+        a.revert(InterventionId(3), &c3.sha, "x"),
+        Err(kaizen_core::apply::ApplyError::Conflict { .. })
+    ));
+}

@@ -151,7 +151,7 @@ async fn prepare_makes_a_git_repository_with_the_initial_files() {
         "{log}"
     );
     assert!(
-        log.contains("config/app.yaml") && log.contains("README.md"),
+        log.contains("config/cache.yaml") && log.contains("README.md"),
         "{log}"
     );
     let status = std::process::Command::new("git")

@@ -4,6 +4,7 @@
 
 use super::scenario::is_safe_relative;
 use crate::apply::{Applier, ApplyError, CommitRef};
+use crate::edit::{Edit, config_get};
 use crate::intervention::{Candidate, InterventionId};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -18,6 +19,10 @@ struct FakeCommit {
     reverts: Option<String>,
     /// (path, content before, content after) — `None` = missing.
     files: Vec<FileChange>,
+    /// For commits made only of `config_set` edits: (file, key, value before, value after), so a
+    /// revert can still be made when other keys of the file changed since (like git's 3-way merge
+    /// does for distant lines).
+    keys: Option<Vec<KeyChange>>,
 }
 
 /// Applies edits straight to files under a root; reverts restore the previous contents.
@@ -95,6 +100,7 @@ impl DirectApplier {
         id: Option<InterventionId>,
         reverts: Option<String>,
         files: Vec<FileChange>,
+        keys: Option<Vec<KeyChange>>,
     ) -> CommitRef {
         let mut commits = match self.commits.lock() {
             Ok(g) => g,
@@ -106,6 +112,7 @@ impl DirectApplier {
             id,
             reverts,
             files,
+            keys,
         });
         CommitRef { sha }
     }
@@ -115,6 +122,79 @@ impl DirectApplier {
             Ok(g) => g.clone(),
             Err(p) => p.into_inner().clone(),
         }
+    }
+}
+
+type KeyChange = (String, String, Option<serde_json::Value>, serde_json::Value);
+
+/// The (file, key, before, after) of a commit made only of `config_set` edits.
+fn config_keys(candidate: &Candidate, files: &[FileChange]) -> Option<Vec<KeyChange>> {
+    let mut out = Vec::new();
+    for e in &candidate.change {
+        let Edit::ConfigSet { file, key, value } = e else {
+            return None;
+        };
+        let before = files
+            .iter()
+            .find(|(f, _, _)| f == file)?
+            .1
+            .as_deref()
+            .unwrap_or("");
+        let old = config_get(file, before, key).ok()?;
+        out.push((file.clone(), key.clone(), old, value.clone()));
+    }
+    Some(out)
+}
+
+impl DirectApplier {
+    /// Reverts a `config_set`-only commit key by key when its files changed since, provided each
+    /// key still holds the value the commit set (else a conflict, like git).
+    fn revert_keys(
+        &self,
+        id: InterventionId,
+        commit: &str,
+        c: &FakeCommit,
+        conflicts: Vec<String>,
+    ) -> Result<CommitRef, ApplyError> {
+        let conflict = |paths: Vec<String>| ApplyError::Conflict {
+            commit: commit.to_string(),
+            paths,
+        };
+        let Some(keys) = &c.keys else {
+            return Err(conflict(conflicts));
+        };
+        let mut contents: Vec<(String, Option<String>, Option<String>)> = Vec::new();
+        for (file, key, old, new) in keys {
+            let current = match contents.iter().find(|(f, _, _)| f == file) {
+                Some((_, _, after)) => after.clone(),
+                None => self.read(file)?,
+            };
+            let now = config_get(file, current.as_deref().unwrap_or(""), key)
+                .ok()
+                .flatten();
+            let Some(old) = old else {
+                return Err(conflict(vec![file.clone()]));
+            };
+            if now.as_ref() != Some(new) {
+                return Err(conflict(vec![file.clone()]));
+            }
+            let edit = Edit::ConfigSet {
+                file: file.clone(),
+                key: key.clone(),
+                value: old.clone(),
+            };
+            let after = edit
+                .apply_to(current.as_deref())
+                .map_err(|e| ApplyError::Edit(e.to_string()))?;
+            match contents.iter_mut().find(|(f, _, _)| f == file) {
+                Some(entry) => entry.2 = Some(after),
+                None => contents.push((file.clone(), current, Some(after))),
+            }
+        }
+        for (f, _, after) in &contents {
+            self.write(f, after.as_deref())?;
+        }
+        Ok(self.record(Some(id), Some(commit.to_string()), contents, None))
     }
 }
 
@@ -128,7 +208,8 @@ impl Applier for DirectApplier {
         for (f, _, after) in &files {
             self.write(f, after.as_deref())?;
         }
-        Ok(self.record(Some(id), None, files))
+        let keys = config_keys(candidate, &files);
+        Ok(self.record(Some(id), None, files, keys))
     }
 
     fn revert(
@@ -147,17 +228,14 @@ impl Applier for DirectApplier {
             }
         }
         if !conflicts.is_empty() {
-            return Err(ApplyError::Conflict {
-                commit: commit.to_string(),
-                paths: conflicts,
-            });
+            return self.revert_keys(id, commit, &c, conflicts);
         }
         let mut files = Vec::new();
         for (f, before, after) in &c.files {
             self.write(f, before.as_deref())?;
             files.push((f.clone(), after.clone(), before.clone()));
         }
-        Ok(self.record(Some(id), Some(commit.to_string()), files))
+        Ok(self.record(Some(id), Some(commit.to_string()), files, None))
     }
 
     fn find_applied(&self, id: InterventionId) -> Result<Option<String>, ApplyError> {
@@ -198,6 +276,6 @@ impl Applier for DirectApplier {
         for (f, _, after) in &changed {
             self.write(f, after.as_deref())?;
         }
-        Ok(Some(self.record(None, None, changed)))
+        Ok(Some(self.record(None, None, changed, None)))
     }
 }
