@@ -241,8 +241,14 @@ impl Scenario {
         }
         let kaizen_yaml = yaml::to_string(&kaizen).map_err(|e| bad("kaizen", e))?;
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let config = Config::parse(&kaizen_yaml, &dir.join("kaizen.yaml"))
-            .map_err(|e| bad("kaizen", format!("{e}")))?;
+        let config =
+            Config::parse(&kaizen_yaml, &dir.join("kaizen.yaml")).map_err(|e| match e {
+                // Point at the field inside the scenario's `kaizen:` section.
+                crate::config::ConfigError::Invalid(y) if !y.field.is_empty() => {
+                    bad(&format!("kaizen.{}", y.field), y.message)
+                }
+                other => bad("kaizen", other.to_string()),
+            })?;
 
         let kaizen_signals: BTreeSet<String> = config.signals.keys().cloned().collect();
         let host_signals: BTreeSet<String> = raw.host.signals.keys().cloned().collect();
