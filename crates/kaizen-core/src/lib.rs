@@ -20,6 +20,7 @@ pub mod propose;
 pub mod rules;
 pub mod schedule;
 pub mod signal;
+pub mod sim;
 pub mod span;
 pub mod validate;
 pub mod yaml;

@@ -1,0 +1,53 @@
+//! Every shipped scenario, run with the default (honest) validator and the default guard chain,
+//! meets its expectations (noisy-temptation: known failure, ignored).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use kaizen_core::sim::{self, DirectApplier, Scenario, SimOptions};
+use kaizen_core::validate::HonestValidator;
+use std::path::Path;
+
+async fn run(name: &str) -> sim::ScenarioResult {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../examples/scenarios/{name}.yaml"));
+    let scenario = Scenario::load(&path).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = sim::prepare(&scenario, dir.path(), false).unwrap();
+    let result = sim::run_scenario_with(
+        &scenario,
+        dir.path(),
+        Box::new(DirectApplier::new(&layout.repo)),
+        Box::new(HonestValidator::default()),
+        SimOptions::default(),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    println!("{}", result.render());
+    result
+}
+
+macro_rules! scenario_test {
+    ($fn:ident, $name:literal) => {
+        #[tokio::test]
+        async fn $fn() {
+            let r = run($name).await;
+            assert!(r.passed(), "{}", r.render());
+        }
+    };
+}
+
+scenario_test!(demo, "demo");
+scenario_test!(leak_fixed, "leak-fixed");
+scenario_test!(no_effect, "no-effect");
+scenario_test!(guardrail_regression, "guardrail-regression");
+/// Known failure (seed 5): the honest validator validates the no-op `tune-gc` applied right after
+/// a spike (relative change -0.345 [-0.517, -0.070]). Kept as the scenario's purpose demands;
+/// run with `--ignored --nocapture` to see the verdicts.
+#[tokio::test]
+#[ignore = "the honest validator validates a no-op after a spike here; see the doc comment"]
+async fn noisy_temptation() {
+    let r = run("noisy-temptation").await;
+    assert!(r.passed(), "{}", r.render());
+}
+scenario_test!(needs_canary, "needs-canary");
+scenario_test!(freeze, "freeze");
