@@ -42,6 +42,7 @@ pub struct GitApplier {
     root: PathBuf,
     branch: Option<String>,
     before_commit: Option<Hook>,
+    clock: Option<std::sync::Arc<dyn kaizen_core::clock::Clock>>,
 }
 
 impl std::fmt::Debug for GitApplier {
@@ -121,7 +122,15 @@ impl GitApplier {
             root,
             branch: branch.map(str::to_string),
             before_commit: None,
+            clock: None,
         })
+    }
+
+    /// Dates commits by `clock` instead of the wall clock, so a simulated or `--now` run leaves
+    /// a history whose times match the ledger's.
+    pub fn with_clock(mut self, clock: std::sync::Arc<dyn kaizen_core::clock::Clock>) -> Self {
+        self.clock = Some(clock);
+        self
     }
 
     /// The working tree's root (canonical).
@@ -214,7 +223,7 @@ impl GitApplier {
             None => None,
         };
         let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
-        let sig = signature(repo)?;
+        let sig = signature(repo, self.clock.as_deref())?;
         if let Some(hook) = &self.before_commit {
             hook();
         }
@@ -1032,12 +1041,22 @@ fn remove_file_and_empty_dirs(root: &Path, path: &str) -> Result<(), ApplyError>
     Ok(())
 }
 
-fn signature(repo: &Repository) -> Result<Signature<'static>, ApplyError> {
-    match repo.signature() {
-        Ok(s) => Ok(s),
-        Err(_) => Signature::now("kaizen", "kaizen@localhost")
-            .map_err(|e| git_err("cannot make a signature", e)),
-    }
+fn signature(
+    repo: &Repository,
+    clock: Option<&dyn kaizen_core::clock::Clock>,
+) -> Result<Signature<'static>, ApplyError> {
+    let (name, email) = match repo.signature() {
+        Ok(s) => (
+            s.name().unwrap_or("kaizen").to_string(),
+            s.email().unwrap_or("kaizen@localhost").to_string(),
+        ),
+        Err(_) => ("kaizen".to_string(), "kaizen@localhost".to_string()),
+    };
+    let sig = match clock {
+        Some(c) => Signature::new(&name, &email, &git2::Time::new(c.now().timestamp(), 0)),
+        None => Signature::now(&name, &email),
+    };
+    sig.map_err(|e| git_err("cannot make a signature", e))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -193,7 +193,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Run => {
             if cli.now.is_some() {
-                return Err(usage("`run` follows the wall clock; --now/KAIZEN_NOW make no sense for a daemon (use `kaizen sim` to simulate)"));
+                return Err(usage(
+                    "`run` follows the wall clock; --now/KAIZEN_NOW make no sense for a daemon (use `kaizen sim` to simulate)",
+                ));
             }
             daemon(&cli.config).await
         }
@@ -369,7 +371,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Sim {
             files,
             verbose_decisions,
-        } => crate::commands::sim(&files, verbose_decisions).await,
+            json,
+        } => crate::commands::sim(&files, verbose_decisions, json).await,
     }
 }
 
@@ -433,16 +436,136 @@ fn git2_probe(dir: &Path) -> Option<()> {
     None
 }
 
-/// `kaizen demo`.
-pub async fn demo(keep: bool) -> Result<()> {
-    let _ = keep;
-    Err(usage("demo: not wired yet"))
+/// Runs one scenario in `workdir` on a real git repository, printing decisions if asked.
+async fn run_sim(
+    scenario: &kaizen_core::sim::Scenario,
+    workdir: &Path,
+    print_decisions: bool,
+) -> Result<kaizen_core::sim::ScenarioResult> {
+    use kaizen_core::sim;
+    let layout = sim::prepare(scenario, workdir, true).map_err(|e| Failure::Runtime(anyhow!(e)))?;
+    let clock = ManualClock::at(scenario.start);
+    let applier = kaizen_adapters::git::GitApplier::open(&layout.repo, None)
+        .map_err(|e| Failure::Runtime(anyhow!(e)))?
+        .with_clock(Arc::new(clock.clone()));
+    let validator = Box::new(kaizen_core::validate::HonestValidator::default());
+    let options = sim::SimOptions {
+        clock: Some(clock),
+        ..Default::default()
+    };
+    sim::run_scenario_with(
+        scenario,
+        workdir,
+        Box::new(applier),
+        validator,
+        options,
+        |report: &CycleReport| {
+            if print_decisions {
+                render::report(report);
+            }
+        },
+    )
+    .await
+    .map_err(|e| Failure::Runtime(anyhow!(e)))
 }
 
-/// `kaizen sim`.
-pub async fn sim(files: &[std::path::PathBuf], verbose: bool) -> Result<()> {
-    let _ = (files, verbose);
-    Err(usage("sim: not wired yet"))
+/// `kaizen demo`: the built-in demo scenario in a temp git repository.
+pub async fn demo(keep: bool) -> Result<()> {
+    use kaizen_core::sim;
+    let scenario = sim::builtin(sim::DEMO)
+        .ok_or_else(|| Failure::Runtime(anyhow!("the demo scenario is missing from this build")))?
+        .map_err(|e| Failure::Runtime(anyhow!(e)))?;
+    let dir = tempfile::Builder::new()
+        .prefix("kaizen-demo-")
+        .tempdir()
+        .context("creating a temp dir")?;
+    println!("kaizen demo: {}", scenario.description.trim());
+    println!(
+        "simulated service repo: {}/repo (SQLite ledger in memory, git applier, simulated clock)\n",
+        dir.path().display()
+    );
+    let result = run_sim(&scenario, dir.path(), true).await?;
+    println!();
+    print!("{}", result.render());
+    let repo = dir.path().join("repo");
+    if let Ok(out) = std::process::Command::new("git")
+        .args(["log", "--format=%h %ad %s", "--date=format:%a %H:%M"])
+        .current_dir(&repo)
+        .output()
+        && out.status.success()
+    {
+        println!("git history of the simulated service (newest first):");
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            println!("  {line}");
+        }
+    }
+    if keep {
+        let kept = dir.keep();
+        println!("kept {}", kept.display());
+    }
+    if result.passed() {
+        Ok(())
+    } else {
+        Err(Failure::Runtime(anyhow!(
+            "the demo's expectations did not all hold (see above)"
+        )))
+    }
+}
+
+/// `kaizen sim FILE...`: scenario files (or built-in names such as `leak-fixed`).
+pub async fn sim(files: &[std::path::PathBuf], verbose: bool, json: bool) -> Result<()> {
+    use kaizen_core::sim;
+    if files.is_empty() {
+        let names: Vec<&str> = sim::BUILTIN.iter().map(|(n, _)| *n).collect();
+        return Err(usage(format!(
+            "give scenario files or built-in names: {}",
+            names.join(", ")
+        )));
+    }
+    let mut failed = Vec::new();
+    let mut results = Vec::new();
+    for f in files {
+        let scenario = if f.exists() {
+            sim::Scenario::load(f).map_err(|e| usage(e.to_string()))?
+        } else {
+            match sim::builtin(&f.to_string_lossy()) {
+                Some(s) => s.map_err(|e| Failure::Runtime(anyhow!(e)))?,
+                None => {
+                    return Err(usage(format!(
+                        "{}: no such file or built-in scenario",
+                        f.display()
+                    )));
+                }
+            }
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("kaizen-sim-")
+            .tempdir()
+            .context("creating a temp dir")?;
+        let result = run_sim(&scenario, dir.path(), verbose && !json).await?;
+        if !json {
+            print!("{}", result.render());
+            println!();
+        }
+        if !result.passed() {
+            failed.push(result.name.clone());
+        }
+        results.push(result);
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&results).context("serialising")?
+        );
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Runtime(anyhow!(
+            "expectations failed in: {}",
+            failed.join(", ")
+        )))
+    }
 }
 
 /// `kaizen run`: the schedule on the wall clock until a signal arrives. Failures of one task are
@@ -469,8 +592,14 @@ async fn daemon(config_path: &Path) -> Result<()> {
         for task in schedule.due(now) {
             let outcome = match task {
                 Task::Observe => {
-                    let mut report = CycleReport { at: now, ..Default::default() };
-                    engine.observe(&mut report).await.map(|_| render::report(&report))
+                    let mut report = CycleReport {
+                        at: now,
+                        ..Default::default()
+                    };
+                    engine
+                        .observe(&mut report)
+                        .await
+                        .map(|_| render::report(&report))
                 }
                 Task::Cycle => engine.cycle().await.map(|r| render::report(&r)),
                 Task::Learn => engine.learn(&distiller, &config.lessons).map(|r| {
@@ -484,7 +613,9 @@ async fn daemon(config_path: &Path) -> Result<()> {
                 eprintln!("kaizen: {task:?} failed: {e}");
             }
         }
-        let wait = (schedule.next_due(clock.now()) - clock.now()).to_std().unwrap_or_default();
+        let wait = (schedule.next_due(clock.now()) - clock.now())
+            .to_std()
+            .unwrap_or_default();
         tokio::select! {
             _ = tokio::time::sleep(wait.max(std::time::Duration::from_millis(200))) => {}
             _ = tokio::signal::ctrl_c() => break,

@@ -128,11 +128,14 @@ pub enum Command {
     },
     /// Run a scenario file against the simulator.
     Sim {
-        /// Scenario YAML files.
+        /// Scenario YAML files, or built-in names (demo, leak-fixed, no-effect, ...).
         files: Vec<PathBuf>,
         /// Print every decision.
         #[arg(long)]
         verbose_decisions: bool,
+        /// JSON output (one result object per scenario).
+        #[arg(long)]
+        json: bool,
     },
 }
 

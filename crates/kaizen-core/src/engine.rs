@@ -122,6 +122,8 @@ pub struct CycleReport {
     pub extended: Vec<InterventionId>,
     /// Interventions left `proposed` (shadow/manual mode).
     pub proposed: Vec<InterventionId>,
+    /// Candidates not recorded because they repeat a live or recent identical intervention.
+    pub suppressed: usize,
     /// Problems that need a human (a revert that could not be made, ...).
     pub escalations: Vec<String>,
 }
@@ -596,14 +598,26 @@ impl Engine {
         Ok(out)
     }
 
-    /// Records a candidate, runs the guards and (in autonomous mode) applies it.
+    /// Runs the guards on a candidate, records it with their verdicts and (in autonomous mode)
+    /// applies it. Returns `None` for a repeat: the same proposer's same change, blocked only as
+    /// a duplicate of its own live or recent instance (a rule that keeps firing while its change
+    /// is applied or parked) — the earlier record stands and no new row is written.
     pub async fn consider(
         &mut self,
         candidate: Candidate,
         proposer: &str,
         report: &mut CycleReport,
-    ) -> Result<InterventionId, EngineError> {
+    ) -> Result<Option<InterventionId>, EngineError> {
         let now = self.clock.now();
+        let verdicts = self.run_guards(&candidate, now)?;
+        if let Some(earlier) = self.repeat_of(&candidate, &verdicts, now)? {
+            tracing::debug!(
+                "kaizen stage=propose repeat of {earlier} suppressed: {}",
+                candidate.title
+            );
+            report.suppressed += 1;
+            return Ok(None);
+        }
         let why = if candidate.origin.trigger.is_empty() {
             format!("proposed by {proposer}")
         } else {
@@ -640,7 +654,6 @@ impl Engine {
             }
         }
 
-        let verdicts = self.run_guards_excluding(&candidate, now, Some(id))?;
         self.ledger.record_guard_verdicts(id, now, &verdicts)?;
         for v in verdicts.iter().filter(|v| v.decision != Decision::Pass) {
             tracing::info!(
@@ -704,7 +717,43 @@ impl Engine {
                 }
             },
         }
-        Ok(id)
+        Ok(Some(id))
+    }
+
+    /// The earlier intervention `candidate` merely repeats, if the guards blocked it only as a
+    /// duplicate and an identical one (same proposer, rule, area and targets) is live or recent.
+    fn repeat_of(
+        &self,
+        candidate: &Candidate,
+        verdicts: &[GuardVerdict],
+        now: DateTime<Utc>,
+    ) -> Result<Option<InterventionId>, EngineError> {
+        let blocking: Vec<&GuardVerdict> = verdicts
+            .iter()
+            .filter(|v| v.decision == Decision::Block)
+            .collect();
+        if blocking.is_empty() || blocking.iter().any(|v| v.guard != "dedup") {
+            return Ok(None);
+        }
+        let window = self.settings.policy.dedup_window.to_chrono();
+        let targets = candidate.targets();
+        let view = self.ledger.view(now, self.view_lookback())?;
+        Ok(view
+            .interventions
+            .iter()
+            .find(|iv| {
+                let c = &iv.candidate;
+                let live = matches!(
+                    iv.status,
+                    Status::Applied | Status::Backlog | Status::Proposed
+                );
+                (live || now - iv.created_at < window)
+                    && c.area == candidate.area
+                    && c.origin.proposer == candidate.origin.proposer
+                    && c.origin.rule == candidate.origin.rule
+                    && c.targets() == targets
+            })
+            .map(|iv| iv.id))
     }
 
     /// What the guards would say about `candidate` now (nothing is recorded).

@@ -67,7 +67,9 @@ impl Schedule {
 
     /// The next instant at which something is due.
     pub fn next_due(&self, now: DateTime<Utc>) -> DateTime<Utc> {
-        let next = |last: Option<DateTime<Utc>>, every: crate::span::Span| last.map_or(now, |l| l + every.to_chrono());
+        let next = |last: Option<DateTime<Utc>>, every: crate::span::Span| {
+            last.map_or(now, |l| l + every.to_chrono())
+        };
         [
             next(self.last_observe, self.config.observe_every),
             next(self.last_cycle, self.config.cycle_every),
@@ -102,6 +104,9 @@ mod tests {
         assert_eq!(cycles, 24 * 12);
         assert_eq!(observes, 24 * 60 - 24 * 12);
         assert_eq!(learns, 1);
-        assert_eq!(s.next_due(t0 + Duration::seconds(24 * 3600 - 30)), t0 + Duration::hours(24));
+        assert_eq!(
+            s.next_due(t0 + Duration::seconds(24 * 3600 - 30)),
+            t0 + Duration::hours(24)
+        );
     }
 }

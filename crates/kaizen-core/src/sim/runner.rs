@@ -156,6 +156,9 @@ pub struct SimOptions {
     pub duration: Option<Span>,
     /// The proposal-time window sizing check.
     pub sizing: Option<Box<SizingFn>>,
+    /// The clock to drive (default: a new one). Share it with the applier so commits carry
+    /// simulated times.
+    pub clock: Option<ManualClock>,
 }
 
 /// One intervention of a run, as the result reports it.
@@ -442,7 +445,7 @@ pub async fn run_scenario_with(
     workdir: &Path,
     applier: Box<dyn Applier>,
     validator: Box<dyn Validator>,
-    options: SimOptions,
+    mut options: SimOptions,
     mut on_report: impl FnMut(&CycleReport),
 ) -> Result<ScenarioResult, SimError> {
     let wall = Instant::now();
@@ -456,7 +459,11 @@ pub async fn run_scenario_with(
     let known: BTreeSet<String> = config.signals.keys().cloned().collect();
     let rules = load_rules(&layout.rules, &known)?;
 
-    let clock = ManualClock::at(scenario.start);
+    let clock = options
+        .clock
+        .take()
+        .unwrap_or_else(|| ManualClock::at(scenario.start));
+    clock.set(scenario.start);
     let source = SimSource::new(
         scenario.host.clone(),
         &layout.repo,
