@@ -216,6 +216,8 @@ fn lesson(id: &str, area: &str, signal: Option<&str>) -> Lesson {
         status: LessonStatus::Active,
         evidence: vec![],
         version: 1,
+        retired_at: None,
+        retired_reason: None,
     }
 }
 
