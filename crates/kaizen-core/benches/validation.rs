@@ -74,7 +74,11 @@ fn main() {
         "cargo bench -p kaizen-core --bench validation",
     );
     let out = std::env::var("KAIZEN_BENCH_OUT").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/validation-benchmark.md").to_string()
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/validation-benchmark.md"
+        )
+        .to_string()
     });
     if out == "-" {
         println!("{md}");

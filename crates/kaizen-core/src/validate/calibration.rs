@@ -79,7 +79,8 @@ pub fn reliability(records: &[CalibrationRecord], bins: usize) -> Vec<Reliabilit
                 .collect();
             let n = members.len();
             let validated = members.iter().filter(|(_, h)| *h > 0.5).count();
-            let mean_confidence = (n > 0).then(|| members.iter().map(|m| m.0).sum::<f64>() / n as f64);
+            let mean_confidence =
+                (n > 0).then(|| members.iter().map(|m| m.0).sum::<f64>() / n as f64);
             ReliabilityBin {
                 from,
                 to,
@@ -113,7 +114,11 @@ pub fn bias(records: &[CalibrationRecord]) -> Option<f64> {
     let mut logs: Vec<f64> = records
         .iter()
         .filter(|r| r.predicted != 0.0 && r.predicted.is_finite())
-        .filter_map(|r| r.realised.filter(|x| x.is_finite()).map(|x| (x / r.predicted).max(0.01).ln()))
+        .filter_map(|r| {
+            r.realised
+                .filter(|x| x.is_finite())
+                .map(|x| (x / r.predicted).max(0.01).ln())
+        })
         .collect();
     median_mut(&mut logs)
 }
@@ -148,10 +153,17 @@ pub fn summarize(records: &[CalibrationRecord]) -> CalibrationSummary {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
-    fn rec(confidence: f64, predicted: f64, realised: f64, lu: (f64, f64), outcome: Outcome) -> CalibrationRecord {
+    fn rec(
+        confidence: f64,
+        predicted: f64,
+        realised: f64,
+        lu: (f64, f64),
+        outcome: Outcome,
+    ) -> CalibrationRecord {
         CalibrationRecord {
             confidence,
             predicted,
@@ -190,7 +202,11 @@ mod tests {
         assert_eq!((bins[3].n, bins[3].validated), (1, 0));
         assert_eq!((bins[4].n, bins[4].validated), (2, 2));
         assert!((bins[4].mean_confidence.unwrap() - 0.85).abs() < 1e-12);
-        assert!((bins[4].wilson.0 - 0.342).abs() < 1e-3, "{:?}", bins[4].wilson);
+        assert!(
+            (bins[4].wilson.0 - 0.342).abs() < 1e-3,
+            "{:?}",
+            bins[4].wilson
+        );
         assert_eq!(bins[4].wilson.1, 1.0);
         assert_eq!(bins[0].observed, None);
     }

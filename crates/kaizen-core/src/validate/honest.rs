@@ -18,8 +18,8 @@
 //!    ruled out) › inconclusive. Interim looks only detect regressions, at `alpha / interim_looks`.
 
 use super::stats::{
-    ar1_width_factor, hodges_lehmann, lag1_autocorrelation, mad_sigma, mean, median, normal_quantile,
-    std_dev,
+    ar1_width_factor, hodges_lehmann, lag1_autocorrelation, mad_sigma, mean, median,
+    normal_quantile, std_dev,
 };
 use super::{
     Figures, Look, ValidationRequest, Validator, Verdict, count_gaps, expected_samples,
@@ -263,12 +263,24 @@ impl HonestValidator {
         } else {
             x.clone()
         };
-        let base: Vec<f64> = work[b_lo..apply_idx].iter().copied().filter(|v| v.is_finite()).collect();
-        let post: Vec<f64> = work[p_lo..p_hi].iter().copied().filter(|v| v.is_finite()).collect();
+        let base: Vec<f64> = work[b_lo..apply_idx]
+            .iter()
+            .copied()
+            .filter(|v| v.is_finite())
+            .collect();
+        let post: Vec<f64> = work[p_lo..p_hi]
+            .iter()
+            .copied()
+            .filter(|v| v.is_finite())
+            .collect();
         if base.len() < self.min_samples || post.len() < self.min_samples {
             return Err((base.len(), post.len(), gaps_after));
         }
-        let hist: Vec<f64> = work[..b_lo].iter().copied().filter(|v| v.is_finite()).collect();
+        let hist: Vec<f64> = work[..b_lo]
+            .iter()
+            .copied()
+            .filter(|v| v.is_finite())
+            .collect();
 
         let mut buf = Vec::new();
         let Some(hl) = hodges_lehmann(&base, &post, alpha, &mut buf) else {
@@ -339,7 +351,14 @@ impl HonestValidator {
 
     /// Width factors and regression-to-the-mean adjustments for one history + baseline, from
     /// the cache when the same inputs were seen (interim looks, guardrails, repeated checks).
-    fn calibrated(&self, hist: &[f64], base: &[f64], split: Split, alpha: f64, buf: &mut Vec<f64>) -> Calibration {
+    fn calibrated(
+        &self,
+        hist: &[f64],
+        base: &[f64],
+        split: Split,
+        alpha: f64,
+        buf: &mut Vec<f64>,
+    ) -> Calibration {
         let key = CalKey {
             hist: hist.to_vec(),
             base: base.to_vec(),
@@ -362,7 +381,14 @@ impl HonestValidator {
         v
     }
 
-    fn calibrate(&self, hist: &[f64], base: &[f64], split: Split, alpha: f64, buf: &mut Vec<f64>) -> Calibration {
+    fn calibrate(
+        &self,
+        hist: &[f64],
+        base: &[f64],
+        split: Split,
+        alpha: f64,
+        buf: &mut Vec<f64>,
+    ) -> Calibration {
         let mut notes = Vec::new();
         let span = split.span();
         // Placebo splits overlap and neighbouring windows are correlated: count one effectively
@@ -393,7 +419,12 @@ impl HonestValidator {
         } else {
             let mut pre: Vec<f64> = hist.to_vec();
             pre.extend_from_slice(base);
-            let rho = if pre.len() >= 20 { lag1_autocorrelation(&pre) } else { None }.unwrap_or(0.0);
+            let rho = if pre.len() >= 20 {
+                lag1_autocorrelation(&pre)
+            } else {
+                None
+            }
+            .unwrap_or(0.0);
             // Short series underestimate ρ; add a little on top of the AR(1) factor.
             let f = ar1_width_factor(rho) * 1.1;
             notes.push(format!(
@@ -416,16 +447,46 @@ impl HonestValidator {
 
         // Regression to the mean.
         let nb = split.nb;
+        if !cal.placebo {
+            // Little history: the spread of window means is unreliable (cycles, few windows), so
+            // compare the baseline with the stretch just before it instead.
+            let prev = &hist[hist.len().saturating_sub(2 * span)..];
+            if prev.len() >= nb {
+                let sd = mad_sigma(prev)
+                    .filter(|v| *v > 0.0)
+                    .or_else(|| std_dev(prev))
+                    .unwrap_or(0.0);
+                let f = ar1_width_factor(lag1_autocorrelation(prev).unwrap_or(0.0));
+                let se = sd * f * (1.0 / nb as f64 + 1.0 / prev.len() as f64).sqrt();
+                let e_local = (mean(prev).unwrap_or(0.0) - mean(base).unwrap_or(0.0)) / se;
+                if se > 0.0 && e_local.abs() >= self.excursion_z {
+                    let kind = if e_local > 0.0 { "worse" } else { "better" };
+                    if e_local > 0.0 {
+                        cal.validate_ok = false;
+                    } else {
+                        cal.regress_ok = false;
+                    }
+                    cal.notes.push(format!(
+                        "baseline {kind} than the stretch before it by {:.1} standard errors and too little history to tell how often it recovers by itself",
+                        e_local.abs()
+                    ));
+                }
+            }
+        }
         if hist.len() < 3 * nb + span {
             cal.validate_ok = false;
-            cal.notes.push("too little history before the baseline to rule out regression to the mean".into());
+            cal.notes.push(
+                "too little history before the baseline to rule out regression to the mean".into(),
+            );
             return cal;
         }
         let mut pre = vec![0.0; hist.len() + 1];
         for (i, v) in hist.iter().enumerate() {
             pre[i + 1] = pre[i] + v;
         }
-        let means: Vec<f64> = (0..=hist.len() - nb).map(|i| (pre[i + nb] - pre[i]) / nb as f64).collect();
+        let means: Vec<f64> = (0..=hist.len() - nb)
+            .map(|i| (pre[i + nb] - pre[i]) / nb as f64)
+            .collect();
         // Typical level and spread of window means (a strided subsample keeps this cheap).
         let stride = (means.len() / 2000).max(1);
         let thin: Vec<f64> = means.iter().step_by(stride).copied().collect();
@@ -520,7 +581,8 @@ impl HonestValidator {
                 if target - half < first || target + half >= limit {
                     continue;
                 }
-                let guess = (i as isize + k as isize * per_day).clamp(0, apply_idx.max(1) as isize - 1) as usize;
+                let guess = (i as isize + k as isize * per_day)
+                    .clamp(0, apply_idx.max(1) as isize - 1) as usize;
                 let j = locate(pre_t, guess, target);
                 if (pre_t[j] - target).abs() <= every.max(half / 2) {
                     acc += sm[j];
@@ -530,7 +592,11 @@ impl HonestValidator {
                     }
                 }
             }
-            if got >= 4.min(want) { acc / got as f64 } else { f64::NAN }
+            if got >= 4.min(want) {
+                acc / got as f64
+            } else {
+                f64::NAN
+            }
         };
         let back: Vec<i64> = (1..=2 * want as i64).map(|k| -k).collect();
         let both: Vec<i64> = (1..=2 * want as i64).flat_map(|k| [-k, k]).collect();
@@ -564,7 +630,11 @@ impl HonestValidator {
             return None;
         }
         let t0 = t[0];
-        if !t[..apply_idx].iter().enumerate().all(|(i, ti)| *ti == t0 + i as i64 * every) {
+        if !t[..apply_idx]
+            .iter()
+            .enumerate()
+            .all(|(i, ti)| *ti == t0 + i as i64 * every)
+        {
             return None;
         }
         let per_day = (DAY / every) as usize;
@@ -668,7 +738,10 @@ impl HonestValidator {
         fig.gaps = a.gaps_after;
         fig.baseline = a.base_median;
         fig.post = a.post_median;
-        let (lo, hi) = (to_reported(dir * a.lower, a.log), to_reported(dir * a.upper, a.log));
+        let (lo, hi) = (
+            to_reported(dir * a.lower, a.log),
+            to_reported(dir * a.upper, a.log),
+        );
         fig.estimate = Some(to_reported(dir * a.estimate, a.log));
         fig.lower = Some(lo.min(hi));
         fig.upper = Some(lo.max(hi));
@@ -690,12 +763,21 @@ impl HonestValidator {
         let magnitude = match threshold {
             Some(t) => {
                 let tw = if a.log { t.max(1e-12).ln() } else { t };
-                let bw = if a.log { base_med.max(1e-12).ln() } else { base_med };
+                let bw = if a.log {
+                    base_med.max(1e-12).ln()
+                } else {
+                    base_med
+                };
                 (tw - bw).abs().max(1e-9)
             }
             None => predicted_magnitude(change, a.log, base_med).unwrap_or(f64::INFINITY),
         };
-        let tol = self.regress_tolerance * if magnitude.is_finite() { magnitude } else { 0.0 };
+        let tol = self.regress_tolerance
+            * if magnitude.is_finite() {
+                magnitude
+            } else {
+                0.0
+            };
         let up = if interim { a.upper_interim } else { a.upper };
         let target_regressed = a.regress_ok && up < 0.0 && a.estimate < -tol;
 
@@ -741,7 +823,10 @@ impl HonestValidator {
             return finish(
                 req.look,
                 Outcome::Regressed,
-                format!("regressed: {} moved against the prediction, {est_txt}", req.signal.name),
+                format!(
+                    "regressed: {} moved against the prediction, {est_txt}",
+                    req.signal.name
+                ),
                 fig,
             );
         }
@@ -749,15 +834,28 @@ impl HonestValidator {
             return finish(
                 req.look,
                 Outcome::Regressed,
-                format!("regressed: guardrail {} got worse ({est_txt} on the target)", guard_hit.join(", ")),
+                format!(
+                    "regressed: guardrail {} got worse ({est_txt} on the target)",
+                    guard_hit.join(", ")
+                ),
                 fig,
             );
         }
         if interim {
-            return finish(req.look, Outcome::Inconclusive, "interim look: no regression".into(), fig);
+            return finish(
+                req.look,
+                Outcome::Inconclusive,
+                "interim look: no regression".into(),
+                fig,
+            );
         }
         if gappy {
-            return finish(req.look, Outcome::Inconclusive, "inconclusive: too many gaps".into(), fig);
+            return finish(
+                req.look,
+                Outcome::Inconclusive,
+                "inconclusive: too many gaps".into(),
+                fig,
+            );
         }
         if let Some(t) = threshold {
             return self.judge_threshold(req, &a, t, dir, fig, &w);
@@ -773,7 +871,10 @@ impl HonestValidator {
             return finish(req.look, Outcome::Validated, s, fig);
         }
         if a.upper < magnitude {
-            let s = format!("no effect: the predicted {} is ruled out, {est_txt}", req.prediction.change);
+            let s = format!(
+                "no effect: the predicted {} is ruled out, {est_txt}",
+                req.prediction.change
+            );
             return finish(req.look, Outcome::NoEffect, s, fig);
         }
         let s = if a.lower > 0.0 {
@@ -793,8 +894,15 @@ impl HonestValidator {
         mut fig: Figures,
         w: &Windows,
     ) -> Verdict {
-        let holds = |v: f64| if dir < 0.0 { v < threshold } else { v > threshold };
-        let share = |vs: &[f64]| vs.iter().filter(|v| holds(**v)).count() as f64 / vs.len().max(1) as f64;
+        let holds = |v: f64| {
+            if dir < 0.0 {
+                v < threshold
+            } else {
+                v > threshold
+            }
+        };
+        let share =
+            |vs: &[f64]| vs.iter().filter(|v| holds(**v)).count() as f64 / vs.len().max(1) as f64;
         let cond = req.prediction.change;
         if share(&a.raw_base) >= 0.5 {
             let s = format!("no effect: {cond} already held in the baseline; nothing to attribute");
@@ -802,7 +910,10 @@ impl HonestValidator {
         }
         let k = self.threshold_consecutive.max(1);
         if a.raw_post.len() < k {
-            let s = format!("inconclusive: {} post samples, need {k} in a row", a.raw_post.len());
+            let s = format!(
+                "inconclusive: {} post samples, need {k} in a row",
+                a.raw_post.len()
+            );
             return finish(req.look, Outcome::Inconclusive, s, fig);
         }
         let tail = &a.raw_post[a.raw_post.len() - k..];
@@ -861,7 +972,9 @@ impl HonestValidator {
             );
             return finish(req.look, Outcome::Inconclusive, s, fig);
         } else {
-            fig.notes.push("the failure had persisted for at least twice the window before the apply".into());
+            fig.notes.push(
+                "the failure had persisted for at least twice the window before the apply".into(),
+            );
         }
         fig.magnitude_met = Some(true);
         let s = format!("validated: {cond} held for the last {k} samples");
@@ -939,7 +1052,13 @@ impl Split {
             .iter()
             .enumerate()
             .map(|(i, m)| ((centre - m) / spread, i))
-            .filter(|(e, _)| if e_real > 0.0 { *e >= 0.8 * e_real } else { *e <= 0.8 * e_real })
+            .filter(|(e, _)| {
+                if e_real > 0.0 {
+                    *e >= 0.8 * e_real
+                } else {
+                    *e <= 0.8 * e_real
+                }
+            })
             .collect();
         cand.sort_by(|a, b| b.0.abs().total_cmp(&a.0.abs()).then(a.1.cmp(&b.1)));
         let mut taken: Vec<usize> = Vec::new();

@@ -65,9 +65,15 @@ impl Validator for SimpleValidator {
             );
             return finish(req.look, Outcome::Inconclusive, summary, fig);
         }
-        let (Some(b_med), Some(p_med), Some(mw)) = (fig.baseline, fig.post, mann_whitney(&base, &post))
+        let (Some(b_med), Some(p_med), Some(mw)) =
+            (fig.baseline, fig.post, mann_whitney(&base, &post))
         else {
-            return finish(req.look, Outcome::Inconclusive, "inconclusive: no data".into(), fig);
+            return finish(
+                req.look,
+                Outcome::Inconclusive,
+                "inconclusive: no data".into(),
+                fig,
+            );
         };
         let change = req.prediction.change;
         let dir = change.direction();
@@ -103,7 +109,9 @@ impl Validator for SimpleValidator {
         let (outcome, summary) = if p_bad < self.alpha {
             (
                 Outcome::Regressed,
-                format!("regressed: median {b_med:.4} → {p_med:.4}, against the prediction ({p_bad:.4})"),
+                format!(
+                    "regressed: median {b_med:.4} → {p_med:.4}, against the prediction ({p_bad:.4})"
+                ),
             )
         } else if req.look == Look::Interim {
             (Outcome::Inconclusive, "interim look: no regression".into())

@@ -2,7 +2,9 @@
 //! noise and autocorrelation — checked at proposal time so a prediction that no window could
 //! confirm is recorded as "unvalidatable as predicted" instead of decided by a coin flip later.
 
-use super::stats::{ar1_width_factor, lag1_autocorrelation, mad_sigma, median, normal_quantile, std_dev};
+use super::stats::{
+    ar1_width_factor, lag1_autocorrelation, mad_sigma, median, normal_quantile, std_dev,
+};
 use super::{predicted_magnitude, use_log};
 use crate::config::Scale;
 use crate::intervention::{ExpectedChange, Prediction};
@@ -34,7 +36,12 @@ pub struct SizingReport {
 ///
 /// `history` holds the signal's recent values on the working scale (e.g. logs), oldest first.
 /// `None` with fewer than 8 values, no spread, or a non-positive magnitude.
-pub fn required_samples(history: &[f64], magnitude: f64, alpha: f64, power: f64) -> Option<SizingReport> {
+pub fn required_samples(
+    history: &[f64],
+    magnitude: f64,
+    alpha: f64,
+    power: f64,
+) -> Option<SizingReport> {
     if history.len() < 8 || !(magnitude.is_finite() && magnitude > 0.0) {
         return None;
     }
@@ -43,10 +50,15 @@ pub fn required_samples(history: &[f64], magnitude: f64, alpha: f64, power: f64)
         .or_else(|| std_dev(history).filter(|s| *s > 0.0))?;
     let rho = lag1_autocorrelation(history).unwrap_or(0.0);
     let inflation = ar1_width_factor(rho).powi(2);
-    let z = normal_quantile(1.0 - alpha.clamp(1e-9, 0.5)) + normal_quantile(power.clamp(0.5, 0.9999));
+    let z =
+        normal_quantile(1.0 - alpha.clamp(1e-9, 0.5)) + normal_quantile(power.clamp(0.5, 0.9999));
     let effect_sd = magnitude / sigma;
     let n = 2.0 * z * z * inflation / (effect_sd * effect_sd * MW_EFFICIENCY);
-    let needed = if n.is_finite() { n.ceil().max(3.0) as usize } else { usize::MAX };
+    let needed = if n.is_finite() {
+        n.ceil().max(3.0) as usize
+    } else {
+        usize::MAX
+    };
     Some(SizingReport {
         needed,
         sigma,
@@ -89,7 +101,10 @@ pub fn size_window(
         .filter(|v| v.is_finite())
         .collect();
     let (log, _) = use_log(scale, &values);
-    let work: Vec<f64> = values.iter().map(|v| if log { v.ln() } else { *v }).collect();
+    let work: Vec<f64> = values
+        .iter()
+        .map(|v| if log { v.ln() } else { *v })
+        .collect();
     let recent = &values[values.len().saturating_sub(available.max(8))..];
     let base = median(recent).unwrap_or(0.0);
     let magnitude = match prediction.change {
@@ -108,7 +123,10 @@ pub fn size_window(
     let (sufficient, message) = match &report {
         Some(r) if r.needed <= available => (
             true,
-            format!("validatable: needs {} samples, window gives {available}", r.needed),
+            format!(
+                "validatable: needs {} samples, window gives {available}",
+                r.needed
+            ),
         ),
         Some(r) => (
             false,
@@ -135,6 +153,7 @@ pub fn size_window(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::signal::Better;
@@ -143,7 +162,9 @@ mod tests {
     fn noise(n: usize) -> Vec<f64> {
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-        (0..n).map(|_| rng.sample::<f64, _>(rand_distr::StandardNormal) * 0.2).collect()
+        (0..n)
+            .map(|_| rng.sample::<f64, _>(rand_distr::StandardNormal) * 0.2)
+            .collect()
     }
 
     #[test]
@@ -178,7 +199,13 @@ mod tests {
         let hist: Vec<Sample> = noise(600)
             .into_iter()
             .enumerate()
-            .map(|(i, e)| Sample::new("lat", t0 + chrono::Duration::minutes(i as i64), 100.0 * (1.0 + 0.1 * e)))
+            .map(|(i, e)| {
+                Sample::new(
+                    "lat",
+                    t0 + chrono::Duration::minutes(i as i64),
+                    100.0 * (1.0 + 0.1 * e),
+                )
+            })
             .collect();
         let sig = Signal {
             name: "lat".into(),
@@ -194,7 +221,11 @@ mod tests {
         };
         let w = size_window(&small, &sig, Scale::Auto, &hist, Span::minutes(1));
         assert!(!w.sufficient);
-        assert!(w.message.starts_with("unvalidatable as predicted: needs "), "{}", w.message);
+        assert!(
+            w.message.starts_with("unvalidatable as predicted: needs "),
+            "{}",
+            w.message
+        );
         assert!(w.message.ends_with("window gives 30"), "{}", w.message);
         let big = Prediction {
             change: ExpectedChange::Relative(-0.3),

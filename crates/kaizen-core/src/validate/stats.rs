@@ -83,7 +83,11 @@ pub fn lag1_autocorrelation(values: &[f64]) -> Option<f64> {
 /// The variance inflation of a mean of an AR(1) series with lag-1 autocorrelation `rho`
 /// (negative values count as 0, capped at 0.95): `sqrt((1 + ρ) / (1 − ρ))`, a factor on widths.
 pub fn ar1_width_factor(rho: f64) -> f64 {
-    let r = if rho.is_finite() { rho.clamp(0.0, 0.95) } else { 0.0 };
+    let r = if rho.is_finite() {
+        rho.clamp(0.0, 0.95)
+    } else {
+        0.0
+    };
     ((1.0 + r) / (1.0 - r)).sqrt()
 }
 
@@ -99,15 +103,17 @@ fn erfc(x: f64) -> f64 {
     // Numerical Recipes erfcc: fractional error < 1.2e-7 everywhere.
     let z = x.abs();
     let t = 1.0 / (1.0 + 0.5 * z);
-    let r = t * (-z * z - 1.265_512_23
-        + t * (1.000_023_68
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_203_98
-                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
-        .exp();
+    let r = t
+        * (-z * z - 1.265_512_23
+            + t * (1.000_023_68
+                + t * (0.374_091_96
+                    + t * (0.096_784_18
+                        + t * (-0.186_288_06
+                            + t * (0.278_868_07
+                                + t * (-1.135_203_98
+                                    + t * (1.488_515_87
+                                        + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
+            .exp();
     if x >= 0.0 { r } else { 2.0 - r }
 }
 
@@ -297,7 +303,9 @@ pub fn hodges_lehmann(
     };
     let upper_idx = total - k; // 0-based index of the k-th largest
     let upper = if upper_idx > mid {
-        *right.select_nth_unstable_by(upper_idx - mid - 1, f64::total_cmp).1
+        *right
+            .select_nth_unstable_by(upper_idx - mid - 1, f64::total_cmp)
+            .1
     } else {
         hi_mid
     };
@@ -324,6 +332,7 @@ pub fn wilson_interval(successes: usize, n: usize, z: f64) -> (f64, f64) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -379,12 +388,17 @@ mod tests {
 
     #[test]
     fn autocorrelation_and_wilson() {
-        let alt: Vec<f64> = (0..100).map(|i| if i % 2 == 0 { 1.0 } else { -1.0 }).collect();
+        let alt: Vec<f64> = (0..100)
+            .map(|i| if i % 2 == 0 { 1.0 } else { -1.0 })
+            .collect();
         assert!(lag1_autocorrelation(&alt).unwrap() < -0.9);
         assert!((ar1_width_factor(0.8) - 3.0).abs() < 1e-12);
         assert_eq!(ar1_width_factor(-0.5), 1.0);
         // Wilson 5/10 at z=1.96: centre 0.5, half = 1.96·sqrt(0.025+0.00960)/1.38416 = 0.2634.
         let (lo, hi) = wilson_interval(5, 10, 1.96);
-        assert!((lo - 0.2366).abs() < 1e-3 && (hi - 0.7634).abs() < 1e-3, "{lo} {hi}");
+        assert!(
+            (lo - 0.2366).abs() < 1e-3 && (hi - 0.7634).abs() < 1e-3,
+            "{lo} {hi}"
+        );
     }
 }
