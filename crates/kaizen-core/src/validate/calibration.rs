@@ -153,6 +153,7 @@ pub fn summarize(records: &[CalibrationRecord]) -> CalibrationSummary {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

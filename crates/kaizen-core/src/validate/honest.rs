@@ -232,7 +232,8 @@ impl HonestValidator {
         let n_before = apply_idx - b_lo;
         let n_after = p_hi - p_lo;
         let gaps_after = count_gaps(n_after, w.post_from, w.post_to, w.every);
-        if n_before < self.min_samples || n_after < self.min_samples {
+        let min_samples = self.min_samples.max(3);
+        if n_before < min_samples || n_after < min_samples {
             return Err((n_before, n_after, gaps_after));
         }
         let mut notes = Vec::new();
@@ -273,7 +274,7 @@ impl HonestValidator {
             .copied()
             .filter(|v| v.is_finite())
             .collect();
-        if base.len() < self.min_samples || post.len() < self.min_samples {
+        if base.len() < min_samples || post.len() < min_samples {
             return Err((base.len(), post.len(), gaps_after));
         }
         let hist: Vec<f64> = work[..b_lo]
@@ -297,17 +298,19 @@ impl HonestValidator {
 
         let cal = self.calibrated(&hist, &base, split, alpha, &mut buf);
         notes.extend(cal.notes.iter().cloned());
-        let mut lower = hl.estimate - cal.f_lo * hw_lo;
-        let mut upper = hl.estimate + cal.f_hi * hw_hi;
+        // A zero half-width (ties) stays zero even under an unbounded factor.
+        let widen = |f: f64, hw: f64| if hw > 0.0 { f * hw } else { 0.0 };
+        let mut lower = hl.estimate - widen(cal.f_lo, hw_lo);
+        let mut upper = hl.estimate + widen(cal.f_hi, hw_hi);
         let z_ratio = normal_quantile(1.0 - alpha / self.interim_looks.max(1) as f64)
             / normal_quantile(1.0 - alpha);
-        let mut upper_interim = hl.estimate + cal.f_hi * hw_hi * z_ratio;
+        let mut upper_interim = hl.estimate + widen(cal.f_hi, hw_hi) * z_ratio;
         let mut estimate = hl.estimate;
         // After an excursion the interval comes from what followed similar excursions; on the
         // side the excursion flatters, never narrower than the calibrated Mann–Whitney bound.
         if let (Some(q_hi), Some(q_lo)) = (cal.recovery_hi, cal.recovery_lo) {
             let (l_c, u_c) = (hl.estimate - q_hi, hl.estimate - q_lo);
-            let interim_extra = cal.f_hi * hw_hi * (z_ratio - 1.0).max(0.0);
+            let interim_extra = widen(cal.f_hi, hw_hi) * (z_ratio - 1.0).max(0.0);
             if cal.excursion_bad {
                 lower = lower.min(l_c);
                 upper = u_c.max(lower);
@@ -318,7 +321,8 @@ impl HonestValidator {
             upper_interim = upper + interim_extra;
         }
         if let Some(shift) = cal.recovery_shift {
-            estimate = (hl.estimate - shift).clamp(lower, upper);
+            // Not `clamp`: it panics on NaN bounds.
+            estimate = (hl.estimate - shift).max(lower).min(upper);
         }
         let (validate_ok, regress_ok, placebo) = (cal.validate_ok, cal.regress_ok, cal.placebo);
 
@@ -447,6 +451,32 @@ impl HonestValidator {
 
         // Regression to the mean.
         let nb = split.nb;
+        if !cal.placebo {
+            // Little history: the spread of window means is unreliable (cycles, few windows), so
+            // compare the baseline with the stretch just before it instead.
+            let prev = &hist[hist.len().saturating_sub(2 * span)..];
+            if prev.len() >= nb {
+                let sd = mad_sigma(prev)
+                    .filter(|v| *v > 0.0)
+                    .or_else(|| std_dev(prev))
+                    .unwrap_or(0.0);
+                let f = ar1_width_factor(lag1_autocorrelation(prev).unwrap_or(0.0));
+                let se = sd * f * (1.0 / nb as f64 + 1.0 / prev.len() as f64).sqrt();
+                let e_local = (mean(prev).unwrap_or(0.0) - mean(base).unwrap_or(0.0)) / se;
+                if se > 0.0 && e_local.abs() >= self.excursion_z {
+                    let kind = if e_local > 0.0 { "worse" } else { "better" };
+                    if e_local > 0.0 {
+                        cal.validate_ok = false;
+                    } else {
+                        cal.regress_ok = false;
+                    }
+                    cal.notes.push(format!(
+                        "baseline {kind} than the stretch before it by {:.1} standard errors and too little history to tell how often it recovers by itself",
+                        e_local.abs()
+                    ));
+                }
+            }
+        }
         if hist.len() < 3 * nb + span {
             cal.validate_ok = false;
             cal.notes.push(

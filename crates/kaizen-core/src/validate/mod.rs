@@ -196,3 +196,6 @@ pub(crate) fn predicted_magnitude(change: ExpectedChange, log: bool, base: f64) 
 pub(crate) fn to_reported(x: f64, log: bool) -> f64 {
     if log { x.exp() - 1.0 } else { x }
 }
+
+#[cfg(test)]
+mod tests;

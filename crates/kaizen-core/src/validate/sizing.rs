@@ -153,6 +153,7 @@ pub fn size_window(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::signal::Better;

@@ -332,6 +332,7 @@ pub fn wilson_interval(successes: usize, n: usize, z: f64) -> (f64, f64) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -1,0 +1,296 @@
+//! Behaviour of the validators on small, hand-built situations.
+
+#![allow(clippy::unwrap_used)]
+
+use super::benchmark::{SETTLE, Series, SeriesSpec};
+use super::*;
+use crate::signal::Better;
+use chrono::{Duration, TimeZone};
+
+fn signal(name: &str) -> Signal {
+    Signal {
+        name: name.into(),
+        unit: "ms".into(),
+        better: Better::Lower,
+        alert_above: None,
+        alert_below: None,
+    }
+}
+
+fn spec(n: usize, spike: bool, history_days: f64) -> SeriesSpec {
+    SeriesSpec {
+        phi: 0.3,
+        daily: true,
+        spike,
+        n,
+        history_days,
+    }
+}
+
+fn prediction(change: ExpectedChange, n: usize) -> Prediction {
+    Prediction {
+        signal: "lat".into(),
+        change,
+        within: Span::minutes(n as u64),
+    }
+}
+
+fn request<'a>(
+    p: &'a Prediction,
+    s: &'a Signal,
+    series: &'a Series,
+    look: Look,
+    guardrails: Vec<GuardrailSeries<'a>>,
+) -> ValidationRequest<'a> {
+    ValidationRequest {
+        prediction: p,
+        signal: s,
+        applied_at: series.applied_at,
+        settle: Span::minutes(SETTLE as u64),
+        window_end: series.window_end,
+        now: series.window_end,
+        samples: &series.samples,
+        guardrails,
+        look,
+        sample_every: Span::minutes(1),
+        scale: Scale::Auto,
+    }
+}
+
+#[test]
+fn clear_improvement_is_validated_with_figures() {
+    let sig = signal("lat");
+    let p = prediction(ExpectedChange::Relative(-0.2), 30);
+    let mut s = Series::generate(&spec(30, false, 8.0), 11);
+    s.set_effect(-0.4);
+    let v = HonestValidator::default().validate(&request(&p, &sig, &s, Look::Final, vec![]));
+    assert_eq!(v.outcome, Outcome::Validated, "{v:?}");
+    let f = &v.figures;
+    assert_eq!(f.method, "hodges_lehmann_placebo");
+    assert_eq!((f.n_before, f.n_after, f.gaps), (30, 30, 0));
+    assert_eq!(f.level, Some(0.9));
+    assert_eq!(f.magnitude_met, Some(true));
+    let (e, l, u) = (f.estimate.unwrap(), f.lower.unwrap(), f.upper.unwrap());
+    // True relative effect exp(−0.4) − 1 = −0.33.
+    assert!(
+        l <= e && e <= u && u < 0.0 && (e + 0.33).abs() < 0.1,
+        "{f:?}"
+    );
+    assert!(
+        f.notes.iter().any(|n| n.contains("same time of day")),
+        "{:?}",
+        f.notes
+    );
+    assert!(
+        f.notes.iter().any(|n| n.contains("placebo splits")),
+        "{:?}",
+        f.notes
+    );
+    // Deterministic, also for a fresh validator (no cache).
+    let again = HonestValidator::default().validate(&request(&p, &sig, &s, Look::Final, vec![]));
+    assert_eq!(v, again);
+}
+
+#[test]
+fn regression_is_caught_and_interim_looks_only_find_regressions() {
+    let sig = signal("lat");
+    let p = prediction(ExpectedChange::Relative(-0.2), 30);
+    let mut s = Series::generate(&spec(30, false, 8.0), 12);
+    let hv = HonestValidator::default();
+    s.set_effect(0.5);
+    assert_eq!(
+        hv.validate(&request(&p, &sig, &s, Look::Final, vec![]))
+            .outcome,
+        Outcome::Regressed
+    );
+    assert_eq!(
+        hv.validate(&request(&p, &sig, &s, Look::Interim, vec![]))
+            .outcome,
+        Outcome::Regressed
+    );
+    s.set_effect(-0.5);
+    let v = hv.validate(&request(&p, &sig, &s, Look::Interim, vec![]));
+    assert_eq!(v.outcome, Outcome::Inconclusive, "{v:?}");
+}
+
+#[test]
+fn a_guardrail_regression_wins_over_a_target_improvement() {
+    let sig = signal("lat");
+    let gsig = signal("errors");
+    let p = prediction(ExpectedChange::Relative(-0.2), 30);
+    let mut s = Series::generate(&spec(30, false, 8.0), 13);
+    s.set_effect(-0.5);
+    let mut g = Series::generate(&spec(30, false, 8.0), 14);
+    g.set_effect(0.6);
+    // Same clock as the target.
+    let shift = s.applied_at - g.applied_at;
+    for x in &mut g.samples {
+        x.at += shift;
+    }
+    let guard = GuardrailSeries {
+        signal: &gsig,
+        samples: &g.samples,
+        scale: Scale::Auto,
+    };
+    let v = HonestValidator::default().validate(&request(&p, &sig, &s, Look::Final, vec![guard]));
+    assert_eq!(v.outcome, Outcome::Regressed, "{v:?}");
+    assert!(v.summary.contains("guardrail errors"), "{}", v.summary);
+}
+
+#[test]
+fn too_few_samples_or_too_many_gaps_are_inconclusive() {
+    let sig = signal("lat");
+    let p = prediction(ExpectedChange::Relative(-0.2), 30);
+    let mut s = Series::generate(&spec(30, false, 8.0), 15);
+    s.set_effect(-0.5);
+    let hv = HonestValidator::default();
+    // Drop 40% of the post window.
+    let post_from = s.applied_at + Duration::minutes(SETTLE as i64);
+    let mut k = 0;
+    s.samples.retain(|x| {
+        if x.at < post_from {
+            return true;
+        }
+        k += 1;
+        k % 5 >= 2
+    });
+    let v = hv.validate(&request(&p, &sig, &s, Look::Final, vec![]));
+    assert_eq!(v.outcome, Outcome::Inconclusive, "{v:?}");
+    assert_eq!(v.figures.gaps, 12);
+    // On the last extension inconclusive becomes no effect, never validated.
+    let v = hv.validate(&request(&p, &sig, &s, Look::LastExtension, vec![]));
+    assert_eq!(v.outcome, Outcome::NoEffect, "{v:?}");
+    // Almost no data.
+    s.samples
+        .retain(|x| x.at < post_from + Duration::minutes(3));
+    let v = hv.validate(&request(&p, &sig, &s, Look::Final, vec![]));
+    assert_eq!(v.outcome, Outcome::Inconclusive);
+    let v = SimpleValidator::default().validate(&request(&p, &sig, &s, Look::Final, vec![]));
+    assert_eq!(v.outcome, Outcome::Inconclusive);
+}
+
+#[test]
+fn a_spike_without_similar_history_is_never_validated() {
+    let sig = signal("lat");
+    let p = prediction(ExpectedChange::Relative(-0.1), 30);
+    let hv = HonestValidator::default();
+    let mut validated = 0;
+    let mut flagged = 0;
+    for seed in 0..6 {
+        // Half a day of history: too little to know how often it recovers by itself.
+        let s = Series::generate(&spec(30, true, 0.5), 100 + seed);
+        let v = hv.validate(&request(&p, &sig, &s, Look::Final, vec![]));
+        validated += usize::from(v.outcome == Outcome::Validated);
+        flagged += usize::from(
+            v.figures
+                .notes
+                .iter()
+                .any(|n| n.contains("recovers by itself")),
+        );
+        assert_eq!(v.figures.method, "hodges_lehmann_ar1");
+    }
+    assert_eq!(validated, 0);
+    assert!(flagged >= 4, "{flagged}");
+}
+
+fn flat(values: impl Fn(usize) -> f64, total: usize) -> Vec<Sample> {
+    let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    (0..total)
+        .map(|i| Sample::new("rss", t0 + Duration::minutes(i as i64), values(i)))
+        .collect()
+}
+
+#[test]
+fn threshold_predictions() {
+    let sig = signal("rss");
+    let p = prediction(ExpectedChange::Below(1500.0), 20);
+    let hv = HonestValidator::default();
+    let apply = 3000usize;
+    let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    let applied_at = t0 + Duration::minutes(apply as i64);
+    let window_end = applied_at + Duration::minutes(25);
+    let wiggle = |i: usize| ((i * 37) % 11) as f64 * 5.0;
+    let run = |samples: &[Sample]| {
+        hv.validate(&ValidationRequest {
+            prediction: &p,
+            signal: &sig,
+            applied_at,
+            settle: Span::minutes(5),
+            window_end,
+            now: window_end,
+            samples,
+            guardrails: vec![],
+            look: Look::Final,
+            sample_every: Span::minutes(1),
+            scale: Scale::Auto,
+        })
+    };
+    // Failing for two days (a leak), fixed by the change.
+    let s = flat(
+        |i| {
+            if i < apply {
+                2000.0 + wiggle(i)
+            } else {
+                1000.0 + wiggle(i)
+            }
+        },
+        apply + 25,
+    );
+    let v = run(&s);
+    assert_eq!(v.outcome, Outcome::Validated, "{v:?}");
+    // Already below in the baseline: nothing to attribute.
+    let s = flat(|i| 1000.0 + wiggle(i), apply + 25);
+    assert_eq!(run(&s).outcome, Outcome::NoEffect);
+    // Still failing at the end.
+    let s = flat(|_| 2000.0, apply + 25);
+    assert_eq!(run(&s).outcome, Outcome::NoEffect);
+    // A short excursion above 1500 that the history says nothing about.
+    let s = flat(
+        |i| {
+            if (apply - 20..apply).contains(&i) {
+                2000.0 + wiggle(i)
+            } else {
+                1000.0 + wiggle(i)
+            }
+        },
+        apply + 25,
+    );
+    let v = run(&s);
+    assert_eq!(v.outcome, Outcome::Inconclusive, "{v:?}");
+    // It fails and recovers by itself every few hours: not credited to the change.
+    let s = flat(
+        |i| {
+            if i % 180 < 40 || (apply - 20..apply).contains(&i) {
+                2000.0
+            } else {
+                1000.0 + wiggle(i)
+            }
+        },
+        apply + 25,
+    );
+    let v = run(&s);
+    assert_eq!(v.outcome, Outcome::Inconclusive, "{v:?}");
+    assert!(v.summary.contains("recovers by itself"), "{}", v.summary);
+}
+
+#[test]
+fn simple_validator_decides_on_medians_and_mann_whitney() {
+    let sig = signal("lat");
+    let p = prediction(ExpectedChange::Relative(-0.2), 30);
+    let mut s = Series::generate(&spec(30, false, 1.0), 16);
+    let sv = SimpleValidator::default();
+    s.set_effect(-0.5);
+    let v = sv.validate(&request(&p, &sig, &s, Look::Final, vec![]));
+    assert_eq!(v.outcome, Outcome::Validated, "{v:?}");
+    assert_eq!(v.figures.method, "median_mann_whitney");
+    assert!(v.figures.estimate.unwrap() < -0.2);
+    s.set_effect(0.5);
+    assert_eq!(
+        sv.validate(&request(&p, &sig, &s, Look::Final, vec![]))
+            .outcome,
+        Outcome::Regressed
+    );
+    s.set_effect(0.0);
+    let v = sv.validate(&request(&p, &sig, &s, Look::Interim, vec![]));
+    assert_eq!(v.outcome, Outcome::Inconclusive);
+}
