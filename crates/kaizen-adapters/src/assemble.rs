@@ -102,6 +102,7 @@ pub fn engine_from_config(
         .validator(validator_for(config))
         .sources(build_sources(config))
         .canaries(build_canaries(config))
+        .sizing(kaizen_core::engine::window_sizing())
         .lessons(lessons);
     for p in proposers_for(config)? {
         builder = builder.proposer(p);

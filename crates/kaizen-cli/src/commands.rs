@@ -451,6 +451,7 @@ async fn run_sim(
     let validator = Box::new(kaizen_core::validate::HonestValidator::default());
     let options = sim::SimOptions {
         clock: Some(clock),
+        sizing: Some(kaizen_core::engine::window_sizing()),
         ..Default::default()
     };
     sim::run_scenario_with(

@@ -144,6 +144,29 @@ impl CycleReport {
 pub type SizingFn =
     dyn Fn(&Candidate, &SignalConfig, &[Sample], Span) -> Option<serde_json::Value> + Send + Sync;
 
+/// The default proposal-time sizing check: can the prediction's window detect the predicted
+/// change given the signal's recent noise? ("unvalidatable as predicted: needs 64 samples,
+/// window gives 30").
+pub fn window_sizing() -> Box<SizingFn> {
+    Box::new(|candidate, sig, history, sample_every| {
+        let sizing = crate::validate::sizing::size_window(
+            &candidate.prediction,
+            &sig.signal,
+            sig.scale,
+            history,
+            sample_every,
+        );
+        let mut v = serde_json::to_value(&sizing).ok()?;
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert(
+                "note".into(),
+                serde_json::Value::String(sizing.message.clone()),
+            );
+        }
+        Some(v)
+    })
+}
+
 /// Builds an [`Engine`].
 pub struct EngineBuilder {
     settings: EngineSettings,
