@@ -5,7 +5,9 @@
 //! file, default `<workspace>/docs/validation-benchmark.md`; `-` prints to stdout only),
 //! `KAIZEN_BENCH_FILTER` (e.g. `phi=0.8,daily=on,spike=off,n=48` to run a subset).
 
-use kaizen_core::validate::benchmark::{Cell, SeriesSpec, render_markdown, run_cells, time_uncached};
+use kaizen_core::validate::benchmark::{
+    Cell, SeriesSpec, render_markdown, run_cells, time_uncached,
+};
 use std::time::Instant;
 
 fn main() {
@@ -91,6 +93,9 @@ fn main() {
     if out == "-" {
         println!("{md}");
     } else {
+        if let Some(dir) = std::path::Path::new(&out).parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
         match std::fs::write(&out, &md) {
             Ok(()) => eprintln!("wrote {out}"),
             Err(e) => {
