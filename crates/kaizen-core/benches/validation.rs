@@ -93,6 +93,9 @@ fn main() {
     if out == "-" {
         println!("{md}");
     } else {
+        if let Some(dir) = std::path::Path::new(&out).parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
         match std::fs::write(&out, &md) {
             Ok(()) => eprintln!("wrote {out}"),
             Err(e) => {
