@@ -1,5 +1,6 @@
 //! Crash safety: a kill at any point between the ledger and git leaves them consistent after
 //! reconciliation — nothing applied twice, nothing forgotten. Real git repo, real SQLite file.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on broken fixtures
 
 use kaizen_adapters::git::GitApplier;
 use kaizen_core::apply::Applier;

@@ -1,5 +1,6 @@
 //! The LLM proposer and `kaizen diagnose` through the binary, against a real OpenAI-compatible
 //! chat-completions server on 127.0.0.1 with scripted answers.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on broken fixtures
 
 mod common;
 use common::*;

@@ -1,4 +1,5 @@
 //! The loop end to end through the `kaizen` binary on a real git repository.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on broken fixtures
 
 mod common;
 use common::*;

@@ -1,6 +1,7 @@
 //! Shared harness for CLI tests: a real git repo in a tempdir, the real `kaizen` binary, a metric
 //! file the signal's `command` source reads, and a clock set per invocation with `--now`.
 #![allow(dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on broken fixtures
 
 use chrono::{DateTime, Duration, Utc};
 use std::path::{Path, PathBuf};

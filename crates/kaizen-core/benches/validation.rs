@@ -4,6 +4,7 @@
 //! Environment: `KAIZEN_BENCH_RUNS` (runs per cell, default 2000), `KAIZEN_BENCH_OUT` (output
 //! file, default `<workspace>/docs/validation-benchmark.md`; `-` prints to stdout only),
 //! `KAIZEN_BENCH_FILTER` (e.g. `phi=0.8,daily=on,spike=off,n=48` to run a subset).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on broken fixtures
 
 use kaizen_core::validate::benchmark::{
     Cell, SeriesSpec, render_markdown, run_cells, time_uncached,

@@ -1,6 +1,7 @@
 //! A reduced, seeded version of the validation benchmark (`benches/validation.rs` runs the full
 //! grid and writes `docs/validation-benchmark.md`). Asserts the thresholds of issue 3 with
 //! binomial margins appropriate to the smaller run count.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on broken fixtures
 
 use kaizen_core::validate::benchmark::{Cell, SeriesSpec, run_cells};
 
