@@ -317,6 +317,47 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Lessons { command } => crate::lessons::run(command, &cli.config, clock).await,
         Command::Learn { json } => crate::lessons::learn(&cli.config, clock, json).await,
+        Command::Review { period, json } => {
+            let config = load_config(&cli.config)?;
+            let period: kaizen_core::span::Span = period
+                .parse()
+                .map_err(|e: kaizen_core::span::SpanError| usage(e.to_string()))?;
+            let _lock = lock(&config)?;
+            let mut ledger =
+                Ledger::open(&config.ledger_path()).map_err(|e| Failure::Runtime(anyhow!(e)))?;
+            let now = clock.now();
+            let review = kaizen_core::review::MetaReview::compute(
+                &ledger,
+                &config.signals,
+                &config.guards,
+                now,
+                period,
+            )
+            .map_err(|e| Failure::Runtime(anyhow!(e)))?;
+            let data = serde_json::to_value(&review).context("serialising")?;
+            ledger
+                .record_event(
+                    now,
+                    None,
+                    "review",
+                    "meta_review",
+                    &format!(
+                        "meta-review of the last {period}: {} next move(s)",
+                        review.next_moves.len()
+                    ),
+                    Some(&data),
+                )
+                .map_err(|e| Failure::Runtime(anyhow!(e)))?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&data).context("serialising")?
+                );
+            } else {
+                print!("{}", review.render());
+            }
+            Ok(())
+        }
         Command::Diagnose { json } => {
             let config = load_config(&cli.config)?;
             let Some(llm) = config.llm.clone() else {
@@ -449,9 +490,12 @@ async fn run_sim(
         .map_err(|e| Failure::Runtime(anyhow!(e)))?
         .with_clock(Arc::new(clock.clone()));
     let validator = Box::new(kaizen_core::validate::HonestValidator::default());
+    let ledger =
+        Ledger::open(&workdir.join("ledger.sqlite")).map_err(|e| Failure::Runtime(anyhow!(e)))?;
     let options = sim::SimOptions {
         clock: Some(clock),
         sizing: Some(kaizen_core::engine::window_sizing()),
+        ledger: Some(ledger),
         ..Default::default()
     };
     sim::run_scenario_with(
@@ -488,6 +532,21 @@ pub async fn demo(keep: bool) -> Result<()> {
     let result = run_sim(&scenario, dir.path(), true).await?;
     println!();
     print!("{}", result.render());
+    // The weekly meta-review of the simulated week, from the run's ledger.
+    let config = load_config(&dir.path().join("kaizen.yaml"))?;
+    let ledger = Ledger::open(&dir.path().join("ledger.sqlite"))
+        .map_err(|e| Failure::Runtime(anyhow!(e)))?;
+    let review = kaizen_core::review::MetaReview::compute(
+        &ledger,
+        &config.signals,
+        &config.guards,
+        result.end,
+        kaizen_core::span::Span::days(7),
+    )
+    .map_err(|e| Failure::Runtime(anyhow!(e)))?;
+    println!();
+    print!("{}", review.render());
+    println!();
     let repo = dir.path().join("repo");
     if let Ok(out) = std::process::Command::new("git")
         .args(["log", "--format=%h %ad %s", "--date=format:%a %H:%M"])

@@ -113,6 +113,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The meta-review of the last period: activity, calibration and its drift against the four
+    /// periods before, blind spots, and the next moves worth making.
+    Review {
+        /// Period length.
+        #[arg(long, default_value = "7d")]
+        period: String,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Ask the LLM for ranked root-cause hypotheses for what is alerting now (a diagnosis, not an
     /// action: nothing is proposed or applied). Needs an `llm` section.
     Diagnose {

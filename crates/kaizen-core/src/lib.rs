@@ -17,6 +17,7 @@ pub mod lesson;
 pub mod lock;
 pub mod observe;
 pub mod propose;
+pub mod review;
 pub mod rules;
 pub mod schedule;
 pub mod signal;
