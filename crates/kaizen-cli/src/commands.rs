@@ -463,6 +463,25 @@ fn init(config_path: &Path, force: bool) -> Result<()> {
             )));
         }
     }
+    std::fs::create_dir_all(&config.lessons)
+        .with_context(|| format!("creating {}", config.lessons.display()))?;
+    let mut copied = 0;
+    for (name, content) in kaizen_core::lesson::starter::starter_lessons() {
+        let path = config.lessons.join(name);
+        if !path.exists() {
+            std::fs::write(&path, content)
+                .with_context(|| format!("writing {}", path.display()))?;
+            copied += 1;
+        }
+    }
+    println!(
+        "copied {copied} starter lesson(s) into {}",
+        config.lessons.display()
+    );
+    println!(
+        "next: define signals (and rules) in {}, then commit kaizen.yaml and the lessons directory",
+        config_path.display()
+    );
     Ok(())
 }
 

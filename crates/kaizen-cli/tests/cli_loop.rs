@@ -4,31 +4,6 @@
 mod common;
 use common::*;
 
-fn find<'a>(list: &'a [serde_json::Value], id: &str) -> &'a serde_json::Value {
-    list.iter()
-        .find(|v| v["id"] == id)
-        .unwrap_or_else(|| panic!("{id} not in {list:?}"))
-}
-
-/// Latency at 250 ms for `history` minutes (the validator needs history before the baseline to
-/// rule out regression to the mean), the rule fires at +10m, post-window samples at `post` ms,
-/// and the cycle at +45m judges. Returns the intervention's JSON after judging.
-fn run_round(h: &Harness, offset: i64, post: f64) -> serde_json::Value {
-    let history = if offset == 0 { 180 } else { 30 };
-    h.observe_range(offset - history, offset + 10, |_| 250.0);
-    h.set_metric(offset + 10, 250.0);
-    let out = h.ok(offset + 10, &["cycle"]);
-    assert!(out.contains("applied as commit"), "{out}");
-    let list = h.interventions(offset + 10);
-    let last = list.last().expect("an intervention").clone();
-    assert_eq!(last["status"], "applied", "{last}");
-    h.observe_range(offset + 11, offset + 45, |_| post);
-    h.set_metric(offset + 45, post);
-    h.ok(offset + 45, &["cycle"]);
-    let list = h.interventions(offset + 45);
-    find(&list, last["id"].as_str().expect("id")).clone()
-}
-
 #[test]
 fn rule_fires_commits_with_trailers_and_validates() {
     let h = Harness::new(RULE_GROW_CACHE, "");

@@ -45,6 +45,18 @@ pub fn git_text(repo: &Path, args: &[&str]) -> String {
 }
 
 impl Harness {
+    /// Switches the config to the `simple` validator (commits the config change).
+    pub fn use_simple_validator(&self) {
+        let cfg = self
+            .file("kaizen.yaml")
+            .replace("  settle: 5m\n", "  settle: 5m\n  method: simple\n");
+        std::fs::write(self.repo.join("kaizen.yaml"), cfg).expect("write");
+        git(
+            &self.repo,
+            &["commit", "-q", "-am", "use the simple validator"],
+        );
+    }
+
     /// A repo with config/app.yaml, the kaizen.yaml (signal read from a metric file via
     /// `cat`) plus `extra_config`, and `rules` as rules.yaml.
     pub fn new(rules: &str, extra_config: &str) -> Harness {
@@ -160,4 +172,29 @@ validate:
     pub fn file(&self, rel: &str) -> String {
         std::fs::read_to_string(self.repo.join(rel)).expect("read")
     }
+}
+
+/// Latency at 250 ms for `history` minutes (the validator needs history before the baseline to
+/// rule out regression to the mean), the rule fires at +10m, post-window samples at `post` ms,
+/// and the cycle at +45m judges. Returns the intervention's JSON after judging.
+pub fn run_round(h: &Harness, offset: i64, post: f64) -> serde_json::Value {
+    let history = if offset == 0 { 180 } else { 30 };
+    h.observe_range(offset - history, offset + 10, |_| 250.0);
+    h.set_metric(offset + 10, 250.0);
+    let out = h.ok(offset + 10, &["cycle"]);
+    assert!(out.contains("applied as commit"), "{out}");
+    let list = h.interventions(offset + 10);
+    let last = list.last().expect("an intervention").clone();
+    assert_eq!(last["status"], "applied", "{last}");
+    h.observe_range(offset + 11, offset + 45, |_| post);
+    h.set_metric(offset + 45, post);
+    h.ok(offset + 45, &["cycle"]);
+    let list = h.interventions(offset + 45);
+    find(&list, last["id"].as_str().expect("id")).clone()
+}
+
+pub fn find<'a>(list: &'a [serde_json::Value], id: &str) -> &'a serde_json::Value {
+    list.iter()
+        .find(|v| v["id"] == id)
+        .unwrap_or_else(|| panic!("{id} not in {list:?}"))
 }
