@@ -1,0 +1,153 @@
+//! Guards through the binary: each blocks (or parks) when it should and passes otherwise.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on broken fixtures
+
+mod common;
+use common::*;
+
+/// A second rule on the same signal, in another area and file.
+const RULE_MORE_WORKERS: &str = r#"  - id: more-workers
+    area: workers
+    when: { signal: latency_ms, above: 200, for: 10m }
+    change:
+      - config_set: { file: config/server.yaml, key: workers, value: 8 }
+    predict: { signal: latency_ms, change: "-10%", within: 30m }
+    risk: low
+    confidence: 0.5
+    rollback: revert
+    because: "requests queue behind busy workers"
+"#;
+
+fn fire(h: &Harness) -> Vec<serde_json::Value> {
+    h.observe_range(-15, 10, |_| 250.0);
+    h.set_metric(10, 250.0);
+    h.ok(10, &["cycle"]);
+    h.interventions(10)
+}
+
+fn status_of(list: &[serde_json::Value], area: &str) -> (String, String) {
+    let iv = list
+        .iter()
+        .find(|v| v["area"] == area)
+        .unwrap_or_else(|| panic!("no {area} in {list:?}"));
+    (
+        iv["status"].as_str().unwrap_or_default().to_string(),
+        iv["reason"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+#[test]
+fn medium_risk_without_canary_goes_to_backlog_never_applied() {
+    let h = Harness::new(&RULE_GROW_CACHE.replace("risk: low", "risk: medium"), "");
+    let list = fire(&h);
+    let (status, reason) = status_of(&list, "cache");
+    assert_eq!(status, "backlog");
+    assert!(reason.contains("canary"), "{reason}");
+    assert_eq!(
+        git_text(&h.repo, &["rev-list", "--count", "HEAD"]).trim(),
+        "1"
+    );
+}
+
+#[test]
+fn medium_risk_with_a_passing_canary_is_applied_and_a_failing_one_blocks() {
+    let pass = Harness::new(
+        &RULE_GROW_CACHE.replace("risk: low", "risk: medium"),
+        "canaries:\n  cache:\n    command: \"test -n \\\"$KAIZEN_INTERVENTION\\\"\"\n",
+    );
+    let list = fire(&pass);
+    assert_eq!(status_of(&list, "cache").0, "applied", "{list:?}");
+
+    let fail = Harness::new(
+        &RULE_GROW_CACHE.replace("risk: low", "risk: high"),
+        "canaries:\n  cache:\n    command: \"echo canary saw errors >&2; exit 3\"\n",
+    );
+    let list = fire(&fail);
+    let (status, reason) = status_of(&list, "cache");
+    assert_eq!(status, "blocked");
+    assert!(reason.contains("canary failed"), "{reason}");
+    assert_eq!(
+        git_text(&fail.repo, &["rev-list", "--count", "HEAD"]).trim(),
+        "1"
+    );
+}
+
+#[test]
+fn blocked_paths_and_kinds() {
+    let rule = RULE_GROW_CACHE.replace("file: config/app.yaml", "file: secrets/db.yaml");
+    let h = Harness::new(&rule, "");
+    let (status, reason) = status_of(&fire(&h), "cache");
+    assert_eq!(status, "blocked");
+    assert!(reason.contains("blocked_paths"), "{reason}");
+
+    let rule = RULE_GROW_CACHE.replace("file: config/app.yaml", "file: kaizen.yaml");
+    let h = Harness::new(&rule, "");
+    let (status, reason) = status_of(&fire(&h), "cache");
+    assert_eq!(status, "blocked", "kaizen may not edit its own config");
+    assert!(reason.contains("kaizen.yaml"), "{reason}");
+
+    let h = Harness::new(RULE_GROW_CACHE, "");
+    let cfg = h.file("kaizen.yaml").replace(
+        "  canary_required_from: medium\n",
+        "  canary_required_from: medium\n  blocked_kinds: [config_set]\n",
+    );
+    std::fs::write(h.repo.join("kaizen.yaml"), cfg).unwrap();
+    git(&h.repo, &["commit", "-q", "-am", "block config_set"]);
+    let (status, reason) = status_of(&fire(&h), "cache");
+    assert_eq!(status, "blocked");
+    assert!(reason.contains("blocked_kinds"), "{reason}");
+}
+
+#[test]
+fn max_concurrent_and_daily_budget() {
+    let rules = format!("{RULE_GROW_CACHE}{RULE_MORE_WORKERS}");
+    let h = Harness::new(&rules, "");
+    std::fs::write(h.repo.join("config/server.yaml"), "workers: 4\n").unwrap();
+    git(&h.repo, &["add", "-A"]);
+    git(&h.repo, &["commit", "-q", "-m", "server config"]);
+    let cfg = h
+        .file("kaizen.yaml")
+        .replace("max_concurrent: 2", "max_concurrent: 1");
+    std::fs::write(h.repo.join("kaizen.yaml"), cfg).unwrap();
+    git(&h.repo, &["commit", "-q", "-am", "one at a time"]);
+    let list = fire(&h);
+    assert_eq!(status_of(&list, "cache").0, "applied");
+    let (status, reason) = status_of(&list, "workers");
+    assert_eq!(status, "blocked");
+    assert!(reason.contains("max_concurrent"), "{reason}");
+
+    let h = Harness::new(&rules, "");
+    std::fs::write(h.repo.join("config/server.yaml"), "workers: 4\n").unwrap();
+    git(&h.repo, &["add", "-A"]);
+    git(&h.repo, &["commit", "-q", "-m", "server config"]);
+    let cfg = h
+        .file("kaizen.yaml")
+        .replace("daily_budget: 5", "daily_budget: 1");
+    std::fs::write(h.repo.join("kaizen.yaml"), cfg).unwrap();
+    git(&h.repo, &["commit", "-q", "-am", "one a day"]);
+    let list = fire(&h);
+    assert_eq!(status_of(&list, "cache").0, "applied");
+    let (status, reason) = status_of(&list, "workers");
+    assert_eq!(status, "blocked");
+    assert!(reason.contains("daily budget 1 used"), "{reason}");
+}
+
+#[test]
+fn dedup_blocks_the_same_change_and_repeats_are_not_rerecorded() {
+    let second = RULE_GROW_CACHE
+        .replace("id: grow-cache", "id: grow-cache-again")
+        .replace("value: 256", "value: 512");
+    let h = Harness::new(&format!("{RULE_GROW_CACHE}{second}"), "");
+    let list = fire(&h);
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert_eq!(list[0]["status"], "applied");
+    assert_eq!(list[1]["status"], "blocked");
+    assert!(
+        list[1]["reason"].as_str().unwrap().contains("dedup"),
+        "{}",
+        list[1]
+    );
+    // A rule that keeps firing while its change is live is not re-recorded every cycle.
+    h.set_metric(11, 250.0);
+    h.ok(11, &["cycle"]);
+    assert_eq!(h.interventions(11).len(), 2);
+}
