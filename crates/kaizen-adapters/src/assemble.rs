@@ -103,6 +103,7 @@ pub fn engine_from_config(
         .sources(build_sources(config))
         .canaries(build_canaries(config))
         .sizing(kaizen_core::engine::window_sizing())
+        .notifiers(crate::notify::build_notifiers(config))
         .lessons(lessons);
     for p in proposers_for(config)? {
         builder = builder.proposer(p);

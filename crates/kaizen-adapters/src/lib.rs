@@ -15,10 +15,13 @@
 
 //! - [`llm`]: [`llm::LlmProposer`] (implements [`kaizen_core::propose::Proposer`]) and
 //!   [`llm::diagnose`] over any OpenAI-compatible chat-completions endpoint.
+//! - [`notify`]: [`notify::WebhookNotifier`], [`notify::CommandNotifier`],
+//!   [`notify::build_notifiers`].
 //! - [`assemble`]: from a loaded `kaizen.yaml` to a running engine.
 
 pub mod assemble;
 pub mod canary;
 pub mod git;
 pub mod llm;
+pub mod notify;
 pub mod source;

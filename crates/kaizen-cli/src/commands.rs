@@ -289,7 +289,13 @@ pub async fn run(cli: Cli) -> Result<()> {
             let _lock = lock(&config)?;
             let mut engine = engine(&config, clock)?;
             match engine.revert(id, &reason) {
-                Ok(report) => print_report(&report, false),
+                Ok(report) => {
+                    engine
+                        .notify(&report)
+                        .await
+                        .map_err(|e| Failure::Runtime(anyhow!(e)))?;
+                    print_report(&report, false)
+                }
                 Err(kaizen_core::engine::EngineError::Ledger(
                     kaizen_core::ledger::LedgerError::NotFound(_),
                 )) => Err(usage(format!("no intervention {id}"))),
@@ -306,6 +312,10 @@ pub async fn run(cli: Cli) -> Result<()> {
             let mut engine = engine(&config, clock)?;
             let report = engine
                 .approve(id)
+                .await
+                .map_err(|e| Failure::Runtime(anyhow!(e)))?;
+            engine
+                .notify(&report)
                 .await
                 .map_err(|e| Failure::Runtime(anyhow!(e)))?;
             print_report(&report, false)?;

@@ -151,3 +151,60 @@ fn dedup_blocks_the_same_change_and_repeats_are_not_rerecorded() {
     h.ok(11, &["cycle"]);
     assert_eq!(h.interventions(11).len(), 2);
 }
+
+#[test]
+fn a_revert_that_would_clobber_a_human_edit_escalates_and_notifies() {
+    let h = Harness::new(RULE_GROW_CACHE, "");
+    let log = h.dir.path().join("notifications.log");
+    let cfg = format!(
+        "{}notify:\n  - command: \"echo \\\"$KAIZEN_NOTIFY_KIND $KAIZEN_INTERVENTION\\\" >> {}\"\n",
+        h.file("kaizen.yaml"),
+        log.display()
+    );
+    std::fs::write(h.repo.join("kaizen.yaml"), cfg).unwrap();
+    git(&h.repo, &["commit", "-q", "-am", "notify"]);
+    h.observe_range(-30, 10, |_| 250.0);
+    h.set_metric(10, 250.0);
+    h.ok(10, &["cycle"]);
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("applied K-000001")
+    );
+    // A human edits the file while the change is being judged; the change does nothing.
+    let human = "cache_mb: 512 # human tuning in progress\n";
+    std::fs::write(h.repo.join("config/app.yaml"), human).unwrap();
+    h.observe_range(11, 45, |_| 250.0);
+    h.set_metric(45, 250.0);
+    let out = h.kaizen_at(45, &["cycle"]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ESCALATION"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Stopped, recorded, escalated: the human's work is intact, the change stays applied.
+    assert_eq!(h.file("config/app.yaml"), human);
+    let list = h.interventions(45);
+    assert_eq!(list[0]["status"], "applied", "{}", list[0]);
+    let events: Vec<serde_json::Value> =
+        serde_json::from_str(&h.ok(46, &["events", "--json", "--kind", "escalation"])).unwrap();
+    assert!(!events.is_empty());
+    assert!(
+        events[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("uncommitted"),
+        "{events:?}"
+    );
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("escalation K-000001")
+    );
+    assert_eq!(
+        git_text(&h.repo, &["rev-list", "--count", "HEAD"]).trim(),
+        "3",
+        "no revert commit was made"
+    );
+}

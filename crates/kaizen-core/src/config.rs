@@ -251,6 +251,33 @@ fn default_max_tokens() -> u32 {
     1024
 }
 
+/// Where to send notifications (exactly one of `webhook` or `command`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// POST a JSON body (`kind`, `intervention`, `text`, `at`) to this URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<String>,
+    /// Run this shell command with `KAIZEN_NOTIFY_KIND`, `KAIZEN_INTERVENTION`, `KAIZEN_TEXT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// Which kinds to send (default: all).
+    #[serde(default = "all_kinds")]
+    pub on: Vec<crate::notify::NotificationKind>,
+    /// Delivery timeout.
+    #[serde(default = "default_notify_timeout")]
+    pub timeout: Span,
+}
+
+fn all_kinds() -> Vec<crate::notify::NotificationKind> {
+    use crate::notify::NotificationKind::*;
+    vec![Escalation, Applied, Validated, Reverted]
+}
+
+fn default_notify_timeout() -> Span {
+    Span::from_secs(10)
+}
+
 /// A checked configuration with every path resolved against the config file's directory.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -280,6 +307,8 @@ pub struct Config {
     pub schedule: ScheduleConfig,
     /// LLM settings, if the LLM proposer is enabled.
     pub llm: Option<LlmConfig>,
+    /// Notification targets.
+    pub notify: Vec<NotifyConfig>,
 }
 
 impl Config {
@@ -337,6 +366,8 @@ struct ConfigSerde {
     schedule: ScheduleConfig,
     #[serde(default)]
     llm: Option<LlmConfig>,
+    #[serde(default)]
+    notify: Vec<NotifyConfig>,
 }
 
 fn dot() -> String {
@@ -573,6 +604,24 @@ impl Config {
                 return Err(bad("schedule", "intervals must be positive".into()));
             }
         }
+        for (i, n) in raw.notify.iter().enumerate() {
+            match (&n.webhook, &n.command) {
+                (Some(url), None) if url.starts_with("http://") || url.starts_with("https://") => {}
+                (Some(url), None) => {
+                    return Err(bad(
+                        &format!("notify[{i}].webhook"),
+                        format!("{url:?} is not an http(s) URL"),
+                    ));
+                }
+                (None, Some(c)) if !c.trim().is_empty() => {}
+                _ => {
+                    return Err(bad(
+                        &format!("notify[{i}]"),
+                        "give exactly one of `webhook` or `command`".into(),
+                    ));
+                }
+            }
+        }
         Ok(Config {
             path: path.to_path_buf(),
             repo,
@@ -587,6 +636,7 @@ impl Config {
             validate: raw.validate,
             schedule: raw.schedule,
             llm: raw.llm,
+            notify: raw.notify,
         })
     }
 }
@@ -677,6 +727,12 @@ validate:
   max_extensions: 2   # inconclusive windows are extended this often, then no_effect
   sample_every: 1m    # nominal sampling interval (gaps are counted against it)
   method: honest      # honest (robust statistics) or simple (before/after medians)
+
+# Notifications (escalations always deserve one).
+notify: []
+#  - webhook: https://hooks.example.com/kaizen      # POST {kind, intervention, text, at}
+#    on: [escalation, reverted]
+#  - command: "logger -t kaizen \"$KAIZEN_TEXT\""
 
 schedule:             # for `kaizen run` (daemon)
   observe_every: 1m

@@ -24,6 +24,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// How long before the same refusal is escalated again.
+pub const ESCALATE_AGAIN: Span = Span::hours(6);
+
 /// How far back validation looks for history (seasonality needs 7 days before the baseline).
 pub const HISTORY: Span = Span::days(9);
 
@@ -180,9 +183,18 @@ pub struct EngineBuilder {
     canaries: Vec<Box<dyn Canary>>,
     lessons: Vec<Lesson>,
     sizing: Option<Box<SizingFn>>,
+    notifiers: Vec<Box<dyn crate::notify::Notifier>>,
 }
 
 impl EngineBuilder {
+    /// Adds notifiers (told of applies, validations, reverts and escalations after each cycle).
+    pub fn notifiers(
+        mut self,
+        notifiers: impl IntoIterator<Item = Box<dyn crate::notify::Notifier>>,
+    ) -> Self {
+        self.notifiers.extend(notifiers);
+        self
+    }
     /// The clock (default: the system clock).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = Some(clock);
@@ -262,6 +274,7 @@ impl EngineBuilder {
             canaries: self.canaries,
             lessons: self.lessons,
             sizing: self.sizing,
+            notifiers: self.notifiers,
         })
     }
 }
@@ -279,6 +292,7 @@ pub struct Engine {
     canaries: Vec<Box<dyn Canary>>,
     lessons: Vec<Lesson>,
     sizing: Option<Box<SizingFn>>,
+    notifiers: Vec<Box<dyn crate::notify::Notifier>>,
 }
 
 impl Engine {
@@ -296,6 +310,7 @@ impl Engine {
             canaries: Vec::new(),
             lessons: Vec::new(),
             sizing: None,
+            notifiers: Vec::new(),
         }
     }
 
@@ -535,7 +550,31 @@ impl Engine {
         for (proposer, candidate) in proposals {
             self.consider(candidate, &proposer, &mut report).await?;
         }
+        self.notify(&report).await?;
         Ok(report)
+    }
+
+    /// Sends a report's notifications to every notifier that wants them. Delivery failures are
+    /// recorded as events and never stop the loop.
+    pub async fn notify(&mut self, report: &CycleReport) -> Result<(), EngineError> {
+        if self.notifiers.is_empty() {
+            return Ok(());
+        }
+        let mut failures = Vec::new();
+        for n in crate::notify::from_report(report) {
+            for notifier in self.notifiers.iter().filter(|x| x.wants(n.kind)) {
+                if let Err(e) = notifier.notify(&n).await {
+                    failures.push((n.intervention, e.to_string()));
+                }
+            }
+        }
+        let now = self.clock.now();
+        for (id, message) in failures {
+            tracing::warn!("kaizen stage=notify {message}");
+            self.ledger
+                .record_event(now, id, "notify", "notify_error", &message, None)?;
+        }
+        Ok(())
     }
 
     /// What a proposer may look at, built from the ledger now.
@@ -1151,15 +1190,27 @@ impl Engine {
             }
             Err(e) => {
                 self.ledger.set_pending(id, None)?;
-                self.escalate(
-                    report,
-                    Some(id),
-                    "revert",
-                    format!(
-                        "revert of {} refused: {e}; left applied, needs a human",
-                        short(&commit)
-                    ),
-                )?;
+                let text = format!(
+                    "revert of {} refused: {e}; left applied, needs a human",
+                    short(&commit)
+                );
+                // The revert is retried every cycle; the same refusal is escalated again only
+                // after ESCALATE_AGAIN, so a human gets one alarm, not one per cycle.
+                let again = now - ESCALATE_AGAIN.to_chrono();
+                let recent = self
+                    .ledger
+                    .events_for(id)?
+                    .into_iter()
+                    .any(|ev| ev.kind == "escalation" && ev.detail == text && ev.at > again);
+                if recent {
+                    report.line(
+                        Some(id),
+                        "revert",
+                        format!("still refused (already escalated): {e}"),
+                    );
+                } else {
+                    self.escalate(report, Some(id), "revert", text)?;
+                }
                 Ok(false)
             }
         }
@@ -1183,7 +1234,12 @@ impl Engine {
         }
         let reason = format!("manual revert: {reason}");
         if !self.revert_with(&iv, &reason, &mut report)? {
-            let why = report.escalations.last().cloned().unwrap_or_default();
+            let why = report
+                .escalations
+                .last()
+                .cloned()
+                .or_else(|| report.lines.last().map(|l| l.text.clone()))
+                .unwrap_or_default();
             return Err(EngineError::Refused { id, message: why });
         }
         Ok(report)

@@ -15,6 +15,7 @@ pub mod learn;
 pub mod ledger;
 pub mod lesson;
 pub mod lock;
+pub mod notify;
 pub mod observe;
 pub mod propose;
 pub mod review;
