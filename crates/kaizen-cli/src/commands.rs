@@ -31,6 +31,11 @@ impl From<anyhow::Error> for Failure {
 
 type Result<T> = std::result::Result<T, Failure>;
 
+/// A runtime failure (exit code 1) from any error.
+pub(crate) fn rt<E: std::error::Error + Send + Sync + 'static>(e: E) -> Failure {
+    Failure::Runtime(anyhow::Error::new(e))
+}
+
 pub(crate) fn usage(msg: impl Into<String>) -> Failure {
     Failure::Usage(msg.into())
 }
@@ -90,7 +95,7 @@ fn engine(config: &Config, clock: Arc<dyn Clock>) -> Result<Engine> {
 }
 
 pub(crate) fn lock(config: &Config) -> Result<StateLock> {
-    StateLock::acquire(&config.state_dir).map_err(|e| Failure::Runtime(anyhow!(e)))
+    StateLock::acquire(&config.state_dir).map_err(rt)
 }
 
 fn print_report(report: &CycleReport, json: bool) -> Result<()> {
@@ -118,20 +123,14 @@ pub async fn run(cli: Cli) -> Result<()> {
                 at: engine.now(),
                 ..Default::default()
             };
-            let n = engine
-                .observe(&mut report)
-                .await
-                .map_err(|e| Failure::Runtime(anyhow!(e)))?;
+            let n = engine.observe(&mut report).await.map_err(rt)?;
             render::report(&report);
             println!(
                 "recorded {n} sample(s) at {}",
                 report.at.format("%Y-%m-%dT%H:%M:%SZ")
             );
             for (name, _) in config.signals.iter() {
-                if let Some(s) = engine
-                    .ledger()
-                    .latest_sample(name)
-                    .map_err(|e| Failure::Runtime(anyhow!(e)))?
+                if let Some(s) = engine.ledger().latest_sample(name).map_err(rt)?
                     && s.at == report.at
                 {
                     let sig = &config.signals[name].signal;
@@ -150,15 +149,10 @@ pub async fn run(cli: Cli) -> Result<()> {
             let _lock = lock(&config)?;
             let mut engine = engine(&config, clock)?;
             let mut report = CycleReport::default();
-            let candidates = engine
-                .gather_proposals(&mut report)
-                .await
-                .map_err(|e| Failure::Runtime(anyhow!(e)))?;
+            let candidates = engine.gather_proposals(&mut report).await.map_err(rt)?;
             let mut out = Vec::new();
             for (proposer, c) in candidates {
-                let verdicts = engine
-                    .dry_guards(&c)
-                    .map_err(|e| Failure::Runtime(anyhow!(e)))?;
+                let verdicts = engine.dry_guards(&c).map_err(rt)?;
                 out.push((proposer, c, verdicts));
             }
             if json {
@@ -185,10 +179,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             let config = load_config(&cli.config)?;
             let _lock = lock(&config)?;
             let mut engine = engine(&config, clock)?;
-            let report = engine
-                .cycle()
-                .await
-                .map_err(|e| Failure::Runtime(anyhow!(e)))?;
+            let report = engine.cycle().await.map_err(rt)?;
             print_report(&report, json)
         }
         Command::Run => {
@@ -204,7 +195,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             let status: Option<Status> = status.map(|s| s.parse().map_err(usage)).transpose()?;
             let ledger = open_ledger_read(&config)?;
             let mut all = match &ledger {
-                Some(l) => l.all().map_err(|e| Failure::Runtime(anyhow!(e)))?,
+                Some(l) => l.all().map_err(rt)?,
                 None => Vec::new(),
             };
             if let Some(st) = status {
@@ -229,9 +220,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .map_err(|e: kaizen_core::span::SpanError| usage(e.to_string()))?;
             let now = clock.now();
             let mut events = match open_ledger_read(&config)? {
-                Some(l) => l
-                    .events_between(now - since.to_chrono(), now)
-                    .map_err(|e| Failure::Runtime(anyhow!(e)))?,
+                Some(l) => l.events_between(now - since.to_chrono(), now).map_err(rt)?,
                 None => Vec::new(),
             };
             if let Some(k) = &kind {
@@ -271,8 +260,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 }
                 Err(e) => return Err(Failure::Runtime(anyhow!(e))),
             };
-            let chain =
-                render::Chain::load(&ledger, iv).map_err(|e| Failure::Runtime(anyhow!(e)))?;
+            let chain = render::Chain::load(&ledger, iv).map_err(rt)?;
             if json {
                 println!(
                     "{}",
@@ -290,10 +278,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             let mut engine = engine(&config, clock)?;
             match engine.revert(id, &reason) {
                 Ok(report) => {
-                    engine
-                        .notify(&report)
-                        .await
-                        .map_err(|e| Failure::Runtime(anyhow!(e)))?;
+                    engine.notify(&report).await.map_err(rt)?;
                     print_report(&report, false)
                 }
                 Err(kaizen_core::engine::EngineError::Ledger(
@@ -310,14 +295,8 @@ pub async fn run(cli: Cli) -> Result<()> {
             let id = parse_id(&id)?;
             let _lock = lock(&config)?;
             let mut engine = engine(&config, clock)?;
-            let report = engine
-                .approve(id)
-                .await
-                .map_err(|e| Failure::Runtime(anyhow!(e)))?;
-            engine
-                .notify(&report)
-                .await
-                .map_err(|e| Failure::Runtime(anyhow!(e)))?;
+            let report = engine.approve(id).await.map_err(rt)?;
+            engine.notify(&report).await.map_err(rt)?;
             print_report(&report, false)?;
             if report.applied.contains(&id) {
                 Ok(())
@@ -333,8 +312,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .parse()
                 .map_err(|e: kaizen_core::span::SpanError| usage(e.to_string()))?;
             let _lock = lock(&config)?;
-            let mut ledger =
-                Ledger::open(&config.ledger_path()).map_err(|e| Failure::Runtime(anyhow!(e)))?;
+            let mut ledger = Ledger::open(&config.ledger_path()).map_err(rt)?;
             let now = clock.now();
             let review = kaizen_core::review::MetaReview::compute(
                 &ledger,
@@ -343,7 +321,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 now,
                 period,
             )
-            .map_err(|e| Failure::Runtime(anyhow!(e)))?;
+            .map_err(rt)?;
             let data = serde_json::to_value(&review).context("serialising")?;
             ledger
                 .record_event(
@@ -357,7 +335,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                     ),
                     Some(&data),
                 )
-                .map_err(|e| Failure::Runtime(anyhow!(e)))?;
+                .map_err(rt)?;
             if json {
                 println!(
                     "{}",
@@ -378,9 +356,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             };
             let _lock = lock(&config)?;
             let mut engine = engine(&config, clock)?;
-            let ctx = engine
-                .propose_context()
-                .map_err(|e| Failure::Runtime(anyhow!(e)))?;
+            let ctx = engine.propose_context().map_err(rt)?;
             let now = ctx.now;
             match kaizen_adapters::llm::diagnose(&llm, &ctx).await {
                 Ok(d) => {
@@ -394,7 +370,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                     engine
                         .ledger_mut()
                         .record_event(now, None, "diagnose", "diagnosis", &detail, Some(&data))
-                        .map_err(|e| Failure::Runtime(anyhow!(e)))?;
+                        .map_err(rt)?;
                     if json {
                         println!(
                             "{}",
@@ -432,9 +408,7 @@ fn open_ledger_read(config: &Config) -> Result<Option<Ledger>> {
     if !path.exists() {
         return Ok(None);
     }
-    Ledger::open(&path)
-        .map(Some)
-        .map_err(|e| Failure::Runtime(anyhow!(e)))
+    Ledger::open(&path).map(Some).map_err(rt)
 }
 
 fn init(config_path: &Path, force: bool) -> Result<()> {
@@ -513,14 +487,13 @@ async fn run_sim(
     print_decisions: bool,
 ) -> Result<kaizen_core::sim::ScenarioResult> {
     use kaizen_core::sim;
-    let layout = sim::prepare(scenario, workdir, true).map_err(|e| Failure::Runtime(anyhow!(e)))?;
+    let layout = sim::prepare(scenario, workdir, true).map_err(rt)?;
     let clock = ManualClock::at(scenario.start);
     let applier = kaizen_adapters::git::GitApplier::open(&layout.repo, None)
-        .map_err(|e| Failure::Runtime(anyhow!(e)))?
+        .map_err(rt)?
         .with_clock(Arc::new(clock.clone()));
     let validator = Box::new(kaizen_core::validate::HonestValidator::default());
-    let ledger =
-        Ledger::open(&workdir.join("ledger.sqlite")).map_err(|e| Failure::Runtime(anyhow!(e)))?;
+    let ledger = Ledger::open(&workdir.join("ledger.sqlite")).map_err(rt)?;
     let options = sim::SimOptions {
         clock: Some(clock),
         sizing: Some(kaizen_core::engine::window_sizing()),
@@ -540,7 +513,7 @@ async fn run_sim(
         },
     )
     .await
-    .map_err(|e| Failure::Runtime(anyhow!(e)))
+    .map_err(rt)
 }
 
 /// `kaizen demo`: the built-in demo scenario in a temp git repository.
@@ -548,7 +521,7 @@ pub async fn demo(keep: bool) -> Result<()> {
     use kaizen_core::sim;
     let scenario = sim::builtin(sim::DEMO)
         .ok_or_else(|| Failure::Runtime(anyhow!("the demo scenario is missing from this build")))?
-        .map_err(|e| Failure::Runtime(anyhow!(e)))?;
+        .map_err(rt)?;
     let dir = tempfile::Builder::new()
         .prefix("kaizen-demo-")
         .tempdir()
@@ -563,8 +536,7 @@ pub async fn demo(keep: bool) -> Result<()> {
     print!("{}", result.render());
     // The weekly meta-review of the simulated week, from the run's ledger.
     let config = load_config(&dir.path().join("kaizen.yaml"))?;
-    let ledger = Ledger::open(&dir.path().join("ledger.sqlite"))
-        .map_err(|e| Failure::Runtime(anyhow!(e)))?;
+    let ledger = Ledger::open(&dir.path().join("ledger.sqlite")).map_err(rt)?;
     let review = kaizen_core::review::MetaReview::compute(
         &ledger,
         &config.signals,
@@ -572,7 +544,7 @@ pub async fn demo(keep: bool) -> Result<()> {
         result.end,
         kaizen_core::span::Span::days(7),
     )
-    .map_err(|e| Failure::Runtime(anyhow!(e)))?;
+    .map_err(rt)?;
     println!();
     print!("{}", review.render());
     println!();
@@ -618,7 +590,7 @@ pub async fn sim(files: &[std::path::PathBuf], verbose: bool, json: bool) -> Res
             sim::Scenario::load(f).map_err(|e| usage(e.to_string()))?
         } else {
             match sim::builtin(&f.to_string_lossy()) {
-                Some(s) => s.map_err(|e| Failure::Runtime(anyhow!(e)))?,
+                Some(s) => s.map_err(rt)?,
                 None => {
                     return Err(usage(format!(
                         "{}: no such file or built-in scenario",

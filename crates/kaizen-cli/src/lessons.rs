@@ -1,6 +1,6 @@
 //! `kaizen lessons …` and `kaizen learn`.
 
-use crate::commands::{Failure, engine_for, load_config, lock, usage};
+use crate::commands::{Failure, engine_for, load_config, lock, rt, usage};
 use anyhow::{Context, anyhow};
 use clap::Subcommand;
 use kaizen_core::clock::Clock;
@@ -183,7 +183,7 @@ pub async fn learn(config_path: &Path, clock: Arc<dyn Clock>, json: bool) -> Res
     let mut engine = engine_for(&config, clock)?;
     let report = engine
         .learn(&DeterministicDistiller::default(), &config.lessons)
-        .map_err(|e| Failure::Runtime(anyhow!(e)))?;
+        .map_err(rt)?;
     if json {
         println!(
             "{}",

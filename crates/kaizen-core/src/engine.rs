@@ -727,22 +727,7 @@ impl Engine {
         }
         let (decision, reason) = guard::overall(&verdicts);
         match decision {
-            Decision::Block => {
-                self.ledger
-                    .transition(id, Status::Blocked, now, "guard", &reason)?;
-                report.blocked.push(id);
-                report.line(Some(id), "guard", format!("blocked: {reason}"));
-            }
-            Decision::Backlog => {
-                self.ledger
-                    .transition(id, Status::Backlog, now, "guard", &reason)?;
-                report.backlog.push(id);
-                report.line(
-                    Some(id),
-                    "guard",
-                    format!("backlog (never applied as is): {reason}"),
-                );
-            }
+            Decision::Block | Decision::Backlog => self.refuse(id, decision, &reason, report)?,
             Decision::Pass => match self.settings.mode {
                 Mode::Autonomous => self.apply_now(id, &candidate, report).await?,
                 Mode::Shadow => {
@@ -978,20 +963,38 @@ impl Engine {
         let (decision, reason) = guard::overall(&verdicts);
         match decision {
             Decision::Pass => self.apply_now(id, &iv.candidate, &mut report).await?,
-            Decision::Block => {
-                self.ledger
-                    .transition(id, Status::Blocked, now, "guard", &reason)?;
-                report.blocked.push(id);
-                report.line(Some(id), "guard", format!("blocked: {reason}"));
-            }
-            Decision::Backlog => {
-                self.ledger
-                    .transition(id, Status::Backlog, now, "guard", &reason)?;
-                report.backlog.push(id);
-                report.line(Some(id), "guard", format!("backlog: {reason}"));
+            Decision::Block | Decision::Backlog => {
+                self.refuse(id, decision, &reason, &mut report)?
             }
         }
         Ok(report)
+    }
+
+    /// Records a guard refusal: `blocked`, or `backlog` (never applied as is).
+    fn refuse(
+        &mut self,
+        id: InterventionId,
+        decision: Decision,
+        reason: &str,
+        report: &mut CycleReport,
+    ) -> Result<(), EngineError> {
+        let now = self.clock.now();
+        if decision == Decision::Backlog {
+            self.ledger
+                .transition(id, Status::Backlog, now, "guard", reason)?;
+            report.backlog.push(id);
+            report.line(
+                Some(id),
+                "guard",
+                format!("backlog (never applied as is): {reason}"),
+            );
+        } else {
+            self.ledger
+                .transition(id, Status::Blocked, now, "guard", reason)?;
+            report.blocked.push(id);
+            report.line(Some(id), "guard", format!("blocked: {reason}"));
+        }
+        Ok(())
     }
 
     /// Judges every applied intervention: final looks for those due, interim looks (regression
