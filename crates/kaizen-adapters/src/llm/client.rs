@@ -229,6 +229,11 @@ impl ChatClient {
     }
 
     /// The request body for `messages`, asking for an object matching `schema` named `name`.
+    ///
+    /// In `json_object` mode (llama.cpp-style servers) the schema is compiled into a grammar that
+    /// expands `maxLength: N` into N nested groups; llama-cpp-python fails to parse (and its server
+    /// dies on) anything much beyond ~600, so string bounds on the wire are capped at
+    /// [`GRAMMAR_SAFE_MAX_LENGTH`]. The real bounds are enforced on the answer either way.
     pub fn request_body(&self, messages: &[Message], name: &str, schema: &Value) -> Value {
         let mut body = json!({
             "model": self.model,
@@ -245,7 +250,7 @@ impl ChatClient {
                 }
             }),
             StructuredOutput::JsonObject => json!({
-                "response_format": {"type": "json_object", "schema": schema}
+                "response_format": {"type": "json_object", "schema": grammar_safe(schema)}
             }),
             StructuredOutput::ToolCall => json!({
                 "tools": [{
@@ -544,5 +549,44 @@ mod tests {
             "Bearer [redacted] x [redacted]"
         );
         assert_eq!(redact("abc", None), "abc");
+    }
+}
+
+/// The largest string `maxLength` sent to grammar-compiling servers (measured: llama-cpp-python
+/// 0.3.36 accepts 600 and crashes at 2000).
+pub const GRAMMAR_SAFE_MAX_LENGTH: u64 = 500;
+
+/// `schema` with every `maxLength` capped at [`GRAMMAR_SAFE_MAX_LENGTH`].
+pub fn grammar_safe(schema: &Value) -> Value {
+    match schema {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let v = match (k.as_str(), v.as_u64()) {
+                        ("maxLength", Some(n)) => Value::from(n.min(GRAMMAR_SAFE_MAX_LENGTH)),
+                        _ => grammar_safe(v),
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(grammar_safe).collect()),
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod grammar_tests {
+    use super::*;
+
+    #[test]
+    fn caps_every_max_length() {
+        let s = json!({"type": "object", "properties": {
+            "a": {"type": "string", "maxLength": 8192},
+            "b": {"type": "array", "items": {"type": "string", "maxLength": 40}}
+        }});
+        let capped = grammar_safe(&s);
+        assert_eq!(capped["properties"]["a"]["maxLength"], 500);
+        assert_eq!(capped["properties"]["b"]["items"]["maxLength"], 40);
     }
 }

@@ -26,6 +26,10 @@ pub const MAX_SIGNAL: usize = 64;
 pub const MAX_CHANGE: usize = 24;
 /// Longest prediction window (`30m`).
 pub const MAX_WITHIN: usize = 16;
+/// What a predicted change looks like: `-20%`, `+5`, `below 1500`, `above 0.9`.
+pub const CHANGE_PATTERN: &str = "^([+-][0-9]{1,6}(\\.[0-9]{1,4})?%?|(below|above) [0-9]{1,9}(\\.[0-9]{1,4})?)$";
+/// What a window looks like: `30m`, `2h`, `1d`.
+pub const WITHIN_PATTERN: &str = "^[0-9]{1,4}[smhd]$";
 /// Longest `rollback`.
 pub const MAX_ROLLBACK: usize = 200;
 /// Longest lesson id.
@@ -98,8 +102,10 @@ pub fn output_schema(max_candidates: u32) -> Value {
         },
         "predict": object(json!({
             "signal": s(MAX_SIGNAL),
-            "change": s(MAX_CHANGE),
-            "within": s(MAX_WITHIN)
+            // Patterns steer grammar-constrained decoding of small models towards values kaizen
+            // can parse; the answer is parsed and checked on our side regardless.
+            "change": {"type": "string", "maxLength": MAX_CHANGE, "pattern": CHANGE_PATTERN},
+            "within": {"type": "string", "maxLength": MAX_WITHIN, "pattern": WITHIN_PATTERN}
         })),
         "risk": {"type": "string", "enum": ["low", "medium", "high"]},
         "confidence": {"type": "number", "minimum": 0, "maximum": 1},
