@@ -139,6 +139,13 @@ struct Calibration {
     /// the shifts over the few non-overlapping placebo splits the history does hold (≥ 5), times
     /// a Student-t quantile for that many splits (0 when fewer).
     placebo_floor: f64,
+    /// When the history cannot say how often a baseline excursion recovers by itself: the shift a
+    /// *full* return to the usual level would produce (plus one-sided uncertainty of that level),
+    /// on the working scale, positive. The bound on the side the excursion flatters is moved by
+    /// it, so a change is only credited with what exceeds a complete self-recovery.
+    /// `(lower side, upper side)`: a worse-than-usual baseline moves the lower bound down, a
+    /// better-than-usual one the upper bound up.
+    full_recovery: (f64, f64),
     /// Expected drift back toward the usual level between the baseline and the post window
     /// after a persistent excursion (working scale, subtracted from the shift).
     drift: f64,
@@ -355,6 +362,13 @@ impl HonestValidator {
             // Not `clamp`: it panics on NaN bounds.
             estimate = (hl.estimate - shift).max(lower).min(upper);
         }
+        let (full_lo, full_hi) = cal.full_recovery;
+        if full_lo > 0.0 || full_hi > 0.0 {
+            lower -= full_lo;
+            upper += full_hi;
+            upper_interim += full_hi;
+            estimate = estimate.max(lower).min(upper);
+        }
         if cal.drift != 0.0 {
             estimate -= cal.drift;
             lower -= cal.drift;
@@ -513,7 +527,8 @@ impl HonestValidator {
             recovery_shift: None,
             excursion_bad: false,
             noise,
-            placebo_floor: 0.0,
+            placebo_floor,
+            full_recovery: (0.0, 0.0),
             drift: 0.0,
             notes,
         };
@@ -534,13 +549,14 @@ impl HonestValidator {
                 let e_local = (mean(prev).unwrap_or(0.0) - mean(base).unwrap_or(0.0)) / se;
                 if se > 0.0 && e_local.abs() >= self.excursion_z {
                     let kind = if e_local > 0.0 { "worse" } else { "better" };
+                    let full = (e_local.abs() + normal_quantile(1.0 - alpha)) * se;
                     if e_local > 0.0 {
-                        cal.validate_ok = false;
+                        cal.full_recovery.0 = full;
                     } else {
-                        cal.regress_ok = false;
+                        cal.full_recovery.1 = full;
                     }
                     cal.notes.push(format!(
-                        "baseline {kind} than the stretch before it by {:.1} standard errors and too little history to tell how often it recovers by itself",
+                        "baseline {kind} than the stretch before it by {:.1} standard errors and too little history to tell how often it recovers by itself: only a change beyond a full return to that level ({full:.3}) counts",
                         e_local.abs()
                     ));
                 }
@@ -617,13 +633,18 @@ impl HonestValidator {
                 self.persistence_alpha * 100.0
             ));
         } else {
-            if bad {
-                cal.validate_ok = false;
+            // Worst case: it returns all the way to the usual level (the centre, itself uncertain
+            // by about one window mean per nb samples of history, a median).
+            let se_centre = spread * (1.57 * nb as f64 / hist.len() as f64).sqrt();
+            let full = e_real.abs() * spread + normal_quantile(1.0 - alpha) * se_centre;
+            let side = if bad {
+                &mut cal.full_recovery.0
             } else {
-                cal.regress_ok = false;
-            }
+                &mut cal.full_recovery.1
+            };
+            *side = side.max(full);
             cal.notes.push(format!(
-                "baseline {kind} than usual by {:.1} sd of window means and the history holds only {} similar excursions: cannot tell how often it recovers by itself",
+                "baseline {kind} than usual by {:.1} sd of window means and the history holds only {} similar excursions: cannot tell how often it recovers by itself, so only a change beyond a full return to the usual level ({full:.3}) counts",
                 e_real.abs(),
                 d.len()
             ));
