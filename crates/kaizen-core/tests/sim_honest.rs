@@ -40,10 +40,10 @@ scenario_test!(demo, "demo");
 scenario_test!(leak_fixed, "leak-fixed");
 scenario_test!(no_effect, "no-effect");
 scenario_test!(guardrail_regression, "guardrail-regression");
-/// Seed 5 once validated the no-op `tune-gc` (−0.345 [−0.517, −0.070]) on its second window
-/// extension: with under 3 days of history the extended windows had no placebo calibration, and
-/// each extension was a fresh confirmatory look at the full α. Extensions now spend α/2ᵏ and the
-/// widths are floored by the shifts over the history's few non-overlapping placebo splits.
+// Seed 5 once validated the no-op `tune-gc` (−0.345 [−0.517, −0.070]) on its second window
+// extension: with under 3 days of history the extended windows had no placebo calibration, and
+// each extension was a fresh confirmatory look at the full α. Extensions now spend α/2ᵏ and the
+// widths are floored by the shifts over the history's few non-overlapping placebo splits.
 scenario_test!(noisy_temptation, "noisy-temptation");
 scenario_test!(needs_canary, "needs-canary");
 scenario_test!(freeze, "freeze");

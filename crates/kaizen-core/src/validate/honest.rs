@@ -10,9 +10,20 @@
 //!    multiplied by factors calibrated on ≈150 placebo before/after splits of the signal's own
 //!    pre-apply history (conformal order statistic), or — with too little history — by the AR(1)
 //!    width factor `sqrt((1+ρ)/(1−ρ))` estimated from the data.
-//! 5. Regression to the mean: when the baseline is an excursion from the longer history, the
-//!    interval is widened by what happened after the ≥ 19 most similar excursions in the history
-//!    (how far the signal "recovered" by itself). Too few similar excursions → never validated.
+//!    Without placebo calibration the half-widths are also floored by the AR(1) model's sd of a
+//!    difference of window means (local noise, [`local_noise`]) and by the shifts over the few
+//!    non-overlapping placebo splits the history holds (≥ 5, Student-t quantile).
+//! 5. Regression to the mean: the baseline is an excursion when its mean is ≥ `excursion_z`
+//!    spreads of window means from the history's typical window; the spread is the MAD of the
+//!    (overlapping) window means, floored by the sd a window mean has under the local AR(1) noise
+//!    (overlapping means are correlated: with a few hours of history their MAD badly
+//!    underestimates it). Then the interval comes from what happened after the ≥ 19 most similar
+//!    excursions in the history (how far the signal "recovered" by itself). With fewer: if the
+//!    excursion has persisted without recovering for ≥ 19× the stretch from the apply to the end
+//!    of the window ([`HonestValidator::persistence_alpha`]), the calibrated interval stands
+//!    (minus any drift back); otherwise the bound the excursion flatters is moved by a *full*
+//!    return to the usual level, so only a change beyond complete self-recovery counts.
+//!    Window extensions are further confirmatory looks: the k-th spends α/2ᵏ.
 //! 6. Decide: regressed (interval below zero and the estimate beyond a tolerance, or a guardrail
 //!    regressed) › validated (interval wholly above zero) › no effect (the predicted magnitude is
 //!    ruled out) › inconclusive. Interim looks only detect regressions, at `alpha / interim_looks`.
