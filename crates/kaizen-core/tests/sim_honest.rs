@@ -1,5 +1,5 @@
 //! Every shipped scenario, run with the default (honest) validator and the default guard chain,
-//! meets its expectations (noisy-temptation: known failure, ignored).
+//! meets its expectations.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use kaizen_core::sim::{self, DirectApplier, Scenario, SimOptions};
@@ -40,14 +40,10 @@ scenario_test!(demo, "demo");
 scenario_test!(leak_fixed, "leak-fixed");
 scenario_test!(no_effect, "no-effect");
 scenario_test!(guardrail_regression, "guardrail-regression");
-/// Known failure (seed 5): the honest validator validates the no-op `tune-gc` applied right after
-/// a spike (relative change -0.345 [-0.517, -0.070]). Kept as the scenario's purpose demands;
-/// run with `--ignored --nocapture` to see the verdicts.
-#[tokio::test]
-#[ignore = "the honest validator validates a no-op after a spike here; see the doc comment"]
-async fn noisy_temptation() {
-    let r = run("noisy-temptation").await;
-    assert!(r.passed(), "{}", r.render());
-}
+// Seed 5 once validated the no-op `tune-gc` (−0.345 [−0.517, −0.070]) on its second window
+// extension: with under 3 days of history the extended windows had no placebo calibration, and
+// each extension was a fresh confirmatory look at the full α. Extensions now spend α/2ᵏ and the
+// widths are floored by the shifts over the history's few non-overlapping placebo splits.
+scenario_test!(noisy_temptation, "noisy-temptation");
 scenario_test!(needs_canary, "needs-canary");
 scenario_test!(freeze, "freeze");

@@ -366,7 +366,7 @@ previous 7 days; Hodges–Lehmann shift; one-sided Mann–Whitney bounds whose w
 conformal quantiles of the same statistic over 150 evenly spaced placebo before/after splits of \
 the pre-apply history (one effective split per two spans); when the baseline's mean is ≥ 1.5 \
 robust sd of window means away from the history's typical window, both bounds come from what \
-followed the ≥ 19 most similar excursions in the history (else it is never validated).\n\n";
+followed the ≥ 19 most similar excursions in the history (with fewer: validated only when the excursion has persisted without recovering for ≥ 19× the apply-to-window-end stretch, or beyond a full return to the usual level). The spread of window means is floored by the sd a window mean has under the local AR(1) noise; window extensions spend α/2ᵏ.\n\n";
 
 /// Renders the results as the markdown document `docs/validation-benchmark.md`.
 pub fn render_markdown(cells: &[Cell], runs: usize, seconds: f64, command: &str) -> String {

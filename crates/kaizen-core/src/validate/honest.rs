@@ -10,16 +10,28 @@
 //!    multiplied by factors calibrated on ≈150 placebo before/after splits of the signal's own
 //!    pre-apply history (conformal order statistic), or — with too little history — by the AR(1)
 //!    width factor `sqrt((1+ρ)/(1−ρ))` estimated from the data.
-//! 5. Regression to the mean: when the baseline is an excursion from the longer history, the
-//!    interval is widened by what happened after the ≥ 19 most similar excursions in the history
-//!    (how far the signal "recovered" by itself). Too few similar excursions → never validated.
+//!    Without placebo calibration the half-widths are also floored by the AR(1) model's sd of a
+//!    difference of window means (local noise, [`local_noise`]) and by the shifts over the few
+//!    non-overlapping placebo splits the history holds (≥ 5, Student-t quantile).
+//! 5. Regression to the mean: the baseline is an excursion when its mean is ≥ `excursion_z`
+//!    spreads of window means from the history's typical window; the spread is the MAD of the
+//!    (overlapping) window means, floored by the sd a window mean has under the local AR(1) noise
+//!    (overlapping means are correlated: with a few hours of history their MAD badly
+//!    underestimates it). Then the interval comes from what happened after the ≥ 19 most similar
+//!    excursions in the history (how far the signal "recovered" by itself). With fewer: if the
+//!    excursion has persisted without recovering for ≥ 19× the stretch from the apply to the end
+//!    of the window ([`HonestValidator::persistence_alpha`]), the calibrated interval stands
+//!    (minus any drift back); otherwise the bound the excursion flatters is moved by a *full*
+//!    return to the usual level, so only a change beyond complete self-recovery counts.
+//!    Window extensions are further confirmatory looks: the k-th spends α/2ᵏ.
 //! 6. Decide: regressed (interval below zero and the estimate beyond a tolerance, or a guardrail
 //!    regressed) › validated (interval wholly above zero) › no effect (the predicted magnitude is
 //!    ruled out) › inconclusive. Interim looks only detect regressions, at `alpha / interim_looks`.
 
+use super::sizing::NOISE_BLOCK;
 use super::stats::{
-    ar1_width_factor, hodges_lehmann, lag1_autocorrelation, mad_sigma, mean, median,
-    normal_quantile, std_dev,
+    ar1_diff_sd, ar1_width_factor, hodges_lehmann, lag1_autocorrelation, local_noise, mad_sigma,
+    mean, median, normal_quantile, std_dev, window_mean_sd,
 };
 use super::{
     Figures, Look, ValidationRequest, Validator, Verdict, count_gaps, expected_samples,
@@ -59,6 +71,14 @@ pub struct HonestValidator {
     /// A baseline whose mean is this many robust standard deviations of window means away from
     /// the history's typical window is an excursion (default 1.5).
     pub excursion_z: f64,
+    /// Level of the persistence rule (default 0.05): a baseline excursion with too few similar
+    /// ones in the history may still be validated when it has persisted, without recovering, for
+    /// at least `(1 − p)/p` times the stretch from the apply to the end of the post window
+    /// (19× at 0.05). Reasoning (Gott's "delta t" argument, equivalently Laplace's rule of
+    /// succession with a uniform prior on the per-window self-recovery hazard): a state that has
+    /// lasted `D` ends within the next `r` with probability ≈ `r / (D + r)`, so `D ≥ r (1 − p)/p`
+    /// bounds the chance that it ends by itself during the post window by `p`.
+    pub persistence_alpha: f64,
     /// Consecutive samples a threshold prediction must hold for at the end of the window
     /// (default 5).
     pub threshold_consecutive: usize,
@@ -105,7 +125,7 @@ struct CalKey {
     base: Vec<f64>,
     sizes: (usize, usize, usize),
     alpha: u64,
-    knobs: (usize, u64),
+    knobs: (usize, u64, u64),
 }
 
 /// Width factors and regression-to-the-mean adjustments for one history and baseline.
@@ -124,6 +144,22 @@ struct Calibration {
     recovery_shift: Option<f64>,
     /// The excursion (if any) made the baseline look worse than usual.
     excursion_bad: bool,
+    /// Local noise of the pre-apply history: (marginal robust sd, lag-1 autocorrelation).
+    noise: Option<(f64, f64)>,
+    /// Without placebo calibration: a floor on both half-widths from the root mean square of
+    /// the shifts over the few non-overlapping placebo splits the history does hold (≥ 5), times
+    /// a Student-t quantile for that many splits (0 when fewer).
+    placebo_floor: f64,
+    /// When the history cannot say how often a baseline excursion recovers by itself: the shift a
+    /// *full* return to the usual level would produce (plus one-sided uncertainty of that level),
+    /// on the working scale, positive. The bound on the side the excursion flatters is moved by
+    /// it, so a change is only credited with what exceeds a complete self-recovery.
+    /// `(lower side, upper side)`: a worse-than-usual baseline moves the lower bound down, a
+    /// better-than-usual one the upper bound up.
+    full_recovery: (f64, f64),
+    /// Expected drift back toward the usual level between the baseline and the post window
+    /// after a persistent excursion (working scale, subtracted from the shift).
+    drift: f64,
     notes: Vec<String>,
 }
 
@@ -138,6 +174,7 @@ impl Default for HonestValidator {
             regress_tolerance: 0.25,
             guardrail_tolerance: 0.1,
             excursion_z: 1.5,
+            persistence_alpha: 0.05,
             threshold_consecutive: 5,
             max_self_recovery: 0.1,
             seasonal_days: 7,
@@ -298,8 +335,20 @@ impl HonestValidator {
 
         let cal = self.calibrated(&hist, &base, split, alpha, &mut buf);
         notes.extend(cal.notes.iter().cloned());
+        // Without placebo calibration, the Mann–Whitney widths see only the spread *inside* the
+        // windows, which strong autocorrelation shrinks (a window mean absorbs part of it): never
+        // narrower than the AR(1) model's sd of a difference of window means, from the local
+        // noise of the pre-apply history.
+        let floor = match (cal.placebo, cal.noise) {
+            (false, Some((sd, rho))) => {
+                normal_quantile(1.0 - alpha)
+                    * ar1_diff_sd(sd, rho, base.len(), settle_n, post.len())
+            }
+            _ => 0.0,
+        }
+        .max(cal.placebo_floor);
         // A zero half-width (ties) stays zero even under an unbounded factor.
-        let widen = |f: f64, hw: f64| if hw > 0.0 { f * hw } else { 0.0 };
+        let widen = |f: f64, hw: f64| if hw > 0.0 { (f * hw).max(floor) } else { 0.0 };
         let mut lower = hl.estimate - widen(cal.f_lo, hw_lo);
         let mut upper = hl.estimate + widen(cal.f_hi, hw_hi);
         let z_ratio = normal_quantile(1.0 - alpha / self.interim_looks.max(1) as f64)
@@ -323,6 +372,19 @@ impl HonestValidator {
         if let Some(shift) = cal.recovery_shift {
             // Not `clamp`: it panics on NaN bounds.
             estimate = (hl.estimate - shift).max(lower).min(upper);
+        }
+        let (full_lo, full_hi) = cal.full_recovery;
+        if full_lo > 0.0 || full_hi > 0.0 {
+            lower -= full_lo;
+            upper += full_hi;
+            upper_interim += full_hi;
+            estimate = estimate.max(lower).min(upper);
+        }
+        if cal.drift != 0.0 {
+            estimate -= cal.drift;
+            lower -= cal.drift;
+            upper -= cal.drift;
+            upper_interim -= cal.drift;
         }
         let (validate_ok, regress_ok, placebo) = (cal.validate_ok, cal.regress_ok, cal.placebo);
 
@@ -368,7 +430,11 @@ impl HonestValidator {
             base: base.to_vec(),
             sizes: (split.nb, split.na, split.settle),
             alpha: alpha.to_bits(),
-            knobs: (self.placebo_splits, self.excursion_z.to_bits()),
+            knobs: (
+                self.placebo_splits,
+                self.excursion_z.to_bits(),
+                self.persistence_alpha.to_bits(),
+            ),
         };
         if let Ok(cache) = self.cache.0.lock()
             && let Some((_, v)) = cache.iter().find(|(k, _)| *k == key)
@@ -395,6 +461,13 @@ impl HonestValidator {
     ) -> Calibration {
         let mut notes = Vec::new();
         let span = split.span();
+        let noise = if hist.len() >= 20 {
+            local_noise(hist, NOISE_BLOCK.max(2 * split.nb))
+        } else {
+            let mut pre = hist.to_vec();
+            pre.extend_from_slice(base);
+            local_noise(&pre, NOISE_BLOCK.max(2 * split.nb))
+        };
         // Placebo splits overlap and neighbouring windows are correlated: count one effectively
         // independent split per two spans of history (conservative conformal order statistic).
         let n_eff = hist.len() / (2 * span.max(1));
@@ -436,6 +509,24 @@ impl HonestValidator {
             ));
             (f, f, false)
         };
+        // Too few splits for a conformal bound, but a handful of non-overlapping ones still show
+        // how far the signal moves by itself between two such windows (slow wander, cycles,
+        // spikes), which the AR(1) factor does not see.
+        let mut placebo_floor = 0.0;
+        if !placebo {
+            let shifts: Vec<f64> = (0..hist.len() / span.max(1))
+                .filter_map(|j| split.at(hist, j * span, alpha, buf))
+                .map(|s| s.estimate)
+                .collect();
+            if shifts.len() >= 5 {
+                let rms = (shifts.iter().map(|d| d * d).sum::<f64>() / shifts.len() as f64).sqrt();
+                placebo_floor = t_quantile(1.0 - alpha, shifts.len()) * rms;
+                notes.push(format!(
+                    "half-widths at least {placebo_floor:.3}: the shifts over {} non-overlapping placebo splits of the history",
+                    shifts.len()
+                ));
+            }
+        }
         let mut cal = Calibration {
             f_lo,
             f_hi,
@@ -446,6 +537,10 @@ impl HonestValidator {
             recovery_lo: None,
             recovery_shift: None,
             excursion_bad: false,
+            noise,
+            placebo_floor,
+            full_recovery: (0.0, 0.0),
+            drift: 0.0,
             notes,
         };
 
@@ -465,13 +560,14 @@ impl HonestValidator {
                 let e_local = (mean(prev).unwrap_or(0.0) - mean(base).unwrap_or(0.0)) / se;
                 if se > 0.0 && e_local.abs() >= self.excursion_z {
                     let kind = if e_local > 0.0 { "worse" } else { "better" };
+                    let full = (e_local.abs() + normal_quantile(1.0 - alpha)) * se;
                     if e_local > 0.0 {
-                        cal.validate_ok = false;
+                        cal.full_recovery.0 = full;
                     } else {
-                        cal.regress_ok = false;
+                        cal.full_recovery.1 = full;
                     }
                     cal.notes.push(format!(
-                        "baseline {kind} than the stretch before it by {:.1} standard errors and too little history to tell how often it recovers by itself",
+                        "baseline {kind} than the stretch before it by {:.1} standard errors and too little history to tell how often it recovers by itself: only a change beyond a full return to that level ({full:.3}) counts",
                         e_local.abs()
                     ));
                 }
@@ -495,10 +591,19 @@ impl HonestValidator {
         let stride = (means.len() / 2000).max(1);
         let thin: Vec<f64> = means.iter().step_by(stride).copied().collect();
         let centre = median(&thin).unwrap_or(0.0);
-        let spread = mad_sigma(&thin)
+        let mad_spread = mad_sigma(&thin)
             .filter(|s| *s > 0.0)
             .or_else(|| std_dev(&thin))
             .unwrap_or(0.0);
+        // Overlapping window means are strongly correlated: with a few hours of history their
+        // MAD reflects only a handful of independent windows and badly underestimates the sd of
+        // one window mean. Floor it by the sd a window mean has under the local AR(1) noise,
+        // plus the uncertainty of the centre itself (≈ one independent window per nb samples,
+        // a median: ×1.25 in sd).
+        let model_spread = cal.noise.map_or(0.0, |(sd, rho)| {
+            window_mean_sd(sd, rho, nb) * (1.0 + 1.57 * nb as f64 / hist.len() as f64).sqrt()
+        });
+        let spread = mad_spread.max(model_spread);
         let b_mean = mean(base).unwrap_or(centre);
         if spread <= 0.0 {
             return cal;
@@ -527,19 +632,90 @@ impl HonestValidator {
                 e_real.abs(),
                 d.len(),
             ));
-        } else {
-            if bad {
-                cal.validate_ok = false;
-            } else {
-                cal.regress_ok = false;
-            }
+        } else if let Some((windows, drift)) =
+            self.persistent(hist, base, &means, centre, spread, e_real, split)
+        {
+            cal.drift = drift;
             cal.notes.push(format!(
-                "baseline {kind} than usual by {:.1} sd of window means and the history holds only {} similar excursions: cannot tell how often it recovers by itself",
+                "baseline {kind} than usual by {:.1} sd of window means with only {} similar excursions in the history, but it has persisted without recovering for the last {windows} windows (≥ {:.0}× the stretch from the apply to the end of the window): the chance it ends by itself during the window is ≤ {:.0}%; drift back toward the usual level discounted: {drift:+.3}",
+                e_real.abs(),
+                d.len(),
+                (1.0 - self.persistence_alpha) / self.persistence_alpha,
+                self.persistence_alpha * 100.0
+            ));
+        } else {
+            // Worst case: it returns all the way to the usual level (the centre, itself uncertain
+            // by about one window mean per nb samples of history, a median).
+            let se_centre = spread * (1.57 * nb as f64 / hist.len() as f64).sqrt();
+            let full = e_real.abs() * spread + normal_quantile(1.0 - alpha) * se_centre;
+            let side = if bad {
+                &mut cal.full_recovery.0
+            } else {
+                &mut cal.full_recovery.1
+            };
+            *side = side.max(full);
+            cal.notes.push(format!(
+                "baseline {kind} than usual by {:.1} sd of window means and the history holds only {} similar excursions: cannot tell how often it recovers by itself, so only a change beyond a full return to the usual level ({full:.3}) counts",
                 e_real.abs(),
                 d.len()
             ));
         }
         cal
+    }
+
+    /// The persistence rule: `Some((windows, drift))` when the last `windows` non-overlapping
+    /// windows before the apply (the baseline included) all sit at least `excursion_z` spreads
+    /// away from `centre` on the baseline's side and together cover at least
+    /// `(settle + na)·(1 − p)/p` samples (see [`HonestValidator::persistence_alpha`]). `drift`
+    /// is the least-squares trend of those window means back toward the centre, projected from
+    /// the baseline's middle to the post window's middle (0 when they are not recovering), on
+    /// the working scale with the sign of a spurious shift.
+    #[allow(clippy::too_many_arguments)]
+    fn persistent(
+        &self,
+        hist: &[f64],
+        base: &[f64],
+        means: &[f64],
+        centre: f64,
+        spread: f64,
+        e_real: f64,
+        split: Split,
+    ) -> Option<(usize, f64)> {
+        let p = self.persistence_alpha;
+        if !(p > 0.0 && p < 1.0) || spread <= 0.0 {
+            return None;
+        }
+        let nb = split.nb.max(1);
+        let reach = (split.settle + split.na) as f64;
+        let need = ((reach * (1.0 - p) / p) / nb as f64).ceil().max(2.0) as usize;
+        if hist.len() < (need - 1) * nb {
+            return None;
+        }
+        let side = e_real.signum();
+        // Window means, newest (the baseline) first, as excursions on the baseline's side.
+        let mut e = Vec::with_capacity(need);
+        e.push(side * (centre - mean(base)?) / spread);
+        for k in 1..need {
+            let m = *means.get(hist.len() - k * nb)?;
+            e.push(side * (centre - m) / spread);
+        }
+        if e.iter().any(|v| *v < self.excursion_z) {
+            return None;
+        }
+        // Trend per window (oldest first); recovery = the excursion shrinking.
+        let n = e.len() as f64;
+        let xbar = (n - 1.0) / 2.0;
+        let ybar = e.iter().sum::<f64>() / n;
+        let (mut sxy, mut sxx) = (0.0, 0.0);
+        for (i, v) in e.iter().rev().enumerate() {
+            let dx = i as f64 - xbar;
+            sxy += dx * (v - ybar);
+            sxx += dx * dx;
+        }
+        let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
+        let recovery = (-slope).max(0.0) * spread;
+        let ahead = (nb as f64 / 2.0 + split.settle as f64 + split.na as f64 / 2.0) / nb as f64;
+        Some((need, side * recovery * ahead))
     }
 
     /// Seasonal residuals of `x`: for the baseline and post (index ≥ `b_lo`), against the
@@ -710,18 +886,35 @@ impl HonestValidator {
         let change = req.prediction.change;
         let dir = change.direction();
         let interim = req.look == Look::Interim;
+        // Each extension of the window is another confirmatory look at mostly the same data:
+        // spend α/2ᵏ on the k-th extension (k from the window's length in units of `within`), so
+        // the looks together stay below 2α even if they were independent (and near α, as they
+        // overlap heavily).
+        let within = req.prediction.within.seconds().max(1) as f64;
+        let ext = if interim {
+            0
+        } else {
+            ((length.num_seconds() as f64 / within).round() as i32 - 1).clamp(0, 30)
+        };
+        let alpha = self.alpha / 2f64.powi(ext);
         let mut fig = Figures {
             method: "hodges_lehmann_placebo".into(),
-            level: Some(1.0 - 2.0 * self.alpha),
+            level: Some(1.0 - 2.0 * alpha),
             ..Figures::default()
         };
+        if ext > 0 {
+            fig.notes.push(format!(
+                "extension {ext} of the window: confirmatory level α/{} = {alpha:.4} per side",
+                1u64 << ext
+            ));
+        }
         if dir != req.signal.better.sign() {
             fig.notes.push(format!(
                 "the prediction moves {} the way the signal calls worse; judged against the prediction",
                 req.signal.name
             ));
         }
-        let a = match self.analyse(req.samples, req.scale, dir, &w, self.alpha) {
+        let a = match self.analyse(req.samples, req.scale, dir, &w, alpha) {
             Ok(a) => a,
             Err((nb, na, gaps)) => {
                 fig.n_before = nb;
@@ -1081,6 +1274,15 @@ impl Split {
         }
         out
     }
+}
+
+/// The Student-t quantile at `p` with `df` degrees of freedom (Cornish–Fisher expansion around
+/// the normal quantile; within 1% for df ≥ 5 at the levels used here).
+fn t_quantile(p: f64, df: usize) -> f64 {
+    let z = normal_quantile(p);
+    let v = df.max(1) as f64;
+    z + (z.powi(3) + z) / (4.0 * v)
+        + (5.0 * z.powi(5) + 16.0 * z.powi(3) + 3.0 * z) / (96.0 * v * v)
 }
 
 /// The quantile level of the conformal order statistic ⌈(n+1)(1−α)⌉ / n (∞ when n is too small).

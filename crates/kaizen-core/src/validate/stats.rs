@@ -91,6 +91,94 @@ pub fn ar1_width_factor(rho: f64) -> f64 {
     ((1.0 + r) / (1.0 - r)).sqrt()
 }
 
+/// Local noise of a series (oldest first): `(sigma, rho)` estimated inside consecutive blocks of
+/// `block` samples and combined by medians, so level shifts, ramps and slow cycles (which move
+/// whole blocks, not the values inside one) do not count as noise. `sigma` is the median of the
+/// blocks' robust standard deviations, corrected for the variance a block mean absorbs under
+/// AR(1) noise; `rho` is the lag-1 autocorrelation pooled over the blocks (each around its own
+/// mean) plus the small-sample bias `(1 + 3ρ) / block` (Kendall), capped at 0.95. `None` with fewer than 8 values or no spread.
+pub fn local_noise(values: &[f64], block: usize) -> Option<(f64, f64)> {
+    if values.len() < 8 {
+        return None;
+    }
+    let b = block.clamp(8, values.len());
+    let mut sig = Vec::new();
+    let (mut num, mut den) = (0.0, 0.0);
+    let mut start = 0;
+    while start < values.len() {
+        let mut end = (start + b).min(values.len());
+        // Fold a short tail into the previous block's neighbour rather than judging it alone.
+        if values.len() - end < b / 2 {
+            end = values.len();
+        }
+        let blk = &values[start..end];
+        if let Some(s) = mad_sigma(blk)
+            .filter(|s| *s > 0.0)
+            .or_else(|| std_dev(blk).filter(|s| *s > 0.0))
+        {
+            sig.push(s);
+            if let Some(m) = mean(blk) {
+                den += blk.iter().map(|v| (v - m) * (v - m)).sum::<f64>();
+                num += blk.windows(2).map(|w| (w[0] - m) * (w[1] - m)).sum::<f64>();
+            }
+        }
+        start = end;
+    }
+    let r = if den > 0.0 { num / den } else { 0.0 };
+    let r = (r + (1.0 + 3.0 * r.max(0.0)) / b as f64).clamp(-0.95, 0.95);
+    let s = median(&sig)?;
+    // A block's spread is measured around its own mean: E[s²] ≈ σ² (1 − Var(mean)/σ²).
+    let absorbed = window_mean_sd(1.0, r, b).powi(2);
+    let s = s / (1.0 - absorbed).max(0.25).sqrt();
+    (s > 0.0 && s.is_finite()).then_some((s, r))
+}
+
+/// The standard deviation of the mean of `n` consecutive samples of stationary AR(1) noise with
+/// marginal standard deviation `sigma` and lag-1 autocorrelation `rho` (exact for finite `n`):
+/// `σ/√n · sqrt(1 + 2 Σₖ₌₁ⁿ⁻¹ (1 − k/n) ρᵏ)`. Negative `rho` counts as 0.
+pub fn window_mean_sd(sigma: f64, rho: f64, n: usize) -> f64 {
+    let n = n.max(1);
+    let r = if rho.is_finite() {
+        rho.clamp(0.0, 0.99)
+    } else {
+        0.0
+    };
+    let mut acc = 1.0;
+    let mut rk = 1.0;
+    for k in 1..n {
+        rk *= r;
+        if rk < 1e-12 {
+            break;
+        }
+        acc += 2.0 * (1.0 - k as f64 / n as f64) * rk;
+    }
+    sigma * (acc / n as f64).sqrt()
+}
+
+/// The standard deviation of `mean(post) − mean(base)` for stationary AR(1) noise (marginal sd
+/// `sigma`, lag-1 autocorrelation `rho`), with `nb` baseline samples, a gap of `settle` samples
+/// and `na` post samples: `sqrt(Var b̄ + Var ā − 2 Cov(b̄, ā))`, exact.
+pub fn ar1_diff_sd(sigma: f64, rho: f64, nb: usize, settle: usize, na: usize) -> f64 {
+    let (nb, na) = (nb.max(1), na.max(1));
+    let r = if rho.is_finite() {
+        rho.clamp(0.0, 0.99)
+    } else {
+        0.0
+    };
+    let vb = window_mean_sd(1.0, r, nb).powi(2);
+    let va = window_mean_sd(1.0, r, na).powi(2);
+    let geo = |n: usize| {
+        if r >= 1.0 - 1e-12 {
+            n as f64
+        } else {
+            (1.0 - r.powi(n as i32)) / (1.0 - r)
+        }
+    };
+    // Σᵢ Σⱼ ρ^(nb − i + settle + j) over i < nb, j < na.
+    let cov = r * geo(nb) * r.powi(settle as i32) * geo(na) / (nb * na) as f64;
+    sigma * (vb + va - 2.0 * cov).max(0.0).sqrt()
+}
+
 /// The standard normal CDF Φ(x) (Abramowitz–Stegun 7.1.26 via erfc; |error| < 1.5e-7).
 pub fn normal_cdf(x: f64) -> f64 {
     if x.is_nan() {

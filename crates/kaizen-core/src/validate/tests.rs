@@ -294,3 +294,146 @@ fn simple_validator_decides_on_medians_and_mann_whitney() {
     let v = sv.validate(&request(&p, &sig, &s, Look::Interim, vec![]));
     assert_eq!(v.outcome, Outcome::Inconclusive);
 }
+
+/// Minute samples: `level(i)` × (1 + uniform ±`noise`), seeded.
+fn noisy(level: impl Fn(usize) -> f64, noise: f64, total: usize, seed: u64) -> Vec<Sample> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let e: Vec<f64> = (0..total)
+        .map(|_| noise * (2.0 * rng.random::<f64>() - 1.0))
+        .collect();
+    flat(|i| level(i) * (1.0 + e[i]), total)
+}
+
+/// A request for a change applied at minute `apply`, judged at the end of a `within`-minute window
+/// after a 5-minute settle.
+fn at<'a>(
+    p: &'a Prediction,
+    s: &'a Signal,
+    samples: &'a [Sample],
+    apply: usize,
+) -> ValidationRequest<'a> {
+    let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    let applied_at = t0 + Duration::minutes(apply as i64);
+    let window_end = applied_at + Duration::minutes(5) + p.within.to_chrono();
+    ValidationRequest {
+        prediction: p,
+        signal: s,
+        applied_at,
+        settle: Span::minutes(5),
+        window_end,
+        now: window_end,
+        samples,
+        guardrails: vec![],
+        look: Look::Final,
+        sample_every: Span::minutes(1),
+        scale: Scale::Auto,
+    }
+}
+
+/// 190 minutes of iid ±4% noise before the apply (the CLI loop's situation): an ordinary baseline
+/// is not an "excursion" just because overlapping window means vary little, so a real −40% is
+/// validated; a no-op is not.
+#[test]
+fn short_history_baselines_are_not_excursions() {
+    let sig = signal("lat");
+    let p = prediction(ExpectedChange::Relative(-0.2), 30);
+    let hv = HonestValidator::default();
+    let apply = 190;
+    let (mut validated, mut flagged, mut false_validated) = (0, 0, 0);
+    for seed in 0..20 {
+        let fixed = noisy(|i| if i >= apply { 150.0 } else { 250.0 }, 0.04, 230, seed);
+        let v = hv.validate(&at(&p, &sig, &fixed, apply));
+        validated += usize::from(v.outcome == Outcome::Validated);
+        flagged += usize::from(
+            v.figures
+                .notes
+                .iter()
+                .any(|n| n.contains("sd of window means")),
+        );
+        let noop = noisy(|_| 250.0, 0.04, 230, 1000 + seed);
+        let v = hv.validate(&at(&p, &sig, &noop, apply));
+        false_validated += usize::from(v.outcome == Outcome::Validated);
+    }
+    assert!(validated >= 17, "{validated} of 20 validated");
+    assert!(flagged <= 3, "{flagged} of 20 flagged as excursions");
+    assert_eq!(false_validated, 0);
+}
+
+/// A regression that has held for 14 hours (level ×2 after 2 days at 100) is a persistent
+/// problem, not a spike: a fix is validated, with a note saying why. The same jump held for only
+/// an hour is never validated, and a no-op on the persistent regression is not either.
+#[test]
+fn a_persistent_excursion_can_be_validated_a_short_one_cannot() {
+    let sig = signal("lat");
+    let p = prediction(ExpectedChange::Relative(-0.3), 30);
+    let hv = HonestValidator::default();
+    let apply = 3 * 1440;
+    let total = apply + 40;
+    let persisted = |since: usize, after: f64| {
+        move |i: usize| {
+            if i >= apply {
+                after
+            } else if i >= since {
+                200.0
+            } else {
+                100.0
+            }
+        }
+    };
+    let fixed = noisy(persisted(apply - 14 * 60, 100.0), 0.05, total, 1);
+    let v = hv.validate(&at(&p, &sig, &fixed, apply));
+    assert_eq!(v.outcome, Outcome::Validated, "{v:?}");
+    assert!(
+        v.figures
+            .notes
+            .iter()
+            .any(|n| n.contains("persisted without recovering")),
+        "{:?}",
+        v.figures.notes
+    );
+    // A no-op on the persistent regression: validated no more often than the 5% level allows.
+    let noop_validated = (0..10)
+        .filter(|seed| {
+            let noop = noisy(persisted(apply - 14 * 60, 200.0), 0.05, total, 10 + seed);
+            hv.validate(&at(&p, &sig, &noop, apply)).outcome == Outcome::Validated
+        })
+        .count();
+    assert!(noop_validated <= 1, "{noop_validated} of 10");
+    let spike = noisy(persisted(apply - 60, 100.0), 0.05, total, 3);
+    let v = hv.validate(&at(&p, &sig, &spike, apply));
+    assert_ne!(v.outcome, Outcome::Validated, "{v:?}");
+    assert!(
+        v.figures
+            .notes
+            .iter()
+            .any(|n| n.contains("recovers by itself")),
+        "{:?}",
+        v.figures.notes
+    );
+}
+
+/// The CLI loop's series exactly (`kaizen-cli/tests/common.rs`): ±4% splitmix noise on minute
+/// samples, 190 minutes at 250 ms, a fix at minute 190 after which it reads 150 ms.
+#[test]
+fn the_cli_loop_fix_is_validated() {
+    let noisy = |level: f64, i: i64| {
+        let mut z = (i as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let x = (z >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
+        (level * (1.0 + 0.08 * x) * 10.0).round() / 10.0
+    };
+    let samples: Vec<Sample> = flat(
+        |i| {
+            let m = i as i64 - 180;
+            noisy(if m <= 10 { 250.0 } else { 150.0 }, m)
+        },
+        226,
+    );
+    let sig = signal("lat");
+    let p = prediction(ExpectedChange::Relative(-0.2), 30);
+    let v = HonestValidator::default().validate(&at(&p, &sig, &samples, 190));
+    assert_eq!(v.outcome, Outcome::Validated, "{v:?}");
+}
