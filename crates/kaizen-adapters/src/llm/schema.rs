@@ -27,7 +27,8 @@ pub const MAX_CHANGE: usize = 24;
 /// Longest prediction window (`30m`).
 pub const MAX_WITHIN: usize = 16;
 /// What a predicted change looks like: `-20%`, `+5`, `below 1500`, `above 0.9`.
-pub const CHANGE_PATTERN: &str = "^([+-][0-9]{1,6}(\\.[0-9]{1,4})?%?|(below|above) [0-9]{1,9}(\\.[0-9]{1,4})?)$";
+pub const CHANGE_PATTERN: &str =
+    "^([+-][0-9]{1,6}(\\.[0-9]{1,4})?%?|(below|above) [0-9]{1,9}(\\.[0-9]{1,4})?)$";
 /// What a window looks like: `30m`, `2h`, `1d`.
 pub const WITHIN_PATTERN: &str = "^[0-9]{1,4}[smhd]$";
 /// Longest `rollback`.
