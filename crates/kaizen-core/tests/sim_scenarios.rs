@@ -176,21 +176,3 @@ async fn prepare_makes_a_git_repository_with_the_initial_files() {
         Err(sim::SimError::NotFresh { .. })
     ));
 }
-
-/// Runs the scenarios whose outcome depends on the statistical validator, with the stand-in median
-/// validator, to show what a naive judge does (`cargo test -- --ignored --nocapture`).
-#[tokio::test]
-#[ignore]
-async fn explore_validator_dependent_scenarios() {
-    for name in ["no-effect", "noisy-temptation", "demo"] {
-        let r = run(
-            name,
-            SimOptions {
-                guards: Some(sim_support::test_guards()),
-                ..Default::default()
-            },
-        )
-        .await;
-        println!("{name}: passed = {}", r.passed());
-    }
-}
