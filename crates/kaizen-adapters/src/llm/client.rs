@@ -556,7 +556,8 @@ mod tests {
 /// 0.3.36 accepts 600 and crashes at 2000).
 pub const GRAMMAR_SAFE_MAX_LENGTH: u64 = 500;
 
-/// `schema` with every `maxLength` capped at [`GRAMMAR_SAFE_MAX_LENGTH`].
+/// `schema` with every `maxLength` capped at [`GRAMMAR_SAFE_MAX_LENGTH`] and patterns the
+/// grammar converter cannot handle replaced.
 pub fn grammar_safe(schema: &Value) -> Value {
     match schema {
         Value::Object(map) => Value::Object(
@@ -564,6 +565,9 @@ pub fn grammar_safe(schema: &Value) -> Value {
                 .map(|(k, v)| {
                     let v = match (k.as_str(), v.as_u64()) {
                         ("maxLength", Some(n)) => Value::from(n.min(GRAMMAR_SAFE_MAX_LENGTH)),
+                        ("pattern", _) if v.as_str() == Some(super::schema::CHANGE_PATTERN) => {
+                            Value::from(super::schema::CHANGE_PATTERN_NO_DOT)
+                        }
                         _ => grammar_safe(v),
                     };
                     (k.clone(), v)

@@ -29,6 +29,9 @@ pub const MAX_WITHIN: usize = 16;
 /// What a predicted change looks like: `-20%`, `+5`, `below 1500`, `above 0.9`.
 pub const CHANGE_PATTERN: &str =
     "^([+-][0-9]{1,6}(\\.[0-9]{1,4})?%?|(below|above) [0-9]{1,9}(\\.[0-9]{1,4})?)$";
+/// [`CHANGE_PATTERN`] without decimals, for grammar-compiling servers: llama-cpp-python turns any
+/// literal `.` in a pattern into an escape its own grammar parser rejects (and its server dies).
+pub const CHANGE_PATTERN_NO_DOT: &str = "^([+-][0-9]{1,6}%?|(below|above) [0-9]{1,9})$";
 /// What a window looks like: `30m`, `2h`, `1d`.
 pub const WITHIN_PATTERN: &str = "^[0-9]{1,4}[smhd]$";
 /// Longest `rollback`.
