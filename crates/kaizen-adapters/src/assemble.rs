@@ -140,3 +140,34 @@ pub fn exclude_state_dir(repo: &Path, state_dir: &Path) -> Result<bool, std::io:
     std::fs::write(&exclude, text)?;
     Ok(true)
 }
+
+/// One learn run for `config`: the deterministic distiller, then (with `llm.rewrite_lessons`, or
+/// `force_llm`) the model rewording the prose of new or updated lessons, then one commit.
+/// Returns the report and notes about lessons the model could not reword.
+pub async fn learn_now(
+    engine: &mut Engine,
+    config: &Config,
+    force_llm: bool,
+) -> Result<(kaizen_core::engine::LearnReport, Vec<String>), AssembleError> {
+    let distiller = kaizen_core::learn::DeterministicDistiller::default();
+    let (changes, load_errors) = engine.plan_learn(&distiller, &config.lessons)?;
+    let mut notes = Vec::new();
+    let changes = match &config.llm {
+        Some(llm) if (llm.rewrite_lessons || force_llm) && !changes.is_empty() => {
+            let client =
+                crate::llm::ChatClient::new(llm).map_err(|e| AssembleError::Llm(e.to_string()))?;
+            let (rewritten, n) = crate::llm::rewrite_lessons(&client, changes).await;
+            notes = n;
+            rewritten
+        }
+        None if force_llm => {
+            return Err(AssembleError::Llm(
+                "`--llm` needs an `llm` section in the config".into(),
+            ));
+        }
+        _ => changes,
+    };
+    use kaizen_core::learn::Distiller as _;
+    let report = engine.commit_learn(changes, load_errors, distiller.name(), &config.lessons)?;
+    Ok((report, notes))
+}

@@ -305,7 +305,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Lessons { command } => crate::lessons::run(command, &cli.config, clock).await,
-        Command::Learn { json } => crate::lessons::learn(&cli.config, clock, json).await,
+        Command::Learn { json, llm } => crate::lessons::learn(&cli.config, clock, json, llm).await,
         Command::Review { period, json } => {
             let config = load_config(&cli.config)?;
             let period: kaizen_core::span::Span = period
@@ -638,7 +638,6 @@ async fn daemon(config_path: &Path) -> Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let mut engine = engine(&config, clock.clone())?;
     let mut schedule = Schedule::new(config.schedule.clone());
-    let distiller = kaizen_core::learn::DeterministicDistiller::default();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| Failure::Runtime(anyhow!("cannot listen for SIGTERM: {e}")))?;
     eprintln!(
@@ -663,11 +662,17 @@ async fn daemon(config_path: &Path) -> Result<()> {
                         .map(|_| render::report(&report))
                 }
                 Task::Cycle => engine.cycle().await.map(|r| render::report(&r)),
-                Task::Learn => engine.learn(&distiller, &config.lessons).map(|r| {
-                    for c in &r.changes {
-                        println!("{} learn {c}", r.at.format("%Y-%m-%dT%H:%M:%SZ"));
+                Task::Learn => {
+                    match kaizen_adapters::assemble::learn_now(&mut engine, &config, false).await {
+                        Ok((r, notes)) => {
+                            for c in r.changes.iter().chain(notes.iter()) {
+                                println!("{} learn {c}", r.at.format("%Y-%m-%dT%H:%M:%SZ"));
+                            }
+                            Ok(())
+                        }
+                        Err(e) => Err(kaizen_core::engine::EngineError::Learn(e.to_string())),
                     }
-                }),
+                }
             };
             if let Err(e) = outcome {
                 tracing::error!("kaizen stage=daemon task={task:?} failed: {e}");

@@ -4,7 +4,6 @@ use crate::commands::{Failure, engine_for, load_config, lock, rt, usage};
 use anyhow::{Context, anyhow};
 use clap::Subcommand;
 use kaizen_core::clock::Clock;
-use kaizen_core::learn::DeterministicDistiller;
 use kaizen_core::lesson::{self, Evidence, Lesson, LessonStatus};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -176,14 +175,23 @@ pub async fn run(cmd: LessonsCommand, config_path: &Path, clock: Arc<dyn Clock>)
     }
 }
 
-/// `kaizen learn`: one distiller run now.
-pub async fn learn(config_path: &Path, clock: Arc<dyn Clock>, json: bool) -> Result<()> {
+/// `kaizen learn`: one distiller run now (with `--llm`, the model rewords the new lessons).
+pub async fn learn(config_path: &Path, clock: Arc<dyn Clock>, json: bool, llm: bool) -> Result<()> {
     let config = load_config(config_path)?;
     let _lock = lock(&config)?;
     let mut engine = engine_for(&config, clock)?;
-    let report = engine
-        .learn(&DeterministicDistiller::default(), &config.lessons)
-        .map_err(rt)?;
+    let (report, notes) = kaizen_adapters::assemble::learn_now(&mut engine, &config, llm)
+        .await
+        .map_err(|e| {
+            if e.is_config() {
+                usage(e.to_string())
+            } else {
+                rt(e)
+            }
+        })?;
+    for n in &notes {
+        eprintln!("kaizen: {n}");
+    }
     if json {
         println!(
             "{}",

@@ -112,6 +112,9 @@ pub enum Command {
         /// JSON output.
         #[arg(long)]
         json: bool,
+        /// Let the LLM reword the new lessons' `because` / `retired_when` (needs `llm`).
+        #[arg(long)]
+        llm: bool,
     },
     /// The meta-review of the last period: activity, calibration and its drift against the four
     /// periods before, blind spots, and the next moves worth making.

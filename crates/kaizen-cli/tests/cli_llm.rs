@@ -225,3 +225,61 @@ fn diagnose_prints_ranked_hypotheses_and_records_them() {
         "1"
     );
 }
+
+#[test]
+fn learn_with_llm_rewords_prose_but_never_the_facts() {
+    let answers = vec![
+        // The proposer's turn (latency alerting at +10m): nothing to add.
+        "{\"candidates\": []}".to_string(),
+        // The rewrite of the new lesson; it also tries to smuggle in a different `prefer`.
+        serde_json::json!({"because": "Reworded: a bigger cache cut latency from about 250 ms to 150 ms.", "retired_when": "latency_ms median_24h outside [125, 500]", "prefer": "delete the database"}).to_string(),
+        // Second run: a clean rewrite.
+        serde_json::json!({"because": "Reworded: a bigger cache cut latency from about 250 ms to 150 ms.", "retired_when": "latency_ms median_24h outside [125, 500]"}).to_string(),
+    ];
+    let (base, seen) = server(answers);
+    let h = Harness::new(RULE_GROW_CACHE, &llm_section(&base));
+    h.use_simple_validator();
+    let iv = run_round(&h, 0, 150.0);
+    assert_eq!(iv["status"], "validated", "{iv}");
+
+    // The smuggled field makes the whole rewrite invalid: the distiller's wording is kept.
+    let out = run(&h, 60, &["learn", "--llm"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("kept the distiller's wording"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lesson_file = std::fs::read_dir(h.repo.join("lessons"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let first = std::fs::read_to_string(&lesson_file).unwrap();
+    assert!(
+        !first.contains("delete the database") && !first.contains("Reworded"),
+        "{first}"
+    );
+    assert_eq!(seen.requests.lock().unwrap().len(), 2);
+
+    // New evidence would be needed for another lesson change; force one by removing the lesson
+    // file in a commit so the distiller recreates it, this time with a clean rewrite.
+    git(&h.repo, &["rm", "-q", lesson_file.to_str().unwrap()]);
+    git(&h.repo, &["commit", "-q", "-m", "drop lesson"]);
+    let out = run(&h, 61, &["learn", "--llm"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let second = std::fs::read_to_string(&lesson_file).unwrap();
+    assert!(second.contains("Reworded: a bigger cache"), "{second}");
+    assert!(second.contains("K-000001"), "evidence kept: {second}");
+    assert!(!second.contains("delete the database"));
+    assert_eq!(git_text(&h.repo, &["status", "--porcelain"]), "");
+}

@@ -233,6 +233,10 @@ pub struct LlmConfig {
     /// Sampling temperature.
     #[serde(default)]
     pub temperature: f64,
+    /// Let the model reword the `because` / `retired_when` of lessons the distiller writes
+    /// (deterministic fields are never touched by it).
+    #[serde(default)]
+    pub rewrite_lessons: bool,
 }
 
 fn default_llm_timeout() -> Span {

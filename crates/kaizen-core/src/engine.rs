@@ -1272,14 +1272,22 @@ impl Engine {
         distiller: &dyn Distiller,
         lessons_dir: &std::path::Path,
     ) -> Result<LearnReport, EngineError> {
+        let (changes, load_errors) = self.plan_learn(distiller, lessons_dir)?;
+        self.commit_learn(changes, load_errors, distiller.name(), lessons_dir)
+    }
+
+    /// The first half of [`Engine::learn`]: the lesson changes the distiller proposes now (and the
+    /// lesson files that could not be loaded), without writing anything — so a host may refine
+    /// them (e.g. an LLM rewording `because`) before [`Engine::commit_learn`].
+    pub fn plan_learn(
+        &mut self,
+        distiller: &dyn Distiller,
+        lessons_dir: &std::path::Path,
+    ) -> Result<(Vec<LessonChange>, Vec<String>), EngineError> {
         let now = self.clock.now();
-        let mut report = LearnReport {
-            at: now,
-            ..Default::default()
-        };
         let (lessons, errors) = crate::lesson::store::load(lessons_dir)
             .map_err(|e| EngineError::Learn(e.to_string()))?;
-        report.load_errors = errors.iter().map(|e| e.to_string()).collect();
+        let load_errors = errors.iter().map(|e| e.to_string()).collect();
         let finalized = self.ledger.finalized()?;
         let mut verdicts = BTreeMap::new();
         for iv in &finalized {
@@ -1308,6 +1316,24 @@ impl Engine {
         let changes = distiller
             .distill(&input)
             .map_err(|e| EngineError::Learn(e.to_string()))?;
+        Ok((changes, load_errors))
+    }
+
+    /// The second half of [`Engine::learn`]: commits `changes` as one commit, records and indexes
+    /// them, and offers the active lessons to proposers.
+    pub fn commit_learn(
+        &mut self,
+        changes: Vec<LessonChange>,
+        load_errors: Vec<String>,
+        distiller_name: &str,
+        lessons_dir: &std::path::Path,
+    ) -> Result<LearnReport, EngineError> {
+        let now = self.clock.now();
+        let mut report = LearnReport {
+            at: now,
+            load_errors,
+            ..Default::default()
+        };
         let rel =
             crate::config::relative_to(lessons_dir, &self.settings.repo_root).ok_or_else(|| {
                 EngineError::Learn(format!(
@@ -1318,7 +1344,7 @@ impl Engine {
             })?;
         if !changes.is_empty() {
             let writes = crate::lesson::store::change_writes(&rel, &changes);
-            let message = crate::lesson::store::commit_message(distiller.name(), &changes);
+            let message = crate::lesson::store::commit_message(distiller_name, &changes);
             match self.applier.commit_files(&writes, &message) {
                 Ok(commit) => report.commit = commit.map(|c| c.sha),
                 Err(e) => {

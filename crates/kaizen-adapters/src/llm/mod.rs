@@ -30,6 +30,7 @@ pub mod diagnose;
 pub mod extract;
 pub mod prompt;
 pub mod proposer;
+pub mod rewrite;
 pub mod schema;
 pub mod validate;
 
@@ -37,6 +38,7 @@ pub use client::{Answer, ChatClient, ClientOptions, Message};
 pub use diagnose::{Diagnosis, Hypothesis, diagnose, diagnose_with};
 pub use prompt::{Prompt, build_prompt};
 pub use proposer::LlmProposer;
+pub use rewrite::rewrite_lessons;
 pub use schema::output_schema;
 
 use std::time::Duration;
