@@ -165,6 +165,7 @@ fn config(base_url: &str, mode: StructuredOutput) -> LlmConfig {
         retries: 2,
         max_tokens: 512,
         temperature: 0.0,
+        rewrite_lessons: false,
     }
 }
 
