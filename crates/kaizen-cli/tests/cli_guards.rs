@@ -208,3 +208,42 @@ fn a_revert_that_would_clobber_a_human_edit_escalates_and_notifies() {
         "no revert commit was made"
     );
 }
+
+#[test]
+fn shadow_mode_records_and_never_commits_manual_mode_waits_for_apply() {
+    let h = Harness::new(RULE_GROW_CACHE, "");
+    let cfg = h
+        .file("kaizen.yaml")
+        .replace("mode: autonomous", "mode: shadow");
+    std::fs::write(h.repo.join("kaizen.yaml"), cfg).unwrap();
+    git(&h.repo, &["commit", "-q", "-am", "shadow"]);
+    let list = fire(&h);
+    assert_eq!(list[0]["status"], "proposed", "{list:?}");
+    assert!(h.ok(10, &["show", "K-000001"]).contains("shadow mode"));
+    assert_eq!(
+        git_text(&h.repo, &["rev-list", "--count", "HEAD"]).trim(),
+        "2"
+    );
+
+    let h = Harness::new(RULE_GROW_CACHE, "");
+    let cfg = h
+        .file("kaizen.yaml")
+        .replace("mode: autonomous", "mode: manual");
+    std::fs::write(h.repo.join("kaizen.yaml"), cfg).unwrap();
+    git(&h.repo, &["commit", "-q", "-am", "manual"]);
+    let list = fire(&h);
+    assert_eq!(list[0]["status"], "proposed");
+    assert_eq!(
+        git_text(&h.repo, &["rev-list", "--count", "HEAD"]).trim(),
+        "2"
+    );
+    let out = h.ok(11, &["apply", "K-000001"]);
+    assert!(out.contains("applied as commit"), "{out}");
+    assert_eq!(h.interventions(11)[0]["status"], "applied");
+    assert!(h.file("config/app.yaml").contains("cache_mb: 256"));
+    // A second approval is refused.
+    assert_eq!(
+        h.kaizen_at(12, &["apply", "K-000001"]).status.code(),
+        Some(1)
+    );
+}
