@@ -86,12 +86,10 @@ fn blocked_paths_and_kinds() {
     assert!(reason.contains("kaizen.yaml"), "{reason}");
 
     let h = Harness::new(RULE_GROW_CACHE, "");
-    let cfg = h.file("kaizen.yaml").replace(
+    h.edit_config(
         "  canary_required_from: medium\n",
         "  canary_required_from: medium\n  blocked_kinds: [config_set]\n",
     );
-    std::fs::write(h.repo.join("kaizen.yaml"), cfg).unwrap();
-    git(&h.repo, &["commit", "-q", "-am", "block config_set"]);
     let (status, reason) = status_of(&fire(&h), "cache");
     assert_eq!(status, "blocked");
     assert!(reason.contains("blocked_kinds"), "{reason}");
@@ -101,14 +99,12 @@ fn blocked_paths_and_kinds() {
 fn max_concurrent_and_daily_budget() {
     let rules = format!("{RULE_GROW_CACHE}{RULE_MORE_WORKERS}");
     let h = Harness::new(&rules, "");
-    std::fs::write(h.repo.join("config/server.yaml"), "workers: 4\n").unwrap();
-    git(&h.repo, &["add", "-A"]);
-    git(&h.repo, &["commit", "-q", "-m", "server config"]);
-    let cfg = h
-        .file("kaizen.yaml")
-        .replace("max_concurrent: 2", "max_concurrent: 1");
-    std::fs::write(h.repo.join("kaizen.yaml"), cfg).unwrap();
-    git(&h.repo, &["commit", "-q", "-am", "one at a time"]);
+    h.add_file(
+        "config/server.yaml",
+        "workers: 4
+",
+    );
+    h.edit_config("max_concurrent: 2", "max_concurrent: 1");
     let list = fire(&h);
     assert_eq!(status_of(&list, "cache").0, "applied");
     let (status, reason) = status_of(&list, "workers");
@@ -116,14 +112,12 @@ fn max_concurrent_and_daily_budget() {
     assert!(reason.contains("max_concurrent"), "{reason}");
 
     let h = Harness::new(&rules, "");
-    std::fs::write(h.repo.join("config/server.yaml"), "workers: 4\n").unwrap();
-    git(&h.repo, &["add", "-A"]);
-    git(&h.repo, &["commit", "-q", "-m", "server config"]);
-    let cfg = h
-        .file("kaizen.yaml")
-        .replace("daily_budget: 5", "daily_budget: 1");
-    std::fs::write(h.repo.join("kaizen.yaml"), cfg).unwrap();
-    git(&h.repo, &["commit", "-q", "-am", "one a day"]);
+    h.add_file(
+        "config/server.yaml",
+        "workers: 4
+",
+    );
+    h.edit_config("daily_budget: 5", "daily_budget: 1");
     let list = fire(&h);
     assert_eq!(status_of(&list, "cache").0, "applied");
     let (status, reason) = status_of(&list, "workers");
@@ -212,11 +206,7 @@ fn a_revert_that_would_clobber_a_human_edit_escalates_and_notifies() {
 #[test]
 fn shadow_mode_records_and_never_commits_manual_mode_waits_for_apply() {
     let h = Harness::new(RULE_GROW_CACHE, "");
-    let cfg = h
-        .file("kaizen.yaml")
-        .replace("mode: autonomous", "mode: shadow");
-    std::fs::write(h.repo.join("kaizen.yaml"), cfg).unwrap();
-    git(&h.repo, &["commit", "-q", "-am", "shadow"]);
+    h.edit_config("mode: autonomous", "mode: shadow");
     let list = fire(&h);
     assert_eq!(list[0]["status"], "proposed", "{list:?}");
     assert!(h.ok(10, &["show", "K-000001"]).contains("shadow mode"));
@@ -226,11 +216,7 @@ fn shadow_mode_records_and_never_commits_manual_mode_waits_for_apply() {
     );
 
     let h = Harness::new(RULE_GROW_CACHE, "");
-    let cfg = h
-        .file("kaizen.yaml")
-        .replace("mode: autonomous", "mode: manual");
-    std::fs::write(h.repo.join("kaizen.yaml"), cfg).unwrap();
-    git(&h.repo, &["commit", "-q", "-am", "manual"]);
+    h.edit_config("mode: autonomous", "mode: manual");
     let list = fire(&h);
     assert_eq!(list[0]["status"], "proposed");
     assert_eq!(
