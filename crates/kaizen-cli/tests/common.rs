@@ -47,14 +47,22 @@ pub fn git_text(repo: &Path, args: &[&str]) -> String {
 impl Harness {
     /// Switches the config to the `simple` validator (commits the config change).
     pub fn use_simple_validator(&self) {
-        let cfg = self
-            .file("kaizen.yaml")
-            .replace("  settle: 5m\n", "  settle: 5m\n  method: simple\n");
-        std::fs::write(self.repo.join("kaizen.yaml"), cfg).expect("write");
-        git(
-            &self.repo,
-            &["commit", "-q", "-am", "use the simple validator"],
-        );
+        self.edit_config("  settle: 5m\n", "  settle: 5m\n  method: simple\n");
+    }
+
+    /// Replaces `from` with `to` in kaizen.yaml and commits the change.
+    pub fn edit_config(&self, from: &str, to: &str) {
+        let cfg = self.file("kaizen.yaml");
+        assert!(cfg.contains(from), "{from:?} not in kaizen.yaml");
+        std::fs::write(self.repo.join("kaizen.yaml"), cfg.replacen(from, to, 1)).expect("write");
+        git(&self.repo, &["commit", "-q", "-am", "edit kaizen.yaml"]);
+    }
+
+    /// Adds a committed file to the repository.
+    pub fn add_file(&self, rel: &str, content: &str) {
+        std::fs::write(self.repo.join(rel), content).expect("write");
+        git(&self.repo, &["add", "-A"]);
+        git(&self.repo, &["commit", "-q", "-m", "add a file"]);
     }
 
     /// A repo with config/app.yaml, the kaizen.yaml (signal read from a metric file via
