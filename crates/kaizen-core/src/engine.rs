@@ -1012,13 +1012,50 @@ impl Engine {
             };
             self.judge(&iv, look, report)?;
         }
+        // Interim looks (regression only) at the evenly spaced points the validator's
+        // significance level is split across — not every cycle, which would inflate it.
+        let looks = i64::from(self.validator.interim_looks());
         for iv in self.ledger.with_status(Status::Applied)? {
-            let settled = iv
-                .applied_at
-                .is_some_and(|a| now >= a + self.settings.validate.settle.to_chrono());
-            if due_ids.contains(&iv.id) || !settled {
+            let (Some(applied), Some(due)) = (iv.applied_at, iv.due_at) else {
+                continue;
+            };
+            let start = applied + self.settings.validate.settle.to_chrono();
+            if looks == 0 || due_ids.contains(&iv.id) || now < start || now >= due {
                 continue;
             }
+            let step = (due - start) / i32::try_from(looks).unwrap_or(i32::MAX);
+            let k = if step > chrono::Duration::zero() {
+                (now - start).num_seconds() / step.num_seconds().max(1)
+            } else {
+                0
+            };
+            if k < 1 || k >= looks {
+                continue;
+            }
+            let taken = self
+                .ledger
+                .events_for(iv.id)?
+                .iter()
+                .filter(|e| e.kind == "interim_look")
+                .filter_map(|e| {
+                    e.data
+                        .as_ref()
+                        .and_then(|d| d.get("look"))
+                        .and_then(|v| v.as_i64())
+                })
+                .max()
+                .unwrap_or(0);
+            if k <= taken {
+                continue;
+            }
+            self.ledger.record_event(
+                now,
+                Some(iv.id),
+                "validate",
+                "interim_look",
+                &format!("interim look {k} of {}", looks - 1),
+                Some(&serde_json::json!({ "look": k })),
+            )?;
             self.judge(&iv, Look::Interim, report)?;
         }
         Ok(())

@@ -1184,6 +1184,10 @@ impl Validator for HonestValidator {
         "honest"
     }
 
+    fn interim_looks(&self) -> u32 {
+        self.interim_looks
+    }
+
     fn validate(&self, req: &ValidationRequest<'_>) -> Verdict {
         let v = self.judge(req);
         tracing::debug!(

@@ -133,6 +133,11 @@ pub trait Validator: Send + Sync {
     fn name(&self) -> &str;
     /// Judges one look.
     fn validate(&self, req: &ValidationRequest<'_>) -> Verdict;
+    /// How many evenly spaced interim looks (regression only) its significance level is split
+    /// across; the engine takes at most this many before the final look. 0: none.
+    fn interim_looks(&self) -> u32 {
+        0
+    }
 }
 
 /// Samples of `series` with `from <= at < to`.
