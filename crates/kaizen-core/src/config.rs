@@ -717,7 +717,7 @@ guards:
   freeze_after_rollbacks: 3   # consecutive rollbacks that freeze an area...
   freeze_for: 24h             # ...for this long
   canary_required_from: medium
-  blocked_paths: []           # added to: kaizen's own files, .git/**, *.pem, *.key, .env*, secrets/**
+  blocked_paths: []           # added to: kaizen's own files, .git/**, .gitattributes, .gitmodules, *.pem, *.key, .env*, secrets/**
   blocked_kinds: []
 
 # Canaries per area; risk >= canary_required_from needs one, else the candidate goes to backlog.

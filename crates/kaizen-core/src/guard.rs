@@ -92,10 +92,13 @@ pub struct GuardPolicy {
     pub canary_areas: Vec<String>,
 }
 
-/// The patterns always blocked, whatever the config adds: git internals and secrets.
+/// The patterns always blocked, whatever the config adds: git internals and git's own control
+/// files (attributes can name filter commands, submodules can point anywhere), and secrets.
 pub const ALWAYS_BLOCKED: &[&str] = &[
     ".git",
     ".git/**",
+    "**/.gitattributes",
+    ".gitmodules",
     "**/*.pem",
     "**/*.key",
     "**/.env*",

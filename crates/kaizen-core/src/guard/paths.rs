@@ -469,7 +469,7 @@ mod tests {
         let v = run(dir.path(), "config/app.yaml");
         assert_eq!(
             v.reason,
-            "1 path(s) inside the repository, none under `.git` or matching the 8 blocked pattern(s): config/app.yaml"
+            "1 path(s) inside the repository, none under `.git` or matching the 10 blocked pattern(s): config/app.yaml"
         );
     }
 
@@ -501,6 +501,11 @@ mod tests {
             ("deploy/tls.pem", "matches blocked pattern `**/*.pem`"),
             ("deploy/TLS.PEM", "matches blocked pattern `**/*.pem`"),
             ("server.key", "matches blocked pattern `**/*.key`"),
+            (".gitmodules", "matches blocked pattern `.gitmodules`"),
+            (
+                "vendor/.gitattributes",
+                "matches blocked pattern `**/.gitattributes`",
+            ),
             (".env.local", "matches blocked pattern `**/.env*`"),
             (
                 "link/x.yaml",
