@@ -44,9 +44,12 @@ impl Proposer for Once {
     }
 }
 
+/// When each look was taken, and which.
+type Looks = Arc<Mutex<Vec<(DateTime<Utc>, Look)>>>;
+
 /// Records the looks it is asked for; never decides before the end.
 #[derive(Clone, Default)]
-struct Recorder(Arc<Mutex<Vec<(DateTime<Utc>, Look)>>>);
+struct Recorder(Looks);
 
 impl Validator for Recorder {
     fn name(&self) -> &str {
