@@ -516,6 +516,17 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
+        if g.freeze_after_rollbacks
+            .is_some_and(|n| n > crate::ledger::VIEW_FINALIZED_PER_AREA)
+        {
+            return Err(bad(
+                "guards.freeze_after_rollbacks",
+                format!(
+                    "at most {} (the guards see that many finalized interventions per area)",
+                    crate::ledger::VIEW_FINALIZED_PER_AREA
+                ),
+            ));
+        }
         // Defaults are always blocked; the config only adds. Kaizen's own files are blocked by
         // their repo-relative paths.
         let mut blocked: Vec<String> = ALWAYS_BLOCKED.iter().map(|s| s.to_string()).collect();

@@ -66,6 +66,10 @@ pub enum LedgerError {
     },
 }
 
+/// How many of each area's latest finalized interventions the guards' view always holds (the
+/// freeze guard needs the last `freeze_after_rollbacks` of them, whatever their age).
+pub const VIEW_FINALIZED_PER_AREA: u32 = 50;
+
 /// Each entry migrates the schema from version `index` to `index + 1`.
 const MIGRATIONS: &[&str] = &[
     // v1
@@ -798,12 +802,13 @@ impl Ledger {
         let since = ms(now - lookback);
         let interventions = self.query_interventions(
             "WHERE created_at >= ?1 OR status = 'applied' OR COALESCE(finalized_at, 0) >= ?1
-                OR id IN (SELECT id FROM interventions i2 WHERE i2.status IN ('validated','reverted')
-                          AND (SELECT COUNT(*) FROM interventions i3 WHERE i3.area = i2.area
-                               AND i3.status IN ('validated','reverted')
-                               AND COALESCE(i3.finalized_at,0) > COALESCE(i2.finalized_at,0)) < 20)
+                OR id IN (SELECT id FROM (
+                            SELECT id, ROW_NUMBER() OVER (
+                                PARTITION BY area ORDER BY COALESCE(finalized_at, 0) DESC, id DESC) AS rn
+                            FROM interventions WHERE status IN ('validated', 'reverted'))
+                          WHERE rn <= ?2)
              ORDER BY id DESC",
-            params![since],
+            params![since, VIEW_FINALIZED_PER_AREA],
         )?;
         Ok(LedgerView { interventions })
     }
