@@ -416,19 +416,35 @@ fn init(config_path: &Path, force: bool) -> Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => std::env::current_dir().context("reading the current directory")?,
     };
-    if git2_probe(&dir).is_none() {
+    let Some(root) = repo_root_of(&dir) else {
         return Err(usage(format!(
             "{} is not inside a git repository (run `git init` first)",
             dir.display()
         )));
-    }
+    };
     if config_path.exists() && !force {
         return Err(usage(format!(
             "{} already exists (use --force to overwrite)",
             config_path.display()
         )));
     }
-    std::fs::write(config_path, DEFAULT_CONFIG)
+    // In a subdirectory, point `repo:` at the working-tree root (kaizen commits from there).
+    let up = dir
+        .canonicalize()
+        .ok()
+        .and_then(|d| {
+            d.strip_prefix(&root)
+                .ok()
+                .map(|rel| rel.components().count())
+        })
+        .unwrap_or(0);
+    let text = if up == 0 {
+        DEFAULT_CONFIG.to_string()
+    } else {
+        let rel = vec![".."; up].join("/");
+        DEFAULT_CONFIG.replacen("\nrepo: .\n", &format!("\nrepo: {rel}\n"), 1)
+    };
+    std::fs::write(config_path, text)
         .with_context(|| format!("writing {}", config_path.display()))?;
     println!("wrote {}", config_path.display());
     let config = load_config(config_path)?;
@@ -469,11 +485,13 @@ fn init(config_path: &Path, force: bool) -> Result<()> {
     Ok(())
 }
 
-fn git2_probe(dir: &Path) -> Option<()> {
-    let mut d = Some(dir);
+/// The working-tree root of the git repository `dir` is in, if any.
+fn repo_root_of(dir: &Path) -> Option<std::path::PathBuf> {
+    let abs = dir.canonicalize().ok()?;
+    let mut d = Some(abs.as_path());
     while let Some(p) = d {
         if p.join(".git").exists() {
-            return Some(());
+            return Some(p.to_path_buf());
         }
         d = p.parent();
     }
