@@ -290,3 +290,38 @@ fn init_writes_config_state_dir_and_exclude() {
         .expect("runs");
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn init_in_a_subdirectory_points_at_the_repository_root() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    git(dir.path(), &["init", "-q"]);
+    let sub = dir.path().join("ops/kaizen");
+    std::fs::create_dir_all(&sub).expect("mkdir");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kaizen"))
+        .arg("init")
+        .current_dir(&sub)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cfg = std::fs::read_to_string(sub.join("kaizen.yaml")).expect("config");
+    assert!(cfg.lines().any(|l| l == "repo: ../.."), "{cfg}");
+    let exclude = std::fs::read_to_string(dir.path().join(".git/info/exclude")).expect("exclude");
+    assert!(
+        exclude.lines().any(|l| l == "/ops/kaizen/.kaizen/"),
+        "{exclude}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kaizen"))
+        .arg("cycle")
+        .current_dir(&sub)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
