@@ -957,3 +957,22 @@ fn bad_config_is_refused() {
     cfg.may_change = vec![];
     assert!(LlmProposer::new(&cfg, ".".into(), vec![]).is_err());
 }
+
+#[tokio::test]
+async fn model_is_not_asked_when_the_budget_is_used_up() {
+    let server = Server::start(vec![ok(chat(&answer(vec![cand(
+        "config/app.yaml",
+        "cache_mb",
+    )])))])
+    .await;
+    let repo = repo();
+    let p = proposer(
+        &config(&server.base_url, StructuredOutput::JsonObject),
+        repo.path(),
+    );
+    let mut c = ctx(251.0);
+    c.budget_left = 0;
+    let out = p.propose(&c).await.unwrap();
+    assert!(out.candidates.is_empty() && out.rejected.is_empty());
+    assert!(server.seen().is_empty(), "no request was sent");
+}

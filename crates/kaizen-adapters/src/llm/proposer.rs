@@ -82,6 +82,13 @@ impl LlmProposer {
             );
             return Ok(Proposals::default());
         }
+        if ctx.budget_left == 0 {
+            // Anything it proposed would be blocked by the daily budget: don't pay for it.
+            tracing::info!(
+                "kaizen stage=propose proposer=llm: daily budget used up; the model is not asked"
+            );
+            return Ok(Proposals::default());
+        }
         let trigger = alerting
             .iter()
             .map(|s| {
