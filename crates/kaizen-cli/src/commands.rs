@@ -115,6 +115,118 @@ pub async fn run(cli: Cli) -> Result<()> {
     let clock = clock_for(cli.now.as_deref())?;
     match cli.command {
         Command::Init { force } => init(&cli.config, force),
+        Command::Status { json } => {
+            let config = load_config(&cli.config)?;
+            let now = clock.now();
+            let ledger = match open_ledger_read(&config)? {
+                Some(l) => l,
+                None => Ledger::in_memory().map_err(rt)?,
+            };
+            let mut signals = Vec::new();
+            for (name, sc) in &config.signals {
+                let latest = ledger.latest_sample(name).map_err(rt)?;
+                signals.push(serde_json::json!({
+                    "signal": name,
+                    "unit": sc.signal.unit,
+                    "value": latest.as_ref().map(|s| s.value),
+                    "at": latest.as_ref().map(|s| s.at.to_rfc3339()),
+                    "alerting": latest.as_ref().is_some_and(|s| sc.signal.is_alerting(s.value)),
+                }));
+            }
+            let view = ledger.view(now, chrono::Duration::hours(25)).map_err(rt)?;
+            let freezes = kaizen_core::guard::active_freezes(&view, &config.guards, now);
+            let budget = kaizen_core::guard::budget_left(&view, &config.guards, now);
+            let applied = ledger.with_status(Status::Applied).map_err(rt)?;
+            let backlog = ledger.with_status(Status::Backlog).map_err(rt)?;
+            let escalations = ledger
+                .events_between(now - chrono::Duration::hours(24), now)
+                .map_err(rt)?
+                .into_iter()
+                .filter(|e| e.kind == "escalation")
+                .count();
+            let status = serde_json::json!({
+                "at": now.to_rfc3339(),
+                "mode": format!("{:?}", config.mode).to_lowercase(),
+                "repo": config.repo.display().to_string(),
+                "signals": signals,
+                "awaiting_validation": applied.iter().map(|iv| serde_json::json!({
+                    "id": iv.id.to_string(), "area": iv.candidate.area, "title": iv.candidate.title,
+                    "due_at": iv.due_at.map(|t| t.to_rfc3339()),
+                })).collect::<Vec<_>>(),
+                "frozen": freezes,
+                "budget_left": budget,
+                "daily_budget": config.guards.daily_budget,
+                "backlog": backlog.len(),
+                "escalations_24h": escalations,
+            });
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&status).context("serialising")?
+                );
+                return Ok(());
+            }
+            println!(
+                "kaizen at {} — mode {}, repo {}",
+                now.format("%Y-%m-%dT%H:%M:%SZ"),
+                status["mode"].as_str().unwrap_or("?"),
+                config.repo.display()
+            );
+            println!("signals:");
+            if config.signals.is_empty() {
+                println!("  none configured");
+            }
+            for s in &signals {
+                let value = s["value"]
+                    .as_f64()
+                    .map(|v| format!("{v} {}", s["unit"].as_str().unwrap_or("")))
+                    .unwrap_or_else(|| "no sample yet".into());
+                let at = s["at"]
+                    .as_str()
+                    .map(|a| format!(" at {a}"))
+                    .unwrap_or_default();
+                let alert = if s["alerting"].as_bool() == Some(true) {
+                    "  ALERT"
+                } else {
+                    ""
+                };
+                println!(
+                    "  {:<20} {value}{at}{alert}",
+                    s["signal"].as_str().unwrap_or("")
+                );
+            }
+            println!("awaiting validation: {}", applied.len());
+            for iv in &applied {
+                println!(
+                    "  {} [{}] {} — due {}",
+                    iv.id,
+                    iv.candidate.area,
+                    iv.candidate.title,
+                    iv.due_at
+                        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                        .unwrap_or_default()
+                );
+            }
+            for f in &freezes {
+                println!(
+                    "frozen: area `{}` until {} ({})",
+                    f.area,
+                    f.until.format("%Y-%m-%dT%H:%M:%SZ"),
+                    f.reason
+                );
+            }
+            println!(
+                "daily budget: {budget} of {} left",
+                config.guards.daily_budget
+            );
+            println!("backlog: {} (need a canary)", backlog.len());
+            if escalations > 0 {
+                println!(
+                    "escalations in the last 24h: {escalations} (see `kaizen events --kind escalation`)"
+                );
+            }
+            Ok(())
+        }
         Command::Observe => {
             let config = load_config(&cli.config)?;
             let _lock = lock(&config)?;

@@ -41,6 +41,13 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// What kaizen sees now: signals (latest value, alerting), changes awaiting validation, frozen
+    /// areas, budget left, backlog — read from the ledger, nothing sampled or changed.
+    Status {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Sample every signal once and record the samples.
     Observe,
     /// Print the candidates the proposers would make now, with the guards' view; apply nothing.

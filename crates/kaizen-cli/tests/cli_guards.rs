@@ -233,3 +233,24 @@ fn shadow_mode_records_and_never_commits_manual_mode_waits_for_apply() {
         Some(1)
     );
 }
+
+#[test]
+fn status_shows_signals_pending_changes_and_budget() {
+    let h = Harness::new(RULE_GROW_CACHE, "");
+    let before = h.ok(-20, &["status"]);
+    assert!(
+        before.contains("no sample yet") && before.contains("daily budget: 5 of 5 left"),
+        "{before}"
+    );
+    fire(&h);
+    let out = h.ok(11, &["status"]);
+    assert!(out.contains("ALERT"), "{out}");
+    assert!(
+        out.contains("awaiting validation: 1") && out.contains("K-000001"),
+        "{out}"
+    );
+    assert!(out.contains("daily budget: 4 of 5 left"), "{out}");
+    let json: serde_json::Value = serde_json::from_str(&h.ok(11, &["status", "--json"])).unwrap();
+    assert_eq!(json["budget_left"], 4);
+    assert_eq!(json["signals"][0]["alerting"], true);
+}
