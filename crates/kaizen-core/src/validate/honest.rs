@@ -550,7 +550,7 @@ impl HonestValidator {
             // Little history: the spread of window means is unreliable (cycles, few windows), so
             // compare the baseline with the stretch just before it instead.
             let prev = &hist[hist.len().saturating_sub(2 * span)..];
-            if prev.len() >= nb {
+            if prev.len() >= LOCAL_MIN_BEFORE {
                 let sd = mad_sigma(prev)
                     .filter(|v| *v > 0.0)
                     .or_else(|| std_dev(prev))
@@ -574,10 +574,25 @@ impl HonestValidator {
             }
         }
         if hist.len() < 3 * nb + span {
-            cal.validate_ok = false;
-            cal.notes.push(
-                "too little history before the baseline to rule out regression to the mean".into(),
-            );
+            let prev_len = hist.len().min(2 * span);
+            if prev_len >= LOCAL_MIN_BEFORE {
+                // The local check above has weighed the baseline against the stretch before it
+                // (crediting only what goes beyond a full return when it was an excursion).
+                cal.notes.push(
+                    "little history: the baseline was judged against the stretch just before it, not against similar past excursions".into(),
+                );
+            } else if let Some(z) = recovering_within(base) {
+                // No history before the baseline: the only evidence of a passing spike is the
+                // baseline itself already moving back; then nothing can be credited to the change.
+                cal.validate_ok = false;
+                cal.notes.push(format!(
+                    "no history before the baseline, and the baseline was already improving by itself ({z:.1} standard errors between its halves): cannot rule out regression to the mean"
+                ));
+            } else {
+                cal.notes.push(
+                    "no history before the baseline: it cannot be shown to be an excursion (steady throughout); judged on the interval alone".into(),
+                );
+            }
             return cal;
         }
         let mut pre = vec![0.0; hist.len() + 1];
@@ -1360,4 +1375,30 @@ fn finish(look: Look, outcome: Outcome, summary: String, figures: Figures) -> Ve
         summary,
         figures,
     }
+}
+
+/// Samples before the baseline needed to compare it with "the stretch just before it" when the
+/// history is too short for anything better (fewer: the baseline is judged on its own trend).
+const LOCAL_MIN_BEFORE: usize = 8;
+
+/// How many standard errors the second half of `base` (oriented working scale: higher is better)
+/// is better than its first half, when that reaches 2 — a baseline already recovering by itself.
+/// Too short a baseline to tell counts as recovering (fail closed).
+fn recovering_within(base: &[f64]) -> Option<f64> {
+    let half = base.len() / 2;
+    if half < 3 {
+        return Some(f64::INFINITY);
+    }
+    let (first, second) = base.split_at(half);
+    let sd = mad_sigma(base)
+        .filter(|v| *v > 0.0)
+        .or_else(|| std_dev(base))
+        .unwrap_or(0.0);
+    if sd <= 0.0 {
+        return None;
+    }
+    let f = ar1_width_factor(lag1_autocorrelation(base).unwrap_or(0.0));
+    let se = sd * f * (1.0 / first.len() as f64 + 1.0 / second.len() as f64).sqrt();
+    let z = (mean(second).unwrap_or(0.0) - mean(first).unwrap_or(0.0)) / se;
+    (z >= 2.0).then_some(z)
 }

@@ -437,3 +437,67 @@ fn the_cli_loop_fix_is_validated() {
     let v = HonestValidator::default().validate(&at(&p, &sig, &samples, 190));
     assert_eq!(v.outcome, Outcome::Validated, "{v:?}");
 }
+
+/// With no history before the baseline (kaizen just started watching): a steady baseline cannot
+/// be shown to be an excursion, so a real −40% is validated and a no-op is not; a baseline that
+/// is already coming down by itself (a passing spike) is never validated; with a short stretch
+/// before the baseline, a spike in the baseline is credited only beyond a full return.
+#[test]
+fn no_history_before_the_baseline() {
+    let sig = signal("lat");
+    let p = prediction(ExpectedChange::Relative(-0.2), 30);
+    let hv = HonestValidator::default();
+    let apply = 30;
+    let (mut validated, mut false_validated, mut spike_validated) = (0, 0, 0);
+    for seed in 0..20 {
+        let fixed = noisy(|i| if i >= apply { 150.0 } else { 250.0 }, 0.04, 70, seed);
+        validated +=
+            usize::from(hv.validate(&at(&p, &sig, &fixed, apply)).outcome == Outcome::Validated);
+        let noop = noisy(|_| 250.0, 0.04, 70, 500 + seed);
+        false_validated +=
+            usize::from(hv.validate(&at(&p, &sig, &noop, apply)).outcome == Outcome::Validated);
+        // A spike decaying from 400 towards 250 through the baseline, then the usual level.
+        let spike = noisy(
+            |i| {
+                if i < apply {
+                    250.0 + 150.0 * (-(i as f64) / 10.0).exp()
+                } else {
+                    250.0
+                }
+            },
+            0.04,
+            70,
+            900 + seed,
+        );
+        let v = hv.validate(&at(&p, &sig, &spike, apply));
+        spike_validated += usize::from(v.outcome == Outcome::Validated);
+    }
+    assert!(validated >= 17, "{validated} of 20 validated");
+    assert_eq!(false_validated, 0);
+    assert_eq!(
+        spike_validated, 0,
+        "a passing spike is never credited to the change"
+    );
+
+    // Twenty minutes at the usual level, then a 30-minute spike as the baseline, then back: the
+    // return to the usual level is not credited to a no-op.
+    let apply = 50;
+    let mut credited = 0;
+    for seed in 0..20 {
+        let s = noisy(
+            |i| {
+                if (20..apply).contains(&i) {
+                    400.0
+                } else {
+                    250.0
+                }
+            },
+            0.04,
+            90,
+            1300 + seed,
+        );
+        credited +=
+            usize::from(hv.validate(&at(&p, &sig, &s, apply)).outcome == Outcome::Validated);
+    }
+    assert_eq!(credited, 0);
+}
