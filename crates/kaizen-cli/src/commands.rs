@@ -80,11 +80,7 @@ fn load_lessons(config: &Config) -> Vec<Lesson> {
 }
 
 /// The engine for `config` (exit 2 for config faults such as a bad rules file).
-pub(crate) fn engine_for(config: &Config, clock: Arc<dyn Clock>) -> Result<Engine> {
-    engine(config, clock)
-}
-
-fn engine(config: &Config, clock: Arc<dyn Clock>) -> Result<Engine> {
+pub(crate) fn engine(config: &Config, clock: Arc<dyn Clock>) -> Result<Engine> {
     assemble::engine_from_config(config, clock, load_lessons(config)).map_err(|e| {
         if e.is_config() {
             usage(e.to_string())

@@ -1,6 +1,6 @@
 //! `kaizen lessons …` and `kaizen learn`.
 
-use crate::commands::{Failure, engine_for, load_config, lock, rt, usage};
+use crate::commands::{Failure, engine, load_config, lock, rt, usage};
 use anyhow::{Context, anyhow};
 use clap::Subcommand;
 use kaizen_core::clock::Clock;
@@ -114,7 +114,7 @@ pub async fn run(cmd: LessonsCommand, config_path: &Path, clock: Arc<dyn Clock>)
                 new.version = old.version + 1;
             }
             let _lock = lock(&config)?;
-            let engine = engine_for(&config, clock)?;
+            let engine = engine(&config, clock)?;
             let rel = kaizen_core::config::relative_to(&config.lessons, &config.repo).ok_or_else(
                 || {
                     usage(format!(
@@ -148,7 +148,7 @@ pub async fn run(cmd: LessonsCommand, config_path: &Path, clock: Arc<dyn Clock>)
                 return Err(usage(format!("lesson {id} is already retired")));
             }
             let _lock = lock(&config)?;
-            let engine = engine_for(&config, clock.clone())?;
+            let engine = engine(&config, clock.clone())?;
             let retired = lesson::retire(
                 &old,
                 &format!("retired by operator: {reason}"),
@@ -179,7 +179,7 @@ pub async fn run(cmd: LessonsCommand, config_path: &Path, clock: Arc<dyn Clock>)
 pub async fn learn(config_path: &Path, clock: Arc<dyn Clock>, json: bool, llm: bool) -> Result<()> {
     let config = load_config(config_path)?;
     let _lock = lock(&config)?;
-    let mut engine = engine_for(&config, clock)?;
+    let mut engine = engine(&config, clock)?;
     let (report, notes) = kaizen_adapters::assemble::learn_now(&mut engine, &config, llm)
         .await
         .map_err(|e| {

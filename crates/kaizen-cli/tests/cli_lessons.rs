@@ -100,11 +100,7 @@ fn hand_written_lessons_are_validated_added_and_retired() {
 fn init_copies_the_starter_library() {
     let dir = tempfile::tempdir().unwrap();
     git(dir.path(), &["init", "-q"]);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kaizen"))
-        .arg("init")
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
+    let out = kaizen_in(dir.path(), &["init"]);
     assert!(
         out.status.success(),
         "{}",
@@ -114,11 +110,7 @@ fn init_copies_the_starter_library() {
         .unwrap()
         .count();
     assert!(n >= 6, "{n} starter lessons");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kaizen"))
-        .args(["lessons", "list"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
+    let out = kaizen_in(dir.path(), &["lessons", "list"]);
     assert!(
         out.status.success(),
         "{}",

@@ -254,11 +254,7 @@ fn exit_codes_and_config_errors() {
 fn init_writes_config_state_dir_and_exclude() {
     let dir = tempfile::tempdir().expect("tempdir");
     git(dir.path(), &["init", "-q"]);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kaizen"))
-        .arg("init")
-        .current_dir(dir.path())
-        .output()
-        .expect("runs");
+    let out = kaizen_in(dir.path(), &["init"]);
     assert!(
         out.status.success(),
         "{}",
@@ -275,19 +271,11 @@ fn init_writes_config_state_dir_and_exclude() {
     );
     assert!(!status.contains(".kaizen"), "{status}");
     // Running it again refuses to clobber the config.
-    let again = std::process::Command::new(env!("CARGO_BIN_EXE_kaizen"))
-        .arg("init")
-        .current_dir(dir.path())
-        .output()
-        .expect("runs");
+    let again = kaizen_in(dir.path(), &["init"]);
     assert_eq!(again.status.code(), Some(2));
     // Outside a git repository it says so.
     let bare = tempfile::tempdir().expect("tempdir");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kaizen"))
-        .arg("init")
-        .current_dir(bare.path())
-        .output()
-        .expect("runs");
+    let out = kaizen_in(bare.path(), &["init"]);
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -297,11 +285,7 @@ fn init_in_a_subdirectory_points_at_the_repository_root() {
     git(dir.path(), &["init", "-q"]);
     let sub = dir.path().join("ops/kaizen");
     std::fs::create_dir_all(&sub).expect("mkdir");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kaizen"))
-        .arg("init")
-        .current_dir(&sub)
-        .output()
-        .expect("runs");
+    let out = kaizen_in(&sub, &["init"]);
     assert!(
         out.status.success(),
         "{}",
@@ -314,11 +298,7 @@ fn init_in_a_subdirectory_points_at_the_repository_root() {
         exclude.lines().any(|l| l == "/ops/kaizen/.kaizen/"),
         "{exclude}"
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kaizen"))
-        .arg("cycle")
-        .current_dir(&sub)
-        .output()
-        .expect("runs");
+    let out = kaizen_in(&sub, &["cycle"]);
     assert!(
         out.status.success(),
         "{}",

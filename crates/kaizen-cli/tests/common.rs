@@ -40,6 +40,17 @@ pub fn git(repo: &Path, args: &[&str]) -> Output {
     out
 }
 
+/// Runs `kaizen ARGS` in `dir` (no clock override), for tests outside a [`Harness`].
+pub fn kaizen_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kaizen"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("KAIZEN_NOW")
+        .env_remove("KAIZEN_CONFIG")
+        .output()
+        .expect("kaizen runs")
+}
+
 pub fn git_text(repo: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&git(repo, args).stdout).into_owned()
 }

@@ -320,11 +320,6 @@ impl Config {
     pub fn ledger_path(&self) -> PathBuf {
         self.state_dir.join("ledger.sqlite")
     }
-
-    /// The configured signals as plain [`Signal`]s.
-    pub fn signal_list(&self) -> Vec<Signal> {
-        self.signals.values().map(|s| s.signal.clone()).collect()
-    }
 }
 
 /// A config that could not be loaded.

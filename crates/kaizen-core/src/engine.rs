@@ -8,7 +8,7 @@ use crate::apply::{Applier, ApplyError};
 use crate::canary::{Canary, CanaryResult};
 use crate::clock::Clock;
 use crate::config::{Config, Mode, SignalConfig, ValidateConfig};
-use crate::guard::{self, Decision, Guard, GuardContext, GuardPolicy, GuardVerdict};
+use crate::guard::{self, Decision, Guard, GuardContext, GuardPolicy, GuardVerdict, LedgerView};
 use crate::intervention::{Candidate, Intervention, InterventionId, Outcome, Status};
 use crate::learn::{DistillInput, Distiller, LessonChange};
 use crate::ledger::{Ledger, LedgerError, Pending};
@@ -671,8 +671,15 @@ impl Engine {
         report: &mut CycleReport,
     ) -> Result<Option<InterventionId>, EngineError> {
         let now = self.clock.now();
-        let verdicts = self.run_guards(&candidate, now)?;
-        if let Some(earlier) = self.repeat_of(&candidate, &verdicts, now)? {
+        let view = self.ledger.view(now, self.view_lookback())?;
+        let verdicts = self.guard_with(&candidate, now, &view);
+        if let Some(earlier) = Self::repeat_of(
+            &candidate,
+            &verdicts,
+            &view,
+            self.settings.policy.dedup_window,
+            now,
+        ) {
             tracing::debug!(
                 "kaizen stage=propose repeat of {earlier} suppressed: {}",
                 candidate.title
@@ -770,23 +777,22 @@ impl Engine {
     /// The earlier intervention `candidate` merely repeats, if the guards blocked it only as a
     /// duplicate and an identical one (same proposer, rule, area and targets) is live or recent.
     fn repeat_of(
-        &self,
         candidate: &Candidate,
         verdicts: &[GuardVerdict],
+        view: &LedgerView,
+        dedup_window: Span,
         now: DateTime<Utc>,
-    ) -> Result<Option<InterventionId>, EngineError> {
+    ) -> Option<InterventionId> {
         let blocking: Vec<&GuardVerdict> = verdicts
             .iter()
             .filter(|v| v.decision == Decision::Block)
             .collect();
         if blocking.is_empty() || blocking.iter().any(|v| v.guard != "dedup") {
-            return Ok(None);
+            return None;
         }
-        let window = self.settings.policy.dedup_window.to_chrono();
+        let window = dedup_window.to_chrono();
         let targets = candidate.targets();
-        let view = self.ledger.view(now, self.view_lookback())?;
-        Ok(view
-            .interventions
+        view.interventions
             .iter()
             .find(|iv| {
                 let c = &iv.candidate;
@@ -800,7 +806,7 @@ impl Engine {
                     && c.origin.rule == candidate.origin.rule
                     && c.targets() == targets
             })
-            .map(|iv| iv.id))
+            .map(|iv| iv.id)
     }
 
     /// What the guards would say about `candidate` now (nothing is recorded).
@@ -813,23 +819,19 @@ impl Engine {
         candidate: &Candidate,
         now: DateTime<Utc>,
     ) -> Result<Vec<GuardVerdict>, EngineError> {
-        self.run_guards_excluding(candidate, now, None)
+        let view = self.ledger.view(now, self.view_lookback())?;
+        Ok(self.guard_with(candidate, now, &view))
     }
 
-    /// Guards `candidate`; `itself` (an already-recorded intervention being guarded again) is
-    /// left out of the view so it is not a duplicate of itself.
-    fn run_guards_excluding(
+    /// Runs the guard chain (and the prediction check) on `candidate` against `view`.
+    fn guard_with(
         &self,
         candidate: &Candidate,
         now: DateTime<Utc>,
-        itself: Option<InterventionId>,
-    ) -> Result<Vec<GuardVerdict>, EngineError> {
-        let mut view = self.ledger.view(now, self.view_lookback())?;
-        if let Some(id) = itself {
-            view = view.excluding(id);
-        }
+        view: &LedgerView,
+    ) -> Vec<GuardVerdict> {
         let ctx = GuardContext {
-            view: &view,
+            view,
             policy: &self.settings.policy,
             now,
             repo_root: &self.settings.repo_root,
@@ -856,7 +858,7 @@ impl Engine {
                 )
             },
         });
-        Ok(verdicts)
+        verdicts
     }
 
     async fn apply_now(
@@ -958,7 +960,9 @@ impl Engine {
             });
         }
         let now = self.clock.now();
-        let verdicts = self.run_guards_excluding(&iv.candidate, now, Some(id))?;
+        // Guarded again: leave the intervention itself out, so it is not its own duplicate.
+        let view = self.ledger.view(now, self.view_lookback())?.excluding(id);
+        let verdicts = self.guard_with(&iv.candidate, now, &view);
         self.ledger.record_guard_verdicts(id, now, &verdicts)?;
         let (decision, reason) = guard::overall(&verdicts);
         match decision {

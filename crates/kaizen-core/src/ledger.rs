@@ -6,9 +6,7 @@
 //! tell what happened (see `Engine::reconcile`).
 
 use crate::guard::{Decision, GuardVerdict, LedgerView};
-use crate::intervention::{
-    Candidate, Intervention, InterventionId, Origin, Outcome, Prediction, Status,
-};
+use crate::intervention::{Candidate, Intervention, InterventionId, Origin, Prediction, Status};
 use crate::signal::Sample;
 use crate::validate::Verdict;
 use chrono::{DateTime, TimeZone, Utc};
@@ -632,21 +630,6 @@ impl Ledger {
             c.execute(
                 "UPDATE interventions SET outcome = ?2, verdict_json = ?3 WHERE id = ?1",
                 params![id.0, verdict.outcome.as_str(), json],
-            )
-            .map(|_| ())
-        })
-    }
-
-    /// Sets the outcome alone (e.g. a manual revert of an unvalidated change).
-    pub fn set_outcome(
-        &mut self,
-        id: InterventionId,
-        outcome: Option<Outcome>,
-    ) -> Result<(), LedgerError> {
-        self.sql(|c| {
-            c.execute(
-                "UPDATE interventions SET outcome = ?2 WHERE id = ?1",
-                params![id.0, outcome.map(Outcome::as_str)],
             )
             .map(|_| ())
         })
