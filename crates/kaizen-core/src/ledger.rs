@@ -607,6 +607,7 @@ impl Ledger {
         reason: &str,
     ) -> Result<(), LedgerError> {
         self.transition(id, Status::Applied, now, "apply", reason)?;
+        crate::failpoint::hit("ledger.mark_applied.after_status");
         self.sql(|c| {
             c.execute(
                 "UPDATE interventions SET commit_sha = ?2, applied_at = ?3, due_at = ?4, pending = NULL WHERE id = ?1",
@@ -698,6 +699,7 @@ impl Ledger {
         reason: &str,
     ) -> Result<(), LedgerError> {
         self.transition(id, Status::Reverted, now, stage, reason)?;
+        crate::failpoint::hit("ledger.mark_reverted.after_status");
         self.sql(|c| {
             c.execute(
                 "UPDATE interventions SET revert_commit = ?2, pending = NULL WHERE id = ?1",

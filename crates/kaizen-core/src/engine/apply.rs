@@ -1,0 +1,123 @@
+//! Apply: canary trial, then one commit per intervention with a pending marker around it.
+
+use super::{CycleReport, Engine, EngineError, short};
+use crate::canary::CanaryResult;
+use crate::clock::Clock;
+use crate::guard::{self, Decision};
+use crate::intervention::{Candidate, InterventionId, Status};
+use crate::ledger::Pending;
+
+impl Engine {
+    pub(super) async fn apply_now(
+        &mut self,
+        id: InterventionId,
+        candidate: &Candidate,
+        report: &mut CycleReport,
+    ) -> Result<(), EngineError> {
+        let now = self.clock.now();
+        if candidate.risk >= self.settings.policy.canary_required_from {
+            let Some(canary) = self.canaries.iter().find(|c| c.area() == candidate.area) else {
+                // The canary guard should have put this in the backlog; never apply without one.
+                self.ledger.transition(
+                    id,
+                    Status::Backlog,
+                    now,
+                    "apply",
+                    "no canary for this area (fail closed)",
+                )?;
+                report.backlog.push(id);
+                return Ok(());
+            };
+            match canary.trial(id, candidate).await {
+                CanaryResult::Pass(msg) => {
+                    self.ledger
+                        .record_event(now, Some(id), "canary", "pass", &msg, None)?;
+                    report.line(Some(id), "canary", format!("passed: {msg}"));
+                }
+                CanaryResult::Fail(msg) => {
+                    self.ledger
+                        .record_event(now, Some(id), "canary", "fail", &msg, None)?;
+                    self.ledger.transition(
+                        id,
+                        Status::Blocked,
+                        now,
+                        "canary",
+                        &format!("canary failed: {msg}"),
+                    )?;
+                    report.blocked.push(id);
+                    report.line(Some(id), "canary", format!("failed, blocked: {msg}"));
+                    return Ok(());
+                }
+            }
+        }
+        self.ledger.set_pending(id, Some(Pending::Apply))?;
+        match self.applier.apply(id, candidate) {
+            Ok(commit) => {
+                let due = now
+                    + self.settings.validate.settle.to_chrono()
+                    + candidate.prediction.within.to_chrono();
+                self.ledger.mark_applied(
+                    id,
+                    &commit.sha,
+                    now,
+                    due,
+                    &format!("committed {}", short(&commit.sha)),
+                )?;
+                report.applied.push(id);
+                report.line(
+                    Some(id),
+                    "apply",
+                    format!(
+                        "applied as commit {}; validation due {}",
+                        short(&commit.sha),
+                        due.format("%Y-%m-%dT%H:%M:%SZ")
+                    ),
+                );
+            }
+            Err(e) => {
+                self.ledger.set_pending(id, None)?;
+                self.ledger.transition(
+                    id,
+                    Status::Blocked,
+                    now,
+                    "apply",
+                    &format!("not applied: {e}"),
+                )?;
+                report.blocked.push(id);
+                report.line(Some(id), "apply", format!("not applied: {e}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a `proposed` intervention on a human's say-so (manual mode), re-running the guards.
+    pub async fn approve(&mut self, id: InterventionId) -> Result<CycleReport, EngineError> {
+        let mut report = CycleReport {
+            at: self.clock.now(),
+            ..Default::default()
+        };
+        let iv = self.ledger.get(id)?;
+        if iv.status != Status::Proposed {
+            return Err(EngineError::Refused {
+                id,
+                message: format!(
+                    "is {}, only proposed interventions can be applied",
+                    iv.status
+                ),
+            });
+        }
+        let now = self.clock.now();
+        // Guarded again: leave the intervention itself out, so it is not its own duplicate.
+        let view = self.ledger.view(now, self.view_lookback())?.excluding(id);
+        let verdicts = self.guard_with(&iv.candidate, now, &view);
+        self.ledger.record_guard_verdicts(id, now, &verdicts)?;
+        let (decision, reason) = guard::overall(&verdicts);
+        match decision {
+            Decision::Pass => self.apply_now(id, &iv.candidate, &mut report).await?,
+            Decision::Block | Decision::Backlog => {
+                self.refuse(id, decision, &reason, &mut report)?
+            }
+        }
+        Ok(report)
+    }
+}

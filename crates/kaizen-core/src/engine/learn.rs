@@ -1,0 +1,174 @@
+//! Learn: distil finalized interventions into lesson files, commit them, index them.
+
+use super::{Engine, EngineError};
+use crate::clock::Clock;
+use crate::learn::{DistillInput, Distiller, LessonChange};
+use crate::lesson::LessonStatus;
+use crate::span::Span;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// What one learn run did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LearnReport {
+    /// When it ran.
+    pub at: DateTime<Utc>,
+    /// One line per lesson change (`created L-…`, `updated L-… v3`, `retired L-…: why`).
+    pub changes: Vec<String>,
+    /// The commit holding the lesson files, if anything changed.
+    pub commit: Option<String>,
+    /// Lesson files that could not be loaded (reported, left alone).
+    pub load_errors: Vec<String>,
+}
+
+impl Engine {
+    /// Distils finalized interventions into lessons in `lessons_dir` (inside the repository),
+    /// retires lessons whose `retired_when` holds now, commits the lesson files as one commit
+    /// (not an intervention, not counted against the budget), indexes them in the ledger, and
+    /// offers the active ones to proposers from now on.
+    pub fn learn(
+        &mut self,
+        distiller: &dyn Distiller,
+        lessons_dir: &std::path::Path,
+    ) -> Result<LearnReport, EngineError> {
+        let (changes, load_errors) = self.plan_learn(distiller, lessons_dir)?;
+        self.commit_learn(changes, load_errors, distiller.name(), lessons_dir)
+    }
+
+    /// The first half of [`Engine::learn`]: the lesson changes the distiller proposes now (and the
+    /// lesson files that could not be loaded), without writing anything — so a host may refine
+    /// them (e.g. an LLM rewording `because`) before [`Engine::commit_learn`].
+    pub fn plan_learn(
+        &mut self,
+        distiller: &dyn Distiller,
+        lessons_dir: &std::path::Path,
+    ) -> Result<(Vec<LessonChange>, Vec<String>), EngineError> {
+        let now = self.clock.now();
+        let (lessons, errors) = crate::lesson::store::load(lessons_dir)
+            .map_err(|e| EngineError::Learn(e.to_string()))?;
+        let load_errors = errors.iter().map(|e| e.to_string()).collect();
+        let finalized = self.ledger.finalized()?;
+        let mut verdicts = BTreeMap::new();
+        for iv in &finalized {
+            if let Some(v) = self.ledger.verdict(iv.id)? {
+                verdicts.insert(
+                    iv.id.to_string(),
+                    serde_json::to_value(&v).unwrap_or_default(),
+                );
+            }
+        }
+        let mut recent = BTreeMap::new();
+        for name in self.settings.signals.keys() {
+            recent.insert(
+                name.clone(),
+                self.ledger
+                    .samples(name, now - Span::days(8).to_chrono(), now)?,
+            );
+        }
+        let input = DistillInput {
+            now,
+            finalized: &finalized,
+            verdicts: &verdicts,
+            lessons: &lessons,
+            recent: &recent,
+        };
+        let changes = distiller
+            .distill(&input)
+            .map_err(|e| EngineError::Learn(e.to_string()))?;
+        Ok((changes, load_errors))
+    }
+
+    /// The second half of [`Engine::learn`]: commits `changes` as one commit, records and indexes
+    /// them, and offers the active lessons to proposers.
+    pub fn commit_learn(
+        &mut self,
+        changes: Vec<LessonChange>,
+        load_errors: Vec<String>,
+        distiller_name: &str,
+        lessons_dir: &std::path::Path,
+    ) -> Result<LearnReport, EngineError> {
+        let now = self.clock.now();
+        let mut report = LearnReport {
+            at: now,
+            load_errors,
+            ..Default::default()
+        };
+        let rel =
+            crate::config::relative_to(lessons_dir, &self.settings.repo_root).ok_or_else(|| {
+                EngineError::Learn(format!(
+                    "lessons dir {} is not inside the repository {}",
+                    lessons_dir.display(),
+                    self.settings.repo_root.display()
+                ))
+            })?;
+        if !changes.is_empty() {
+            let writes = crate::lesson::store::change_writes(&rel, &changes);
+            let message = crate::lesson::store::commit_message(distiller_name, &changes);
+            match self.applier.commit_files(&writes, &message) {
+                Ok(commit) => report.commit = commit.map(|c| c.sha),
+                Err(e) => {
+                    self.ledger.record_event(
+                        now,
+                        None,
+                        "learn",
+                        "commit_refused",
+                        &format!("lesson changes not committed: {e}"),
+                        None,
+                    )?;
+                    return Err(EngineError::Learn(format!(
+                        "lesson changes not committed: {e}"
+                    )));
+                }
+            }
+        }
+        for change in &changes {
+            let l = change.lesson();
+            let line = match change {
+                LessonChange::Create(_) => {
+                    format!("created {} (v{}): prefer {}", l.id, l.version, l.prefer)
+                }
+                LessonChange::Update(_) => format!(
+                    "updated {} to v{} ({} evidence)",
+                    l.id,
+                    l.version,
+                    l.evidence.len()
+                ),
+                LessonChange::Retire(_) => format!(
+                    "retired {}: {}",
+                    l.id,
+                    l.retired_reason.clone().unwrap_or_default()
+                ),
+            };
+            tracing::info!("kaizen stage=learn lesson={} {line}", l.id);
+            self.ledger.record_event(
+                now,
+                None,
+                "learn",
+                "lesson",
+                &line,
+                serde_json::to_value(l).ok().as_ref(),
+            )?;
+            report.changes.push(line);
+        }
+        // Index every lesson now on disk (hand-written ones too), then offer the active ones.
+        let (lessons, _) = crate::lesson::store::load(lessons_dir)
+            .map_err(|e| EngineError::Learn(e.to_string()))?;
+        for l in &lessons {
+            let row = crate::ledger::LessonRow {
+                id: l.id.clone(),
+                version: l.version,
+                status: match l.status {
+                    LessonStatus::Active => "active".into(),
+                    LessonStatus::Retired => "retired".into(),
+                },
+                area: l.scope.area.clone(),
+                file: format!("{rel}/{}", crate::lesson::store::file_name(&l.id)),
+            };
+            self.ledger
+                .index_lesson(&row, now, &serde_json::to_value(l).unwrap_or_default())?;
+        }
+        self.lessons = lessons;
+        Ok(report)
+    }
+}

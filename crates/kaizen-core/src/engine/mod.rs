@@ -1,0 +1,445 @@
+//! The engine: one cycle of observe → validate what is due (revert failures) → propose → guard →
+//! apply, every decision recorded in the ledger.
+//!
+//! The engine is a library first: the CLI is one user; a host service embeds it the same way.
+//! Stages are trait objects handed in by the builder and exchange plain data.
+//!
+//! One file per step of the loop, all `impl Engine` blocks over the one shared context defined
+//! here (the [`Engine`]: settings, clock, ledger and the stage objects) plus the report helpers:
+//!
+//! | file | step |
+//! | --- | --- |
+//! | `reconcile.rs` | finish git operations a crash interrupted |
+//! | `observe.rs` | sample every source |
+//! | `propose.rs` | gather candidates, run the guard chain, record, refuse or hand to apply |
+//! | `apply.rs` | canary, commit, manual approval |
+//! | `validate.rs` | final and interim looks |
+//! | `revert.rs` | automatic and manual reverts, escalation of refusals |
+//! | `learn.rs` | lessons from finalized interventions |
+
+mod apply;
+mod learn;
+mod observe;
+mod propose;
+mod reconcile;
+mod revert;
+mod validate;
+
+pub use learn::LearnReport;
+
+use crate::apply::{Applier, ApplyError};
+use crate::canary::Canary;
+use crate::clock::Clock;
+use crate::config::{Config, Mode, SignalConfig, ValidateConfig};
+use crate::guard::{self, Guard, GuardPolicy};
+use crate::intervention::{Candidate, InterventionId};
+use crate::ledger::{Ledger, LedgerError};
+use crate::lesson::Lesson;
+use crate::observe::Source;
+use crate::propose::Proposer;
+use crate::signal::Sample;
+use crate::span::Span;
+use crate::validate::Validator;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// How long before the same refusal is escalated again.
+pub const ESCALATE_AGAIN: Span = Span::hours(6);
+
+/// How far back validation looks for history (seasonality needs 7 days before the baseline).
+pub const HISTORY: Span = Span::days(9);
+
+/// An engine operation failed (the ledger is unusable, or a requested intervention is wrong).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The ledger failed.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// A request that makes no sense for this intervention.
+    #[error("{id}: {message}")]
+    Refused {
+        /// The intervention.
+        id: InterventionId,
+        /// Why.
+        message: String,
+    },
+    /// A git operation failed.
+    #[error("{id}: {source}")]
+    Apply {
+        /// The intervention.
+        id: InterventionId,
+        /// The applier's error.
+        source: ApplyError,
+    },
+    /// The learn step failed (lesson files unreadable, commit refused, distiller error).
+    #[error("learn: {0}")]
+    Learn(String),
+    /// The engine was built without a required part.
+    #[error("engine not configured: {0}")]
+    Incomplete(&'static str),
+}
+
+/// What the engine needs to know from the configuration.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Autonomous, shadow or manual.
+    pub mode: Mode,
+    /// The target repository root.
+    pub repo_root: PathBuf,
+    /// Signals by name.
+    pub signals: BTreeMap<String, SignalConfig>,
+    /// Guard policy.
+    pub policy: GuardPolicy,
+    /// Validation settings.
+    pub validate: ValidateConfig,
+    /// How much recent history proposers see.
+    pub recent_window: Span,
+}
+
+impl EngineSettings {
+    /// Settings from a loaded config.
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            mode: config.mode,
+            repo_root: config.repo.clone(),
+            signals: config.signals.clone(),
+            policy: config.guards.clone(),
+            validate: config.validate.clone(),
+            recent_window: Span::hours(24),
+        }
+    }
+}
+
+/// One line of a cycle's account, in the order things happened.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReportLine {
+    /// The intervention concerned, if any.
+    pub id: Option<InterventionId>,
+    /// The stage.
+    pub stage: &'static str,
+    /// What happened.
+    pub text: String,
+}
+
+/// What one cycle did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CycleReport {
+    /// When it ran.
+    pub at: DateTime<Utc>,
+    /// Every decision, in order.
+    pub lines: Vec<ReportLine>,
+    /// Samples recorded.
+    pub samples: usize,
+    /// Interventions applied this cycle.
+    pub applied: Vec<InterventionId>,
+    /// Interventions validated this cycle.
+    pub validated: Vec<InterventionId>,
+    /// Interventions reverted this cycle.
+    pub reverted: Vec<InterventionId>,
+    /// Interventions blocked this cycle.
+    pub blocked: Vec<InterventionId>,
+    /// Interventions put in the backlog this cycle.
+    pub backlog: Vec<InterventionId>,
+    /// Interventions whose window was extended.
+    pub extended: Vec<InterventionId>,
+    /// Interventions left `proposed` (shadow/manual mode).
+    pub proposed: Vec<InterventionId>,
+    /// Candidates not recorded because they repeat a live or recent identical intervention.
+    pub suppressed: usize,
+    /// Problems that need a human (a revert that could not be made, ...).
+    pub escalations: Vec<String>,
+}
+
+impl CycleReport {
+    pub(super) fn line(
+        &mut self,
+        id: Option<InterventionId>,
+        stage: &'static str,
+        text: impl Into<String>,
+    ) {
+        let text = text.into();
+        match id {
+            Some(id) => tracing::info!("kaizen intervention={id} stage={stage} {text}"),
+            None => tracing::info!("kaizen stage={stage} {text}"),
+        }
+        self.lines.push(ReportLine { id, stage, text });
+    }
+}
+
+/// Computes, at proposal time, whether the prediction's window can supply enough samples
+/// (stored with the intervention as JSON; `None` = no opinion).
+pub type SizingFn =
+    dyn Fn(&Candidate, &SignalConfig, &[Sample], Span) -> Option<serde_json::Value> + Send + Sync;
+
+/// The default proposal-time sizing check: can the prediction's window detect the predicted
+/// change given the signal's recent noise? ("unvalidatable as predicted: needs 64 samples,
+/// window gives 30").
+pub fn window_sizing() -> Box<SizingFn> {
+    Box::new(|candidate, sig, history, sample_every| {
+        let sizing = crate::validate::sizing::size_window(
+            &candidate.prediction,
+            &sig.signal,
+            sig.scale,
+            history,
+            sample_every,
+        );
+        let mut v = serde_json::to_value(&sizing).ok()?;
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert(
+                "note".into(),
+                serde_json::Value::String(sizing.message.clone()),
+            );
+        }
+        Some(v)
+    })
+}
+
+/// Builds an [`Engine`].
+pub struct EngineBuilder {
+    settings: EngineSettings,
+    clock: Option<Arc<dyn Clock>>,
+    ledger: Option<Ledger>,
+    sources: Vec<Box<dyn Source>>,
+    proposers: Vec<Box<dyn Proposer>>,
+    guards: Option<Vec<Box<dyn Guard>>>,
+    applier: Option<Box<dyn Applier>>,
+    validator: Option<Box<dyn Validator>>,
+    canaries: Vec<Box<dyn Canary>>,
+    lessons: Vec<Lesson>,
+    sizing: Option<Box<SizingFn>>,
+    notifiers: Vec<Box<dyn crate::notify::Notifier>>,
+}
+
+impl EngineBuilder {
+    /// Adds notifiers (told of applies, validations, reverts and escalations after each cycle).
+    pub fn notifiers(
+        mut self,
+        notifiers: impl IntoIterator<Item = Box<dyn crate::notify::Notifier>>,
+    ) -> Self {
+        self.notifiers.extend(notifiers);
+        self
+    }
+    /// The clock (default: the system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+    /// The ledger (required).
+    pub fn ledger(mut self, ledger: Ledger) -> Self {
+        self.ledger = Some(ledger);
+        self
+    }
+    /// Adds a source.
+    pub fn source(mut self, source: Box<dyn Source>) -> Self {
+        self.sources.push(source);
+        self
+    }
+    /// Adds sources.
+    pub fn sources(mut self, sources: impl IntoIterator<Item = Box<dyn Source>>) -> Self {
+        self.sources.extend(sources);
+        self
+    }
+    /// Adds a proposer.
+    pub fn proposer(mut self, proposer: Box<dyn Proposer>) -> Self {
+        self.proposers.push(proposer);
+        self
+    }
+    /// Replaces the guard chain (default: [`guard::default_chain`]).
+    pub fn guards(mut self, guards: Vec<Box<dyn Guard>>) -> Self {
+        self.guards = Some(guards);
+        self
+    }
+    /// The applier (required).
+    pub fn applier(mut self, applier: Box<dyn Applier>) -> Self {
+        self.applier = Some(applier);
+        self
+    }
+    /// The validator (required).
+    pub fn validator(mut self, validator: Box<dyn Validator>) -> Self {
+        self.validator = Some(validator);
+        self
+    }
+    /// Adds canaries.
+    pub fn canaries(mut self, canaries: impl IntoIterator<Item = Box<dyn Canary>>) -> Self {
+        self.canaries.extend(canaries);
+        self
+    }
+    /// The lessons offered to proposers.
+    pub fn lessons(mut self, lessons: Vec<Lesson>) -> Self {
+        self.lessons = lessons;
+        self
+    }
+    /// The proposal-time window sizing check.
+    pub fn sizing(mut self, sizing: Box<SizingFn>) -> Self {
+        self.sizing = Some(sizing);
+        self
+    }
+    /// Builds the engine.
+    pub fn build(self) -> Result<Engine, EngineError> {
+        let mut policy = self.settings.policy.clone();
+        // Only areas with a canary that can actually run count as having one.
+        policy.canary_areas = self.canaries.iter().map(|c| c.area().to_string()).collect();
+        Ok(Engine {
+            settings: EngineSettings {
+                policy,
+                ..self.settings
+            },
+            clock: self
+                .clock
+                .unwrap_or_else(|| Arc::new(crate::clock::SystemClock)),
+            ledger: self.ledger.ok_or(EngineError::Incomplete("a ledger"))?,
+            sources: self.sources,
+            proposers: self.proposers,
+            guards: self.guards.unwrap_or_else(guard::default_chain),
+            applier: self.applier.ok_or(EngineError::Incomplete("an applier"))?,
+            validator: self
+                .validator
+                .ok_or(EngineError::Incomplete("a validator"))?,
+            canaries: self.canaries,
+            lessons: self.lessons,
+            sizing: self.sizing,
+            notifiers: self.notifiers,
+        })
+    }
+}
+
+/// The loop.
+pub struct Engine {
+    settings: EngineSettings,
+    clock: Arc<dyn Clock>,
+    ledger: Ledger,
+    sources: Vec<Box<dyn Source>>,
+    proposers: Vec<Box<dyn Proposer>>,
+    guards: Vec<Box<dyn Guard>>,
+    applier: Box<dyn Applier>,
+    validator: Box<dyn Validator>,
+    canaries: Vec<Box<dyn Canary>>,
+    lessons: Vec<Lesson>,
+    sizing: Option<Box<SizingFn>>,
+    notifiers: Vec<Box<dyn crate::notify::Notifier>>,
+}
+
+impl Engine {
+    /// Starts building an engine with `settings`.
+    pub fn builder(settings: EngineSettings) -> EngineBuilder {
+        EngineBuilder {
+            settings,
+            clock: None,
+            ledger: None,
+            sources: Vec::new(),
+            proposers: Vec::new(),
+            guards: None,
+            applier: None,
+            validator: None,
+            canaries: Vec::new(),
+            lessons: Vec::new(),
+            sizing: None,
+            notifiers: Vec::new(),
+        }
+    }
+
+    /// The ledger (read access for reports and the CLI).
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// The ledger, mutable (hosts recording their own samples or events).
+    pub fn ledger_mut(&mut self) -> &mut Ledger {
+        &mut self.ledger
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &EngineSettings {
+        &self.settings
+    }
+
+    /// The clock's now.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Replaces the lessons offered to proposers.
+    pub fn set_lessons(&mut self, lessons: Vec<Lesson>) {
+        self.lessons = lessons;
+    }
+
+    /// The applier (for lesson commits and the like).
+    pub fn applier(&self) -> &dyn Applier {
+        self.applier.as_ref()
+    }
+
+    pub(super) fn escalate(
+        &mut self,
+        report: &mut CycleReport,
+        id: Option<InterventionId>,
+        stage: &'static str,
+        text: String,
+    ) -> Result<(), EngineError> {
+        let now = self.clock.now();
+        match id {
+            Some(id) => {
+                tracing::error!("kaizen intervention={id} stage={stage} escalation: {text}")
+            }
+            None => tracing::error!("kaizen stage={stage} escalation: {text}"),
+        }
+        self.ledger
+            .record_event(now, id, stage, "escalation", &text, None)?;
+        report.escalations.push(match id {
+            Some(id) => format!("{id}: {text}"),
+            None => text.clone(),
+        });
+        report.lines.push(ReportLine {
+            id,
+            stage,
+            text: format!("ESCALATION: {text}"),
+        });
+        Ok(())
+    }
+
+    /// Runs one full cycle: reconcile → observe → validate due → propose → guard → apply.
+    pub async fn cycle(&mut self) -> Result<CycleReport, EngineError> {
+        let mut report = CycleReport {
+            at: self.clock.now(),
+            ..Default::default()
+        };
+        self.reconcile(&mut report)?;
+        self.observe(&mut report).await?;
+        self.validate_due(&mut report)?;
+        let proposals = self.gather_proposals(&mut report).await?;
+        for (proposer, candidate) in proposals {
+            self.consider(candidate, &proposer, &mut report).await?;
+        }
+        self.notify(&report).await?;
+        Ok(report)
+    }
+
+    /// Sends a report's notifications to every notifier that wants them. Delivery failures are
+    /// recorded as events and never stop the loop.
+    pub async fn notify(&mut self, report: &CycleReport) -> Result<(), EngineError> {
+        if self.notifiers.is_empty() {
+            return Ok(());
+        }
+        let mut failures = Vec::new();
+        for n in crate::notify::from_report(report) {
+            for notifier in self.notifiers.iter().filter(|x| x.wants(n.kind)) {
+                if let Err(e) = notifier.notify(&n).await {
+                    failures.push((n.intervention, e.to_string()));
+                }
+            }
+        }
+        let now = self.clock.now();
+        for (id, message) in failures {
+            tracing::warn!("kaizen stage=notify {message}");
+            self.ledger
+                .record_event(now, id, "notify", "notify_error", &message, None)?;
+        }
+        Ok(())
+    }
+}
+
+pub(super) fn short(sha: &str) -> &str {
+    sha.get(..10).unwrap_or(sha)
+}

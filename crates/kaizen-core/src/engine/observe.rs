@@ -1,0 +1,46 @@
+//! Observe: sample every source once; a failing source is a recorded gap, never a value.
+
+use super::{CycleReport, Engine, EngineError, ReportLine};
+use crate::clock::Clock;
+
+impl Engine {
+    /// Samples every source once and records the samples (failures are recorded as gaps).
+    pub async fn observe(&mut self, report: &mut CycleReport) -> Result<usize, EngineError> {
+        let now = self.clock.now();
+        let mut all = Vec::new();
+        for source in &self.sources {
+            match source.observe(now).await {
+                Ok(samples) => {
+                    for s in samples {
+                        if s.value.is_finite() {
+                            all.push(s);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "kaizen stage=observe source={} error: {}",
+                        source.name(),
+                        e.message
+                    );
+                    self.ledger.record_event(
+                        now,
+                        None,
+                        "observe",
+                        "sample_error",
+                        &e.to_string(),
+                        None,
+                    )?;
+                    report.lines.push(ReportLine {
+                        id: None,
+                        stage: "observe",
+                        text: format!("gap: {e}"),
+                    });
+                }
+            }
+        }
+        self.ledger.record_samples(&all)?;
+        report.samples += all.len();
+        Ok(all.len())
+    }
+}

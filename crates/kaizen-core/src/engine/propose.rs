@@ -1,0 +1,326 @@
+//! Propose and guard: gather candidates, run the guard chain, record each candidate with its
+//! verdicts, and hand passing ones to apply (or park them in shadow/manual mode).
+
+use super::{CycleReport, Engine, EngineError, ReportLine};
+use crate::clock::Clock;
+use crate::config::Mode;
+use crate::guard::{self, Decision, GuardContext, GuardVerdict, LedgerView};
+use crate::intervention::{Candidate, InterventionId, Status};
+use crate::lesson::LessonStatus;
+use crate::propose::{Proposals, ProposeContext, Rejected};
+use crate::span::Span;
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+
+impl Engine {
+    /// What a proposer may look at, built from the ledger now.
+    pub fn propose_context(&self) -> Result<ProposeContext, EngineError> {
+        let now = self.clock.now();
+        let from = now - self.settings.recent_window.to_chrono();
+        let mut recent = BTreeMap::new();
+        for name in self.settings.signals.keys() {
+            recent.insert(name.clone(), self.ledger.samples(name, from, now)?);
+        }
+        let view = self.ledger.view(now, self.view_lookback())?;
+        let mut interventions = view.interventions.clone();
+        interventions.truncate(50);
+        Ok(ProposeContext {
+            now,
+            signals: self
+                .settings
+                .signals
+                .values()
+                .map(|s| s.signal.clone())
+                .collect(),
+            recent,
+            lessons: self
+                .lessons
+                .iter()
+                .filter(|l| l.status == LessonStatus::Active)
+                .cloned()
+                .collect(),
+            interventions,
+            freezes: guard::active_freezes(&view, &self.settings.policy, now),
+            budget_left: guard::budget_left(&view, &self.settings.policy, now),
+        })
+    }
+
+    pub(super) fn view_lookback(&self) -> chrono::Duration {
+        let p = &self.settings.policy;
+        let longest = [p.dedup_window, p.freeze_for, Span::hours(24)]
+            .into_iter()
+            .max()
+            .unwrap_or(Span::hours(24));
+        longest.to_chrono() + chrono::Duration::hours(1)
+    }
+
+    /// Asks every proposer for candidates (recording rejected output and proposer failures);
+    /// applies nothing.
+    pub async fn gather_proposals(
+        &mut self,
+        report: &mut CycleReport,
+    ) -> Result<Vec<(String, Candidate)>, EngineError> {
+        let ctx = self.propose_context()?;
+        let now = ctx.now;
+        let mut out = Vec::new();
+        let mut events: Vec<(String, String, Option<serde_json::Value>)> = Vec::new();
+        for proposer in &self.proposers {
+            let name = proposer.name().to_string();
+            match proposer.propose(&ctx).await {
+                Ok(Proposals {
+                    candidates,
+                    rejected,
+                }) => {
+                    for Rejected { reason, excerpt } in rejected {
+                        events.push((
+                            "proposal_rejected".into(),
+                            format!("{name}: rejected: {reason}"),
+                            Some(serde_json::json!({ "proposer": name, "reason": reason, "excerpt": excerpt })),
+                        ));
+                    }
+                    out.extend(candidates.into_iter().map(|c| (name.clone(), c)));
+                }
+                Err(e) => events.push(("proposer_error".into(), e.to_string(), None)),
+            }
+        }
+        for (kind, detail, data) in events {
+            tracing::warn!("kaizen stage=propose {kind}: {detail}");
+            self.ledger
+                .record_event(now, None, "propose", &kind, &detail, data.as_ref())?;
+            report.lines.push(ReportLine {
+                id: None,
+                stage: "propose",
+                text: detail,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Runs the guards on a candidate, records it with their verdicts and (in autonomous mode)
+    /// applies it. Returns `None` for a repeat: the same proposer's same change, blocked only as
+    /// a duplicate of its own live or recent instance (a rule that keeps firing while its change
+    /// is applied or parked) — the earlier record stands and no new row is written.
+    pub async fn consider(
+        &mut self,
+        candidate: Candidate,
+        proposer: &str,
+        report: &mut CycleReport,
+    ) -> Result<Option<InterventionId>, EngineError> {
+        let now = self.clock.now();
+        let view = self.ledger.view(now, self.view_lookback())?;
+        let verdicts = self.guard_with(&candidate, now, &view);
+        if let Some(earlier) = Self::repeat_of(
+            &candidate,
+            &verdicts,
+            &view,
+            self.settings.policy.dedup_window,
+            now,
+        ) {
+            tracing::debug!(
+                "kaizen stage=propose repeat of {earlier} suppressed: {}",
+                candidate.title
+            );
+            report.suppressed += 1;
+            return Ok(None);
+        }
+        let why = if candidate.origin.trigger.is_empty() {
+            format!("proposed by {proposer}")
+        } else {
+            format!("trigger: {}", candidate.origin.trigger)
+        };
+        let id = self.ledger.insert_proposed(&candidate, now, &why)?;
+        report.line(
+            Some(id),
+            "propose",
+            format!(
+                "{} [{}] ({}; predicts {})",
+                candidate.title, candidate.area, why, candidate.prediction
+            ),
+        );
+
+        // Window sizing at proposal time: say now if the window cannot supply the samples.
+        if let (Some(sizing), Some(sig)) = (
+            &self.sizing,
+            self.settings.signals.get(&candidate.prediction.signal),
+        ) {
+            let history =
+                self.ledger
+                    .samples(&sig.signal.name, now - Span::days(8).to_chrono(), now)?;
+            if let Some(assessment) = sizing(
+                &candidate,
+                sig,
+                &history,
+                self.settings.validate.sample_every,
+            ) {
+                if let Some(note) = assessment.get("note").and_then(|n| n.as_str()) {
+                    report.line(Some(id), "propose", format!("window sizing: {note}"));
+                }
+                self.ledger.record_sizing(id, &assessment)?;
+            }
+        }
+
+        self.ledger.record_guard_verdicts(id, now, &verdicts)?;
+        for v in verdicts.iter().filter(|v| v.decision != Decision::Pass) {
+            tracing::info!(
+                "kaizen intervention={id} stage=guard guard={} decision={} reason={}",
+                v.guard,
+                v.decision,
+                v.reason
+            );
+        }
+        let (decision, reason) = guard::overall(&verdicts);
+        match decision {
+            Decision::Block | Decision::Backlog => self.refuse(id, decision, &reason, report)?,
+            Decision::Pass => match self.settings.mode {
+                Mode::Autonomous => self.apply_now(id, &candidate, report).await?,
+                Mode::Shadow => {
+                    self.ledger.record_event(
+                        now,
+                        Some(id),
+                        "apply",
+                        "shadow",
+                        "shadow mode: all guards passed; would apply",
+                        None,
+                    )?;
+                    report.proposed.push(id);
+                    report.line(
+                        Some(id),
+                        "apply",
+                        "shadow mode: would apply (not committed)",
+                    );
+                }
+                Mode::Manual => {
+                    self.ledger.record_event(
+                        now,
+                        Some(id),
+                        "apply",
+                        "awaiting_approval",
+                        &format!("manual mode: all guards passed; apply with `kaizen apply {id}`"),
+                        None,
+                    )?;
+                    report.proposed.push(id);
+                    report.line(
+                        Some(id),
+                        "apply",
+                        format!("manual mode: awaiting `kaizen apply {id}`"),
+                    );
+                }
+            },
+        }
+        Ok(Some(id))
+    }
+
+    /// The earlier intervention `candidate` merely repeats, if the guards blocked it only as a
+    /// duplicate and an identical one (same proposer, rule, area and targets) is live or recent.
+    pub(super) fn repeat_of(
+        candidate: &Candidate,
+        verdicts: &[GuardVerdict],
+        view: &LedgerView,
+        dedup_window: Span,
+        now: DateTime<Utc>,
+    ) -> Option<InterventionId> {
+        let blocking: Vec<&GuardVerdict> = verdicts
+            .iter()
+            .filter(|v| v.decision == Decision::Block)
+            .collect();
+        if blocking.is_empty() || blocking.iter().any(|v| v.guard != "dedup") {
+            return None;
+        }
+        let window = dedup_window.to_chrono();
+        let targets = candidate.targets();
+        view.interventions
+            .iter()
+            .find(|iv| {
+                let c = &iv.candidate;
+                let live = matches!(
+                    iv.status,
+                    Status::Applied | Status::Backlog | Status::Proposed
+                );
+                (live || now - iv.created_at < window)
+                    && c.area == candidate.area
+                    && c.origin.proposer == candidate.origin.proposer
+                    && c.origin.rule == candidate.origin.rule
+                    && c.targets() == targets
+            })
+            .map(|iv| iv.id)
+    }
+
+    /// What the guards would say about `candidate` now (nothing is recorded).
+    pub fn dry_guards(&self, candidate: &Candidate) -> Result<Vec<GuardVerdict>, EngineError> {
+        self.run_guards(candidate, self.clock.now())
+    }
+
+    pub(super) fn run_guards(
+        &self,
+        candidate: &Candidate,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<GuardVerdict>, EngineError> {
+        let view = self.ledger.view(now, self.view_lookback())?;
+        Ok(self.guard_with(candidate, now, &view))
+    }
+
+    /// Runs the guard chain (and the prediction check) on `candidate` against `view`.
+    pub(super) fn guard_with(
+        &self,
+        candidate: &Candidate,
+        now: DateTime<Utc>,
+        view: &LedgerView,
+    ) -> Vec<GuardVerdict> {
+        let ctx = GuardContext {
+            view,
+            policy: &self.settings.policy,
+            now,
+            repo_root: &self.settings.repo_root,
+        };
+        let mut verdicts = guard::run_chain(&self.guards, candidate, &ctx);
+        // The prediction must be on a configured signal, or it can never be validated.
+        let known = self
+            .settings
+            .signals
+            .contains_key(&candidate.prediction.signal);
+        verdicts.push(GuardVerdict {
+            guard: "prediction".into(),
+            decision: if known {
+                Decision::Pass
+            } else {
+                Decision::Block
+            },
+            reason: if known {
+                format!("predicts {} on a configured signal", candidate.prediction)
+            } else {
+                format!(
+                    "prediction on unknown signal {:?}: it could never be validated",
+                    candidate.prediction.signal
+                )
+            },
+        });
+        verdicts
+    }
+
+    /// Records a guard refusal: `blocked`, or `backlog` (never applied as is).
+    pub(super) fn refuse(
+        &mut self,
+        id: InterventionId,
+        decision: Decision,
+        reason: &str,
+        report: &mut CycleReport,
+    ) -> Result<(), EngineError> {
+        let now = self.clock.now();
+        if decision == Decision::Backlog {
+            self.ledger
+                .transition(id, Status::Backlog, now, "guard", reason)?;
+            report.backlog.push(id);
+            report.line(
+                Some(id),
+                "guard",
+                format!("backlog (never applied as is): {reason}"),
+            );
+        } else {
+            self.ledger
+                .transition(id, Status::Blocked, now, "guard", reason)?;
+            report.blocked.push(id);
+            report.line(Some(id), "guard", format!("blocked: {reason}"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,216 @@
+//! Validate: final looks for interventions that are due, interim looks (regression only) at
+//! evenly spaced points before; failures go to revert.
+
+use super::{CycleReport, Engine, EngineError, HISTORY};
+use crate::clock::Clock;
+use crate::config::SignalConfig;
+use crate::intervention::{Intervention, InterventionId, Outcome, Status};
+use crate::signal::Sample;
+use crate::validate::{GuardrailSeries, Look, ValidationRequest, Verdict};
+
+impl Engine {
+    /// Judges every applied intervention: final looks for those due, interim looks (regression
+    /// only) for the rest past their settle time. Failures are reverted.
+    pub fn validate_due(&mut self, report: &mut CycleReport) -> Result<(), EngineError> {
+        let now = self.clock.now();
+        let due: Vec<Intervention> = self.ledger.due(now)?;
+        let due_ids: Vec<InterventionId> = due.iter().map(|i| i.id).collect();
+        for iv in due {
+            let ext = self.ledger.extensions(iv.id)?;
+            let look = if ext >= self.settings.validate.max_extensions {
+                Look::LastExtension
+            } else {
+                Look::Final
+            };
+            self.judge(&iv, look, report)?;
+        }
+        // Interim looks (regression only) at the evenly spaced points the validator's
+        // significance level is split across — not every cycle, which would inflate it.
+        let looks = i64::from(self.validator.interim_looks());
+        for iv in self.ledger.with_status(Status::Applied)? {
+            let (Some(applied), Some(due)) = (iv.applied_at, iv.due_at) else {
+                continue;
+            };
+            let start = applied + self.settings.validate.settle.to_chrono();
+            if looks == 0 || due_ids.contains(&iv.id) || now < start || now >= due {
+                continue;
+            }
+            let step = (due - start) / i32::try_from(looks).unwrap_or(i32::MAX);
+            let k = if step > chrono::Duration::zero() {
+                (now - start).num_seconds() / step.num_seconds().max(1)
+            } else {
+                0
+            };
+            if k < 1 || k >= looks {
+                continue;
+            }
+            let taken = self
+                .ledger
+                .events_for(iv.id)?
+                .iter()
+                .filter(|e| e.kind == "interim_look")
+                .filter_map(|e| {
+                    e.data
+                        .as_ref()
+                        .and_then(|d| d.get("look"))
+                        .and_then(|v| v.as_i64())
+                })
+                .max()
+                .unwrap_or(0);
+            if k <= taken {
+                continue;
+            }
+            self.ledger.record_event(
+                now,
+                Some(iv.id),
+                "validate",
+                "interim_look",
+                &format!("interim look {k} of {}", looks - 1),
+                Some(&serde_json::json!({ "look": k })),
+            )?;
+            self.judge(&iv, Look::Interim, report)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn judge(
+        &mut self,
+        iv: &Intervention,
+        look: Look,
+        report: &mut CycleReport,
+    ) -> Result<(), EngineError> {
+        let now = self.clock.now();
+        let id = iv.id;
+        let verdict = self.verdict_for(iv, look)?;
+        let Some(verdict) = verdict else {
+            return Ok(());
+        };
+        if look == Look::Interim {
+            if verdict.outcome == Outcome::Regressed {
+                self.ledger.record_verdict(id, &verdict)?;
+                report.line(
+                    Some(id),
+                    "validate",
+                    format!("interim look: regressed — {}", verdict.summary),
+                );
+                self.revert_with(
+                    iv,
+                    &format!("regressed (interim look): {}", verdict.summary),
+                    report,
+                )?;
+            }
+            return Ok(());
+        }
+        match (verdict.outcome, look) {
+            (Outcome::Validated, _) => {
+                self.ledger.record_verdict(id, &verdict)?;
+                self.ledger.transition(
+                    id,
+                    Status::Validated,
+                    now,
+                    "validate",
+                    &format!("validated: {}", verdict.summary),
+                )?;
+                report.validated.push(id);
+                report.line(
+                    Some(id),
+                    "validate",
+                    format!("validated: {}", verdict.summary),
+                );
+            }
+            (Outcome::Inconclusive, Look::Final) => {
+                let due =
+                    iv.due_at.unwrap_or(now).max(now) + iv.candidate.prediction.within.to_chrono();
+                let n = self.ledger.extend(id, due)?;
+                self.ledger.record_event(
+                    now,
+                    Some(id),
+                    "validate",
+                    "extended",
+                    &format!(
+                        "inconclusive ({}); window extended to {} (extension {n} of {})",
+                        verdict.summary,
+                        due.format("%Y-%m-%dT%H:%M:%SZ"),
+                        self.settings.validate.max_extensions
+                    ),
+                    serde_json::to_value(&verdict).ok().as_ref(),
+                )?;
+                report.extended.push(id);
+                report.line(
+                    Some(id),
+                    "validate",
+                    format!(
+                        "inconclusive, window extended to {} ({})",
+                        due.format("%Y-%m-%dT%H:%M:%SZ"),
+                        verdict.summary
+                    ),
+                );
+            }
+            (outcome, _) => {
+                self.ledger.record_verdict(id, &verdict)?;
+                let reason = match outcome {
+                    Outcome::Inconclusive => format!(
+                        "still inconclusive after {} extensions, reverted (a change that cannot be shown to help is not kept): {}",
+                        self.settings.validate.max_extensions, verdict.summary
+                    ),
+                    _ => format!("{outcome}: {}", verdict.summary),
+                };
+                report.line(Some(id), "validate", reason.clone());
+                self.revert_with(iv, &reason, report)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn verdict_for(
+        &self,
+        iv: &Intervention,
+        look: Look,
+    ) -> Result<Option<Verdict>, EngineError> {
+        let now = self.clock.now();
+        let (Some(applied_at), Some(due_at)) = (iv.applied_at, iv.due_at) else {
+            return Ok(None);
+        };
+        let Some(sig) = self.settings.signals.get(&iv.candidate.prediction.signal) else {
+            return Ok(Some(Verdict {
+                outcome: Outcome::Inconclusive,
+                summary: format!(
+                    "signal {:?} is no longer configured; cannot validate",
+                    iv.candidate.prediction.signal
+                ),
+                figures: Default::default(),
+            }));
+        };
+        let from = applied_at - HISTORY.to_chrono();
+        let samples = self.ledger.samples(&sig.signal.name, from, now)?;
+        let mut guard_samples: Vec<(&SignalConfig, Vec<Sample>)> = Vec::new();
+        for g in self.settings.signals.values() {
+            if g.signal.name != sig.signal.name
+                && g.guardrail_for.iter().any(|a| a == &iv.candidate.area)
+            {
+                guard_samples.push((g, self.ledger.samples(&g.signal.name, from, now)?));
+            }
+        }
+        let req = ValidationRequest {
+            prediction: &iv.candidate.prediction,
+            signal: &sig.signal,
+            scale: sig.scale,
+            applied_at,
+            settle: self.settings.validate.settle,
+            window_end: if look == Look::Interim { now } else { due_at },
+            now,
+            samples: &samples,
+            guardrails: guard_samples
+                .iter()
+                .map(|(g, s)| GuardrailSeries {
+                    signal: &g.signal,
+                    scale: g.scale,
+                    samples: s,
+                })
+                .collect(),
+            look,
+            sample_every: self.settings.validate.sample_every,
+        };
+        Ok(Some(self.validator.validate(&req)))
+    }
+}
