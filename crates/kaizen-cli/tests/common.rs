@@ -134,16 +134,29 @@ validate:
     }
 
     pub fn kaizen_at(&self, minutes: i64, args: &[&str]) -> Output {
+        self.kaizen_env_at(minutes, args, &[])
+    }
+
+    /// Like [`Harness::kaizen_at`] with extra environment variables (e.g. `KAIZEN_FAILPOINT`).
+    pub fn kaizen_env_at(&self, minutes: i64, args: &[&str], env: &[(&str, &str)]) -> Output {
         let now = self.at(minutes).to_rfc3339();
-        Command::new(env!("CARGO_BIN_EXE_kaizen"))
-            .args(args)
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kaizen"));
+        cmd.args(args)
             .arg("--now")
             .arg(&now)
             .current_dir(&self.repo)
             .env_remove("KAIZEN_NOW")
             .env_remove("KAIZEN_CONFIG")
-            .output()
-            .expect("kaizen runs")
+            .env_remove("KAIZEN_FAILPOINT");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("kaizen runs")
+    }
+
+    /// The ledger file, opened directly (tests that inspect or tamper with it).
+    pub fn ledger_db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.repo.join(".kaizen/ledger.sqlite")).expect("ledger opens")
     }
 
     pub fn ok(&self, minutes: i64, args: &[&str]) -> String {

@@ -174,6 +174,16 @@ impl Pending {
     }
 }
 
+/// Columns written in the same transaction as a status change.
+#[derive(Debug, Default, Clone, Copy)]
+struct Also<'a> {
+    commit: Option<&'a str>,
+    revert_commit: Option<&'a str>,
+    applied_due: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// A failpoint between the status and the other columns (kill tests).
+    failpoint: Option<&'static str>,
+}
+
 /// The SQLite ledger.
 pub struct Ledger {
     conn: Connection,
@@ -526,6 +536,7 @@ impl Ledger {
     }
 
     /// Moves `id` to `to` (checked against the lifecycle) with a reason, recording the event.
+    /// A status change ends any git operation in flight (`pending` is cleared with it).
     pub fn transition(
         &mut self,
         id: InterventionId,
@@ -533,6 +544,20 @@ impl Ledger {
         now: DateTime<Utc>,
         stage: &str,
         reason: &str,
+    ) -> Result<(), LedgerError> {
+        self.change_status(id, to, now, stage, reason, Also::default())
+    }
+
+    /// One status change and the columns that go with it, as one transaction: a kill anywhere
+    /// leaves either all of it or none of it.
+    fn change_status(
+        &mut self,
+        id: InterventionId,
+        to: Status,
+        now: DateTime<Utc>,
+        stage: &str,
+        reason: &str,
+        also: Also<'_>,
     ) -> Result<(), LedgerError> {
         let current = self.get(id)?;
         current
@@ -547,10 +572,36 @@ impl Ledger {
                 source,
             };
             tx.execute(
-                "UPDATE interventions SET status = ?2, reason = ?3, finalized_at = COALESCE(?4, finalized_at) WHERE id = ?1",
+                "UPDATE interventions SET status = ?2, reason = ?3, finalized_at = COALESCE(?4, finalized_at),
+                   pending = NULL WHERE id = ?1",
                 params![id.0, to.as_str(), reason, final_at],
             )
             .map_err(sql)?;
+            if let Some(point) = also.failpoint {
+                // Where the status used to be committed on its own (issue 9, defect 1).
+                crate::failpoint::hit(point);
+            }
+            if let Some(sha) = also.commit {
+                tx.execute(
+                    "UPDATE interventions SET commit_sha = ?2 WHERE id = ?1",
+                    params![id.0, sha],
+                )
+                .map_err(sql)?;
+            }
+            if let Some(sha) = also.revert_commit {
+                tx.execute(
+                    "UPDATE interventions SET revert_commit = ?2 WHERE id = ?1",
+                    params![id.0, sha],
+                )
+                .map_err(sql)?;
+            }
+            if let Some((applied, due)) = also.applied_due {
+                tx.execute(
+                    "UPDATE interventions SET applied_at = ?2, due_at = ?3 WHERE id = ?1",
+                    params![id.0, ms(applied), ms(due)],
+                )
+                .map_err(sql)?;
+            }
             tx.execute(
                 "INSERT INTO events(at, intervention_id, stage, kind, detail) VALUES (?1, ?2, ?3, 'status', ?4)",
                 params![ms(now), id.0, stage, format!("{} → {}: {}", current.status, to, reason)],
@@ -597,7 +648,8 @@ impl Ledger {
             .collect()
     }
 
-    /// Records a successful apply: status `applied`, the commit, when validation is due.
+    /// Records a successful apply — status `applied`, the commit, when validation is due, no
+    /// git operation pending — as one transaction.
     pub fn mark_applied(
         &mut self,
         id: InterventionId,
@@ -606,15 +658,19 @@ impl Ledger {
         due_at: DateTime<Utc>,
         reason: &str,
     ) -> Result<(), LedgerError> {
-        self.transition(id, Status::Applied, now, "apply", reason)?;
-        crate::failpoint::hit("ledger.mark_applied.after_status");
-        self.sql(|c| {
-            c.execute(
-                "UPDATE interventions SET commit_sha = ?2, applied_at = ?3, due_at = ?4, pending = NULL WHERE id = ?1",
-                params![id.0, commit, ms(now), ms(due_at)],
-            )
-            .map(|_| ())
-        })
+        self.change_status(
+            id,
+            Status::Applied,
+            now,
+            "apply",
+            reason,
+            Also {
+                commit: Some(commit),
+                applied_due: Some((now, due_at)),
+                failpoint: Some("ledger.mark_applied.after_status"),
+                ..Also::default()
+            },
+        )
     }
 
     /// Stores a verdict (outcome + figures) for `id`, without changing its status.
@@ -689,7 +745,7 @@ impl Ledger {
         Ok(raw.and_then(|s| serde_json::from_str(&s).ok()))
     }
 
-    /// Records a revert commit and moves `id` to `reverted`.
+    /// Records a revert commit and moves `id` to `reverted` (nothing pending), as one transaction.
     pub fn mark_reverted(
         &mut self,
         id: InterventionId,
@@ -698,15 +754,18 @@ impl Ledger {
         stage: &str,
         reason: &str,
     ) -> Result<(), LedgerError> {
-        self.transition(id, Status::Reverted, now, stage, reason)?;
-        crate::failpoint::hit("ledger.mark_reverted.after_status");
-        self.sql(|c| {
-            c.execute(
-                "UPDATE interventions SET revert_commit = ?2, pending = NULL WHERE id = ?1",
-                params![id.0, revert_commit],
-            )
-            .map(|_| ())
-        })
+        self.change_status(
+            id,
+            Status::Reverted,
+            now,
+            stage,
+            reason,
+            Also {
+                revert_commit: Some(revert_commit),
+                failpoint: Some("ledger.mark_reverted.after_status"),
+                ..Also::default()
+            },
+        )
     }
 
     /// Moves the validation deadline (an inconclusive window extended).

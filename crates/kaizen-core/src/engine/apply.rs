@@ -75,7 +75,6 @@ impl Engine {
                 );
             }
             Err(e) => {
-                self.ledger.set_pending(id, None)?;
                 self.ledger.transition(
                     id,
                     Status::Blocked,

@@ -42,7 +42,6 @@ impl Engine {
                         );
                     }
                     Ok(None) => {
-                        self.ledger.set_pending(id, None)?;
                         self.ledger.transition(
                             id,
                             Status::Blocked,
