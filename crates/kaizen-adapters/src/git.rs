@@ -11,7 +11,7 @@ use git2::{
     ErrorCode, FileMode, IndexEntry, IndexTime, ObjectType, Oid, Repository, Signature, Tree,
     build::TreeUpdateBuilder,
 };
-use kaizen_core::apply::{Applier, ApplyError, CommitRef};
+use kaizen_core::apply::{Applier, ApplyError, CommitRef, Finding};
 use kaizen_core::edit::MAX_FILE_BYTES;
 use kaizen_core::intervention::{Candidate, InterventionId};
 use std::collections::BTreeMap;
@@ -43,7 +43,12 @@ pub struct GitApplier {
     branch: Option<String>,
     before_commit: Option<Hook>,
     clock: Option<std::sync::Arc<dyn kaizen_core::clock::Clock>>,
+    lock_wait: std::time::Duration,
 }
+
+/// How long an apply or revert waits for another git process to let go of `.git/index.lock`
+/// before it refuses ([`ApplyError::Busy`]).
+pub const DEFAULT_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl std::fmt::Debug for GitApplier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -94,6 +99,13 @@ struct Tip {
     oid: Option<Oid>,
 }
 
+impl Tip {
+    /// The branch's short name (`main`).
+    fn short(&self) -> Option<&str> {
+        self.refname.strip_prefix("refs/heads/")
+    }
+}
+
 impl GitApplier {
     /// Opens the working tree at `repo` (its root; not a bare repository). With `branch`, every
     /// operation first checks that HEAD is on that branch.
@@ -123,6 +135,7 @@ impl GitApplier {
             branch: branch.map(str::to_string),
             before_commit: None,
             clock: None,
+            lock_wait: DEFAULT_LOCK_WAIT,
         })
     }
 
@@ -130,6 +143,12 @@ impl GitApplier {
     /// a history whose times match the ledger's.
     pub fn with_clock(mut self, clock: std::sync::Arc<dyn kaizen_core::clock::Clock>) -> Self {
         self.clock = Some(clock);
+        self
+    }
+
+    /// How long to wait for another git process's `.git/index.lock` before refusing.
+    pub fn with_lock_wait(mut self, wait: std::time::Duration) -> Self {
+        self.lock_wait = wait;
         self
     }
 
@@ -329,23 +348,22 @@ impl GitApplier {
         }
     }
 
-    /// Brings the working tree and index of `changes` to their new content. A file whose disk
-    /// content is neither the old nor the new version (a human edited it meanwhile) is left alone
-    /// and returned; its index entry still follows the commit.
+    /// Brings the working tree and index of `changes` to their new content (the caller holds
+    /// the [`GitLock`]). A file whose disk content is neither the old nor the new version (a
+    /// human edited it meanwhile) is left alone and returned; its index entry still follows the
+    /// commit.
     fn update_worktree(
         &self,
         repo: &Repository,
+        _lock: &GitLock,
         changes: &[Change],
     ) -> Result<Vec<String>, ApplyError> {
-        let mut index = repo
-            .index()
-            .map_err(|e| git_err("cannot read the index", e))?;
         let mut skipped = Vec::new();
+        let mut updates: Vec<(String, Option<IndexEntry>)> = Vec::new();
         for ch in changes {
             let disk = disk_state(&self.root, &ch.path)?;
             let new_oid = ch.new.map(|(o, _)| o);
             let human = disk == Disk::Other || (disk.oid() != ch.old && disk.oid() != new_oid);
-            let rel = Path::new(&ch.path);
             if human {
                 skipped.push(ch.path.clone());
             } else {
@@ -363,52 +381,89 @@ impl GitApplier {
                     }
                     None => remove_file_and_empty_dirs(&self.root, &ch.path)?,
                 }
+                failpoint("git.after_write_file");
             }
-            match ch.new {
-                Some((oid, mode)) if !human => {
-                    index.add_path(rel).map_err(|e| {
-                        git_err(format!("cannot update the index for {}", ch.path), e)
-                    })?;
-                    // add_path hashes the working file; make sure the entry names the committed blob.
-                    if index_blob(&index, &ch.path) != Some(Some(oid)) {
-                        index.add(&bare_entry(&ch.path, oid, mode)).map_err(|e| {
-                            git_err(format!("cannot update the index for {}", ch.path), e)
-                        })?;
-                    }
-                }
-                Some((oid, mode)) => index
-                    .add(&bare_entry(&ch.path, oid, mode))
-                    .map_err(|e| git_err(format!("cannot update the index for {}", ch.path), e))?,
-                None => match index.remove_path(rel) {
-                    Ok(()) => {}
-                    Err(e) if e.code() == ErrorCode::NotFound => {}
-                    Err(e) => {
-                        return Err(git_err(
-                            format!("cannot update the index for {}", ch.path),
-                            e,
-                        ));
-                    }
-                },
-            }
+            let entry = match ch.new {
+                // The entry carries the stat data of the file just written, so git sees it clean
+                // without re-hashing; a file left alone gets none and is re-hashed (modified).
+                Some((oid, mode)) if !human => Some(disk_entry(&self.root, &ch.path, oid, mode)),
+                Some((oid, mode)) => Some(bare_entry(&ch.path, oid, mode)),
+                None => None,
+            };
+            updates.push((ch.path.clone(), entry));
         }
-        index
-            .write()
-            .map_err(|e| git_err("cannot write the index", e))?;
+        self.write_index(repo, |index| {
+            for (path, entry) in &updates {
+                match entry {
+                    Some(e) => index
+                        .add(e)
+                        .map_err(|e| git_err(format!("cannot update the index for {path}"), e))?,
+                    None => match index.remove_path(Path::new(path)) {
+                        Ok(()) => {}
+                        Err(e) if e.code() == ErrorCode::NotFound => {}
+                        Err(e) => {
+                            return Err(git_err(format!("cannot update the index for {path}"), e));
+                        }
+                    },
+                }
+            }
+            Ok(())
+        })?;
         Ok(skipped)
     }
 
-    /// After a commit: update the working tree, logging (not failing) if that goes wrong — the
-    /// commit is the record, and `sync_worktree` repairs the files later.
+    /// Rewrites the index while kaizen holds `.git/index.lock` (so no git process can write it
+    /// in between): a copy is edited and written, then renamed over `.git/index`.
+    fn write_index(
+        &self,
+        repo: &Repository,
+        edit: impl FnOnce(&mut git2::Index) -> Result<(), ApplyError>,
+    ) -> Result<(), ApplyError> {
+        let gitdir = repo.path();
+        let live = gitdir.join("index");
+        let tmp = gitdir.join(format!("index{TEMP_MARK}{}", std::process::id()));
+        let result = (|| {
+            match fs::remove_file(&tmp) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(format!("cannot remove {}", tmp.display()), e)),
+            }
+            match fs::copy(&live, &tmp) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(format!("cannot copy {}", live.display()), e)),
+            }
+            let mut index = git2::Index::open(&tmp)
+                .map_err(|e| git_err(format!("cannot read the index {}", live.display()), e))?;
+            edit(&mut index)?;
+            index
+                .write()
+                .map_err(|e| git_err("cannot write the index", e))?;
+            failpoint("git.before_index_rename");
+            fs::rename(&tmp, &live)
+                .map_err(|e| io_err(format!("cannot replace {}", live.display()), e))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    /// After a commit on the checked-out branch: update the working tree, logging (not failing)
+    /// if that goes wrong — the commit is the record, and `sync_worktree` / `recover` repair the
+    /// files later.
+    #[allow(clippy::too_many_arguments)]
     fn finish(
         &self,
         repo: &Repository,
+        lock: &GitLock,
         id: Option<InterventionId>,
         stage: &str,
         commit: Oid,
         changes: &[Change],
     ) {
         let who = id.map(|i| i.to_string()).unwrap_or_else(|| "-".to_string());
-        match self.update_worktree(repo, changes) {
+        match self.update_worktree(repo, lock, changes) {
             Ok(skipped) if skipped.is_empty() => {}
             Ok(skipped) => tracing::warn!(
                 "kaizen intervention={who} stage={stage} commit={commit}: left {skipped:?} alone in the \
@@ -416,9 +471,68 @@ impl GitApplier {
             ),
             Err(e) => tracing::error!(
                 "kaizen intervention={who} stage={stage} commit={commit}: committed, but the working tree \
-                 could not be updated ({e}); sync_worktree will repair it"
+                 could not be updated ({e}); start-up recovery will repair it"
             ),
         }
+    }
+
+    /// Refuses while a merge, cherry-pick, revert, rebase or bisect is in progress: a commit
+    /// then would mix kaizen's change into a human's half-done operation.
+    fn check_state(&self, repo: &Repository) -> Result<(), ApplyError> {
+        use git2::RepositoryState as S;
+        let what = match repo.state() {
+            S::Clean => return Ok(()),
+            S::Merge => "a merge is in progress (MERGE_HEAD)",
+            S::Revert | S::RevertSequence => "a revert is in progress (REVERT_HEAD)",
+            S::CherryPick | S::CherryPickSequence => {
+                "a cherry-pick is in progress (CHERRY_PICK_HEAD)"
+            }
+            S::Bisect => "a bisect is in progress",
+            S::Rebase | S::RebaseInteractive | S::RebaseMerge => "a rebase is in progress",
+            S::ApplyMailbox | S::ApplyMailboxOrRebase => "`git am` is in progress",
+        };
+        Err(ApplyError::Busy {
+            what: format!("{what}; finish or abort it first"),
+        })
+    }
+
+    /// Takes `.git/index.lock` for one commit (waiting up to the configured time for another
+    /// git process to let go of it).
+    fn lock(&self, repo: &Repository, op: &str) -> Result<GitLock, ApplyError> {
+        GitLock::acquire(repo.path(), self.lock_wait, op)
+    }
+
+    /// Records what the commit in flight changes (for start-up recovery), makes it, and brings
+    /// the working tree along when the branch is the checked-out one.
+    #[allow(clippy::too_many_arguments)]
+    fn commit_locked(
+        &self,
+        repo: &Repository,
+        lock: &GitLock,
+        id: Option<InterventionId>,
+        stage: &str,
+        tip: &Tip,
+        tree_oid: Oid,
+        message: &str,
+        changes: &[Change],
+        worktree: bool,
+    ) -> Result<Oid, ApplyError> {
+        lock.record(&Journal {
+            pid: std::process::id(),
+            op: stage.to_string(),
+            intervention: id.map(|i| i.to_string()),
+            branch: Some(tip.refname.clone()),
+            base: tip.oid.map(|o| o.to_string()),
+            worktree,
+            changes: changes.iter().map(JournalChange::from).collect(),
+        })?;
+        failpoint("git.before_commit");
+        let oid = self.commit(repo, tip, tree_oid, message)?;
+        failpoint("git.after_commit");
+        if worktree {
+            self.finish(repo, lock, id, stage, oid, changes);
+        }
+        Ok(oid)
     }
 
     fn apply_inner(
@@ -428,6 +542,11 @@ impl GitApplier {
         commit: bool,
     ) -> Result<Option<CommitRef>, ApplyError> {
         let repo = self.repo()?;
+        self.check_state(&repo)?;
+        let lock = match id.filter(|_| commit) {
+            Some(_) => Some(self.lock(&repo, "apply")?),
+            None => None,
+        };
         let tip = self.tip(&repo)?;
         let base = self.tip_tree(&repo, &tip)?;
         let mut paths = Vec::new();
@@ -439,19 +558,30 @@ impl GitApplier {
         if changes.is_empty() {
             return Err(ApplyError::NoOp);
         }
-        let Some(id) = id.filter(|_| commit) else {
+        let (Some(id), Some(lock)) = (id.filter(|_| commit), lock) else {
             return Ok(None);
         };
         let tree = updated_tree(&repo, &base, &changes)?;
         let message = apply_message(id, candidate);
-        let oid = self.commit(&repo, &tip, tree, &message)?;
+        let oid = self.commit_locked(
+            &repo,
+            &lock,
+            Some(id),
+            "apply",
+            &tip,
+            tree,
+            &message,
+            &changes,
+            true,
+        )?;
         tracing::info!(
             "kaizen intervention={id} stage=apply commit={oid} files={:?}",
             changes.iter().map(|c| c.path.as_str()).collect::<Vec<_>>()
         );
-        self.finish(&repo, Some(id), "apply", oid, &changes);
+        lock.release()?;
         Ok(Some(CommitRef {
             sha: oid.to_string(),
+            branch: tip.short().map(str::to_string),
         }))
     }
 
@@ -492,9 +622,48 @@ impl GitApplier {
         Ok(c)
     }
 
-    fn find(&self, id: InterventionId, reverted: bool) -> Result<Option<String>, ApplyError> {
+    /// The tip of `branch` (a recorded branch, whatever HEAD is on now) and whether it is the
+    /// checked-out one; `None`: HEAD's branch (checked against the configured one).
+    fn tip_of(&self, repo: &Repository, branch: Option<&str>) -> Result<(Tip, bool), ApplyError> {
+        let Some(b) = branch else {
+            return Ok((self.tip(repo)?, true));
+        };
+        let refname = format!("refs/heads/{b}");
+        if !git2::Reference::is_valid_name(&refname) {
+            return Err(ApplyError::Git(format!("`{b}` is not a valid branch name")));
+        }
+        let oid = match repo.refname_to_id(&refname) {
+            Ok(o) => o,
+            Err(e) if e.code() == ErrorCode::NotFound => {
+                return Err(ApplyError::Git(format!(
+                    "branch `{b}` (where the change was committed) no longer exists; \
+                     a human must decide where to revert it"
+                )));
+            }
+            Err(e) => return Err(git_err(format!("cannot resolve {refname}"), e)),
+        };
+        let on_head = head_refname(repo).is_some_and(|t| t == refname);
+        Ok((
+            Tip {
+                refname,
+                oid: Some(oid),
+            },
+            on_head,
+        ))
+    }
+
+    /// Walks `branch`'s first-parent history for the first commit whose trailers satisfy `want`.
+    fn find_on(
+        &self,
+        branch: Option<&str>,
+        want: impl Fn(&[(String, String)]) -> bool,
+    ) -> Result<Option<String>, ApplyError> {
         let repo = self.repo()?;
-        let tip = self.tip(&repo)?;
+        let (tip, _) = match self.tip_of(&repo, branch) {
+            Ok(t) => t,
+            Err(_) if branch.is_some() => return Ok(None),
+            Err(e) => return Err(e),
+        };
         let Some(tip_oid) = tip.oid else {
             return Ok(None);
         };
@@ -511,17 +680,104 @@ impl GitApplier {
                 .find_commit(oid)
                 .map_err(|e| git_err(format!("cannot read commit {oid}"), e))?;
             let tr = parse_trailers(&String::from_utf8_lossy(c.message_bytes()));
-            if !names_intervention(&tr, id) {
-                continue;
-            }
-            let is_revert = tr
-                .iter()
-                .any(|(k, _)| k.eq_ignore_ascii_case(TRAILER_REVERTS));
-            if is_revert == reverted {
+            if want(&tr) {
                 return Ok(Some(oid.to_string()));
             }
         }
         Ok(None)
+    }
+
+    /// Finishes or discards what a killed kaizen left under `.git/index.lock` (see
+    /// [`Applier::recover`]); the caller has checked the lock is kaizen's and its owner dead.
+    fn roll_forward(
+        &self,
+        repo: &Repository,
+        lock: &GitLock,
+        j: &Journal,
+        out: &mut Vec<Finding>,
+    ) -> Result<(), ApplyError> {
+        let Some(refname) = &j.branch else {
+            return Ok(());
+        };
+        let tip = match repo.refname_to_id(refname) {
+            Ok(o) => Some(o),
+            Err(e) if e.code() == ErrorCode::NotFound => None,
+            Err(e) => return Err(git_err(format!("cannot resolve {refname}"), e)),
+        };
+        let base = j.base.as_deref().and_then(|b| Oid::from_str(b).ok());
+        if tip == base {
+            // The commit was never made, and files are written only after it: nothing to undo.
+            return Ok(());
+        }
+        let changes: Vec<Change> = j
+            .changes
+            .iter()
+            .filter_map(JournalChange::to_change)
+            .collect();
+        let landed = match tip {
+            Some(t) => {
+                let c = repo
+                    .find_commit(t)
+                    .map_err(|e| git_err(format!("cannot read commit {t}"), e))?;
+                let parent = c.parent_id(0).ok();
+                let tree = c
+                    .tree()
+                    .map_err(|e| git_err("cannot read the commit's tree", e))?;
+                parent == base
+                    && changes.iter().all(|ch| {
+                        tree_blob(&tree, &ch.path)
+                            .map(|(o, _)| o == ch.new.map(|(n, _)| n))
+                            .unwrap_or(false)
+                    })
+            }
+            None => false,
+        };
+        let on_head = head_refname(repo).is_some_and(|t| &t == refname);
+        if !landed {
+            out.push(Finding {
+                kind: "worktree_unknown".into(),
+                path: refname.clone(),
+                detail: format!(
+                    "a killed kaizen ({}) was committing on {refname}, which has moved on since; \
+                     check `git status` for {:?}",
+                    j.op,
+                    changes.iter().map(|c| c.path.as_str()).collect::<Vec<_>>()
+                ),
+                repaired: false,
+            });
+            return Ok(());
+        }
+        if !(j.worktree && on_head) {
+            return Ok(());
+        }
+        let skipped = self.update_worktree(repo, lock, &changes)?;
+        let commit = tip.map(|t| t.to_string()).unwrap_or_default();
+        out.push(Finding {
+            kind: "worktree_stale".into(),
+            path: changes
+                .iter()
+                .map(|c| c.path.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            detail: format!(
+                "a killed kaizen ({}) had committed {} but not updated the working tree; brought it to the commit",
+                j.op,
+                short_oid(&commit)
+            ),
+            repaired: true,
+        });
+        for path in skipped {
+            out.push(Finding {
+                kind: "worktree_dirty".into(),
+                path,
+                detail: format!(
+                    "edited by someone since kaizen's commit {}; left alone for a human",
+                    short_oid(&commit)
+                ),
+                repaired: false,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -541,15 +797,29 @@ impl Applier for GitApplier {
         commit: &str,
         reason: &str,
     ) -> Result<CommitRef, ApplyError> {
+        self.revert_on(id, commit, None, reason)
+    }
+
+    fn revert_on(
+        &self,
+        id: InterventionId,
+        commit: &str,
+        branch: Option<&str>,
+        reason: &str,
+    ) -> Result<CommitRef, ApplyError> {
         let repo = self.repo()?;
-        let tip = self.tip(&repo)?;
+        self.check_state(&repo)?;
+        let lock = self.lock(&repo, "revert")?;
+        let (tip, on_head) = self.tip_of(&repo, branch)?;
         let target = self.branch_commit(&repo, &tip, commit)?;
         let base = self.tip_tree(&repo, &tip)?;
         let paths = changed_paths(&repo, &target)?;
         for p in &paths {
             contain(&self.root, p)?;
         }
-        self.check_clean(&repo, &base, &paths)?;
+        if on_head {
+            self.check_clean(&repo, &base, &paths)?;
+        }
         let tip_commit = tip
             .oid
             .map(|o| repo.find_commit(o))
@@ -594,23 +864,240 @@ impl Applier for GitApplier {
             .map(String::from_utf8_lossy)
             .unwrap_or_default();
         let message = revert_message(id, &title, &target.id().to_string(), reason);
-        let oid = self.commit(&repo, &tip, tree_oid, &message)?;
+        failpoint("git.before_revert");
+        let oid = self.commit_locked(
+            &repo,
+            &lock,
+            Some(id),
+            "revert",
+            &tip,
+            tree_oid,
+            &message,
+            &changes,
+            on_head,
+        )?;
         tracing::info!(
-            "kaizen intervention={id} stage=revert commit={oid} reverts={}",
-            target.id()
+            "kaizen intervention={id} stage=revert commit={oid} reverts={} branch={}",
+            target.id(),
+            tip.refname
         );
-        self.finish(&repo, Some(id), "revert", oid, &changes);
+        lock.release()?;
         Ok(CommitRef {
             sha: oid.to_string(),
+            branch: tip.short().map(str::to_string),
         })
     }
 
     fn find_applied(&self, id: InterventionId) -> Result<Option<String>, ApplyError> {
-        self.find(id, false)
+        self.find_applied_on(id, None)
     }
 
     fn find_reverted(&self, id: InterventionId) -> Result<Option<String>, ApplyError> {
-        self.find(id, true)
+        self.find_on(None, |tr| {
+            names_intervention(tr, id)
+                && tr
+                    .iter()
+                    .any(|(k, _)| k.eq_ignore_ascii_case(TRAILER_REVERTS))
+        })
+    }
+
+    fn find_applied_on(
+        &self,
+        id: InterventionId,
+        branch: Option<&str>,
+    ) -> Result<Option<String>, ApplyError> {
+        self.find_on(branch, |tr| {
+            names_intervention(tr, id)
+                && !tr
+                    .iter()
+                    .any(|(k, _)| k.eq_ignore_ascii_case(TRAILER_REVERTS))
+        })
+    }
+
+    fn find_revert_of(
+        &self,
+        id: InterventionId,
+        commit: &str,
+        branch: Option<&str>,
+    ) -> Result<Option<String>, ApplyError> {
+        let commit = commit.trim();
+        if commit.is_empty() {
+            return Ok(None);
+        }
+        self.find_on(branch, |tr| {
+            names_intervention(tr, id)
+                && tr.iter().any(|(k, v)| {
+                    k.eq_ignore_ascii_case(TRAILER_REVERTS) && v.eq_ignore_ascii_case(commit)
+                })
+        })
+    }
+
+    fn current_branch(&self) -> Result<Option<String>, ApplyError> {
+        let repo = self.repo()?;
+        Ok(self.tip(&repo)?.short().map(str::to_string))
+    }
+
+    fn highest_intervention_id(&self) -> Result<Option<InterventionId>, ApplyError> {
+        let repo = self.repo()?;
+        let mut walk = repo
+            .revwalk()
+            .map_err(|e| git_err("cannot walk the history", e))?;
+        match walk.push_glob("refs/heads/*") {
+            Ok(()) => {}
+            Err(e) if e.code() == ErrorCode::NotFound => return Ok(None),
+            Err(e) => return Err(git_err("cannot walk the history", e)),
+        }
+        let mut best: Option<InterventionId> = None;
+        for oid in walk.take(HISTORY_WALK_LIMIT) {
+            let oid = oid.map_err(|e| git_err("cannot walk the history", e))?;
+            let c = repo
+                .find_commit(oid)
+                .map_err(|e| git_err(format!("cannot read commit {oid}"), e))?;
+            for (k, v) in parse_trailers(&String::from_utf8_lossy(c.message_bytes())) {
+                if k.eq_ignore_ascii_case(TRAILER_INTERVENTION)
+                    && let Ok(id) = v.parse::<InterventionId>()
+                    && best.is_none_or(|b| id.0 > b.0)
+                {
+                    best = Some(id);
+                }
+            }
+        }
+        Ok(best)
+    }
+
+    fn recover(&self, repair: bool) -> Result<Vec<Finding>, ApplyError> {
+        let repo = self.repo()?;
+        let gitdir = repo.path().to_path_buf();
+        let common = repo.commondir().to_path_buf();
+        let mut out = Vec::new();
+        let lock_path = gitdir.join("index.lock");
+        let shown = |p: &Path| -> String {
+            match p.strip_prefix(&self.root) {
+                Ok(r) => r.display().to_string(),
+                Err(_) => p.display().to_string(),
+            }
+        };
+        let mut handled_ref_locks: Vec<PathBuf> = Vec::new();
+        match read_lock(&lock_path) {
+            LockState::Absent => {}
+            LockState::Foreign => out.push(Finding {
+                kind: "foreign_git_lock".into(),
+                path: shown(&lock_path),
+                detail: "exists and is not kaizen's: another git process is running, or one \
+                         crashed (remove it if none is running); kaizen will not commit meanwhile"
+                    .into(),
+                repaired: false,
+            }),
+            LockState::Kaizen(j) if pid_alive(j.pid) => out.push(Finding {
+                kind: "git_lock_held".into(),
+                path: shown(&lock_path),
+                detail: format!("held by a running kaizen (pid {}, {})", j.pid, j.op),
+                repaired: false,
+            }),
+            LockState::Kaizen(j) => {
+                let lock_time = fs::metadata(&lock_path).and_then(|m| m.modified()).ok();
+                let ref_lock = j
+                    .branch
+                    .as_ref()
+                    .map(|r| common.join(format!("{r}.lock")))
+                    .filter(|p| p.exists());
+                if let Some(p) = &ref_lock {
+                    handled_ref_locks.push(p.clone());
+                }
+                if repair {
+                    // Take the lock over (it stays in place, so no git process enters), finish
+                    // the dead one's commit, then let go.
+                    let mine = GitLock::take_over(&lock_path, &j)?;
+                    if let Some(p) = &ref_lock {
+                        let newer =
+                            match (lock_time, fs::metadata(p).and_then(|m| m.modified()).ok()) {
+                                (Some(l), Some(r)) => r + std::time::Duration::from_secs(1) >= l,
+                                _ => false,
+                            };
+                        if newer {
+                            fs::remove_file(p)
+                                .map_err(|e| io_err(format!("cannot remove {}", p.display()), e))?;
+                            out.push(Finding {
+                                kind: "stale_ref_lock".into(),
+                                path: shown(p),
+                                detail: format!(
+                                    "left by a killed kaizen (pid {}) while committing; removed",
+                                    j.pid
+                                ),
+                                repaired: true,
+                            });
+                        } else {
+                            out.push(ref_lock_finding(&shown(p)));
+                        }
+                    }
+                    self.roll_forward(&repo, &mine, &j, &mut out)?;
+                    mine.release()?;
+                }
+                out.push(Finding {
+                    kind: "stale_git_lock".into(),
+                    path: shown(&lock_path),
+                    detail: format!(
+                        "left by a killed kaizen (pid {}, {}){}",
+                        j.pid,
+                        j.op,
+                        if repair {
+                            "; its commit was finished or discarded and the lock removed"
+                        } else {
+                            ""
+                        }
+                    ),
+                    repaired: repair,
+                });
+                if !repair && let Some(p) = &ref_lock {
+                    out.push(Finding {
+                        kind: "stale_ref_lock".into(),
+                        path: shown(p),
+                        detail: format!("left by a killed kaizen (pid {})", j.pid),
+                        repaired: false,
+                    });
+                }
+            }
+        }
+        // Branch locks not explained by a kaizen lock: git's own, or a crashed git's — ambiguous.
+        for p in ref_locks(&common.join("refs/heads")) {
+            if !handled_ref_locks.contains(&p) {
+                out.push(ref_lock_finding(&shown(&p)));
+            }
+        }
+        // kaizen's temp files: in the git dir and (beside the files it writes) the working tree.
+        let mut temps = Vec::new();
+        collect_temp_files(&gitdir, false, &mut temps, &mut 0);
+        collect_temp_files(&self.root, true, &mut temps, &mut 0);
+        for (path, pid) in temps {
+            if pid_alive(pid) {
+                out.push(Finding {
+                    kind: "temp_file".into(),
+                    path: shown(&path),
+                    detail: format!("in use by a running kaizen (pid {pid})"),
+                    repaired: false,
+                });
+                continue;
+            }
+            let repaired = repair && fs::remove_file(&path).is_ok();
+            out.push(Finding {
+                kind: "temp_file".into(),
+                path: shown(&path),
+                detail: format!(
+                    "left by a killed kaizen (pid {pid}){}",
+                    if repaired { "; removed" } else { "" }
+                ),
+                repaired,
+            });
+        }
+        if let Err(ApplyError::Busy { what }) = self.check_state(&repo) {
+            out.push(Finding {
+                kind: "operation_in_progress".into(),
+                path: ".git".into(),
+                detail: format!("{what}; kaizen will not commit until then"),
+                repaired: false,
+            });
+        }
+        Ok(out)
     }
 
     fn sync_worktree(&self, id: InterventionId, commit: &str) -> Result<(), ApplyError> {
@@ -673,7 +1160,9 @@ impl Applier for GitApplier {
             return Ok(());
         }
         drop(index);
-        let skipped = self.update_worktree(&repo, &fixes)?;
+        let lock = self.lock(&repo, "sync")?;
+        let skipped = self.update_worktree(&repo, &lock, &fixes)?;
+        lock.release()?;
         if !skipped.is_empty() {
             return Err(ApplyError::Dirty { paths: skipped });
         }
@@ -691,6 +1180,8 @@ impl Applier for GitApplier {
         message: &str,
     ) -> Result<Option<CommitRef>, ApplyError> {
         let repo = self.repo()?;
+        self.check_state(&repo)?;
+        let lock = self.lock(&repo, "commit_files")?;
         let tip = self.tip(&repo)?;
         let base = self.tip_tree(&repo, &tip)?;
         let mut wanted: BTreeMap<String, Option<&str>> = BTreeMap::new();
@@ -724,6 +1215,7 @@ impl Applier for GitApplier {
             }
         }
         if changes.is_empty() {
+            lock.release()?;
             return Ok(None);
         }
         let tree = updated_tree(&repo, &base, &changes)?;
@@ -732,16 +1224,355 @@ impl Applier for GitApplier {
             msg = "kaizen: update files".to_string();
         }
         msg.push('\n');
-        let oid = self.commit(&repo, &tip, tree, &msg)?;
+        let oid = self.commit_locked(
+            &repo,
+            &lock,
+            None,
+            "commit_files",
+            &tip,
+            tree,
+            &msg,
+            &changes,
+            true,
+        )?;
         tracing::info!(
             "kaizen intervention=- stage=commit_files commit={oid} files={:?}",
             changes.iter().map(|c| c.path.as_str()).collect::<Vec<_>>()
         );
-        self.finish(&repo, None, "commit_files", oid, &changes);
+        lock.release()?;
         Ok(Some(CommitRef {
             sha: oid.to_string(),
+            branch: tip.short().map(str::to_string),
         }))
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// kaizen's hold on `.git/index.lock`, and what a killed kaizen leaves behind
+
+/// First line of the content kaizen keeps in `.git/index.lock` while it holds it (git never reads
+/// a held lock's content; kaizen's start-up reads it to know the lock is its own).
+const LOCK_MAGIC: &str = "kaizen-lock v1";
+
+/// Marks kaizen's temp files: `<name>.kaizen-tmp-<pid>` (the owner pid tells whether it is stale).
+const TEMP_MARK: &str = ".kaizen-tmp-";
+
+/// Longest directory walk (entries) when looking for kaizen's temp files in the working tree.
+const TEMP_WALK_LIMIT: usize = 100_000;
+
+/// Who holds the lock and what its commit in flight changes, so a start-up after a kill can
+/// finish it (the commit landed) or discard it (it did not).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+struct Journal {
+    pid: u32,
+    op: String,
+    #[serde(default)]
+    intervention: Option<String>,
+    /// The branch's full refname.
+    #[serde(default)]
+    branch: Option<String>,
+    /// The branch tip before the commit (`None`: unborn).
+    #[serde(default)]
+    base: Option<String>,
+    /// Whether the working tree follows the commit (the branch is the checked-out one).
+    #[serde(default)]
+    worktree: bool,
+    #[serde(default)]
+    changes: Vec<JournalChange>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct JournalChange {
+    path: String,
+    old: Option<String>,
+    new: Option<String>,
+    #[serde(default)]
+    executable: bool,
+}
+
+impl From<&Change> for JournalChange {
+    fn from(c: &Change) -> Self {
+        JournalChange {
+            path: c.path.clone(),
+            old: c.old.map(|o| o.to_string()),
+            new: c.new.map(|(o, _)| o.to_string()),
+            executable: matches!(c.new, Some((_, FileMode::BlobExecutable))),
+        }
+    }
+}
+
+impl JournalChange {
+    fn to_change(&self) -> Option<Change> {
+        let oid = |s: &Option<String>| -> Option<Option<Oid>> {
+            match s {
+                None => Some(None),
+                Some(v) => Oid::from_str(v).ok().map(Some),
+            }
+        };
+        let mode = if self.executable {
+            FileMode::BlobExecutable
+        } else {
+            FileMode::Blob
+        };
+        Some(Change {
+            path: self.path.clone(),
+            old: oid(&self.old)?,
+            new: oid(&self.new)?.map(|o| (o, mode)),
+        })
+    }
+}
+
+impl Journal {
+    fn render(&self) -> String {
+        format!(
+            "{LOCK_MAGIC}\n{}\n",
+            serde_json::to_string(self).unwrap_or_else(|_| "{}".to_string())
+        )
+    }
+}
+
+enum LockState {
+    Absent,
+    /// Not kaizen's (git's own, or unreadable).
+    Foreign,
+    Kaizen(Journal),
+}
+
+fn read_lock(path: &Path) -> LockState {
+    match fs::read(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => LockState::Absent,
+        Err(_) => LockState::Foreign,
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let mut lines = text.lines();
+            if lines.next() != Some(LOCK_MAGIC) {
+                return LockState::Foreign;
+            }
+            match lines.next().map(serde_json::from_str::<Journal>) {
+                Some(Ok(j)) => LockState::Kaizen(j),
+                _ => LockState::Foreign,
+            }
+        }
+    }
+}
+
+/// kaizen's hold on `.git/index.lock` for one commit: taken before the branch tip is read and
+/// released after the index is written, so no git process can commit or stage in between and a
+/// held lock stops kaizen *before* it commits (never a commit with a stale index). Dropped
+/// without [`GitLock::release`] (an error path), it removes the lock.
+struct GitLock {
+    path: PathBuf,
+    held: bool,
+}
+
+impl GitLock {
+    fn acquire(gitdir: &Path, wait: std::time::Duration, op: &str) -> Result<GitLock, ApplyError> {
+        let path = gitdir.join("index.lock");
+        let pid = std::process::id();
+        let content = Journal {
+            pid,
+            op: op.to_string(),
+            ..Default::default()
+        }
+        .render();
+        let tmp = gitdir.join(format!("index.lock{TEMP_MARK}{pid}"));
+        fs::write(&tmp, &content)
+            .map_err(|e| io_err(format!("cannot write {}", tmp.display()), e))?;
+        let deadline = std::time::Instant::now() + wait;
+        let mut links = true;
+        let result = loop {
+            // A hard link creates the lock with its content in one step (exclusively); where
+            // links are unsupported, an exclusive create followed by the write.
+            let attempt = if links {
+                fs::hard_link(&tmp, &path)
+            } else {
+                fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)
+                    .and_then(|mut f| io::Write::write_all(&mut f, content.as_bytes()))
+            };
+            match attempt {
+                Ok(()) => break Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    if std::time::Instant::now() >= deadline {
+                        break Err(ApplyError::Busy {
+                            what: describe_lock(&path),
+                        });
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(25));
+                }
+                Err(_) if links => links = false,
+                Err(e) => break Err(io_err(format!("cannot create {}", path.display()), e)),
+            }
+        };
+        let _ = fs::remove_file(&tmp);
+        result?;
+        let lock = GitLock { path, held: true };
+        failpoint("git.after_lock");
+        Ok(lock)
+    }
+
+    /// Takes over a dead kaizen's lock in place (rewriting it as ours), for recovery.
+    fn take_over(path: &Path, dead: &Journal) -> Result<GitLock, ApplyError> {
+        let lock = GitLock {
+            path: path.to_path_buf(),
+            held: true,
+        };
+        lock.record(&Journal {
+            pid: std::process::id(),
+            op: format!("recover (from pid {})", dead.pid),
+            ..dead.clone()
+        })?;
+        Ok(lock)
+    }
+
+    /// Replaces the lock's content (atomically: written beside it, renamed over it).
+    fn record(&self, j: &Journal) -> Result<(), ApplyError> {
+        let tmp = self
+            .path
+            .with_file_name(format!("index.lock{TEMP_MARK}{}", std::process::id()));
+        fs::write(&tmp, j.render())
+            .and_then(|()| fs::rename(&tmp, &self.path))
+            .map_err(|e| {
+                let _ = fs::remove_file(&tmp);
+                io_err(format!("cannot write {}", self.path.display()), e)
+            })
+    }
+
+    fn release(mut self) -> Result<(), ApplyError> {
+        self.held = false;
+        match fs::remove_file(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(format!("cannot remove {}", self.path.display()), e)),
+        }
+    }
+}
+
+impl Drop for GitLock {
+    fn drop(&mut self) {
+        if self.held {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn describe_lock(path: &Path) -> String {
+    match read_lock(path) {
+        LockState::Kaizen(j) => format!(
+            "{} is held by kaizen (pid {}, {})",
+            path.display(),
+            j.pid,
+            j.op
+        ),
+        _ => format!(
+            "{} exists: another git process is running, or one crashed (remove it if none is)",
+            path.display()
+        ),
+    }
+}
+
+fn ref_lock_finding(path: &str) -> Finding {
+    Finding {
+        kind: "ref_lock".into(),
+        path: path.to_string(),
+        detail: "a branch lock not known to be kaizen's: git is running, or a git process \
+                 crashed (remove it if none is running); it blocks every commit on that branch"
+            .into(),
+        repaired: false,
+    }
+}
+
+/// `*.lock` files under `dir` (branch locks), bounded.
+fn ref_locks(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    let mut seen = 0usize;
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            seen += 1;
+            if seen > TEMP_WALK_LIMIT {
+                return out;
+            }
+            let Ok(ft) = e.file_type() else { continue };
+            let p = e.path();
+            if ft.is_dir() {
+                stack.push(p);
+            } else if ft.is_file() && p.extension().is_some_and(|x| x == "lock") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The owner pid of a kaizen temp file name (`….kaizen-tmp-<pid>`, optionally `.lock` after it).
+fn temp_owner(name: &str) -> Option<u32> {
+    let (_, rest) = name.rsplit_once(TEMP_MARK)?;
+    let digits = rest.strip_suffix(".lock").unwrap_or(rest);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// kaizen's temp files under `dir`: the git dir's top level only, or (`tree`) the whole working
+/// tree except `.git`, without following symlinks, bounded by [`TEMP_WALK_LIMIT`] entries.
+fn collect_temp_files(dir: &Path, tree: bool, out: &mut Vec<(PathBuf, u32)>, seen: &mut usize) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        *seen += 1;
+        if *seen > TEMP_WALK_LIMIT {
+            return;
+        }
+        let Ok(ft) = e.file_type() else { continue };
+        let name = e.file_name().to_string_lossy().into_owned();
+        if ft.is_dir() {
+            if tree && name != ".git" {
+                collect_temp_files(&e.path(), true, out, seen);
+            }
+        } else if ft.is_file()
+            && let Some(pid) = temp_owner(&name)
+        {
+            out.push((e.path(), pid));
+        }
+    }
+}
+
+/// Whether process `pid` is running. This process counts as not running: it holds nothing
+/// between operations. Where liveness cannot be told (no `/proc`), every owner counts as alive,
+/// so nothing is removed (fail closed).
+fn pid_alive(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return false;
+    }
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return true;
+    }
+    proc.join(pid.to_string()).exists()
+}
+
+/// The full refname HEAD points at, if it is symbolic and UTF-8.
+fn head_refname(repo: &Repository) -> Option<String> {
+    let head = repo.find_reference("HEAD").ok()?;
+    head.symbolic_target().ok().flatten().map(str::to_string)
+}
+
+fn short_oid(s: &str) -> &str {
+    s.get(..10).unwrap_or(s)
+}
+
+/// A named crash point (see `kaizen_core::failpoint`): the kill harness kills the process here.
+fn failpoint(name: &'static str) {
+    let _ = name;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -913,6 +1744,29 @@ fn bare_entry(path: &str, oid: Oid, mode: FileMode) -> IndexEntry {
         flags_extended: 0,
         path: path.as_bytes().to_vec(),
     }
+}
+
+/// An index entry for `path` naming `oid`, with the stat data of the file on disk (just written
+/// by kaizen), so git trusts it without re-hashing; without stat data if it cannot be read.
+fn disk_entry(root: &Path, path: &str, oid: Oid, mode: FileMode) -> IndexEntry {
+    let mut e = bare_entry(path, oid, mode);
+    #[cfg(unix)]
+    if let Ok(m) = fs::symlink_metadata(root.join(path)) {
+        use std::os::unix::fs::MetadataExt;
+        let secs = |s: i64| i32::try_from(s).unwrap_or(0);
+        let nanos = |n: i64| u32::try_from(n).unwrap_or(0);
+        e.ctime = IndexTime::new(secs(m.ctime()), nanos(m.ctime_nsec()));
+        e.mtime = IndexTime::new(secs(m.mtime()), nanos(m.mtime_nsec()));
+        // The index stores these truncated to 32 bits, as git does.
+        e.dev = (m.dev() & 0xffff_ffff) as u32;
+        e.ino = (m.ino() & 0xffff_ffff) as u32;
+        e.uid = m.uid();
+        e.gid = m.gid();
+        e.file_size = (m.size() & 0xffff_ffff) as u32;
+    }
+    #[cfg(not(unix))]
+    let _ = root;
+    e
 }
 
 fn updated_tree(repo: &Repository, base: &Tree<'_>, changes: &[Change]) -> Result<Oid, ApplyError> {

@@ -516,11 +516,22 @@ fn wrong_branch_is_refused_naming_both() {
 fn stale_parent_is_a_race_and_commits_nothing() {
     let f = Fixture::new();
     let root = f.root.clone();
+    // kaizen holds `.git/index.lock` while it commits, so a human's `git commit` waits; a ref
+    // moved without the index (a fetch into the branch, `git update-ref`) is the race left.
     let a = f.applier().with_before_commit_hook(move || {
-        git(
+        let tree = git(&root, &["rev-parse", "HEAD^{tree}"]);
+        let c = git(
             &root,
-            &["commit", "-q", "--allow-empty", "-m", "human: concurrent"],
+            &[
+                "commit-tree",
+                tree.trim(),
+                "-p",
+                "HEAD",
+                "-m",
+                "human: concurrent",
+            ],
         );
+        git(&root, &["update-ref", "refs/heads/main", c.trim()]);
     });
     assert_eq!(a.apply(ID, &grow()), Err(ApplyError::Raced));
     assert_eq!(
@@ -741,5 +752,280 @@ fn executable_bits_are_kept() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o111, 0o111);
+    f.assert_clean();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 9: branches, ids, locks, and what a killed kaizen leaves behind
+
+/// A pid that was just used and is now dead (a finished child, reaped).
+fn dead_pid() -> u32 {
+    let mut c = Command::new("true").spawn().unwrap();
+    let pid = c.id();
+    c.wait().unwrap();
+    pid
+}
+
+fn status(f: &Fixture) -> String {
+    f.git(&["status", "--porcelain", "--untracked-files=all"])
+}
+
+#[test]
+fn issue9_4_revert_goes_to_the_branch_applied_on_not_the_checked_out_one() {
+    let f = Fixture::new();
+    // No `branch:` configured (what `kaizen init` writes): kaizen commits where HEAD is.
+    let a = GitApplier::open(&f.root, None).unwrap();
+    assert_eq!(a.current_branch().unwrap().as_deref(), Some("main"));
+    let applied = a.apply(ID, &grow()).unwrap();
+    assert_eq!(applied.branch.as_deref(), Some("main"));
+    // A human starts work on `feature` (which contains the change) and checks it out.
+    f.git(&["checkout", "-q", "-b", "feature"]);
+    f.write("notes.txt", "human work\n");
+    f.git(&["add", "notes.txt"]);
+    f.git(&["commit", "-q", "-m", "human: notes"]);
+    let feature_before = f.git(&["rev-parse", "feature"]);
+
+    let r = a
+        .revert_on(ID, &applied.sha, applied.branch.as_deref(), "no effect")
+        .unwrap();
+    assert_eq!(r.branch.as_deref(), Some("main"));
+    // main is reverted; feature and the checked-out working tree are untouched.
+    assert_eq!(f.git(&["rev-parse", "main"]).trim(), r.sha);
+    assert_eq!(
+        f.git(&["show", "main:config/app.yaml"]),
+        CONFIG,
+        "main keeps the change"
+    );
+    assert_eq!(f.git(&["rev-parse", "feature"]), feature_before);
+    assert_eq!(
+        f.git(&["symbolic-ref", "--short", "HEAD"]).trim(),
+        "feature"
+    );
+    assert_eq!(
+        f.read("config/app.yaml"),
+        CONFIG.replace("size_mb: 64", "size_mb: 128")
+    );
+    f.assert_clean();
+    // Reconciliation looks on the recorded branch too.
+    assert_eq!(
+        a.find_revert_of(ID, &applied.sha, Some("main")).unwrap(),
+        Some(r.sha.clone())
+    );
+    assert_eq!(
+        a.find_applied_on(ID, Some("main")).unwrap(),
+        Some(applied.sha)
+    );
+    // A branch that is gone is an error for a human, never a revert elsewhere.
+    f.git(&["branch", "-q", "-D", "main"]);
+    let e = a.revert_on(ID, &r.sha, Some("main"), "x").unwrap_err();
+    assert!(e.to_string().contains("no longer exists"), "{e}");
+    f.assert_fsck();
+}
+
+#[test]
+fn issue9_5_ids_continue_after_history_and_reverts_match_their_commit() {
+    let f = Fixture::new();
+    let a = f.applier();
+    assert_eq!(a.highest_intervention_id().unwrap(), None);
+    let first = a.apply(InterventionId(1), &grow()).unwrap();
+    let first_revert = a.revert(InterventionId(1), &first.sha, "old").unwrap();
+    a.apply(InterventionId(7), &grow()).unwrap();
+    f.git(&["checkout", "-q", "-b", "side"]);
+    f.git(&[
+        "commit",
+        "-q",
+        "--allow-empty",
+        "-m",
+        "x\n\nKaizen-Intervention: K-000009",
+    ]);
+    f.git(&["checkout", "-q", "main"]);
+    // Every local branch counts.
+    assert_eq!(
+        a.highest_intervention_id().unwrap(),
+        Some(InterventionId(9))
+    );
+    // A new namesake K-000001 (a lost state dir) applied again: the old revert is not its revert.
+    let again = a
+        .apply(
+            InterventionId(1),
+            &candidate(vec![set("config/app.yaml", "name", serde_json::json!("x"))]),
+        )
+        .unwrap();
+    assert_eq!(
+        a.find_revert_of(InterventionId(1), &again.sha, None)
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        a.find_revert_of(InterventionId(1), &first.sha, None)
+            .unwrap(),
+        Some(first_revert.sha)
+    );
+}
+
+#[test]
+fn issue9_6_a_held_index_lock_stops_kaizen_before_it_commits() {
+    let f = Fixture::new();
+    let before = f.head();
+    let lock = f.root.join(".git/index.lock");
+    std::fs::write(&lock, "").unwrap();
+    let a = f.applier().with_lock_wait(std::time::Duration::ZERO);
+    let e = a.apply(ID, &grow()).unwrap_err();
+    assert!(matches!(e, ApplyError::Busy { .. }), "{e}");
+    assert!(e.to_string().contains("index.lock"), "{e}");
+    assert_eq!(f.head(), before, "nothing committed");
+    assert!(lock.exists(), "a lock kaizen does not own is never removed");
+    let found = a.recover(true).unwrap();
+    assert!(
+        found
+            .iter()
+            .any(|x| x.kind == "foreign_git_lock" && !x.repaired),
+        "{found:?}"
+    );
+    assert!(lock.exists());
+    std::fs::remove_file(&lock).unwrap();
+    // Once released: applied, and the index follows (no `MM`), with no lock left behind.
+    let c = a.apply(ID, &grow()).unwrap();
+    assert_eq!(f.head(), c.sha);
+    f.assert_clean();
+    assert!(!lock.exists());
+    // A plain `git commit -a` by the human now commits nothing stale.
+    let out = Command::new("git")
+        .args(["commit", "-q", "-a", "-m", "human"])
+        .current_dir(&f.root)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "nothing to commit");
+    assert_eq!(f.head(), c.sha);
+}
+
+#[test]
+fn issue9_11_no_commit_while_a_merge_or_cherry_pick_is_in_progress() {
+    for head in ["MERGE_HEAD", "CHERRY_PICK_HEAD", "REVERT_HEAD"] {
+        let f = Fixture::new();
+        let before = f.head();
+        std::fs::write(f.root.join(".git").join(head), format!("{before}\n")).unwrap();
+        let a = f.applier();
+        let e = a.apply(ID, &grow()).unwrap_err();
+        assert!(
+            matches!(&e, ApplyError::Busy { what } if what.contains(head)),
+            "{head}: {e}"
+        );
+        assert!(matches!(
+            a.commit_files(&[("x.txt".into(), Some("x".into()))], "m"),
+            Err(ApplyError::Busy { .. })
+        ));
+        assert_eq!(f.head(), before);
+        let found = a.recover(true).unwrap();
+        assert!(
+            found.iter().any(|x| x.kind == "operation_in_progress"),
+            "{found:?}"
+        );
+    }
+}
+
+#[test]
+fn issue9_6_7_recover_finishes_a_killed_commit_and_removes_only_kaizens_leftovers() {
+    let f = Fixture::new();
+    let base = f.head();
+    // What a kaizen killed right after its commit leaves: the branch moved, the index and the
+    // working tree still at the old content, its own index.lock (with its journal), the branch
+    // lock, and temp files, all from a pid that is dead now.
+    let new = CONFIG.replace("size_mb: 64", "size_mb: 256");
+    let old_blob = f
+        .git(&["rev-parse", "HEAD:config/app.yaml"])
+        .trim()
+        .to_string();
+    std::fs::write(f.root.join("new.yaml"), &new).unwrap();
+    let new_blob = f.git(&["hash-object", "-w", "new.yaml"]).trim().to_string();
+    std::fs::remove_file(f.root.join("new.yaml")).unwrap();
+    f.git(&[
+        "update-index",
+        "--cacheinfo",
+        &format!("100644,{new_blob},config/app.yaml"),
+    ]);
+    let tree = f.git(&["write-tree"]).trim().to_string();
+    f.git(&[
+        "update-index",
+        "--cacheinfo",
+        &format!("100644,{old_blob},config/app.yaml"),
+    ]);
+    let commit = f
+        .git(&["commit-tree", &tree, "-p", &base, "-m", "lessons: x"])
+        .trim()
+        .to_string();
+    f.git(&["update-ref", "refs/heads/main", &commit]);
+    assert!(
+        status(&f).contains("config/app.yaml"),
+        "stale before recovery"
+    );
+    let pid = dead_pid();
+    let journal = serde_json::json!({
+        "pid": pid, "op": "commit_files", "branch": "refs/heads/main", "base": base,
+        "worktree": true,
+        "changes": [{ "path": "config/app.yaml", "old": old_blob, "new": new_blob }],
+    });
+    let lock = f.root.join(".git/index.lock");
+    std::fs::write(&lock, format!("kaizen-lock v1\n{journal}\n")).unwrap();
+    let ref_lock = f.root.join(".git/refs/heads/main.lock");
+    std::fs::write(&ref_lock, format!("{commit}\n")).unwrap();
+    let tmp = f.root.join(format!("config/.app.yaml.kaizen-tmp-{pid}"));
+    std::fs::write(&tmp, "half").unwrap();
+    let git_tmp = f.root.join(format!(".git/index.kaizen-tmp-{pid}"));
+    std::fs::write(&git_tmp, "half").unwrap();
+    let a = f.applier();
+
+    // Inspection alone changes nothing.
+    let seen = a.recover(false).unwrap();
+    let kinds: Vec<&str> = seen.iter().map(|x| x.kind.as_str()).collect();
+    for k in ["stale_git_lock", "stale_ref_lock", "temp_file"] {
+        assert!(kinds.contains(&k), "{k} in {seen:?}");
+    }
+    assert!(seen.iter().all(|x| !x.repaired));
+    assert!(lock.exists() && ref_lock.exists() && tmp.exists());
+
+    let done = a.recover(true).unwrap();
+    assert!(
+        done.iter()
+            .any(|x| x.kind == "worktree_stale" && x.repaired),
+        "{done:?}"
+    );
+    assert!(!lock.exists() && !ref_lock.exists() && !tmp.exists() && !git_tmp.exists());
+    assert_eq!(f.read("config/app.yaml"), new);
+    f.assert_clean();
+    f.assert_fsck();
+    assert!(a.recover(true).unwrap().is_empty(), "clean after repair");
+}
+
+#[test]
+fn issue9_6_recover_discards_a_commit_that_never_landed_and_reports_foreign_branch_locks() {
+    let f = Fixture::new();
+    let base = f.head();
+    let pid = dead_pid();
+    let journal = serde_json::json!({
+        "pid": pid, "op": "apply", "branch": "refs/heads/main", "base": base,
+        "worktree": true, "changes": [],
+    });
+    let lock = f.root.join(".git/index.lock");
+    std::fs::write(&lock, format!("kaizen-lock v1\n{journal}\n")).unwrap();
+    // A branch lock on another branch, with no kaizen lock explaining it: ambiguous.
+    let other = f.root.join(".git/refs/heads/other.lock");
+    std::fs::write(&other, "x\n").unwrap();
+    let a = f.applier();
+    let done = a.recover(true).unwrap();
+    assert!(
+        done.iter()
+            .any(|x| x.kind == "stale_git_lock" && x.repaired),
+        "{done:?}"
+    );
+    assert!(
+        done.iter().any(|x| x.kind == "ref_lock" && !x.repaired),
+        "{done:?}"
+    );
+    assert!(!lock.exists());
+    assert!(other.exists());
+    assert_eq!(f.head(), base);
     f.assert_clean();
 }

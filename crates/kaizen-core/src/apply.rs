@@ -37,9 +37,31 @@ pub enum ApplyError {
     /// Someone moved the branch while we worked; nothing was committed.
     #[error("the branch moved while applying (concurrent commit); nothing committed")]
     Raced,
+    /// The repository is busy: another process holds `.git/index.lock`, or a merge,
+    /// cherry-pick, revert or rebase is in progress. Nothing was committed; try again later.
+    #[error("the repository is busy ({what}); nothing committed")]
+    Busy {
+        /// What holds it (the lock file, or the operation in progress).
+        what: String,
+    },
     /// Git or I/O failed.
     #[error("git: {0}")]
     Git(String),
+}
+
+/// Something a repository inspection found that is out of order (a stale lock, a temp file left
+/// by a killed kaizen, a working tree a crash left behind its commit).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Finding {
+    /// A stable kind (`stale_git_lock`, `foreign_git_lock`, `ref_lock`, `temp_file`,
+    /// `worktree_stale`, `operation_in_progress`, ...).
+    pub kind: String,
+    /// The file concerned, relative to the repository root (`.git/...` for git's own files).
+    pub path: String,
+    /// For a human: what was seen and what to do.
+    pub detail: String,
+    /// Whether it was repaired (only where the repair is unambiguous).
+    pub repaired: bool,
 }
 
 /// A commit made by the applier.
@@ -47,6 +69,8 @@ pub enum ApplyError {
 pub struct CommitRef {
     /// Full hex id.
     pub sha: String,
+    /// The branch it was made on (`None`: the applier has no branches, e.g. the simulator).
+    pub branch: Option<String>,
 }
 
 /// Applies and reverts interventions in the target repository.
@@ -70,6 +94,54 @@ pub trait Applier: Send {
     fn find_applied(&self, id: InterventionId) -> Result<Option<String>, ApplyError>;
     /// The commit that reverted `id`, if the branch holds one (crash reconciliation).
     fn find_reverted(&self, id: InterventionId) -> Result<Option<String>, ApplyError>;
+    /// Reverts `commit` on `branch` (the branch it was applied on, as recorded then), whatever
+    /// is checked out now; `None`: the current branch (rows recorded before branches were).
+    fn revert_on(
+        &self,
+        id: InterventionId,
+        commit: &str,
+        branch: Option<&str>,
+        reason: &str,
+    ) -> Result<CommitRef, ApplyError> {
+        let _ = branch;
+        self.revert(id, commit, reason)
+    }
+    /// The commit that applied `id` on `branch` (`None`: the current one).
+    fn find_applied_on(
+        &self,
+        id: InterventionId,
+        branch: Option<&str>,
+    ) -> Result<Option<String>, ApplyError> {
+        let _ = branch;
+        self.find_applied(id)
+    }
+    /// The commit on `branch` that reverts `commit` for `id`: it must name both `id` and, in
+    /// `Kaizen-Reverts`, `commit` itself (a revert of an older namesake does not count).
+    fn find_revert_of(
+        &self,
+        id: InterventionId,
+        commit: &str,
+        branch: Option<&str>,
+    ) -> Result<Option<String>, ApplyError> {
+        let _ = (commit, branch);
+        self.find_reverted(id)
+    }
+    /// The branch an apply would commit on now (`None`: the applier has no branches).
+    fn current_branch(&self) -> Result<Option<String>, ApplyError> {
+        Ok(None)
+    }
+    /// The highest intervention id any commit in the repository names, so a lost or fresh state
+    /// dir continues after it instead of reusing ids.
+    fn highest_intervention_id(&self) -> Result<Option<InterventionId>, ApplyError> {
+        Ok(None)
+    }
+    /// Inspects the repository for what a killed kaizen can leave behind (its own stale locks,
+    /// temp files, a working tree behind its commit) and, with `repair`, repairs what is
+    /// unambiguously kaizen's; everything else is reported for a human.
+    fn recover(&self, repair: bool) -> Result<Vec<Finding>, ApplyError> {
+        let _ = repair;
+        Ok(Vec::new())
+    }
     /// Makes the working tree match HEAD for the paths `id` touched, if a crash left them stale.
     fn sync_worktree(&self, id: InterventionId, commit: &str) -> Result<(), ApplyError>;
     /// Commits whole-file writes (`Some(content)`) and deletions (`None`) as one commit that is

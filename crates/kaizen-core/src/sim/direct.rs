@@ -114,7 +114,7 @@ impl DirectApplier {
             files,
             keys,
         });
-        CommitRef { sha }
+        CommitRef { sha, branch: None }
     }
 
     fn commits(&self) -> Vec<FakeCommit> {
@@ -251,6 +251,19 @@ impl Applier for DirectApplier {
             .commits()
             .into_iter()
             .find(|c| c.id == Some(id) && c.reverts.is_some())
+            .map(|c| c.sha))
+    }
+
+    fn find_revert_of(
+        &self,
+        id: InterventionId,
+        commit: &str,
+        _branch: Option<&str>,
+    ) -> Result<Option<String>, ApplyError> {
+        Ok(self
+            .commits()
+            .into_iter()
+            .find(|c| c.id == Some(id) && c.reverts.as_deref() == Some(commit))
             .map(|c| c.sha))
     }
 
