@@ -1572,7 +1572,7 @@ fn short_oid(s: &str) -> &str {
 
 /// A named crash point (see `kaizen_core::failpoint`): the kill harness kills the process here.
 fn failpoint(name: &'static str) {
-    let _ = name;
+    kaizen_core::failpoint::hit(name);
 }
 
 // ---------------------------------------------------------------------------------------------

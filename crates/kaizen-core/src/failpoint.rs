@@ -38,6 +38,40 @@ pub const NAMES: &[&str] = &[
     "ledger.mark_applied.after_status",
     // Ledger: `mark_reverted` wrote the status; revert sha and `pending` not yet (if written apart).
     "ledger.mark_reverted.after_status",
+    // Propose: the intervention row exists (`proposed`), no guard verdicts yet.
+    "propose.after_row",
+    // Guard: verdicts stored, the decision not yet acted on (status still `proposed`).
+    "guard.after_verdicts",
+    // Apply: `pending = 'apply'` and the branch recorded; no commit yet.
+    "apply.after_pending",
+    // Git: kaizen holds `.git/index.lock` (with its journal); nothing else done.
+    "git.after_lock",
+    // Git: the journal names the planned change; the commit is not made yet.
+    "git.before_commit",
+    // Git: the commit is on the branch; working tree and index still at the old content.
+    "git.after_commit",
+    // Git: one file written to the working tree; the index (and other files) not yet.
+    "git.after_write_file",
+    // Git: the new index is written beside `.git/index`, not yet renamed over it.
+    "git.before_index_rename",
+    // Apply: the commit is made and the tree updated; the ledger still says `proposed`.
+    "apply.after_commit",
+    // Revert: `pending = 'revert'`; no revert commit yet.
+    "revert.after_pending",
+    // Git: the revert is planned (conflict-free), its commit not made.
+    "git.before_revert",
+    // Revert: the revert commit is made; the ledger still says `applied`.
+    "revert.after_commit",
+    // Validate: the verdict is stored; the status not yet moved.
+    "validate.after_verdict",
+    // Validate: an inconclusive window was extended; its event not yet written.
+    "validate.after_extend",
+    // Validate: a failing verdict is stored; the revert not yet begun.
+    "validate.before_revert",
+    // Learn: the lesson commit is made; events and the lesson index not yet written.
+    "learn.after_commit",
+    // Notify: about to run a notifier (a hook command or webhook).
+    "notify.before_send",
 ];
 
 /// Reached failpoint `name`: if armed by [`ENV`] (and the `failpoints` feature is on), the

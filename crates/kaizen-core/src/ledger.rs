@@ -137,6 +137,11 @@ const MIGRATIONS: &[&str] = &[
         body_json  TEXT NOT NULL
     );
     "#,
+    // v2: the branch each intervention was committed on (reverts go there, whatever is checked
+    // out later).
+    r#"
+    ALTER TABLE interventions ADD COLUMN branch TEXT;
+    "#,
 ];
 
 /// One recorded event of an intervention's (or the loop's) decision chain.
@@ -1003,6 +1008,123 @@ impl Ledger {
     }
 }
 
+/// Consistency with the repository: branches, id continuity, clean ends.
+impl Ledger {
+    /// Marks an apply in flight on `branch` (recorded before the commit, so reconciliation
+    /// looks for the commit where it was made).
+    pub fn begin_apply(
+        &mut self,
+        id: InterventionId,
+        branch: Option<&str>,
+    ) -> Result<(), LedgerError> {
+        self.sql(|c| {
+            c.execute(
+                "UPDATE interventions SET pending = 'apply', branch = COALESCE(?2, branch) WHERE id = ?1",
+                params![id.0, branch],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// The branch `id` was committed on, if recorded.
+    pub fn branch(&self, id: InterventionId) -> Result<Option<String>, LedgerError> {
+        Ok(self
+            .sql(|c| {
+                c.query_row(
+                    "SELECT branch FROM interventions WHERE id = ?1",
+                    params![id.0],
+                    |r| r.get::<_, Option<String>>(0),
+                )
+                .optional()
+            })?
+            .flatten())
+    }
+
+    /// Records the branch `id` was committed on.
+    pub fn set_branch(&mut self, id: InterventionId, branch: &str) -> Result<(), LedgerError> {
+        self.sql(|c| {
+            c.execute(
+                "UPDATE interventions SET branch = ?2 WHERE id = ?1",
+                params![id.0, branch],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Makes the next intervention id greater than `highest` (the highest id the repository's
+    /// history names), so a lost or fresh state dir never reuses an id. Returns whether the
+    /// sequence moved.
+    pub fn reserve_ids_through(&mut self, highest: InterventionId) -> Result<bool, LedgerError> {
+        self.tx(|tx| {
+            let sql = |source| LedgerError::Sql {
+                path: PathBuf::new(),
+                source,
+            };
+            let current: i64 = tx
+                .query_row(
+                    "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'interventions'), 0),
+                                COALESCE((SELECT MAX(id) FROM interventions), 0))",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(sql)?;
+            if current >= highest.0 {
+                return Ok(false);
+            }
+            let updated = tx
+                .execute(
+                    "UPDATE sqlite_sequence SET seq = ?1 WHERE name = 'interventions'",
+                    params![highest.0],
+                )
+                .map_err(sql)?;
+            if updated == 0 {
+                tx.execute(
+                    "INSERT INTO sqlite_sequence(name, seq) VALUES ('interventions', ?1)",
+                    params![highest.0],
+                )
+                .map_err(sql)?;
+            }
+            Ok(true)
+        })
+        .map_err(|e| self.fix_path(e))
+    }
+
+    /// Ends `id` as `reverted` without a revert commit: its change is no longer in effect (a
+    /// later change undid it), so reverting it was a no-op. One transaction.
+    pub fn mark_reverted_without_commit(
+        &mut self,
+        id: InterventionId,
+        now: DateTime<Utc>,
+        stage: &str,
+        reason: &str,
+    ) -> Result<(), LedgerError> {
+        let current = self.get(id)?;
+        current
+            .status
+            .transition(Status::Reverted)
+            .map_err(|source| LedgerError::Transition { id, source })?;
+        self.tx(|tx| {
+            let sql = |source| LedgerError::Sql {
+                path: PathBuf::new(),
+                source,
+            };
+            tx.execute(
+                "UPDATE interventions SET status = 'reverted', reason = ?2, finalized_at = ?3,
+                   pending = NULL, revert_commit = NULL WHERE id = ?1",
+                params![id.0, reason, ms(now)],
+            )
+            .map_err(sql)?;
+            tx.execute(
+                "INSERT INTO events(at, intervention_id, stage, kind, detail) VALUES (?1, ?2, ?3, 'status', ?4)",
+                params![ms(now), id.0, stage, format!("{} → reverted: {}", current.status, reason)],
+            )
+            .map_err(sql)?;
+            Ok(())
+        })
+        .map_err(|e| self.fix_path(e))
+    }
+}
+
 /// A lesson as indexed in the ledger.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LessonRow {
@@ -1070,7 +1192,7 @@ mod tests {
         };
         // Reopen: the pending marker survived (as after a crash).
         let mut l = Ledger::open(&path).unwrap();
-        assert_eq!(l.schema_version().unwrap(), 1);
+        assert_eq!(l.schema_version().unwrap(), MIGRATIONS.len() as i64);
         let pending = l.pending().unwrap();
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].1, Pending::Apply);
@@ -1100,6 +1222,44 @@ mod tests {
         assert_eq!(got.revert_commit.as_deref(), Some("def"));
         let events = l.events_for(id).unwrap();
         assert_eq!(events.len(), 3, "{events:?}");
+    }
+
+    #[test]
+    fn ids_continue_after_the_repository_and_noop_reverts_end_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.sqlite");
+        let now = t("2026-01-01T00:00:00Z");
+        let mut l = Ledger::open(&path).unwrap();
+        // A fresh ledger in a repository whose history names K-000041.
+        assert!(l.reserve_ids_through(InterventionId(41)).unwrap());
+        assert!(
+            !l.reserve_ids_through(InterventionId(3)).unwrap(),
+            "never backwards"
+        );
+        let id = l.insert_proposed(&candidate(), now, "r").unwrap();
+        assert_eq!(id, InterventionId(42));
+        drop(l);
+        let mut l = Ledger::open(&path).unwrap();
+        assert!(!l.reserve_ids_through(InterventionId(42)).unwrap());
+        assert_eq!(
+            l.insert_proposed(&candidate(), now, "r").unwrap(),
+            InterventionId(43)
+        );
+        l.begin_apply(id, Some("main")).unwrap();
+        assert_eq!(l.branch(id).unwrap().as_deref(), Some("main"));
+        l.mark_applied(id, "abc", now, now, "c").unwrap();
+        l.set_pending(id, Some(Pending::Revert)).unwrap();
+        l.mark_reverted_without_commit(id, now, "revert", "no-op")
+            .unwrap();
+        let got = l.get(id).unwrap();
+        assert_eq!(got.status, Status::Reverted);
+        assert_eq!(got.revert_commit, None);
+        assert!(got.finalized_at.is_some());
+        assert!(l.pending().unwrap().is_empty());
+        assert!(
+            l.mark_reverted_without_commit(id, now, "revert", "again")
+                .is_err()
+        );
     }
 
     #[test]

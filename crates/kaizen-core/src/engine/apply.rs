@@ -5,7 +5,6 @@ use crate::canary::CanaryResult;
 use crate::clock::Clock;
 use crate::guard::{self, Decision};
 use crate::intervention::{Candidate, InterventionId, Status};
-use crate::ledger::Pending;
 
 impl Engine {
     pub(super) async fn apply_now(
@@ -50,9 +49,21 @@ impl Engine {
                 }
             }
         }
-        self.ledger.set_pending(id, Some(Pending::Apply))?;
+        // The branch is recorded with the pending marker, before the commit: reconciliation
+        // and every later revert go to where the commit is, whatever is checked out then.
+        let branch = self.applier.current_branch().ok().flatten();
+        self.ledger.begin_apply(id, branch.as_deref())?;
+        crate::failpoint::hit("apply.after_pending");
         match self.applier.apply(id, candidate) {
             Ok(commit) => {
+                crate::failpoint::hit("apply.after_commit");
+                if let Some(b) = commit
+                    .branch
+                    .as_deref()
+                    .filter(|b| Some(*b) != branch.as_deref())
+                {
+                    self.ledger.set_branch(id, b)?;
+                }
                 let due = now
                     + self.settings.validate.settle.to_chrono()
                     + candidate.prediction.within.to_chrono();

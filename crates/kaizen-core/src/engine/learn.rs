@@ -106,7 +106,10 @@ impl Engine {
             let writes = crate::lesson::store::change_writes(&rel, &changes);
             let message = crate::lesson::store::commit_message(distiller_name, &changes);
             match self.applier.commit_files(&writes, &message) {
-                Ok(commit) => report.commit = commit.map(|c| c.sha),
+                Ok(commit) => {
+                    crate::failpoint::hit("learn.after_commit");
+                    report.commit = commit.map(|c| c.sha)
+                }
                 Err(e) => {
                     self.ledger.record_event(
                         now,

@@ -302,6 +302,7 @@ impl EngineBuilder {
             lessons: self.lessons,
             sizing: self.sizing,
             notifiers: self.notifiers,
+            ids_checked: false,
         })
     }
 }
@@ -320,6 +321,8 @@ pub struct Engine {
     lessons: Vec<Lesson>,
     sizing: Option<Box<SizingFn>>,
     notifiers: Vec<Box<dyn crate::notify::Notifier>>,
+    /// Whether id continuity with the repository's history was checked (once per engine).
+    ids_checked: bool,
 }
 
 impl Engine {
@@ -425,6 +428,7 @@ impl Engine {
         let mut failures = Vec::new();
         for n in crate::notify::from_report(report) {
             for notifier in self.notifiers.iter().filter(|x| x.wants(n.kind)) {
+                crate::failpoint::hit("notify.before_send");
                 if let Err(e) = notifier.notify(&n).await {
                     failures.push((n.intervention, e.to_string()));
                 }

@@ -129,6 +129,7 @@ impl Engine {
             format!("trigger: {}", candidate.origin.trigger)
         };
         let id = self.ledger.insert_proposed(&candidate, now, &why)?;
+        crate::failpoint::hit("propose.after_row");
         report.line(
             Some(id),
             "propose",
@@ -160,6 +161,7 @@ impl Engine {
         }
 
         self.ledger.record_guard_verdicts(id, now, &verdicts)?;
+        crate::failpoint::hit("guard.after_verdicts");
         for v in verdicts.iter().filter(|v| v.decision != Decision::Pass) {
             tracing::info!(
                 "kaizen intervention={id} stage=guard guard={} decision={} reason={}",

@@ -2,6 +2,7 @@
 //! request); a refusal escalates once per [`ESCALATE_AGAIN`].
 
 use super::{CycleReport, ESCALATE_AGAIN, Engine, EngineError, short};
+use crate::apply::ApplyError;
 use crate::clock::Clock;
 use crate::intervention::{Intervention, InterventionId, Status};
 use crate::ledger::Pending;
@@ -24,9 +25,15 @@ impl Engine {
             )?;
             return Ok(false);
         };
+        let branch = self.ledger.branch(id)?;
         self.ledger.set_pending(id, Some(Pending::Revert))?;
-        match self.applier.revert(id, &commit, reason) {
+        crate::failpoint::hit("revert.after_pending");
+        match self
+            .applier
+            .revert_on(id, &commit, branch.as_deref(), reason)
+        {
             Ok(c) => {
+                crate::failpoint::hit("revert.after_commit");
                 self.ledger
                     .mark_reverted(id, &c.sha, now, "revert", reason)?;
                 report.reverted.push(id);
@@ -35,6 +42,21 @@ impl Engine {
                     "revert",
                     format!("reverted by commit {}", short(&c.sha)),
                 );
+                Ok(true)
+            }
+            Err(ApplyError::NoOp) => {
+                // Nothing to undo: a later change already took this one's effect away (e.g.
+                // another area set the key back). The intervention ends here, recorded, instead
+                // of staying `applied` forever.
+                let text = format!(
+                    "{reason}; the revert of {} is a no-op (its change is no longer in effect), \
+                     so it ends reverted without a revert commit",
+                    short(&commit)
+                );
+                self.ledger
+                    .mark_reverted_without_commit(id, now, "revert", &text)?;
+                report.reverted.push(id);
+                report.line(Some(id), "revert", text);
                 Ok(true)
             }
             Err(e) => {

@@ -104,6 +104,7 @@ impl Engine {
         match (verdict.outcome, look) {
             (Outcome::Validated, _) => {
                 self.ledger.record_verdict(id, &verdict)?;
+                crate::failpoint::hit("validate.after_verdict");
                 self.ledger.transition(
                     id,
                     Status::Validated,
@@ -122,6 +123,7 @@ impl Engine {
                 let due =
                     iv.due_at.unwrap_or(now).max(now) + iv.candidate.prediction.within.to_chrono();
                 let n = self.ledger.extend(id, due)?;
+                crate::failpoint::hit("validate.after_extend");
                 self.ledger.record_event(
                     now,
                     Some(id),
@@ -148,6 +150,7 @@ impl Engine {
             }
             (outcome, _) => {
                 self.ledger.record_verdict(id, &verdict)?;
+                crate::failpoint::hit("validate.before_revert");
                 let reason = match outcome {
                     Outcome::Inconclusive => format!(
                         "still inconclusive after {} extensions, reverted (a change that cannot be shown to help is not kept): {}",

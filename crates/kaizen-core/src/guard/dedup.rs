@@ -1,4 +1,5 @@
-//! `dedup`: do not propose the same change to the same thing twice at once.
+//! `dedup`: do not propose the same change to the same thing twice at once (one live
+//! intervention per target key, whatever its area).
 
 use super::guards::{human, ts, verdict};
 use super::paths::normalize_repo_path;
@@ -6,9 +7,10 @@ use super::{Decision, Guard, GuardContext, GuardError, GuardVerdict};
 use crate::edit::Edit;
 use crate::intervention::{Candidate, Intervention, Status};
 
-/// Blocks a candidate with the same area and an overlapping change target as an intervention
-/// that is currently `applied`, was applied within [`dedup_window`](super::GuardPolicy::dedup_window)
-/// (whatever became of it), or is `backlog`/`proposed` and was created within it.
+/// Blocks a candidate with an overlapping change target as an intervention that is currently
+/// `applied` (in any area), or, in the same area, was applied within
+/// [`dedup_window`](super::GuardPolicy::dedup_window) (whatever became of it) or is
+/// `backlog`/`proposed` and was created within it.
 ///
 /// Targets overlap when they are the same file (compared after lexical normalisation) and either
 /// one writes the whole file or their keys are equal or nested (`cache` and `cache.size_mb`).
@@ -56,10 +58,19 @@ impl Guard for Dedup {
         let since = ctx.now - window.to_chrono();
         let mut dups = Vec::new();
         for other in &ctx.view.interventions {
-            if other.candidate.area != candidate.area {
-                continue;
-            }
-            let Some(why) = live_reason(other, since, ctx.now) else {
+            // Within an area, live or recent; across areas, live (applied, awaiting
+            // validation): two areas changing one key at once confound both validations, and
+            // the later revert of one would be a no-op.
+            let same_area = other.candidate.area == candidate.area;
+            let why = if same_area {
+                live_reason(other, since, ctx.now)
+            } else if other.status == Status::Applied {
+                live_reason(other, since, ctx.now)
+                    .map(|w| format!("area `{}`, {w}", other.candidate.area))
+            } else {
+                None
+            };
+            let Some(why) = why else {
                 continue;
             };
             let mut shared: Vec<String> = Vec::new();
@@ -163,9 +174,39 @@ mod tests {
     }
 
     #[test]
-    fn passes_other_area_or_other_target() {
+    fn issue9_8_blocks_a_key_live_in_another_area_but_not_its_history() {
         let now = t0();
-        let v = run(&cand("cache"), vec![applied(7, "api", now)], now);
+        let v = run(&cand("memory"), vec![applied(7, "cache", now)], now);
+        assert_eq!(v.decision, Decision::Block);
+        assert!(
+            v.reason.contains("K-000007 (area `cache`, applied at"),
+            "{}",
+            v.reason
+        );
+        // Finalized or parked in another area: that area's business, not a live change.
+        let done = finalized(7, "cache", Status::Reverted, now);
+        assert_eq!(
+            run(&cand("memory"), vec![done], now).decision,
+            Decision::Pass
+        );
+        let parked = Intervention {
+            created_at: now,
+            ..iv(8, "cache", Status::Backlog)
+        };
+        assert_eq!(
+            run(&cand("memory"), vec![parked], now).decision,
+            Decision::Pass
+        );
+    }
+
+    #[test]
+    fn passes_other_target_or_a_finished_other_area() {
+        let now = t0();
+        let v = run(
+            &cand("cache"),
+            vec![finalized(7, "api", Status::Validated, now)],
+            now,
+        );
         assert_eq!(v.decision, Decision::Pass);
         assert_eq!(
             v.reason,
