@@ -100,6 +100,7 @@ pub fn engine_from_config(
         .ledger(ledger)
         .applier(Box::new(applier))
         .validator(validator_for(config))
+        .guards(kaizen_core::guard::chain_for(config.envelope.as_ref()))
         .sources(build_sources(config))
         .canaries(build_canaries(config))
         .sizing(kaizen_core::engine::window_sizing())

@@ -1963,9 +1963,9 @@ pub fn apply_message(id: InterventionId, c: &Candidate) -> String {
         msg.push_str("\n\n");
     }
     if !c.change.is_empty() {
-        for e in &c.change {
+        for line in c.change_lines() {
             msg.push_str("- ");
-            msg.push_str(&one_line(&e.to_string(), 300));
+            msg.push_str(&one_line(&line, 300));
             msg.push('\n');
         }
         msg.push('\n');

@@ -42,7 +42,7 @@ pub fn candidates(list: &[(String, Candidate, Vec<GuardVerdict>)]) {
             println!("  trigger:    {}", c.origin.trigger);
         }
         println!("  hypothesis: {}", c.hypothesis);
-        for e in &c.change {
+        for e in c.change_lines() {
             println!("  change:     {e}");
         }
         println!("  predicts:   {}", c.prediction);
@@ -191,7 +191,7 @@ impl Chain {
             println!("  trigger     {}", c.origin.trigger);
         }
         println!("  hypothesis  {}", c.hypothesis);
-        for e in &c.change {
+        for e in c.change_lines() {
             println!("  change      {e}");
         }
         println!("  prediction  {}", c.prediction);

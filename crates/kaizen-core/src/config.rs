@@ -313,6 +313,8 @@ pub struct Config {
     pub llm: Option<LlmConfig>,
     /// Notification targets.
     pub notify: Vec<NotifyConfig>,
+    /// Declared tunables and invariants (`tunables:` / `invariants:`), if any.
+    pub envelope: Option<std::sync::Arc<crate::tunables::Envelope>>,
 }
 
 impl Config {
@@ -367,6 +369,11 @@ struct ConfigSerde {
     llm: Option<LlmConfig>,
     #[serde(default)]
     notify: Vec<NotifyConfig>,
+    /// Knobs inline, or the name of a file declaring them (see `tunables`).
+    #[serde(default)]
+    tunables: Option<serde_json::Value>,
+    #[serde(default)]
+    invariants: Vec<String>,
 }
 
 fn dot() -> String {
@@ -440,6 +447,9 @@ impl Config {
         let state_dir = resolve(&raw.state_dir);
         let rules = raw.rules.as_deref().map(resolve);
         let lessons = resolve(raw.lessons.as_deref().unwrap_or("lessons"));
+        let envelope =
+            crate::tunables::load(raw.tunables.as_ref(), &raw.invariants, text, path, &base)?
+                .map(std::sync::Arc::new);
 
         let mut signals = BTreeMap::new();
         for (name, s) in raw.signals {
@@ -530,6 +540,7 @@ impl Config {
             Some(state_dir.clone()),
             rules.clone(),
             Some(lessons.clone()),
+            envelope.as_ref().and_then(|e| e.file.clone()),
         ]
         .into_iter()
         .flatten()
@@ -647,6 +658,7 @@ impl Config {
             schedule: raw.schedule,
             llm: raw.llm,
             notify: raw.notify,
+            envelope,
         })
     }
 }

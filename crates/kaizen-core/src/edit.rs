@@ -3,6 +3,7 @@
 //! Edits are pure text transforms (`old content → new content`), so the git adapter, the
 //! simulator and tests all agree on what a change does without touching a disk.
 
+use crate::quantity::Relative;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -19,7 +20,9 @@ pub enum Edit {
         file: String,
         /// Dotted key path, e.g. `cache.size_mb`; numeric segments index lists.
         key: String,
-        /// The new value.
+        /// The new value. A string of the form `*1.5`, `+64`, `-64`, `+50%` or `-10%` is a change
+        /// relative to the value already there (see [`Relative`]), resolved to a concrete value
+        /// of the same type before the guards see it.
         value: serde_json::Value,
     },
     /// Replace a file's whole content (created if missing).
@@ -55,11 +58,63 @@ impl Edit {
         }
     }
 
+    /// The relative change this edit asks for, if its value is one (`*1.5`, `+64`, `-10%`).
+    pub fn relative(&self) -> Option<Relative> {
+        match self {
+            Edit::ConfigSet { value, .. } => Relative::of_value(value),
+            Edit::FileWrite { .. } => None,
+        }
+    }
+
+    /// This edit with a concrete value, given the file's content before it, and what it replaces.
+    ///
+    /// A relative `config_set` becomes an absolute one (`*1.5` on 128 → 192); every `config_set`
+    /// reports the value it replaces (`None` when the key is absent). `file_write` is returned as is.
+    pub fn resolve(&self, before: Option<&str>) -> Result<(Edit, Option<Resolved>), EditError> {
+        let Edit::ConfigSet { file, key, value } = self else {
+            return Ok((self.clone(), None));
+        };
+        let old = config_get(file, before.unwrap_or(""), key)?;
+        let relative = Relative::of_value(value);
+        let new = match relative {
+            Some(rel) => {
+                let current = old.as_ref().ok_or_else(|| EditError::Relative {
+                    file: file.clone(),
+                    key: key.clone(),
+                    message: format!("{rel} needs a current value, and the key is not set"),
+                })?;
+                rel.apply(current).map_err(|message| EditError::Relative {
+                    file: file.clone(),
+                    key: key.clone(),
+                    message,
+                })?
+            }
+            None => value.clone(),
+        };
+        let edit = Edit::ConfigSet {
+            file: file.clone(),
+            key: key.clone(),
+            value: new.clone(),
+        };
+        let resolved = Resolved {
+            target: self.target(),
+            old,
+            new,
+            relative: relative.map(|r| r.to_string()),
+        };
+        Ok((edit, Some(resolved)))
+    }
+
     /// The file's content after this edit, given its content before (`None`: it does not exist).
+    /// A relative value is resolved against `before` first.
     pub fn apply_to(&self, before: Option<&str>) -> Result<String, EditError> {
         let out = match self {
             Edit::FileWrite { content, .. } => content.clone(),
             Edit::ConfigSet { file, key, value } => {
+                if Relative::of_value(value).is_some() {
+                    let (concrete, _) = self.resolve(before)?;
+                    return concrete.apply_to(before);
+                }
                 config_set(file, before.unwrap_or(""), key, value)?
             }
         };
@@ -82,6 +137,68 @@ impl fmt::Display for Edit {
             }
         }
     }
+}
+
+/// What resolving one `config_set` found: the value it replaces and the value it writes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resolved {
+    /// `file#key`, as [`Edit::target`] spells it.
+    pub target: String,
+    /// The value before (`None`: the key was not set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old: Option<serde_json::Value>,
+    /// The value written.
+    pub new: serde_json::Value,
+    /// The relative change it was computed from (`*1.5`), if it was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relative: Option<String>,
+}
+
+impl Resolved {
+    /// `128 → 192 (*1.5)`, `unset → 64`.
+    pub fn old_to_new(&self) -> String {
+        let old = self
+            .old
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_else(|| "unset".to_string());
+        match &self.relative {
+            Some(r) => format!("{old} → {} ({r})", self.new),
+            None => format!("{old} → {}", self.new),
+        }
+    }
+}
+
+/// Resolves every edit of a change in order (edits of one file compose), reading each file's
+/// content before the change once through `read`. Returns the concrete edits and, per
+/// `config_set`, what it replaces.
+pub fn resolve_all(
+    change: &[Edit],
+    mut read: impl FnMut(&str) -> Result<Option<String>, String>,
+) -> Result<(Vec<Edit>, Vec<Resolved>), EditError> {
+    let mut contents: Vec<(String, Option<String>)> = Vec::new();
+    let mut edits = Vec::with_capacity(change.len());
+    let mut resolved = Vec::new();
+    for e in change {
+        let file = e.file().to_string();
+        let i = match contents.iter().position(|(f, _)| *f == file) {
+            Some(i) => i,
+            None => {
+                let before = read(&file).map_err(|message| EditError::Parse {
+                    file: file.clone(),
+                    message,
+                })?;
+                contents.push((file.clone(), before));
+                contents.len() - 1
+            }
+        };
+        let before = contents[i].1.clone();
+        let (concrete, r) = e.resolve(before.as_deref())?;
+        contents[i].1 = Some(concrete.apply_to(before.as_deref())?);
+        edits.push(concrete);
+        resolved.extend(r);
+    }
+    Ok((edits, resolved))
 }
 
 /// An edit that cannot be made.
@@ -130,6 +247,16 @@ pub enum EditError {
         value: String,
         /// The format.
         format: &'static str,
+    },
+    /// A relative value that cannot be computed from what is there.
+    #[error("{file}: key `{key}`: {message}")]
+    Relative {
+        /// The file.
+        file: String,
+        /// The key.
+        key: String,
+        /// Why.
+        message: String,
     },
     /// The result would exceed [`MAX_FILE_BYTES`].
     #[error("{file}: the edited file would be {bytes} bytes, above the 1 MiB limit")]
@@ -580,6 +707,61 @@ mod tests {
             config_get("c.toml", &t2, "server.port").unwrap(),
             Some(json!(8080))
         );
+    }
+
+    #[test]
+    fn relative_values_on_yaml_json_toml_keep_comments() {
+        let y = set(
+            "a.yaml",
+            Some("# app\ncache_mb: 128  # MiB\nworkers: 4\n"),
+            "cache_mb",
+            json!("*1.5"),
+        );
+        assert_eq!(y, "# app\ncache_mb: 192  # MiB\nworkers: 4\n");
+        let t = set(
+            "a.toml",
+            Some("# top\n[pool]\nsize = 10 # conns\ntimeout = \"30s\"\n"),
+            "pool.size",
+            json!("-10%"),
+        );
+        assert_eq!(t, "# top\n[pool]\nsize = 9 # conns\ntimeout = \"30s\"\n");
+        let j = set("a.json", Some("{\"buf\": 64}"), "buf", json!("+64"));
+        assert_eq!(config_get("a.json", &j, "buf").unwrap(), Some(json!(128)));
+        let e = Edit::ConfigSet {
+            file: "a.yaml".into(),
+            key: "missing".into(),
+            value: json!("*2"),
+        }
+        .apply_to(Some("x: 1\n"))
+        .unwrap_err();
+        assert!(matches!(e, EditError::Relative { .. }), "{e}");
+    }
+
+    #[test]
+    fn resolve_all_composes_edits_of_one_file() {
+        let change = vec![
+            Edit::ConfigSet {
+                file: "a.yaml".into(),
+                key: "n".into(),
+                value: json!("*2"),
+            },
+            Edit::ConfigSet {
+                file: "a.yaml".into(),
+                key: "n".into(),
+                value: json!("+1"),
+            },
+        ];
+        let (edits, resolved) = resolve_all(&change, |_| Ok(Some("n: 4\n".into()))).unwrap();
+        assert_eq!(
+            edits[1],
+            Edit::ConfigSet {
+                file: "a.yaml".into(),
+                key: "n".into(),
+                value: json!(9)
+            }
+        );
+        assert_eq!(resolved[0].old_to_new(), "4 → 8 (*2)");
+        assert_eq!(resolved[1].old_to_new(), "8 → 9 (+1)");
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod budget;
 pub mod canary;
 pub mod concurrent;
 pub mod dedup;
+pub mod envelope;
 pub mod freeze;
 pub mod kinds;
 pub mod paths;
@@ -24,7 +25,7 @@ pub mod rollback;
 mod testutil;
 pub mod well_formed;
 
-pub use guards::{active_freezes, budget_left, default_chain};
+pub use guards::{active_freezes, budget_left, chain_for, default_chain};
 
 /// What a guard decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

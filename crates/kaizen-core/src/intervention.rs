@@ -230,6 +230,13 @@ pub struct Origin {
     /// What triggered it (e.g. "latency_ms above 200 for 10m (last 251.0)").
     #[serde(default)]
     pub trigger: String,
+    /// What each `config_set` replaced and wrote, found when its change was resolved against
+    /// the repository (relative values such as `*1.5` made concrete).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resolved: Vec<crate::edit::Resolved>,
+    /// Facts a rule's `diagnose` command reported when it confirmed the problem.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnosis: Option<serde_json::Value>,
 }
 
 impl fmt::Display for Origin {
@@ -273,6 +280,23 @@ impl Candidate {
         t.sort();
         t.dedup();
         t
+    }
+
+    /// The change for humans, one line per edit: `set cache_mb 128 → 192 (*1.5) in config/app.yaml`
+    /// once resolved, else the edit as written.
+    pub fn change_lines(&self) -> Vec<String> {
+        self.change
+            .iter()
+            .map(|e| match e {
+                Edit::ConfigSet { file, key, .. } => {
+                    match self.origin.resolved.iter().find(|r| r.target == e.target()) {
+                        Some(r) => format!("set {key} {} in {file}", r.old_to_new()),
+                        None => e.to_string(),
+                    }
+                }
+                Edit::FileWrite { .. } => e.to_string(),
+            })
+            .collect()
     }
 
     /// Every file path the change touches, as written.

@@ -19,12 +19,14 @@ pub mod lock;
 pub mod notify;
 pub mod observe;
 pub mod propose;
+pub mod quantity;
 pub mod review;
 pub mod rules;
 pub mod schedule;
 pub mod signal;
 pub mod sim;
 pub mod span;
+pub mod tunables;
 pub mod validate;
 pub mod yaml;
 

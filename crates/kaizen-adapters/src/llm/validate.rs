@@ -203,6 +203,7 @@ impl Validator {
                 cites,
                 argues_against,
                 trigger: trigger.to_string(),
+                ..Default::default()
             },
         })
     }

@@ -14,6 +14,7 @@
 //! | `daily_budget`   | [`DailyBudget`]    | the rolling-24h apply budget is used up                         |
 //! | `max_concurrent` | [`MaxConcurrent`]  | too many interventions await validation                        |
 //! | `canary`         | [`CanaryRequired`] | (backlog) risk needs a canary the area lacks                   |
+//! | `envelope`       | [`EnvelopeGuard`]  | outside the declared tunables (bounds, step, invariant, strict) — only in the chain when tunables are declared |
 
 use super::{Guard, GuardPolicy, GuardVerdict, LedgerView};
 use crate::intervention::{Intervention, InterventionId};
@@ -24,6 +25,7 @@ pub use super::budget::DailyBudget;
 pub use super::canary::CanaryRequired;
 pub use super::concurrent::MaxConcurrent;
 pub use super::dedup::Dedup;
+pub use super::envelope::EnvelopeGuard;
 pub use super::freeze::AreaFreeze;
 pub use super::kinds::BlockedKinds;
 pub use super::paths::{BlockedPaths, PathProblem, normalize_repo_path};
@@ -48,6 +50,17 @@ pub fn default_chain() -> Vec<Box<dyn Guard>> {
         Box::new(MaxConcurrent),
         Box::new(CanaryRequired),
     ]
+}
+
+/// [`default_chain`] plus the `envelope` guard when tunables are declared.
+pub fn chain_for(
+    envelope: Option<&std::sync::Arc<crate::tunables::Envelope>>,
+) -> Vec<Box<dyn Guard>> {
+    let mut chain = default_chain();
+    if let Some(env) = envelope {
+        chain.push(Box::new(EnvelopeGuard::new(env.clone())));
+    }
+    chain
 }
 
 /// Every area frozen at `now`, sorted by area name: the same rule the `freeze` guard enforces,

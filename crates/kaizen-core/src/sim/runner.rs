@@ -499,9 +499,11 @@ pub async fn run_scenario_with(
         .applier(applier)
         .validator(validator)
         .canaries(canaries);
-    if let Some(g) = options.guards {
-        builder = builder.guards(g);
-    }
+    builder = builder.guards(
+        options
+            .guards
+            .unwrap_or_else(|| crate::guard::chain_for(config.envelope.as_ref())),
+    );
     if let Some(s) = options.sizing {
         builder = builder.sizing(s);
     }
