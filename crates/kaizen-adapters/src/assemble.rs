@@ -75,7 +75,8 @@ pub fn proposers_for(config: &Config) -> Result<Vec<Box<dyn Proposer>>, Assemble
             config.repo.clone(),
             config.guards.blocked_paths.clone(),
         )
-        .map_err(|e| AssembleError::Llm(e.to_string()))?;
+        .map_err(|e| AssembleError::Llm(e.to_string()))?
+        .with_envelope(config.envelope.clone());
         out.push(Box::new(proposer));
     }
     Ok(out)

@@ -976,3 +976,109 @@ async fn model_is_not_asked_when_the_budget_is_used_up() {
     assert!(out.candidates.is_empty() && out.rejected.is_empty());
     assert!(server.seen().is_empty(), "no request was sent");
 }
+
+// ---------- with declared tunables ----------
+
+fn envelope() -> Arc<kaizen_core::tunables::Envelope> {
+    let tunables = json!({
+        "cache_mb": {"file": "config/app.yaml", "type": "int", "min": 16, "max": 1024, "max_step": "2x"},
+        "policy": {"file": "config/app.yaml", "key": "cache.policy", "type": "enum", "allowed": ["lru", "lfu"]}
+    });
+    let env = kaizen_core::tunables::load(
+        Some(&tunables),
+        &[],
+        "",
+        Path::new("kaizen.yaml"),
+        Path::new("."),
+    )
+    .unwrap()
+    .unwrap();
+    Arc::new(env)
+}
+
+fn knob_cand(knob: &str, value: Value) -> Value {
+    let mut c = cand("config/app.yaml", "cache_mb");
+    c["change"] = json!([{"knob": knob, "value": value}]);
+    c
+}
+
+#[tokio::test]
+async fn with_tunables_the_schema_lists_the_knobs_and_the_guard_refuses_what_it_ignores() {
+    use kaizen_core::guard::{Decision, GuardContext, GuardPolicy, LedgerView};
+    // The model ignores the schema (max 256 this time) and answers 4096; a second candidate
+    // uses a raw config_set, which the knob-only validator rejects.
+    let server = Server::start(vec![ok(chat(&answer(vec![
+        knob_cand("cache_mb", json!(4096)),
+        cand("config/app.yaml", "workers"),
+    ])))])
+    .await;
+    let repo = repo();
+    let env = envelope();
+    let p = proposer(
+        &config(&server.base_url, StructuredOutput::JsonObject),
+        repo.path(),
+    )
+    .with_envelope(Some(env.clone()));
+    let out = p.propose(&ctx(251.0)).await.unwrap();
+
+    let body = &server.seen()[0].body;
+    let schema = &body["response_format"]["schema"];
+    let items = &schema["properties"]["candidates"]["items"]["properties"]["change"]["items"];
+    let knobs: Vec<&Value> = items["anyOf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| &i["properties"]["knob"]["enum"][0])
+        .collect();
+    assert_eq!(knobs, [&json!("cache_mb"), &json!("policy")], "{items}");
+    let cache = &items["anyOf"][0]["properties"]["value"];
+    assert_eq!(cache["type"], "integer");
+    assert_eq!(
+        (cache["minimum"].clone(), cache["maximum"].clone()),
+        (json!(64), json!(256)),
+        "bounds ∩ one 2x step from 128"
+    );
+    assert_eq!(
+        items["anyOf"][1]["properties"]["value"]["enum"],
+        json!(["lru", "lfu"])
+    );
+    let user = body["messages"][1]["content"].as_str().unwrap();
+    assert!(
+        user.contains("- cache_mb = 128 (int 16..=1024, max step 2x; this time 64..=256)"),
+        "{user}"
+    );
+    assert!(
+        user.contains("- policy = unset (enum one of [lru, lfu])"),
+        "{user}"
+    );
+
+    assert_eq!(out.rejected.len(), 1, "{:?}", out.rejected);
+    assert!(
+        out.rejected[0].reason.contains("an edit names a knob"),
+        "{:?}",
+        out.rejected
+    );
+    assert_eq!(out.candidates.len(), 1);
+    let c = &out.candidates[0];
+    assert_eq!(
+        c.change[0].to_string(),
+        "set cache_mb = 4096 in config/app.yaml"
+    );
+    // The envelope guard refuses it, naming the knob, the bound and the value.
+    let view = LedgerView::default();
+    let policy = GuardPolicy::default();
+    let gctx = GuardContext {
+        view: &view,
+        policy: &policy,
+        now: now(),
+        repo_root: repo.path(),
+    };
+    let v = kaizen_core::guard::chain_for(Some(&env))
+        .iter()
+        .find(|g| g.name() == "envelope")
+        .unwrap()
+        .check(c, &gctx)
+        .unwrap();
+    assert_eq!(v.decision, Decision::Block);
+    assert_eq!(v.reason, "knob `cache_mb`: 4096 is above max 1024");
+}

@@ -527,6 +527,123 @@ impl Envelope {
     }
 }
 
+/// A knob as a proposer should see it: its value now and where one intervention may take it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KnobState {
+    /// The knob.
+    pub knob: Knob,
+    /// Its value in the repository now (`None`: not set, or the file is unreadable).
+    pub current: Option<Value>,
+    /// For numeric knobs: the lowest and highest value reachable in one intervention (bounds
+    /// intersected with `max_step` around the current value; ints rounded inward; durations in
+    /// seconds, sizes in bytes). `None` on a side means unbounded there.
+    pub range: (Option<f64>, Option<f64>),
+    /// Whether any change is possible now (`false`: a step is declared but there is no current
+    /// value to take it from, or the range is empty).
+    pub changeable: bool,
+}
+
+impl KnobState {
+    /// `cache_mb = 128 (int 16..=1024, max step 2x; now 64..=256; area cache)`.
+    pub fn line(&self) -> String {
+        let k = &self.knob;
+        let now = self
+            .current
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_else(|| "unset".into());
+        let mut s = format!("{} = {now} ({}", k.name, k.summary());
+        if !self.changeable {
+            s.push_str("; cannot be changed now");
+        } else if k.max_step.is_some()
+            && let (Some(lo), Some(hi)) = self.range
+        {
+            s.push_str(&format!(
+                "; this time {}..={}",
+                fmt_q(k.ty, lo),
+                fmt_q(k.ty, hi)
+            ));
+        }
+        if let Some(a) = &k.area {
+            s.push_str(&format!("; area {a}"));
+        }
+        if let Some(r) = k.risk {
+            s.push_str(&format!("; risk at least {r}"));
+        }
+        s.push(')');
+        if let Some(d) = &k.description {
+            s.push_str(&format!(": {d}"));
+        }
+        s
+    }
+}
+
+fn fmt_q(ty: KnobType, x: f64) -> String {
+    let x = round3(x);
+    match ty {
+        KnobType::Duration => format!("{x}s"),
+        KnobType::Size => format!("{x}B"),
+        _ => format!("{x}"),
+    }
+}
+
+impl Envelope {
+    /// Every knob's state now, in name order; `read` gives a repo-relative file's content.
+    pub fn states(
+        &self,
+        mut read: impl FnMut(&str) -> Result<Option<String>, String>,
+    ) -> Vec<KnobState> {
+        let mut files: BTreeMap<String, Option<String>> = BTreeMap::new();
+        self.knobs
+            .values()
+            .map(|k| {
+                let content = files
+                    .entry(k.file.clone())
+                    .or_insert_with(|| read(&k.file).ok().flatten())
+                    .clone();
+                let current = content.and_then(|c| config_get(&k.file, &c, &k.key).ok().flatten());
+                let mut lo = k.min.as_ref().map(|m| m.0);
+                let mut hi = k.max.as_ref().map(|m| m.0);
+                let mut changeable = true;
+                if let Some((step, _)) = &k.max_step {
+                    match current.as_ref().map(|v| k.read(v)) {
+                        Some(Ok(Val::Num(o))) => {
+                            let (a, b) = match *step {
+                                Step::Factor(f) if o > 0.0 => (o / f, o * f),
+                                Step::Factor(_) => (o, o),
+                                Step::Percent(p) => (o - p * o.abs(), o + p * o.abs()),
+                                Step::Plus(d) => (o - d, o + d),
+                            };
+                            lo = Some(lo.map_or(a, |l| l.max(a)));
+                            hi = Some(hi.map_or(b, |h| h.min(b)));
+                        }
+                        _ => changeable = false,
+                    }
+                }
+                if k.ty == KnobType::Int {
+                    lo = lo.map(|x| (x - 1e-9).ceil());
+                    hi = hi.map(|x| (x + 1e-9).floor());
+                }
+                if let (Some(a), Some(b)) = (lo, hi)
+                    && a > b
+                {
+                    changeable = false;
+                }
+                KnobState {
+                    knob: k.clone(),
+                    current,
+                    range: if k.ty.numeric() {
+                        (lo, hi)
+                    } else {
+                        (None, None)
+                    },
+                    changeable,
+                }
+            })
+            .collect()
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct KnobSerde {
@@ -943,6 +1060,24 @@ invariants:
             ps.iter().any(|x| x.contains("4096 is above max 1024")),
             "{ps:?}"
         );
+    }
+
+    #[test]
+    fn states_show_where_one_step_may_go() {
+        let env = envelope(ENVELOPE).unwrap().unwrap();
+        let states = env.states(|_| Ok(Some(APP.to_string())));
+        let names: Vec<&str> = states.iter().map(|s| s.knob.name.as_str()).collect();
+        assert_eq!(names, ["cache_mb", "policy", "timeout", "workers"]);
+        assert_eq!(states[0].range, (Some(64.0), Some(256.0)));
+        assert_eq!(
+            states[0].line(),
+            "cache_mb = 128 (int 16..=1024, max step 2x; this time 64..=256)"
+        );
+        assert_eq!(states[2].range, (Some(20.0), Some(40.0)));
+        assert_eq!(states[3].range, (Some(1.0), Some(32.0)));
+        let none = env.states(|_| Ok(None));
+        assert!(!none[0].changeable && none[3].changeable);
+        assert!(none[0].line().contains("unset") && none[0].line().contains("cannot be changed"));
     }
 
     #[test]

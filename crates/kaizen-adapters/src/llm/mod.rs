@@ -36,10 +36,10 @@ pub mod validate;
 
 pub use client::{Answer, ChatClient, ClientOptions, Message};
 pub use diagnose::{Diagnosis, Hypothesis, diagnose, diagnose_with};
-pub use prompt::{Prompt, build_prompt};
+pub use prompt::{Prompt, build_prompt, build_prompt_with};
 pub use proposer::LlmProposer;
 pub use rewrite::rewrite_lessons;
-pub use schema::output_schema;
+pub use schema::{output_schema, output_schema_for};
 
 use std::time::Duration;
 

@@ -5,13 +5,14 @@
 //! lowest-priority parts are dropped first and the prompt says what was left out.
 
 use super::client::Message;
-use super::schema::{diagnosis_schema, output_schema};
+use super::schema::{diagnosis_schema, output_schema, output_schema_for};
 use chrono::{DateTime, Duration, Utc};
 use kaizen_core::config::LlmConfig;
 use kaizen_core::intervention::Intervention;
 use kaizen_core::lesson::{Lesson, LessonStatus};
 use kaizen_core::propose::ProposeContext;
 use kaizen_core::signal::Signal;
+use kaizen_core::tunables::KnobState;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
@@ -291,9 +292,21 @@ fn fit(
 
 /// The proposer's prompt for `ctx` under `config` (allow-list, candidate count, size bound).
 pub fn build_prompt(ctx: &ProposeContext, config: &LlmConfig) -> Prompt {
+    build_prompt_with(ctx, config, &[])
+}
+
+/// [`build_prompt`] with declared tunables: the prompt lists each knob with its current value,
+/// bounds and step (never dropped to fit), edits name knobs, and the schema shown is
+/// [`output_schema_for`].
+pub fn build_prompt_with(ctx: &ProposeContext, config: &LlmConfig, knobs: &[KnobState]) -> Prompt {
     let alerting = alerting_signals(ctx);
     let (relevant, other) = ranked_lessons(ctx, &alerting);
-    let schema = output_schema(config.max_candidates);
+    let schema = if knobs.is_empty() {
+        output_schema(config.max_candidates)
+    } else {
+        output_schema_for(config.max_candidates, knobs)
+    };
+    let knob_lines: Vec<String> = knobs.iter().map(|k| format!("- {}", k.line())).collect();
     let schema_text = serde_json::to_string(&schema).unwrap_or_default();
     let signal_names: Vec<&str> = {
         let mut v: Vec<&str> = ctx.signals.iter().map(|s| s.name.as_str()).collect();
@@ -385,6 +398,15 @@ pub fn build_prompt(ctx: &ProposeContext, config: &LlmConfig) -> Prompt {
         for line in &g[1].1 {
             let _ = writeln!(u, "{line}");
         }
+        if !knob_lines.is_empty() {
+            let _ = writeln!(
+                u,
+                "\n## Tunables: the only settings you may change (name = value now (type, bounds, step))"
+            );
+            for line in &knob_lines {
+                let _ = writeln!(u, "{line}");
+            }
+        }
         let _ = writeln!(u, "\n## Constraints");
         let _ = writeln!(
             u,
@@ -411,10 +433,21 @@ pub fn build_prompt(ctx: &ProposeContext, config: &LlmConfig) -> Prompt {
             );
         }
         let _ = writeln!(u, "\n## Answer");
-        let _ = writeln!(
-            u,
-            "Propose at most {max_candidates} candidate(s). An edit is {{\"config_set\": {{\"file\": \"config/app.yaml\", \"key\": \"cache.size_mb\", \"value\": 256}}}} or {{\"file_write\": {{\"file\": \"...\", \"content\": \"...\"}}}}."
-        );
+        match knobs.iter().find(|k| k.changeable) {
+            Some(k) => {
+                let _ = writeln!(
+                    u,
+                    "Propose at most {max_candidates} candidate(s). An edit is {{\"knob\": \"{}\", \"value\": <new value>}}, naming one of the tunables above; stay within its bounds and step.",
+                    k.knob.name
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    u,
+                    "Propose at most {max_candidates} candidate(s). An edit is {{\"config_set\": {{\"file\": \"config/app.yaml\", \"key\": \"cache.size_mb\", \"value\": 256}}}} or {{\"file_write\": {{\"file\": \"...\", \"content\": \"...\"}}}}."
+                );
+            }
+        }
         let _ = writeln!(
             u,
             "Answer with one JSON object matching this JSON schema:\n{schema_text}"

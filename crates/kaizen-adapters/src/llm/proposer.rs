@@ -2,13 +2,15 @@
 
 use super::LlmError;
 use super::client::{ChatClient, ClientOptions};
-use super::prompt::{alerting_signals, build_prompt, num};
-use super::schema::output_schema;
+use super::prompt::{alerting_signals, build_prompt_with, num};
+use super::schema::{output_schema, output_schema_for};
 use super::validate::Validator;
 use async_trait::async_trait;
 use kaizen_core::config::LlmConfig;
 use kaizen_core::propose::{Proposals, ProposeContext, ProposeError, Proposer};
+use kaizen_core::tunables::{Envelope, KnobState};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// The schema/tool name sent to the server.
 const SCHEMA_NAME: &str = "kaizen_candidates";
@@ -23,6 +25,8 @@ pub struct LlmProposer {
     config: LlmConfig,
     client: ChatClient,
     validator: Validator,
+    repo_root: PathBuf,
+    envelope: Option<Arc<Envelope>>,
 }
 
 impl LlmProposer {
@@ -53,13 +57,38 @@ impl LlmProposer {
         let validator = Validator::new(
             &config.may_change,
             &blocked_paths,
-            repo_root,
+            repo_root.clone(),
             config.max_candidates,
         )?;
         Ok(Self {
             config: config.clone(),
             client,
             validator,
+            repo_root,
+            envelope: None,
+        })
+    }
+
+    /// Proposes among declared tunables: the prompt lists every knob with its current value,
+    /// bounds and step, and the answer's schema only admits knob names and typed, in-range
+    /// values (see [`output_schema_for`]). `may_change` stays a second fence.
+    pub fn with_envelope(mut self, envelope: Option<Arc<Envelope>>) -> Self {
+        let envelope = envelope.filter(|e| !e.knobs.is_empty());
+        self.validator = self.validator.with_envelope(envelope.clone());
+        self.envelope = envelope;
+        self
+    }
+
+    /// The knobs as the model sees them now (empty without tunables).
+    pub fn knob_states(&self) -> Vec<KnobState> {
+        let Some(env) = &self.envelope else {
+            return Vec::new();
+        };
+        let root = self.repo_root.clone();
+        env.states(|file| match std::fs::read_to_string(root.join(file)) {
+            Ok(s) => Ok(Some(s)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.to_string()),
         })
     }
 
@@ -100,7 +129,14 @@ impl LlmProposer {
             })
             .collect::<Vec<_>>()
             .join("; ");
-        let prompt = build_prompt(ctx, &self.config);
+        let knobs = self.knob_states();
+        if self.envelope.is_some() && !knobs.iter().any(|k| k.changeable) {
+            tracing::info!(
+                "kaizen stage=propose proposer=llm: no declared tunable can change now; the model is not asked"
+            );
+            return Ok(Proposals::default());
+        }
+        let prompt = build_prompt_with(ctx, &self.config, &knobs);
         tracing::info!(
             "kaizen stage=propose proposer=llm: asking {} ({}) about {} (≈{} prompt tokens{})",
             self.client.model(),
@@ -113,7 +149,11 @@ impl LlmProposer {
                 format!("; omitted {}", prompt.omitted.join(", "))
             }
         );
-        let schema = output_schema(self.config.max_candidates);
+        let schema = if knobs.is_empty() {
+            output_schema(self.config.max_candidates)
+        } else {
+            output_schema_for(self.config.max_candidates, &knobs)
+        };
         let answer = self
             .client
             .ask(&prompt.messages(), SCHEMA_NAME, &schema)

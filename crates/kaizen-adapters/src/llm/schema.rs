@@ -2,6 +2,7 @@
 //! `maxItems`: small models otherwise pad until the token limit. The validator enforces the same
 //! limits (constants below), since not every server enforces the schema.
 
+use kaizen_core::tunables::{KnobState, KnobType};
 use serde_json::{Value, json};
 
 /// Longest `area`.
@@ -73,10 +74,68 @@ fn object(properties: Value) -> Value {
     })
 }
 
+/// Longest duration or size value of a knob (`1500ms`, `512MiB`).
+pub const MAX_QUANTITY: usize = 16;
+/// What a duration knob's value looks like (no literal dots: see [`CHANGE_PATTERN_NO_DOT`]).
+pub const DURATION_PATTERN: &str = "^[0-9]{1,9}(ms|s|m|h|d)$";
+/// What a size knob's value looks like.
+pub const SIZE_PATTERN: &str = "^[0-9]{1,12}(B|KiB|MiB|GiB|TiB|KB|MB|GB|TB|k|K|M|G|T)$";
+
+/// The schema of one knob's value: typed, and for numbers bounded by where one intervention may
+/// take it now ([`KnobState::range`]).
+fn knob_value(k: &KnobState) -> Value {
+    let mut v = match k.knob.ty {
+        KnobType::Int => json!({"type": "integer"}),
+        KnobType::Float => json!({"type": "number"}),
+        KnobType::Bool => return json!({"type": "boolean"}),
+        KnobType::Enum => return json!({"type": "string", "enum": k.knob.allowed}),
+        KnobType::Duration => {
+            return json!({"type": "string", "maxLength": MAX_QUANTITY, "pattern": DURATION_PATTERN});
+        }
+        KnobType::Size => {
+            return json!({"type": "string", "maxLength": MAX_QUANTITY, "pattern": SIZE_PATTERN});
+        }
+    };
+    let int = k.knob.ty == KnobType::Int;
+    let bound = |x: f64| {
+        if int && x.abs() < 9e15 {
+            // Whole and well inside i64 here.
+            #[allow(clippy::cast_possible_truncation)]
+            Value::from(x as i64)
+        } else {
+            json!(x)
+        }
+    };
+    if let Some(lo) = k.range.0 {
+        v["minimum"] = bound(lo);
+    }
+    if let Some(hi) = k.range.1 {
+        v["maximum"] = bound(hi);
+    }
+    v
+}
+
+/// The schema of the proposer's answer when tunables are declared: each edit is
+/// `{"knob": <one of the changeable knobs' names>, "value": <that knob's typed value>}`, so even
+/// a small grammar-constrained model can only name declared knobs and in-range values. The
+/// answer is checked on our side regardless (the `envelope` guard has the last word).
+pub fn output_schema_for(max_candidates: u32, knobs: &[KnobState]) -> Value {
+    let items: Vec<Value> = knobs
+        .iter()
+        .filter(|k| k.changeable)
+        .map(|k| {
+            object(json!({
+                "knob": {"type": "string", "enum": [k.knob.name]},
+                "value": knob_value(k)
+            }))
+        })
+        .collect();
+    with_edits(max_candidates, json!({"anyOf": items}))
+}
+
 /// The schema of the proposer's answer: `{"candidates": [...]}` with at most `max_candidates`
 /// (clamped to 1..=10) candidates. Strict-mode compatible: every property required, no extras.
 pub fn output_schema(max_candidates: u32) -> Value {
-    let max_candidates = max_candidates.clamp(1, MAX_CANDIDATES_CAP);
     let config_set = object(json!({
         "config_set": object(json!({
             "file": s(MAX_PATH),
@@ -94,6 +153,11 @@ pub fn output_schema(max_candidates: u32) -> Value {
             "content": s(MAX_CONTENT)
         }))
     }));
+    with_edits(max_candidates, json!({"anyOf": [config_set, file_write]}))
+}
+
+fn with_edits(max_candidates: u32, edit_items: Value) -> Value {
+    let max_candidates = max_candidates.clamp(1, MAX_CANDIDATES_CAP);
     let candidate = object(json!({
         "area": s(MAX_AREA),
         "title": s(MAX_TITLE),
@@ -102,7 +166,7 @@ pub fn output_schema(max_candidates: u32) -> Value {
             "type": "array",
             "minItems": 1,
             "maxItems": MAX_EDITS,
-            "items": {"anyOf": [config_set, file_write]}
+            "items": edit_items
         },
         "predict": object(json!({
             "signal": s(MAX_SIGNAL),

@@ -12,9 +12,11 @@ use kaizen_core::intervention::{Argument, Candidate, ExpectedChange, Origin, Pre
 use kaizen_core::lesson::{Lesson, LessonStatus};
 use kaizen_core::propose::{Proposals, ProposeContext, Rejected};
 use kaizen_core::span::Span;
+use kaizen_core::tunables::Envelope;
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Excerpt length of a rejected candidate.
 const REJECT_EXCERPT: usize = 300;
@@ -35,6 +37,7 @@ pub struct Validator {
     blocked_src: Vec<String>,
     repo_root: PathBuf,
     max_candidates: usize,
+    envelope: Option<Arc<Envelope>>,
 }
 
 fn globset(patterns: &[String], literal_separator: bool, field: &str) -> Result<GlobSet, LlmError> {
@@ -89,7 +92,16 @@ impl Validator {
             blocked_src,
             repo_root,
             max_candidates: max_candidates.clamp(1, MAX_CANDIDATES_CAP) as usize,
+            envelope: None,
         })
+    }
+
+    /// With declared tunables: edits must name a knob (`{"knob": "cache_mb", "value": 256}`)
+    /// and become a `config_set` of its file and key. Raw `config_set`/`file_write` edits are
+    /// rejected then; the allow-list stays a second fence.
+    pub fn with_envelope(mut self, envelope: Option<Arc<Envelope>>) -> Self {
+        self.envelope = envelope.filter(|e| !e.knobs.is_empty());
+        self
     }
 
     /// Validates a whole answer `{"candidates": [...]}`. A wrong top-level shape is an error;
@@ -225,7 +237,10 @@ impl Validator {
         let mut edits: Vec<Edit> = Vec::new();
         for (i, e) in list.iter().enumerate() {
             let at = format!("change[{i}]");
-            let edit = edit(e, &at)?;
+            let edit = match &self.envelope {
+                Some(env) => knob_edit(env, e, &at)?,
+                None => edit(e, &at)?,
+            };
             self.check_path(edit.file())
                 .map_err(|m| format!("{at}: path {:?} {m}", edit.file()))?;
             if let Edit::ConfigSet { .. } = &edit {
@@ -455,6 +470,48 @@ fn edit(e: &Value, at: &str) -> Result<Edit, String> {
             "{at}: unknown edit kind `{other}` (config_set or file_write)"
         )),
     }
+}
+
+/// `{"knob": "cache_mb", "value": 256}` → a `config_set` of the knob's file and key. Only the
+/// name and the value's shape are checked here; bounds, steps and invariants are the guard's.
+fn knob_edit(env: &Envelope, e: &Value, at: &str) -> Result<Edit, String> {
+    let obj = e
+        .as_object()
+        .ok_or_else(|| format!("{at} must be an object {{knob, value}}"))?;
+    if obj.contains_key("config_set") || obj.contains_key("file_write") {
+        return Err(format!(
+            "{at}: with tunables declared, an edit names a knob ({{\"knob\": ..., \"value\": ...}})"
+        ));
+    }
+    exact_keys(obj, &["knob", "value"], at)?;
+    let name = string(obj, "knob", MAX_KEY, true).map_err(|m| format!("{at}: {m}"))?;
+    let knob = env.knobs.get(&name).ok_or_else(|| {
+        let names: Vec<&str> = env.knobs.keys().map(String::as_str).collect();
+        format!(
+            "{at}: unknown knob {name:?} (declared: {})",
+            names.join(", ")
+        )
+    })?;
+    let value = match obj.get("value") {
+        Some(Value::String(s)) if s.chars().count() > MAX_VALUE => {
+            return Err(format!(
+                "{at}: `value` is longer than {MAX_VALUE} characters"
+            ));
+        }
+        Some(v @ (Value::String(_) | Value::Number(_) | Value::Bool(_))) => v.clone(),
+        Some(other) => {
+            return Err(format!(
+                "{at}: `value` must be a string, number or boolean, not {}",
+                type_name(other)
+            ));
+        }
+        None => return Err(format!("{at}: `value` is missing")),
+    };
+    Ok(Edit::ConfigSet {
+        file: knob.file.clone(),
+        key: knob.key.clone(),
+        value,
+    })
 }
 
 fn prediction(obj: &Map<String, Value>, ctx: &ProposeContext) -> Result<Prediction, String> {
