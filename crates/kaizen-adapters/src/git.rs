@@ -782,6 +782,17 @@ impl GitApplier {
 }
 
 impl Applier for GitApplier {
+    fn read_file(&self, path: &str) -> Result<Option<String>, ApplyError> {
+        let path = contain(&self.root, path)?;
+        let repo = self.repo()?;
+        let tip = self.tip(&repo)?;
+        let tree = self.tip_tree(&repo, &tip)?;
+        match tree_blob(&tree, &path)?.0 {
+            Some(oid) => blob_text(&repo, oid, &path).map(Some),
+            None => Ok(None),
+        }
+    }
+
     fn preflight(&self, candidate: &Candidate) -> Result<(), ApplyError> {
         self.apply_inner(None, candidate, false).map(|_| ())
     }

@@ -260,7 +260,31 @@ pub async fn run(cli: Cli) -> Result<()> {
             let candidates = engine.gather_proposals(&mut report).await.map_err(rt)?;
             let mut out = Vec::new();
             for (proposer, c) in candidates {
-                let verdicts = engine.dry_guards(&c).map_err(rt)?;
+                use kaizen_core::engine::Resolution;
+                let (c, verdicts) = match engine.resolve(c) {
+                    Resolution::Ready(c) => {
+                        let v = engine.dry_guards(&c).map_err(rt)?;
+                        (c, v)
+                    }
+                    Resolution::AlreadyApplied(c) => {
+                        let v = vec![kaizen_core::guard::GuardVerdict {
+                            guard: "already_applied".into(),
+                            decision: kaizen_core::guard::Decision::Block,
+                            reason: "the repository already holds this change (nothing to do)"
+                                .into(),
+                        }];
+                        (c, v)
+                    }
+                    Resolution::Unresolvable(c, why) => {
+                        let mut v = engine.dry_guards(&c).map_err(rt)?;
+                        v.push(kaizen_core::guard::GuardVerdict {
+                            guard: "resolve".into(),
+                            decision: kaizen_core::guard::Decision::Block,
+                            reason: why,
+                        });
+                        (c, v)
+                    }
+                };
                 out.push((proposer, c, verdicts));
             }
             if json {

@@ -126,3 +126,78 @@ fn the_envelope_file_is_blocked_and_a_bad_invariant_is_a_config_error() {
         "{err}"
     );
 }
+
+#[test]
+fn relative_changes_on_yaml_json_toml_keep_comments_and_print_old_to_new() {
+    let rules = [
+        rule("yaml", "config/app.yaml", "cache_mb", "\"*1.5\""),
+        rule("json", "config/limits.json", "queue.depth", "\"+64\""),
+        rule("toml", "config/pool.toml", "pool.size", "\"-10%\""),
+    ]
+    .concat();
+    let h = Harness::new(&rules, "");
+    h.edit_config("max_concurrent: 2", "max_concurrent: 3");
+    h.add_file(
+        "config/limits.json",
+        "{\n  \"queue\": {\n    \"depth\": 128\n  },\n  \"z\": true\n}\n",
+    );
+    h.add_file(
+        "config/pool.toml",
+        "# pool settings\n[pool]\nsize = 10 # connections\n",
+    );
+    h.set_metric(0, 250.0);
+    let out = h.ok(0, &["cycle"]);
+    assert_eq!(out.matches("applied as commit").count(), 3, "{out}");
+    assert_eq!(
+        h.file("config/app.yaml"),
+        "# app config\ncache_mb: 192  # MiB\nworkers: 4\n"
+    );
+    assert_eq!(
+        h.file("config/pool.toml"),
+        "# pool settings\n[pool]\nsize = 9 # connections\n"
+    );
+    let json: serde_json::Value = serde_json::from_str(&h.file("config/limits.json")).unwrap();
+    assert_eq!(json["queue"]["depth"], 192);
+    let log = git_text(&h.repo, &["log", "--format=%B"]);
+    for line in [
+        "- set cache_mb 128 → 192 (*1.5) in config/app.yaml",
+        "- set queue.depth 128 → 192 (+64) in config/limits.json",
+        "- set pool.size 10 → 9 (-10%) in config/pool.toml",
+    ] {
+        assert!(log.contains(line), "{line} not in:\n{log}");
+    }
+    let list = h.interventions(0);
+    let id = list
+        .iter()
+        .find(|v| v["area"] == "yaml")
+        .and_then(|v| v["id"].as_str())
+        .unwrap()
+        .to_string();
+    let shown = h.ok(0, &["show", &id]);
+    assert!(
+        shown.contains("set cache_mb 128 → 192 (*1.5) in config/app.yaml"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_change_already_in_place_is_already_applied_without_commit_or_budget() {
+    let h = Harness::new(&rule("same", "config/app.yaml", "cache_mb", "128"), "");
+    h.set_metric(0, 250.0);
+    let out = h.ok(0, &["cycle"]);
+    assert!(out.contains("already_applied"), "{out}");
+    h.set_metric(5, 250.0);
+    h.ok(5, &["cycle"]);
+    assert!(h.interventions(5).is_empty(), "no intervention is recorded");
+    assert_eq!(
+        git_text(&h.repo, &["rev-list", "--count", "HEAD"]).trim(),
+        "1"
+    );
+    let events = h.ok(5, &["events", "--kind", "already_applied"]);
+    assert_eq!(events.matches("already_applied:").count(), 1, "{events}");
+    let status = h.ok(5, &["status", "--json"]);
+    assert!(
+        status.contains("\"budget_left\": 5") || status.contains("\"budget_left\":5"),
+        "{status}"
+    );
+}

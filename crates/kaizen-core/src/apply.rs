@@ -79,6 +79,9 @@ pub struct CommitRef {
 /// a revert is one commit naming the reverted commit; refuses (touching nothing) when the touched
 /// files have uncommitted edits; `find_*` let the engine reconcile after a crash.
 pub trait Applier: Send {
+    /// The content of repo-relative `path` at the branch tip (`None`: no such file), which is
+    /// what an apply would start from. Used to resolve relative values before the guards run.
+    fn read_file(&self, path: &str) -> Result<Option<String>, ApplyError>;
     /// Checks that the change can be applied now (clean files, edits possible) without applying.
     fn preflight(&self, candidate: &Candidate) -> Result<(), ApplyError>;
     /// Commits the change.

@@ -184,10 +184,14 @@ pub fn resolve_all(
         let i = match contents.iter().position(|(f, _)| *f == file) {
             Some(i) => i,
             None => {
-                let before = read(&file).map_err(|message| EditError::Parse {
-                    file: file.clone(),
-                    message,
-                })?;
+                // A whole-file write does not depend on what was there: nothing to read.
+                let before = match e {
+                    Edit::FileWrite { .. } => None,
+                    Edit::ConfigSet { .. } => read(&file).map_err(|message| EditError::Parse {
+                        file: file.clone(),
+                        message,
+                    })?,
+                };
                 contents.push((file.clone(), before));
                 contents.len() - 1
             }

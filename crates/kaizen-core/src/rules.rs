@@ -154,8 +154,18 @@ pub fn parse_rules(
                 ));
             }
             // An edit that cannot even be computed on an empty file is a typo, not a runtime issue.
-            if let Edit::ConfigSet { .. } = e
-                && let Err(err) = e.apply_to(None)
+            // A relative value (`*1.5`) needs the file's value: check format and key with a
+            // placeholder here; the engine resolves it against the repository.
+            let probe = match e {
+                Edit::ConfigSet { file, key, .. } if e.relative().is_some() => Edit::ConfigSet {
+                    file: file.clone(),
+                    key: key.clone(),
+                    value: serde_json::Value::from(0),
+                },
+                _ => e.clone(),
+            };
+            if let Edit::ConfigSet { .. } = probe
+                && let Err(err) = probe.apply_to(None)
             {
                 return Err(bad(&format!("change[{j}]"), err.to_string()));
             }

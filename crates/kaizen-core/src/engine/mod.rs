@@ -22,10 +22,12 @@ mod learn;
 mod observe;
 mod propose;
 mod reconcile;
+mod resolve;
 mod revert;
 mod validate;
 
 pub use learn::LearnReport;
+pub use resolve::Resolution;
 
 use crate::apply::{Applier, ApplyError};
 use crate::canary::Canary;

@@ -1,6 +1,7 @@
 //! Propose and guard: gather candidates, run the guard chain, record each candidate with its
 //! verdicts, and hand passing ones to apply (or park them in shadow/manual mode).
 
+use super::resolve::Resolution;
 use super::{CycleReport, Engine, EngineError, ReportLine};
 use crate::clock::Clock;
 use crate::config::Mode;
@@ -107,8 +108,23 @@ impl Engine {
         report: &mut CycleReport,
     ) -> Result<Option<InterventionId>, EngineError> {
         let now = self.clock.now();
+        let (candidate, unresolved) = match self.resolve(candidate) {
+            Resolution::Ready(c) => (c, None),
+            Resolution::AlreadyApplied(c) => {
+                self.already_applied(&c, proposer, report)?;
+                return Ok(None);
+            }
+            Resolution::Unresolvable(c, why) => (c, Some(why)),
+        };
         let view = self.ledger.view(now, self.view_lookback())?;
-        let verdicts = self.guard_with(&candidate, now, &view);
+        let mut verdicts = self.guard_with(&candidate, now, &view);
+        if let Some(why) = unresolved {
+            verdicts.push(GuardVerdict {
+                guard: "resolve".into(),
+                decision: Decision::Block,
+                reason: why,
+            });
+        }
         if let Some(earlier) = Self::repeat_of(
             &candidate,
             &verdicts,

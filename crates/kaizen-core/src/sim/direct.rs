@@ -199,6 +199,10 @@ impl DirectApplier {
 }
 
 impl Applier for DirectApplier {
+    fn read_file(&self, path: &str) -> Result<Option<String>, ApplyError> {
+        self.read(path)
+    }
+
     fn preflight(&self, candidate: &Candidate) -> Result<(), ApplyError> {
         self.planned(candidate).map(|_| ())
     }
