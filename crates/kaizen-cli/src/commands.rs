@@ -121,14 +121,26 @@ pub async fn run(cli: Cli) -> Result<()> {
             let mut signals = Vec::new();
             for (name, sc) in &config.signals {
                 let latest = ledger.latest_sample(name).map_err(rt)?;
+                // The cadence gaps are counted against, and a configured one the data contradicts.
+                let recent = ledger
+                    .samples(name, now - chrono::Duration::hours(24), now)
+                    .map_err(rt)?;
+                let cadence =
+                    kaizen_core::validate::Cadence::resolve(&recent, config.validate.sample_every);
                 signals.push(serde_json::json!({
                     "signal": name,
                     "unit": sc.signal.unit,
                     "value": latest.as_ref().map(|s| s.value),
                     "at": latest.as_ref().map(|s| s.at.to_rfc3339()),
                     "alerting": latest.as_ref().is_some_and(|s| sc.signal.is_alerting(s.value)),
+                    "cadence": cadence.every.to_string(),
+                    "cadence_source": cadence.source,
+                    "cadence_warning": cadence.disagreement(name),
                 }));
             }
+            let repeats = ledger
+                .repeated_since(now - chrono::Duration::hours(24))
+                .map_err(rt)?;
             let view = ledger.view(now, chrono::Duration::hours(25)).map_err(rt)?;
             let freezes = kaizen_core::guard::active_freezes(&view, &config.guards, now);
             let budget = kaizen_core::guard::budget_left(&view, &config.guards, now);
@@ -154,6 +166,11 @@ pub async fn run(cli: Cli) -> Result<()> {
                 "daily_budget": config.guards.daily_budget,
                 "backlog": backlog.len(),
                 "escalations_24h": escalations,
+                "suppressed_repeats_24h": repeats.iter().map(|r| r.repeats).sum::<u64>(),
+                "repeated": repeats.iter().map(|r| serde_json::json!({
+                    "id": r.id.to_string(), "area": r.area, "repeats": r.repeats,
+                    "last_seen": r.last_seen.to_rfc3339(),
+                })).collect::<Vec<_>>(),
             });
             if json {
                 println!(
@@ -187,9 +204,13 @@ pub async fn run(cli: Cli) -> Result<()> {
                     ""
                 };
                 println!(
-                    "  {:<20} {value}{at}{alert}",
-                    s["signal"].as_str().unwrap_or("")
+                    "  {:<20} {value}{at}{alert} · cadence {}",
+                    s["signal"].as_str().unwrap_or(""),
+                    s["cadence"].as_str().unwrap_or("?")
                 );
+                if let Some(w) = s["cadence_warning"].as_str() {
+                    println!("    warning: {w}");
+                }
             }
             println!("awaiting validation: {}", applied.len());
             for iv in &applied {
@@ -216,6 +237,21 @@ pub async fn run(cli: Cli) -> Result<()> {
                 config.guards.daily_budget
             );
             println!("backlog: {} (need a canary)", backlog.len());
+            if !repeats.is_empty() {
+                let total: u64 = repeats.iter().map(|r| r.repeats).sum();
+                println!(
+                    "suppressed repeats in the last 24h: {total} (counted on the parked change, not recorded anew)"
+                );
+                for r in &repeats {
+                    println!(
+                        "  {} [{}] {} repeat(s), last {}",
+                        r.id,
+                        r.area,
+                        r.repeats,
+                        r.last_seen.format("%Y-%m-%dT%H:%M:%SZ")
+                    );
+                }
+            }
             if escalations > 0 {
                 println!(
                     "escalations in the last 24h: {escalations} (see `kaizen events --kind escalation`)"

@@ -112,6 +112,8 @@ pub struct Chain {
     events: Vec<Event>,
     verdict: Option<Verdict>,
     sizing: Option<serde_json::Value>,
+    /// Repeats of this change recorded on it instead of as new interventions, and the last one.
+    repeats: (u64, Option<DateTime<Utc>>),
 }
 
 impl Chain {
@@ -123,6 +125,7 @@ impl Chain {
             events: ledger.events_for(id)?,
             verdict: ledger.verdict(id)?,
             sizing: ledger.sizing(id)?,
+            repeats: ledger.repeats(id)?,
             iv,
         })
     }
@@ -161,6 +164,11 @@ impl Chain {
                 serde_json::to_value(&self.verdict).unwrap_or_default(),
             );
             obj.insert("sizing".into(), self.sizing.clone().unwrap_or_default());
+            obj.insert("repeats".into(), self.repeats.0.into());
+            obj.insert(
+                "last_repeat_at".into(),
+                self.repeats.1.map(|t| t.to_rfc3339()).into(),
+            );
             obj.insert(
                 "events".into(),
                 serde_json::to_value(&self.events).unwrap_or_default(),
@@ -224,6 +232,13 @@ impl Chain {
         {
             println!("  sizing      {note}");
         }
+        if self.repeats.0 > 0 {
+            println!(
+                "  repeats     {} (proposed again while parked; last {})",
+                self.repeats.0,
+                self.repeats.1.map(ts).unwrap_or_default()
+            );
+        }
         if !self.guards.is_empty() {
             println!("guards:");
             for (at, g) in &self.guards {
@@ -239,13 +254,25 @@ impl Chain {
         if let Some(v) = &self.verdict {
             let f = &v.figures;
             println!("verdict: {} — {}", v.outcome, v.summary);
+            // The gap figures the decision used, counted at the cadence it used.
             println!(
-                "  method {} · n before {} · n after {} · gaps {}",
+                "  method {} · n before {} · n after {} · gaps {} of {} baseline, {} of {} post{}",
                 if f.method.is_empty() { "-" } else { &f.method },
                 f.n_before,
                 f.n_after,
-                f.gaps
+                f.gaps_before,
+                f.expected_before,
+                f.gaps,
+                f.expected_after,
+                f.cadence
+                    .map(|c| format!(" · cadence {c}"))
+                    .unwrap_or_default()
             );
+            if let Some(why) = &f.cannot_judge {
+                println!(
+                    "  {why} (decided by the data, not the change: no freeze count, no lesson)"
+                );
+            }
             let num = |x: Option<f64>| x.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into());
             println!(
                 "  baseline {} · post {} · estimate {} · interval [{}, {}]{}",

@@ -106,7 +106,7 @@ fn llm_candidate_is_guarded_and_applied_and_the_key_never_leaks() {
     );
     let (base, seen) = server(vec![answer]);
     let h = Harness::new("", &llm_section(&base));
-    h.observe_range(-5, 10, |_| 250.0);
+    h.observe_range(-25, 10, |_| 250.0);
     h.set_metric(10, 250.0);
     let out = run(&h, 10, &["cycle"]);
     let stdout = String::from_utf8_lossy(&out.stdout);

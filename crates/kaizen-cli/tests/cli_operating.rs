@@ -92,6 +92,12 @@ fn issue8_five_minute_cron_validates_and_learns_prefer() {
     let status = h.ok(end, &["status", "--json"]);
     let status: serde_json::Value = serde_json::from_str(&status).expect("status json");
     assert_eq!(status["frozen"], serde_json::json!([]), "{status}");
+    assert_eq!(status["signals"][0]["cadence"], "5m", "{status}");
+    assert!(
+        status["signals"][0]["cadence_warning"].is_null(),
+        "{status}"
+    );
+    assert_eq!(status["suppressed_repeats_24h"], 0, "{status}");
 
     // The verdict's gap figures are the ones the decision used (5-minute cadence, no gaps).
     let show = h.ok(end, &["show", "K-000001"]);
@@ -145,8 +151,9 @@ fn issue8_rule_firing_at_first_sample_waits_for_its_baseline() {
         1,
         "recorded once:\n{waits}"
     );
+    // At +1m only the sample at +0 lies before now.
     assert!(
-        waits.contains("waiting for baseline: 2 of 30 samples"),
+        waits.contains("waiting for baseline: 1 of 30 samples"),
         "{waits}"
     );
     let list = h.interventions(90);
@@ -206,4 +213,26 @@ fn issue8_source_outage_is_inconclusive_reverted_escalated_not_learned() {
         "{:?}",
         lesson_files(&h)
     );
+}
+
+/// A `validate.sample_every` the data contradicts (1m configured, sampled every 5m) is said at
+/// proposal time and in `kaizen status`, and never used to reject: the change is validated.
+#[test]
+fn issue8_wrong_sample_every_is_reported_not_used_to_reject() {
+    let h = operator_repo(RULE_GROW_CACHE, "  sample_every: 1m\n");
+    observe_at(&h, (0..60).step_by(5));
+    run_cron(&h, 60, 100, 5, 5);
+    let said = events(&h, 100, "cadence_mismatch");
+    assert!(
+        said.contains("validate.sample_every is 1m but latency_ms is sampled every 5m"),
+        "{said}"
+    );
+    let status = h.ok(100, &["status"]);
+    assert!(
+        status.contains("warning: validate.sample_every is 1m"),
+        "{status}"
+    );
+    let list = h.interventions(100);
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["status"], "validated", "{}", list[0]);
 }

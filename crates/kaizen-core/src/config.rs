@@ -144,8 +144,12 @@ pub struct ValidateConfig {
     pub settle: Span,
     /// How often an inconclusive window may be extended (by its own length) before `no_effect`.
     pub max_extensions: u32,
-    /// Nominal sampling interval (to count gaps).
-    pub sample_every: Span,
+    /// An optional override of the signals' sampling interval. By default gaps are counted, and
+    /// windows sized, against each signal's own cadence (the median spacing of its recorded
+    /// samples, [`crate::validate::Cadence`]); an override more than 2× off the data is reported
+    /// and not used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample_every: Option<Span>,
     /// Which validator: `honest` (default) or `simple`.
     pub method: String,
 }
@@ -155,7 +159,7 @@ impl Default for ValidateConfig {
         Self {
             settle: Span::minutes(5),
             max_extensions: 2,
-            sample_every: Span::minutes(1),
+            sample_every: None,
             method: "honest".to_string(),
         }
     }
@@ -594,7 +598,7 @@ impl Config {
                 ),
             ));
         }
-        if raw.validate.sample_every.seconds() == 0 {
+        if raw.validate.sample_every.is_some_and(|s| s.seconds() == 0) {
             return Err(bad("validate.sample_every", "must be positive".into()));
         }
         if let Some(llm) = &raw.llm {
@@ -747,7 +751,8 @@ canaries: {}
 validate:
   settle: 5m          # wait after apply before post-change samples count
   max_extensions: 2   # inconclusive windows are extended this often, then no_effect
-  sample_every: 1m    # nominal sampling interval (gaps are counted against it)
+  # sample_every: 1m  # optional: by default gaps are counted against each signal's own
+                      # cadence (median spacing of its samples); an override > 2x off is reported
   method: honest      # honest (robust statistics) or simple (before/after medians)
 
 # Notifications (escalations always deserve one).

@@ -12,6 +12,7 @@ use std::fmt;
 
 pub mod guards;
 
+pub mod baseline;
 pub mod budget;
 pub mod canary;
 pub mod concurrent;

@@ -299,6 +299,18 @@ impl Candidate {
             .collect()
     }
 
+    /// The same change from the same source: proposer, rule, area and targets. A candidate with
+    /// the key of a parked or waiting one is a repeat of it, not a new intervention.
+    pub fn repeat_key(&self) -> String {
+        format!(
+            "{}|{}|{}|{}",
+            self.origin.proposer,
+            self.origin.rule.as_deref().unwrap_or(""),
+            self.area,
+            self.targets().join(",")
+        )
+    }
+
     /// Every file path the change touches, as written.
     pub fn paths(&self) -> Vec<&str> {
         self.change.iter().map(Edit::file).collect()

@@ -142,7 +142,26 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE interventions ADD COLUMN branch TEXT;
     "#,
+    // v3: a repeat of a parked change (frozen area, backlog, duplicate) is counted on the row
+    // it repeats instead of becoming a new intervention every cycle.
+    r#"
+    ALTER TABLE interventions ADD COLUMN repeats INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE interventions ADD COLUMN last_repeat_at INTEGER;
+    "#,
 ];
+
+/// A parked change proposed again and counted on its row ([`Ledger::note_repeat`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Repeated {
+    /// The row the repeats are counted on.
+    pub id: InterventionId,
+    /// Its area.
+    pub area: String,
+    /// How many repeats.
+    pub repeats: u64,
+    /// When the last was seen.
+    pub last_seen: DateTime<Utc>,
+}
 
 /// One recorded event of an intervention's (or the loop's) decision chain.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -789,6 +808,68 @@ impl Ledger {
                 params![id.0],
                 |r| r.get(0),
             )
+        })
+    }
+
+    /// Counts one more repeat of `id` (the same change proposed again while it is parked: its
+    /// area frozen, it in the backlog, or a duplicate of it live), seen at `at`. Returns the count.
+    pub fn note_repeat(
+        &mut self,
+        id: InterventionId,
+        at: DateTime<Utc>,
+    ) -> Result<u64, LedgerError> {
+        self.sql(|c| {
+            c.execute(
+                "UPDATE interventions SET repeats = repeats + 1, last_repeat_at = ?2 WHERE id = ?1",
+                params![id.0, ms(at)],
+            )?;
+            c.query_row(
+                "SELECT repeats FROM interventions WHERE id = ?1",
+                params![id.0],
+                |r| r.get::<_, i64>(0),
+            )
+        })
+        .map(|n| u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Repeats counted on `id` and when the last was seen.
+    pub fn repeats(&self, id: InterventionId) -> Result<(u64, Option<DateTime<Utc>>), LedgerError> {
+        self.sql(|c| {
+            c.query_row(
+                "SELECT repeats, last_repeat_at FROM interventions WHERE id = ?1",
+                params![id.0],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?)),
+            )
+        })
+        .map(|(n, at)| (u64::try_from(n).unwrap_or(0), at.map(from_ms)))
+    }
+
+    /// Interventions with repeats last seen at or after `since`, most recently seen first.
+    pub fn repeated_since(&self, since: DateTime<Utc>) -> Result<Vec<Repeated>, LedgerError> {
+        self.sql(|c| {
+            let mut stmt = c.prepare(
+                "SELECT id, area, repeats, last_repeat_at FROM interventions \
+                 WHERE repeats > 0 AND last_repeat_at >= ?1 ORDER BY last_repeat_at DESC, id",
+            )?;
+            let rows = stmt.query_map(params![ms(since)], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map(|rows| {
+            rows.into_iter()
+                .map(|(id, area, n, at)| Repeated {
+                    id: InterventionId(id),
+                    area,
+                    repeats: u64::try_from(n).unwrap_or(0),
+                    last_seen: from_ms(at),
+                })
+                .collect()
         })
     }
 

@@ -27,6 +27,9 @@ pub struct Activity {
     pub validated: usize,
     /// Reverted in the period.
     pub reverted: usize,
+    /// Repeats of parked changes (frozen area, backlog, duplicate) counted on their rows instead
+    /// of being recorded anew, for rows last repeated in the period.
+    pub suppressed_repeats: u64,
 }
 
 /// A signal that spent time past its alert threshold.
@@ -116,6 +119,12 @@ impl MetaReview {
         let mut records = Vec::new();
         let mut previous = Vec::new();
         let mut track: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+        activity.suppressed_repeats = ledger
+            .repeated_since(from)?
+            .iter()
+            .filter(|r| r.last_seen < to)
+            .map(|r| r.repeats)
+            .sum();
         for iv in &all {
             if in_period(Some(iv.created_at)) {
                 activity.proposed += 1;
@@ -317,6 +326,13 @@ impl MetaReview {
             "activity: {} proposed ({} blocked, {} backlog), {} applied, {} validated, {} reverted",
             a.proposed, a.blocked, a.backlog, a.applied, a.validated, a.reverted
         );
+        if a.suppressed_repeats > 0 {
+            let _ = writeln!(
+                s,
+                "suppressed: {} repeat(s) of parked changes (frozen area, backlog, duplicate), counted on their rows",
+                a.suppressed_repeats
+            );
+        }
         let c = &self.calibration;
         let _ = writeln!(
             s,

@@ -80,6 +80,7 @@ fn figures(baseline: f64, post: f64) -> Value {
         level: Some(0.95),
         magnitude_met: Some(true),
         notes: vec![],
+        ..Figures::default()
     })
     .unwrap()
 }

@@ -3,6 +3,7 @@
 use super::{CycleReport, Engine, EngineError, short};
 use crate::canary::CanaryResult;
 use crate::clock::Clock;
+use crate::guard::baseline::Coverage;
 use crate::guard::{self, Decision};
 use crate::intervention::{Candidate, InterventionId, Status};
 
@@ -119,7 +120,15 @@ impl Engine {
         let now = self.clock.now();
         // Guarded again: leave the intervention itself out, so it is not its own duplicate.
         let view = self.ledger.view(now, self.view_lookback())?.excluding(id);
-        let verdicts = self.guard_with(&iv.candidate, now, &view);
+        let mut verdicts = self.guard_with(&iv.candidate, now, &view);
+        if guard::overall(&verdicts).0 == Decision::Pass {
+            match self.baseline_coverage(&iv.candidate, now)? {
+                Coverage::Decided(v) => verdicts.push(v),
+                Coverage::Waiting { text, .. } => {
+                    return Err(EngineError::Refused { id, message: text });
+                }
+            }
+        }
         self.ledger.record_guard_verdicts(id, now, &verdicts)?;
         let (decision, reason) = guard::overall(&verdicts);
         match decision {

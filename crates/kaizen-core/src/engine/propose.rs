@@ -5,11 +5,13 @@ use super::resolve::Resolution;
 use super::{CycleReport, Engine, EngineError, ReportLine};
 use crate::clock::Clock;
 use crate::config::Mode;
-use crate::guard::{self, Decision, GuardContext, GuardVerdict, LedgerView};
+use crate::guard::baseline::Coverage;
+use crate::guard::{self, Decision, GuardContext, GuardPolicy, GuardVerdict, LedgerView};
 use crate::intervention::{Candidate, InterventionId, Status};
 use crate::lesson::LessonStatus;
 use crate::propose::{Proposals, ProposeContext, Rejected};
 use crate::span::Span;
+use crate::validate::Cadence;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
@@ -98,9 +100,10 @@ impl Engine {
     }
 
     /// Runs the guards on a candidate, records it with their verdicts and (in autonomous mode)
-    /// applies it. Returns `None` for a repeat: the same proposer's same change, blocked only as
-    /// a duplicate of its own live or recent instance (a rule that keeps firing while its change
-    /// is applied or parked) — the earlier record stands and no new row is written.
+    /// applies it. Returns `None` for a repeat — the same proposer's same change refused only for
+    /// being parked (a duplicate of its own live or recent instance, its area frozen, waiting in
+    /// the backlog): the repeat is counted on the earlier row, no new row is written — and for a
+    /// candidate waiting for its baseline (recorded once as an event).
     pub async fn consider(
         &mut self,
         candidate: Candidate,
@@ -125,19 +128,37 @@ impl Engine {
                 reason: why,
             });
         }
-        if let Some(earlier) = Self::repeat_of(
-            &candidate,
-            &verdicts,
-            &view,
-            self.settings.policy.dedup_window,
-            now,
-        ) {
+        if let Some(earlier) =
+            Self::repeat_of(&candidate, &verdicts, &view, &self.settings.policy, now)
+        {
+            let n = self.ledger.note_repeat(earlier, now)?;
             tracing::debug!(
-                "kaizen stage=propose repeat of {earlier} suppressed: {}",
+                "kaizen intervention={earlier} stage=propose repeat {n} counted, not recorded anew: {}",
                 candidate.title
             );
             report.suppressed += 1;
             return Ok(None);
+        }
+        // Every guard passed: no apply before the baseline the validator will use is there.
+        if guard::overall(&verdicts).0 == Decision::Pass {
+            match self.baseline_coverage(&candidate, now)? {
+                Coverage::Decided(v) => verdicts.push(v),
+                Coverage::Waiting {
+                    have,
+                    expected,
+                    need,
+                    text,
+                } => {
+                    self.wait_for_baseline(
+                        &candidate,
+                        &view,
+                        (have, expected, need),
+                        text,
+                        report,
+                    )?;
+                    return Ok(None);
+                }
+            }
         }
         let why = if candidate.origin.trigger.is_empty() {
             format!("proposed by {proposer}")
@@ -163,12 +184,20 @@ impl Engine {
             let history =
                 self.ledger
                     .samples(&sig.signal.name, now - Span::days(8).to_chrono(), now)?;
-            if let Some(assessment) = sizing(
-                &candidate,
-                sig,
-                &history,
-                self.settings.validate.sample_every,
-            ) {
+            // Sized at the signal's own cadence; a configured one the data contradicts is said.
+            let cadence = Cadence::resolve(&history, self.settings.validate.sample_every);
+            if let Some(note) = cadence.disagreement(&sig.signal.name) {
+                self.ledger.record_event(
+                    now,
+                    Some(id),
+                    "propose",
+                    "cadence_mismatch",
+                    &note,
+                    None,
+                )?;
+                report.line(Some(id), "propose", format!("cadence: {note}"));
+            }
+            if let Some(assessment) = sizing(&candidate, sig, &history, cadence.every) {
                 if let Some(note) = assessment.get("note").and_then(|n| n.as_str()) {
                     report.line(Some(id), "propose", format!("window sizing: {note}"));
                 }
@@ -228,39 +257,137 @@ impl Engine {
         Ok(Some(id))
     }
 
-    /// The earlier intervention `candidate` merely repeats, if the guards blocked it only as a
-    /// duplicate and an identical one (same proposer, rule, area and targets) is live or recent.
+    /// The earlier intervention `candidate` merely repeats (same proposer, rule, area and
+    /// targets), if the guards refused it only for being parked — its area frozen, a backlog
+    /// prerequisite, a duplicate of itself:
+    /// - frozen: the identical one already `blocked` since this freeze began (the first repeat
+    ///   in a freeze gets its own row saying so; later ones are counted on it);
+    /// - otherwise: an identical one still live (`applied`, `backlog`, `proposed`) or created
+    ///   within the dedup window.
     pub(super) fn repeat_of(
         candidate: &Candidate,
         verdicts: &[GuardVerdict],
         view: &LedgerView,
-        dedup_window: Span,
+        policy: &GuardPolicy,
         now: DateTime<Utc>,
     ) -> Option<InterventionId> {
-        let blocking: Vec<&GuardVerdict> = verdicts
+        let refusing: Vec<&GuardVerdict> = verdicts
             .iter()
-            .filter(|v| v.decision == Decision::Block)
+            .filter(|v| v.decision != Decision::Pass)
             .collect();
-        if blocking.is_empty() || blocking.iter().any(|v| v.guard != "dedup") {
+        let parked = |v: &&GuardVerdict| {
+            v.decision == Decision::Backlog || matches!(v.guard.as_str(), "dedup" | "freeze")
+        };
+        if refusing.is_empty() || !refusing.iter().all(parked) {
             return None;
         }
-        let window = dedup_window.to_chrono();
-        let targets = candidate.targets();
-        view.interventions
+        let key = candidate.repeat_key();
+        let mut same = view
+            .interventions
             .iter()
-            .find(|iv| {
-                let c = &iv.candidate;
-                let live = matches!(
-                    iv.status,
-                    Status::Applied | Status::Backlog | Status::Proposed
-                );
-                (live || now - iv.created_at < window)
-                    && c.area == candidate.area
-                    && c.origin.proposer == candidate.origin.proposer
-                    && c.origin.rule == candidate.origin.rule
-                    && c.targets() == targets
-            })
-            .map(|iv| iv.id)
+            .filter(|iv| iv.candidate.repeat_key() == key);
+        if refusing.iter().any(|v| v.guard == "freeze") {
+            let since = guard::active_freezes(view, policy, now)
+                .into_iter()
+                .find(|f| f.area == candidate.area)
+                .map(|f| f.until - policy.freeze_for.to_chrono())?;
+            return same
+                .find(|iv| iv.status == Status::Blocked && iv.created_at >= since)
+                .map(|iv| iv.id);
+        }
+        let window = policy.dedup_window.to_chrono();
+        same.find(|iv| {
+            let live = matches!(
+                iv.status,
+                Status::Applied | Status::Backlog | Status::Proposed
+            );
+            live || now - iv.created_at < window
+        })
+        .map(|iv| iv.id)
+    }
+
+    /// Whether the baseline `candidate` would be judged against, were it applied now, is covered
+    /// by samples at the signal's cadence.
+    pub(super) fn baseline_coverage(
+        &self,
+        candidate: &Candidate,
+        now: DateTime<Utc>,
+    ) -> Result<Coverage, EngineError> {
+        let Some(sig) = self.settings.signals.get(&candidate.prediction.signal) else {
+            // The prediction check blocks it already; nothing to wait for.
+            return Ok(Coverage::Decided(GuardVerdict {
+                guard: guard::baseline::NAME.into(),
+                decision: Decision::Block,
+                reason: format!(
+                    "no baseline: {:?} is not a configured signal",
+                    candidate.prediction.signal
+                ),
+            }));
+        };
+        let history =
+            self.ledger
+                .samples(&sig.signal.name, now - Span::days(8).to_chrono(), now)?;
+        let cadence = Cadence::resolve(&history, self.settings.validate.sample_every);
+        Ok(guard::baseline::BaselineCoverage::default().check(candidate, &history, &cadence, now))
+    }
+
+    /// Records once that `candidate` waits for its baseline (not as an intervention: nothing was
+    /// decided about the change itself); later repeats while it waits are only counted in the
+    /// report. Waiting again after a later intervention of the same change is recorded again.
+    fn wait_for_baseline(
+        &mut self,
+        candidate: &Candidate,
+        view: &LedgerView,
+        (have, expected, need): (usize, usize, usize),
+        text: String,
+        report: &mut CycleReport,
+    ) -> Result<(), EngineError> {
+        let now = self.clock.now();
+        let key = candidate.repeat_key();
+        let mut since = now - chrono::Duration::hours(24);
+        if let Some(last) = view
+            .interventions
+            .iter()
+            .filter(|iv| iv.candidate.repeat_key() == key)
+            .map(|iv| iv.created_at)
+            .max()
+        {
+            since = since.max(last);
+        }
+        let recorded = self.ledger.events_between(since, now)?.iter().any(|e| {
+            e.kind == "waiting_for_baseline"
+                && e.data
+                    .as_ref()
+                    .and_then(|d| d.get("key"))
+                    .and_then(|k| k.as_str())
+                    == Some(key.as_str())
+        });
+        report.suppressed += 1;
+        if recorded {
+            tracing::debug!("kaizen stage=guard still {text}: {}", candidate.title);
+            return Ok(());
+        }
+        self.ledger.record_event(
+            now,
+            None,
+            "guard",
+            "waiting_for_baseline",
+            &format!("{}: {text}", candidate.title),
+            Some(&serde_json::json!({
+                "key": key,
+                "area": candidate.area,
+                "signal": candidate.prediction.signal,
+                "have": have,
+                "expected": expected,
+                "need": need,
+            })),
+        )?;
+        report.line(
+            None,
+            "guard",
+            format!("{} [{}]: {text}", candidate.title, candidate.area),
+        );
+        Ok(())
     }
 
     /// What the guards would say about `candidate` now (nothing is recorded).

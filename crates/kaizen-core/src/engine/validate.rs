@@ -6,7 +6,7 @@ use crate::clock::Clock;
 use crate::config::SignalConfig;
 use crate::intervention::{Intervention, InterventionId, Outcome, Status};
 use crate::signal::Sample;
-use crate::validate::{GuardrailSeries, Look, ValidationRequest, Verdict};
+use crate::validate::{Cadence, GuardrailSeries, Look, ValidationRequest, Verdict};
 
 impl Engine {
     /// Judges every applied intervention: final looks for those due, interim looks (regression
@@ -153,13 +153,17 @@ impl Engine {
                 crate::failpoint::hit("validate.before_revert");
                 let reason = match outcome {
                     Outcome::Inconclusive => format!(
-                        "still inconclusive after {} extensions, reverted (a change that cannot be shown to help is not kept): {}",
+                        "still inconclusive after {} extensions, reverted (fail closed: back to the known state; not counted toward a freeze, nothing learned): {}",
                         self.settings.validate.max_extensions, verdict.summary
                     ),
                     _ => format!("{outcome}: {}", verdict.summary),
                 };
                 report.line(Some(id), "validate", reason.clone());
-                self.revert_with(iv, &reason, report)?;
+                let reverted = self.revert_with(iv, &reason, report)?;
+                // Missing data decided it, not the change: a human should know the loop is blind.
+                if reverted && let Some(why) = verdict.figures.cannot_judge.clone() {
+                    self.escalate(report, Some(id), "validate", format!("{why}; reverted"))?;
+                }
             }
         }
         Ok(())
@@ -212,7 +216,7 @@ impl Engine {
                 })
                 .collect(),
             look,
-            sample_every: self.settings.validate.sample_every,
+            sample_every: Cadence::resolve(&samples, self.settings.validate.sample_every).every,
         };
         Ok(Some(self.validator.validate(&req)))
     }

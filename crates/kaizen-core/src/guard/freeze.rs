@@ -2,13 +2,20 @@
 
 use super::guards::{human, ids_oldest_first, ts, verdict};
 use super::{Decision, Guard, GuardContext, GuardError, GuardPolicy, GuardVerdict, LedgerView};
-use crate::intervention::{Candidate, Intervention, Status};
+use crate::intervention::{Candidate, Intervention, Outcome, Status};
 use chrono::{DateTime, Utc};
 
 /// When an intervention was finalized. A finalized one without `finalized_at` (an inconsistent
 /// record) still counts, at its apply or creation time.
 fn finalized_time(iv: &Intervention) -> DateTime<Utc> {
     iv.finalized_at.or(iv.applied_at).unwrap_or(iv.created_at)
+}
+
+/// A revert the data decided (final verdict `inconclusive`: gaps, an outage, too few samples, a
+/// window that could not tell) says nothing about the area's changes: it neither counts toward a
+/// freeze nor breaks a streak.
+fn judged_by_missing_data(iv: &Intervention) -> bool {
+    iv.status == Status::Reverted && iv.outcome == Some(Outcome::Inconclusive)
 }
 
 /// What the freeze rule sees for one area.
@@ -34,7 +41,9 @@ pub(crate) fn area_state<'a>(
         .interventions
         .iter()
         .filter(|iv| {
-            iv.candidate.area == area && matches!(iv.status, Status::Validated | Status::Reverted)
+            iv.candidate.area == area
+                && matches!(iv.status, Status::Validated | Status::Reverted)
+                && !judged_by_missing_data(iv)
         })
         .collect();
     done.sort_by_key(|iv| std::cmp::Reverse((finalized_time(iv), iv.id)));
@@ -56,6 +65,8 @@ pub(crate) fn area_state<'a>(
 /// finalized interventions (validated or reverted, newest by `finalized_at`) were all reverted —
 /// by validation or by hand — while the newest of those reverts is less than
 /// [`freeze_for`](GuardPolicy::freeze_for) old. One validated intervention breaks the streak.
+/// Reverts whose final verdict was `inconclusive` (the data, not the change, decided) are left
+/// out.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AreaFreeze;
 

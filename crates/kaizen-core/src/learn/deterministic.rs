@@ -1,5 +1,8 @@
 //! The deterministic distiller: finalized history in, lesson changes out, no LLM.
 //!
+//! Only verdicts the change decided count: `inconclusive` outcomes and any verdict marked as
+//! decided by the data (`Figures::cannot_judge`: gaps, an outage, too few samples) are ignored.
+//!
 //! Interventions are grouped by `(area, change target)` (the target is `Candidate::targets()`
 //! joined with `,`). Per group:
 //!
@@ -64,6 +67,8 @@ struct Fig {
     lower: Option<f64>,
     upper: Option<f64>,
     level: Option<f64>,
+    /// The data, not the change, decided the verdict (`Figures::cannot_judge`).
+    data_decided: bool,
 }
 
 fn fig_of(v: Option<&Value>) -> Fig {
@@ -78,6 +83,7 @@ fn fig_of(v: Option<&Value>) -> Fig {
         lower: num("lower"),
         upper: num("upper"),
         level: num("level"),
+        data_decided: v.get("cannot_judge").is_some_and(|x| !x.is_null()),
     }
 }
 
@@ -552,11 +558,13 @@ impl Distiller for DeterministicDistiller {
 
         let mut groups: BTreeMap<(String, Vec<String>), Vec<&Intervention>> = BTreeMap::new();
         for i in input.finalized {
+            // Missing data is not evidence: a verdict the data decided teaches nothing.
             let counted = matches!(i.status, Status::Validated | Status::Reverted)
                 && matches!(
                     i.outcome,
                     Some(Outcome::Validated | Outcome::NoEffect | Outcome::Regressed)
-                );
+                )
+                && !figs.get(&i.id.to_string()).is_some_and(|f| f.data_decided);
             if counted {
                 groups
                     .entry((i.candidate.area.clone(), i.candidate.targets()))

@@ -890,8 +890,16 @@ impl HonestValidator {
     fn judge(&self, req: &ValidationRequest<'_>) -> Verdict {
         let post_from = req.applied_at + req.settle.to_chrono();
         let length = req.window_end - post_from;
+        // The baseline is the prediction's window before the apply, whatever the look: an
+        // extension lengthens the post window only, never moving the baseline back into time
+        // that may hold no samples.
+        let base_len = if req.prediction.within.seconds() > 0 {
+            req.prediction.within.to_chrono()
+        } else {
+            length
+        };
         let w = Windows {
-            baseline_start: req.applied_at - length,
+            baseline_start: req.applied_at - base_len,
             applied_at: req.applied_at,
             post_from,
             post_to: req.window_end.min(req.now),
@@ -915,6 +923,9 @@ impl HonestValidator {
         let mut fig = Figures {
             method: "hodges_lehmann_placebo".into(),
             level: Some(1.0 - 2.0 * alpha),
+            cadence: Some(w.every),
+            expected_before: expected_samples(w.baseline_start, w.applied_at, w.every),
+            expected_after: expected_samples(w.post_from, w.post_to, w.every),
             ..Figures::default()
         };
         if ext > 0 {
@@ -935,6 +946,20 @@ impl HonestValidator {
                 fig.n_before = nb;
                 fig.n_after = na;
                 fig.gaps = gaps;
+                fig.gaps_before = fig.expected_before.saturating_sub(nb);
+                let missing = fig.gaps > 0 || fig.gaps_before > 0;
+                fig.cannot_judge = Some(if missing {
+                    super::missing_reason(
+                        &req.signal.name,
+                        (nb, fig.expected_before),
+                        (na, fig.expected_after),
+                    )
+                } else {
+                    format!(
+                        "cannot judge: the window holds {nb} baseline and {na} post samples of {} at its {} cadence (need {} each)",
+                        req.signal.name, w.every, self.min_samples
+                    )
+                });
                 let s = format!(
                     "inconclusive: {nb} baseline and {na} post samples (need {} each)",
                     self.min_samples
@@ -948,6 +973,9 @@ impl HonestValidator {
         fig.n_before = a.n_before;
         fig.n_after = a.n_after;
         fig.gaps = a.gaps_after;
+        fig.gaps_before = a.gaps_before;
+        fig.expected_before = a.expected_before;
+        fig.expected_after = a.expected_after;
         fig.baseline = a.base_median;
         fig.post = a.post_median;
         let (lo, hi) = (
@@ -961,8 +989,8 @@ impl HonestValidator {
         let gappy = self.gappy(&a);
         if gappy {
             fig.notes.push(format!(
-                "too many gaps: {} of {} baseline and {} of {} post samples missing",
-                a.gaps_before, a.expected_before, a.gaps_after, a.expected_after
+                "too many gaps: {} of {} baseline and {} of {} post samples missing (cadence {})",
+                a.gaps_before, a.expected_before, a.gaps_after, a.expected_after, w.every
             ));
         }
 
@@ -997,7 +1025,12 @@ impl HonestValidator {
         let mut guard_hit = Vec::new();
         let g_alpha = self.alpha / req.guardrails.len().max(1) as f64;
         for g in &req.guardrails {
-            match self.analyse(g.samples, g.scale, g.signal.better.sign(), &w, g_alpha) {
+            // Each guardrail's gaps are counted against its own cadence.
+            let gw = Windows {
+                every: super::cadence::data_cadence(g.samples).unwrap_or(w.every),
+                ..w
+            };
+            match self.analyse(g.samples, g.scale, g.signal.better.sign(), &gw, g_alpha) {
                 Ok(ga) => {
                     let sd = mad_sigma(&ga.base_work).unwrap_or(0.0);
                     let gup = if interim { ga.upper_interim } else { ga.upper };
@@ -1062,6 +1095,11 @@ impl HonestValidator {
             );
         }
         if gappy {
+            fig.cannot_judge = Some(super::missing_reason(
+                &req.signal.name,
+                (a.n_before, a.expected_before),
+                (a.n_after, a.expected_after),
+            ));
             return finish(
                 req.look,
                 Outcome::Inconclusive,
@@ -1358,15 +1396,23 @@ fn median_step(t: &[i64]) -> i64 {
     median(&d).unwrap_or(60.0) as i64
 }
 
-fn finish(look: Look, outcome: Outcome, summary: String, figures: Figures) -> Verdict {
+/// The verdict of one look. On the last extension an inconclusive window stays `inconclusive`:
+/// "no effect" is said only when the figures rule the predicted magnitude out; a window that
+/// still cannot tell was decided by the data (too few samples, too noisy, a baseline excursion it
+/// cannot attribute), not by the change, and is marked so ([`Figures::cannot_judge`]).
+fn finish(look: Look, outcome: Outcome, summary: String, mut figures: Figures) -> Verdict {
     let outcome = match (look, outcome) {
         (Look::Interim, Outcome::Regressed) => Outcome::Regressed,
         (Look::Interim, _) => Outcome::Inconclusive,
-        (Look::LastExtension, Outcome::Inconclusive) => Outcome::NoEffect,
         (_, o) => o,
     };
-    let summary = if look == Look::LastExtension && summary.starts_with("inconclusive") {
-        format!("no effect (window already extended to its maximum): {summary}")
+    let summary = if look == Look::LastExtension && outcome == Outcome::Inconclusive {
+        if figures.cannot_judge.is_none() {
+            figures.cannot_judge = Some(format!(
+                "cannot judge: after every extension the figures neither show the change helped nor rule the prediction out ({summary})"
+            ));
+        }
+        format!("inconclusive (window already extended to its maximum): {summary}")
     } else {
         summary
     };

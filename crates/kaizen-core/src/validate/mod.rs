@@ -15,12 +15,14 @@
 //! [`calibration`] (Brier score, reliability, coverage and bias of stated predictions).
 
 pub mod benchmark;
+pub mod cadence;
 pub mod calibration;
 mod honest;
 mod simple;
 pub mod sizing;
 pub mod stats;
 
+pub use cadence::{Cadence, CadenceSource};
 pub use honest::HonestValidator;
 pub use simple::SimpleValidator;
 pub use sizing::{SizingReport, WindowSizing, required_samples, size_window};
@@ -40,7 +42,8 @@ pub enum Look {
     Interim,
     /// The window has ended: the confirmatory decision.
     Final,
-    /// The window was already extended to its maximum: inconclusive becomes no_effect.
+    /// The window was already extended to its maximum: the last confirmatory look. An
+    /// inconclusive verdict is final here (and marked as decided by the data).
     LastExtension,
 }
 
@@ -77,7 +80,8 @@ pub struct ValidationRequest<'a> {
     pub guardrails: Vec<GuardrailSeries<'a>>,
     /// Which look this is.
     pub look: Look,
-    /// The nominal sampling interval, to count gaps.
+    /// The signal's sampling interval, to count gaps: its [`Cadence`] (from the recorded data,
+    /// or `validate.sample_every` where that agrees with the data).
     pub sample_every: Span,
     /// How effects on the target are measured (the target's `SignalConfig::scale`).
     pub scale: Scale,
@@ -94,6 +98,24 @@ pub struct Figures {
     pub n_after: usize,
     /// Missing samples (gaps) in the post window.
     pub gaps: usize,
+    /// Missing samples in the baseline window.
+    #[serde(default)]
+    pub gaps_before: usize,
+    /// Samples the baseline window should hold at the cadence used.
+    #[serde(default)]
+    pub expected_before: usize,
+    /// Samples the post window should hold at the cadence used.
+    #[serde(default)]
+    pub expected_after: usize,
+    /// The sampling interval gaps were counted against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cadence: Option<Span>,
+    /// Set when the data, not the change, decided the verdict (gaps, a source outage, too few
+    /// samples, an interval that cannot tell): why ("cannot judge: latency_ms source missing 80%
+    /// of samples"). Such a verdict ends `inconclusive`, does not count toward an area freeze and
+    /// teaches the distiller nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cannot_judge: Option<String>,
     /// Baseline median (signal units).
     pub baseline: Option<f64>,
     /// Post-window median (signal units).
@@ -138,6 +160,30 @@ pub trait Validator: Send + Sync {
     fn interim_looks(&self) -> u32 {
         0
     }
+}
+
+impl Verdict {
+    /// Whether the data, not the change, decided this verdict (see [`Figures::cannot_judge`]).
+    pub fn data_decided(&self) -> bool {
+        self.figures.cannot_judge.is_some()
+    }
+}
+
+/// "cannot judge: latency_ms source missing 80% of samples (…)": the reason a window with
+/// missing data decides nothing. Names the worse window's share of missing samples.
+pub fn missing_reason(
+    signal: &str,
+    (n_before, expected_before): (usize, usize),
+    (n_after, expected_after): (usize, usize),
+) -> String {
+    let gb = expected_before.saturating_sub(n_before);
+    let ga = expected_after.saturating_sub(n_after);
+    let share = |g: usize, e: usize| if e == 0 { 0.0 } else { g as f64 / e as f64 };
+    let worst = share(gb, expected_before).max(share(ga, expected_after));
+    format!(
+        "cannot judge: {signal} source missing {:.0}% of samples ({gb} of {expected_before} baseline, {ga} of {expected_after} post missing)",
+        worst * 100.0
+    )
 }
 
 /// Samples of `series` with `from <= at < to`.

@@ -56,7 +56,16 @@ impl Validator for SimpleValidator {
             level: Some(1.0 - 2.0 * self.alpha),
             ..Figures::default()
         };
+        fig.cadence = Some(req.sample_every);
+        fig.expected_before = super::expected_samples(base_from, req.applied_at, req.sample_every);
+        fig.expected_after = super::expected_samples(post_from, post_to, req.sample_every);
+        fig.gaps_before = fig.expected_before.saturating_sub(base.len());
         if base.len() < self.min_samples || post.len() < self.min_samples {
+            fig.cannot_judge = Some(super::missing_reason(
+                &req.signal.name,
+                (base.len(), fig.expected_before),
+                (post.len(), fig.expected_after),
+            ));
             let summary = format!(
                 "inconclusive: {} baseline and {} post samples (need {} each)",
                 base.len(),
@@ -135,7 +144,10 @@ fn finish(look: Look, outcome: Outcome, summary: String, figures: Figures) -> Ve
     let outcome = match (look, outcome) {
         (Look::Interim, Outcome::Regressed) => Outcome::Regressed,
         (Look::Interim, _) => Outcome::Inconclusive,
-        (Look::LastExtension, Outcome::Inconclusive) => Outcome::NoEffect,
+        // Missing data decides nothing: only a window that had its samples becomes no_effect.
+        (Look::LastExtension, Outcome::Inconclusive) if figures.cannot_judge.is_none() => {
+            Outcome::NoEffect
+        }
         (_, o) => o,
     };
     Verdict {

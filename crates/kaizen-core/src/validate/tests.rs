@@ -157,9 +157,16 @@ fn too_few_samples_or_too_many_gaps_are_inconclusive() {
     let v = hv.validate(&request(&p, &sig, &s, Look::Final, vec![]));
     assert_eq!(v.outcome, Outcome::Inconclusive, "{v:?}");
     assert_eq!(v.figures.gaps, 12);
-    // On the last extension inconclusive becomes no effect, never validated.
+    assert!(v.data_decided(), "{v:?}");
+    // On the last extension missing data stays inconclusive (never no effect, never
+    // validated), and says which source and how many samples.
     let v = hv.validate(&request(&p, &sig, &s, Look::LastExtension, vec![]));
-    assert_eq!(v.outcome, Outcome::NoEffect, "{v:?}");
+    assert_eq!(v.outcome, Outcome::Inconclusive, "{v:?}");
+    let why = v.figures.cannot_judge.clone().unwrap_or_default();
+    assert!(
+        why.starts_with("cannot judge: lat source missing 40% of samples"),
+        "{why}"
+    );
     // Almost no data.
     s.samples
         .retain(|x| x.at < post_from + Duration::minutes(3));
