@@ -145,6 +145,11 @@ fn relative_changes_on_yaml_json_toml_keep_comments_and_print_old_to_new() {
         "config/pool.toml",
         "# pool settings\n[pool]\nsize = 10 # connections\n",
     );
+    // Half an hour of 5-minute samples: the baseline the validator will judge against.
+    for m in (-30..0).step_by(5) {
+        h.set_metric(m, 250.0);
+        h.ok(m, &["observe"]);
+    }
     h.set_metric(0, 250.0);
     let out = h.ok(0, &["cycle"]);
     assert_eq!(out.matches("applied as commit").count(), 3, "{out}");
