@@ -11,7 +11,7 @@ use git2::{
     ErrorCode, FileMode, IndexEntry, IndexTime, ObjectType, Oid, Repository, Signature, Tree,
     build::TreeUpdateBuilder,
 };
-use kaizen_core::apply::{Applier, ApplyError, CommitRef, Finding};
+use kaizen_core::apply::{Applier, ApplyError, CommitRef, Finding, PathState, TrailerCommit};
 use kaizen_core::edit::MAX_FILE_BYTES;
 use kaizen_core::intervention::{Candidate, InterventionId};
 use std::collections::BTreeMap;
@@ -1100,12 +1100,121 @@ impl Applier for GitApplier {
                 repaired,
             });
         }
+        // Linked worktrees whose directory is gone (git keeps their admin files until pruned).
+        if let Ok(names) = repo.worktrees() {
+            for name in names.iter().flatten().flatten() {
+                if let Ok(wt) = repo.find_worktree(name)
+                    && wt.validate().is_err()
+                {
+                    out.push(Finding {
+                        kind: "orphaned_worktree".into(),
+                        path: format!(".git/worktrees/{name}"),
+                        detail: format!(
+                            "worktree `{name}` points at {}, which is gone; `git worktree prune` removes it",
+                            wt.path().display()
+                        ),
+                        repaired: false,
+                    });
+                }
+            }
+        }
         if let Err(ApplyError::Busy { what }) = self.check_state(&repo) {
             out.push(Finding {
                 kind: "operation_in_progress".into(),
                 path: ".git".into(),
                 detail: format!("{what}; kaizen will not commit until then"),
                 repaired: false,
+            });
+        }
+        Ok(out)
+    }
+
+    fn trailer_commits(&self) -> Result<Vec<TrailerCommit>, ApplyError> {
+        let repo = self.repo()?;
+        let mut out: Vec<TrailerCommit> = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        let branches = repo
+            .branches(Some(git2::BranchType::Local))
+            .map_err(|e| git_err("cannot list branches", e))?;
+        let mut budget = HISTORY_WALK_LIMIT;
+        for b in branches {
+            let (b, _) = b.map_err(|e| git_err("cannot list branches", e))?;
+            let (Some(name), Some(tip)) = (b.name().ok().flatten(), b.get().target()) else {
+                continue;
+            };
+            let name = name.to_string();
+            let mut walk = repo
+                .revwalk()
+                .map_err(|e| git_err("cannot walk the history", e))?;
+            walk.push(tip)
+                .map_err(|e| git_err("cannot walk the history", e))?;
+            for oid in walk {
+                if budget == 0 {
+                    return Ok(out);
+                }
+                budget -= 1;
+                let oid = oid.map_err(|e| git_err("cannot walk the history", e))?;
+                if !seen.insert(oid) {
+                    continue;
+                }
+                let c = repo
+                    .find_commit(oid)
+                    .map_err(|e| git_err(format!("cannot read commit {oid}"), e))?;
+                let tr = parse_trailers(&String::from_utf8_lossy(c.message_bytes()));
+                let id = tr.iter().find_map(|(k, v)| {
+                    k.eq_ignore_ascii_case(TRAILER_INTERVENTION)
+                        .then(|| v.parse::<InterventionId>().ok())
+                        .flatten()
+                });
+                let Some(id) = id else { continue };
+                let reverts = tr
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(TRAILER_REVERTS))
+                    .map(|(_, v)| v.clone());
+                out.push(TrailerCommit {
+                    sha: oid.to_string(),
+                    branch: name.clone(),
+                    id,
+                    reverts,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn path_states(&self, paths: &[String]) -> Result<Vec<PathState>, ApplyError> {
+        let repo = self.repo()?;
+        let head = match head_refname(&repo) {
+            Some(r) => match repo.refname_to_id(&r) {
+                Ok(oid) => repo
+                    .find_commit(oid)
+                    .and_then(|c| c.tree())
+                    .map_err(|e| git_err("cannot read HEAD's tree", e))?,
+                Err(_) => empty_tree(&repo)?,
+            },
+            None => repo
+                .head()
+                .and_then(|h| h.peel_to_tree())
+                .map_err(|e| git_err("cannot read HEAD's tree", e))?,
+        };
+        let index = repo
+            .index()
+            .map_err(|e| git_err("cannot read the index", e))?;
+        let mut out = Vec::new();
+        for raw in paths {
+            let Ok(path) = contain(&self.root, raw) else {
+                continue;
+            };
+            let want = match tree_blob(&head, &path) {
+                Ok((o, _)) => o,
+                Err(_) => continue,
+            };
+            let disk = disk_state(&self.root, &path)?;
+            out.push(PathState {
+                in_head: want.is_some(),
+                index_matches_head: index_blob(&index, &path) == Some(want),
+                disk_matches_head: disk != Disk::Other && disk.oid() == want,
+                path,
             });
         }
         Ok(out)

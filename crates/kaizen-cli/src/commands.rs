@@ -350,6 +350,27 @@ pub async fn run(cli: Cli) -> Result<()> {
             let report = engine.cycle().await.map_err(rt)?;
             print_report(&report, json)
         }
+        Command::Check { json, no_repair } => {
+            let config = load_config(&cli.config)?;
+            let _lock = lock(&config)?;
+            let mut engine = engine(&config, clock)?;
+            let report = engine.check(!no_repair).map_err(rt)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).context("serialising the report")?
+                );
+            } else {
+                render::check(&report);
+            }
+            let open = report.open().count();
+            if open > 0 {
+                return Err(Failure::Runtime(anyhow!(
+                    "{open} invariant violation(s) open (listed above)"
+                )));
+            }
+            Ok(())
+        }
         Command::Run => {
             if cli.now.is_some() {
                 return Err(usage(

@@ -62,6 +62,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check kaizen's invariants: ledger and git history agree, kaizen's files are clean in the
+    /// index, no stale locks or temp files kaizen left, no orphaned worktrees, no intervention
+    /// stuck half-way, lessons committed. Repairs only what is unambiguously kaizen's (a lock or
+    /// temp file whose owner is dead). Exit 0 when clean, 1 with the violations listed.
+    Check {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+        /// Report only; repair nothing.
+        #[arg(long)]
+        no_repair: bool,
+    },
     /// Run as a daemon on the wall clock: observe, cycle and learn on the config's schedule until
     /// SIGINT/SIGTERM. Holds the state-dir lock while it runs.
     Run,

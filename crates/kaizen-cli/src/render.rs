@@ -15,6 +15,20 @@ fn short(sha: &str) -> &str {
     sha.get(..10).unwrap_or(sha)
 }
 
+/// Prints an invariant check: one line per violation (repaired ones marked), then a verdict.
+pub fn check(report: &kaizen_core::engine::CheckReport) {
+    for v in &report.violations {
+        let tag = if v.repaired { "repaired " } else { "VIOLATION" };
+        println!("{tag} {} {}: {}", v.kind, v.subject, v.detail);
+    }
+    let open = report.open().count();
+    if open == 0 {
+        println!("check: every invariant holds");
+    } else {
+        println!("check: {open} violation(s) open");
+    }
+}
+
 /// Prints a cycle report, one decision per line.
 pub fn report(report: &CycleReport) {
     for line in &report.lines {

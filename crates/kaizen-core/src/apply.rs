@@ -64,6 +64,32 @@ pub struct Finding {
     pub repaired: bool,
 }
 
+/// A commit in the repository whose trailers name an intervention (an apply, or a revert).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TrailerCommit {
+    /// Full hex id.
+    pub sha: String,
+    /// A local branch holding it.
+    pub branch: String,
+    /// The intervention its `Kaizen-Intervention` trailer names.
+    pub id: InterventionId,
+    /// For a revert: the commit its `Kaizen-Reverts` trailer names.
+    pub reverts: Option<String>,
+}
+
+/// How a path stands between HEAD, the index and the working tree.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PathState {
+    /// The path, relative to the repository root.
+    pub path: String,
+    /// Whether HEAD holds it.
+    pub in_head: bool,
+    /// Whether the index holds exactly HEAD's version (or, absent from HEAD, nothing).
+    pub index_matches_head: bool,
+    /// Whether the working tree holds exactly HEAD's version (or, absent from HEAD, nothing).
+    pub disk_matches_head: bool,
+}
+
 /// A commit made by the applier.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommitRef {
@@ -143,6 +169,17 @@ pub trait Applier: Send {
     /// unambiguously kaizen's; everything else is reported for a human.
     fn recover(&self, repair: bool) -> Result<Vec<Finding>, ApplyError> {
         let _ = repair;
+        Ok(Vec::new())
+    }
+    /// Every commit on a local branch whose trailers name an intervention (bounded walk), for
+    /// checking ledger and history agree. Empty where the applier keeps no history.
+    fn trailer_commits(&self) -> Result<Vec<TrailerCommit>, ApplyError> {
+        Ok(Vec::new())
+    }
+    /// How each of `paths` stands between HEAD, the index and the working tree (empty where the
+    /// applier has no index).
+    fn path_states(&self, paths: &[String]) -> Result<Vec<PathState>, ApplyError> {
+        let _ = paths;
         Ok(Vec::new())
     }
     /// Makes the working tree match HEAD for the paths `id` touched, if a crash left them stale.

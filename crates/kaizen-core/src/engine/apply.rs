@@ -117,6 +117,7 @@ impl Engine {
                 ),
             });
         }
+        self.recover_repository(&mut report)?;
         let now = self.clock.now();
         // Guarded again: leave the intervention itself out, so it is not its own duplicate.
         let view = self.ledger.view(now, self.view_lookback())?.excluding(id);

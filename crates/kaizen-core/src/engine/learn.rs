@@ -1,6 +1,6 @@
 //! Learn: distil finalized interventions into lesson files, commit them, index them.
 
-use super::{Engine, EngineError};
+use super::{CycleReport, Engine, EngineError};
 use crate::clock::Clock;
 use crate::learn::{DistillInput, Distiller, LessonChange};
 use crate::lesson::LessonStatus;
@@ -103,6 +103,10 @@ impl Engine {
                 ))
             })?;
         if !changes.is_empty() {
+            // A kaizen killed inside an earlier lesson commit left its lock and a stale tree:
+            // finish that first, or this commit would be refused forever.
+            let mut scratch = CycleReport::default();
+            self.recover_repository(&mut scratch)?;
             let writes = crate::lesson::store::change_writes(&rel, &changes);
             let message = crate::lesson::store::commit_message(distiller_name, &changes);
             match self.applier.commit_files(&writes, &message) {

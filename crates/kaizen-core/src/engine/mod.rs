@@ -18,6 +18,7 @@
 //! | `learn.rs` | lessons from finalized interventions |
 
 mod apply;
+mod check;
 mod learn;
 mod observe;
 mod propose;
@@ -26,6 +27,7 @@ mod resolve;
 mod revert;
 mod validate;
 
+pub use check::{CHECK_EVERY_CYCLES, CheckReport, Violation};
 pub use learn::LearnReport;
 pub use resolve::Resolution;
 
@@ -305,6 +307,7 @@ impl EngineBuilder {
             sizing: self.sizing,
             notifiers: self.notifiers,
             ids_checked: false,
+            cycles_since_check: 0,
         })
     }
 }
@@ -325,6 +328,8 @@ pub struct Engine {
     notifiers: Vec<Box<dyn crate::notify::Notifier>>,
     /// Whether id continuity with the repository's history was checked (once per engine).
     ids_checked: bool,
+    /// Cycles since the last invariant check (0: none yet).
+    cycles_since_check: u32,
 }
 
 impl Engine {
@@ -411,6 +416,7 @@ impl Engine {
             ..Default::default()
         };
         self.reconcile(&mut report)?;
+        self.check_in_cycle(&mut report)?;
         self.observe(&mut report).await?;
         self.validate_due(&mut report)?;
         let proposals = self.gather_proposals(&mut report).await?;

@@ -144,7 +144,10 @@ impl Engine {
     /// Repairs what a killed kaizen left in the repository (its own stale lock, temp files, a
     /// working tree behind its commit) before any git operation; whatever is not unambiguously
     /// kaizen's is escalated, never removed.
-    fn recover_repository(&mut self, report: &mut CycleReport) -> Result<(), EngineError> {
+    pub(super) fn recover_repository(
+        &mut self,
+        report: &mut CycleReport,
+    ) -> Result<(), EngineError> {
         let now = self.clock.now();
         let findings = match self.applier.recover(true) {
             Ok(f) => f,

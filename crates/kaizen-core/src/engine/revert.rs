@@ -104,6 +104,7 @@ impl Engine {
             });
         }
         let reason = format!("manual revert: {reason}");
+        self.recover_repository(&mut report)?;
         if !self.revert_with(&iv, &reason, &mut report)? {
             let why = report
                 .escalations

@@ -1,0 +1,328 @@
+//! Check: the invariant checker. Ledger and history agree, kaizen's files are clean in the
+//! index, nothing kaizen left behind (locks, temp files), no intervention stuck half-way, lessons
+//! committed. Repairs only what is unambiguously kaizen's (through [`Applier::recover`]); the
+//! rest is reported and recorded for a human.
+//!
+//! [`Applier::recover`]: crate::apply::Applier::recover
+
+use super::{CycleReport, ESCALATE_AGAIN, Engine, EngineError};
+use crate::clock::Clock;
+use crate::config::Mode;
+use crate::intervention::{InterventionId, Status};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// How many cycles of a long-running engine pass between two checks (the first cycle always
+/// checks).
+pub const CHECK_EVERY_CYCLES: u32 = 12;
+
+/// One broken invariant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Violation {
+    /// A stable kind: `commit_without_row`, `row_without_commit`, `revert_without_row`,
+    /// `stuck_pending`, `stuck_proposed`, `applied_without_commit`, `index_stale`,
+    /// `lesson_uncommitted`, or a repository finding (`stale_git_lock`, `temp_file`, ...).
+    pub kind: String,
+    /// What it concerns (an intervention id, a commit, a path).
+    pub subject: String,
+    /// For a human: what is wrong and what to do.
+    pub detail: String,
+    /// Whether it was repaired (only where the repair is unambiguous).
+    pub repaired: bool,
+}
+
+/// What one check found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CheckReport {
+    /// When it ran.
+    pub at: DateTime<Utc>,
+    /// Every violation, repaired ones included.
+    pub violations: Vec<Violation>,
+}
+
+impl CheckReport {
+    /// Violations still open (not repaired).
+    pub fn open(&self) -> impl Iterator<Item = &Violation> {
+        self.violations.iter().filter(|v| !v.repaired)
+    }
+
+    /// Whether every invariant holds (after repairs).
+    pub fn is_clean(&self) -> bool {
+        self.open().next().is_none()
+    }
+}
+
+impl Engine {
+    /// Checks every invariant; with `repair`, repairs what is unambiguously kaizen's. Each
+    /// violation is recorded as an event (`invariant_violation`, or `repaired`); the same open
+    /// violation is recorded again only after [`ESCALATE_AGAIN`].
+    pub fn check(&mut self, repair: bool) -> Result<CheckReport, EngineError> {
+        let now = self.clock.now();
+        let mut report = CheckReport {
+            at: now,
+            violations: Vec::new(),
+        };
+        let v = &mut report.violations;
+        let mut push = |kind: &str, subject: String, detail: String, repaired: bool| {
+            v.push(Violation {
+                kind: kind.to_string(),
+                subject,
+                detail,
+                repaired,
+            })
+        };
+
+        // The repository: kaizen's leftovers, foreign locks, operations in progress.
+        match self.applier.recover(repair) {
+            Ok(findings) => {
+                for f in findings {
+                    push(&f.kind, f.path, f.detail, f.repaired);
+                }
+            }
+            Err(e) => push(
+                "repository_unreadable",
+                self.settings.repo_root.display().to_string(),
+                format!("cannot inspect the repository: {e}"),
+                false,
+            ),
+        }
+
+        // The ledger on its own: nothing stuck half-way.
+        let all = self.ledger.all()?;
+        let pending: BTreeMap<InterventionId, crate::ledger::Pending> = self
+            .ledger
+            .pending()?
+            .into_iter()
+            .map(|(iv, p)| (iv.id, p))
+            .collect();
+        for (id, p) in &pending {
+            push(
+                "stuck_pending",
+                id.to_string(),
+                format!(
+                    "a git {} is marked in flight (a crash interrupted it); the next `kaizen cycle` reconciles it",
+                    match p {
+                        crate::ledger::Pending::Apply => "apply",
+                        crate::ledger::Pending::Revert => "revert",
+                    }
+                ),
+                false,
+            );
+        }
+        for iv in &all {
+            if self.settings.mode == Mode::Autonomous
+                && iv.status == Status::Proposed
+                && !pending.contains_key(&iv.id)
+            {
+                push(
+                    "stuck_proposed",
+                    iv.id.to_string(),
+                    "left `proposed` in autonomous mode (an interrupted cycle); the next `kaizen cycle` blocks it".into(),
+                    false,
+                );
+            }
+            if matches!(iv.status, Status::Applied | Status::Validated) && iv.commit.is_none() {
+                push(
+                    "applied_without_commit",
+                    iv.id.to_string(),
+                    format!("is {} but records no commit", iv.status),
+                    false,
+                );
+            }
+        }
+
+        // Ledger ↔ history: every recorded commit is there, every trailer has its row.
+        match self.applier.trailer_commits() {
+            Err(e) => push(
+                "repository_unreadable",
+                self.settings.repo_root.display().to_string(),
+                format!("cannot read the history: {e}"),
+                false,
+            ),
+            Ok(commits) if !commits.is_empty() || all.iter().any(|i| i.commit.is_some()) => {
+                let shas: BTreeSet<&str> = commits.iter().map(|c| c.sha.as_str()).collect();
+                let by_id: BTreeMap<InterventionId, &crate::intervention::Intervention> =
+                    all.iter().map(|i| (i.id, i)).collect();
+                for iv in &all {
+                    if let Some(c) = &iv.commit
+                        && !shas.contains(c.as_str())
+                    {
+                        push(
+                            "row_without_commit",
+                            iv.id.to_string(),
+                            format!(
+                                "records commit {c}, which no local branch holds (history rewritten?)"
+                            ),
+                            false,
+                        );
+                    }
+                    if let Some(r) = &iv.revert_commit
+                        && !shas.contains(r.as_str())
+                    {
+                        push(
+                            "row_without_commit",
+                            iv.id.to_string(),
+                            format!("records revert commit {r}, which no local branch holds"),
+                            false,
+                        );
+                    }
+                }
+                for c in &commits {
+                    let row = by_id.get(&c.id);
+                    let (kind, ok) = match &c.reverts {
+                        None => (
+                            "commit_without_row",
+                            row.is_some_and(|r| r.commit.as_deref() == Some(c.sha.as_str()))
+                                || pending.get(&c.id) == Some(&crate::ledger::Pending::Apply),
+                        ),
+                        Some(_) => (
+                            "revert_without_row",
+                            row.is_some_and(|r| r.revert_commit.as_deref() == Some(c.sha.as_str()))
+                                || pending.get(&c.id) == Some(&crate::ledger::Pending::Revert),
+                        ),
+                    };
+                    if !ok {
+                        push(
+                            kind,
+                            c.sha.clone(),
+                            format!(
+                                "commit {} on `{}` names {} but the ledger has no {} for it{}",
+                                short(&c.sha),
+                                c.branch,
+                                c.id,
+                                if c.reverts.is_some() {
+                                    "revert"
+                                } else {
+                                    "intervention"
+                                },
+                                match row {
+                                    Some(r) => format!(
+                                        " (its {} records {})",
+                                        r.id,
+                                        r.commit.as_deref().map(short).unwrap_or("no commit")
+                                    ),
+                                    None => " (a lost or replaced state dir?)".to_string(),
+                                }
+                            ),
+                            false,
+                        );
+                    }
+                }
+            }
+            Ok(_) => {}
+        }
+
+        // kaizen's files: what it applied (still live) and its lessons, staged exactly as HEAD.
+        let mut files: BTreeSet<String> = BTreeSet::new();
+        for iv in all.iter().filter(|i| i.status == Status::Applied) {
+            for e in &iv.candidate.change {
+                files.insert(e.file().to_string());
+            }
+        }
+        let lessons = self.ledger.indexed_lessons()?;
+        for l in &lessons {
+            files.insert(l.file.clone());
+        }
+        let files: Vec<String> = files.into_iter().collect();
+        match self.applier.path_states(&files) {
+            Ok(states) => {
+                for s in states {
+                    if !s.index_matches_head {
+                        push(
+                            "index_stale",
+                            s.path.clone(),
+                            "the index differs from HEAD for a file kaizen commits (a plain `git commit` would commit it); \
+                             check `git diff --cached` and reset or commit it".into(),
+                            false,
+                        );
+                    }
+                    if !s.in_head && lessons.iter().any(|l| l.file == s.path) {
+                        push(
+                            "lesson_uncommitted",
+                            s.path.clone(),
+                            "an indexed lesson whose file is not in HEAD".into(),
+                            false,
+                        );
+                    }
+                }
+            }
+            Err(e) => push(
+                "repository_unreadable",
+                self.settings.repo_root.display().to_string(),
+                format!("cannot read the index: {e}"),
+                false,
+            ),
+        }
+
+        self.record_check(&report)?;
+        Ok(report)
+    }
+
+    /// Records `report`'s violations as events (an open one again only after ESCALATE_AGAIN).
+    fn record_check(&mut self, report: &CheckReport) -> Result<(), EngineError> {
+        let now = report.at;
+        let recent: BTreeSet<String> = self
+            .ledger
+            .events_between(now - ESCALATE_AGAIN.to_chrono(), now)?
+            .into_iter()
+            .filter(|e| e.kind == "invariant_violation")
+            .map(|e| e.detail)
+            .collect();
+        for v in &report.violations {
+            let text = format!("{} {}: {}", v.kind, v.subject, v.detail);
+            let kind = if v.repaired {
+                "repaired"
+            } else if recent.contains(&text) {
+                continue;
+            } else {
+                "invariant_violation"
+            };
+            if v.repaired {
+                tracing::info!("kaizen stage=check repaired: {text}");
+            } else {
+                tracing::warn!("kaizen stage=check violation: {text}");
+            }
+            self.ledger.record_event(
+                now,
+                v.subject.parse().ok(),
+                "check",
+                kind,
+                &text,
+                serde_json::to_value(v).ok().as_ref(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The start-up / every-N-cycles check inside a cycle: violations become report lines
+    /// (repaired) and escalations (open), so they reach notifiers too.
+    pub(super) fn check_in_cycle(&mut self, report: &mut CycleReport) -> Result<(), EngineError> {
+        let due = self.cycles_since_check == 0 || self.cycles_since_check >= CHECK_EVERY_CYCLES;
+        self.cycles_since_check = if due { 1 } else { self.cycles_since_check + 1 };
+        if !due {
+            return Ok(());
+        }
+        let checked = self.check(true)?;
+        for v in &checked.violations {
+            let text = format!("{} {}: {}", v.kind, v.subject, v.detail);
+            if v.repaired {
+                report.line(None, "check", format!("repaired: {text}"));
+            } else {
+                report
+                    .escalations
+                    .push(format!("invariant violated: {text}"));
+                report.line(
+                    None,
+                    "check",
+                    format!("ESCALATION: invariant violated: {text}"),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+fn short(sha: &str) -> &str {
+    sha.get(..10).unwrap_or(sha)
+}
