@@ -45,6 +45,9 @@ impl Engine {
         lessons_dir: &std::path::Path,
     ) -> Result<(Vec<LessonChange>, Vec<String>), EngineError> {
         let now = self.clock.now();
+        // A kaizen killed inside an earlier lesson commit left the lesson files behind their
+        // commit: finish that first, so the lessons read here are the committed ones.
+        self.recover_repository(&mut CycleReport::default())?;
         let (lessons, errors) = crate::lesson::store::load(lessons_dir)
             .map_err(|e| EngineError::Learn(e.to_string()))?;
         let load_errors = errors.iter().map(|e| e.to_string()).collect();
