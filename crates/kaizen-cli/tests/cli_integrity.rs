@@ -5,10 +5,27 @@ mod common;
 use common::*;
 use kaizen_core::failpoint;
 
-/// Latency alerting for the 10 minutes before +10 (the rule's `for: 10m`), then a cycle at +10
-/// that applies K-000001. Returns its commit.
+/// Creates the ledger with one `observe` at `from`, then inserts one sample a minute up to `to`
+/// (a process per sample would be slow; the ledger is the same SQLite file either way).
+fn baseline(h: &Harness, from: i64, to: i64, level: f64) {
+    h.set_metric(from, level);
+    h.ok(from, &["observe"]);
+    let mut db = h.ledger_db();
+    let tx = db.transaction().unwrap();
+    for m in from + 1..to {
+        tx.execute(
+            "INSERT OR REPLACE INTO samples(signal, at, value) VALUES ('latency_ms', ?1, ?2)",
+            rusqlite::params![h.at(m).timestamp_millis(), Harness::noisy(level, m)],
+        )
+        .unwrap();
+    }
+    tx.commit().unwrap();
+}
+
+/// Latency alerting for the 40 minutes before +10 (the rule's `for: 10m`, the validator's
+/// baseline), then a cycle at +10 that applies K-000001. Returns its commit.
 fn apply_first(h: &Harness) -> String {
-    h.observe_range(-12, 10, |_| 250.0);
+    baseline(h, -40, 10, 250.0);
     h.set_metric(10, 250.0);
     let out = h.ok(10, &["cycle"]);
     assert!(out.contains("applied as commit"), "{out}");
@@ -83,7 +100,7 @@ fn issue9_5_a_lost_state_dir_continues_ids_and_never_fakes_a_revert() {
     h.ok(12, &["revert", "K-000001", "--reason", "old"]);
     // The state dir is lost.
     std::fs::remove_dir_all(h.repo.join(".kaizen")).unwrap();
-    h.observe_range(20, 40, |_| 250.0);
+    baseline(&h, 0, 40, 250.0);
     h.set_metric(40, 250.0);
     let out = h.ok(40, &["cycle"]);
     assert!(out.contains("new ids continue after it"), "{out}");
@@ -123,7 +140,7 @@ fn issue9_5_a_lost_state_dir_continues_ids_and_never_fakes_a_revert() {
 #[test]
 fn issue9_6_a_held_index_lock_is_waited_on_refused_and_recorded_never_a_stale_commit() {
     let h = Harness::new(RULE_GROW_CACHE, "");
-    h.observe_range(-12, 10, |_| 250.0);
+    baseline(&h, -40, 10, 250.0);
     h.set_metric(10, 250.0);
     let head = git_text(&h.repo, &["rev-parse", "HEAD"]);
     let lock = h.repo.join(".git/index.lock");
@@ -221,7 +238,7 @@ fn issue9_8_one_live_change_per_key_across_areas_and_a_noop_revert_ends_cleanly(
     because: "memory pressure"
 "#;
     let h = Harness::new(&format!("{RULE_GROW_CACHE}{memory}"), "");
-    h.observe_range(-12, 10, |_| 250.0);
+    baseline(&h, -40, 10, 250.0);
     h.set_metric(10, 250.0);
     let out = h.ok(10, &["cycle"]);
     let list = h.interventions(10);
