@@ -67,7 +67,12 @@ pub fn proposers_for(config: &Config) -> Result<Vec<Box<dyn Proposer>>, Assemble
         let rules = load_rules(path, &known).map_err(AssembleError::Rules)?;
         // A latest sample older than two observe intervals (at least 5 minutes) is stale.
         let stale = Span::from_secs((config.schedule.observe_every.seconds() * 2).max(300));
-        out.push(Box::new(RulesProposer::new(rules, stale)));
+        let diagnoser = Arc::new(crate::rule_diagnose::CommandDiagnoser::new(
+            config.repo.clone(),
+        ));
+        out.push(Box::new(
+            RulesProposer::new(rules, stale).with_diagnoser(diagnoser),
+        ));
     }
     if let Some(llm) = &config.llm {
         let proposer = crate::llm::LlmProposer::new(

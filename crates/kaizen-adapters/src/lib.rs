@@ -24,4 +24,5 @@ pub mod canary;
 pub mod git;
 pub mod llm;
 pub mod notify;
+pub mod rule_diagnose;
 pub mod source;

@@ -161,6 +161,23 @@ impl Chain {
                 serde_json::to_value(&self.iv.candidate.change).unwrap_or_default(),
             );
             obj.insert(
+                "change_lines".into(),
+                self.iv.candidate.change_lines().into(),
+            );
+            let o = &self.iv.candidate.origin;
+            if !o.resolved.is_empty() {
+                obj.insert(
+                    "resolved".into(),
+                    serde_json::to_value(&o.resolved).unwrap_or_default(),
+                );
+            }
+            if let Some(d) = &o.diagnosis {
+                obj.insert("diagnosis".into(), d.clone());
+            }
+            if !o.escalate.is_empty() {
+                obj.insert("escalate".into(), o.escalate.clone().into());
+            }
+            obj.insert(
                 "cites".into(),
                 serde_json::to_value(&self.iv.candidate.origin.cites).unwrap_or_default(),
             );
@@ -212,11 +229,20 @@ impl Chain {
         if !c.origin.trigger.is_empty() {
             println!("  trigger     {}", c.origin.trigger);
         }
+        if let Some(d) = &c.origin.diagnosis {
+            println!("  diagnosis   confirmed; facts {d}");
+        }
         println!("  hypothesis  {}", c.hypothesis);
         for e in c.change_lines() {
             println!("  change      {e}");
         }
         println!("  prediction  {}", c.prediction);
+        if !c.origin.escalate.is_empty() {
+            println!(
+                "  escalate    {} (if the fix fails)",
+                c.origin.escalate.join(", ")
+            );
+        }
         println!(
             "  rollback    {}",
             c.rollback.as_deref().unwrap_or("(none)")

@@ -234,6 +234,9 @@ pub struct Origin {
     /// the repository (relative values such as `*1.5` made concrete).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resolved: Vec<crate::edit::Resolved>,
+    /// Whom to notify when the fix fails (a rule's `escalate:`), named in the escalation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub escalate: Vec<String>,
     /// Facts a rule's `diagnose` command reported when it confirmed the problem.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diagnosis: Option<serde_json::Value>,

@@ -1,31 +1,75 @@
-//! Declarative rules: "when this signal is above/below X for D, make this change" — no LLM needed.
+//! Declarative rules: "when this holds, (confirm it with a diagnose command,) make this change" —
+//! no LLM needed. Triggers are in [`trigger`]; every firing is logged as
+//! `kaizen rule=<id> stage=trigger|diagnose|propose …`, so it can be grepped.
+
+pub mod trigger;
 
 use crate::edit::Edit;
 use crate::intervention::{Candidate, ExpectedChange, Origin, Prediction, Risk};
 use crate::propose::{Proposals, ProposeContext, ProposeError, Proposer};
-use crate::signal::Sample;
 use crate::span::Span;
 use crate::yaml::{self, YamlError};
 use async_trait::async_trait;
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::Arc;
+pub use trigger::Trigger;
 
-/// The condition that makes a rule fire.
+/// A command that must confirm the problem before the rule makes a candidate: exit 0 confirms;
+/// a JSON object on stdout is recorded as facts; anything else (non-zero exit, timeout, no way
+/// to run it) refuses.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct When {
-    /// The watched signal.
-    pub signal: String,
-    /// Fires while the value is above this...
-    #[serde(default)]
-    pub above: Option<f64>,
-    /// ...or below this.
-    #[serde(default)]
-    pub below: Option<f64>,
-    /// ...continuously for at least this long (0: the latest sample alone decides).
-    #[serde(default, rename = "for")]
-    pub for_: Span,
+pub struct Diagnose {
+    /// Shell command, run in the repository with `KAIZEN_RULE` and `KAIZEN_TRIGGER` set.
+    pub command: String,
+    /// How long it may take (default 30s); a timeout refuses.
+    #[serde(default = "default_diagnose_timeout")]
+    pub timeout: Span,
+}
+
+fn default_diagnose_timeout() -> Span {
+    Span::from_secs(30)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum DiagnoseSerde {
+    Command(String),
+    Full(Diagnose),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum EscalateSerde {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// What a diagnose command concluded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DiagnoseOutcome {
+    /// Exit 0: the problem is real.
+    Confirmed {
+        /// A JSON object the command printed, if it printed one.
+        facts: Option<serde_json::Value>,
+        /// For humans (`exit 0 in 0.2s`).
+        note: String,
+    },
+    /// Anything else: no candidate is made.
+    Refused {
+        /// Why (`exit 1: no leak found`, `timed out after 30s`).
+        reason: String,
+    },
+}
+
+/// Runs rules' diagnose commands (the CLI's runs them as shell commands in the repository like
+/// sources and canaries; the simulator lets them inspect the simulated host).
+#[async_trait]
+pub trait DiagnoseRunner: Send + Sync {
+    /// Runs `diagnose` for rule `rule`, which fired because of `trigger`.
+    async fn run(&self, rule: &str, diagnose: &Diagnose, trigger: &str) -> DiagnoseOutcome;
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -45,7 +89,11 @@ struct RuleSerde {
     kind: Option<String>,
     #[serde(default)]
     title: Option<String>,
-    when: When,
+    when: trigger::WhenSerde,
+    #[serde(default)]
+    diagnose: Option<DiagnoseSerde>,
+    #[serde(default)]
+    escalate: Option<EscalateSerde>,
     change: Vec<Edit>,
     predict: PredictSerde,
     risk: Risk,
@@ -71,7 +119,11 @@ pub struct Rule {
     /// Unique id.
     pub id: String,
     /// What it fires on.
-    pub when: When,
+    pub when: Trigger,
+    /// What must confirm the problem before a candidate is made.
+    pub diagnose: Option<Diagnose>,
+    /// Whom to notify when its fix fails (reverted): named in the escalation.
+    pub escalate: Vec<String>,
     /// The candidate it yields (origin says which rule).
     pub candidate: Candidate,
 }
@@ -110,25 +162,42 @@ pub fn parse_rules(
         if r.area.trim().is_empty() {
             return Err(bad("area", "must not be empty".into()));
         }
-        if !known_signals.contains(&r.when.signal) {
-            return Err(bad(
-                "when.signal",
-                format!(
-                    "unknown signal {:?} (configured: {})",
-                    r.when.signal,
-                    list(known_signals)
-                ),
-            ));
+        let when = Trigger::from_serde(r.when.clone(), known_signals).map_err(|(f, m)| {
+            bad(
+                &if f.is_empty() {
+                    "when".to_string()
+                } else {
+                    format!("when.{f}")
+                },
+                m,
+            )
+        })?;
+        let diagnose = match r.diagnose.clone() {
+            None => None,
+            Some(DiagnoseSerde::Command(command)) => Some(Diagnose {
+                command,
+                timeout: default_diagnose_timeout(),
+            }),
+            Some(DiagnoseSerde::Full(d)) => Some(d),
+        };
+        if let Some(d) = &diagnose {
+            if d.command.trim().is_empty() {
+                return Err(bad("diagnose", "the command is empty".into()));
+            }
+            if d.timeout.seconds() == 0 {
+                return Err(bad("diagnose.timeout", "must be positive".into()));
+            }
         }
-        match (r.when.above, r.when.below) {
-            (None, None) => return Err(bad("when", "needs `above` or `below`".into())),
-            (Some(a), _) if !a.is_finite() => {
-                return Err(bad("when.above", "must be a finite number".into()));
-            }
-            (_, Some(b)) if !b.is_finite() => {
-                return Err(bad("when.below", "must be a finite number".into()));
-            }
-            _ => {}
+        let escalate = match r.escalate.clone() {
+            None => Vec::new(),
+            Some(EscalateSerde::One(s)) => vec![s],
+            Some(EscalateSerde::Many(v)) => v,
+        };
+        if escalate.iter().any(|s| s.trim().is_empty()) || escalate.len() > 16 {
+            return Err(bad(
+                "escalate",
+                "give 1 to 16 non-empty names (whom to notify when the fix fails)".into(),
+            ));
         }
         if !known_signals.contains(&r.predict.signal) {
             return Err(bad(
@@ -186,7 +255,9 @@ pub fn parse_rules(
         });
         rules.push(Rule {
             id: r.id.clone(),
-            when: r.when,
+            when,
+            diagnose,
+            escalate: escalate.clone(),
             candidate: Candidate {
                 area: r.area,
                 kind,
@@ -205,6 +276,7 @@ pub fn parse_rules(
                     proposer: "rules".into(),
                     rule: Some(r.id),
                     cites: r.cites,
+                    escalate,
                     ..Default::default()
                 },
             },
@@ -230,59 +302,39 @@ pub fn kind_of(change: &[Edit]) -> String {
     }
 }
 
-impl When {
-    fn holds(&self, v: f64) -> bool {
-        self.above.is_some_and(|a| v > a) || self.below.is_some_and(|b| v < b)
-    }
-
-    /// Whether the condition has held continuously for `for` up to the latest sample, which must
-    /// be fresh (no older than `stale_after` at `now`). Returns a description of the trigger.
-    pub fn fires(
-        &self,
-        samples: &[Sample],
-        now: chrono::DateTime<chrono::Utc>,
-        stale_after: Span,
-    ) -> Option<String> {
-        let latest = samples.last()?;
-        if now - latest.at > stale_after.to_chrono() || !self.holds(latest.value) {
-            return None;
-        }
-        let streak_start = samples
-            .iter()
-            .rev()
-            .take_while(|s| self.holds(s.value))
-            .last()
-            .map(|s| s.at)?;
-        if latest.at - streak_start < self.for_.to_chrono() {
-            return None;
-        }
-        let cond = match (self.above, self.below) {
-            (Some(a), _) => format!("above {a}"),
-            (None, Some(b)) => format!("below {b}"),
-            (None, None) => String::new(),
-        };
-        Some(format!(
-            "{} {} for {} (since {}, last {})",
-            self.signal,
-            cond,
-            Span::from_chrono(latest.at - streak_start),
-            streak_start.format("%Y-%m-%dT%H:%M:%SZ"),
-            latest.value
-        ))
-    }
-}
-
 /// The rules proposer: each rule whose `when` holds yields one candidate citing the rule.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RulesProposer {
     rules: Vec<Rule>,
     stale_after: Span,
+    diagnoser: Option<Arc<dyn DiagnoseRunner>>,
+}
+
+impl std::fmt::Debug for RulesProposer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RulesProposer")
+            .field("rules", &self.rules)
+            .field("stale_after", &self.stale_after)
+            .field("diagnoser", &self.diagnoser.is_some())
+            .finish()
+    }
 }
 
 impl RulesProposer {
     /// A proposer over `rules`; a latest sample older than `stale_after` never fires a rule.
     pub fn new(rules: Vec<Rule>, stale_after: Span) -> Self {
-        Self { rules, stale_after }
+        Self {
+            rules,
+            stale_after,
+            diagnoser: None,
+        }
+    }
+
+    /// Runs rules' `diagnose` commands with `runner`. Without one, a rule that has a diagnose
+    /// never makes a candidate (fail closed: nothing confirmed the problem).
+    pub fn with_diagnoser(mut self, runner: Arc<dyn DiagnoseRunner>) -> Self {
+        self.diagnoser = Some(runner);
+        self
     }
 
     /// The rules.
@@ -300,16 +352,41 @@ impl Proposer for RulesProposer {
     async fn propose(&self, ctx: &ProposeContext) -> Result<Proposals, ProposeError> {
         let mut out = Proposals::default();
         for rule in &self.rules {
-            let samples = ctx
-                .recent
-                .get(&rule.when.signal)
-                .map(Vec::as_slice)
-                .unwrap_or(&[]);
-            if let Some(trigger) = rule.when.fires(samples, ctx.now, self.stale_after) {
-                let mut c = rule.candidate.clone();
-                c.origin.trigger = trigger;
-                out.candidates.push(c);
+            let Some(mut trigger) = rule.when.fires(&ctx.recent, ctx.now, self.stale_after) else {
+                continue;
+            };
+            let id = &rule.id;
+            tracing::info!("kaizen rule={id} stage=trigger {trigger}");
+            let mut c = rule.candidate.clone();
+            if let Some(d) = &rule.diagnose {
+                let outcome = match &self.diagnoser {
+                    Some(runner) => runner.run(id, d, &trigger).await,
+                    None => DiagnoseOutcome::Refused {
+                        reason: "no diagnose runner is configured (fail closed)".into(),
+                    },
+                };
+                match outcome {
+                    DiagnoseOutcome::Confirmed { facts, note } => {
+                        tracing::info!("kaizen rule={id} stage=diagnose confirmed: {note}");
+                        trigger = format!("{trigger}; diagnose confirmed ({note})");
+                        c.origin.diagnosis = Some(facts.unwrap_or(serde_json::Value::Null));
+                    }
+                    DiagnoseOutcome::Refused { reason } => {
+                        tracing::info!("kaizen rule={id} stage=diagnose refused: {reason}");
+                        out.rejected.push(crate::propose::Rejected {
+                            reason: format!(
+                                "rule {id}: diagnose `{}` did not confirm the problem: {reason} (trigger: {trigger})",
+                                d.command
+                            ),
+                            excerpt: String::new(),
+                        });
+                        continue;
+                    }
+                }
             }
+            tracing::info!("kaizen rule={id} stage=propose candidate: {}", c.title);
+            c.origin.trigger = trigger;
+            out.candidates.push(c);
         }
         Ok(out)
     }
@@ -318,6 +395,7 @@ impl Proposer for RulesProposer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::signal::Sample;
     use chrono::{DateTime, Utc};
 
     const ISSUE_RULES: &str = r#"# rules.yaml
@@ -351,7 +429,10 @@ rules:
         assert_eq!(c.prediction.change, ExpectedChange::Relative(-0.2));
         assert_eq!(c.rollback.as_deref(), Some("revert"));
         assert_eq!(c.origin.rule.as_deref(), Some("grow-cache"));
-        assert_eq!(rules[0].when.for_, Span::minutes(10));
+        let Trigger::Cond(cond) = &rules[0].when else {
+            panic!("a single condition")
+        };
+        assert_eq!(cond.for_, Span::minutes(10));
     }
 
     #[test]
@@ -415,25 +496,124 @@ rules:
         let t0 = t("2026-01-01T00:00:00Z");
         let m = |i: i64| t0 + chrono::Duration::minutes(i);
         let s = |i: i64, v: f64| Sample::new("latency_ms", m(i), v);
+        let r = |v: Vec<Sample>| std::collections::BTreeMap::from([("latency_ms".to_string(), v)]);
         let stale = Span::minutes(5);
         assert!(
-            w.fires(&[s(0, 250.0), s(5, 250.0)], m(5), stale).is_none(),
+            w.fires(&r(vec![s(0, 250.0), s(5, 250.0)]), m(5), stale)
+                .is_none(),
             "5m < 10m"
         );
         assert!(
-            w.fires(&[s(0, 250.0), s(10, 250.0)], m(10), stale)
+            w.fires(&r(vec![s(0, 250.0), s(10, 250.0)]), m(10), stale)
                 .is_some()
         );
         assert!(
-            w.fires(&[s(0, 250.0), s(5, 150.0), s(10, 250.0)], m(10), stale)
-                .is_none(),
+            w.fires(
+                &r(vec![s(0, 250.0), s(5, 150.0), s(10, 250.0)]),
+                m(10),
+                stale
+            )
+            .is_none(),
             "streak broken"
         );
         assert!(
-            w.fires(&[s(0, 250.0), s(10, 250.0)], m(30), stale)
+            w.fires(&r(vec![s(0, 250.0), s(10, 250.0)]), m(30), stale)
                 .is_none(),
             "stale data never fires"
         );
-        assert!(w.fires(&[], m(0), stale).is_none());
+        assert!(w.fires(&r(vec![]), m(0), stale).is_none());
+    }
+
+    struct Script(DiagnoseOutcome);
+
+    #[async_trait]
+    impl DiagnoseRunner for Script {
+        async fn run(&self, _: &str, _: &Diagnose, _: &str) -> DiagnoseOutcome {
+            self.0.clone()
+        }
+    }
+
+    fn ctx_hot() -> ProposeContext {
+        let t0 = t("2026-01-01T00:00:00Z");
+        let samples: Vec<Sample> = (0..=10)
+            .map(|i| Sample::new("latency_ms", t0 + chrono::Duration::minutes(i), 250.0))
+            .collect();
+        ProposeContext {
+            now: t0 + chrono::Duration::minutes(10),
+            signals: vec![],
+            recent: [("latency_ms".to_string(), samples)].into(),
+            lessons: vec![],
+            interventions: vec![],
+            freezes: vec![],
+            budget_left: 5,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refusing_diagnose_makes_no_candidate_and_a_confirming_one_records_facts() {
+        let text = ISSUE_RULES.replace(
+            "    risk: low\n",
+            "    diagnose: { command: \"./check-cache.sh\", timeout: 5s }\n    escalate: [cache-oncall]\n    risk: low\n",
+        );
+        let rules = parse_rules(&text, Path::new("rules.yaml"), &signals()).unwrap();
+        assert_eq!(
+            rules[0].diagnose.as_ref().unwrap().timeout,
+            Span::from_secs(5)
+        );
+        assert_eq!(rules[0].escalate, ["cache-oncall"]);
+        let refuse = RulesProposer::new(rules.clone(), Span::minutes(5)).with_diagnoser(Arc::new(
+            Script(DiagnoseOutcome::Refused {
+                reason: "exit 1: hit ratio is fine".into(),
+            }),
+        ));
+        let out = refuse.propose(&ctx_hot()).await.unwrap();
+        assert!(out.candidates.is_empty());
+        assert!(
+            out.rejected[0].reason.starts_with(
+                "rule grow-cache: diagnose `./check-cache.sh` did not confirm the problem: exit 1: hit ratio is fine"
+            ),
+            "{:?}",
+            out.rejected
+        );
+        let confirm = RulesProposer::new(rules.clone(), Span::minutes(5)).with_diagnoser(Arc::new(
+            Script(DiagnoseOutcome::Confirmed {
+                facts: Some(serde_json::json!({"hit_ratio": 0.2})),
+                note: "exit 0".into(),
+            }),
+        ));
+        let out = confirm.propose(&ctx_hot()).await.unwrap();
+        let c = &out.candidates[0];
+        assert_eq!(
+            c.origin.diagnosis,
+            Some(serde_json::json!({"hit_ratio": 0.2}))
+        );
+        assert!(
+            c.origin.trigger.contains("diagnose confirmed (exit 0)"),
+            "{}",
+            c.origin.trigger
+        );
+        assert_eq!(c.origin.escalate, ["cache-oncall"]);
+        // No runner: fail closed.
+        let none = RulesProposer::new(rules, Span::minutes(5));
+        let out = none.propose(&ctx_hot()).await.unwrap();
+        assert!(out.candidates.is_empty() && out.rejected[0].reason.contains("fail closed"));
+    }
+
+    #[test]
+    fn combined_triggers_parse_with_located_errors() {
+        let text = ISSUE_RULES.replace(
+            "when: { signal: latency_ms, above: 200, for: 10m }",
+            "when: { any: [ {signal: latency_ms, above: 2x baseline_24h, for: 10m}, {signal: latency_ms, rising: 20%/h} ] }",
+        );
+        let rules = parse_rules(&text, Path::new("rules.yaml"), &signals()).unwrap();
+        assert!(matches!(&rules[0].when, Trigger::Any(v) if v.len() == 2));
+        let e = parse_rules(
+            &text.replace("rising: 20%/h", "rising: quickly"),
+            Path::new("rules.yaml"),
+            &signals(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("rules[0].when.any[1].rising"), "{e}");
     }
 }

@@ -47,3 +47,60 @@ scenario_test!(guardrail_regression, "guardrail-regression");
 scenario_test!(noisy_temptation, "noisy-temptation");
 scenario_test!(needs_canary, "needs-canary");
 scenario_test!(freeze, "freeze");
+scenario_test!(diagnose_transient, "diagnose-transient");
+
+/// The same scenario without its rule's `diagnose` fails: the rule keeps doubling the pool for
+/// traffic bursts it cannot help. Only the diagnose step tells the fault from the transients.
+#[tokio::test]
+async fn diagnose_transient_fails_without_the_diagnose() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/scenarios/diagnose-transient.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let without: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("diagnose:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(without, text);
+    let scenario = Scenario::parse(&without, Path::new("no-diagnose.yaml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = sim::prepare(&scenario, dir.path(), false).unwrap();
+    let ledger_path = dir.path().join("ledger.sqlite");
+    let r = sim::run_scenario_with(
+        &scenario,
+        dir.path(),
+        Box::new(DirectApplier::new(&layout.repo)),
+        Box::new(HonestValidator::default()),
+        SimOptions {
+            ledger: Some(kaizen_core::ledger::Ledger::open(&ledger_path).unwrap()),
+            ..SimOptions::default()
+        },
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert!(!r.passed(), "{}", r.render());
+    // Each failed fix is escalated to whom the rule names.
+    let ledger = kaizen_core::ledger::Ledger::open(&ledger_path).unwrap();
+    let far = chrono::Duration::days(3650);
+    let escalations: Vec<String> = ledger
+        .events_between(scenario.start - far, scenario.start + far)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "escalation")
+        .map(|e| e.detail)
+        .collect();
+    assert!(!escalations.is_empty());
+    assert!(
+        escalations
+            .iter()
+            .all(|d| d.contains("fix rules:grow-pool") && d.ends_with("escalate to db-oncall")),
+        "{escalations:?}"
+    );
+    assert!(
+        r.render()
+            .contains("[FAILED] rule grow-pool: exactly 1 applied"),
+        "{}",
+        r.render()
+    );
+}

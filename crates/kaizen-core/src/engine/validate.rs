@@ -93,11 +93,9 @@ impl Engine {
                     "validate",
                     format!("interim look: regressed — {}", verdict.summary),
                 );
-                self.revert_with(
-                    iv,
-                    &format!("regressed (interim look): {}", verdict.summary),
-                    report,
-                )?;
+                let reason = format!("regressed (interim look): {}", verdict.summary);
+                self.revert_with(iv, &reason, report)?;
+                self.escalate_failed_fix(iv, &reason, report)?;
             }
             return Ok(());
         }
@@ -164,9 +162,31 @@ impl Engine {
                 if reverted && let Some(why) = verdict.figures.cannot_judge.clone() {
                     self.escalate(report, Some(id), "validate", format!("{why}; reverted"))?;
                 }
+                self.escalate_failed_fix(iv, &reason, report)?;
             }
         }
         Ok(())
+    }
+
+    /// A fix that failed validation is escalated to whom its rule names (`escalate:`), so a
+    /// human hears that self-healing did not heal.
+    fn escalate_failed_fix(
+        &mut self,
+        iv: &Intervention,
+        reason: &str,
+        report: &mut CycleReport,
+    ) -> Result<(), EngineError> {
+        let whom = &iv.candidate.origin.escalate;
+        if whom.is_empty() {
+            return Ok(());
+        }
+        let text = format!(
+            "fix {} ({}) failed: {reason}; escalate to {}",
+            iv.candidate.origin,
+            iv.candidate.title,
+            whom.join(", ")
+        );
+        self.escalate(report, Some(iv.id), "validate", text)
     }
 
     pub(super) fn verdict_for(

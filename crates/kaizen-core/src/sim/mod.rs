@@ -19,6 +19,7 @@
 //! print!("{}", result.render());
 //! ```
 
+pub mod diagnose;
 pub mod direct;
 pub mod model;
 pub mod runner;
@@ -109,6 +110,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
     (
         "freeze",
         include_str!("../../../../examples/scenarios/freeze.yaml"),
+    ),
+    (
+        "diagnose-transient",
+        include_str!("../../../../examples/scenarios/diagnose-transient.yaml"),
     ),
 ];
 

@@ -158,6 +158,9 @@ pub enum FaultKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Fault {
+    /// A name a diagnose command can see while the fault is active (`KAIZEN_SIM_FAULTS`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// What it does.
     pub kind: FaultKind,
     /// When it starts (offset from the simulation start, e.g. `2d3h`).

@@ -495,7 +495,16 @@ pub async fn run_scenario_with(
         .clock(Arc::new(clock.clone()))
         .ledger(ledger)
         .source(Box::new(source))
-        .proposer(Box::new(RulesProposer::new(rules, stale_after)))
+        .proposer(Box::new(
+            RulesProposer::new(rules, stale_after).with_diagnoser(Arc::new(
+                super::diagnose::SimDiagnoser::new(
+                    scenario.host.clone(),
+                    layout.repo.clone(),
+                    scenario.start,
+                    clock.clone(),
+                ),
+            )),
+        ))
         .applier(applier)
         .validator(validator)
         .canaries(canaries);
