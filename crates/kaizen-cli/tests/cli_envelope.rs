@@ -110,9 +110,14 @@ fn the_envelope_file_is_blocked_and_a_bad_invariant_is_a_config_error() {
     h.add_file("tunables.yaml", TUNABLES);
     h.set_metric(0, 250.0);
     h.ok(0, &["cycle"]);
-    let (status, reason) = reason_of(&h.interventions(0), "sneaky");
+    let list = h.interventions(0);
+    let (status, reason) = reason_of(&list, "sneaky");
     assert_eq!(status, "blocked");
     assert!(reason.contains("blocked_paths"), "{reason}");
+    // A blocked file is never read to resolve the change: nothing of it reaches the ledger.
+    let id = list[0]["id"].as_str().unwrap().to_string();
+    let shown = h.ok(0, &["show", &id, "--json"]);
+    assert!(!shown.contains("\"resolved\""), "{shown}");
 
     let bad = TUNABLES.replace("workers * cache_mb", "workers * cache_mib");
     std::fs::write(h.repo.join("tunables.yaml"), bad).unwrap();

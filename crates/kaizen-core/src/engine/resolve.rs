@@ -7,6 +7,8 @@
 use super::{CycleReport, Engine, EngineError};
 use crate::clock::Clock;
 use crate::edit::{Edit, resolve_all};
+use crate::guard::guards::BlockedPaths;
+use crate::guard::{Decision, Guard, GuardContext, LedgerView};
 use crate::intervention::Candidate;
 
 /// What resolving a candidate found.
@@ -30,6 +32,19 @@ impl Engine {
             .any(|e| matches!(e, Edit::ConfigSet { .. }))
         {
             return Resolution::Ready(candidate);
+        }
+        // Never read a blocked path (a secret's value would land in the ledger): such a
+        // candidate goes to the guards as proposed, and `blocked_paths` refuses it.
+        let view = LedgerView::default();
+        let ctx = GuardContext {
+            view: &view,
+            policy: &self.settings.policy,
+            now: self.clock.now(),
+            repo_root: &self.settings.repo_root,
+        };
+        match BlockedPaths.check(&candidate, &ctx) {
+            Ok(v) if v.decision == Decision::Pass => {}
+            _ => return Resolution::Ready(candidate),
         }
         let read = |file: &str| self.applier.read_file(file).map_err(|e| e.to_string());
         match resolve_all(&candidate.change, read) {
