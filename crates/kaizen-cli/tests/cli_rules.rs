@@ -20,6 +20,11 @@ fn rule(diagnose: &str) -> String {
 #[test]
 fn a_refusing_diagnose_blocks_the_candidate_and_a_confirming_one_records_facts() {
     let h = Harness::new(&rule("echo hit ratio is fine >&2; exit 1"), "");
+    // Half an hour of 5-minute samples: the baseline the validator will judge against.
+    for m in (-30..0).step_by(5) {
+        h.set_metric(m, 250.0);
+        h.ok(m, &["observe"]);
+    }
     h.set_metric(0, 250.0);
     let out = h.kaizen_at(0, &["-v", "cycle"]);
     assert!(out.status.success());
