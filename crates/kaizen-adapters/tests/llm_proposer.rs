@@ -981,7 +981,7 @@ async fn model_is_not_asked_when_the_budget_is_used_up() {
 
 fn envelope() -> Arc<kaizen_core::tunables::Envelope> {
     let tunables = json!({
-        "cache_mb": {"file": "config/app.yaml", "type": "int", "min": 16, "max": 1024, "max_step": "2x"},
+        "cache_mb": {"file": "config/app.yaml", "type": "int", "min": 16, "max": 1024, "max_step": "2x", "area": "memory", "risk": "medium"},
         "policy": {"file": "config/app.yaml", "key": "cache.policy", "type": "enum", "allowed": ["lru", "lfu"]}
     });
     let env = kaizen_core::tunables::load(
@@ -1044,7 +1044,9 @@ async fn with_tunables_the_schema_lists_the_knobs_and_the_guard_refuses_what_it_
     );
     let user = body["messages"][1]["content"].as_str().unwrap();
     assert!(
-        user.contains("- cache_mb = 128 (int 16..=1024, max step 2x; this time 64..=256)"),
+        user.contains(
+            "- cache_mb = 128 (int 16..=1024, max step 2x; this time 64..=256; area memory; risk at least medium)"
+        ),
         "{user}"
     );
     assert!(
@@ -1063,6 +1065,11 @@ async fn with_tunables_the_schema_lists_the_knobs_and_the_guard_refuses_what_it_
     assert_eq!(
         c.change[0].to_string(),
         "set cache_mb = 4096 in config/app.yaml"
+    );
+    // The knob's declared area and risk replace the model's claim (\"cache\", low).
+    assert_eq!(
+        (c.area.as_str(), c.risk.to_string()),
+        ("memory", "medium".to_string())
     );
     // The envelope guard refuses it, naming the knob, the bound and the value.
     let view = LedgerView::default();

@@ -90,11 +90,15 @@ async fn diagnose_transient_fails_without_the_diagnose() {
         .filter(|e| e.kind == "escalation")
         .map(|e| e.detail)
         .collect();
-    assert!(!escalations.is_empty());
+    let failed_fixes: Vec<&String> = escalations
+        .iter()
+        .filter(|d| d.starts_with("fix rules:grow-pool"))
+        .collect();
+    assert!(!failed_fixes.is_empty(), "{escalations:?}");
     assert!(
-        escalations
+        failed_fixes
             .iter()
-            .all(|d| d.contains("fix rules:grow-pool") && d.ends_with("escalate to db-oncall")),
+            .all(|d| d.ends_with("escalate to db-oncall")),
         "{escalations:?}"
     );
     assert!(

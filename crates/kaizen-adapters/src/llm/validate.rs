@@ -195,6 +195,12 @@ impl Validator {
             _ => None,
         }
         .ok_or("`confidence` must be a number from 0 to 1")?;
+        // With tunables, the knobs say what area and least risk a change carries; the model's
+        // claim is replaced by the declared ones (stricter, and what the envelope guard demands).
+        let (area, risk) = match &self.envelope {
+            Some(env) => declared_area_risk(env, &change, area, risk),
+            None => (area, risk),
+        };
         let rollback = string(obj, "rollback", MAX_ROLLBACK, true)?;
         let (cites, argues_against) = lessons(obj, ctx, &area, &prediction.signal, &change)?;
         let kinds: BTreeSet<&str> = change.iter().map(Edit::kind).collect();
@@ -469,6 +475,26 @@ fn edit(e: &Value, at: &str) -> Result<Edit, String> {
         other => Err(format!(
             "{at}: unknown edit kind `{other}` (config_set or file_write)"
         )),
+    }
+}
+
+/// The area every changed knob declares (when they agree) and the highest of the claimed risk
+/// and the knobs' declared risks.
+fn declared_area_risk(env: &Envelope, change: &[Edit], area: String, risk: Risk) -> (String, Risk) {
+    let knobs: Vec<_> = change
+        .iter()
+        .filter_map(|e| match e {
+            Edit::ConfigSet { file, key, .. } => env.knob_at(file, key),
+            Edit::FileWrite { .. } => None,
+        })
+        .collect();
+    let risk = knobs.iter().filter_map(|k| k.risk).fold(risk, Risk::max);
+    let mut areas: Vec<&str> = knobs.iter().filter_map(|k| k.area.as_deref()).collect();
+    areas.sort_unstable();
+    areas.dedup();
+    match areas.as_slice() {
+        [one] if knobs.iter().all(|k| k.area.is_some()) => (one.to_string(), risk),
+        _ => (area, risk),
     }
 }
 
