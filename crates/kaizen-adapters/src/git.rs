@@ -659,11 +659,9 @@ impl GitApplier {
         want: impl Fn(&[(String, String)]) -> bool,
     ) -> Result<Option<String>, ApplyError> {
         let repo = self.repo()?;
-        let (tip, _) = match self.tip_of(&repo, branch) {
-            Ok(t) => t,
-            Err(_) if branch.is_some() => return Ok(None),
-            Err(e) => return Err(e),
-        };
+        // A recorded branch that is gone is an error (escalated), not "no commit": the commit
+        // may well exist elsewhere.
+        let (tip, _) = self.tip_of(&repo, branch)?;
         let Some(tip_oid) = tip.oid else {
             return Ok(None);
         };

@@ -17,6 +17,10 @@ use std::collections::{BTreeMap, BTreeSet};
 /// checks).
 pub const CHECK_EVERY_CYCLES: u32 = 12;
 
+/// How far back finalized interventions are checked against the history (older commits may lie
+/// beyond the bounded history walk).
+pub const RECENT: crate::span::Span = crate::span::Span::days(30);
+
 /// One broken invariant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Violation {
@@ -144,7 +148,12 @@ impl Engine {
                 let shas: BTreeSet<&str> = commits.iter().map(|c| c.sha.as_str()).collect();
                 let by_id: BTreeMap<InterventionId, &crate::intervention::Intervention> =
                     all.iter().map(|i| (i.id, i)).collect();
-                for iv in &all {
+                // The history walk is bounded: judge rows whose commits are recent enough to be
+                // inside it (live ones, and those finalized within RECENT).
+                let recent_since = now - RECENT.to_chrono();
+                for iv in all.iter().filter(|i| {
+                    i.status == Status::Applied || i.finalized_at.is_some_and(|t| t >= recent_since)
+                }) {
                     if let Some(c) = &iv.commit
                         && !shas.contains(c.as_str())
                     {
