@@ -528,6 +528,23 @@ fn reconcile(existing: Option<&Lesson>, d: Desired, now: DateTime<Utc>) -> Optio
     }
 }
 
+/// Whether a `no_effect` verdict is evidence against the change: its interval rules out even
+/// half the predicted relative change. A change that delivered exactly what it predicted has the
+/// bound below the prediction itself at the test's α, so "the prediction is ruled out" alone
+/// would teach "avoid" about real fixes. Verdicts without an interval (other validators, absolute
+/// or threshold predictions) count as before.
+fn rules_out_half(i: &Intervention, f: Option<&Fig>) -> bool {
+    let ExpectedChange::Relative(r) = i.candidate.prediction.change else {
+        return true;
+    };
+    let Some(f) = f else { return true };
+    match (f.lower, f.upper) {
+        (Some(lo), Some(_)) if r < 0.0 => lo > r / 2.0,
+        (Some(_), Some(hi)) if r > 0.0 => hi < r / 2.0,
+        _ => true,
+    }
+}
+
 impl Distiller for DeterministicDistiller {
     fn name(&self) -> &str {
         "deterministic"
@@ -564,7 +581,9 @@ impl Distiller for DeterministicDistiller {
                     i.outcome,
                     Some(Outcome::Validated | Outcome::NoEffect | Outcome::Regressed)
                 )
-                && !figs.get(&i.id.to_string()).is_some_and(|f| f.data_decided);
+                && !figs.get(&i.id.to_string()).is_some_and(|f| f.data_decided)
+                && (i.outcome != Some(Outcome::NoEffect)
+                    || rules_out_half(i, figs.get(&i.id.to_string())));
             if counted {
                 groups
                     .entry((i.candidate.area.clone(), i.candidate.targets()))
