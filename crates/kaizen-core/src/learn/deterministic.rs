@@ -745,4 +745,46 @@ mod tests {
         assert_eq!(slug("--"), "area");
         assert_eq!(fnv1a(""), 0xcbf2_9ce4_8422_2325);
     }
+
+    #[test]
+    fn no_effect_teaches_avoid_only_when_half_the_prediction_is_ruled_out() {
+        use crate::intervention::{Candidate, InterventionId, Origin, Prediction, Risk};
+        let iv = Intervention {
+            id: InterventionId(1),
+            candidate: Candidate {
+                area: "cache".into(),
+                kind: "config_set".into(),
+                title: "t".into(),
+                hypothesis: "h".into(),
+                change: vec![],
+                prediction: Prediction {
+                    signal: "latency_ms".into(),
+                    change: ExpectedChange::Relative(-0.2),
+                    within: Span::minutes(30),
+                },
+                risk: Risk::Low,
+                confidence: 0.8,
+                rollback: Some("revert".into()),
+                origin: Origin::default(),
+            },
+            status: Status::Reverted,
+            outcome: Some(Outcome::NoEffect),
+            reason: String::new(),
+            commit: None,
+            revert_commit: None,
+            created_at: DateTime::<Utc>::default(),
+            applied_at: None,
+            due_at: None,
+            finalized_at: None,
+        };
+        let fig = |lo: f64, hi: f64| Fig {
+            lower: Some(lo),
+            upper: Some(hi),
+            ..Fig::default()
+        };
+        // [−0.03, +0.02]: not even −10% is possible → evidence against the change.
+        assert!(rules_out_half(&iv, Some(&fig(-0.03, 0.02))));
+        // [−0.19, −0.05]: the predicted −20% is ruled out, but a −19% fix is not.
+        assert!(!rules_out_half(&iv, Some(&fig(-0.19, -0.05))));
+    }
 }

@@ -31,7 +31,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StudentT};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Marginal noise sd on the log scale.
 pub const SIGMA: f64 = 0.1;
@@ -133,7 +133,8 @@ impl EnvelopeTally {
 /// Serves the precomputed series at `now`; the level follows what the working tree says.
 struct SeriesSource {
     root: std::path::PathBuf,
-    noise: Arc<Mutex<Vec<(i64, Option<f64>)>>>,
+    /// `(unix seconds, Some(x) | None for a gap)`, sorted.
+    noise: Vec<(i64, Option<f64>)>,
     shift: f64,
 }
 
@@ -144,13 +145,10 @@ impl Source for SeriesSource {
     }
     async fn observe(&self, now: DateTime<Utc>) -> Result<Vec<Sample>, SourceError> {
         let t = now.timestamp();
-        let x = {
-            let noise = self.noise.lock().map_err(|_| err("noise poisoned"))?;
-            let i = noise.partition_point(|(at, _)| *at < t);
-            match noise.get(i) {
-                Some((at, v)) if *at == t => *v,
-                _ => None,
-            }
+        let i = self.noise.partition_point(|(at, _)| *at < t);
+        let x = match self.noise.get(i) {
+            Some((at, v)) if *at == t => *v,
+            _ => None,
         };
         let Some(x) = x else {
             return Err(err("source unavailable (simulated gap)"));
@@ -313,7 +311,7 @@ pub async fn run_cell(
             .ledger(Ledger::in_memory().ok()?)
             .source(Box::new(SeriesSource {
                 root: dir.to_path_buf(),
-                noise: Arc::new(Mutex::new(path)),
+                noise: path,
                 shift,
             }))
             .proposer(Box::new(OneChange(candidate())))
