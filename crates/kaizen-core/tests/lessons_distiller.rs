@@ -75,8 +75,9 @@ fn figures(baseline: f64, post: f64) -> Value {
         baseline: Some(baseline),
         post: Some(post),
         estimate: Some(post / baseline - 1.0),
-        lower: Some(-0.3),
-        upper: Some(-0.1),
+        // An interval of ±5% around the estimate (a no_effect one rules out half of −20%).
+        lower: Some(post / baseline - 1.05),
+        upper: Some(post / baseline - 0.95),
         level: Some(0.95),
         magnitude_met: Some(true),
         notes: vec![],

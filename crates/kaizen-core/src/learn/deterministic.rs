@@ -528,6 +528,23 @@ fn reconcile(existing: Option<&Lesson>, d: Desired, now: DateTime<Utc>) -> Optio
     }
 }
 
+/// Whether a `no_effect` verdict is evidence against the change: its interval rules out even
+/// half the predicted relative change. A change that delivered exactly what it predicted has the
+/// bound below the prediction itself at the test's α, so "the prediction is ruled out" alone
+/// would teach "avoid" about real fixes. Verdicts without an interval (other validators, absolute
+/// or threshold predictions) count as before.
+fn rules_out_half(i: &Intervention, f: Option<&Fig>) -> bool {
+    let ExpectedChange::Relative(r) = i.candidate.prediction.change else {
+        return true;
+    };
+    let Some(f) = f else { return true };
+    match (f.lower, f.upper) {
+        (Some(lo), Some(_)) if r < 0.0 => lo > r / 2.0,
+        (Some(_), Some(hi)) if r > 0.0 => hi < r / 2.0,
+        _ => true,
+    }
+}
+
 impl Distiller for DeterministicDistiller {
     fn name(&self) -> &str {
         "deterministic"
@@ -564,7 +581,9 @@ impl Distiller for DeterministicDistiller {
                     i.outcome,
                     Some(Outcome::Validated | Outcome::NoEffect | Outcome::Regressed)
                 )
-                && !figs.get(&i.id.to_string()).is_some_and(|f| f.data_decided);
+                && !figs.get(&i.id.to_string()).is_some_and(|f| f.data_decided)
+                && (i.outcome != Some(Outcome::NoEffect)
+                    || rules_out_half(i, figs.get(&i.id.to_string())));
             if counted {
                 groups
                     .entry((i.candidate.area.clone(), i.candidate.targets()))
@@ -725,5 +744,47 @@ mod tests {
         assert_ne!(id, lesson_id("Cache Tier", "config/cache.yaml#ttl"));
         assert_eq!(slug("--"), "area");
         assert_eq!(fnv1a(""), 0xcbf2_9ce4_8422_2325);
+    }
+
+    #[test]
+    fn no_effect_teaches_avoid_only_when_half_the_prediction_is_ruled_out() {
+        use crate::intervention::{Candidate, InterventionId, Origin, Prediction, Risk};
+        let iv = Intervention {
+            id: InterventionId(1),
+            candidate: Candidate {
+                area: "cache".into(),
+                kind: "config_set".into(),
+                title: "t".into(),
+                hypothesis: "h".into(),
+                change: vec![],
+                prediction: Prediction {
+                    signal: "latency_ms".into(),
+                    change: ExpectedChange::Relative(-0.2),
+                    within: Span::minutes(30),
+                },
+                risk: Risk::Low,
+                confidence: 0.8,
+                rollback: Some("revert".into()),
+                origin: Origin::default(),
+            },
+            status: Status::Reverted,
+            outcome: Some(Outcome::NoEffect),
+            reason: String::new(),
+            commit: None,
+            revert_commit: None,
+            created_at: DateTime::<Utc>::default(),
+            applied_at: None,
+            due_at: None,
+            finalized_at: None,
+        };
+        let fig = |lo: f64, hi: f64| Fig {
+            lower: Some(lo),
+            upper: Some(hi),
+            ..Fig::default()
+        };
+        // [−0.03, +0.02]: not even −10% is possible → evidence against the change.
+        assert!(rules_out_half(&iv, Some(&fig(-0.03, 0.02))));
+        // [−0.19, −0.05]: the predicted −20% is ruled out, but a −19% fix is not.
+        assert!(!rules_out_half(&iv, Some(&fig(-0.19, -0.05))));
     }
 }

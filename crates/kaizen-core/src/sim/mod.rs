@@ -21,6 +21,7 @@
 
 pub mod diagnose;
 pub mod direct;
+pub mod envelope;
 pub mod model;
 pub mod runner;
 pub mod scenario;

@@ -79,6 +79,11 @@ pub struct HonestValidator {
     /// lasted `D` ends within the next `r` with probability ≈ `r / (D + r)`, so `D ≥ r (1 − p)/p`
     /// bounds the chance that it ends by itself during the post window by `p`.
     pub persistence_alpha: f64,
+    /// Share of the predicted magnitude the interval must rule out for `no_effect` (default 1:
+    /// the prediction itself). The distiller asks for more before it learns "avoid" (half the
+    /// prediction ruled out), since a change that delivered exactly its prediction has its upper
+    /// bound below the prediction α of the time.
+    pub no_effect_share: f64,
     /// Consecutive samples a threshold prediction must hold for at the end of the window
     /// (default 5).
     pub threshold_consecutive: usize,
@@ -175,6 +180,7 @@ impl Default for HonestValidator {
             guardrail_tolerance: 0.1,
             excursion_z: 1.5,
             persistence_alpha: 0.05,
+            no_effect_share: 1.0,
             threshold_consecutive: 5,
             max_self_recovery: 0.1,
             seasonal_days: 7,
@@ -1120,7 +1126,7 @@ impl HonestValidator {
             );
             return finish(req.look, Outcome::Validated, s, fig);
         }
-        if a.upper < magnitude {
+        if a.upper < self.no_effect_share * magnitude {
             let s = format!(
                 "no effect: the predicted {} is ruled out, {est_txt}",
                 req.prediction.change
