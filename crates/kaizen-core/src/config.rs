@@ -729,6 +729,15 @@ signals: {}
 # Declarative rules (no LLM needed).
 # rules: rules.yaml
 
+# Tunables: the knobs kaizen may turn, with bounds and the largest step per change; the
+# `envelope` guard refuses anything outside them. Declared here, or in a file: `tunables: tunables.yaml`.
+# tunables:
+#   strict: true                  # refuse changes to undeclared keys
+#   cache_mb: { file: config/app.yaml, type: int, min: 16, max: 1024, max_step: 2x }
+#   workers:  { file: config/app.yaml, type: int, min: 1, max: 32, max_step: "+4" }
+# invariants:
+#   - "workers * cache_mb <= 8192"
+
 # Lessons directory (YAML files, committed by the distiller).
 lessons: lessons
 

@@ -131,7 +131,10 @@ impl Edit {
 impl fmt::Display for Edit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Edit::ConfigSet { file, key, value } => write!(f, "set {key} = {value} in {file}"),
+            Edit::ConfigSet { file, key, value } => match Relative::of_value(value) {
+                Some(rel) => write!(f, "set {key} {rel} in {file}"),
+                None => write!(f, "set {key} = {value} in {file}"),
+            },
             Edit::FileWrite { file, content } => {
                 write!(f, "write {file} ({} bytes)", content.len())
             }
@@ -764,6 +767,8 @@ mod tests {
                 value: json!(9)
             }
         );
+        assert_eq!(change[0].to_string(), "set n *2 in a.yaml");
+        assert_eq!(edits[0].to_string(), "set n = 8 in a.yaml");
         assert_eq!(resolved[0].old_to_new(), "4 → 8 (*2)");
         assert_eq!(resolved[1].old_to_new(), "8 → 9 (+1)");
     }
