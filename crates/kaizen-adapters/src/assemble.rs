@@ -94,6 +94,16 @@ pub fn engine_from_config(
     clock: Arc<dyn Clock>,
     lessons: Vec<Lesson>,
 ) -> Result<Engine, AssembleError> {
+    Ok(builder_from_config(config, clock, lessons)?.build()?)
+}
+
+/// The same as [`engine_from_config`], before `build()`: a host adds its own sources (signals
+/// configured without a `source:`), proposers or notifiers.
+pub fn builder_from_config(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    lessons: Vec<Lesson>,
+) -> Result<kaizen_core::engine::EngineBuilder, AssembleError> {
     let applier = GitApplier::open(&config.repo, config.branch.as_deref()).map_err(|source| {
         AssembleError::Repo {
             path: config.repo.display().to_string(),
@@ -111,11 +121,12 @@ pub fn engine_from_config(
         .canaries(build_canaries(config))
         .sizing(kaizen_core::engine::window_sizing())
         .notifiers(crate::notify::build_notifiers(config))
+        .state_dir(config.state_dir.clone())
         .lessons(lessons);
     for p in proposers_for(config)? {
         builder = builder.proposer(p);
     }
-    Ok(builder.build()?)
+    Ok(builder)
 }
 
 /// Git-ignores the state dir via the repository's `info/exclude` (idempotent).
@@ -177,4 +188,52 @@ pub async fn learn_now(
     use kaizen_core::learn::Distiller as _;
     let report = engine.commit_learn(changes, load_errors, distiller.name(), &config.lessons)?;
     Ok((report, notes))
+}
+
+/// The runtime's learn step for a config: [`learn_now`] on the schedule (the model rewords new
+/// lessons only with `llm.rewrite_lessons`).
+pub struct ConfigLearner {
+    config: Config,
+}
+
+impl ConfigLearner {
+    /// A learner for `config`.
+    pub fn new(config: Config) -> Self {
+        Self { config }
+    }
+}
+
+#[async_trait::async_trait]
+impl kaizen_core::runtime::Learner for ConfigLearner {
+    async fn learn(&self, engine: &mut Engine) -> Result<Vec<String>, EngineError> {
+        let (report, notes) =
+            learn_now(engine, &self.config, false)
+                .await
+                .map_err(|e| match e {
+                    AssembleError::Engine(e) => e,
+                    other => EngineError::Learn(other.to_string()),
+                })?;
+        Ok(report.changes.into_iter().chain(notes).collect())
+    }
+}
+
+/// The runtime for `config`: the engine from [`engine_from_config`], the config's schedule and
+/// its learner — what `kaizen run` runs and what a host embeds.
+pub fn runtime_from_config(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    lessons: Vec<Lesson>,
+) -> Result<kaizen_core::runtime::RuntimeBuilder, AssembleError> {
+    runtime_for(config, engine_from_config(config, clock, lessons)?)
+}
+
+/// The runtime for an engine a host assembled itself (e.g. from [`builder_from_config`] plus
+/// its own sources): the config's schedule and learner.
+pub fn runtime_for(
+    config: &Config,
+    engine: Engine,
+) -> Result<kaizen_core::runtime::RuntimeBuilder, AssembleError> {
+    let schedule = kaizen_core::schedule::Schedule::new(config.schedule.clone());
+    Ok(kaizen_core::runtime::Runtime::builder(engine, schedule)
+        .learner(Arc::new(ConfigLearner::new(config.clone()))))
 }

@@ -113,149 +113,24 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Init { force } => init(&cli.config, force),
         Command::Status { json } => {
             let config = load_config(&cli.config)?;
-            let now = clock.now();
             let ledger = match open_ledger_read(&config)? {
                 Some(l) => l,
                 None => Ledger::in_memory().map_err(rt)?,
             };
-            let mut signals = Vec::new();
-            for (name, sc) in &config.signals {
-                let latest = ledger.latest_sample(name).map_err(rt)?;
-                // The cadence gaps are counted against, and a configured one the data contradicts.
-                let recent = ledger
-                    .samples(name, now - chrono::Duration::hours(24), now)
-                    .map_err(rt)?;
-                let cadence =
-                    kaizen_core::validate::Cadence::resolve(&recent, config.validate.sample_every);
-                signals.push(serde_json::json!({
-                    "signal": name,
-                    "unit": sc.signal.unit,
-                    "value": latest.as_ref().map(|s| s.value),
-                    "at": latest.as_ref().map(|s| s.at.to_rfc3339()),
-                    "alerting": latest.as_ref().is_some_and(|s| sc.signal.is_alerting(s.value)),
-                    "cadence": cadence.every.to_string(),
-                    "cadence_source": cadence.source,
-                    "cadence_warning": cadence.disagreement(name),
-                }));
-            }
-            let repeats = ledger
-                .repeated_since(now - chrono::Duration::hours(24))
-                .map_err(rt)?;
-            let view = ledger.view(now, chrono::Duration::hours(25)).map_err(rt)?;
-            let freezes = kaizen_core::guard::active_freezes(&view, &config.guards, now);
-            let budget = kaizen_core::guard::budget_left(&view, &config.guards, now);
-            let applied = ledger.with_status(Status::Applied).map_err(rt)?;
-            let backlog = ledger.with_status(Status::Backlog).map_err(rt)?;
-            let escalations = ledger
-                .events_between(now - chrono::Duration::hours(24), now)
-                .map_err(rt)?
-                .into_iter()
-                .filter(|e| e.kind == "escalation")
-                .count();
-            let status = serde_json::json!({
-                "at": now.to_rfc3339(),
-                "mode": format!("{:?}", config.mode).to_lowercase(),
-                "repo": config.repo.display().to_string(),
-                "signals": signals,
-                "awaiting_validation": applied.iter().map(|iv| serde_json::json!({
-                    "id": iv.id.to_string(), "area": iv.candidate.area, "title": iv.candidate.title,
-                    "due_at": iv.due_at.map(|t| t.to_rfc3339()),
-                })).collect::<Vec<_>>(),
-                "frozen": freezes,
-                "budget_left": budget,
-                "daily_budget": config.guards.daily_budget,
-                "backlog": backlog.len(),
-                "escalations_24h": escalations,
-                "suppressed_repeats_24h": repeats.iter().map(|r| r.repeats).sum::<u64>(),
-                "repeated": repeats.iter().map(|r| serde_json::json!({
-                    "id": r.id.to_string(), "area": r.area, "repeats": r.repeats,
-                    "last_seen": r.last_seen.to_rfc3339(),
-                })).collect::<Vec<_>>(),
-            });
+            let status = kaizen_core::status::StatusSnapshot::compute(
+                &ledger,
+                &kaizen_core::engine::EngineSettings::from_config(&config),
+                Some(&config.state_dir),
+                clock.now(),
+            )
+            .map_err(rt)?;
             if json {
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&status).context("serialising")?
                 );
-                return Ok(());
-            }
-            println!(
-                "kaizen at {} — mode {}, repo {}",
-                now.format("%Y-%m-%dT%H:%M:%SZ"),
-                status["mode"].as_str().unwrap_or("?"),
-                config.repo.display()
-            );
-            println!("signals:");
-            if config.signals.is_empty() {
-                println!("  none configured");
-            }
-            for s in &signals {
-                let value = s["value"]
-                    .as_f64()
-                    .map(|v| format!("{v} {}", s["unit"].as_str().unwrap_or("")))
-                    .unwrap_or_else(|| "no sample yet".into());
-                let at = s["at"]
-                    .as_str()
-                    .map(|a| format!(" at {a}"))
-                    .unwrap_or_default();
-                let alert = if s["alerting"].as_bool() == Some(true) {
-                    "  ALERT"
-                } else {
-                    ""
-                };
-                println!(
-                    "  {:<20} {value}{at}{alert} · cadence {}",
-                    s["signal"].as_str().unwrap_or(""),
-                    s["cadence"].as_str().unwrap_or("?")
-                );
-                if let Some(w) = s["cadence_warning"].as_str() {
-                    println!("    warning: {w}");
-                }
-            }
-            println!("awaiting validation: {}", applied.len());
-            for iv in &applied {
-                println!(
-                    "  {} [{}] {} — due {}",
-                    iv.id,
-                    iv.candidate.area,
-                    iv.candidate.title,
-                    iv.due_at
-                        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-                        .unwrap_or_default()
-                );
-            }
-            for f in &freezes {
-                println!(
-                    "frozen: area `{}` until {} ({})",
-                    f.area,
-                    f.until.format("%Y-%m-%dT%H:%M:%SZ"),
-                    f.reason
-                );
-            }
-            println!(
-                "daily budget: {budget} of {} left",
-                config.guards.daily_budget
-            );
-            println!("backlog: {} (need a canary)", backlog.len());
-            if !repeats.is_empty() {
-                let total: u64 = repeats.iter().map(|r| r.repeats).sum();
-                println!(
-                    "suppressed repeats in the last 24h: {total} (counted on the parked change, not recorded anew)"
-                );
-                for r in &repeats {
-                    println!(
-                        "  {} [{}] {} repeat(s), last {}",
-                        r.id,
-                        r.area,
-                        r.repeats,
-                        r.last_seen.format("%Y-%m-%dT%H:%M:%SZ")
-                    );
-                }
-            }
-            if escalations > 0 {
-                println!(
-                    "escalations in the last 24h: {escalations} (see `kaizen events --kind escalation`)"
-                );
+            } else {
+                render::status(&status);
             }
             Ok(())
         }
@@ -422,17 +297,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 );
             } else {
                 for e in &events {
-                    let id = e
-                        .intervention
-                        .map(|i| i.to_string())
-                        .unwrap_or_else(|| "-".repeat(8));
-                    println!(
-                        "{} {id} {:<9} {:<18} {}",
-                        e.at.format("%Y-%m-%dT%H:%M:%SZ"),
-                        e.stage,
-                        e.kind,
-                        e.detail
-                    );
+                    render::event(e);
                 }
             }
             Ok(())
@@ -478,6 +343,50 @@ pub async fn run(cli: Cli) -> Result<()> {
                 }
                 Err(e) => Err(Failure::Runtime(anyhow!(e))),
             }
+        }
+        Command::Pause { area, why } => {
+            let config = load_config(&cli.config)?;
+            // No state lock: an emergency stop must work while a daemon holds it.
+            let mut ledger = Ledger::open(&config.ledger_path()).map_err(rt)?;
+            kaizen_core::engine::pause_recorded(
+                &mut ledger,
+                &config.state_dir,
+                area.as_deref(),
+                &why,
+                clock.now(),
+            )
+            .map_err(|e| match e {
+                kaizen_core::engine::EngineError::Pause(p) => usage(p.to_string()),
+                other => rt(other),
+            })?;
+            match &area {
+                None => println!("paused: nothing will be applied until `kaizen resume`"),
+                Some(a) => println!(
+                    "paused area `{a}`: nothing there will be applied until `kaizen resume --area {a}`"
+                ),
+            }
+            Ok(())
+        }
+        Command::Resume { area } => {
+            let config = load_config(&cli.config)?;
+            let mut ledger = Ledger::open(&config.ledger_path()).map_err(rt)?;
+            let was = kaizen_core::engine::resume_recorded(
+                &mut ledger,
+                &config.state_dir,
+                area.as_deref(),
+                clock.now(),
+            )
+            .map_err(|e| match e {
+                kaizen_core::engine::EngineError::Pause(p) => usage(p.to_string()),
+                other => rt(other),
+            })?;
+            let scope = area.map_or("kaizen".to_string(), |a| format!("area `{a}`"));
+            if was {
+                println!("resumed {scope}");
+            } else {
+                println!("{scope} was not paused");
+            }
+            Ok(())
         }
         Command::Apply { id } => {
             let config = load_config(&cli.config)?;
@@ -836,15 +745,24 @@ pub async fn sim(files: &[std::path::PathBuf], verbose: bool, json: bool) -> Res
     }
 }
 
-/// `kaizen run`: the schedule on the wall clock until a signal arrives. Failures of one task are
-/// logged and recorded; the daemon goes on (the monitor fails open, apply fails closed).
+/// `kaizen run`: the runtime on the wall clock until SIGINT/SIGTERM, printing each event the
+/// ledger records. Failures of one task are logged and recorded; the loop goes on (the monitor
+/// fails open, apply fails closed).
 async fn daemon(config_path: &Path) -> Result<()> {
-    use kaizen_core::schedule::{Schedule, Task};
     let config = load_config(config_path)?;
-    let _lock = lock(&config)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let mut engine = engine(&config, clock.clone())?;
-    let mut schedule = Schedule::new(config.schedule.clone());
+    let builder =
+        assemble::runtime_from_config(&config, clock, load_lessons(&config)).map_err(|e| {
+            if e.is_config() {
+                usage(e.to_string())
+            } else {
+                Failure::Runtime(anyhow!(e))
+            }
+        })?;
+    // A cron cycle in progress finishes first; another daemon or host is refused by name.
+    let handle = builder.lock_wait(std::time::Duration::from_secs(5)).spawn();
+    let mut events = handle.subscribe();
+    handle.ready().await.map_err(rt)?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| Failure::Runtime(anyhow!("cannot listen for SIGTERM: {e}")))?;
     eprintln!(
@@ -855,46 +773,19 @@ async fn daemon(config_path: &Path) -> Result<()> {
         config.schedule.learn_every
     );
     loop {
-        let now = clock.now();
-        for task in schedule.due(now) {
-            let outcome = match task {
-                Task::Observe => {
-                    let mut report = CycleReport {
-                        at: now,
-                        ..Default::default()
-                    };
-                    engine
-                        .observe(&mut report)
-                        .await
-                        .map(|_| render::report(&report))
-                }
-                Task::Cycle => engine.cycle().await.map(|r| render::report(&r)),
-                Task::Learn => {
-                    match kaizen_adapters::assemble::learn_now(&mut engine, &config, false).await {
-                        Ok((r, notes)) => {
-                            for c in r.changes.iter().chain(notes.iter()) {
-                                println!("{} learn {c}", r.at.format("%Y-%m-%dT%H:%M:%SZ"));
-                            }
-                            Ok(())
-                        }
-                        Err(e) => Err(kaizen_core::engine::EngineError::Learn(e.to_string())),
-                    }
-                }
-            };
-            if let Err(e) = outcome {
-                tracing::error!("kaizen stage=daemon task={task:?} failed: {e}");
-                eprintln!("kaizen: {task:?} failed: {e}");
-            }
-        }
-        let wait = (schedule.next_due(clock.now()) - clock.now())
-            .to_std()
-            .unwrap_or_default();
         tokio::select! {
-            _ = tokio::time::sleep(wait.max(std::time::Duration::from_millis(200))) => {}
+            e = events.recv() => match e {
+                Ok(e) => render::event(&e),
+                Err(kaizen_core::runtime::RecvError::Lagged(n)) => {
+                    eprintln!("kaizen: {n} event(s) not printed (see `kaizen events`)")
+                }
+                Err(_) => break,
+            },
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
         }
     }
+    let stopped = handle.shutdown().await;
     eprintln!("kaizen: stopped");
-    Ok(())
+    stopped.map_err(rt)
 }

@@ -115,6 +115,23 @@ pub enum Command {
         #[arg(long, default_value = "requested by operator")]
         reason: String,
     },
+    /// Emergency stop: apply nothing (everything, or one area) until `kaizen resume`.
+    /// Observation, validation and reverts go on. Works while `kaizen run` is running (it
+    /// writes `PAUSE` / `PAUSE.<area>` in the state dir; so can you).
+    Pause {
+        /// Only this area.
+        #[arg(long)]
+        area: Option<String>,
+        /// Why (recorded, shown by `kaizen status`).
+        #[arg(long)]
+        why: String,
+    },
+    /// Lift a pause (everything, or one area).
+    Resume {
+        /// Only this area.
+        #[arg(long)]
+        area: Option<String>,
+    },
     /// Apply a proposed intervention (manual mode), re-running the guards first.
     Apply {
         /// The intervention id.

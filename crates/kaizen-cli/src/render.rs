@@ -43,6 +43,21 @@ pub fn report(report: &CycleReport) {
     }
 }
 
+/// Prints one ledger event (`kaizen events`, `kaizen run`).
+pub fn event(e: &Event) {
+    let id = e
+        .intervention
+        .map(|i| i.to_string())
+        .unwrap_or_else(|| "-".repeat(8));
+    println!(
+        "{} {id} {:<9} {:<18} {}",
+        ts(e.at),
+        e.stage,
+        e.kind,
+        e.detail
+    );
+}
+
 /// Prints candidates with what the guards would say.
 pub fn candidates(list: &[(String, Candidate, Vec<GuardVerdict>)]) {
     if list.is_empty() {
@@ -339,5 +354,85 @@ impl Chain {
         for e in &self.events {
             println!("  {} {:<9} {:<18} {}", ts(e.at), e.stage, e.kind, e.detail);
         }
+    }
+}
+
+/// `kaizen status` for a person.
+pub fn status(s: &kaizen_core::status::StatusSnapshot) {
+    let t = |at: chrono::DateTime<chrono::Utc>| at.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    println!(
+        "kaizen at {} — mode {}, repo {}",
+        t(s.at),
+        format!("{:?}", s.mode).to_lowercase(),
+        s.repo
+    );
+    if let Some(p) = &s.paused.global {
+        println!(
+            "PAUSED: {} (nothing is applied; `kaizen resume` lifts it)",
+            p.why
+        );
+    }
+    for (area, p) in &s.paused.areas {
+        println!("paused: area `{area}`: {}", p.why);
+    }
+    println!("signals:");
+    if s.signals.is_empty() {
+        println!("  none configured");
+    }
+    for sig in &s.signals {
+        let value = sig
+            .value
+            .map(|v| format!("{v} {}", sig.unit))
+            .unwrap_or_else(|| "no sample yet".into());
+        let at = sig.at.map(|a| format!(" at {}", t(a))).unwrap_or_default();
+        let alert = if sig.alerting { "  ALERT" } else { "" };
+        println!(
+            "  {:<20} {value}{at}{alert} · cadence {}",
+            sig.signal, sig.cadence
+        );
+        if let Some(w) = &sig.cadence_warning {
+            println!("    warning: {w}");
+        }
+    }
+    println!("awaiting validation: {}", s.awaiting_validation.len());
+    for a in &s.awaiting_validation {
+        println!(
+            "  {} [{}] {} — due {}",
+            a.id,
+            a.area,
+            a.title,
+            a.due_at.map(t).unwrap_or_default()
+        );
+    }
+    for f in &s.frozen {
+        println!(
+            "frozen: area `{}` until {} ({})",
+            f.area,
+            t(f.until),
+            f.reason
+        );
+    }
+    println!("daily budget: {} of {} left", s.budget_left, s.daily_budget);
+    println!("backlog: {} (need a canary)", s.backlog);
+    if !s.repeated.is_empty() {
+        println!(
+            "suppressed repeats in the last 24h: {} (counted on the parked change, not recorded anew)",
+            s.suppressed_repeats_24h
+        );
+        for r in &s.repeated {
+            println!(
+                "  {} [{}] {} repeat(s), last {}",
+                r.id,
+                r.area,
+                r.repeats,
+                t(r.last_seen)
+            );
+        }
+    }
+    if s.escalations_24h > 0 {
+        println!(
+            "escalations in the last 24h: {} (see `kaizen events --kind escalation`)",
+            s.escalations_24h
+        );
     }
 }

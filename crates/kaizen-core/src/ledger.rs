@@ -180,6 +180,22 @@ pub struct Event {
     pub data: Option<serde_json::Value>,
 }
 
+impl Event {
+    /// For a status event, the status it moved to (`proposed` for a new intervention). The
+    /// ledger writes these details itself (`"{from} → {to}: {reason}"`, `"proposed by …"`).
+    pub fn status_to(&self) -> Option<Status> {
+        if self.kind != "status" {
+            return None;
+        }
+        if self.detail.starts_with("proposed by ") {
+            return Some(Status::Proposed);
+        }
+        let (_, rest) = self.detail.split_once(" → ")?;
+        let (to, _) = rest.split_once(':')?;
+        to.trim().parse().ok()
+    }
+}
+
 /// A git operation in flight for an intervention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pending {
@@ -417,6 +433,38 @@ impl Ledger {
             "WHERE at >= ?1 AND at <= ?2 ORDER BY id",
             params![ms(from), ms(to)],
         )
+    }
+
+    /// Events recorded after `seq` (their position in the log), oldest first, at most `limit`,
+    /// each with its position — how a runtime streams what was recorded since it last looked.
+    pub fn events_after(&self, seq: i64, limit: usize) -> Result<Vec<(i64, Event)>, LedgerError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.sql(|c| {
+            let mut stmt = c.prepare(
+                "SELECT id, at, intervention_id, stage, kind, detail, data_json FROM events
+                 WHERE id > ?1 ORDER BY id LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![seq, limit], |r| {
+                let data: Option<String> = r.get(6)?;
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    Event {
+                        at: from_ms(r.get(1)?),
+                        intervention: r.get::<_, Option<i64>>(2)?.map(InterventionId),
+                        stage: r.get(3)?,
+                        kind: r.get(4)?,
+                        detail: r.get(5)?,
+                        data: data.and_then(|d| serde_json::from_str(&d).ok()),
+                    },
+                ))
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// The position of the newest event in the log (0 when there is none).
+    pub fn last_event_seq(&self) -> Result<i64, LedgerError> {
+        self.sql(|c| c.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0)))
     }
 
     fn query_events(

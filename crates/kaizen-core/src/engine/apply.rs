@@ -117,6 +117,12 @@ impl Engine {
                 ),
             });
         }
+        if let Some(paused) = self.pauses().blocking(&iv.candidate.area) {
+            return Err(EngineError::Refused {
+                id,
+                message: format!("not applied, {paused} (`kaizen resume` first)"),
+            });
+        }
         self.recover_repository(&mut report)?;
         let now = self.clock.now();
         // Guarded again: leave the intervention itself out, so it is not its own duplicate.

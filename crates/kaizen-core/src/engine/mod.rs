@@ -16,11 +16,13 @@
 //! | `validate.rs` | final and interim looks |
 //! | `revert.rs` | automatic and manual reverts, escalation of refusals |
 //! | `learn.rs` | lessons from finalized interventions |
+//! | `pause.rs` | the emergency stop (pause / resume), recorded |
 
 mod apply;
 mod check;
 mod learn;
 mod observe;
+mod pause;
 mod propose;
 mod reconcile;
 mod resolve;
@@ -29,6 +31,7 @@ mod validate;
 
 pub use check::{CHECK_EVERY_CYCLES, CheckReport, Violation};
 pub use learn::LearnReport;
+pub use pause::{pause_recorded, resume_recorded};
 pub use resolve::Resolution;
 
 use crate::apply::{Applier, ApplyError};
@@ -81,6 +84,9 @@ pub enum EngineError {
     /// The learn step failed (lesson files unreadable, commit refused, distiller error).
     #[error("learn: {0}")]
     Learn(String),
+    /// A pause file could not be read or written.
+    #[error(transparent)]
+    Pause(#[from] crate::pause::PauseError),
     /// The engine was built without a required part.
     #[error("engine not configured: {0}")]
     Incomplete(&'static str),
@@ -215,9 +221,16 @@ pub struct EngineBuilder {
     lessons: Vec<Lesson>,
     sizing: Option<Box<SizingFn>>,
     notifiers: Vec<Box<dyn crate::notify::Notifier>>,
+    state_dir: Option<PathBuf>,
 }
 
 impl EngineBuilder {
+    /// The state dir: where the state lock is taken by a runtime and where pause files are read
+    /// (without one, the engine never pauses and a runtime takes no lock).
+    pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state_dir = Some(dir.into());
+        self
+    }
     /// Adds notifiers (told of applies, validations, reverts and escalations after each cycle).
     pub fn notifiers(
         mut self,
@@ -308,6 +321,7 @@ impl EngineBuilder {
             notifiers: self.notifiers,
             ids_checked: false,
             cycles_since_check: 0,
+            state_dir: self.state_dir,
         })
     }
 }
@@ -330,6 +344,7 @@ pub struct Engine {
     ids_checked: bool,
     /// Cycles since the last invariant check (0: none yet).
     cycles_since_check: u32,
+    state_dir: Option<PathBuf>,
 }
 
 impl Engine {
@@ -348,7 +363,31 @@ impl Engine {
             lessons: Vec::new(),
             sizing: None,
             notifiers: Vec::new(),
+            state_dir: None,
         }
+    }
+
+    /// The state dir, if the engine was given one.
+    pub fn state_dir(&self) -> Option<&std::path::Path> {
+        self.state_dir.as_deref()
+    }
+
+    /// The pauses in force now (none without a state dir).
+    pub fn pauses(&self) -> crate::pause::Pauses {
+        self.state_dir
+            .as_deref()
+            .map(crate::pause::read)
+            .unwrap_or_default()
+    }
+
+    /// What kaizen sees now, from the ledger.
+    pub fn status(&self) -> Result<crate::status::StatusSnapshot, EngineError> {
+        Ok(crate::status::StatusSnapshot::compute(
+            &self.ledger,
+            &self.settings,
+            self.state_dir.as_deref(),
+            self.clock.now(),
+        )?)
     }
 
     /// The ledger (read access for reports and the CLI).
@@ -364,6 +403,11 @@ impl Engine {
     /// The settings in force.
     pub fn settings(&self) -> &EngineSettings {
         &self.settings
+    }
+
+    /// The engine's clock.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
     }
 
     /// The clock's now.

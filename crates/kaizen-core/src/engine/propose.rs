@@ -139,6 +139,30 @@ impl Engine {
             report.suppressed += 1;
             return Ok(None);
         }
+        if let Some(paused) = self.pauses().blocking(&candidate.area) {
+            // Not recorded as an intervention: when the pause lifts, the next cycle proposes
+            // it afresh if the trigger still holds, guarded against the world as it is then.
+            let detail = format!(
+                "not applied, {paused}: {} [{}]",
+                candidate.title, candidate.area
+            );
+            self.ledger.record_event(
+                now,
+                None,
+                "apply",
+                "apply_skipped",
+                &detail,
+                Some(&serde_json::json!({
+                    "area": candidate.area,
+                    "proposer": proposer,
+                    "rule": candidate.origin.rule,
+                    "title": candidate.title,
+                })),
+            )?;
+            report.suppressed += 1;
+            report.line(None, "apply", detail);
+            return Ok(None);
+        }
         // Every guard passed: no apply before the baseline the validator will use is there.
         if guard::overall(&verdicts).0 == Decision::Pass {
             match self.baseline_coverage(&candidate, now)? {

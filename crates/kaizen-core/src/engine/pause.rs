@@ -1,0 +1,82 @@
+//! Pause and resume: the emergency stop, recorded in the ledger (the files are in `crate::pause`).
+
+use super::{Engine, EngineError};
+use crate::clock::Clock;
+use crate::ledger::Ledger;
+use chrono::{DateTime, Utc};
+use std::path::Path;
+
+impl Engine {
+    /// Pauses everything (`area` = `None`) or one area: nothing there is applied until
+    /// [`resume`](Self::resume). Observation, validation and reverts go on.
+    pub fn pause(&mut self, area: Option<&str>, why: &str) -> Result<(), EngineError> {
+        let dir = self.state_dir.clone().ok_or(EngineError::Incomplete(
+            "a state dir (pause files live there)",
+        ))?;
+        let now = self.clock.now();
+        pause_recorded(&mut self.ledger, &dir, area, why, now)
+    }
+
+    /// Lifts a pause; returns whether one was in force.
+    pub fn resume(&mut self, area: Option<&str>) -> Result<bool, EngineError> {
+        let dir = self.state_dir.clone().ok_or(EngineError::Incomplete(
+            "a state dir (pause files live there)",
+        ))?;
+        let now = self.clock.now();
+        resume_recorded(&mut self.ledger, &dir, area, now)
+    }
+}
+
+fn scope(area: Option<&str>) -> String {
+    area.map_or_else(|| "everything".to_string(), |a| format!("area `{a}`"))
+}
+
+/// Writes the pause file and records a `pause` event (what `kaizen pause` does without an
+/// engine: pausing never needs the state lock, so it works while a daemon runs).
+pub fn pause_recorded(
+    ledger: &mut Ledger,
+    state_dir: &Path,
+    area: Option<&str>,
+    why: &str,
+    now: DateTime<Utc>,
+) -> Result<(), EngineError> {
+    let why = why.trim();
+    if why.is_empty() {
+        return Err(EngineError::Pause(crate::pause::PauseError::NoReason));
+    }
+    crate::pause::pause(state_dir, area, why)?;
+    let detail = format!("paused {}: {why}", scope(area));
+    tracing::warn!("kaizen stage=pause {detail}");
+    ledger.record_event(
+        now,
+        None,
+        "pause",
+        "pause",
+        &detail,
+        Some(&serde_json::json!({ "area": area, "why": why })),
+    )?;
+    Ok(())
+}
+
+/// Removes the pause file and records a `resume` event (if a pause was in force).
+pub fn resume_recorded(
+    ledger: &mut Ledger,
+    state_dir: &Path,
+    area: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<bool, EngineError> {
+    let was = crate::pause::resume(state_dir, area)?;
+    if was {
+        let detail = format!("resumed {}", scope(area));
+        tracing::warn!("kaizen stage=pause {detail}");
+        ledger.record_event(
+            now,
+            None,
+            "pause",
+            "resume",
+            &detail,
+            Some(&serde_json::json!({ "area": area })),
+        )?;
+    }
+    Ok(was)
+}

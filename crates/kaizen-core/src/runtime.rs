@@ -1,0 +1,747 @@
+//! The runtime for hosts: the loop as a background worker and a cheap, cloneable handle — the
+//! shape of tower's `Buffer::pair`.
+//!
+//! ```text
+//! let (handle, worker) = Runtime::pair(engine, schedule);
+//! tokio::spawn(worker.run());          // or: let handle = Runtime::spawn(engine, schedule);
+//! handle.ready().await?;               // the state lock is held
+//! let mut events = handle.subscribe(); // every event the ledger records from now on
+//! handle.cycle_now().await?;
+//! handle.shutdown().await?;            // finishes the step in flight, releases the lock
+//! ```
+//!
+//! # Invariants
+//! - The worker owns the engine (ledger, applier, stages). Nothing else can reach them: a host
+//!   acts through the [`Handle`] (cycle, approve, revert, pause, resume), so every change still
+//!   passes the guards and lands in the ledger.
+//! - The engine's work runs on a blocking thread (`spawn_blocking`): git and SQLite never stall
+//!   the host's async workers. Its few async calls (sources, LLM, canaries, notifiers) are
+//!   driven there with `Handle::block_on`, which tokio allows on blocking threads (never on an
+//!   async worker, so no `block_on` inside async code).
+//! - With a state dir, the worker takes the state lock before doing anything (waiting up to
+//!   [`RuntimeBuilder::lock_wait`]), so a host, `kaizen run` and a cron `kaizen cycle` never
+//!   mutate at once; the refused one is told who holds it.
+//! - Steps run one at a time in arrival order. While one runs, `status()` is answered from the
+//!   snapshot taken after the previous step; other requests wait their turn.
+//! - Shutdown (the handle's [`Handle::shutdown`], the host's cancellation token, or every handle
+//!   dropped) finishes the step in flight and then stops. A step abandoned anyway (the process
+//!   killed) is safe: every state change is one transaction and a pending marker brackets each
+//!   git operation, so the next start reconciles it.
+
+use crate::clock::Clock;
+use crate::engine::{CycleReport, Engine, EngineError};
+use crate::intervention::InterventionId;
+use crate::ledger::Event;
+use crate::lock::{LockError, StateLock};
+use crate::schedule::{Schedule, Task};
+use crate::status::StatusSnapshot;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+/// How long the worker waits for the state lock by default (a cron cycle in progress finishes
+/// well within it).
+pub const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// How many events a slow subscriber may fall behind before it misses some (it is told how
+/// many; the ledger keeps them all).
+pub const EVENT_BUFFER: usize = 1024;
+
+/// The runtime failed or is not running.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    /// The state lock could not be taken.
+    #[error("cannot start the kaizen runtime: {0}")]
+    Lock(#[from] LockError),
+    /// An engine operation failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The runtime is not running (stopped, or never started); `cause` is why it stopped, if
+    /// it stopped on an error.
+    #[error("the kaizen runtime is not running{}", cause.as_ref().map(|c| format!(": {c}")).unwrap_or_default())]
+    Stopped {
+        /// The error the worker stopped on.
+        #[source]
+        cause: Option<Arc<RuntimeError>>,
+    },
+    /// A step panicked on its blocking thread; the engine is gone with it.
+    #[error("a kaizen step panicked: {0}")]
+    Panicked(String),
+}
+
+/// The learn step, supplied by the host (distilling lessons needs the lesson directory and,
+/// optionally, an LLM: adapters' business).
+#[async_trait]
+pub trait Learner: Send + Sync {
+    /// Distils lessons now; returns one line per change made.
+    async fn learn(&self, engine: &mut Engine) -> Result<Vec<String>, EngineError>;
+}
+
+/// How the last run of one kind of step went (for `/health`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepRecord {
+    /// When it ended (engine clock).
+    pub at: DateTime<Utc>,
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// A one-line account (the error, or what it did).
+    pub detail: String,
+}
+
+/// Where the worker is in its life.
+#[derive(Debug, Clone)]
+enum Phase {
+    Starting,
+    Running,
+    Stopped(Option<Arc<RuntimeError>>),
+}
+
+struct Shared {
+    events: broadcast::Sender<Event>,
+    status: watch::Sender<Option<StatusSnapshot>>,
+    steps: Mutex<BTreeMap<&'static str, StepRecord>>,
+    /// Loop progress: bumped each time the worker finishes a step or wakes idle (a wedged step
+    /// stops it; the systemd watchdog pings from it).
+    progress: watch::Sender<u64>,
+}
+
+enum Command {
+    ObserveNow(oneshot::Sender<Result<usize, RuntimeError>>),
+    CycleNow(oneshot::Sender<Result<CycleReport, RuntimeError>>),
+    Approve(
+        InterventionId,
+        oneshot::Sender<Result<CycleReport, RuntimeError>>,
+    ),
+    Revert(
+        InterventionId,
+        String,
+        oneshot::Sender<Result<CycleReport, RuntimeError>>,
+    ),
+    Pause(
+        Option<String>,
+        String,
+        oneshot::Sender<Result<(), RuntimeError>>,
+    ),
+    Resume(Option<String>, oneshot::Sender<Result<bool, RuntimeError>>),
+    Status(oneshot::Sender<Result<StatusSnapshot, RuntimeError>>),
+}
+
+/// Entry points: [`Runtime::pair`], [`Runtime::spawn`], [`Runtime::builder`].
+pub struct Runtime;
+
+impl Runtime {
+    /// A builder with the defaults (lock wait [`LOCK_WAIT`], no learner, a fresh cancellation
+    /// token).
+    pub fn builder(engine: Engine, schedule: Schedule) -> RuntimeBuilder {
+        RuntimeBuilder {
+            engine,
+            schedule,
+            lock_wait: LOCK_WAIT,
+            learner: None,
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    /// The handle and the worker to drive (`tokio::spawn(worker.run())`).
+    pub fn pair(engine: Engine, schedule: Schedule) -> (Handle, Worker) {
+        Self::builder(engine, schedule).pair()
+    }
+
+    /// Spawns the worker on the current tokio runtime and returns the handle.
+    pub fn spawn(engine: Engine, schedule: Schedule) -> Handle {
+        Self::builder(engine, schedule).spawn()
+    }
+}
+
+/// Configures a runtime before it starts.
+pub struct RuntimeBuilder {
+    engine: Engine,
+    schedule: Schedule,
+    lock_wait: Duration,
+    learner: Option<Arc<dyn Learner>>,
+    cancel: CancellationToken,
+}
+
+impl RuntimeBuilder {
+    /// How long to wait for the state lock before giving up (default [`LOCK_WAIT`]).
+    pub fn lock_wait(mut self, wait: Duration) -> Self {
+        self.lock_wait = wait;
+        self
+    }
+
+    /// The learn step run on the schedule's `learn_every` (without one, learning is skipped).
+    pub fn learner(mut self, learner: Arc<dyn Learner>) -> Self {
+        self.learner = Some(learner);
+        self
+    }
+
+    /// Stops the runtime when the host's `token` is cancelled (the runtime uses a child token,
+    /// so its own shutdown never cancels the host's).
+    pub fn cancel_token(mut self, token: &CancellationToken) -> Self {
+        self.cancel = token.child_token();
+        self
+    }
+
+    /// The handle and the worker to drive.
+    pub fn pair(self) -> (Handle, Worker) {
+        let (tx, rx) = mpsc::channel(64);
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let (status, _) = watch::channel(None);
+        let (progress, _) = watch::channel(0);
+        let (phase_tx, phase_rx) = watch::channel(Phase::Starting);
+        let shared = Arc::new(Shared {
+            events,
+            status,
+            steps: Mutex::new(BTreeMap::new()),
+            progress,
+        });
+        let clock = self.engine.clock();
+        let handle = Handle {
+            tx,
+            shared: shared.clone(),
+            cancel: self.cancel.clone(),
+            phase: phase_rx,
+        };
+        let worker = Worker {
+            held: Some(Held {
+                engine: self.engine,
+                _lock: None,
+            }),
+            clock,
+            schedule: self.schedule,
+            lock_wait: self.lock_wait,
+            learner: self.learner,
+            cancel: self.cancel,
+            rx,
+            rx_closed: false,
+            queued: VecDeque::new(),
+            stopping: false,
+            shared,
+            phase: phase_tx,
+            seq: 0,
+        };
+        (handle, worker)
+    }
+
+    /// Spawns the worker on the current tokio runtime and returns the handle.
+    pub fn spawn(self) -> Handle {
+        let (handle, worker) = self.pair();
+        tokio::spawn(worker.run());
+        handle
+    }
+}
+
+/// A cheap, cloneable way to talk to a running worker.
+#[derive(Clone)]
+pub struct Handle {
+    tx: mpsc::Sender<Command>,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+    phase: watch::Receiver<Phase>,
+}
+
+impl Handle {
+    fn stopped(&self) -> RuntimeError {
+        match &*self.phase.borrow() {
+            Phase::Stopped(cause) => RuntimeError::Stopped {
+                cause: cause.clone(),
+            },
+            _ => RuntimeError::Stopped { cause: None },
+        }
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, RuntimeError>>) -> Command,
+    ) -> Result<T, RuntimeError> {
+        let (reply, answer) = oneshot::channel();
+        if self.tx.send(make(reply)).await.is_err() {
+            return Err(self.stopped());
+        }
+        match answer.await {
+            Ok(r) => r,
+            Err(_) => Err(self.stopped()),
+        }
+    }
+
+    /// Waits until the worker holds the state lock and runs (or has stopped: its error).
+    pub async fn ready(&self) -> Result<(), RuntimeError> {
+        let mut phase = self.phase.clone();
+        let result = phase
+            .wait_for(|p| !matches!(p, Phase::Starting))
+            .await
+            .map(|p| p.clone());
+        match result {
+            Ok(Phase::Running) => Ok(()),
+            _ => Err(self.stopped()),
+        }
+    }
+
+    /// Whether the worker is running (started and not stopped).
+    pub fn is_running(&self) -> bool {
+        matches!(&*self.phase.borrow(), Phase::Running)
+    }
+
+    /// What kaizen sees now (fresh when the worker is idle; during a step, as of the step
+    /// before).
+    pub async fn status(&self) -> Result<StatusSnapshot, RuntimeError> {
+        self.ask(Command::Status).await
+    }
+
+    /// The snapshot taken after the last step, without waiting for the worker (`None` before
+    /// the first).
+    pub fn last_status(&self) -> Option<StatusSnapshot> {
+        self.shared.status.borrow().clone()
+    }
+
+    /// How the last run of each kind of step went (`observe`, `cycle`, `learn`, `approve`, …).
+    pub fn last_steps(&self) -> BTreeMap<&'static str, StepRecord> {
+        self.shared
+            .steps
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
+    }
+
+    /// Loop progress, bumped after each step and each idle wake-up; a wedged step stops it.
+    pub fn progress(&self) -> watch::Receiver<u64> {
+        self.shared.progress.subscribe()
+    }
+
+    /// Every event the ledger records from now on, in order.
+    pub fn subscribe(&self) -> Subscription {
+        Subscription {
+            rx: self.shared.events.subscribe(),
+        }
+    }
+
+    /// Samples every source now (after any step in flight); the number of samples recorded.
+    pub async fn observe_now(&self) -> Result<usize, RuntimeError> {
+        self.ask(Command::ObserveNow).await
+    }
+
+    /// Runs a full cycle now (after any step in flight).
+    pub async fn cycle_now(&self) -> Result<CycleReport, RuntimeError> {
+        self.ask(Command::CycleNow).await
+    }
+
+    /// Applies a `proposed` intervention (manual mode), re-running the guards.
+    pub async fn approve(&self, id: InterventionId) -> Result<CycleReport, RuntimeError> {
+        self.ask(|r| Command::Approve(id, r)).await
+    }
+
+    /// Reverts an applied or validated intervention now.
+    pub async fn revert(
+        &self,
+        id: InterventionId,
+        why: impl Into<String>,
+    ) -> Result<CycleReport, RuntimeError> {
+        let why = why.into();
+        self.ask(|r| Command::Revert(id, why, r)).await
+    }
+
+    /// Pauses everything (`None`) or one area.
+    pub async fn pause(&self, area: Option<&str>, why: &str) -> Result<(), RuntimeError> {
+        let (area, why) = (area.map(str::to_string), why.to_string());
+        self.ask(|r| Command::Pause(area, why, r)).await
+    }
+
+    /// Lifts a pause; whether one was in force.
+    pub async fn resume(&self, area: Option<&str>) -> Result<bool, RuntimeError> {
+        let area = area.map(str::to_string);
+        self.ask(|r| Command::Resume(area, r)).await
+    }
+
+    /// Stops the worker: the step in flight finishes, the lock is released. Idempotent; returns
+    /// the worker's error if it had stopped on one.
+    pub async fn shutdown(&self) -> Result<(), RuntimeError> {
+        self.cancel.cancel();
+        let mut phase = self.phase.clone();
+        let stopped = phase
+            .wait_for(|p| matches!(p, Phase::Stopped(_)))
+            .await
+            .map(|p| p.clone());
+        match stopped {
+            Ok(Phase::Stopped(Some(cause))) => Err(RuntimeError::Stopped { cause: Some(cause) }),
+            // The worker was dropped without running: nothing left to stop.
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Why a [`Subscription`] returned no event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecvError {
+    /// The runtime stopped; no more events.
+    #[error("the runtime stopped")]
+    Closed,
+    /// The subscriber fell this many events behind and missed them (they are in the ledger).
+    #[error("missed {0} event(s) (read them with `kaizen events`)")]
+    Lagged(u64),
+}
+
+/// A stream of the events the ledger records, in order.
+pub struct Subscription {
+    rx: broadcast::Receiver<Event>,
+}
+
+impl Subscription {
+    /// The next event.
+    pub async fn recv(&mut self) -> Result<Event, RecvError> {
+        match self.rx.recv().await {
+            Ok(e) => Ok(e),
+            Err(broadcast::error::RecvError::Closed) => Err(RecvError::Closed),
+            Err(broadcast::error::RecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
+        }
+    }
+}
+
+/// The engine and the lock, moved together so the lock outlives any step that still runs.
+struct Held {
+    engine: Engine,
+    _lock: Option<StateLock>,
+}
+
+/// Drives the engine: runs the schedule's tasks and the handle's requests, one at a time.
+pub struct Worker {
+    held: Option<Held>,
+    clock: Arc<dyn Clock>,
+    schedule: Schedule,
+    lock_wait: Duration,
+    learner: Option<Arc<dyn Learner>>,
+    cancel: CancellationToken,
+    rx: mpsc::Receiver<Command>,
+    rx_closed: bool,
+    queued: VecDeque<Command>,
+    stopping: bool,
+    shared: Arc<Shared>,
+    phase: watch::Sender<Phase>,
+    /// The last ledger event already streamed.
+    seq: i64,
+}
+
+/// The longest the loop sleeps without waking (progress stays visible to a watchdog).
+const IDLE_WAKE: Duration = Duration::from_secs(1);
+
+impl Worker {
+    /// Runs until shutdown; returns the error the worker stopped on, if any (the handles see
+    /// the same error as the cause of [`RuntimeError::Stopped`]).
+    pub async fn run(mut self) -> Result<(), Arc<RuntimeError>> {
+        let result = self.run_inner().await.map_err(Arc::new);
+        match &result {
+            Err(e) => tracing::error!("kaizen stage=runtime stopped on an error: {e}"),
+            Ok(()) => tracing::info!("kaizen stage=runtime stopped"),
+        }
+        // Release the lock before saying so.
+        self.held = None;
+        self.phase
+            .send_replace(Phase::Stopped(result.as_ref().err().cloned()));
+        result
+    }
+
+    async fn run_inner(&mut self) -> Result<(), RuntimeError> {
+        let dir = self
+            .held
+            .as_ref()
+            .and_then(|h| h.engine.state_dir().map(|d| d.to_path_buf()));
+        if let Some(dir) = dir {
+            let wait = self.lock_wait;
+            let lock = tokio::task::spawn_blocking(move || StateLock::acquire_within(&dir, wait))
+                .await
+                .map_err(|e| RuntimeError::Panicked(e.to_string()))??;
+            if let Some(h) = self.held.as_mut() {
+                h._lock = Some(lock);
+            }
+        }
+        self.seq = self
+            .on_blocking(|e| e.ledger().last_event_seq())
+            .await?
+            .map_err(EngineError::from)?;
+        self.publish_after_step().await?;
+        self.phase.send_replace(Phase::Running);
+        tracing::info!("kaizen stage=runtime running");
+        loop {
+            while let Some(cmd) = self.queued.pop_front() {
+                self.command(cmd).await?;
+            }
+            if self.stopping || self.cancel.is_cancelled() {
+                return Ok(());
+            }
+            let now = self.clock.now();
+            let wait = (self.schedule.next_due(now) - now)
+                .to_std()
+                .unwrap_or_default()
+                .min(IDLE_WAKE);
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return Ok(()),
+                cmd = self.rx.recv(), if !self.rx_closed => match cmd {
+                    Some(cmd) => self.command(cmd).await?,
+                    // Every handle is gone: nobody can ask for anything or stop it later.
+                    None => return Ok(()),
+                },
+                _ = tokio::time::sleep(wait) => {
+                    self.bump();
+                    let due = self.schedule.due(self.clock.now());
+                    for task in due {
+                        self.task(task).await?;
+                        if self.stopping {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn bump(&self) {
+        self.shared.progress.send_modify(|p| *p = p.wrapping_add(1));
+    }
+
+    fn record_step(&self, name: &'static str, ok: bool, detail: String) {
+        if let Ok(mut steps) = self.shared.steps.lock() {
+            steps.insert(
+                name,
+                StepRecord {
+                    at: self.clock.now(),
+                    ok,
+                    detail,
+                },
+            );
+        }
+    }
+
+    /// Runs `f` on the engine on a blocking thread. While it runs, `status()` is answered from
+    /// the last snapshot, other requests queue, and a shutdown request is noted (the step
+    /// finishes first).
+    async fn on_blocking<T, F>(&mut self, f: F) -> Result<T, RuntimeError>
+    where
+        F: FnOnce(&mut Engine) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let mut held = self.held.take().ok_or_else(|| {
+            RuntimeError::Panicked("the engine was lost in an earlier step".into())
+        })?;
+        let mut task = tokio::task::spawn_blocking(move || {
+            let out = f(&mut held.engine);
+            (held, out)
+        });
+        loop {
+            tokio::select! {
+                biased;
+                done = &mut task => {
+                    let (held, out) = done.map_err(|e| RuntimeError::Panicked(e.to_string()))?;
+                    self.held = Some(held);
+                    return Ok(out);
+                }
+                _ = self.cancel.cancelled(), if !self.stopping => {
+                    tracing::info!("kaizen stage=runtime shutdown requested; finishing the step in flight");
+                    self.stopping = true;
+                }
+                cmd = self.rx.recv(), if !self.rx_closed => match cmd {
+                    Some(Command::Status(reply)) => {
+                        let snapshot = self.shared.status.borrow().clone();
+                        let _ = reply.send(snapshot.ok_or(RuntimeError::Stopped { cause: None }));
+                    }
+                    Some(other) => self.queued.push_back(other),
+                    None => self.rx_closed = true,
+                },
+            }
+        }
+    }
+
+    /// Streams the events recorded since the last look and refreshes the status snapshot.
+    async fn publish_after_step(&mut self) -> Result<(), RuntimeError> {
+        let seq = self.seq;
+        let (events, status) = self
+            .on_blocking(move |e| {
+                let mut all = Vec::new();
+                let mut from = seq;
+                loop {
+                    let batch = e.ledger().events_after(from, 500)?;
+                    let full = batch.len() == 500;
+                    if let Some((last, _)) = batch.last() {
+                        from = *last;
+                    }
+                    all.extend(batch);
+                    if !full {
+                        break;
+                    }
+                }
+                Ok::<_, EngineError>((all, e.status()?))
+            })
+            .await??;
+        for (seq, event) in events {
+            self.seq = seq;
+            // No subscriber is fine: the ledger has it.
+            let _ = self.shared.events.send(event);
+        }
+        self.shared.status.send_replace(Some(status));
+        self.bump();
+        Ok(())
+    }
+
+    /// Runs one step, records how it went, publishes; step failures are reported, never fatal
+    /// (the monitor fails open, apply fails closed); a lost engine is fatal.
+    async fn step<T, F>(
+        &mut self,
+        name: &'static str,
+        summary: impl FnOnce(&T) -> String,
+        f: F,
+    ) -> Result<Result<T, EngineError>, RuntimeError>
+    where
+        F: FnOnce(&mut Engine) -> Result<T, EngineError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let out = self.on_blocking(f).await?;
+        match &out {
+            Ok(v) => self.record_step(name, true, summary(v)),
+            Err(e) => {
+                tracing::error!("kaizen stage=runtime step={name} failed: {e}");
+                self.record_step(name, false, e.to_string());
+            }
+        }
+        if let Err(e) = self.publish_after_step().await {
+            match e {
+                RuntimeError::Engine(e) => {
+                    tracing::error!("kaizen stage=runtime cannot read the ledger: {e}")
+                }
+                fatal => return Err(fatal),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn task(&mut self, task: Task) -> Result<(), RuntimeError> {
+        let rt = tokio::runtime::Handle::current();
+        match task {
+            Task::Observe => {
+                // A failed task is logged and recorded by `step`; the schedule goes on.
+                let _ = self
+                    .step(
+                        "observe",
+                        |n| format!("{n} sample(s)"),
+                        move |e| {
+                            let mut report = CycleReport {
+                                at: e.now(),
+                                ..Default::default()
+                            };
+                            rt.block_on(e.observe(&mut report))
+                        },
+                    )
+                    .await?;
+            }
+            Task::Cycle => {
+                let _ = self
+                    .step("cycle", cycle_summary, move |e| rt.block_on(e.cycle()))
+                    .await?;
+            }
+            Task::Learn => {
+                let Some(learner) = self.learner.clone() else {
+                    return Ok(());
+                };
+                let _ = self
+                    .step(
+                        "learn",
+                        |changes: &Vec<String>| format!("{} lesson change(s)", changes.len()),
+                        move |e| rt.block_on(learner.learn(e)),
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn command(&mut self, cmd: Command) -> Result<(), RuntimeError> {
+        let rt = tokio::runtime::Handle::current();
+        match cmd {
+            Command::ObserveNow(reply) => {
+                let out = self
+                    .step(
+                        "observe",
+                        |n| format!("{n} sample(s)"),
+                        move |e| {
+                            let mut report = CycleReport {
+                                at: e.now(),
+                                ..Default::default()
+                            };
+                            rt.block_on(e.observe(&mut report))
+                        },
+                    )
+                    .await?;
+                let _ = reply.send(out.map_err(RuntimeError::from));
+            }
+            Command::CycleNow(reply) => {
+                let out = self
+                    .step("cycle", cycle_summary, move |e| rt.block_on(e.cycle()))
+                    .await?;
+                let _ = reply.send(out.map_err(RuntimeError::from));
+            }
+            Command::Approve(id, reply) => {
+                let out = self
+                    .step("approve", cycle_summary, move |e| {
+                        rt.block_on(async {
+                            let report = e.approve(id).await?;
+                            e.notify(&report).await?;
+                            Ok(report)
+                        })
+                    })
+                    .await?;
+                let _ = reply.send(out.map_err(RuntimeError::from));
+            }
+            Command::Revert(id, why, reply) => {
+                let out = self
+                    .step("revert", cycle_summary, move |e| {
+                        let report = e.revert(id, &why)?;
+                        rt.block_on(e.notify(&report))?;
+                        Ok(report)
+                    })
+                    .await?;
+                let _ = reply.send(out.map_err(RuntimeError::from));
+            }
+            Command::Pause(area, why, reply) => {
+                let out = self
+                    .step(
+                        "pause",
+                        |_| "paused".into(),
+                        move |e| e.pause(area.as_deref(), &why),
+                    )
+                    .await?;
+                let _ = reply.send(out.map_err(RuntimeError::from));
+            }
+            Command::Resume(area, reply) => {
+                let out = self
+                    .step(
+                        "resume",
+                        |was: &bool| if *was { "resumed" } else { "was not paused" }.into(),
+                        move |e| e.resume(area.as_deref()),
+                    )
+                    .await?;
+                let _ = reply.send(out.map_err(RuntimeError::from));
+            }
+            Command::Status(reply) => {
+                let out = self.on_blocking(|e| e.status()).await?;
+                let _ = reply.send(out.map_err(RuntimeError::from));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn cycle_summary(r: &CycleReport) -> String {
+    format!(
+        "{} sample(s), {} applied, {} validated, {} reverted, {} escalation(s)",
+        r.samples,
+        r.applied.len(),
+        r.validated.len(),
+        r.reverted.len(),
+        r.escalations.len()
+    )
+}

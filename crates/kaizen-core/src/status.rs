@@ -1,0 +1,141 @@
+//! What kaizen sees now, read from the ledger: one typed snapshot for `kaizen status`, the
+//! embedding host's `Handle::status()` and `/health`, so they cannot disagree.
+
+use crate::config::Mode;
+use crate::engine::EngineSettings;
+use crate::intervention::{InterventionId, Status};
+use crate::ledger::{Ledger, LedgerError, Repeated};
+use crate::pause::Pauses;
+use crate::propose::Freeze;
+use crate::span::Span;
+use crate::validate::{Cadence, CadenceSource};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::path::Path;
+
+/// A signal as last sampled.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SignalStatus {
+    /// Its name.
+    pub signal: String,
+    /// Its unit.
+    pub unit: String,
+    /// The latest sample's value (none yet: `None`).
+    pub value: Option<f64>,
+    /// When it was taken.
+    pub at: Option<DateTime<Utc>>,
+    /// Whether that value is past the signal's alert threshold.
+    pub alerting: bool,
+    /// The cadence gaps are counted against (e.g. `1m`).
+    pub cadence: Span,
+    /// Where that cadence came from (the data, the config, the fallback).
+    pub cadence_source: CadenceSource,
+    /// A configured cadence the data contradicts, said in words.
+    pub cadence_warning: Option<String>,
+}
+
+/// An applied change waiting for its verdict.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Awaiting {
+    /// The intervention.
+    pub id: InterventionId,
+    /// Its area.
+    pub area: String,
+    /// Its title.
+    pub title: String,
+    /// When its validation is due.
+    pub due_at: Option<DateTime<Utc>>,
+}
+
+/// What kaizen sees at one instant.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatusSnapshot {
+    /// The instant (the engine clock's).
+    pub at: DateTime<Utc>,
+    /// Autonomous, shadow or manual.
+    pub mode: Mode,
+    /// The target repository.
+    pub repo: String,
+    /// Every configured signal, in name order.
+    pub signals: Vec<SignalStatus>,
+    /// Applied changes awaiting validation.
+    pub awaiting_validation: Vec<Awaiting>,
+    /// Areas frozen after consecutive rollbacks.
+    pub frozen: Vec<Freeze>,
+    /// Applies left in the rolling 24 h budget.
+    pub budget_left: u32,
+    /// The daily budget.
+    pub daily_budget: u32,
+    /// Interventions parked in the backlog (they need a canary).
+    pub backlog: usize,
+    /// Escalations recorded in the last 24 h.
+    pub escalations_24h: usize,
+    /// Repeats of parked changes counted (not recorded anew) in the last 24 h.
+    pub suppressed_repeats_24h: u64,
+    /// The parked changes those repeats were counted on, most recently seen first.
+    pub repeated: Vec<Repeated>,
+    /// Pauses in force (nothing is applied where one is).
+    pub paused: Pauses,
+}
+
+impl StatusSnapshot {
+    /// Reads the snapshot at `now` from `ledger` (and the pause files in `state_dir`, if any).
+    pub fn compute(
+        ledger: &Ledger,
+        settings: &EngineSettings,
+        state_dir: Option<&Path>,
+        now: DateTime<Utc>,
+    ) -> Result<StatusSnapshot, LedgerError> {
+        let mut signals = Vec::new();
+        for (name, sc) in &settings.signals {
+            let latest = ledger.latest_sample(name)?;
+            let recent = ledger.samples(name, now - chrono::Duration::hours(24), now)?;
+            let cadence = Cadence::resolve(&recent, settings.validate.sample_every);
+            signals.push(SignalStatus {
+                cadence: cadence.every,
+                cadence_source: cadence.source,
+                cadence_warning: cadence.disagreement(name),
+                signal: name.clone(),
+                unit: sc.signal.unit.clone(),
+                value: latest.as_ref().map(|s| s.value),
+                at: latest.as_ref().map(|s| s.at),
+                alerting: latest
+                    .as_ref()
+                    .is_some_and(|s| sc.signal.is_alerting(s.value)),
+            });
+        }
+        let view = ledger.view(now, chrono::Duration::hours(25))?;
+        let policy = &settings.policy;
+        let awaiting_validation = ledger
+            .with_status(Status::Applied)?
+            .into_iter()
+            .map(|iv| Awaiting {
+                id: iv.id,
+                area: iv.candidate.area,
+                title: iv.candidate.title,
+                due_at: iv.due_at,
+            })
+            .collect();
+        let escalations_24h = ledger
+            .events_between(now - chrono::Duration::hours(24), now)?
+            .into_iter()
+            .filter(|e| e.kind == "escalation")
+            .count();
+        let repeated = ledger.repeated_since(now - chrono::Duration::hours(24))?;
+        Ok(StatusSnapshot {
+            suppressed_repeats_24h: repeated.iter().map(|r| r.repeats).sum(),
+            repeated,
+            at: now,
+            mode: settings.mode,
+            repo: settings.repo_root.display().to_string(),
+            signals,
+            awaiting_validation,
+            frozen: crate::guard::active_freezes(&view, policy, now),
+            budget_left: crate::guard::budget_left(&view, policy, now),
+            daily_budget: policy.daily_budget,
+            backlog: ledger.with_status(Status::Backlog)?.len(),
+            escalations_24h,
+            paused: state_dir.map(crate::pause::read).unwrap_or_default(),
+        })
+    }
+}
