@@ -15,10 +15,16 @@ use kaizen_core::lock::StateLock;
 use std::path::Path;
 use std::sync::Arc;
 
-/// How a command failed: exit code 2 for usage/config, 1 for runtime failures.
+/// Exit code when another kaizen process holds the state dir (EX_TEMPFAIL: try again later).
+pub const EXIT_BUSY: u8 = 75;
+
+/// How a command failed: exit code 2 for usage/config, [`EXIT_BUSY`] when another kaizen holds the
+/// state dir, 1 for other runtime failures.
 pub enum Failure {
     /// Bad usage or bad config (exit 2).
     Usage(String),
+    /// The state dir is locked by another kaizen process (exit 75): nothing failed, try later.
+    Busy(String),
     /// Something failed at run time (exit 1).
     Runtime(anyhow::Error),
 }
@@ -91,7 +97,15 @@ pub(crate) fn engine(config: &Config, clock: Arc<dyn Clock>) -> Result<Engine> {
 }
 
 pub(crate) fn lock(config: &Config) -> Result<StateLock> {
-    StateLock::acquire(&config.state_dir).map_err(rt)
+    lock_within(config, std::time::Duration::ZERO)
+}
+
+/// The state-dir lock, waiting up to `wait` for another holder.
+pub(crate) fn lock_within(config: &Config, wait: std::time::Duration) -> Result<StateLock> {
+    StateLock::acquire_within(&config.state_dir, wait).map_err(|e| match e {
+        e @ kaizen_core::lock::LockError::Busy { .. } => Failure::Busy(e.to_string()),
+        e => rt(e),
+    })
 }
 
 fn print_report(report: &CycleReport, json: bool) -> Result<()> {
@@ -259,9 +273,13 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Observe => {
+        Command::Observe { wait } => {
             let config = load_config(&cli.config)?;
-            let _lock = lock(&config)?;
+            let wait: kaizen_core::span::Span = wait
+                .parse()
+                .map_err(|e: kaizen_core::span::SpanError| usage(format!("--wait: {e}")))?;
+            let wait = std::time::Duration::from_secs(wait.seconds().min(3600));
+            let _lock = lock_within(&config, wait)?;
             let mut engine = engine(&config, clock)?;
             let mut report = CycleReport {
                 at: engine.now(),

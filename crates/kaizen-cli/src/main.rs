@@ -48,8 +48,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Sample every signal once and record the samples.
-    Observe,
+    /// Sample every signal once and record the samples. Waits for a running cycle to finish rather
+    /// than lose the sample (exit 75 if it is still busy after `--wait`).
+    Observe {
+        /// How long to wait for the state-dir lock (e.g. 30s, 0s).
+        #[arg(long, default_value = "30s")]
+        wait: String,
+    },
     /// Print the candidates the proposers would make now, with the guards' view; apply nothing.
     Propose {
         /// JSON output.
@@ -210,9 +215,28 @@ fn main() -> ExitCode {
             eprintln!("kaizen: {msg}");
             ExitCode::from(2)
         }
+        Err(commands::Failure::Busy(msg)) => {
+            eprintln!("kaizen: busy: {msg}");
+            ExitCode::from(commands::EXIT_BUSY)
+        }
         Err(commands::Failure::Runtime(err)) => {
-            eprintln!("kaizen: {err:#}");
+            eprintln!("kaizen: {}", error_text(&err));
             ExitCode::from(1)
         }
     }
+}
+
+/// The error and its causes on one line, each message once: many errors already include their
+/// source's text in their own message, and printing the chain as well would say it twice
+/// ("…: git: X: git: X").
+fn error_text(err: &anyhow::Error) -> String {
+    let mut text = err.to_string();
+    for cause in err.chain().skip(1) {
+        let more = cause.to_string();
+        if !more.is_empty() && !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+    }
+    text
 }

@@ -328,6 +328,17 @@ impl Config {
     }
 }
 
+/// Longest `validate.settle` accepted.
+pub const MAX_SETTLE: Span = Span::days(7);
+/// Longest `guards.dedup_window` / `guards.freeze_for` accepted.
+pub const MAX_GUARD_WINDOW: Span = Span::days(90);
+/// Longest `schedule.*` interval accepted.
+pub const MAX_SCHEDULE: Span = Span::days(30);
+/// Longest source, LLM or notification timeout accepted.
+pub const MAX_TIMEOUT: Span = Span::hours(1);
+/// Most `validate.max_extensions` accepted.
+pub const MAX_EXTENSIONS: u32 = 10;
+
 /// A config that could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -423,11 +434,24 @@ struct GuardsSerde {
 impl Config {
     /// Loads and checks `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        let bytes = std::fs::read(path).map_err(|source| ConfigError::Io {
             file: path.to_path_buf(),
             source,
         })?;
-        Self::parse(&text, path)
+        let text = yaml::decode_utf8(bytes, path)?;
+        let config = Self::parse(&text, path)?;
+        // A rules file that is not there is traced to the line naming it, not only to itself.
+        if let Some(rules) = &config.rules
+            && let Err(e) = std::fs::metadata(rules)
+        {
+            return Err(ConfigError::Invalid(yaml::semantic_error(
+                &text,
+                path,
+                "rules",
+                format!("cannot read the rules file {}: {e}", rules.display()),
+            )));
+        }
+        Ok(config)
     }
 
     /// Parses and checks config text as if read from `path`.
@@ -595,6 +619,54 @@ impl Config {
                 format!(
                     "unknown validator {:?} (honest or simple)",
                     raw.validate.method
+                ),
+            ));
+        }
+        // Sane upper bounds: a longer value is a typo, and would schedule work past any horizon.
+        let mut spans: Vec<(String, Span, Span)> = vec![
+            ("validate.settle".into(), raw.validate.settle, MAX_SETTLE),
+            ("guards.dedup_window".into(), guards.dedup_window, MAX_GUARD_WINDOW),
+            ("guards.freeze_for".into(), guards.freeze_for, MAX_GUARD_WINDOW),
+            (
+                "schedule.observe_every".into(),
+                raw.schedule.observe_every,
+                MAX_SCHEDULE,
+            ),
+            (
+                "schedule.cycle_every".into(),
+                raw.schedule.cycle_every,
+                MAX_SCHEDULE,
+            ),
+            (
+                "schedule.learn_every".into(),
+                raw.schedule.learn_every,
+                MAX_SCHEDULE,
+            ),
+        ];
+        for (name, s) in &signals {
+            spans.push((format!("signals.{name}.source.timeout"), s.timeout, MAX_TIMEOUT));
+        }
+        for (area, c) in &raw.canaries {
+            spans.push((format!("canaries.{area}.timeout"), c.timeout, Span::days(1)));
+        }
+        if let Some(llm) = &raw.llm {
+            spans.push(("llm.timeout".into(), llm.timeout, MAX_TIMEOUT));
+        }
+        for (i, n) in raw.notify.iter().enumerate() {
+            spans.push((format!("notify[{i}].timeout"), n.timeout, MAX_TIMEOUT));
+        }
+        if let Some(every) = raw.validate.sample_every {
+            spans.push(("validate.sample_every".into(), every, Span::days(1)));
+        }
+        for (field, value, max) in spans {
+            value.at_most(max).map_err(|m| bad(&field, m))?;
+        }
+        if raw.validate.max_extensions > MAX_EXTENSIONS {
+            return Err(bad(
+                "validate.max_extensions",
+                format!(
+                    "{} is more than {MAX_EXTENSIONS}, the most this field accepts",
+                    raw.validate.max_extensions
                 ),
             ));
         }

@@ -53,6 +53,27 @@ impl StateLock {
         }
     }
 
+    /// Takes the lock, waiting up to `wait` for another holder to finish (a cron `observe` that
+    /// meets a running cycle keeps its sample instead of losing it). Polls every 100 ms.
+    pub fn acquire_within(
+        state_dir: &Path,
+        wait: std::time::Duration,
+    ) -> Result<StateLock, LockError> {
+        let deadline = std::time::Instant::now().checked_add(wait);
+        loop {
+            match Self::acquire(state_dir) {
+                Err(LockError::Busy { path }) => {
+                    let now = std::time::Instant::now();
+                    if deadline.is_none_or(|d| now >= d) {
+                        return Err(LockError::Busy { path });
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// The lock file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -68,6 +89,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let first = StateLock::acquire(dir.path()).unwrap();
         let err = StateLock::acquire(dir.path()).unwrap_err();
+        assert!(matches!(err, LockError::Busy { .. }), "{err}");
+        let err =
+            StateLock::acquire_within(dir.path(), std::time::Duration::ZERO).unwrap_err();
         assert!(matches!(err, LockError::Busy { .. }), "{err}");
         drop(first);
         assert!(StateLock::acquire(dir.path()).is_ok());
