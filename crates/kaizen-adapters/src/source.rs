@@ -78,8 +78,36 @@ async fn read_bounded<R: AsyncRead + Unpin>(
     }
 }
 
-/// Runs `sh -c command` in `cwd` with extra `env`, in its own process group; on timeout the whole
-/// group is killed. Output is bounded to `limit` bytes per stream.
+/// Environment variables removed from every child's environment (see [`scrub_env`]).
+static SCRUBBED_ENV: std::sync::RwLock<std::collections::BTreeSet<String>> =
+    std::sync::RwLock::new(std::collections::BTreeSet::new());
+
+/// Marks `names` secret for this process: no command kaizen runs from now on (signal sources,
+/// canaries, notifiers) inherits them. Additive, so engines sharing a process only scrub more.
+pub fn scrub_env<I, S>(names: I)
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let mut set = SCRUBBED_ENV
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    set.extend(names.into_iter().map(Into::into));
+}
+
+/// The variables currently scrubbed from children.
+pub fn scrubbed_env() -> Vec<String> {
+    SCRUBBED_ENV
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .cloned()
+        .collect()
+}
+
+/// Runs `sh -c command` in `cwd` with extra `env` (and without any [`scrub_env`] variable), in its
+/// own process group; on timeout the whole group is killed. Output is bounded to `limit` bytes per
+/// stream.
 pub(crate) async fn run_shell(
     command: &str,
     cwd: &Path,
@@ -97,6 +125,9 @@ pub(crate) async fn run_shell(
         .kill_on_drop(true);
     #[cfg(unix)]
     cmd.process_group(0);
+    for name in scrubbed_env() {
+        cmd.env_remove(name);
+    }
     for (k, v) in env {
         cmd.env(k, v.replace('\0', ""));
     }
@@ -591,6 +622,8 @@ impl Source for PrometheusSource {
 /// One source per configured signal that has a `source` (others are fed by the host and skipped).
 /// Commands run in `config.repo`; each source uses its signal's timeout.
 pub fn build_sources(config: &Config) -> Vec<Box<dyn Source>> {
+    // The commands these run must never see the config's secrets.
+    scrub_env(config.secret_env.iter().cloned());
     let mut out: Vec<Box<dyn Source>> = Vec::new();
     for (name, sc) in &config.signals {
         let timeout = Duration::from_secs(sc.timeout.seconds().max(1));

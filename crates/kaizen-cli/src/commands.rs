@@ -10,7 +10,6 @@ use kaizen_core::config::{Config, ConfigError, DEFAULT_CONFIG};
 use kaizen_core::engine::{CycleReport, Engine};
 use kaizen_core::intervention::{InterventionId, Status};
 use kaizen_core::ledger::Ledger;
-use kaizen_core::lesson::Lesson;
 use kaizen_core::lock::StateLock;
 use std::path::Path;
 use std::sync::Arc;
@@ -81,19 +80,20 @@ fn parse_id(text: &str) -> Result<InterventionId> {
         .map_err(|e: kaizen_core::intervention::IdError| usage(e.to_string()))
 }
 
-fn load_lessons(config: &Config) -> Vec<Lesson> {
-    crate::lessons::lessons_in(&config.lessons)
-}
-
-/// The engine for `config` (exit 2 for config faults such as a bad rules file).
+/// The engine for `config` (exit 2 for config faults such as a bad rules file). Lesson files that
+/// cannot be loaded are skipped and recorded as events.
 pub(crate) fn engine(config: &Config, clock: Arc<dyn Clock>) -> Result<Engine> {
-    assemble::engine_from_config(config, clock, load_lessons(config)).map_err(|e| {
+    let (lessons, errors) = crate::lessons::lessons_and_errors(&config.lessons);
+    let mut engine = assemble::engine_from_config(config, clock, lessons).map_err(|e| {
         if e.is_config() {
             usage(e.to_string())
         } else {
             Failure::Runtime(anyhow!(e))
         }
-    })
+    })?;
+    let now = engine.now();
+    assemble::record_lesson_errors(engine.ledger_mut(), &errors, now).map_err(rt)?;
+    Ok(engine)
 }
 
 pub(crate) fn lock(config: &Config) -> Result<StateLock> {
@@ -166,7 +166,15 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .into_iter()
                 .filter(|e| e.kind == "escalation")
                 .count();
+            let invalid_lessons: Vec<serde_json::Value> =
+                kaizen_core::lesson::store::load(&config.lessons)
+                    .map(|(_, errors)| errors)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|e| serde_json::json!({"file": e.file.display().to_string(), "error": e.to_string()}))
+                    .collect();
             let status = serde_json::json!({
+                "invalid_lessons": invalid_lessons,
                 "at": now.to_rfc3339(),
                 "mode": format!("{:?}", config.mode).to_lowercase(),
                 "repo": config.repo.display().to_string(),
@@ -264,6 +272,16 @@ pub async fn run(cli: Cli) -> Result<()> {
                         r.repeats,
                         r.last_seen.format("%Y-%m-%dT%H:%M:%SZ")
                     );
+                }
+            }
+            if !invalid_lessons.is_empty() {
+                println!(
+                    "invalid lesson files (skipped): {} (see `kaizen events --kind {}`)",
+                    invalid_lessons.len(),
+                    assemble::LESSON_INVALID
+                );
+                for l in &invalid_lessons {
+                    println!("  {}", l["error"].as_str().unwrap_or_default());
                 }
             }
             if escalations > 0 {

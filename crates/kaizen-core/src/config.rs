@@ -319,6 +319,9 @@ pub struct Config {
     pub notify: Vec<NotifyConfig>,
     /// Declared tunables and invariants (`tunables:` / `invariants:`), if any.
     pub envelope: Option<std::sync::Arc<crate::tunables::Envelope>>,
+    /// Environment variables never passed to a child process (signal, canary, notify commands):
+    /// `secret_env` plus `llm.api_key_env`.
+    pub secret_env: Vec<String>,
 }
 
 impl Config {
@@ -389,6 +392,8 @@ struct ConfigSerde {
     tunables: Option<serde_json::Value>,
     #[serde(default)]
     invariants: Vec<String>,
+    #[serde(default)]
+    secret_env: Vec<String>,
 }
 
 fn dot() -> String {
@@ -719,7 +724,29 @@ impl Config {
                 }
             }
         }
+        let mut secret_env = Vec::new();
+        for (i, name) in raw.secret_env.iter().enumerate() {
+            if !valid_env_name(name) {
+                return Err(bad(
+                    &format!("secret_env[{i}]"),
+                    format!("{name:?} is not an environment variable name"),
+                ));
+            }
+            secret_env.push(name.clone());
+        }
+        if let Some(name) = raw.llm.as_ref().and_then(|l| l.api_key_env.as_ref()) {
+            if !valid_env_name(name) {
+                return Err(bad(
+                    "llm.api_key_env",
+                    format!("{name:?} is not an environment variable name"),
+                ));
+            }
+            if !secret_env.contains(name) {
+                secret_env.push(name.clone());
+            }
+        }
         Ok(Config {
+            secret_env,
             path: path.to_path_buf(),
             repo,
             branch: raw.branch,
@@ -737,6 +764,11 @@ impl Config {
             envelope,
         })
     }
+}
+
+/// Whether `name` can be an environment variable (non-empty, no `=` or NUL, at most 256 bytes).
+fn valid_env_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 256 && !name.contains(['=', '\0'])
 }
 
 /// `path` relative to `root` as a `/`-separated string, if it lies inside it (lexically).
@@ -826,6 +858,10 @@ validate:
   # sample_every: 1m  # optional: by default gaps are counted against each signal's own
                       # cadence (median spacing of its samples); an override > 2x off is reported
   method: honest      # honest (robust statistics) or simple (before/after medians)
+
+# Environment variables never passed to signal, canary or notify commands (llm.api_key_env is
+# always added).
+secret_env: []
 
 # Notifications (escalations always deserve one).
 notify: []
