@@ -445,7 +445,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .map_err(|e: kaizen_core::span::SpanError| usage(e.to_string()))?;
             let now = clock.now();
             let mut events = match open_ledger_read(&config)? {
-                Some(l) => l.events_between(now - since.to_chrono(), now).map_err(rt)?,
+                Some(l) => l.events_between(since.before(now), now).map_err(rt)?,
                 None => Vec::new(),
             };
             if let Some(k) = &kind {

@@ -66,7 +66,7 @@ impl Engine {
             recent.insert(
                 name.clone(),
                 self.ledger
-                    .samples(name, now - Span::days(8).to_chrono(), now)?,
+                    .samples(name, Span::days(8).before(now), now)?,
             );
         }
         let input = DistillInput {
