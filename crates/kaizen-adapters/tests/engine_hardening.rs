@@ -12,7 +12,7 @@ use kaizen_core::engine::{Engine, EngineSettings};
 use kaizen_core::intervention::{Candidate, ExpectedChange, Origin, Prediction, Risk, Status};
 use kaizen_core::learn::LessonChange;
 use kaizen_core::ledger::Ledger;
-use kaizen_core::propose::{ProposeContext, ProposeError, Proposals, Proposer};
+use kaizen_core::propose::{Proposals, ProposeContext, ProposeError, Proposer};
 use kaizen_core::signal::Sample;
 use kaizen_core::span::Span;
 use kaizen_core::validate::SimpleValidator;

@@ -19,7 +19,10 @@ fn stdout(out: &std::process::Output) -> String {
 
 /// The 1-based line of the first line of `file` containing `needle`.
 fn line_of(text: &str, needle: &str) -> usize {
-    text.lines().position(|l| l.contains(needle)).expect("needle") + 1
+    text.lines()
+        .position(|l| l.contains(needle))
+        .expect("needle")
+        + 1
 }
 
 /// A rule that fires on the latest sample alone (no history needed).
@@ -75,7 +78,10 @@ fn issue9_duration_typos_are_refused_with_file_line_field_and_value() {
     assert!(err.contains("rules.yaml:7"), "{err}");
     assert!(err.contains("within") && err.contains("99999999d"), "{err}");
     // Nothing was committed by any of those runs.
-    assert_eq!(git_text(&h.repo, &["rev-list", "--count", "HEAD"]).trim(), "1");
+    assert_eq!(
+        git_text(&h.repo, &["rev-list", "--count", "HEAD"]).trim(),
+        "1"
+    );
 }
 
 const HOSTILE_LESSON: &str = r#"id: L-hostile
@@ -102,11 +108,8 @@ fn issue9_a_hostile_lesson_condition_is_skipped_recorded_and_shown() {
         assert!(out.status.success(), "{args:?}: {}", stderr(&out));
         assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
     }
-    let events: Vec<serde_json::Value> = serde_json::from_str(&h.ok(
-        6,
-        &["events", "--kind", "lesson_invalid", "--json"],
-    ))
-    .unwrap();
+    let events: Vec<serde_json::Value> =
+        serde_json::from_str(&h.ok(6, &["events", "--kind", "lesson_invalid", "--json"])).unwrap();
     // Recorded once, though three runs met the file.
     assert_eq!(events.len(), 1, "{events:?}");
     let detail = events[0]["detail"].as_str().unwrap();
@@ -114,10 +117,12 @@ fn issue9_a_hostile_lesson_condition_is_skipped_recorded_and_shown() {
         detail.contains("L-hostile.yaml:8") && detail.contains("retired_when"),
         "{detail}"
     );
-    let status: serde_json::Value =
-        serde_json::from_str(&h.ok(6, &["status", "--json"])).unwrap();
+    let status: serde_json::Value = serde_json::from_str(&h.ok(6, &["status", "--json"])).unwrap();
     assert_eq!(status["invalid_lessons"].as_array().unwrap().len(), 1);
-    assert!(h.ok(6, &["status"]).contains("invalid lesson files (skipped): 1"));
+    assert!(
+        h.ok(6, &["status"])
+            .contains("invalid lesson files (skipped): 1")
+    );
 }
 
 // Issue 9 item 9: a 50 MB `file_write` was refused only at apply, and stored again every cycle.
@@ -206,9 +211,12 @@ notify:
         .output()
         .unwrap();
     assert!(run.status.success(), "{}", stderr(&run));
-    assert!(stdout(&run).contains("applied as commit"), "{}", stdout(&run));
-    let status: serde_json::Value =
-        serde_json::from_str(&h.ok(1, &["status", "--json"])).unwrap();
+    assert!(
+        stdout(&run).contains("applied as commit"),
+        "{}",
+        stdout(&run)
+    );
+    let status: serde_json::Value = serde_json::from_str(&h.ok(1, &["status", "--json"])).unwrap();
     let leaked = status["signals"]
         .as_array()
         .unwrap()
@@ -216,7 +224,11 @@ notify:
         .find(|s| s["signal"] == "leaked")
         .unwrap()
         .clone();
-    assert_eq!(leaked["value"].as_f64(), Some(0.0), "signal source: {leaked}");
+    assert_eq!(
+        leaked["value"].as_f64(),
+        Some(0.0),
+        "signal source: {leaked}"
+    );
     for file in ["canary.txt", "notify.txt"] {
         let seen = std::fs::read_to_string(dir.path().join(file))
             .unwrap_or_else(|e| panic!("{file} was not written: {e}"));
@@ -298,7 +310,11 @@ fn issue9_busy_state_dir_has_its_own_exit_code_and_observe_waits_for_it() {
     lock.unlock().unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("recorded 1 sample(s)"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("recorded 1 sample(s)"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 // Issue 10: `kaizen interventions | head -1` panicked with a backtrace (exit 101).
@@ -368,8 +384,14 @@ fn issue10_colour_only_on_a_terminal_and_never_with_no_color() {
     };
     let coloured = on_tty(false);
     assert!(coloured.contains("WARN"), "{coloured}");
-    assert!(coloured.contains('\u{1b}'), "no colour on a terminal: {coloured:?}");
+    assert!(
+        coloured.contains('\u{1b}'),
+        "no colour on a terminal: {coloured:?}"
+    );
     let plain = on_tty(true);
     assert!(plain.contains("WARN"), "{plain}");
-    assert!(!plain.contains('\u{1b}'), "colour despite NO_COLOR: {plain:?}");
+    assert!(
+        !plain.contains('\u{1b}'),
+        "colour despite NO_COLOR: {plain:?}"
+    );
 }

@@ -649,7 +649,11 @@ impl Config {
             ),
         ];
         for (name, s) in &signals {
-            spans.push((format!("signals.{name}.source.timeout"), s.timeout, MAX_TIMEOUT));
+            spans.push((
+                format!("signals.{name}.source.timeout"),
+                s.timeout,
+                MAX_TIMEOUT,
+            ));
         }
         for (area, c) in &raw.canaries {
             spans.push((format!("canaries.{area}.timeout"), c.timeout, Span::days(1)));

@@ -733,9 +733,14 @@ mod tests {
         assert!(matches!(e, EditError::PayloadTooLarge { .. }), "{e}");
         assert!(big.apply_to(None).is_err());
         let stored = big.stored_form();
-        assert!(stored.payload_bytes() < 2 * STORED_PAYLOAD_BYTES, "{stored}");
         assert!(
-            serde_json::to_string(&stored).unwrap().contains("not stored"),
+            stored.payload_bytes() < 2 * STORED_PAYLOAD_BYTES,
+            "{stored}"
+        );
+        assert!(
+            serde_json::to_string(&stored)
+                .unwrap()
+                .contains("not stored"),
             "{stored}"
         );
         let value = Edit::ConfigSet {

@@ -90,8 +90,7 @@ mod tests {
         let first = StateLock::acquire(dir.path()).unwrap();
         let err = StateLock::acquire(dir.path()).unwrap_err();
         assert!(matches!(err, LockError::Busy { .. }), "{err}");
-        let err =
-            StateLock::acquire_within(dir.path(), std::time::Duration::ZERO).unwrap_err();
+        let err = StateLock::acquire_within(dir.path(), std::time::Duration::ZERO).unwrap_err();
         assert!(matches!(err, LockError::Busy { .. }), "{err}");
         drop(first);
         assert!(StateLock::acquire(dir.path()).is_ok());

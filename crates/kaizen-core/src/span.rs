@@ -82,7 +82,9 @@ impl Span {
     /// Checks `self` against an upper bound; the error names both spellings.
     pub fn at_most(self, max: Span) -> Result<Span, String> {
         if self > max {
-            Err(format!("{self} is longer than {max}, the most this field accepts"))
+            Err(format!(
+                "{self} is longer than {max}, the most this field accepts"
+            ))
         } else {
             Ok(self)
         }
@@ -243,8 +245,14 @@ mod tests {
     fn arithmetic_saturates() {
         let huge = Span::from_secs(u64::MAX);
         assert_eq!(huge.to_chrono(), Span::MAX.to_chrono());
-        assert_eq!(huge.after(DateTime::<Utc>::MAX_UTC), DateTime::<Utc>::MAX_UTC);
-        assert_eq!(huge.before(DateTime::<Utc>::MIN_UTC), DateTime::<Utc>::MIN_UTC);
+        assert_eq!(
+            huge.after(DateTime::<Utc>::MAX_UTC),
+            DateTime::<Utc>::MAX_UTC
+        );
+        assert_eq!(
+            huge.before(DateTime::<Utc>::MIN_UTC),
+            DateTime::<Utc>::MIN_UTC
+        );
         assert_eq!(huge.saturating_add(huge), huge);
         assert!(Span::days(8).at_most(Span::days(7)).is_err());
     }

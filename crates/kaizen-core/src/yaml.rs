@@ -197,14 +197,12 @@ fn strip_location(msg: &str) -> &str {
         return msg;
     };
     let tail = &msg[at + " at line ".len()..];
-    let shape_ok = tail
-        .split_once(", column ")
-        .is_some_and(|(l, c)| {
-            !l.is_empty()
-                && l.chars().all(|ch| ch.is_ascii_digit())
-                && !c.is_empty()
-                && c.chars().all(|ch| ch.is_ascii_digit())
-        });
+    let shape_ok = tail.split_once(", column ").is_some_and(|(l, c)| {
+        !l.is_empty()
+            && l.chars().all(|ch| ch.is_ascii_digit())
+            && !c.is_empty()
+            && c.chars().all(|ch| ch.is_ascii_digit())
+    });
     if shape_ok { &msg[..at] } else { msg }
 }
 

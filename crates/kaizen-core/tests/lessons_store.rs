@@ -341,7 +341,8 @@ fn llm_rewrite_only_touches_its_fields() {
 #[test]
 fn issue9_a_hostile_rewrite_is_refused_and_the_lesson_never_panics() {
     let l = new_lesson_from_yaml(GOOD, Path::new("x.yaml")).unwrap();
-    let hostile = r#"{"because": "reworded", "retired_when": "latency_ms median_99999999d outside [1, 2]"}"#;
+    let hostile =
+        r#"{"because": "reworded", "retired_when": "latency_ms median_99999999d outside [1, 2]"}"#;
     let e = apply_rewrite(&l, hostile).unwrap_err();
     assert!(e.to_string().contains("retired_when"), "{e}");
     // Nor onto a free-text retired_when: a condition-shaped text with an absurd window is a

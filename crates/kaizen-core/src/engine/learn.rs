@@ -65,8 +65,7 @@ impl Engine {
         for name in self.settings.signals.keys() {
             recent.insert(
                 name.clone(),
-                self.ledger
-                    .samples(name, Span::days(8).before(now), now)?,
+                self.ledger.samples(name, Span::days(8).before(now), now)?,
             );
         }
         let input = DistillInput {

@@ -243,14 +243,16 @@ fn parse_clause(toks: &[&str]) -> Result<Clause, ConditionError> {
         ))
     })?;
     let looks_like_span = !window.is_empty()
-        && window.chars().all(|c| c.is_ascii_digit() || "smhdw".contains(c))
+        && window
+            .chars()
+            .all(|c| c.is_ascii_digit() || "smhdw".contains(c))
         && window.starts_with(|c: char| c.is_ascii_digit());
-    let window: Span = window.parse().map_err(|e: crate::span::SpanError| {
-        ConditionError {
+    let window: Span = window
+        .parse()
+        .map_err(|e: crate::span::SpanError| ConditionError {
             why: e.to_string(),
             out_of_bounds: looks_like_span,
-        }
-    })?;
+        })?;
     if window.seconds() == 0 {
         return Err(err("the window must be longer than 0s"));
     }
@@ -319,9 +321,7 @@ impl FromStr for Condition {
             .replace(']', " ] ")
             .replace(',', " , ");
         if s.len() > MAX_CONDITION_LEN {
-            return Err(err(format!(
-                "longer than {MAX_CONDITION_LEN} characters"
-            )));
+            return Err(err(format!("longer than {MAX_CONDITION_LEN} characters")));
         }
         let toks: Vec<&str> = spaced.split_whitespace().collect();
         if toks.is_empty() {
