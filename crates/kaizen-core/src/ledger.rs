@@ -958,7 +958,9 @@ impl Ledger {
         now: DateTime<Utc>,
         lookback: chrono::Duration,
     ) -> Result<LedgerView, LedgerError> {
-        let since = ms(now - lookback);
+        let since = ms(now
+            .checked_sub_signed(lookback)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC));
         let interventions = self.query_interventions(
             "WHERE created_at >= ?1 OR status = 'applied' OR COALESCE(finalized_at, 0) >= ?1
                 OR id IN (SELECT id FROM (

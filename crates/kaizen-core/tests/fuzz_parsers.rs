@@ -117,9 +117,9 @@ enum Mutation {
 fn mutation() -> impl Strategy<Value = Mutation> {
     let pos = any::<usize>();
     prop_oneof![
-        (pos.clone(), 1usize..12).prop_map(|(p, n)| Mutation::Delete(p, n)),
-        (pos.clone(), 0..HOSTILE.len()).prop_map(|(p, t)| Mutation::Insert(p, t)),
-        (pos.clone(), 1usize..8, 0..HOSTILE.len()).prop_map(|(p, n, t)| Mutation::Replace(p, n, t)),
+        (pos, 1usize..12).prop_map(|(p, n)| Mutation::Delete(p, n)),
+        (pos, 0..HOSTILE.len()).prop_map(|(p, t)| Mutation::Insert(p, t)),
+        (pos, 1usize..8, 0..HOSTILE.len()).prop_map(|(p, n, t)| Mutation::Replace(p, n, t)),
         (pos, 1usize..40).prop_map(|(p, n)| Mutation::Duplicate(p, n)),
     ]
 }

@@ -232,7 +232,7 @@ impl Engine {
         let now = self.clock.now();
         let recent = self
             .ledger
-            .events_between(now - ESCALATE_AGAIN.to_chrono(), now)?
+            .events_between(ESCALATE_AGAIN.before(now), now)?
             .into_iter()
             .any(|ev| ev.kind == "escalation" && ev.intervention == id && ev.detail == text);
         if recent {
