@@ -630,8 +630,16 @@ impl Config {
         // Sane upper bounds: a longer value is a typo, and would schedule work past any horizon.
         let mut spans: Vec<(String, Span, Span)> = vec![
             ("validate.settle".into(), raw.validate.settle, MAX_SETTLE),
-            ("guards.dedup_window".into(), guards.dedup_window, MAX_GUARD_WINDOW),
-            ("guards.freeze_for".into(), guards.freeze_for, MAX_GUARD_WINDOW),
+            (
+                "guards.dedup_window".into(),
+                guards.dedup_window,
+                MAX_GUARD_WINDOW,
+            ),
+            (
+                "guards.freeze_for".into(),
+                guards.freeze_for,
+                MAX_GUARD_WINDOW,
+            ),
             (
                 "schedule.observe_every".into(),
                 raw.schedule.observe_every,

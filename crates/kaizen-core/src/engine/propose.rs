@@ -181,9 +181,9 @@ impl Engine {
             &self.sizing,
             self.settings.signals.get(&candidate.prediction.signal),
         ) {
-            let history =
-                self.ledger
-                    .samples(&sig.signal.name, Span::days(8).before(now), now)?;
+            let history = self
+                .ledger
+                .samples(&sig.signal.name, Span::days(8).before(now), now)?;
             // Sized at the signal's own cadence; a configured one the data contradicts is said.
             let cadence = Cadence::resolve(&history, self.settings.validate.sample_every);
             if let Some(note) = cadence.disagreement(&sig.signal.name) {
@@ -290,7 +290,7 @@ impl Engine {
             let since = guard::active_freezes(view, policy, now)
                 .into_iter()
                 .find(|f| f.area == candidate.area)
-                .map(|f| f.until - policy.freeze_for.to_chrono())?;
+                .map(|f| policy.freeze_for.before(f.until))?;
             return same
                 .find(|iv| iv.status == Status::Blocked && iv.created_at >= since)
                 .map(|iv| iv.id);
@@ -324,9 +324,9 @@ impl Engine {
                 ),
             }));
         };
-        let history =
-            self.ledger
-                .samples(&sig.signal.name, now - Span::days(8).to_chrono(), now)?;
+        let history = self
+            .ledger
+            .samples(&sig.signal.name, Span::days(8).before(now), now)?;
         let cadence = Cadence::resolve(&history, self.settings.validate.sample_every);
         Ok(guard::baseline::BaselineCoverage::default().check(candidate, &history, &cadence, now))
     }

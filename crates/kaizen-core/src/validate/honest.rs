@@ -905,7 +905,10 @@ impl HonestValidator {
             length
         };
         let w = Windows {
-            baseline_start: req.applied_at - base_len,
+            baseline_start: req
+                .applied_at
+                .checked_sub_signed(base_len)
+                .unwrap_or(DateTime::<Utc>::MIN_UTC),
             applied_at: req.applied_at,
             post_from,
             post_to: req.window_end.min(req.now),
