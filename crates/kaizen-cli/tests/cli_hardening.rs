@@ -25,13 +25,13 @@ fn line_of(text: &str, needle: &str) -> usize {
         + 1
 }
 
-/// A rule that fires on the latest sample alone (no history needed).
+/// A rule that fires on the latest sample alone, with a short window (little baseline needed).
 const RULE_NOW: &str = r#"  - id: grow-cache
     area: cache
     when: { signal: latency_ms, above: 200, for: 0s }
     change:
       - config_set: { file: config/app.yaml, key: cache_mb, value: 256 }
-    predict: { signal: latency_ms, change: "-20%", within: 30m }
+    predict: { signal: latency_ms, change: "-20%", within: 5m }
     risk: low
     confidence: 0.8
     rollback: revert
@@ -69,7 +69,7 @@ fn issue9_duration_typos_are_refused_with_file_line_field_and_value() {
     let rules = h.file("rules.yaml");
     std::fs::write(
         h.repo.join("rules.yaml"),
-        rules.replace("within: 30m", "within: 99999999d"),
+        rules.replace("within: 5m", "within: 99999999d"),
     )
     .unwrap();
     let out = h.kaizen_at(0, &["cycle"]);
@@ -201,6 +201,8 @@ notify:
         "  canary_required_from: medium\n",
         "  canary_required_from: low\n",
     );
+    // The baseline the guards want before a change.
+    h.observe_range(-8, 0, |_| 300.0);
     h.set_metric(0, 300.0);
     let now = h.at(0).to_rfc3339();
     let run = Command::new(env!("CARGO_BIN_EXE_kaizen"))
@@ -321,8 +323,10 @@ fn issue9_busy_state_dir_has_its_own_exit_code_and_observe_waits_for_it() {
 #[test]
 fn issue10_a_closed_pipe_ends_quietly_with_exit_0() {
     let h = Harness::new(RULE_NOW, "");
+    h.observe_range(-8, 0, |_| 300.0);
     h.set_metric(0, 300.0);
-    assert!(h.ok(0, &["cycle"]).contains("applied as commit"));
+    let out = h.ok(0, &["cycle"]);
+    assert!(out.contains("applied as commit"), "{out}");
     let mut child = Command::new(env!("CARGO_BIN_EXE_kaizen"))
         .args(["interventions"])
         .arg("--now")
