@@ -222,6 +222,20 @@ fn from_ms(v: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(v).single().unwrap_or_default()
 }
 
+/// Whether `e` is SQLite saying another connection holds a lock (worth retrying).
+fn is_busy(e: &LedgerError) -> bool {
+    matches!(
+        e,
+        LedgerError::Sql {
+            source: rusqlite::Error::SqliteFailure(f, _),
+            ..
+        } if matches!(
+            f.code,
+            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+        )
+    )
+}
+
 impl Ledger {
     /// Opens (creating if needed) the ledger at `path`, migrating its schema.
     pub fn open(path: &Path) -> Result<Ledger, LedgerError> {
@@ -251,16 +265,31 @@ impl Ledger {
 
     fn init(conn: Connection, path: PathBuf) -> Result<Ledger, LedgerError> {
         let mut ledger = Ledger { conn, path };
-        ledger.sql(|c| {
-            // The busy timeout first: another process may be creating or migrating the file.
-            c.busy_timeout(std::time::Duration::from_secs(10))?;
-            c.pragma_update(None, "journal_mode", "WAL")?;
-            c.pragma_update(None, "synchronous", "FULL")?;
-            c.pragma_update(None, "foreign_keys", "ON")?;
-            Ok(())
-        })?;
-        ledger.migrate()?;
-        Ok(ledger)
+        // Another process may be creating or migrating the file at this moment. SQLite waits
+        // (busy timeout) for most locks, but switching to WAL and the first schema write can
+        // still answer "database is locked" at once; those are retried for up to 10 s.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match ledger.sql(|c| {
+                c.busy_timeout(std::time::Duration::from_secs(10))?;
+                c.pragma_update(None, "journal_mode", "WAL")?;
+                c.pragma_update(None, "synchronous", "FULL")?;
+                c.pragma_update(None, "foreign_keys", "ON")?;
+                Ok(())
+            }) {
+                Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    continue;
+                }
+                other => other?,
+            }
+            match ledger.migrate() {
+                Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other.map(|()| ledger),
+            }
+        }
     }
 
     fn migrate(&mut self) -> Result<(), LedgerError> {
