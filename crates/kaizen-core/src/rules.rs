@@ -222,10 +222,6 @@ pub fn parse_rules(
             .within
             .at_most(MAX_WITHIN)
             .map_err(|m| bad("predict.within", m))?;
-        r.when
-            .for_
-            .at_most(MAX_FOR)
-            .map_err(|m| bad("when.for", m))?;
         if r.change.is_empty() {
             return Err(bad("change", "needs at least one edit".into()));
         }

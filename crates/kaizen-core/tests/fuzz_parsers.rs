@@ -290,11 +290,12 @@ proptest! {
             Ok(rules) => {
                 for r in rules {
                     prop_assert!(r.candidate.prediction.within <= kaizen_core::rules::MAX_WITHIN);
-                    prop_assert!(r.when.for_ <= kaizen_core::rules::MAX_FOR);
                     for e in &r.candidate.change {
                         prop_assert!(e.check_payload().is_ok());
                     }
-                    let _ = r.when.fires(&samples(&[250.0, 260.0], 5)["latency_ms"], t0(), Span::minutes(10));
+                    for now in [t0(), DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC] {
+                        let _ = r.when.fires(&samples(&[250.0, 260.0, 270.0], 5), now, Span::minutes(10));
+                    }
                 }
             }
         }
