@@ -10,6 +10,7 @@ use kaizen_core::config::Config;
 use kaizen_core::engine::{Engine, EngineError, EngineSettings};
 use kaizen_core::ledger::{Ledger, LedgerError};
 use kaizen_core::lesson::Lesson;
+use kaizen_core::lesson::store::LessonLoadError;
 use kaizen_core::propose::Proposer;
 use kaizen_core::rules::{RulesProposer, load_rules};
 use kaizen_core::span::Span;
@@ -110,6 +111,8 @@ pub fn builder_from_config(
             source,
         }
     })?;
+    // Before any source, canary or notifier can run a command.
+    crate::source::scrub_env(config.secret_env.iter().cloned());
     let ledger = Ledger::open(&config.ledger_path())?;
     let mut builder = Engine::builder(EngineSettings::from_config(config))
         .clock(clock)
@@ -127,6 +130,50 @@ pub fn builder_from_config(
         builder = builder.proposer(p);
     }
     Ok(builder)
+}
+
+/// Kind of the event recorded for a lesson file that could not be loaded.
+pub const LESSON_INVALID: &str = "lesson_invalid";
+
+/// Records each lesson file that could not be loaded (and so is skipped) as a
+/// [`LESSON_INVALID`] event, once per file and message in any 24 h, so a daemon or a cron cycle
+/// does not repeat it every run. Returns how many were recorded.
+pub fn record_lesson_errors(
+    ledger: &mut Ledger,
+    errors: &[LessonLoadError],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<usize, LedgerError> {
+    if errors.is_empty() {
+        return Ok(0);
+    }
+    let since = Span::hours(24).before(now);
+    let seen: BTreeSet<String> = ledger
+        .events_between(since, now)?
+        .into_iter()
+        .filter(|e| e.kind == LESSON_INVALID)
+        .map(|e| e.detail)
+        .collect();
+    let mut recorded = 0;
+    for e in errors {
+        // Bounded: a hostile file must not put megabytes of message into the ledger.
+        let detail: String = format!("skipped lesson file: {e}")
+            .chars()
+            .take(2000)
+            .collect();
+        if seen.contains(&detail) {
+            continue;
+        }
+        ledger.record_event(
+            now,
+            None,
+            "learn",
+            LESSON_INVALID,
+            &detail,
+            Some(&serde_json::json!({ "file": e.file.display().to_string() })),
+        )?;
+        recorded += 1;
+    }
+    Ok(recorded)
 }
 
 /// Git-ignores the state dir via the repository's `info/exclude` (idempotent).

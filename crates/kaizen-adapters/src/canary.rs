@@ -130,6 +130,8 @@ impl Canary for CommandCanary {
 
 /// One canary per configured area, each running in `config.repo`.
 pub fn build_canaries(config: &Config) -> Vec<Box<dyn Canary>> {
+    // The commands these run must never see the config's secrets.
+    crate::source::scrub_env(config.secret_env.iter().cloned());
     config
         .canaries
         .iter()

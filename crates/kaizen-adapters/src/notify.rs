@@ -135,6 +135,8 @@ impl Notifier for CommandNotifier {
 
 /// The notifiers `config.notify` asks for.
 pub fn build_notifiers(config: &Config) -> Vec<Box<dyn Notifier>> {
+    // The commands these run must never see the config's secrets.
+    crate::source::scrub_env(config.secret_env.iter().cloned());
     config
         .notify
         .iter()

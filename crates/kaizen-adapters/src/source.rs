@@ -78,8 +78,36 @@ async fn read_bounded<R: AsyncRead + Unpin>(
     }
 }
 
-/// Runs `sh -c command` in `cwd` with extra `env`, in its own process group; on timeout the whole
-/// group is killed. Output is bounded to `limit` bytes per stream.
+/// Environment variables removed from every child's environment (see [`scrub_env`]).
+static SCRUBBED_ENV: std::sync::RwLock<std::collections::BTreeSet<String>> =
+    std::sync::RwLock::new(std::collections::BTreeSet::new());
+
+/// Marks `names` secret for this process: no command kaizen runs from now on (signal sources,
+/// canaries, notifiers) inherits them. Additive, so engines sharing a process only scrub more.
+pub fn scrub_env<I, S>(names: I)
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let mut set = SCRUBBED_ENV
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    set.extend(names.into_iter().map(Into::into));
+}
+
+/// The variables currently scrubbed from children.
+pub fn scrubbed_env() -> Vec<String> {
+    SCRUBBED_ENV
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .cloned()
+        .collect()
+}
+
+/// Runs `sh -c command` in `cwd` with extra `env` (and without any [`scrub_env`] variable), in its
+/// own process group; on timeout the whole group is killed. Output is bounded to `limit` bytes per
+/// stream.
 pub(crate) async fn run_shell(
     command: &str,
     cwd: &Path,
@@ -97,6 +125,9 @@ pub(crate) async fn run_shell(
         .kill_on_drop(true);
     #[cfg(unix)]
     cmd.process_group(0);
+    for name in scrubbed_env() {
+        cmd.env_remove(name);
+    }
     for (k, v) in env {
         cmd.env(k, v.replace('\0', ""));
     }
@@ -512,6 +543,58 @@ fn prom_value(pair: &serde_json::Value) -> Result<f64, String> {
     }
 }
 
+/// The one value of a Prometheus instant-query answer (`doc`, already parsed JSON) for `q`;
+/// `status` and `shown` (the redacted endpoint) only go into messages.
+fn prometheus_value(
+    doc: &serde_json::Value,
+    q: &str,
+    status: &str,
+    shown: &str,
+) -> Result<f64, String> {
+    let st = doc.get("status").and_then(|s| s.as_str()).unwrap_or("");
+    if st != "success" {
+        let etype = doc
+            .get("errorType")
+            .and_then(|s| s.as_str())
+            .unwrap_or("unknown");
+        let emsg = doc.get("error").and_then(|s| s.as_str()).unwrap_or("");
+        return Err(format!(
+            "query `{q}` failed (HTTP {status}, status {:?}): {}: {}",
+            excerpt(st.as_bytes()),
+            excerpt(etype.as_bytes()),
+            excerpt(emsg.as_bytes())
+        ));
+    }
+    let data = doc
+        .get("data")
+        .ok_or_else(|| format!("{shown}: the answer has no `data`"))?;
+    let rtype = data
+        .get("resultType")
+        .and_then(|s| s.as_str())
+        .unwrap_or("");
+    let result = data.get("result").unwrap_or(&serde_json::Value::Null);
+    match rtype {
+        "vector" => {
+            let series = result.as_array().map(Vec::as_slice).unwrap_or_default();
+            match series {
+                [one] => prom_value(one.get("value").unwrap_or(&serde_json::Value::Null)),
+                [] => Err(format!(
+                    "query `{q}` returned no series (0 samples); it must return exactly one"
+                )),
+                many => Err(format!(
+                    "query `{q}` returned {} series; it must return exactly one (aggregate it, e.g. with sum() or max())",
+                    many.len()
+                )),
+            }
+        }
+        "scalar" => prom_value(result),
+        other => Err(format!(
+            "query `{q}` returned a {:?} result; only an instant vector of one series or a scalar can be sampled",
+            excerpt(other.as_bytes())
+        )),
+    }
+}
+
 #[async_trait]
 impl Source for PrometheusSource {
     fn name(&self) -> &str {
@@ -541,47 +624,8 @@ impl Source for PrometheusSource {
             }
             Err(e) => return Err(err(format!("{shown}: the response is not JSON ({e})"))),
         };
-        let q = &self.query;
-        let st = doc.get("status").and_then(|s| s.as_str()).unwrap_or("");
-        if st != "success" {
-            let etype = doc
-                .get("errorType")
-                .and_then(|s| s.as_str())
-                .unwrap_or("unknown");
-            let emsg = doc.get("error").and_then(|s| s.as_str()).unwrap_or("");
-            return Err(err(format!(
-                "query `{q}` failed (HTTP {status}, status {st:?}): {etype}: {}",
-                excerpt(emsg.as_bytes())
-            )));
-        }
-        let data = doc
-            .get("data")
-            .ok_or_else(|| err(format!("{shown}: the answer has no `data`")))?;
-        let rtype = data
-            .get("resultType")
-            .and_then(|s| s.as_str())
-            .unwrap_or("");
-        let result = data.get("result").unwrap_or(&serde_json::Value::Null);
-        let value = match rtype {
-            "vector" => {
-                let series = result.as_array().map(Vec::as_slice).unwrap_or_default();
-                match series {
-                    [one] => prom_value(one.get("value").unwrap_or(&serde_json::Value::Null)),
-                    [] => Err(format!(
-                        "query `{q}` returned no series (0 samples); it must return exactly one"
-                    )),
-                    many => Err(format!(
-                        "query `{q}` returned {} series; it must return exactly one (aggregate it, e.g. with sum() or max())",
-                        many.len()
-                    )),
-                }
-            }
-            "scalar" => prom_value(result),
-            other => Err(format!(
-                "query `{q}` returned a {other:?} result; only an instant vector of one series or a scalar can be sampled"
-            )),
-        }
-        .map_err(err)?;
+        let value =
+            prometheus_value(&doc, &self.query, &status.to_string(), &shown).map_err(err)?;
         Ok(vec![Sample::new(&self.name, now, value)])
     }
 }
@@ -591,6 +635,8 @@ impl Source for PrometheusSource {
 /// One source per configured signal that has a `source` (others are fed by the host and skipped).
 /// Commands run in `config.repo`; each source uses its signal's timeout.
 pub fn build_sources(config: &Config) -> Vec<Box<dyn Source>> {
+    // The commands these run must never see the config's secrets.
+    scrub_env(config.secret_env.iter().cloned());
     let mut out: Vec<Box<dyn Source>> = Vec::new();
     for (name, sc) in &config.signals {
         let timeout = Duration::from_secs(sc.timeout.seconds().max(1));
@@ -619,6 +665,119 @@ pub fn build_sources(config: &Config) -> Vec<Box<dyn Source>> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Arbitrary JSON, a few levels deep (what a compromised `/health` or Prometheus may send).
+    fn json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            ".{0,40}".prop_map(serde_json::Value::from),
+            prop_oneof![
+                Just("NaN"),
+                Just("+Inf"),
+                Just("-1e400"),
+                Just("1e308"),
+                Just(" 4 "),
+                Just("success"),
+                Just("vector"),
+                Just("scalar"),
+            ]
+            .prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        Just("status".to_string()),
+                        Just("data".to_string()),
+                        Just("resultType".to_string()),
+                        Just("result".to_string()),
+                        Just("value".to_string()),
+                        Just("error".to_string()),
+                        Just("errorType".to_string()),
+                        "[a-z0-9_]{0,8}",
+                    ],
+                    inner,
+                    0..6
+                )
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
+        // Fuzzing (issue 9): no source output can panic a parser, and what a parser accepts is
+        // a finite number. Cases: PROPTEST_CASES (default 256); see SECURITY.md for a long run.
+        #[test]
+        fn fuzz_command_stdout(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            if let Ok(v) = parse_number(&bytes) {
+                prop_assert!(v.is_finite());
+            }
+            prop_assert!(excerpt(&bytes).chars().count() <= EXCERPT_CHARS + 1);
+        }
+
+        #[test]
+        fn fuzz_command_stdout_text(text in "[ \\t\\n0-9eE+.,_a-zA-Z-]{0,40}") {
+            if let Ok(v) = parse_number(text.as_bytes()) {
+                prop_assert!(v.is_finite());
+            }
+        }
+
+        #[test]
+        fn fuzz_http_json_field(doc in json(), field in "[a-z0-9_.]{0,24}") {
+            if let Ok(v) = read_field(&doc, &field) {
+                prop_assert!(v.is_finite());
+            }
+        }
+
+        #[test]
+        fn fuzz_prometheus_answers(doc in json(), q in ".{0,20}") {
+            if let Ok(v) = prometheus_value(&doc, &q, "200 OK", "http://127.0.0.1/api/v1/query") {
+                prop_assert!(v.is_finite());
+            }
+        }
+
+        #[test]
+        fn fuzz_prometheus_near_valid(
+            status in prop_oneof![Just("success".to_string()), Just("error".to_string()), ".{0,8}"],
+            rtype in prop_oneof![
+                Just("vector".to_string()),
+                Just("scalar".to_string()),
+                Just("matrix".to_string()),
+                ".{0,8}"
+            ],
+            value in json(),
+            n in 0usize..3,
+        ) {
+            let series: Vec<serde_json::Value> =
+                (0..n).map(|_| serde_json::json!({"metric": {}, "value": value.clone()})).collect();
+            let result = if rtype == "scalar" { value.clone() } else { serde_json::Value::from(series) };
+            let doc = serde_json::json!({"status": status, "data": {"resultType": rtype, "result": result}});
+            if let Ok(v) = prometheus_value(&doc, "up", "200 OK", "p") {
+                prop_assert!(v.is_finite());
+            }
+        }
+    }
+
+    #[test]
+    fn prometheus_answers_are_read() {
+        let one = serde_json::json!({"status": "success", "data": {"resultType": "vector",
+            "result": [{"metric": {}, "value": [1.0, "4.5"]}]}});
+        assert_eq!(prometheus_value(&one, "up", "200", "p").unwrap(), 4.5);
+        let huge = "e".repeat(100_000);
+        let bad = serde_json::json!({"status": huge, "errorType": huge, "error": huge});
+        let e = prometheus_value(&bad, "up", "500", "p").unwrap_err();
+        assert!(
+            e.len() < 2000,
+            "a hostile answer is excerpted: {} bytes",
+            e.len()
+        );
+    }
 
     #[test]
     fn numbers_are_parsed_strictly() {

@@ -10,15 +10,20 @@ use kaizen_core::config::{Config, ConfigError, DEFAULT_CONFIG};
 use kaizen_core::engine::{CycleReport, Engine};
 use kaizen_core::intervention::{InterventionId, Status};
 use kaizen_core::ledger::Ledger;
-use kaizen_core::lesson::Lesson;
 use kaizen_core::lock::StateLock;
 use std::path::Path;
 use std::sync::Arc;
 
-/// How a command failed: exit code 2 for usage/config, 1 for runtime failures.
+/// Exit code when another kaizen process holds the state dir (EX_TEMPFAIL: try again later).
+pub const EXIT_BUSY: u8 = 75;
+
+/// How a command failed: exit code 2 for usage/config, [`EXIT_BUSY`] when another kaizen holds the
+/// state dir, 1 for other runtime failures.
 pub enum Failure {
     /// Bad usage or bad config (exit 2).
     Usage(String),
+    /// The state dir is locked by another kaizen process (exit 75): nothing failed, try later.
+    Busy(String),
     /// Something failed at run time (exit 1).
     Runtime(anyhow::Error),
 }
@@ -75,23 +80,32 @@ fn parse_id(text: &str) -> Result<InterventionId> {
         .map_err(|e: kaizen_core::intervention::IdError| usage(e.to_string()))
 }
 
-fn load_lessons(config: &Config) -> Vec<Lesson> {
-    crate::lessons::lessons_in(&config.lessons)
-}
-
-/// The engine for `config` (exit 2 for config faults such as a bad rules file).
+/// The engine for `config` (exit 2 for config faults such as a bad rules file). Lesson files that
+/// cannot be loaded are skipped and recorded as events.
 pub(crate) fn engine(config: &Config, clock: Arc<dyn Clock>) -> Result<Engine> {
-    assemble::engine_from_config(config, clock, load_lessons(config)).map_err(|e| {
+    let (lessons, errors) = crate::lessons::lessons_and_errors(&config.lessons);
+    let mut engine = assemble::engine_from_config(config, clock, lessons).map_err(|e| {
         if e.is_config() {
             usage(e.to_string())
         } else {
             Failure::Runtime(anyhow!(e))
         }
-    })
+    })?;
+    let now = engine.now();
+    assemble::record_lesson_errors(engine.ledger_mut(), &errors, now).map_err(rt)?;
+    Ok(engine)
 }
 
 pub(crate) fn lock(config: &Config) -> Result<StateLock> {
-    StateLock::acquire(&config.state_dir).map_err(rt)
+    lock_within(config, std::time::Duration::ZERO)
+}
+
+/// The state-dir lock, waiting up to `wait` for another holder.
+pub(crate) fn lock_within(config: &Config, wait: std::time::Duration) -> Result<StateLock> {
+    StateLock::acquire_within(&config.state_dir, wait).map_err(|e| match e {
+        e @ kaizen_core::lock::LockError::Busy { .. } => Failure::Busy(e.to_string()),
+        e => rt(e),
+    })
 }
 
 fn print_report(report: &CycleReport, json: bool) -> Result<()> {
@@ -124,19 +138,45 @@ pub async fn run(cli: Cli) -> Result<()> {
                 clock.now(),
             )
             .map_err(rt)?;
+            // Lesson files that failed to load are skipped by the loop; say so where people look.
+            let invalid_lessons: Vec<serde_json::Value> =
+                kaizen_core::lesson::store::load(&config.lessons)
+                    .map(|(_, errors)| errors)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|e| serde_json::json!({"file": e.file.display().to_string(), "error": e.to_string()}))
+                    .collect();
             if json {
+                let mut value = serde_json::to_value(&status).context("serialising")?;
+                if let Some(obj) = value.as_object_mut() {
+                    obj.insert("invalid_lessons".into(), invalid_lessons.into());
+                }
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&status).context("serialising")?
+                    serde_json::to_string_pretty(&value).context("serialising")?
                 );
             } else {
                 render::status(&status);
+                if !invalid_lessons.is_empty() {
+                    println!(
+                        "invalid lesson files (skipped): {} (see `kaizen events --kind {}`)",
+                        invalid_lessons.len(),
+                        assemble::LESSON_INVALID
+                    );
+                    for l in &invalid_lessons {
+                        println!("  {}", l["error"].as_str().unwrap_or_default());
+                    }
+                }
             }
             Ok(())
         }
-        Command::Observe => {
+        Command::Observe { wait } => {
             let config = load_config(&cli.config)?;
-            let _lock = lock(&config)?;
+            let wait: kaizen_core::span::Span = wait
+                .parse()
+                .map_err(|e: kaizen_core::span::SpanError| usage(format!("--wait: {e}")))?;
+            let wait = std::time::Duration::from_secs(wait.seconds().min(3600));
+            let _lock = lock_within(&config, wait)?;
             let mut engine = engine(&config, clock)?;
             let mut report = CycleReport {
                 at: engine.now(),
@@ -284,7 +324,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .map_err(|e: kaizen_core::span::SpanError| usage(e.to_string()))?;
             let now = clock.now();
             let mut events = match open_ledger_read(&config)? {
-                Some(l) => l.events_between(now - since.to_chrono(), now).map_err(rt)?,
+                Some(l) => l.events_between(since.before(now), now).map_err(rt)?,
                 None => Vec::new(),
             };
             if let Some(k) = &kind {

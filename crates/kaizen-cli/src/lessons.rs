@@ -47,16 +47,21 @@ type Result<T> = std::result::Result<T, Failure>;
 
 /// Lessons in `dir`; bad files are reported on stderr and skipped.
 pub fn lessons_in(dir: &Path) -> Vec<Lesson> {
+    lessons_and_errors(dir).0
+}
+
+/// Lessons in `dir` and the files that could not be loaded (each also reported on stderr).
+pub fn lessons_and_errors(dir: &Path) -> (Vec<Lesson>, Vec<lesson::store::LessonLoadError>) {
     match lesson::store::load(dir) {
         Ok((lessons, errors)) => {
-            for e in errors {
+            for e in &errors {
                 eprintln!("kaizen: skipping lesson file: {e}");
             }
-            lessons
+            (lessons, errors)
         }
         Err(e) => {
             eprintln!("kaizen: cannot read lessons in {}: {e}", dir.display());
-            Vec::new()
+            (Vec::new(), Vec::new())
         }
     }
 }

@@ -48,8 +48,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Sample every signal once and record the samples.
-    Observe,
+    /// Sample every signal once and record the samples. Waits for a running cycle to finish rather
+    /// than lose the sample (exit 75 if it is still busy after `--wait`).
+    Observe {
+        /// How long to wait for the state-dir lock (e.g. 30s, 0s).
+        #[arg(long, default_value = "30s")]
+        wait: String,
+    },
     /// Print the candidates the proposers would make now, with the guards' view; apply nothing.
     Propose {
         /// JSON output.
@@ -188,7 +193,31 @@ pub enum Command {
     },
 }
 
+/// Whether a panic is only `print!` meeting a closed pipe (`kaizen interventions | head -1`).
+fn is_broken_pipe(info: &std::panic::PanicHookInfo<'_>) -> bool {
+    let payload = info.payload();
+    let text = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or_default();
+    text.starts_with("failed printing to std") && text.contains("Broken pipe")
+}
+
+/// Colour on stderr only for a terminal, and never with `NO_COLOR` set (https://no-color.org).
+fn use_colour(no_color: Option<std::ffi::OsString>, terminal: bool) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 fn main() -> ExitCode {
+    // A reader that stops early (`| head`) is not a failure: exit quietly, as other tools do.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if is_broken_pipe(info) {
+            std::process::exit(0);
+        }
+        default_hook(info);
+    }));
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -204,8 +233,14 @@ fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("KAIZEN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    use std::io::IsTerminal as _;
+    let colour = use_colour(
+        std::env::var_os("NO_COLOR"),
+        std::io::stderr().is_terminal(),
+    );
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
@@ -227,9 +262,45 @@ fn main() -> ExitCode {
             eprintln!("kaizen: {msg}");
             ExitCode::from(2)
         }
+        Err(commands::Failure::Busy(msg)) => {
+            eprintln!("kaizen: busy: {msg}");
+            ExitCode::from(commands::EXIT_BUSY)
+        }
         Err(commands::Failure::Runtime(err)) => {
-            eprintln!("kaizen: {err:#}");
+            eprintln!("kaizen: {}", error_text(&err));
             ExitCode::from(1)
         }
+    }
+}
+
+/// The error and its causes on one line, each message once: many errors already include their
+/// source's text in their own message, and printing the chain as well would say it twice
+/// ("…: git: X: git: X").
+fn error_text(err: &anyhow::Error) -> String {
+    let mut text = err.to_string();
+    for cause in err.chain().skip(1) {
+        let more = cause.to_string();
+        // A cause adds nothing when it, or its final clause ("Error code 14: unable to open
+        // database file" → "unable to open database file"), is already said.
+        let last = more.rsplit(": ").next().unwrap_or(&more);
+        if !more.is_empty() && !text.contains(&more) && !text.contains(last) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(use_colour(None, true));
+        assert!(!use_colour(None, false));
+        assert!(!use_colour(Some("1".into()), true));
+        // An empty NO_COLOR does not count (no-color.org).
+        assert!(use_colour(Some("".into()), true));
     }
 }

@@ -319,6 +319,9 @@ pub struct Config {
     pub notify: Vec<NotifyConfig>,
     /// Declared tunables and invariants (`tunables:` / `invariants:`), if any.
     pub envelope: Option<std::sync::Arc<crate::tunables::Envelope>>,
+    /// Environment variables never passed to a child process (signal, canary, notify commands):
+    /// `secret_env` plus `llm.api_key_env`.
+    pub secret_env: Vec<String>,
 }
 
 impl Config {
@@ -327,6 +330,17 @@ impl Config {
         self.state_dir.join("ledger.sqlite")
     }
 }
+
+/// Longest `validate.settle` accepted.
+pub const MAX_SETTLE: Span = Span::days(7);
+/// Longest `guards.dedup_window` / `guards.freeze_for` accepted.
+pub const MAX_GUARD_WINDOW: Span = Span::days(90);
+/// Longest `schedule.*` interval accepted.
+pub const MAX_SCHEDULE: Span = Span::days(30);
+/// Longest source, LLM or notification timeout accepted.
+pub const MAX_TIMEOUT: Span = Span::hours(1);
+/// Most `validate.max_extensions` accepted.
+pub const MAX_EXTENSIONS: u32 = 10;
 
 /// A config that could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -378,6 +392,8 @@ struct ConfigSerde {
     tunables: Option<serde_json::Value>,
     #[serde(default)]
     invariants: Vec<String>,
+    #[serde(default)]
+    secret_env: Vec<String>,
 }
 
 fn dot() -> String {
@@ -423,11 +439,24 @@ struct GuardsSerde {
 impl Config {
     /// Loads and checks `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        let bytes = std::fs::read(path).map_err(|source| ConfigError::Io {
             file: path.to_path_buf(),
             source,
         })?;
-        Self::parse(&text, path)
+        let text = yaml::decode_utf8(bytes, path)?;
+        let config = Self::parse(&text, path)?;
+        // A rules file that is not there is traced to the line naming it, not only to itself.
+        if let Some(rules) = &config.rules
+            && let Err(e) = std::fs::metadata(rules)
+        {
+            return Err(ConfigError::Invalid(yaml::semantic_error(
+                &text,
+                path,
+                "rules",
+                format!("cannot read the rules file {}: {e}", rules.display()),
+            )));
+        }
+        Ok(config)
     }
 
     /// Parses and checks config text as if read from `path`.
@@ -598,6 +627,66 @@ impl Config {
                 ),
             ));
         }
+        // Sane upper bounds: a longer value is a typo, and would schedule work past any horizon.
+        let mut spans: Vec<(String, Span, Span)> = vec![
+            ("validate.settle".into(), raw.validate.settle, MAX_SETTLE),
+            (
+                "guards.dedup_window".into(),
+                guards.dedup_window,
+                MAX_GUARD_WINDOW,
+            ),
+            (
+                "guards.freeze_for".into(),
+                guards.freeze_for,
+                MAX_GUARD_WINDOW,
+            ),
+            (
+                "schedule.observe_every".into(),
+                raw.schedule.observe_every,
+                MAX_SCHEDULE,
+            ),
+            (
+                "schedule.cycle_every".into(),
+                raw.schedule.cycle_every,
+                MAX_SCHEDULE,
+            ),
+            (
+                "schedule.learn_every".into(),
+                raw.schedule.learn_every,
+                MAX_SCHEDULE,
+            ),
+        ];
+        for (name, s) in &signals {
+            spans.push((
+                format!("signals.{name}.source.timeout"),
+                s.timeout,
+                MAX_TIMEOUT,
+            ));
+        }
+        for (area, c) in &raw.canaries {
+            spans.push((format!("canaries.{area}.timeout"), c.timeout, Span::days(1)));
+        }
+        if let Some(llm) = &raw.llm {
+            spans.push(("llm.timeout".into(), llm.timeout, MAX_TIMEOUT));
+        }
+        for (i, n) in raw.notify.iter().enumerate() {
+            spans.push((format!("notify[{i}].timeout"), n.timeout, MAX_TIMEOUT));
+        }
+        if let Some(every) = raw.validate.sample_every {
+            spans.push(("validate.sample_every".into(), every, Span::days(1)));
+        }
+        for (field, value, max) in spans {
+            value.at_most(max).map_err(|m| bad(&field, m))?;
+        }
+        if raw.validate.max_extensions > MAX_EXTENSIONS {
+            return Err(bad(
+                "validate.max_extensions",
+                format!(
+                    "{} is more than {MAX_EXTENSIONS}, the most this field accepts",
+                    raw.validate.max_extensions
+                ),
+            ));
+        }
         if raw.validate.sample_every.is_some_and(|s| s.seconds() == 0) {
             return Err(bad("validate.sample_every", "must be positive".into()));
         }
@@ -647,7 +736,29 @@ impl Config {
                 }
             }
         }
+        let mut secret_env = Vec::new();
+        for (i, name) in raw.secret_env.iter().enumerate() {
+            if !valid_env_name(name) {
+                return Err(bad(
+                    &format!("secret_env[{i}]"),
+                    format!("{name:?} is not an environment variable name"),
+                ));
+            }
+            secret_env.push(name.clone());
+        }
+        if let Some(name) = raw.llm.as_ref().and_then(|l| l.api_key_env.as_ref()) {
+            if !valid_env_name(name) {
+                return Err(bad(
+                    "llm.api_key_env",
+                    format!("{name:?} is not an environment variable name"),
+                ));
+            }
+            if !secret_env.contains(name) {
+                secret_env.push(name.clone());
+            }
+        }
         Ok(Config {
+            secret_env,
             path: path.to_path_buf(),
             repo,
             branch: raw.branch,
@@ -665,6 +776,11 @@ impl Config {
             envelope,
         })
     }
+}
+
+/// Whether `name` can be an environment variable (non-empty, no `=` or NUL, at most 256 bytes).
+fn valid_env_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 256 && !name.contains(['=', '\0'])
 }
 
 /// `path` relative to `root` as a `/`-separated string, if it lies inside it (lexically).
@@ -763,6 +879,10 @@ validate:
   # sample_every: 1m  # optional: by default gaps are counted against each signal's own
                       # cadence (median spacing of its samples); an override > 2x off is reported
   method: honest      # honest (robust statistics) or simple (before/after medians)
+
+# Environment variables never passed to signal, canary or notify commands (llm.api_key_env is
+# always added).
+secret_env: []
 
 # Notifications (escalations always deserve one).
 notify: []

@@ -10,6 +10,13 @@ use std::fmt;
 /// The largest file an edit may produce (LLM output is untrusted; a rule typo should not write GBs).
 pub const MAX_FILE_BYTES: usize = 1024 * 1024;
 
+/// The largest `config_set` value (as JSON) an edit may carry.
+pub const MAX_VALUE_BYTES: usize = 64 * 1024;
+
+/// How much of an oversize payload the ledger keeps (the rest is only counted): a refused
+/// candidate must not grow the ledger by its payload every cycle.
+pub const STORED_PAYLOAD_BYTES: usize = 1024;
+
 /// One edit of one file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
@@ -105,9 +112,68 @@ impl Edit {
         Ok((edit, Some(resolved)))
     }
 
+    /// The size of what the edit carries: a `file_write`'s content, a `config_set`'s value as JSON.
+    pub fn payload_bytes(&self) -> usize {
+        match self {
+            Edit::FileWrite { content, .. } => content.len(),
+            Edit::ConfigSet { value, .. } => value.to_string().len(),
+        }
+    }
+
+    /// Refuses a payload above [`MAX_FILE_BYTES`] (content) or [`MAX_VALUE_BYTES`] (value) before
+    /// any file is read or written: such an edit can never be applied.
+    pub fn check_payload(&self) -> Result<(), EditError> {
+        let bytes = self.payload_bytes();
+        let (limit, what) = match self {
+            Edit::FileWrite { .. } => (MAX_FILE_BYTES, "content"),
+            Edit::ConfigSet { .. } => (MAX_VALUE_BYTES, "value"),
+        };
+        if bytes > limit {
+            return Err(EditError::PayloadTooLarge {
+                file: self.file().to_string(),
+                what,
+                bytes,
+                limit,
+            });
+        }
+        Ok(())
+    }
+
+    /// The edit as the ledger stores it: unchanged when its payload is within bounds, else with
+    /// the payload cut to [`STORED_PAYLOAD_BYTES`] and its size noted (it can never be applied,
+    /// so nothing needs the rest).
+    pub fn stored_form(&self) -> Edit {
+        if self.check_payload().is_ok() {
+            return self.clone();
+        }
+        let bytes = self.payload_bytes();
+        let cut = |text: &str| -> String {
+            let mut end = STORED_PAYLOAD_BYTES.min(text.len());
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            format!(
+                "{}…[kaizen: {bytes} bytes, not stored: above the limit]",
+                &text[..end]
+            )
+        };
+        match self {
+            Edit::FileWrite { file, content } => Edit::FileWrite {
+                file: file.clone(),
+                content: cut(content),
+            },
+            Edit::ConfigSet { file, key, value } => Edit::ConfigSet {
+                file: file.clone(),
+                key: key.chars().take(256).collect(),
+                value: serde_json::Value::String(cut(&value.to_string())),
+            },
+        }
+    }
+
     /// The file's content after this edit, given its content before (`None`: it does not exist).
     /// A relative value is resolved against `before` first.
     pub fn apply_to(&self, before: Option<&str>) -> Result<String, EditError> {
+        self.check_payload()?;
         let out = match self {
             Edit::FileWrite { content, .. } => content.clone(),
             Edit::ConfigSet { file, key, value } => {
@@ -264,6 +330,18 @@ pub enum EditError {
         key: String,
         /// Why.
         message: String,
+    },
+    /// The edit carries more than an edit may (see [`Edit::check_payload`]).
+    #[error("{file}: the {what} is {bytes} bytes, above the {limit}-byte limit")]
+    PayloadTooLarge {
+        /// The file.
+        file: String,
+        /// `content` or `value`.
+        what: &'static str,
+        /// Its size.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
     },
     /// The result would exceed [`MAX_FILE_BYTES`].
     #[error("{file}: the edited file would be {bytes} bytes, above the 1 MiB limit")]
@@ -647,6 +725,40 @@ fn toml_value_to_json(v: &toml_edit::Value) -> serde_json::Value {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn oversize_payloads_are_refused_and_stored_bounded() {
+        let big = Edit::FileWrite {
+            file: "config/big.txt".into(),
+            content: "é".repeat(MAX_FILE_BYTES),
+        };
+        let e = big.check_payload().unwrap_err();
+        assert!(matches!(e, EditError::PayloadTooLarge { .. }), "{e}");
+        assert!(big.apply_to(None).is_err());
+        let stored = big.stored_form();
+        assert!(
+            stored.payload_bytes() < 2 * STORED_PAYLOAD_BYTES,
+            "{stored}"
+        );
+        assert!(
+            serde_json::to_string(&stored)
+                .unwrap()
+                .contains("not stored"),
+            "{stored}"
+        );
+        let value = Edit::ConfigSet {
+            file: "a.yaml".into(),
+            key: "k".into(),
+            value: json!("x".repeat(MAX_VALUE_BYTES + 1)),
+        };
+        assert!(value.check_payload().is_err());
+        assert!(value.stored_form().payload_bytes() < 2 * STORED_PAYLOAD_BYTES);
+        let small = Edit::FileWrite {
+            file: "a.txt".into(),
+            content: "ok".into(),
+        };
+        assert_eq!(small.stored_form(), small);
+    }
 
     fn set(file: &str, before: Option<&str>, key: &str, value: serde_json::Value) -> String {
         Edit::ConfigSet {

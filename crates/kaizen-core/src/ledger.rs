@@ -238,6 +238,20 @@ fn from_ms(v: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(v).single().unwrap_or_default()
 }
 
+/// Whether `e` is SQLite saying another connection holds a lock (worth retrying).
+fn is_busy(e: &LedgerError) -> bool {
+    matches!(
+        e,
+        LedgerError::Sql {
+            source: rusqlite::Error::SqliteFailure(f, _),
+            ..
+        } if matches!(
+            f.code,
+            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+        )
+    )
+}
+
 impl Ledger {
     /// Opens (creating if needed) the ledger at `path`, migrating its schema.
     pub fn open(path: &Path) -> Result<Ledger, LedgerError> {
@@ -267,15 +281,31 @@ impl Ledger {
 
     fn init(conn: Connection, path: PathBuf) -> Result<Ledger, LedgerError> {
         let mut ledger = Ledger { conn, path };
-        ledger.sql(|c| {
-            c.pragma_update(None, "journal_mode", "WAL")?;
-            c.pragma_update(None, "synchronous", "FULL")?;
-            c.pragma_update(None, "foreign_keys", "ON")?;
-            c.busy_timeout(std::time::Duration::from_secs(10))?;
-            Ok(())
-        })?;
-        ledger.migrate()?;
-        Ok(ledger)
+        // Another process may be creating or migrating the file at this moment. SQLite waits
+        // (busy timeout) for most locks, but switching to WAL and the first schema write can
+        // still answer "database is locked" at once; those are retried for up to 10 s.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match ledger.sql(|c| {
+                c.busy_timeout(std::time::Duration::from_secs(10))?;
+                c.pragma_update(None, "journal_mode", "WAL")?;
+                c.pragma_update(None, "synchronous", "FULL")?;
+                c.pragma_update(None, "foreign_keys", "ON")?;
+                Ok(())
+            }) {
+                Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    continue;
+                }
+                other => other?,
+            }
+            match ledger.migrate() {
+                Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other.map(|()| ledger),
+            }
+        }
     }
 
     fn migrate(&mut self) -> Result<(), LedgerError> {
@@ -288,11 +318,32 @@ impl Ledger {
                 known,
             });
         }
+        if version == known {
+            return Ok(());
+        }
         let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(|source| LedgerError::Sql {
-            path: path.clone(),
-            source,
-        })?;
+        // BEGIN IMMEDIATE takes the write lock before reading the version again: two processes
+        // opening a new ledger at once (a cron `observe` and a `status`) migrate it once, the
+        // second seeing the first's work instead of failing on "table … already exists".
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|source| LedgerError::Sql {
+                path: path.clone(),
+                source,
+            })?;
+        let version: i64 = tx
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|source| LedgerError::Sql {
+                path: path.clone(),
+                source,
+            })?;
+        if version > known {
+            return Err(LedgerError::TooNew {
+                found: version,
+                known,
+            });
+        }
         for (i, m) in MIGRATIONS
             .iter()
             .enumerate()
@@ -507,7 +558,14 @@ impl Ledger {
                 message: e.to_string(),
             })
         };
-        let change = enc(serde_json::to_string(&candidate.change))?;
+        // An oversize payload can never be applied: keep only its bounded form, so a candidate
+        // refused every cycle does not add its payload to the ledger every cycle.
+        let stored: Vec<crate::edit::Edit> = candidate
+            .change
+            .iter()
+            .map(crate::edit::Edit::stored_form)
+            .collect();
+        let change = enc(serde_json::to_string(&stored))?;
         let prediction = enc(serde_json::to_string(&candidate.prediction))?;
         let origin = enc(serde_json::to_string(&candidate.origin))?;
         let targets = candidate.targets().join("\n");
@@ -977,7 +1035,9 @@ impl Ledger {
         now: DateTime<Utc>,
         lookback: chrono::Duration,
     ) -> Result<LedgerView, LedgerError> {
-        let since = ms(now - lookback);
+        let since = ms(now
+            .checked_sub_signed(lookback)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC));
         let interventions = self.query_interventions(
             "WHERE created_at >= ?1 OR status = 'applied' OR COALESCE(finalized_at, 0) >= ?1
                 OR id IN (SELECT id FROM (
@@ -1305,6 +1365,55 @@ mod tests {
 
     fn t(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn an_oversize_payload_is_stored_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.sqlite");
+        let mut l = Ledger::open(&path).unwrap();
+        let mut c = candidate();
+        c.change = vec![Edit::FileWrite {
+            file: "config/blob.txt".into(),
+            content: "x".repeat(4 * crate::edit::MAX_FILE_BYTES),
+        }];
+        let now = t("2026-01-01T00:00:00Z");
+        for _ in 0..5 {
+            let id = l.insert_proposed(&c, now, "refused each cycle").unwrap();
+            let stored = l.get(id).unwrap().candidate.change;
+            assert!(stored[0].payload_bytes() < 2048, "{}", stored[0]);
+        }
+        drop(l);
+        let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        let wal = dir.path().join("ledger.sqlite-wal");
+        let total = size(&path) + size(&wal);
+        assert!(total < 1024 * 1024, "ledger grew to {total} bytes");
+    }
+
+    #[test]
+    fn racing_first_opens_create_the_schema_once() {
+        // A read command and a cron `observe` opening a ledger that does not exist yet.
+        for _ in 0..8 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("state/ledger.sqlite");
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    let (path, barrier) = (path.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        Ledger::open(&path).map(|l| l.schema_version().unwrap_or(-1))
+                    })
+                })
+                .collect();
+            for h in handles {
+                let got = h.join().unwrap();
+                assert_eq!(
+                    got.as_ref().map_err(ToString::to_string),
+                    Ok(&(MIGRATIONS.len() as i64))
+                );
+            }
+        }
     }
 
     #[test]

@@ -155,6 +155,8 @@ mod tests {
         assert!(err.to_string().contains(holder), "{err}");
         let err = StateLock::acquire_within(dir.path(), std::time::Duration::ZERO).unwrap_err();
         assert!(matches!(err, LockError::Busy { .. }), "{err}");
+        let err = StateLock::acquire_within(dir.path(), std::time::Duration::ZERO).unwrap_err();
+        assert!(matches!(err, LockError::Busy { .. }), "{err}");
         drop(first);
         assert!(StateLock::acquire(dir.path()).is_ok());
     }

@@ -109,9 +109,8 @@ impl MetaReview {
         to: DateTime<Utc>,
         period: Span,
     ) -> Result<MetaReview, LedgerError> {
-        let len = period.to_chrono();
-        let from = to - len;
-        let prev_from = from - len * 4;
+        let from = period.before(to);
+        let prev_from = period.saturating_mul(4).before(from);
         let all = ledger.all()?;
         let in_period = |t: Option<DateTime<Utc>>| t.is_some_and(|t| t >= from && t < to);
 

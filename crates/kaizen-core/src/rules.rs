@@ -128,15 +128,21 @@ pub struct Rule {
     pub candidate: Candidate,
 }
 
+/// Longest `predict.within` a rule may give (a longer window is a typo, not a prediction).
+pub const MAX_WITHIN: Span = Span::days(30);
+/// Longest `when.for` a rule may give.
+pub const MAX_FOR: Span = Span::days(7);
+
 /// Loads and checks a rules file; `known_signals` are the configured signal names.
 pub fn load_rules(path: &Path, known_signals: &BTreeSet<String>) -> Result<Vec<Rule>, YamlError> {
-    let text = std::fs::read_to_string(path).map_err(|e| YamlError {
+    let bytes = std::fs::read(path).map_err(|e| YamlError {
         file: path.to_path_buf(),
         line: None,
         column: None,
         field: String::new(),
         message: format!("cannot read: {e}"),
     })?;
+    let text = yaml::decode_utf8(bytes, path)?;
     parse_rules(&text, path, known_signals)
 }
 
@@ -212,6 +218,10 @@ pub fn parse_rules(
         if r.predict.within.seconds() == 0 {
             return Err(bad("predict.within", "must be positive".into()));
         }
+        r.predict
+            .within
+            .at_most(MAX_WITHIN)
+            .map_err(|m| bad("predict.within", m))?;
         if r.change.is_empty() {
             return Err(bad("change", "needs at least one edit".into()));
         }
@@ -221,6 +231,9 @@ pub fn parse_rules(
                     &format!("change[{j}]"),
                     "file must not be empty".into(),
                 ));
+            }
+            if let Err(err) = e.check_payload() {
+                return Err(bad(&format!("change[{j}]"), err.to_string()));
             }
             // An edit that cannot even be computed on an empty file is a typo, not a runtime issue.
             // A relative value (`*1.5`) needs the file's value: check format and key with a

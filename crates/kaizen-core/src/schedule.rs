@@ -68,7 +68,7 @@ impl Schedule {
     /// The next instant at which something is due.
     pub fn next_due(&self, now: DateTime<Utc>) -> DateTime<Utc> {
         let next = |last: Option<DateTime<Utc>>, every: crate::span::Span| {
-            last.map_or(now, |l| l + every.to_chrono())
+            last.map_or(now, |l| every.after(l))
         };
         [
             next(self.last_observe, self.config.observe_every),

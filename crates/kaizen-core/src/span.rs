@@ -1,10 +1,14 @@
 //! Human durations (`30s`, `5m`, `2h`, `24h`, `7d`) as they appear in config, rules and predictions.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::str::FromStr;
 
 /// A non-negative duration with a human spelling. Stored as whole seconds.
+///
+/// Every span read from text (config, rules, lessons, LLM output) is at most [`Span::MAX`], so
+/// timestamp arithmetic on it cannot overflow; [`Span::after`] / [`Span::before`] saturate anyway.
 ///
 /// ```
 /// use kaizen_core::span::Span;
@@ -27,6 +31,10 @@ pub struct SpanError {
 }
 
 impl Span {
+    /// The longest span kaizen reads from any file or answer (366 days): longer is a typo
+    /// (`99999999d`), and would push timestamps past what the calendar types can hold.
+    pub const MAX: Span = Span::days(366);
+
     /// A span of `secs` seconds.
     pub const fn from_secs(secs: u64) -> Self {
         Self(secs)
@@ -47,9 +55,39 @@ impl Span {
     pub const fn seconds(self) -> u64 {
         self.0
     }
-    /// As a chrono duration, for arithmetic on timestamps.
+    /// As a chrono duration, for arithmetic on timestamps. Clamped to [`Span::MAX`], so adding it to
+    /// any timestamp kaizen handles (years 0..=9999) stays in range.
     pub fn to_chrono(self) -> chrono::Duration {
-        chrono::Duration::seconds(i64::try_from(self.0).unwrap_or(i64::MAX / 1000))
+        let secs = self.0.min(Self::MAX.0);
+        chrono::Duration::seconds(i64::try_from(secs).unwrap_or(0))
+    }
+    /// `t + self`, saturating at the latest representable instant instead of panicking.
+    pub fn after(self, t: DateTime<Utc>) -> DateTime<Utc> {
+        t.checked_add_signed(self.to_chrono())
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
+    }
+    /// `t − self`, saturating at the earliest representable instant instead of panicking.
+    pub fn before(self, t: DateTime<Utc>) -> DateTime<Utc> {
+        t.checked_sub_signed(self.to_chrono())
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    }
+    /// `self + other`, saturating.
+    pub const fn saturating_add(self, other: Span) -> Span {
+        Span(self.0.saturating_add(other.0))
+    }
+    /// `self × n`, saturating.
+    pub const fn saturating_mul(self, n: u64) -> Span {
+        Span(self.0.saturating_mul(n))
+    }
+    /// Checks `self` against an upper bound; the error names both spellings.
+    pub fn at_most(self, max: Span) -> Result<Span, String> {
+        if self > max {
+            Err(format!(
+                "{self} is longer than {max}, the most this field accepts"
+            ))
+        } else {
+            Ok(self)
+        }
     }
     /// The span from a chrono duration (negative → zero).
     pub fn from_chrono(d: chrono::Duration) -> Self {
@@ -103,6 +141,9 @@ impl FromStr for Span {
             // A bare number is seconds, as in most tools.
             total = digits.parse().map_err(|_| err("number too large"))?;
         }
+        if total > Span::MAX.0 {
+            return Err(err("longer than 366d, the longest duration kaizen accepts"));
+        }
         Ok(Span(total))
     }
 }
@@ -151,7 +192,11 @@ impl<'de> Deserialize<'de> for Span {
         }
         match Raw::deserialize(de)? {
             Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
-            Raw::Secs(n) => Ok(Span(n)),
+            Raw::Secs(n) if n <= Span::MAX.0 => Ok(Span(n)),
+            Raw::Secs(n) => Err(serde::de::Error::custom(SpanError {
+                input: n.to_string(),
+                why: "longer than 366d, the longest duration kaizen accepts",
+            })),
         }
     }
 }
@@ -179,8 +224,36 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["", "m", "5x", "5m3", "-5m", "99999999999999999999d"] {
+        for bad in [
+            "",
+            "m",
+            "5x",
+            "5m3",
+            "-5m",
+            "99999999999999999999d",
+            "99999999d",
+            "3000000d",
+            "367d",
+            "53w",
+        ] {
             assert!(bad.parse::<Span>().is_err(), "{bad}");
         }
+        assert_eq!("366d".parse::<Span>().unwrap(), Span::MAX);
+    }
+
+    #[test]
+    fn arithmetic_saturates() {
+        let huge = Span::from_secs(u64::MAX);
+        assert_eq!(huge.to_chrono(), Span::MAX.to_chrono());
+        assert_eq!(
+            huge.after(DateTime::<Utc>::MAX_UTC),
+            DateTime::<Utc>::MAX_UTC
+        );
+        assert_eq!(
+            huge.before(DateTime::<Utc>::MIN_UTC),
+            DateTime::<Utc>::MIN_UTC
+        );
+        assert_eq!(huge.saturating_add(huge), huge);
+        assert!(Span::days(8).at_most(Span::days(7)).is_err());
     }
 }

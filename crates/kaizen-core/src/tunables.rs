@@ -703,7 +703,7 @@ pub fn load(
         Some(Value::String(name)) => {
             let p = PathBuf::from(name);
             let p = if p.is_absolute() { p } else { base.join(p) };
-            let t = std::fs::read_to_string(&p).map_err(|e| {
+            let bytes = std::fs::read(&p).map_err(|e| {
                 yaml::semantic_error(
                     text,
                     path,
@@ -711,6 +711,7 @@ pub fn load(
                     format!("cannot read {}: {e}", p.display()),
                 )
             })?;
+            let t = yaml::decode_utf8(bytes, &p)?;
             let raw: EnvelopeFileSerde = yaml::from_str(&t, &p)?;
             (
                 raw.tunables,

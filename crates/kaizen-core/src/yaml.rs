@@ -58,12 +58,44 @@ pub fn from_str<T: DeserializeOwned>(text: &str, file: &Path) -> Result<T, YamlE
     result.map_err(|e| {
         let loc = e.location();
         let message = first_line(&e.without_snippet().to_string());
+        let line = loc.as_ref().map(|l| l.line()).filter(|l| *l > 0);
+        let column = loc.as_ref().map(|l| l.column()).filter(|c| *c > 0);
         YamlError {
             file: file.to_path_buf(),
-            line: loc.as_ref().map(|l| l.line()).filter(|l| *l > 0),
-            column: loc.as_ref().map(|l| l.column()).filter(|c| *c > 0),
+            // The parser does not always know where (e.g. a missing field): fall back to the
+            // field's own line, so every error names one.
+            line: line.or_else(|| Some(locate_nearest(text, &field))),
+            column: line.and(column),
             field,
             message,
+        }
+    })
+}
+
+/// `bytes` (read from `file`) as text; invalid UTF-8 is an error naming the line and column of the
+/// first bad byte, so a mangled file is located like any other YAML mistake.
+pub fn decode_utf8(bytes: Vec<u8>, file: &Path) -> Result<String, YamlError> {
+    String::from_utf8(bytes).map_err(|e| {
+        let good = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let before = bytes.get(..good).unwrap_or_default();
+        let line = before.iter().filter(|b| **b == b'\n').count() as u64 + 1;
+        let line_start = before
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |i| i + 1);
+        // Columns count characters, as the YAML parser's do.
+        let column = String::from_utf8_lossy(before.get(line_start..).unwrap_or_default())
+            .chars()
+            .count() as u64
+            + 1;
+        let byte = bytes.get(good).copied().unwrap_or_default();
+        YamlError {
+            file: file.to_path_buf(),
+            line: Some(line),
+            column: Some(column),
+            field: String::new(),
+            message: format!("not UTF-8 text (byte 0x{byte:02x}); save the file as UTF-8"),
         }
     })
 }
@@ -80,11 +112,34 @@ pub fn semantic_error(
 ) -> YamlError {
     YamlError {
         file: file.to_path_buf(),
-        line: locate_field(text, field),
+        line: Some(locate_nearest(text, field)),
         column: None,
         field: field.to_string(),
         message: message.into(),
     }
+}
+
+/// The line of `field`, else of its nearest enclosing field that can be found, else of the first
+/// non-comment line (never nothing: an error always points somewhere to look).
+pub fn locate_nearest(text: &str, field: &str) -> u64 {
+    let mut path = field.trim_start_matches('.');
+    loop {
+        if !path.is_empty()
+            && let Some(line) = locate_field(text, path)
+        {
+            return line;
+        }
+        match path.rfind(['.', '[']) {
+            Some(cut) if cut > 0 => path = &path[..cut],
+            _ => break,
+        }
+    }
+    text.lines()
+        .position(|l| {
+            let t = l.trim();
+            !t.is_empty() && !t.starts_with('#') && t != "---"
+        })
+        .map_or(1, |i| i as u64 + 1)
 }
 
 /// Best-effort line of a dotted field path (`rules[1].when.signal`) in block-style YAML.
@@ -132,7 +187,23 @@ pub fn locate_field(text: &str, field: &str) -> Option<u64> {
 }
 
 fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or(s).trim().to_string()
+    strip_location(s.lines().next().unwrap_or(s).trim()).to_string()
+}
+
+/// The parser's message without its own trailing ` at line N, column M` (the location is shown
+/// once, in front, by [`YamlError`]'s `Display`).
+fn strip_location(msg: &str) -> &str {
+    let Some(at) = msg.rfind(" at line ") else {
+        return msg;
+    };
+    let tail = &msg[at + " at line ".len()..];
+    let shape_ok = tail.split_once(", column ").is_some_and(|(l, c)| {
+        !l.is_empty()
+            && l.chars().all(|ch| ch.is_ascii_digit())
+            && !c.is_empty()
+            && c.chars().all(|ch| ch.is_ascii_digit())
+    });
+    if shape_ok { &msg[..at] } else { msg }
 }
 
 /// Serialises `value` as YAML.
@@ -168,6 +239,24 @@ mod tests {
         let shown = err.to_string();
         assert!(shown.starts_with("k.yaml:3"), "{shown}");
         assert!(shown.contains("inner.count"), "{shown}");
+    }
+
+    #[test]
+    fn non_utf8_is_located() {
+        let e = decode_utf8(b"a: 1\nb: caf\xe9\n".to_vec(), Path::new("k.yaml")).unwrap_err();
+        assert_eq!((e.line, e.column), (Some(2), Some(7)));
+        assert!(e.to_string().starts_with("k.yaml:2:7: not UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn location_is_shown_once() {
+        let text = "name: x\ninner:\n  count: lots\n";
+        let shown = from_str::<Doc>(text, Path::new("k.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(!shown.contains("at line"), "{shown}");
+        assert_eq!(strip_location("bad at line 3, column 9"), "bad");
+        assert_eq!(strip_location("bad at line three"), "bad at line three");
     }
 
     #[test]

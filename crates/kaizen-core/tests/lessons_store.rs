@@ -337,6 +337,40 @@ fn llm_rewrite_only_touches_its_fields() {
     );
 }
 
+// Issue 9 item 3: this rewrite was accepted and committed, then `learn` and `run` panicked.
+#[test]
+fn issue9_a_hostile_rewrite_is_refused_and_the_lesson_never_panics() {
+    let l = new_lesson_from_yaml(GOOD, Path::new("x.yaml")).unwrap();
+    let hostile =
+        r#"{"because": "reworded", "retired_when": "latency_ms median_99999999d outside [1, 2]"}"#;
+    let e = apply_rewrite(&l, hostile).unwrap_err();
+    assert!(e.to_string().contains("retired_when"), "{e}");
+    // Nor onto a free-text retired_when: a condition-shaped text with an absurd window is a
+    // mistake, not prose.
+    let mut free = l.clone();
+    free.retired_when = "the cache is rewritten".into();
+    assert!(apply_rewrite(&free, hostile).is_err());
+    for window in ["31d", "367d", "99999999d", "99999999999999999999d"] {
+        let text = format!("latency_ms median_{window} outside [1, 2]");
+        let mut l2 = l.clone();
+        l2.retired_when = text.clone();
+        assert!(
+            kaizen_core::lesson::check(&l2)
+                .iter()
+                .any(|(f, _)| f == "retired_when"),
+            "{text}"
+        );
+        // Even if such a lesson were built by hand in code, evaluating it cannot panic.
+        let recent = std::collections::BTreeMap::new();
+        let _ = kaizen_core::lesson::retirement_check(&l2, &recent, at("2026-01-01T00:00:00Z"));
+        let _ = kaizen_core::lesson::retirement_check(
+            &l2,
+            &recent,
+            chrono::DateTime::<chrono::Utc>::MIN_UTC,
+        );
+    }
+}
+
 #[test]
 fn starter_library_is_valid_and_embedded() {
     let (lessons, errors) = LessonStore::new(starter_library_dir()).load().unwrap();

@@ -2,8 +2,12 @@
 
 use serde_json::Value;
 
+/// Most `{` positions tried as the start of the answer's object.
+pub const MAX_TRIES: usize = 64;
+
 /// The first JSON object in `text`: the whole text if it is one, else the first balanced
-/// `{ … }` span (strings and escapes respected) that parses. `None` when there is none.
+/// `{ … }` span (strings and escapes respected) that parses, among the first [`MAX_TRIES`]
+/// opening braces. `None` when there is none.
 ///
 /// ```
 /// use kaizen_adapters::llm::extract::first_json_object;
@@ -17,7 +21,14 @@ pub fn first_json_object(text: &str) -> Option<Value> {
     }
     let bytes = text.as_bytes();
     let mut start = 0;
+    // Each try scans to its closing brace; bounding the tries keeps hostile output
+    // (`{{{{…` a quarter of a megabyte long) linear instead of quadratic.
+    let mut tries = 0;
     while let Some(off) = text.get(start..).and_then(|t| t.find('{')) {
+        tries += 1;
+        if tries > MAX_TRIES {
+            return None;
+        }
         let open = start + off;
         if let Some(close) = balanced_end(bytes, open)
             && let Some(slice) = text.get(open..=close)

@@ -65,9 +65,12 @@ impl Engine {
                 {
                     self.ledger.set_branch(id, b)?;
                 }
-                let due = now
-                    + self.settings.validate.settle.to_chrono()
-                    + candidate.prediction.within.to_chrono();
+                let due = self
+                    .settings
+                    .validate
+                    .settle
+                    .saturating_add(candidate.prediction.within)
+                    .after(now);
                 self.ledger.mark_applied(
                     id,
                     &commit.sha,

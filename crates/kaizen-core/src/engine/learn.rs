@@ -65,8 +65,7 @@ impl Engine {
         for name in self.settings.signals.keys() {
             recent.insert(
                 name.clone(),
-                self.ledger
-                    .samples(name, now - Span::days(8).to_chrono(), now)?,
+                self.ledger.samples(name, Span::days(8).before(now), now)?,
             );
         }
         let input = DistillInput {
@@ -105,6 +104,28 @@ impl Engine {
                     self.settings.repo_root.display()
                 ))
             })?;
+        // Whatever refined the changes (an LLM rewording them) is checked again here: a lesson
+        // that would not load back is never committed, so nothing written can stop the loop.
+        let mut checked = Vec::with_capacity(changes.len());
+        for change in changes {
+            let problems = crate::lesson::check(change.lesson());
+            if let Some((field, why)) = problems.first() {
+                let line: String = format!(
+                    "lesson {} not committed: {field}: {why}",
+                    change.lesson().id
+                )
+                .chars()
+                .take(1000)
+                .collect();
+                tracing::warn!("kaizen stage=learn {line}");
+                self.ledger
+                    .record_event(now, None, "learn", "lesson_refused", &line, None)?;
+                report.load_errors.push(line);
+                continue;
+            }
+            checked.push(change);
+        }
+        let changes = checked;
         if !changes.is_empty() {
             // A kaizen killed inside an earlier lesson commit left its lock and a stale tree:
             // finish that first, or this commit would be refused forever.

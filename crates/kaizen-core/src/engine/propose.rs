@@ -19,7 +19,7 @@ impl Engine {
     /// What a proposer may look at, built from the ledger now.
     pub fn propose_context(&self) -> Result<ProposeContext, EngineError> {
         let now = self.clock.now();
-        let from = now - self.settings.recent_window.to_chrono();
+        let from = self.settings.recent_window.before(now);
         let mut recent = BTreeMap::new();
         for name in self.settings.signals.keys() {
             recent.insert(name.clone(), self.ledger.samples(name, from, now)?);
@@ -54,7 +54,7 @@ impl Engine {
             .into_iter()
             .max()
             .unwrap_or(Span::hours(24));
-        longest.to_chrono() + chrono::Duration::hours(1)
+        longest.saturating_add(Span::hours(1)).to_chrono()
     }
 
     /// Asks every proposer for candidates (recording rejected output and proposer failures);
@@ -205,9 +205,9 @@ impl Engine {
             &self.sizing,
             self.settings.signals.get(&candidate.prediction.signal),
         ) {
-            let history =
-                self.ledger
-                    .samples(&sig.signal.name, now - Span::days(8).to_chrono(), now)?;
+            let history = self
+                .ledger
+                .samples(&sig.signal.name, Span::days(8).before(now), now)?;
             // Sized at the signal's own cadence; a configured one the data contradicts is said.
             let cadence = Cadence::resolve(&history, self.settings.validate.sample_every);
             if let Some(note) = cadence.disagreement(&sig.signal.name) {
@@ -314,7 +314,7 @@ impl Engine {
             let since = guard::active_freezes(view, policy, now)
                 .into_iter()
                 .find(|f| f.area == candidate.area)
-                .map(|f| f.until - policy.freeze_for.to_chrono())?;
+                .map(|f| policy.freeze_for.before(f.until))?;
             return same
                 .find(|iv| iv.status == Status::Blocked && iv.created_at >= since)
                 .map(|iv| iv.id);
@@ -348,9 +348,9 @@ impl Engine {
                 ),
             }));
         };
-        let history =
-            self.ledger
-                .samples(&sig.signal.name, now - Span::days(8).to_chrono(), now)?;
+        let history = self
+            .ledger
+            .samples(&sig.signal.name, Span::days(8).before(now), now)?;
         let cadence = Cadence::resolve(&history, self.settings.validate.sample_every);
         Ok(guard::baseline::BaselineCoverage::default().check(candidate, &history, &cadence, now))
     }

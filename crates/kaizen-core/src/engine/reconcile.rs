@@ -21,9 +21,12 @@ impl Engine {
                         if let Err(e) = self.applier.sync_worktree(id, &sha) {
                             self.escalate(report, Some(id), "reconcile", format!("commit {sha} found but the working tree could not be synced: {e}"))?;
                         }
-                        let due = now
-                            + self.settings.validate.settle.to_chrono()
-                            + iv.candidate.prediction.within.to_chrono();
+                        let due = self
+                            .settings
+                            .validate
+                            .settle
+                            .saturating_add(iv.candidate.prediction.within)
+                            .after(now);
                         self.ledger.mark_applied(
                             id,
                             &sha,
@@ -229,7 +232,7 @@ impl Engine {
         let now = self.clock.now();
         let recent = self
             .ledger
-            .events_between(now - ESCALATE_AGAIN.to_chrono(), now)?
+            .events_between(ESCALATE_AGAIN.before(now), now)?
             .into_iter()
             .any(|ev| ev.kind == "escalation" && ev.intervention == id && ev.detail == text);
         if recent {

@@ -87,7 +87,7 @@ impl Engine {
                 .unwrap_or_default(),
             candidate.change_lines().join("; ")
         );
-        let since = now - self.settings.policy.dedup_window.to_chrono();
+        let since = self.settings.policy.dedup_window.before(now);
         let repeat = self
             .ledger
             .events_between(since, now)?

@@ -67,7 +67,7 @@ impl Engine {
                 );
                 // The revert is retried every cycle; the same refusal is escalated again only
                 // after ESCALATE_AGAIN, so a human gets one alarm, not one per cycle.
-                let again = now - ESCALATE_AGAIN.to_chrono();
+                let again = ESCALATE_AGAIN.before(now);
                 let recent = self
                     .ledger
                     .events_for(id)?

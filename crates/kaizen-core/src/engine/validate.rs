@@ -31,7 +31,7 @@ impl Engine {
             let (Some(applied), Some(due)) = (iv.applied_at, iv.due_at) else {
                 continue;
             };
-            let start = applied + self.settings.validate.settle.to_chrono();
+            let start = self.settings.validate.settle.after(applied);
             if looks == 0 || due_ids.contains(&iv.id) || now < start || now >= due {
                 continue;
             }
@@ -118,8 +118,11 @@ impl Engine {
                 );
             }
             (Outcome::Inconclusive, Look::Final) => {
-                let due =
-                    iv.due_at.unwrap_or(now).max(now) + iv.candidate.prediction.within.to_chrono();
+                let due = iv
+                    .candidate
+                    .prediction
+                    .within
+                    .after(iv.due_at.unwrap_or(now).max(now));
                 let n = self.ledger.extend(id, due)?;
                 crate::failpoint::hit("validate.after_extend");
                 self.ledger.record_event(
@@ -208,7 +211,7 @@ impl Engine {
                 figures: Default::default(),
             }));
         };
-        let from = applied_at - HISTORY.to_chrono();
+        let from = HISTORY.before(applied_at);
         let samples = self.ledger.samples(&sig.signal.name, from, now)?;
         let mut guard_samples: Vec<(&SignalConfig, Vec<Sample>)> = Vec::new();
         for g in self.settings.signals.values() {

@@ -64,7 +64,7 @@ impl BaselineCoverage {
     ) -> Coverage {
         let within = candidate.prediction.within;
         let every = cadence.every;
-        let from = now - within.to_chrono();
+        let from = within.before(now);
         let expected = expected_samples(from, now, every);
         if expected == 0 {
             return Coverage::Decided(GuardVerdict {

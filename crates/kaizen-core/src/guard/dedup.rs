@@ -55,7 +55,7 @@ impl Guard for Dedup {
         ctx: &GuardContext<'_>,
     ) -> Result<GuardVerdict, GuardError> {
         let window = ctx.policy.dedup_window;
-        let since = ctx.now - window.to_chrono();
+        let since = window.before(ctx.now);
         let mut dups = Vec::new();
         for other in &ctx.view.interventions {
             // Within an area, live or recent; across areas, live (applied, awaiting

@@ -51,7 +51,7 @@ pub(crate) fn area_state<'a>(
     let streak_until = (done.len() == n && done.iter().all(|iv| iv.status == Status::Reverted))
         .then(|| {
             done.first()
-                .map(|newest| finalized_time(newest) + policy.freeze_for.to_chrono())
+                .map(|newest| policy.freeze_for.after(finalized_time(newest)))
         })
         .flatten();
     AreaState {

@@ -8,7 +8,8 @@ use crate::intervention::Candidate;
 pub const MAX_EDITS: usize = 50;
 
 /// Blocks a candidate whose confidence is not a finite number in [0, 1], that has no edits or more
-/// than [`MAX_EDITS`], or whose title or area is blank. Every problem is listed.
+/// than [`MAX_EDITS`], an edit whose payload is oversize ([`crate::edit::Edit::check_payload`]),
+/// or whose title or area is blank. Every problem is listed.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WellFormed;
 
@@ -34,6 +35,11 @@ impl Guard for WellFormed {
             problems.push(format!(
                 "change has {n} edits, more than the {MAX_EDITS} allowed"
             ));
+        }
+        for (i, e) in candidate.change.iter().enumerate() {
+            if let Err(err) = e.check_payload() {
+                problems.push(format!("edit {}: {err}", i + 1));
+            }
         }
         if candidate.title.trim().is_empty() {
             problems.push("title is empty".to_string());
@@ -118,5 +124,17 @@ mod tests {
         let v = run(&c);
         assert_eq!(v.decision, Decision::Block);
         assert_eq!(v.reason, "title is empty; area is empty");
+    }
+
+    #[test]
+    fn blocks_an_oversize_payload() {
+        let big = crate::edit::Edit::FileWrite {
+            file: "config/blob.txt".into(),
+            content: "x".repeat(crate::edit::MAX_FILE_BYTES + 1),
+        };
+        let v = run(&cand_with("cache", vec![big]));
+        assert_eq!(v.decision, Decision::Block);
+        assert!(v.reason.contains("edit 1: config/blob.txt"), "{}", v.reason);
+        assert!(v.reason.len() < 200, "{}", v.reason);
     }
 }

@@ -190,11 +190,25 @@ impl fmt::Display for Condition {
 pub struct ConditionError {
     /// What is wrong.
     pub why: String,
+    /// The text has the shape of a condition but a value out of bounds (e.g. a window of
+    /// `99999999d`): a mistake to refuse, not free text to keep.
+    pub out_of_bounds: bool,
 }
 
 fn err(why: impl Into<String>) -> ConditionError {
-    ConditionError { why: why.into() }
+    ConditionError {
+        why: why.into(),
+        out_of_bounds: false,
+    }
 }
+
+/// Longest window a clause may use (kaizen keeps about nine days of samples; a month is already
+/// more than any clause can be decided on).
+pub const MAX_WINDOW: Span = Span::days(30);
+/// Longest condition text parsed (longer text is free text).
+pub const MAX_CONDITION_LEN: usize = 2000;
+/// Most clauses in one condition.
+pub const MAX_CLAUSES: usize = 16;
 
 fn parse_num(tok: Option<&str>, what: &str) -> Result<f64, ConditionError> {
     let tok = tok.ok_or_else(|| err(format!("{what}: a number is missing")))?;
@@ -228,11 +242,25 @@ fn parse_clause(toks: &[&str]) -> Result<Clause, ConditionError> {
             "unknown statistic {stat:?} (median, mean, min, max, last, p1..p99)"
         ))
     })?;
+    let looks_like_span = !window.is_empty()
+        && window
+            .chars()
+            .all(|c| c.is_ascii_digit() || "smhdw".contains(c))
+        && window.starts_with(|c: char| c.is_ascii_digit());
     let window: Span = window
         .parse()
-        .map_err(|e: crate::span::SpanError| err(e.to_string()))?;
+        .map_err(|e: crate::span::SpanError| ConditionError {
+            why: e.to_string(),
+            out_of_bounds: looks_like_span,
+        })?;
     if window.seconds() == 0 {
         return Err(err("the window must be longer than 0s"));
+    }
+    if window > MAX_WINDOW {
+        return Err(ConditionError {
+            why: format!("the window {window} is longer than {MAX_WINDOW}"),
+            out_of_bounds: true,
+        });
     }
     let op = *toks.get(2).ok_or_else(|| {
         err(format!(
@@ -292,9 +320,19 @@ impl FromStr for Condition {
             .replace('[', " [ ")
             .replace(']', " ] ")
             .replace(',', " , ");
+        if s.len() > MAX_CONDITION_LEN {
+            return Err(err(format!("longer than {MAX_CONDITION_LEN} characters")));
+        }
         let toks: Vec<&str> = spaced.split_whitespace().collect();
         if toks.is_empty() {
             return Err(err("empty"));
+        }
+        let joins = toks
+            .iter()
+            .filter(|t| matches!(**t, "or" | "OR" | "and" | "AND"))
+            .count();
+        if joins >= MAX_CLAUSES {
+            return Err(err(format!("more than {MAX_CLAUSES} clauses")));
         }
         let mut any = Vec::new();
         let mut group = Vec::new();
@@ -349,7 +387,7 @@ impl Clause {
         recent: &BTreeMap<String, Vec<Sample>>,
         now: DateTime<Utc>,
     ) -> Evaluation {
-        let from = now - self.window.to_chrono();
+        let from = self.window.before(now);
         let in_window: Vec<&Sample> = recent
             .get(&self.signal)
             .map(|v| {
@@ -368,8 +406,8 @@ impl Clause {
         }
         let first = in_window.iter().map(|s| s.at).min().unwrap_or(now);
         let last = in_window.iter().map(|s| s.at).max().unwrap_or(now);
-        let covered = last - first;
-        if covered * 2 < self.window.to_chrono() {
+        let covered = last.signed_duration_since(first);
+        if covered.checked_mul(2).unwrap_or(chrono::TimeDelta::MAX) < self.window.to_chrono() {
             return Evaluation::Insufficient(format!(
                 "{head}: samples cover only {} of the {} window (need half)",
                 Span::from_chrono(covered),

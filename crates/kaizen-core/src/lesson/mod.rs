@@ -222,6 +222,18 @@ pub fn check(lesson: &Lesson) -> Vec<(String, String)> {
             );
         }
     }
+    // A condition with a value out of bounds (a `99999999d` window) is a mistake, not free text:
+    // refusing it here keeps it from ever reaching evaluation.
+    for (field, text) in [
+        ("falsifiable", &lesson.falsifiable),
+        ("retired_when", &lesson.retired_when),
+    ] {
+        if let ConditionText::FreeText(e) = condition_of(text)
+            && e.out_of_bounds
+        {
+            bad(field, format!("{text:?}: {}", e.why));
+        }
+    }
     if lesson.version < 1 {
         bad("version", "must be at least 1".into());
     }

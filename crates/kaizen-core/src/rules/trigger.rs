@@ -304,6 +304,9 @@ impl Trigger {
         if above.is_none() && below.is_none() && rising.is_none() && falling.is_none() {
             return err("", "needs `above`, `below`, `rising` or `falling`".into());
         }
+        if let Err(m) = raw.for_.at_most(crate::rules::MAX_FOR) {
+            return err("for", m);
+        }
         Ok(Trigger::Cond(Condition {
             signal,
             above,
@@ -382,8 +385,8 @@ impl Condition {
     /// The median over `window` before the condition's own `for` (so an excursion does not
     /// raise its own baseline), if enough samples cover enough of it.
     fn baseline(&self, samples: &[Sample], now: DateTime<Utc>, window: Span) -> Option<f64> {
-        let end = now - self.for_.to_chrono();
-        let start = end - window.to_chrono();
+        let end = self.for_.before(now);
+        let start = window.before(end);
         let inside: Vec<&Sample> = samples
             .iter()
             .filter(|s| s.at > start && s.at <= end && s.value.is_finite())
@@ -415,7 +418,7 @@ impl Condition {
         } else {
             self.for_
         };
-        let start = now - window.to_chrono();
+        let start = window.before(now);
         let pts: Vec<(f64, f64)> = samples
             .iter()
             .filter(|s| s.at >= start && s.at <= now && s.value.is_finite())

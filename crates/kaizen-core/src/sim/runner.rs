@@ -530,7 +530,7 @@ pub async fn run_scenario_with(
     let mut escalations = Vec::new();
     for k in 0..=steps {
         let offset = k * step;
-        clock.set(scenario.start + Span::from_secs(offset).to_chrono());
+        clock.set(Span::from_secs(offset).after(scenario.start));
         if offset >= warmup && (offset - warmup).is_multiple_of(every) {
             let report = engine.cycle().await?;
             cycles += 1;

@@ -894,7 +894,7 @@ impl HonestValidator {
     }
 
     fn judge(&self, req: &ValidationRequest<'_>) -> Verdict {
-        let post_from = req.applied_at + req.settle.to_chrono();
+        let post_from = req.settle.after(req.applied_at);
         let length = req.window_end - post_from;
         // The baseline is the prediction's window before the apply, whatever the look: an
         // extension lengthens the post window only, never moving the baseline back into time
@@ -905,7 +905,10 @@ impl HonestValidator {
             length
         };
         let w = Windows {
-            baseline_start: req.applied_at - base_len,
+            baseline_start: req
+                .applied_at
+                .checked_sub_signed(base_len)
+                .unwrap_or(DateTime::<Utc>::MIN_UTC),
             applied_at: req.applied_at,
             post_from,
             post_to: req.window_end.min(req.now),

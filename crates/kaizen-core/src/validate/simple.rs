@@ -40,9 +40,8 @@ impl Validator for SimpleValidator {
     }
 
     fn validate(&self, req: &ValidationRequest<'_>) -> Verdict {
-        let within = req.prediction.within.to_chrono();
-        let base_from = req.applied_at - within;
-        let post_from = req.applied_at + req.settle.to_chrono();
+        let base_from = req.prediction.within.before(req.applied_at);
+        let post_from = req.settle.after(req.applied_at);
         let post_to = req.window_end.min(req.now);
         let base = window(req.samples, base_from, req.applied_at);
         let post = window(req.samples, post_from, post_to);
