@@ -791,14 +791,18 @@ pub async fn sim(files: &[std::path::PathBuf], verbose: bool, json: bool) -> Res
 async fn daemon(config_path: &Path) -> Result<()> {
     let config = load_config(config_path)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let builder =
-        assemble::runtime_from_config(&config, clock, load_lessons(&config)).map_err(|e| {
-            if e.is_config() {
-                usage(e.to_string())
-            } else {
-                Failure::Runtime(anyhow!(e))
-            }
-        })?;
+    let builder = assemble::runtime_from_config(
+        &config,
+        clock,
+        crate::lessons::lessons_and_errors(&config.lessons).0,
+    )
+    .map_err(|e| {
+        if e.is_config() {
+            usage(e.to_string())
+        } else {
+            Failure::Runtime(anyhow!(e))
+        }
+    })?;
     // A cron cycle in progress finishes first; another daemon or host is refused by name.
     let handle = builder.lock_wait(std::time::Duration::from_secs(5)).spawn();
     let mut events = handle.subscribe();
