@@ -139,32 +139,31 @@ pub async fn run(cli: Cli) -> Result<()> {
             )
             .map_err(rt)?;
             // Lesson files that failed to load are skipped by the loop; say so where people look.
-            let invalid_lessons: Vec<serde_json::Value> =
-                kaizen_core::lesson::store::load(&config.lessons)
-                    .map(|(_, errors)| errors)
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|e| serde_json::json!({"file": e.file.display().to_string(), "error": e.to_string()}))
-                    .collect();
+            let mut status = status;
+            status.invalid_lessons = kaizen_core::lesson::store::load(&config.lessons)
+                .map(|(_, errors)| errors)
+                .unwrap_or_default()
+                .iter()
+                .map(|e| kaizen_core::status::InvalidLesson {
+                    file: e.file.display().to_string(),
+                    error: e.to_string(),
+                })
+                .collect();
             if json {
-                let mut value = serde_json::to_value(&status).context("serialising")?;
-                if let Some(obj) = value.as_object_mut() {
-                    obj.insert("invalid_lessons".into(), invalid_lessons.into());
-                }
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&value).context("serialising")?
+                    serde_json::to_string_pretty(&status).context("serialising")?
                 );
             } else {
                 render::status(&status);
-                if !invalid_lessons.is_empty() {
+                if !status.invalid_lessons.is_empty() {
                     println!(
                         "invalid lesson files (skipped): {} (see `kaizen events --kind {}`)",
-                        invalid_lessons.len(),
+                        status.invalid_lessons.len(),
                         assemble::LESSON_INVALID
                     );
-                    for l in &invalid_lessons {
-                        println!("  {}", l["error"].as_str().unwrap_or_default());
+                    for l in &status.invalid_lessons {
+                        println!("  {}", l.error);
                     }
                 }
             }

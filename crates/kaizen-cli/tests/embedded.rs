@@ -197,7 +197,11 @@ fn host_runtime_streams_the_loop_agrees_with_the_cli_and_shuts_down_mid_cycle() 
     // A cron `kaizen cycle` meanwhile is refused by name and changes nothing.
     let before = state(&h);
     let cron = h.kaizen_at(66, &["cycle"]);
-    assert_eq!(cron.status.code(), Some(1));
+    assert_eq!(
+        cron.status.code(),
+        Some(75),
+        "busy is exit 75, distinct from failure"
+    );
     let stderr = String::from_utf8_lossy(&cron.stderr);
     assert!(
         stderr.contains(&format!("held by pid {} (embedded)", host.child.id())),

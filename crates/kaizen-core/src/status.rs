@@ -76,6 +76,18 @@ pub struct StatusSnapshot {
     pub repeated: Vec<Repeated>,
     /// Pauses in force (nothing is applied where one is).
     pub paused: Pauses,
+    /// Lesson files that failed to load and are skipped (filled by whoever loads the lessons:
+    /// the snapshot itself reads only the ledger and the state dir).
+    pub invalid_lessons: Vec<InvalidLesson>,
+}
+
+/// A lesson file the loop skips, and why.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct InvalidLesson {
+    /// The file.
+    pub file: String,
+    /// What is wrong with it.
+    pub error: String,
 }
 
 impl StatusSnapshot {
@@ -136,6 +148,7 @@ impl StatusSnapshot {
             backlog: ledger.with_status(Status::Backlog)?.len(),
             escalations_24h,
             paused: state_dir.map(crate::pause::read).unwrap_or_default(),
+            invalid_lessons: Vec::new(),
         })
     }
 }
