@@ -905,13 +905,10 @@ impl Ledger {
         due_at: DateTime<Utc>,
     ) -> Result<u32, LedgerError> {
         self.sql(|c| {
-            c.execute(
-                "UPDATE interventions SET due_at = ?2, extensions = extensions + 1 WHERE id = ?1",
-                params![id.0, ms(due_at)],
-            )?;
             c.query_row(
-                "SELECT extensions FROM interventions WHERE id = ?1",
-                params![id.0],
+                "UPDATE interventions SET due_at = ?2, extensions = extensions + 1 WHERE id = ?1 \
+                 RETURNING extensions",
+                params![id.0, ms(due_at)],
                 |r| r.get(0),
             )
         })
@@ -925,13 +922,10 @@ impl Ledger {
         at: DateTime<Utc>,
     ) -> Result<u64, LedgerError> {
         self.sql(|c| {
-            c.execute(
-                "UPDATE interventions SET repeats = repeats + 1, last_repeat_at = ?2 WHERE id = ?1",
-                params![id.0, ms(at)],
-            )?;
             c.query_row(
-                "SELECT repeats FROM interventions WHERE id = ?1",
-                params![id.0],
+                "UPDATE interventions SET repeats = repeats + 1, last_repeat_at = ?2 WHERE id = ?1 \
+                 RETURNING repeats",
+                params![id.0, ms(at)],
                 |r| r.get::<_, i64>(0),
             )
         })

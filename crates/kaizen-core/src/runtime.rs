@@ -625,17 +625,7 @@ impl Worker {
             Task::Observe => {
                 // A failed task is logged and recorded by `step`; the schedule goes on.
                 let _ = self
-                    .step(
-                        "observe",
-                        |n| format!("{n} sample(s)"),
-                        move |e| {
-                            let mut report = CycleReport {
-                                at: e.now(),
-                                ..Default::default()
-                            };
-                            rt.block_on(e.observe(&mut report))
-                        },
-                    )
+                    .step("observe", |n| format!("{n} sample(s)"), observe_on(rt))
                     .await?;
             }
             Task::Cycle => {
@@ -664,17 +654,7 @@ impl Worker {
         match cmd {
             Command::ObserveNow(reply) => {
                 let out = self
-                    .step(
-                        "observe",
-                        |n| format!("{n} sample(s)"),
-                        move |e| {
-                            let mut report = CycleReport {
-                                at: e.now(),
-                                ..Default::default()
-                            };
-                            rt.block_on(e.observe(&mut report))
-                        },
-                    )
+                    .step("observe", |n| format!("{n} sample(s)"), observe_on(rt))
                     .await?;
                 let _ = reply.send(out.map_err(RuntimeError::from));
             }
@@ -744,4 +724,17 @@ fn cycle_summary(r: &CycleReport) -> String {
         r.reverted.len(),
         r.escalations.len()
     )
+}
+
+/// One observe tick on a blocking thread, driving the engine's async sampling on `rt`.
+fn observe_on(
+    rt: tokio::runtime::Handle,
+) -> impl FnOnce(&mut Engine) -> Result<usize, EngineError> + Send + 'static {
+    move |e| {
+        let mut report = CycleReport {
+            at: e.now(),
+            ..Default::default()
+        };
+        rt.block_on(e.observe(&mut report))
+    }
 }
