@@ -105,6 +105,19 @@ pub fn builder_from_config(
     clock: Arc<dyn Clock>,
     lessons: Vec<Lesson>,
 ) -> Result<kaizen_core::engine::EngineBuilder, AssembleError> {
+    let ledger = Ledger::open(&config.ledger_path())?;
+    builder_with_ledger(config, clock, lessons, ledger)
+}
+
+/// Like [`builder_from_config`] with a ledger the caller opened: a read-only one
+/// ([`Ledger::open_read_only`]) for commands that only look (`kaizen propose`), so they run
+/// while `kaizen run` holds the state lock and cannot write.
+pub fn builder_with_ledger(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    lessons: Vec<Lesson>,
+    ledger: Ledger,
+) -> Result<kaizen_core::engine::EngineBuilder, AssembleError> {
     let applier = GitApplier::open(&config.repo, config.branch.as_deref()).map_err(|source| {
         AssembleError::Repo {
             path: config.repo.display().to_string(),
@@ -113,7 +126,6 @@ pub fn builder_from_config(
     })?;
     // Before any source, canary or notifier can run a command.
     crate::source::scrub_env(config.secret_env.iter().cloned());
-    let ledger = Ledger::open(&config.ledger_path())?;
     let mut builder = Engine::builder(EngineSettings::from_config(config))
         .clock(clock)
         .ledger(ledger)

@@ -96,6 +96,25 @@ pub(crate) fn engine(config: &Config, clock: Arc<dyn Clock>) -> Result<Engine> {
     Ok(engine)
 }
 
+/// The engine on a read-only ledger (an in-memory one when there is none yet): for commands
+/// that only look. Lesson files that cannot be loaded are skipped (not recorded: nothing is).
+fn engine_read_only(config: &Config, clock: Arc<dyn Clock>) -> Result<Engine> {
+    let (lessons, _errors) = crate::lessons::lessons_and_errors(&config.lessons);
+    let ledger = match open_ledger_read(config)? {
+        Some(l) => l,
+        None => Ledger::in_memory().map_err(rt)?,
+    };
+    assemble::builder_with_ledger(config, clock, lessons, ledger)
+        .and_then(|b| b.build().map_err(Into::into))
+        .map_err(|e| {
+            if e.is_config() {
+                usage(e.to_string())
+            } else {
+                Failure::Runtime(anyhow!(e))
+            }
+        })
+}
+
 pub(crate) fn lock(config: &Config) -> Result<StateLock> {
     lock_within(config, std::time::Duration::ZERO)
 }
@@ -204,10 +223,18 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Propose { json } => {
             let config = load_config(&cli.config)?;
-            let _lock = lock(&config)?;
-            let mut engine = engine(&config, clock)?;
+            // Applies nothing and records nothing: no state lock, a read-only ledger, so it
+            // works beside `kaizen run`.
+            let engine = engine_read_only(&config, clock)?;
+            let (candidates, notes) = engine.collect_proposals().await.map_err(rt)?;
             let mut report = CycleReport::default();
-            let candidates = engine.gather_proposals(&mut report).await.map_err(rt)?;
+            for n in notes {
+                report.lines.push(kaizen_core::engine::ReportLine {
+                    id: None,
+                    stage: "propose",
+                    text: format!("{}: {}", n.kind, n.detail),
+                });
+            }
             let mut out = Vec::new();
             for (proposer, c) in candidates {
                 use kaizen_core::engine::Resolution;
@@ -262,7 +289,14 @@ pub async fn run(cli: Cli) -> Result<()> {
             let _lock = lock(&config)?;
             let mut engine = engine(&config, clock)?;
             let report = engine.cycle().await.map_err(rt)?;
-            print_report(&report, json)
+            print_report(&report, json)?;
+            if !json && report.lines.is_empty() && report.escalations.is_empty() {
+                // A quiet cycle still says what it looked at, so "nothing printed" never has
+                // to be read as "did it run?".
+                let status = engine.status().map_err(rt)?;
+                println!("{}", render::quiet_cycle(&report, &status));
+            }
+            Ok(())
         }
         Command::Check { json, no_repair } => {
             let config = load_config(&cli.config)?;
@@ -448,8 +482,11 @@ pub async fn run(cli: Cli) -> Result<()> {
             let period: kaizen_core::span::Span = period
                 .parse()
                 .map_err(|e: kaizen_core::span::SpanError| usage(e.to_string()))?;
-            let _lock = lock(&config)?;
-            let mut ledger = Ledger::open(&config.ledger_path()).map_err(rt)?;
+            // Only reads: no state lock, a read-only ledger (works beside `kaizen run`).
+            let ledger = match open_ledger_read(&config)? {
+                Some(l) => l,
+                None => Ledger::in_memory().map_err(rt)?,
+            };
             let now = clock.now();
             let review = kaizen_core::review::MetaReview::compute(
                 &ledger,
@@ -460,19 +497,6 @@ pub async fn run(cli: Cli) -> Result<()> {
             )
             .map_err(rt)?;
             let data = serde_json::to_value(&review).context("serialising")?;
-            ledger
-                .record_event(
-                    now,
-                    None,
-                    "review",
-                    "meta_review",
-                    &format!(
-                        "meta-review of the last {period}: {} next move(s)",
-                        review.next_moves.len()
-                    ),
-                    Some(&data),
-                )
-                .map_err(rt)?;
             if json {
                 println!(
                     "{}",
@@ -545,7 +569,7 @@ fn open_ledger_read(config: &Config) -> Result<Option<Ledger>> {
     if !path.exists() {
         return Ok(None);
     }
-    Ledger::open(&path).map(Some).map_err(rt)
+    Ledger::open_read_only(&path).map(Some).map_err(rt)
 }
 
 fn init(config_path: &Path, force: bool) -> Result<()> {

@@ -43,6 +43,34 @@ pub fn report(report: &CycleReport) {
     }
 }
 
+/// The one line a cycle that decided nothing prints: what it observed, that nothing was due,
+/// and what is alerting ("observed 3 signals; nothing due; nothing alerting").
+pub fn quiet_cycle(report: &CycleReport, status: &kaizen_core::status::StatusSnapshot) -> String {
+    let observed = match report.samples {
+        1 => "observed 1 signal".to_string(),
+        n => format!("observed {n} signals"),
+    };
+    let alerting: Vec<&str> = status
+        .signals
+        .iter()
+        .filter(|s| s.alerting)
+        .map(|s| s.signal.as_str())
+        .collect();
+    let alerting = if alerting.is_empty() {
+        "nothing alerting".to_string()
+    } else {
+        format!("alerting: {}", alerting.join(", "))
+    };
+    let mut line = format!("{observed}; nothing due; {alerting}");
+    if report.suppressed > 0 {
+        line.push_str(&format!(
+            "; {} suppressed (see `kaizen status`)",
+            report.suppressed
+        ));
+    }
+    line
+}
+
 /// Prints one ledger event (`kaizen events`, `kaizen run`).
 pub fn event(e: &Event) {
     let id = e

@@ -52,6 +52,17 @@ pub enum LedgerError {
         /// Why.
         message: String,
     },
+    /// A read-only open found a ledger not yet migrated to this kaizen's schema.
+    #[error(
+        "ledger schema version {found} is older than this kaizen's ({known}); a read-only command \
+         does not migrate it: run `kaizen cycle` (or start `kaizen run`) once"
+    )]
+    NeedsMigration {
+        /// Version in the file.
+        found: i64,
+        /// Newest known.
+        known: i64,
+    },
     /// The ledger was written by a newer kaizen.
     #[error(
         "ledger schema version {found} is newer than this kaizen understands ({known}); upgrade kaizen"
@@ -268,6 +279,45 @@ impl Ledger {
             source,
         })?;
         Self::init(conn, path.to_path_buf())
+    }
+
+    /// Opens the existing ledger at `path` for reading only (SQLite read-only and `query_only`):
+    /// what read-only commands use, so they never contend with `kaizen run` for the state lock
+    /// and can never write. Nothing is created or migrated; a ledger older than this kaizen
+    /// (not yet migrated by a writer) is refused with what to do.
+    pub fn open_read_only(path: &Path) -> Result<Ledger, LedgerError> {
+        use rusqlite::OpenFlags;
+        let sql = |source| LedgerError::Sql {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sql)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(sql)?;
+        conn.pragma_update(None, "query_only", "ON").map_err(sql)?;
+        let ledger = Ledger {
+            conn,
+            path: path.to_path_buf(),
+        };
+        let version = ledger.schema_version()?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(LedgerError::TooNew {
+                found: version,
+                known,
+            });
+        }
+        if version < known {
+            return Err(LedgerError::NeedsMigration {
+                found: version,
+                known,
+            });
+        }
+        Ok(ledger)
     }
 
     /// An in-memory ledger (tests, `kaizen propose` dry runs).

@@ -32,6 +32,7 @@ mod validate;
 pub use check::{CHECK_EVERY_CYCLES, CheckReport, Violation};
 pub use learn::LearnReport;
 pub use pause::{pause_recorded, resume_recorded};
+pub use propose::ProposalNote;
 pub use resolve::Resolution;
 
 use crate::apply::{Applier, ApplyError};

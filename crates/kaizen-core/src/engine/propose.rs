@@ -15,6 +15,17 @@ use crate::validate::Cadence;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
+/// Something a proposer said that is not a candidate: its output rejected, or its failure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProposalNote {
+    /// The event kind it is recorded as (`proposal_rejected`, `proposer_error`).
+    pub kind: &'static str,
+    /// For a human.
+    pub detail: String,
+    /// Structured data, if any.
+    pub data: Option<serde_json::Value>,
+}
+
 impl Engine {
     /// What a proposer may look at, built from the ledger now.
     pub fn propose_context(&self) -> Result<ProposeContext, EngineError> {
@@ -57,16 +68,15 @@ impl Engine {
         longest.saturating_add(Span::hours(1)).to_chrono()
     }
 
-    /// Asks every proposer for candidates (recording rejected output and proposer failures);
-    /// applies nothing.
-    pub async fn gather_proposals(
-        &mut self,
-        report: &mut CycleReport,
-    ) -> Result<Vec<(String, Candidate)>, EngineError> {
+    /// Asks every proposer for candidates and returns them with what was not a candidate
+    /// (rejected output, a failing proposer), recording nothing: `kaizen propose` runs this on a
+    /// read-only ledger while `kaizen run` holds the lock.
+    pub async fn collect_proposals(
+        &self,
+    ) -> Result<(Vec<(String, Candidate)>, Vec<ProposalNote>), EngineError> {
         let ctx = self.propose_context()?;
-        let now = ctx.now;
         let mut out = Vec::new();
-        let mut events: Vec<(String, String, Option<serde_json::Value>)> = Vec::new();
+        let mut notes = Vec::new();
         for proposer in &self.proposers {
             let name = proposer.name().to_string();
             match proposer.propose(&ctx).await {
@@ -75,21 +85,36 @@ impl Engine {
                     rejected,
                 }) => {
                     for Rejected { reason, excerpt } in rejected {
-                        events.push((
-                            "proposal_rejected".into(),
-                            format!("{name}: rejected: {reason}"),
-                            Some(serde_json::json!({ "proposer": name, "reason": reason, "excerpt": excerpt })),
-                        ));
+                        notes.push(ProposalNote {
+                            kind: "proposal_rejected",
+                            detail: format!("{name}: rejected: {reason}"),
+                            data: Some(serde_json::json!({ "proposer": name, "reason": reason, "excerpt": excerpt })),
+                        });
                     }
                     out.extend(candidates.into_iter().map(|c| (name.clone(), c)));
                 }
-                Err(e) => events.push(("proposer_error".into(), e.to_string(), None)),
+                Err(e) => notes.push(ProposalNote {
+                    kind: "proposer_error",
+                    detail: e.to_string(),
+                    data: None,
+                }),
             }
         }
-        for (kind, detail, data) in events {
+        Ok((out, notes))
+    }
+
+    /// Asks every proposer for candidates (recording rejected output and proposer failures);
+    /// applies nothing.
+    pub async fn gather_proposals(
+        &mut self,
+        report: &mut CycleReport,
+    ) -> Result<Vec<(String, Candidate)>, EngineError> {
+        let now = self.clock.now();
+        let (out, notes) = self.collect_proposals().await?;
+        for ProposalNote { kind, detail, data } in notes {
             tracing::warn!("kaizen stage=propose {kind}: {detail}");
             self.ledger
-                .record_event(now, None, "propose", &kind, &detail, data.as_ref())?;
+                .record_event(now, None, "propose", kind, &detail, data.as_ref())?;
             report.lines.push(ReportLine {
                 id: None,
                 stage: "propose",
