@@ -195,8 +195,8 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(async move {
         while let Ok(e) = events.recv().await {
             let id = e.intervention.map(|i| i.to_string()).unwrap_or("-".into());
-            let to = e.status_to().map(|s| s.to_string()).unwrap_or("-".into());
-            println!("event {} {to} {id} {}", e.kind, e.detail);
+            // Typed: the kind is the event's stable tag (`proposed`, `applied`, `validated`, …).
+            println!("event {} {id} {}", e.event.kind(), e.event);
             let _ = std::io::stdout().flush();
         }
     });

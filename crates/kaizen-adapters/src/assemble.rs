@@ -8,6 +8,7 @@ use kaizen_core::apply::ApplyError;
 use kaizen_core::clock::Clock;
 use kaizen_core::config::Config;
 use kaizen_core::engine::{Engine, EngineError, EngineSettings};
+use kaizen_core::event::EngineEvent;
 use kaizen_core::ledger::{Ledger, LedgerError};
 use kaizen_core::lesson::Lesson;
 use kaizen_core::lesson::store::LessonLoadError;
@@ -159,30 +160,24 @@ pub fn record_lesson_errors(
         return Ok(0);
     }
     let since = Span::hours(24).before(now);
-    let seen: BTreeSet<String> = ledger
+    let seen: Vec<EngineEvent> = ledger
         .events_between(since, now)?
         .into_iter()
         .filter(|e| e.kind == LESSON_INVALID)
-        .map(|e| e.detail)
+        .map(|e| e.event)
         .collect();
     let mut recorded = 0;
     for e in errors {
         // Bounded: a hostile file must not put megabytes of message into the ledger.
-        let detail: String = format!("skipped lesson file: {e}")
-            .chars()
-            .take(2000)
-            .collect();
-        if seen.contains(&detail) {
+        let event = EngineEvent::LessonInvalid {
+            file: e.file.display().to_string().chars().take(500).collect(),
+            message: e.to_string().chars().take(2000).collect(),
+        };
+        if seen.contains(&event) {
             continue;
         }
-        ledger.record_event(
-            now,
-            None,
-            "learn",
-            LESSON_INVALID,
-            &detail,
-            Some(&serde_json::json!({ "file": e.file.display().to_string() })),
-        )?;
+        event.trace();
+        ledger.append(now, &event)?;
         recorded += 1;
     }
     Ok(recorded)

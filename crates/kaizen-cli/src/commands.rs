@@ -232,7 +232,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 report.lines.push(kaizen_core::engine::ReportLine {
                     id: None,
                     stage: "propose",
-                    text: format!("{}: {}", n.kind, n.detail),
+                    text: format!("{}: {n}", n.kind()),
                 });
             }
             let mut out = Vec::new();
@@ -518,7 +518,6 @@ pub async fn run(cli: Cli) -> Result<()> {
             let _lock = lock(&config)?;
             let mut engine = engine(&config, clock)?;
             let ctx = engine.propose_context().map_err(rt)?;
-            let now = ctx.now;
             match kaizen_adapters::llm::diagnose(&llm, &ctx).await {
                 Ok(d) => {
                     let data = serde_json::to_value(&d).context("serialising")?;
@@ -529,8 +528,10 @@ pub async fn run(cli: Cli) -> Result<()> {
                         d.signals.join(", ")
                     );
                     engine
-                        .ledger_mut()
-                        .record_event(now, None, "diagnose", "diagnosis", &detail, Some(&data))
+                        .record(&kaizen_core::event::EngineEvent::Diagnosis {
+                            summary: detail,
+                            diagnosis: data.clone(),
+                        })
                         .map_err(rt)?;
                     if json {
                         println!(
@@ -543,15 +544,16 @@ pub async fn run(cli: Cli) -> Result<()> {
                     Ok(())
                 }
                 Err(e) => {
-                    let _ = engine.ledger_mut().record_event(
-                        now,
-                        None,
-                        "diagnose",
-                        "diagnose_error",
-                        &e.to_string(),
-                        None,
-                    );
-                    Err(Failure::Runtime(anyhow!("diagnose failed: {e}")))
+                    let recorded =
+                        engine.record(&kaizen_core::event::EngineEvent::DiagnoseFailed {
+                            message: e.to_string(),
+                        });
+                    match recorded {
+                        Ok(()) => Err(Failure::Runtime(anyhow!("diagnose failed: {e}"))),
+                        Err(r) => Err(Failure::Runtime(anyhow!(
+                            "diagnose failed: {e} (and it could not be recorded: {r})"
+                        ))),
+                    }
                 }
             }
         }

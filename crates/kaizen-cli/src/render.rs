@@ -2,9 +2,10 @@
 
 use chrono::{DateTime, Utc};
 use kaizen_core::engine::CycleReport;
+use kaizen_core::event::RecordedEvent as Event;
 use kaizen_core::guard::{GuardVerdict, overall};
 use kaizen_core::intervention::{Candidate, Intervention};
-use kaizen_core::ledger::{Event, Ledger, LedgerError};
+use kaizen_core::ledger::{Ledger, LedgerError};
 use kaizen_core::validate::Verdict;
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -380,7 +381,11 @@ impl Chain {
         }
         println!("timeline:");
         for e in &self.events {
-            println!("  {} {:<9} {:<18} {}", ts(e.at), e.stage, e.kind, e.detail);
+            let text = e
+                .event
+                .transition_text()
+                .unwrap_or_else(|| e.detail.clone());
+            println!("  {} {:<9} {:<18} {}", ts(e.at), e.stage, e.kind, text);
         }
     }
 }

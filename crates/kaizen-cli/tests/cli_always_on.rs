@@ -97,16 +97,34 @@ fn read_only_ledger_refuses_writes_and_sees_the_writer() {
     let mut writer = kaizen_core::ledger::Ledger::open(&path).unwrap();
     let at: chrono::DateTime<chrono::Utc> = "2026-03-02T08:00:00Z".parse().unwrap();
     writer
-        .record_event(at, None, "observe", "sample_error", "first", None)
+        .append(
+            at,
+            &kaizen_core::event::EngineEvent::SampleGap {
+                source: "s".into(),
+                message: "first".into(),
+            },
+        )
         .unwrap();
     let mut reader = kaizen_core::ledger::Ledger::open_read_only(&path).unwrap();
     assert!(
         reader
-            .record_event(at, None, "observe", "sample_error", "from a reader", None)
+            .append(
+                at,
+                &kaizen_core::event::EngineEvent::SampleGap {
+                    source: "s".into(),
+                    message: "from a reader".into(),
+                },
+            )
             .is_err()
     );
     writer
-        .record_event(at, None, "observe", "sample_error", "second", None)
+        .append(
+            at,
+            &kaizen_core::event::EngineEvent::SampleGap {
+                source: "s".into(),
+                message: "second".into(),
+            },
+        )
         .unwrap();
     let seen: Vec<String> = reader
         .events_between(at - chrono::Duration::hours(1), at)
@@ -114,7 +132,7 @@ fn read_only_ledger_refuses_writes_and_sees_the_writer() {
         .into_iter()
         .map(|e| e.detail)
         .collect();
-    assert_eq!(seen, ["first", "second"]);
+    assert_eq!(seen, ["gap: source `s`: first", "gap: source `s`: second"]);
     // No ledger yet: a read-only open fails instead of creating one.
     assert!(kaizen_core::ledger::Ledger::open_read_only(&dir.path().join("none.sqlite")).is_err());
 }

@@ -171,7 +171,7 @@ fn host_runtime_streams_the_loop_agrees_with_the_cli_and_shuts_down_mid_cycle() 
 
     // The subscriber saw the intervention's life, in order.
     for status in ["proposed", "applied", "validated"] {
-        host.wait_for(|l| l.starts_with(&format!("event status {status} K-000001 ")));
+        host.wait_for(|l| l.starts_with(&format!("event {status} K-000001 ")));
     }
 
     // The host's status() is what `kaizen status --json` reads from the ledger at that instant.

@@ -5,6 +5,7 @@
 //! marker (`apply` / `revert`) is set around every git operation, so reconciliation on start can
 //! tell what happened (see `Engine::reconcile`).
 
+use crate::event::{EngineEvent, RecordedEvent, Stage};
 use crate::guard::{Decision, GuardVerdict, LedgerView};
 use crate::intervention::{Candidate, Intervention, InterventionId, Origin, Prediction, Status};
 use crate::signal::Sample;
@@ -159,6 +160,22 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE interventions ADD COLUMN repeats INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE interventions ADD COLUMN last_repeat_at INTEGER;
     "#,
+    // v4: counters control flow depends on are typed columns, not event-log reads.
+    // `interim_looks`: the highest interim look taken (validation's evenly spaced looks).
+    // `escalations`: one row per escalated condition, keyed by what is escalated (stable, never
+    // the text — e.g. `revert_refused K-000003`, `repo stale_git_lock .git/index.lock`,
+    // `invariant row_without_commit K-000002`): when it was first and last raised and how often.
+    // The engine raises a key again only `ESCALATE_AGAIN` after `last_at`.
+    r#"
+    ALTER TABLE interventions ADD COLUMN interim_looks INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE escalations (
+        key             TEXT PRIMARY KEY,
+        intervention_id INTEGER,
+        first_at        INTEGER NOT NULL,
+        last_at         INTEGER NOT NULL,
+        count           INTEGER NOT NULL DEFAULT 1
+    );
+    "#,
 ];
 
 /// A parked change proposed again and counted on its row ([`Ledger::note_repeat`]).
@@ -172,39 +189,6 @@ pub struct Repeated {
     pub repeats: u64,
     /// When the last was seen.
     pub last_seen: DateTime<Utc>,
-}
-
-/// One recorded event of an intervention's (or the loop's) decision chain.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Event {
-    /// When.
-    pub at: DateTime<Utc>,
-    /// The intervention, if any.
-    pub intervention: Option<InterventionId>,
-    /// The stage (`observe`, `propose`, `guard`, `apply`, `validate`, `learn`, `reconcile`, ...).
-    pub stage: String,
-    /// What happened (`status`, `sample_error`, `proposal_rejected`, `escalation`, ...).
-    pub kind: String,
-    /// For a human.
-    pub detail: String,
-    /// Structured data, if any.
-    pub data: Option<serde_json::Value>,
-}
-
-impl Event {
-    /// For a status event, the status it moved to (`proposed` for a new intervention). The
-    /// ledger writes these details itself (`"{from} → {to}: {reason}"`, `"proposed by …"`).
-    pub fn status_to(&self) -> Option<Status> {
-        if self.kind != "status" {
-            return None;
-        }
-        if self.detail.starts_with("proposed by ") {
-            return Some(Status::Proposed);
-        }
-        let (_, rest) = self.detail.split_once(" → ")?;
-        let (to, _) = rest.split_once(':')?;
-        to.trim().parse().ok()
-    }
 }
 
 /// A git operation in flight for an intervention.
@@ -247,6 +231,53 @@ fn ms(t: DateTime<Utc>) -> i64 {
 
 fn from_ms(v: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(v).single().unwrap_or_default()
+}
+
+/// Writes `event` inside `tx`: the typed event as JSON (`data_json`) and its views (stage, kind,
+/// intervention, the human line) in their columns for plain SQL and `kaizen events`.
+fn append_in(
+    tx: &rusqlite::Transaction<'_>,
+    at: DateTime<Utc>,
+    event: &EngineEvent,
+) -> Result<i64, LedgerError> {
+    let data = serde_json::to_string(event).map_err(|e| LedgerError::Corrupt {
+        what: format!("new {} event", event.kind()),
+        message: e.to_string(),
+    })?;
+    tx.execute(
+        "INSERT INTO events(at, intervention_id, stage, kind, detail, data_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            ms(at),
+            event.intervention().map(|i| i.0),
+            event.stage_name(),
+            event.kind(),
+            event.to_string(),
+            data
+        ],
+    )
+    .map_err(|source| LedgerError::Sql {
+        path: PathBuf::new(),
+        source,
+    })?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// The typed event of a stored row; a row from before typed events (or of a kind this kaizen
+/// does not know) is kept as [`EngineEvent::Legacy`].
+fn decode_event(stage: &str, kind: &str, detail: &str, data: Option<&str>) -> EngineEvent {
+    let parsed = data.and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok());
+    if let Some(v) = &parsed
+        && v.get("kind").and_then(|k| k.as_str()) == Some(kind)
+        && let Ok(e) = serde_json::from_value::<EngineEvent>(v.clone())
+    {
+        return e;
+    }
+    EngineEvent::Legacy {
+        stage: stage.to_string(),
+        legacy_kind: kind.to_string(),
+        detail: detail.to_string(),
+        data: parsed,
+    }
 }
 
 /// Whether `e` is SQLite saying another connection holds a lock (worth retrying).
@@ -499,28 +530,88 @@ impl Ledger {
 
     // ----- events --------------------------------------------------------------------------
 
-    /// Records an event.
-    pub fn record_event(
+    /// Appends `event` (at `at`) to the event log and returns its position. The only way an
+    /// event is written: status changes append theirs through the same path, inside their
+    /// transaction.
+    pub fn append(&mut self, at: DateTime<Utc>, event: &EngineEvent) -> Result<i64, LedgerError> {
+        self.tx(|tx| append_in(tx, at, event))
+            .map_err(|e| self.fix_path(e))
+    }
+
+    /// Appends an escalation (or an open invariant violation) and records that `key` was raised
+    /// at `at` in the `escalations` table, as one transaction.
+    pub fn append_raised(
         &mut self,
         at: DateTime<Utc>,
-        intervention: Option<InterventionId>,
-        stage: &str,
-        kind: &str,
-        detail: &str,
-        data: Option<&serde_json::Value>,
-    ) -> Result<(), LedgerError> {
-        let data = data.map(|d| d.to_string());
-        self.sql(|c| {
-            c.execute(
-                "INSERT INTO events(at, intervention_id, stage, kind, detail, data_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![ms(at), intervention.map(|i| i.0), stage, kind, detail, data],
+        key: &str,
+        event: &EngineEvent,
+    ) -> Result<i64, LedgerError> {
+        self.tx(|tx| {
+            let seq = append_in(tx, at, event)?;
+            tx.execute(
+                "INSERT INTO escalations(key, intervention_id, first_at, last_at, count) VALUES (?1, ?2, ?3, ?3, 1)
+                 ON CONFLICT(key) DO UPDATE SET last_at = excluded.last_at, count = count + 1",
+                params![key, event.intervention().map(|i| i.0), ms(at)],
             )
-            .map(|_| ())
+            .map_err(|source| LedgerError::Sql {
+                path: PathBuf::new(),
+                source,
+            })?;
+            Ok(seq)
         })
+        .map_err(|e| self.fix_path(e))
+    }
+
+    /// When `key` was last raised ([`Ledger::append_raised`]), if ever.
+    pub fn last_raised(&self, key: &str) -> Result<Option<DateTime<Utc>>, LedgerError> {
+        self.sql(|c| {
+            c.query_row(
+                "SELECT last_at FROM escalations WHERE key = ?1",
+                params![key],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+        })
+        .map(|t| t.map(from_ms))
+    }
+
+    /// Records interim look `look` of `id` (the counter and its event, one transaction).
+    pub fn take_interim_look(
+        &mut self,
+        id: InterventionId,
+        look: u32,
+        at: DateTime<Utc>,
+        event: &EngineEvent,
+    ) -> Result<(), LedgerError> {
+        self.tx(|tx| {
+            tx.execute(
+                "UPDATE interventions SET interim_looks = MAX(interim_looks, ?2) WHERE id = ?1",
+                params![id.0, look],
+            )
+            .map_err(|source| LedgerError::Sql {
+                path: PathBuf::new(),
+                source,
+            })?;
+            append_in(tx, at, event).map(|_| ())
+        })
+        .map_err(|e| self.fix_path(e))
+    }
+
+    /// The highest interim look taken for `id` (0: none).
+    pub fn interim_looks(&self, id: InterventionId) -> Result<u32, LedgerError> {
+        self.sql(|c| {
+            c.query_row(
+                "SELECT interim_looks FROM interventions WHERE id = ?1",
+                params![id.0],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+        .map(Option::unwrap_or_default)
     }
 
     /// Events of one intervention, in order.
-    pub fn events_for(&self, id: InterventionId) -> Result<Vec<Event>, LedgerError> {
+    pub fn events_for(&self, id: InterventionId) -> Result<Vec<RecordedEvent>, LedgerError> {
         self.query_events("WHERE intervention_id = ?1 ORDER BY id", params![id.0])
     }
 
@@ -529,38 +620,18 @@ impl Ledger {
         &self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-    ) -> Result<Vec<Event>, LedgerError> {
+    ) -> Result<Vec<RecordedEvent>, LedgerError> {
         self.query_events(
             "WHERE at >= ?1 AND at <= ?2 ORDER BY id",
             params![ms(from), ms(to)],
         )
     }
 
-    /// Events recorded after `seq` (their position in the log), oldest first, at most `limit`,
-    /// each with its position — how a runtime streams what was recorded since it last looked.
-    pub fn events_after(&self, seq: i64, limit: usize) -> Result<Vec<(i64, Event)>, LedgerError> {
+    /// Events recorded after `seq` (their position in the log), oldest first, at most `limit`
+    /// — how a runtime streams what was recorded since it last looked.
+    pub fn events_after(&self, seq: i64, limit: usize) -> Result<Vec<RecordedEvent>, LedgerError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.sql(|c| {
-            let mut stmt = c.prepare(
-                "SELECT id, at, intervention_id, stage, kind, detail, data_json FROM events
-                 WHERE id > ?1 ORDER BY id LIMIT ?2",
-            )?;
-            let rows = stmt.query_map(params![seq, limit], |r| {
-                let data: Option<String> = r.get(6)?;
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    Event {
-                        at: from_ms(r.get(1)?),
-                        intervention: r.get::<_, Option<i64>>(2)?.map(InterventionId),
-                        stage: r.get(3)?,
-                        kind: r.get(4)?,
-                        detail: r.get(5)?,
-                        data: data.and_then(|d| serde_json::from_str(&d).ok()),
-                    },
-                ))
-            })?;
-            rows.collect()
-        })
+        self.query_events("WHERE id > ?1 ORDER BY id LIMIT ?2", params![seq, limit])
     }
 
     /// The position of the newest event in the log (0 when there is none).
@@ -572,21 +643,26 @@ impl Ledger {
         &self,
         tail: &str,
         p: impl rusqlite::Params,
-    ) -> Result<Vec<Event>, LedgerError> {
+    ) -> Result<Vec<RecordedEvent>, LedgerError> {
         let sql = format!(
-            "SELECT at, intervention_id, stage, kind, detail, data_json FROM events {tail}"
+            "SELECT id, at, intervention_id, stage, kind, detail, data_json FROM events {tail}"
         );
         self.sql(|c| {
             let mut stmt = c.prepare(&sql)?;
             let rows = stmt.query_map(p, |r| {
-                let data: Option<String> = r.get(5)?;
-                Ok(Event {
-                    at: from_ms(r.get(0)?),
-                    intervention: r.get::<_, Option<i64>>(1)?.map(InterventionId),
-                    stage: r.get(2)?,
-                    kind: r.get(3)?,
-                    detail: r.get(4)?,
-                    data: data.and_then(|d| serde_json::from_str(&d).ok()),
+                let stage: String = r.get(3)?;
+                let kind: String = r.get(4)?;
+                let detail: String = r.get(5)?;
+                let data: Option<String> = r.get(6)?;
+                let event = decode_event(&stage, &kind, &detail, data.as_deref());
+                Ok(RecordedEvent {
+                    seq: r.get(0)?,
+                    at: from_ms(r.get(1)?),
+                    intervention: r.get::<_, Option<i64>>(2)?.map(InterventionId),
+                    stage,
+                    kind,
+                    detail,
+                    event,
                 })
             })?;
             rows.collect()
@@ -646,11 +722,7 @@ impl Ledger {
             )
             .map_err(sql)?;
             let id = InterventionId(tx.last_insert_rowid());
-            tx.execute(
-                "INSERT INTO events(at, intervention_id, stage, kind, detail) VALUES (?1, ?2, 'propose', 'status', ?3)",
-                params![ms(now), id.0, format!("proposed by {}: {}", candidate.origin, reason)],
-            )
-            .map_err(sql)?;
+            append_in(tx, now, &EngineEvent::proposed(id, candidate, reason))?;
             Ok(id)
         })
         .map_err(|e| self.fix_path(e))
@@ -715,16 +787,16 @@ impl Ledger {
         })
     }
 
-    /// Moves `id` to `to` (checked against the lifecycle) with a reason, recording the event.
-    /// A status change ends any git operation in flight (`pending` is cleared with it).
+    /// Moves `id` to `to` (checked against the lifecycle) with a reason, recording the event
+    /// (returned). A status change ends any git operation in flight (`pending` is cleared with it).
     pub fn transition(
         &mut self,
         id: InterventionId,
         to: Status,
         now: DateTime<Utc>,
-        stage: &str,
+        stage: Stage,
         reason: &str,
-    ) -> Result<(), LedgerError> {
+    ) -> Result<EngineEvent, LedgerError> {
         self.change_status(id, to, now, stage, reason, Also::default())
     }
 
@@ -735,15 +807,24 @@ impl Ledger {
         id: InterventionId,
         to: Status,
         now: DateTime<Utc>,
-        stage: &str,
+        stage: Stage,
         reason: &str,
         also: Also<'_>,
-    ) -> Result<(), LedgerError> {
+    ) -> Result<EngineEvent, LedgerError> {
         let current = self.get(id)?;
         current
             .status
             .transition(to)
             .map_err(|source| LedgerError::Transition { id, source })?;
+        let event = EngineEvent::status_change(
+            id,
+            stage,
+            current.status,
+            to,
+            reason,
+            also.commit.or(also.revert_commit),
+            also.applied_due.map(|(_, due)| due),
+        );
         let final_at =
             matches!(to, Status::Validated | Status::Reverted | Status::Blocked).then(|| ms(now));
         self.tx(|tx| {
@@ -782,14 +863,11 @@ impl Ledger {
                 )
                 .map_err(sql)?;
             }
-            tx.execute(
-                "INSERT INTO events(at, intervention_id, stage, kind, detail) VALUES (?1, ?2, ?3, 'status', ?4)",
-                params![ms(now), id.0, stage, format!("{} → {}: {}", current.status, to, reason)],
-            )
-            .map_err(sql)?;
+            append_in(tx, now, &event)?;
             Ok(())
         })
-        .map_err(|e| self.fix_path(e))
+        .map_err(|e| self.fix_path(e))?;
+        Ok(event)
     }
 
     /// Marks a git operation in flight (`Some`) or done (`None`).
@@ -836,13 +914,14 @@ impl Ledger {
         commit: &str,
         now: DateTime<Utc>,
         due_at: DateTime<Utc>,
+        stage: Stage,
         reason: &str,
-    ) -> Result<(), LedgerError> {
+    ) -> Result<EngineEvent, LedgerError> {
         self.change_status(
             id,
             Status::Applied,
             now,
-            "apply",
+            stage,
             reason,
             Also {
                 commit: Some(commit),
@@ -931,9 +1010,9 @@ impl Ledger {
         id: InterventionId,
         revert_commit: &str,
         now: DateTime<Utc>,
-        stage: &str,
+        stage: Stage,
         reason: &str,
-    ) -> Result<(), LedgerError> {
+    ) -> Result<EngineEvent, LedgerError> {
         self.change_status(
             id,
             Status::Reverted,
@@ -1328,14 +1407,23 @@ impl Ledger {
         &mut self,
         id: InterventionId,
         now: DateTime<Utc>,
-        stage: &str,
+        stage: Stage,
         reason: &str,
-    ) -> Result<(), LedgerError> {
+    ) -> Result<EngineEvent, LedgerError> {
         let current = self.get(id)?;
         current
             .status
             .transition(Status::Reverted)
             .map_err(|source| LedgerError::Transition { id, source })?;
+        let event = EngineEvent::status_change(
+            id,
+            stage,
+            current.status,
+            Status::Reverted,
+            reason,
+            None,
+            None,
+        );
         self.tx(|tx| {
             let sql = |source| LedgerError::Sql {
                 path: PathBuf::new(),
@@ -1347,14 +1435,11 @@ impl Ledger {
                 params![id.0, reason, ms(now)],
             )
             .map_err(sql)?;
-            tx.execute(
-                "INSERT INTO events(at, intervention_id, stage, kind, detail) VALUES (?1, ?2, ?3, 'status', ?4)",
-                params![ms(now), id.0, stage, format!("{} → reverted: {}", current.status, reason)],
-            )
-            .map_err(sql)?;
+            append_in(tx, now, &event)?;
             Ok(())
         })
-        .map_err(|e| self.fix_path(e))
+        .map_err(|e| self.fix_path(e))?;
+        Ok(event)
     }
 }
 
@@ -1483,6 +1568,7 @@ mod tests {
             "abc",
             now,
             now + chrono::Duration::minutes(35),
+            Stage::Apply,
             "committed",
         )
         .unwrap();
@@ -1494,10 +1580,10 @@ mod tests {
         assert_eq!(l.due(now + chrono::Duration::minutes(35)).unwrap().len(), 1);
         // Illegal transitions are errors, not silent overwrites.
         let err = l
-            .transition(id, Status::Backlog, now, "test", "x")
+            .transition(id, Status::Backlog, now, Stage::Guard, "x")
             .unwrap_err();
         assert!(err.to_string().contains("applied → backlog"), "{err}");
-        l.mark_reverted(id, "def", now, "validate", "no effect")
+        l.mark_reverted(id, "def", now, Stage::Validate, "no effect")
             .unwrap();
         let got = l.get(id).unwrap();
         assert_eq!(got.status, Status::Reverted);
@@ -1529,9 +1615,10 @@ mod tests {
         );
         l.begin_apply(id, Some("main")).unwrap();
         assert_eq!(l.branch(id).unwrap().as_deref(), Some("main"));
-        l.mark_applied(id, "abc", now, now, "c").unwrap();
+        l.mark_applied(id, "abc", now, now, Stage::Apply, "c")
+            .unwrap();
         l.set_pending(id, Some(Pending::Revert)).unwrap();
-        l.mark_reverted_without_commit(id, now, "revert", "no-op")
+        l.mark_reverted_without_commit(id, now, Stage::Revert, "no-op")
             .unwrap();
         let got = l.get(id).unwrap();
         assert_eq!(got.status, Status::Reverted);
@@ -1539,9 +1626,83 @@ mod tests {
         assert!(got.finalized_at.is_some());
         assert!(l.pending().unwrap().is_empty());
         assert!(
-            l.mark_reverted_without_commit(id, now, "revert", "again")
+            l.mark_reverted_without_commit(id, now, Stage::Revert, "again")
                 .is_err()
         );
+    }
+
+    #[test]
+    fn events_are_typed_and_flow_counters_are_columns() {
+        let mut l = Ledger::in_memory().unwrap();
+        let now = t("2026-01-01T00:00:00Z");
+        let id = l.insert_proposed(&candidate(), now, "trigger: x").unwrap();
+        // Interim looks: a column moved with its event, never read back from the log.
+        let look = EngineEvent::InterimLook {
+            intervention: id,
+            look: 2,
+            of: 4,
+        };
+        l.take_interim_look(id, 2, now, &look).unwrap();
+        l.take_interim_look(id, 1, now, &look).unwrap();
+        assert_eq!(l.interim_looks(id).unwrap(), 2, "never backwards");
+        // Escalations: keyed, whatever the text says.
+        assert_eq!(l.last_raised("revert_refused K-000001").unwrap(), None);
+        for (i, text) in ["refused: dirty tree", "refused: lock held"]
+            .iter()
+            .enumerate()
+        {
+            let at = now + chrono::Duration::minutes(i as i64);
+            let e = EngineEvent::Escalation {
+                intervention: Some(id),
+                stage: Stage::Revert,
+                key: "revert_refused K-000001".into(),
+                text: (*text).into(),
+            };
+            l.append_raised(at, "revert_refused K-000001", &e).unwrap();
+        }
+        assert_eq!(
+            l.last_raised("revert_refused K-000001").unwrap(),
+            Some(now + chrono::Duration::minutes(1))
+        );
+        // The log holds the typed events, in order, with their views.
+        let events = l.events_for(id).unwrap();
+        let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "proposed",
+                "interim_look",
+                "interim_look",
+                "escalation",
+                "escalation"
+            ]
+        );
+        assert_eq!(events[1].event, look);
+        assert_eq!(events[0].status_to(), Some(Status::Proposed));
+        assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
+    }
+
+    #[test]
+    fn rows_from_before_typed_events_read_as_legacy() {
+        let mut l = Ledger::in_memory().unwrap();
+        let now = t("2026-01-01T00:00:00Z");
+        l.sql(|c| {
+            c.execute(
+                "INSERT INTO events(at, stage, kind, detail, data_json) VALUES (?1, 'observe', 'sample_error', 'source `x`: down', '{\"file\": 1}')",
+                params![ms(now)],
+            )
+        })
+        .unwrap();
+        l.append(now, &EngineEvent::Resumed { area: None }).unwrap();
+        let events = l.events_between(now, now).unwrap();
+        assert_eq!(events.len(), 2);
+        assert!(
+            matches!(&events[0].event, EngineEvent::Legacy { legacy_kind, .. } if legacy_kind == "sample_error"),
+            "{events:?}"
+        );
+        assert_eq!(events[0].event.kind(), "sample_error");
+        assert_eq!(events[0].event.to_string(), "source `x`: down");
+        assert_eq!(events[1].event, EngineEvent::Resumed { area: None });
     }
 
     #[test]

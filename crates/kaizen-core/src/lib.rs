@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod edit;
 pub mod engine;
+pub mod event;
 pub mod failpoint;
 pub mod guard;
 pub mod intervention;

@@ -1,6 +1,6 @@
 //! Notifications: tell a human what kaizen did and, above all, what needs them (escalations).
 
-use crate::engine::CycleReport;
+use crate::event::EngineEvent;
 use crate::intervention::InterventionId;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -66,31 +66,76 @@ pub trait Notifier: Send + Sync {
     async fn notify(&self, n: &Notification) -> Result<(), NotifyError>;
 }
 
-/// The notifications a cycle's report calls for, in order.
-pub fn from_report(report: &CycleReport) -> Vec<Notification> {
-    let mut out = Vec::new();
-    for line in &report.lines {
-        let kind = match line.id {
-            Some(id) if report.applied.contains(&id) && line.stage == "apply" => {
-                Some(NotificationKind::Applied)
-            }
-            Some(id) if report.validated.contains(&id) && line.stage == "validate" => {
-                Some(NotificationKind::Validated)
-            }
-            Some(id) if report.reverted.contains(&id) && line.stage == "revert" => {
-                Some(NotificationKind::Reverted)
-            }
-            _ if line.text.starts_with("ESCALATION: ") => Some(NotificationKind::Escalation),
-            _ => None,
-        };
-        if let Some(kind) = kind {
-            out.push(Notification {
-                kind,
-                intervention: line.id,
-                text: line.text.trim_start_matches("ESCALATION: ").to_string(),
-                at: report.at,
-            });
+/// The notification `event` calls for, if any: applies and reverts (whichever stage made or
+/// found them — reconciled ones too), validations and escalations.
+pub fn kind_for(event: &EngineEvent) -> Option<NotificationKind> {
+    match event {
+        EngineEvent::Applied { .. } => Some(NotificationKind::Applied),
+        EngineEvent::Validated { .. } => Some(NotificationKind::Validated),
+        EngineEvent::Reverted { .. } => Some(NotificationKind::Reverted),
+        EngineEvent::Escalation { .. } | EngineEvent::InvariantViolation { .. } => {
+            Some(NotificationKind::Escalation)
         }
+        _ => None,
     }
-    out
+}
+
+/// The notifications `events` call for, in order ([`kind_for`]).
+pub fn from_events(events: &[EngineEvent], at: DateTime<Utc>) -> Vec<Notification> {
+    events
+        .iter()
+        .filter_map(|e| {
+            let kind = kind_for(e)?;
+            let text = match e {
+                EngineEvent::Escalation { text, .. } => text.clone(),
+                other => other.to_string(),
+            };
+            Some(Notification {
+                kind,
+                intervention: e.intervention(),
+                text,
+                at,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Stage;
+    use crate::intervention::{InterventionId, Status};
+
+    #[test]
+    fn reconciled_applies_and_reverts_are_notified() {
+        let id = InterventionId(1);
+        let at = Utc::now();
+        let events = [
+            EngineEvent::Applied {
+                intervention: id,
+                stage: Stage::Reconcile,
+                commit: "abc".into(),
+                due: at,
+                reason: "r".into(),
+            },
+            EngineEvent::InterimLook {
+                intervention: id,
+                look: 1,
+                of: 3,
+            },
+            EngineEvent::Reverted {
+                intervention: id,
+                stage: Stage::Reconcile,
+                from: Status::Applied,
+                commit: Some("def".into()),
+                reason: "r".into(),
+            },
+        ];
+        let kinds: Vec<NotificationKind> =
+            from_events(&events, at).iter().map(|n| n.kind).collect();
+        assert_eq!(
+            kinds,
+            [NotificationKind::Applied, NotificationKind::Reverted]
+        );
+    }
 }

@@ -30,8 +30,8 @@
 
 use crate::clock::Clock;
 use crate::engine::{CycleReport, Engine, EngineError};
+use crate::event::RecordedEvent as Event;
 use crate::intervention::InterventionId;
-use crate::ledger::Event;
 use crate::lock::{LockError, StateLock};
 use crate::schedule::{Schedule, Task};
 use crate::status::StatusSnapshot;
@@ -567,8 +567,8 @@ impl Worker {
                 loop {
                     let batch = e.ledger().events_after(from, 500)?;
                     let full = batch.len() == 500;
-                    if let Some((last, _)) = batch.last() {
-                        from = *last;
+                    if let Some(last) = batch.last() {
+                        from = last.seq;
                     }
                     all.extend(batch);
                     if !full {
@@ -578,8 +578,8 @@ impl Worker {
                 Ok::<_, EngineError>((all, e.status()?))
             })
             .await??;
-        for (seq, event) in events {
-            self.seq = seq;
+        for event in events {
+            self.seq = event.seq;
             // No subscriber is fine: the ledger has it.
             let _ = self.shared.events.send(event);
         }

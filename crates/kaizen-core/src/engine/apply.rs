@@ -3,6 +3,7 @@
 use super::{CycleReport, Engine, EngineError, short};
 use crate::canary::CanaryResult;
 use crate::clock::Clock;
+use crate::event::{EngineEvent, Stage};
 use crate::guard::baseline::Coverage;
 use crate::guard::{self, Decision};
 use crate::intervention::{Candidate, InterventionId, Status};
@@ -18,34 +19,37 @@ impl Engine {
         if candidate.risk >= self.settings.policy.canary_required_from {
             let Some(canary) = self.canaries.iter().find(|c| c.area() == candidate.area) else {
                 // The canary guard should have put this in the backlog; never apply without one.
-                self.ledger.transition(
+                let event = self.ledger.transition(
                     id,
                     Status::Backlog,
                     now,
-                    "apply",
+                    Stage::Apply,
                     "no canary for this area (fail closed)",
                 )?;
-                report.backlog.push(id);
+                report.push(event);
                 return Ok(());
             };
             match canary.trial(id, candidate).await {
-                CanaryResult::Pass(msg) => {
-                    self.ledger
-                        .record_event(now, Some(id), "canary", "pass", &msg, None)?;
-                    report.line(Some(id), "canary", format!("passed: {msg}"));
-                }
-                CanaryResult::Fail(msg) => {
-                    self.ledger
-                        .record_event(now, Some(id), "canary", "fail", &msg, None)?;
-                    self.ledger.transition(
-                        id,
-                        Status::Blocked,
-                        now,
-                        "canary",
-                        &format!("canary failed: {msg}"),
+                CanaryResult::Pass(message) => self.emit(
+                    report,
+                    EngineEvent::CanaryPassed {
+                        intervention: id,
+                        message,
+                    },
+                )?,
+                CanaryResult::Fail(message) => {
+                    let reason = format!("canary failed: {message}");
+                    self.emit(
+                        report,
+                        EngineEvent::CanaryFailed {
+                            intervention: id,
+                            message,
+                        },
                     )?;
-                    report.blocked.push(id);
-                    report.line(Some(id), "canary", format!("failed, blocked: {msg}"));
+                    let event =
+                        self.ledger
+                            .transition(id, Status::Blocked, now, Stage::Canary, &reason)?;
+                    report.push(event);
                     return Ok(());
                 }
             }
@@ -71,34 +75,25 @@ impl Engine {
                     .settle
                     .saturating_add(candidate.prediction.within)
                     .after(now);
-                self.ledger.mark_applied(
+                let event = self.ledger.mark_applied(
                     id,
                     &commit.sha,
                     now,
                     due,
+                    Stage::Apply,
                     &format!("committed {}", short(&commit.sha)),
                 )?;
-                report.applied.push(id);
-                report.line(
-                    Some(id),
-                    "apply",
-                    format!(
-                        "applied as commit {}; validation due {}",
-                        short(&commit.sha),
-                        due.format("%Y-%m-%dT%H:%M:%SZ")
-                    ),
-                );
+                report.push(event);
             }
             Err(e) => {
-                self.ledger.transition(
+                let event = self.ledger.transition(
                     id,
                     Status::Blocked,
                     now,
-                    "apply",
+                    Stage::Apply,
                     &format!("not applied: {e}"),
                 )?;
-                report.blocked.push(id);
-                report.line(Some(id), "apply", format!("not applied: {e}"));
+                report.push(event);
             }
         }
         Ok(())
@@ -126,6 +121,7 @@ impl Engine {
                 message: format!("not applied, {paused} (`kaizen resume` first)"),
             });
         }
+        self.emit(&mut report, EngineEvent::Approved { intervention: id })?;
         self.recover_repository(&mut report)?;
         let now = self.clock.now();
         // Guarded again: leave the intervention itself out, so it is not its own duplicate.
@@ -140,6 +136,13 @@ impl Engine {
             }
         }
         self.ledger.record_guard_verdicts(id, now, &verdicts)?;
+        self.emit(
+            &mut report,
+            EngineEvent::GuardVerdicts {
+                intervention: id,
+                verdicts: verdicts.clone(),
+            },
+        )?;
         let (decision, reason) = guard::overall(&verdicts);
         match decision {
             Decision::Pass => self.apply_now(id, &iv.candidate, &mut report).await?,

@@ -8,6 +8,7 @@
 use super::{CycleReport, ESCALATE_AGAIN, Engine, EngineError};
 use crate::clock::Clock;
 use crate::config::Mode;
+use crate::event::{EngineEvent, Stage};
 use crate::intervention::{InterventionId, Status};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -62,6 +63,17 @@ impl Engine {
     /// violation is recorded as an event (`invariant_violation`, or `repaired`); the same open
     /// violation is recorded again only after [`ESCALATE_AGAIN`].
     pub fn check(&mut self, repair: bool) -> Result<CheckReport, EngineError> {
+        let (report, events) = self.check_recording(repair)?;
+        for e in &events {
+            e.trace();
+        }
+        Ok(report)
+    }
+
+    fn check_recording(
+        &mut self,
+        repair: bool,
+    ) -> Result<(CheckReport, Vec<EngineEvent>), EngineError> {
         let now = self.clock.now();
         let mut report = CheckReport {
             at: now,
@@ -264,69 +276,59 @@ impl Engine {
             ),
         }
 
-        self.record_check(&report)?;
-        Ok(report)
+        let events = self.record_check(&report)?;
+        Ok((report, events))
     }
 
-    /// Records `report`'s violations as events (an open one again only after ESCALATE_AGAIN).
-    fn record_check(&mut self, report: &CheckReport) -> Result<(), EngineError> {
+    /// Records `report`'s violations as events (an open one again only after ESCALATE_AGAIN:
+    /// its key, `invariant <kind> <subject>`, is raised in the ledger's `escalations` table) and
+    /// returns the events recorded.
+    fn record_check(&mut self, report: &CheckReport) -> Result<Vec<EngineEvent>, EngineError> {
         let now = report.at;
-        let recent: BTreeSet<String> = self
-            .ledger
-            .events_between(now - ESCALATE_AGAIN.to_chrono(), now)?
-            .into_iter()
-            .filter(|e| e.kind == "invariant_violation")
-            .map(|e| e.detail)
-            .collect();
+        let mut recorded = Vec::new();
         for v in &report.violations {
-            let text = format!("{} {}: {}", v.kind, v.subject, v.detail);
-            let kind = if v.repaired {
-                "repaired"
-            } else if recent.contains(&text) {
-                continue;
-            } else {
-                "invariant_violation"
-            };
             if v.repaired {
-                tracing::info!("kaizen stage=check repaired: {text}");
-            } else {
-                tracing::warn!("kaizen stage=check violation: {text}");
+                let event = EngineEvent::Repaired {
+                    stage: Stage::Check,
+                    finding: v.kind.clone(),
+                    subject: v.subject.clone(),
+                    detail: v.detail.clone(),
+                };
+                self.ledger.append(now, &event)?;
+                recorded.push(event);
+                continue;
             }
-            self.ledger.record_event(
-                now,
-                v.subject.parse().ok(),
-                "check",
-                kind,
-                &text,
-                serde_json::to_value(v).ok().as_ref(),
-            )?;
+            let key = format!("invariant {} {}", v.kind, v.subject);
+            if self
+                .ledger
+                .last_raised(&key)?
+                .is_some_and(|t| t > ESCALATE_AGAIN.before(now))
+            {
+                continue;
+            }
+            let event = EngineEvent::InvariantViolation {
+                intervention: v.subject.parse().ok(),
+                violation: v.kind.clone(),
+                subject: v.subject.clone(),
+                detail: v.detail.clone(),
+            };
+            self.ledger.append_raised(now, &key, &event)?;
+            recorded.push(event);
         }
-        Ok(())
+        Ok(recorded)
     }
 
-    /// The start-up / every-N-cycles check inside a cycle: violations become report lines
-    /// (repaired) and escalations (open), so they reach notifiers too.
+    /// The start-up / every-N-cycles check inside a cycle: what it recorded joins the report
+    /// (open violations are escalations there, so they reach notifiers too).
     pub(super) fn check_in_cycle(&mut self, report: &mut CycleReport) -> Result<(), EngineError> {
         let due = self.cycles_since_check == 0 || self.cycles_since_check >= CHECK_EVERY_CYCLES;
         self.cycles_since_check = if due { 1 } else { self.cycles_since_check + 1 };
         if !due {
             return Ok(());
         }
-        let checked = self.check(true)?;
-        for v in &checked.violations {
-            let text = format!("{} {}: {}", v.kind, v.subject, v.detail);
-            if v.repaired {
-                report.line(None, "check", format!("repaired: {text}"));
-            } else {
-                report
-                    .escalations
-                    .push(format!("invariant violated: {text}"));
-                report.line(
-                    None,
-                    "check",
-                    format!("ESCALATION: invariant violated: {text}"),
-                );
-            }
+        let (_, events) = self.check_recording(true)?;
+        for event in events {
+            report.push(event);
         }
         Ok(())
     }

@@ -2,6 +2,7 @@
 
 use super::{CycleReport, Engine, EngineError};
 use crate::clock::Clock;
+use crate::event::EngineEvent;
 use crate::learn::{DistillInput, Distiller, LessonChange};
 use crate::lesson::LessonStatus;
 use crate::span::Span;
@@ -110,17 +111,15 @@ impl Engine {
         for change in changes {
             let problems = crate::lesson::check(change.lesson());
             if let Some((field, why)) = problems.first() {
-                let line: String = format!(
-                    "lesson {} not committed: {field}: {why}",
-                    change.lesson().id
-                )
-                .chars()
-                .take(1000)
-                .collect();
-                tracing::warn!("kaizen stage=learn {line}");
-                self.ledger
-                    .record_event(now, None, "learn", "lesson_refused", &line, None)?;
-                report.load_errors.push(line);
+                // Bounded: a refined lesson may carry anything.
+                let event = EngineEvent::LessonRefused {
+                    lesson: change.lesson().id.chars().take(200).collect(),
+                    field: field.to_string(),
+                    why: why.chars().take(800).collect(),
+                };
+                event.trace();
+                self.ledger.append(now, &event)?;
+                report.load_errors.push(event.to_string());
                 continue;
             }
             checked.push(change);
@@ -139,48 +138,36 @@ impl Engine {
                     report.commit = commit.map(|c| c.sha)
                 }
                 Err(e) => {
-                    self.ledger.record_event(
-                        now,
-                        None,
-                        "learn",
-                        "commit_refused",
-                        &format!("lesson changes not committed: {e}"),
-                        None,
-                    )?;
-                    return Err(EngineError::Learn(format!(
-                        "lesson changes not committed: {e}"
-                    )));
+                    let event = EngineEvent::LessonCommitRefused {
+                        message: e.to_string(),
+                    };
+                    event.trace();
+                    self.ledger.append(now, &event)?;
+                    return Err(EngineError::Learn(event.to_string()));
                 }
             }
         }
         for change in &changes {
             let l = change.lesson();
-            let line = match change {
-                LessonChange::Create(_) => {
-                    format!("created {} (v{}): prefer {}", l.id, l.version, l.prefer)
-                }
-                LessonChange::Update(_) => format!(
-                    "updated {} to v{} ({} evidence)",
-                    l.id,
-                    l.version,
-                    l.evidence.len()
-                ),
-                LessonChange::Retire(_) => format!(
-                    "retired {}: {}",
-                    l.id,
-                    l.retired_reason.clone().unwrap_or_default()
-                ),
+            let event = match change {
+                LessonChange::Create(_) => EngineEvent::LessonCreated {
+                    lesson: l.id.clone(),
+                    version: l.version,
+                    prefer: l.prefer.to_string(),
+                },
+                LessonChange::Update(_) => EngineEvent::LessonStrengthened {
+                    lesson: l.id.clone(),
+                    version: l.version,
+                    evidence: l.evidence.len(),
+                },
+                LessonChange::Retire(_) => EngineEvent::LessonRetired {
+                    lesson: l.id.clone(),
+                    reason: l.retired_reason.clone().unwrap_or_default(),
+                },
             };
-            tracing::info!("kaizen stage=learn lesson={} {line}", l.id);
-            self.ledger.record_event(
-                now,
-                None,
-                "learn",
-                "lesson",
-                &line,
-                serde_json::to_value(l).ok().as_ref(),
-            )?;
-            report.changes.push(line);
+            event.trace();
+            self.ledger.append(now, &event)?;
+            report.changes.push(event.to_string());
         }
         // Index every lesson now on disk (hand-written ones too), then offer the active ones.
         let (lessons, _) = crate::lesson::store::load(lessons_dir)

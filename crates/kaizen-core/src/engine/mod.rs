@@ -32,13 +32,13 @@ mod validate;
 pub use check::{CHECK_EVERY_CYCLES, CheckReport, Violation};
 pub use learn::LearnReport;
 pub use pause::{pause_recorded, resume_recorded};
-pub use propose::ProposalNote;
 pub use resolve::Resolution;
 
 use crate::apply::{Applier, ApplyError};
 use crate::canary::Canary;
 use crate::clock::Clock;
 use crate::config::{Config, Mode, SignalConfig, ValidateConfig};
+use crate::event::{EngineEvent, Stage};
 use crate::guard::{self, Guard, GuardPolicy};
 use crate::intervention::{Candidate, InterventionId};
 use crate::ledger::{Ledger, LedgerError};
@@ -124,7 +124,7 @@ impl EngineSettings {
     }
 }
 
-/// One line of a cycle's account, in the order things happened.
+/// One line of a cycle's account, in the order things happened (a view of one event).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ReportLine {
     /// The intervention concerned, if any.
@@ -135,20 +135,23 @@ pub struct ReportLine {
     pub text: String,
 }
 
-/// What one cycle did.
+/// What one cycle did: the events it recorded, in order, and views of them.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CycleReport {
     /// When it ran.
     pub at: DateTime<Utc>,
-    /// Every decision, in order.
+    /// Every event recorded, in order (the source of every other field but `samples` and
+    /// `suppressed`).
+    pub events: Vec<EngineEvent>,
+    /// Every decision, in order, as a human reads it.
     pub lines: Vec<ReportLine>,
     /// Samples recorded.
     pub samples: usize,
-    /// Interventions applied this cycle.
+    /// Interventions applied this cycle (reconciled applies included).
     pub applied: Vec<InterventionId>,
     /// Interventions validated this cycle.
     pub validated: Vec<InterventionId>,
-    /// Interventions reverted this cycle.
+    /// Interventions reverted this cycle (reconciled reverts included).
     pub reverted: Vec<InterventionId>,
     /// Interventions blocked this cycle.
     pub blocked: Vec<InterventionId>,
@@ -165,18 +168,46 @@ pub struct CycleReport {
 }
 
 impl CycleReport {
-    pub(super) fn line(
-        &mut self,
-        id: Option<InterventionId>,
-        stage: &'static str,
-        text: impl Into<String>,
-    ) {
-        let text = text.into();
-        match id {
-            Some(id) => tracing::info!("kaizen intervention={id} stage={stage} {text}"),
-            None => tracing::info!("kaizen stage={stage} {text}"),
+    /// Adds a recorded event: logged (structured fields), and reflected in the lines and lists.
+    pub fn push(&mut self, event: EngineEvent) {
+        event.trace();
+        let id = event.intervention();
+        let list = match &event {
+            EngineEvent::Applied { .. } => Some(&mut self.applied),
+            EngineEvent::Validated { .. } => Some(&mut self.validated),
+            EngineEvent::Reverted { .. } => Some(&mut self.reverted),
+            EngineEvent::Blocked { .. } => Some(&mut self.blocked),
+            EngineEvent::Backlogged { .. } => Some(&mut self.backlog),
+            EngineEvent::Extended { .. } => Some(&mut self.extended),
+            EngineEvent::ShadowWouldApply { .. } | EngineEvent::AwaitingApproval { .. } => {
+                Some(&mut self.proposed)
+            }
+            _ => None,
+        };
+        if let (Some(list), Some(id)) = (list, id) {
+            list.push(id);
         }
-        self.lines.push(ReportLine { id, stage, text });
+        match &event {
+            EngineEvent::Escalation { text, .. } => self.escalations.push(match id {
+                Some(id) => format!("{id}: {text}"),
+                None => text.clone(),
+            }),
+            EngineEvent::InvariantViolation { .. } => self
+                .escalations
+                .push(format!("invariant violated: {event}")),
+            _ => {}
+        }
+        // An escalation stands out in the printed account.
+        let text = match &event {
+            EngineEvent::Escalation { .. } => format!("ESCALATION: {event}"),
+            _ => event.to_string(),
+        };
+        self.lines.push(ReportLine {
+            id,
+            stage: event.stage().as_str(),
+            text,
+        });
+        self.events.push(event);
     }
 }
 
@@ -401,6 +432,13 @@ impl Engine {
         &mut self.ledger
     }
 
+    /// Records a host's own event (a diagnosis, a review) in the event stream.
+    pub fn record(&mut self, event: &EngineEvent) -> Result<(), EngineError> {
+        event.trace();
+        self.ledger.append(self.clock.now(), event)?;
+        Ok(())
+    }
+
     /// The settings in force.
     pub fn settings(&self) -> &EngineSettings {
         &self.settings
@@ -426,32 +464,69 @@ impl Engine {
         self.applier.as_ref()
     }
 
+    /// Records `event` and adds it to `report`.
+    pub(super) fn emit(
+        &mut self,
+        report: &mut CycleReport,
+        event: EngineEvent,
+    ) -> Result<(), EngineError> {
+        self.ledger.append(self.clock.now(), &event)?;
+        report.push(event);
+        Ok(())
+    }
+
+    /// Escalates `text` to a human. `key` names the condition (stable, never the text): it is
+    /// recorded in the ledger's `escalations` table with the event.
     pub(super) fn escalate(
         &mut self,
         report: &mut CycleReport,
         id: Option<InterventionId>,
-        stage: &'static str,
+        stage: Stage,
+        key: String,
+        text: String,
+    ) -> Result<(), EngineError> {
+        let event = EngineEvent::Escalation {
+            intervention: id,
+            stage,
+            key,
+            text,
+        };
+        let EngineEvent::Escalation { key, .. } = &event else {
+            return Ok(());
+        };
+        self.ledger.append_raised(self.clock.now(), key, &event)?;
+        report.push(event);
+        Ok(())
+    }
+
+    /// Escalates `text` unless `key` was raised within [`ESCALATE_AGAIN`] (a condition seen
+    /// every cycle gives a human one alarm, not one per cycle); a repeat is recorded as
+    /// [`EngineEvent::EscalationRepeated`].
+    pub(super) fn escalate_once(
+        &mut self,
+        report: &mut CycleReport,
+        id: Option<InterventionId>,
+        stage: Stage,
+        key: String,
         text: String,
     ) -> Result<(), EngineError> {
         let now = self.clock.now();
-        match id {
-            Some(id) => {
-                tracing::error!("kaizen intervention={id} stage={stage} escalation: {text}")
-            }
-            None => tracing::error!("kaizen stage={stage} escalation: {text}"),
+        let recent = self
+            .ledger
+            .last_raised(&key)?
+            .is_some_and(|t| t > ESCALATE_AGAIN.before(now));
+        if recent {
+            return self.emit(
+                report,
+                EngineEvent::EscalationRepeated {
+                    intervention: id,
+                    stage,
+                    key,
+                    text,
+                },
+            );
         }
-        self.ledger
-            .record_event(now, id, stage, "escalation", &text, None)?;
-        report.escalations.push(match id {
-            Some(id) => format!("{id}: {text}"),
-            None => text.clone(),
-        });
-        report.lines.push(ReportLine {
-            id,
-            stage,
-            text: format!("ESCALATION: {text}"),
-        });
-        Ok(())
+        self.escalate(report, id, stage, key, text)
     }
 
     /// Runs one full cycle: reconcile → observe → validate due → propose → guard → apply.
@@ -479,7 +554,7 @@ impl Engine {
             return Ok(());
         }
         let mut failures = Vec::new();
-        for n in crate::notify::from_report(report) {
+        for n in crate::notify::from_events(&report.events, report.at) {
             for notifier in self.notifiers.iter().filter(|x| x.wants(n.kind)) {
                 crate::failpoint::hit("notify.before_send");
                 if let Err(e) = notifier.notify(&n).await {
@@ -489,9 +564,12 @@ impl Engine {
         }
         let now = self.clock.now();
         for (id, message) in failures {
-            tracing::warn!("kaizen stage=notify {message}");
-            self.ledger
-                .record_event(now, id, "notify", "notify_error", &message, None)?;
+            let event = EngineEvent::NotifyFailed {
+                intervention: id,
+                message,
+            };
+            event.trace();
+            self.ledger.append(now, &event)?;
         }
         Ok(())
     }

@@ -1,8 +1,9 @@
 //! Observe: sample every source once, concurrently; a failing source is a recorded gap, never a
 //! value.
 
-use super::{CycleReport, Engine, EngineError, ReportLine};
+use super::{CycleReport, Engine, EngineError};
 use crate::clock::Clock;
+use crate::event::EngineEvent;
 
 impl Engine {
     /// Samples every source once and records the samples (failures are recorded as gaps).
@@ -16,7 +17,8 @@ impl Engine {
         let results =
             futures_util::future::join_all(self.sources.iter().map(|source| source.observe(now)))
                 .await;
-        for (source, result) in self.sources.iter().zip(results) {
+        let mut gaps = Vec::new();
+        for result in results {
             match result {
                 Ok(samples) => {
                     for s in samples {
@@ -25,27 +27,14 @@ impl Engine {
                         }
                     }
                 }
-                Err(e) => {
-                    tracing::warn!(
-                        "kaizen stage=observe source={} error: {}",
-                        source.name(),
-                        e.message
-                    );
-                    self.ledger.record_event(
-                        now,
-                        None,
-                        "observe",
-                        "sample_error",
-                        &e.to_string(),
-                        None,
-                    )?;
-                    report.lines.push(ReportLine {
-                        id: None,
-                        stage: "observe",
-                        text: format!("gap: {e}"),
-                    });
-                }
+                Err(e) => gaps.push(EngineEvent::SampleGap {
+                    source: e.source_name,
+                    message: e.message,
+                }),
             }
+        }
+        for gap in gaps {
+            self.emit(report, gap)?;
         }
         self.ledger.record_samples(&all)?;
         report.samples += all.len();

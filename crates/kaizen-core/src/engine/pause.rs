@@ -2,6 +2,7 @@
 
 use super::{Engine, EngineError};
 use crate::clock::Clock;
+use crate::event::EngineEvent;
 use crate::ledger::Ledger;
 use chrono::{DateTime, Utc};
 use std::path::Path;
@@ -27,10 +28,6 @@ impl Engine {
     }
 }
 
-fn scope(area: Option<&str>) -> String {
-    area.map_or_else(|| "everything".to_string(), |a| format!("area `{a}`"))
-}
-
 /// Writes the pause file and records a `pause` event (what `kaizen pause` does without an
 /// engine: pausing never needs the state lock, so it works while a daemon runs).
 pub fn pause_recorded(
@@ -45,16 +42,12 @@ pub fn pause_recorded(
         return Err(EngineError::Pause(crate::pause::PauseError::NoReason));
     }
     crate::pause::pause(state_dir, area, why)?;
-    let detail = format!("paused {}: {why}", scope(area));
-    tracing::warn!("kaizen stage=pause {detail}");
-    ledger.record_event(
-        now,
-        None,
-        "pause",
-        "pause",
-        &detail,
-        Some(&serde_json::json!({ "area": area, "why": why })),
-    )?;
+    let event = EngineEvent::Paused {
+        area: area.map(str::to_string),
+        why: why.to_string(),
+    };
+    event.trace();
+    ledger.append(now, &event)?;
     Ok(())
 }
 
@@ -67,16 +60,11 @@ pub fn resume_recorded(
 ) -> Result<bool, EngineError> {
     let was = crate::pause::resume(state_dir, area)?;
     if was {
-        let detail = format!("resumed {}", scope(area));
-        tracing::warn!("kaizen stage=pause {detail}");
-        ledger.record_event(
-            now,
-            None,
-            "pause",
-            "resume",
-            &detail,
-            Some(&serde_json::json!({ "area": area })),
-        )?;
+        let event = EngineEvent::Resumed {
+            area: area.map(str::to_string),
+        };
+        event.trace();
+        ledger.append(now, &event)?;
     }
     Ok(was)
 }

@@ -2,9 +2,10 @@
 //! verdicts, and hand passing ones to apply (or park them in shadow/manual mode).
 
 use super::resolve::Resolution;
-use super::{CycleReport, Engine, EngineError, ReportLine};
+use super::{CycleReport, Engine, EngineError};
 use crate::clock::Clock;
 use crate::config::Mode;
+use crate::event::{EngineEvent, Stage};
 use crate::guard::baseline::Coverage;
 use crate::guard::{self, Decision, GuardContext, GuardPolicy, GuardVerdict, LedgerView};
 use crate::intervention::{Candidate, InterventionId, Status};
@@ -14,17 +15,6 @@ use crate::span::Span;
 use crate::validate::Cadence;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
-
-/// Something a proposer said that is not a candidate: its output rejected, or its failure.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ProposalNote {
-    /// The event kind it is recorded as (`proposal_rejected`, `proposer_error`).
-    pub kind: &'static str,
-    /// For a human.
-    pub detail: String,
-    /// Structured data, if any.
-    pub data: Option<serde_json::Value>,
-}
 
 impl Engine {
     /// What a proposer may look at, built from the ledger now.
@@ -69,11 +59,11 @@ impl Engine {
     }
 
     /// Asks every proposer for candidates and returns them with what was not a candidate
-    /// (rejected output, a failing proposer), recording nothing: `kaizen propose` runs this on a
+    /// (rejected output, a failing proposer — the events a cycle would record), recording nothing: `kaizen propose` runs this on a
     /// read-only ledger while `kaizen run` holds the lock.
     pub async fn collect_proposals(
         &self,
-    ) -> Result<(Vec<(String, Candidate)>, Vec<ProposalNote>), EngineError> {
+    ) -> Result<(Vec<(String, Candidate)>, Vec<EngineEvent>), EngineError> {
         let ctx = self.propose_context()?;
         let mut out = Vec::new();
         let mut notes = Vec::new();
@@ -85,18 +75,17 @@ impl Engine {
                     rejected,
                 }) => {
                     for Rejected { reason, excerpt } in rejected {
-                        notes.push(ProposalNote {
-                            kind: "proposal_rejected",
-                            detail: format!("{name}: rejected: {reason}"),
-                            data: Some(serde_json::json!({ "proposer": name, "reason": reason, "excerpt": excerpt })),
+                        notes.push(EngineEvent::ProposalRejected {
+                            proposer: name.clone(),
+                            reason,
+                            excerpt,
                         });
                     }
                     out.extend(candidates.into_iter().map(|c| (name.clone(), c)));
                 }
-                Err(e) => notes.push(ProposalNote {
-                    kind: "proposer_error",
-                    detail: e.to_string(),
-                    data: None,
+                Err(e) => notes.push(EngineEvent::ProposerFailed {
+                    proposer: name,
+                    message: e.to_string(),
                 }),
             }
         }
@@ -109,17 +98,9 @@ impl Engine {
         &mut self,
         report: &mut CycleReport,
     ) -> Result<Vec<(String, Candidate)>, EngineError> {
-        let now = self.clock.now();
         let (out, notes) = self.collect_proposals().await?;
-        for ProposalNote { kind, detail, data } in notes {
-            tracing::warn!("kaizen stage=propose {kind}: {detail}");
-            self.ledger
-                .record_event(now, None, "propose", kind, &detail, data.as_ref())?;
-            report.lines.push(ReportLine {
-                id: None,
-                stage: "propose",
-                text: detail,
-            });
+        for event in notes {
+            self.emit(report, event)?;
         }
         Ok(out)
     }
@@ -167,25 +148,17 @@ impl Engine {
         if let Some(paused) = self.pauses().blocking(&candidate.area) {
             // Not recorded as an intervention: when the pause lifts, the next cycle proposes
             // it afresh if the trigger still holds, guarded against the world as it is then.
-            let detail = format!(
-                "not applied, {paused}: {} [{}]",
-                candidate.title, candidate.area
-            );
-            self.ledger.record_event(
-                now,
-                None,
-                "apply",
-                "apply_skipped",
-                &detail,
-                Some(&serde_json::json!({
-                    "area": candidate.area,
-                    "proposer": proposer,
-                    "rule": candidate.origin.rule,
-                    "title": candidate.title,
-                })),
-            )?;
             report.suppressed += 1;
-            report.line(None, "apply", detail);
+            self.emit(
+                report,
+                EngineEvent::ApplySkipped {
+                    pause: paused.to_string(),
+                    area: candidate.area.clone(),
+                    proposer: proposer.to_string(),
+                    rule: candidate.origin.rule.clone(),
+                    title: candidate.title.clone(),
+                },
+            )?;
             return Ok(None);
         }
         // Every guard passed: no apply before the baseline the validator will use is there.
@@ -216,14 +189,7 @@ impl Engine {
         };
         let id = self.ledger.insert_proposed(&candidate, now, &why)?;
         crate::failpoint::hit("propose.after_row");
-        report.line(
-            Some(id),
-            "propose",
-            format!(
-                "{} [{}] ({}; predicts {})",
-                candidate.title, candidate.area, why, candidate.prediction
-            ),
-        );
+        report.push(EngineEvent::proposed(id, &candidate, &why));
 
         // Window sizing at proposal time: say now if the window cannot supply the samples.
         if let (Some(sizing), Some(sig)) = (
@@ -235,71 +201,50 @@ impl Engine {
                 .samples(&sig.signal.name, Span::days(8).before(now), now)?;
             // Sized at the signal's own cadence; a configured one the data contradicts is said.
             let cadence = Cadence::resolve(&history, self.settings.validate.sample_every);
-            if let Some(note) = cadence.disagreement(&sig.signal.name) {
-                self.ledger.record_event(
-                    now,
-                    Some(id),
-                    "propose",
-                    "cadence_mismatch",
-                    &note,
-                    None,
+            let mismatch = cadence.disagreement(&sig.signal.name);
+            let assessment = sizing(&candidate, sig, &history, cadence.every);
+            if let Some(note) = mismatch {
+                self.emit(
+                    report,
+                    EngineEvent::CadenceMismatch {
+                        intervention: id,
+                        note,
+                    },
                 )?;
-                report.line(Some(id), "propose", format!("cadence: {note}"));
             }
-            if let Some(assessment) = sizing(&candidate, sig, &history, cadence.every) {
-                if let Some(note) = assessment.get("note").and_then(|n| n.as_str()) {
-                    report.line(Some(id), "propose", format!("window sizing: {note}"));
-                }
+            if let Some(assessment) = assessment {
                 self.ledger.record_sizing(id, &assessment)?;
+                if let Some(note) = assessment.get("note").and_then(|n| n.as_str()) {
+                    self.emit(
+                        report,
+                        EngineEvent::WindowSized {
+                            intervention: id,
+                            note: note.to_string(),
+                        },
+                    )?;
+                }
             }
         }
 
         self.ledger.record_guard_verdicts(id, now, &verdicts)?;
         crate::failpoint::hit("guard.after_verdicts");
-        for v in verdicts.iter().filter(|v| v.decision != Decision::Pass) {
-            tracing::info!(
-                "kaizen intervention={id} stage=guard guard={} decision={} reason={}",
-                v.guard,
-                v.decision,
-                v.reason
-            );
-        }
+        self.emit(
+            report,
+            EngineEvent::GuardVerdicts {
+                intervention: id,
+                verdicts: verdicts.clone(),
+            },
+        )?;
         let (decision, reason) = guard::overall(&verdicts);
         match decision {
             Decision::Block | Decision::Backlog => self.refuse(id, decision, &reason, report)?,
             Decision::Pass => match self.settings.mode {
                 Mode::Autonomous => self.apply_now(id, &candidate, report).await?,
                 Mode::Shadow => {
-                    self.ledger.record_event(
-                        now,
-                        Some(id),
-                        "apply",
-                        "shadow",
-                        "shadow mode: all guards passed; would apply",
-                        None,
-                    )?;
-                    report.proposed.push(id);
-                    report.line(
-                        Some(id),
-                        "apply",
-                        "shadow mode: would apply (not committed)",
-                    );
+                    self.emit(report, EngineEvent::ShadowWouldApply { intervention: id })?
                 }
                 Mode::Manual => {
-                    self.ledger.record_event(
-                        now,
-                        Some(id),
-                        "apply",
-                        "awaiting_approval",
-                        &format!("manual mode: all guards passed; apply with `kaizen apply {id}`"),
-                        None,
-                    )?;
-                    report.proposed.push(id);
-                    report.line(
-                        Some(id),
-                        "apply",
-                        format!("manual mode: awaiting `kaizen apply {id}`"),
-                    );
+                    self.emit(report, EngineEvent::AwaitingApproval { intervention: id })?
                 }
             },
         }
@@ -403,40 +348,27 @@ impl Engine {
         {
             since = since.max(last);
         }
-        let recorded = self.ledger.events_between(since, now)?.iter().any(|e| {
-            e.kind == "waiting_for_baseline"
-                && e.data
-                    .as_ref()
-                    .and_then(|d| d.get("key"))
-                    .and_then(|k| k.as_str())
-                    == Some(key.as_str())
-        });
+        let recorded = self.ledger.events_between(since, now)?.iter().any(
+            |e| matches!(&e.event, EngineEvent::WaitingForBaseline { key: k, .. } if *k == key),
+        );
         report.suppressed += 1;
         if recorded {
             tracing::debug!("kaizen stage=guard still {text}: {}", candidate.title);
             return Ok(());
         }
-        self.ledger.record_event(
-            now,
-            None,
-            "guard",
-            "waiting_for_baseline",
-            &format!("{}: {text}", candidate.title),
-            Some(&serde_json::json!({
-                "key": key,
-                "area": candidate.area,
-                "signal": candidate.prediction.signal,
-                "have": have,
-                "expected": expected,
-                "need": need,
-            })),
-        )?;
-        report.line(
-            None,
-            "guard",
-            format!("{} [{}]: {text}", candidate.title, candidate.area),
-        );
-        Ok(())
+        self.emit(
+            report,
+            EngineEvent::WaitingForBaseline {
+                key,
+                title: candidate.title.clone(),
+                area: candidate.area.clone(),
+                signal: candidate.prediction.signal.clone(),
+                have,
+                expected,
+                need,
+                text,
+            },
+        )
     }
 
     /// What the guards would say about `candidate` now (nothing is recorded).
@@ -500,21 +432,13 @@ impl Engine {
         report: &mut CycleReport,
     ) -> Result<(), EngineError> {
         let now = self.clock.now();
-        if decision == Decision::Backlog {
-            self.ledger
-                .transition(id, Status::Backlog, now, "guard", reason)?;
-            report.backlog.push(id);
-            report.line(
-                Some(id),
-                "guard",
-                format!("backlog (never applied as is): {reason}"),
-            );
+        let to = if decision == Decision::Backlog {
+            Status::Backlog
         } else {
-            self.ledger
-                .transition(id, Status::Blocked, now, "guard", reason)?;
-            report.blocked.push(id);
-            report.line(Some(id), "guard", format!("blocked: {reason}"));
-        }
+            Status::Blocked
+        };
+        let event = self.ledger.transition(id, to, now, Stage::Guard, reason)?;
+        report.push(event);
         Ok(())
     }
 }

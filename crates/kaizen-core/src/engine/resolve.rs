@@ -7,6 +7,7 @@
 use super::{CycleReport, Engine, EngineError};
 use crate::clock::Clock;
 use crate::edit::{Edit, resolve_all};
+use crate::event::EngineEvent;
 use crate::guard::guards::BlockedPaths;
 use crate::guard::{Decision, Guard, GuardContext, LedgerView};
 use crate::intervention::Candidate;
@@ -75,37 +76,23 @@ impl Engine {
         report: &mut CycleReport,
     ) -> Result<(), EngineError> {
         let now = self.clock.now();
-        let detail = format!(
-            "already_applied: {} [{}] from {proposer}{}: {}",
-            candidate.title,
-            candidate.area,
-            candidate
-                .origin
-                .rule
-                .as_deref()
-                .map(|r| format!(" (rule {r})"))
-                .unwrap_or_default(),
-            candidate.change_lines().join("; ")
-        );
+        let event = EngineEvent::AlreadyApplied {
+            proposer: proposer.to_string(),
+            rule: candidate.origin.rule.clone(),
+            title: candidate.title.clone(),
+            area: candidate.area.clone(),
+            change: candidate.change_lines(),
+        };
         let since = self.settings.policy.dedup_window.before(now);
         let repeat = self
             .ledger
             .events_between(since, now)?
             .iter()
-            .any(|e| e.kind == "already_applied" && e.detail == detail);
+            .any(|e| e.event == event);
         if repeat {
             report.suppressed += 1;
             return Ok(());
         }
-        self.ledger.record_event(
-            now,
-            None,
-            "propose",
-            "already_applied",
-            &detail,
-            serde_json::to_value(candidate).ok().as_ref(),
-        )?;
-        report.line(None, "propose", detail);
-        Ok(())
+        self.emit(report, event)
     }
 }

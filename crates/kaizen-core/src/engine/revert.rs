@@ -1,9 +1,10 @@
 //! Revert: undo an intervention's commit (automatic on a failed prediction, or a human's
 //! request); a refusal escalates once per [`ESCALATE_AGAIN`].
 
-use super::{CycleReport, ESCALATE_AGAIN, Engine, EngineError, short};
+use super::{CycleReport, Engine, EngineError, short};
 use crate::apply::ApplyError;
 use crate::clock::Clock;
+use crate::event::{EngineEvent, Stage};
 use crate::intervention::{Intervention, InterventionId, Status};
 use crate::ledger::Pending;
 
@@ -20,7 +21,8 @@ impl Engine {
             self.escalate(
                 report,
                 Some(id),
-                "revert",
+                Stage::Revert,
+                format!("no_commit {id}"),
                 "no commit recorded; cannot revert".into(),
             )?;
             return Ok(false);
@@ -34,14 +36,10 @@ impl Engine {
         {
             Ok(c) => {
                 crate::failpoint::hit("revert.after_commit");
-                self.ledger
-                    .mark_reverted(id, &c.sha, now, "revert", reason)?;
-                report.reverted.push(id);
-                report.line(
-                    Some(id),
-                    "revert",
-                    format!("reverted by commit {}", short(&c.sha)),
-                );
+                let event = self
+                    .ledger
+                    .mark_reverted(id, &c.sha, now, Stage::Revert, reason)?;
+                report.push(event);
                 Ok(true)
             }
             Err(ApplyError::NoOp) => {
@@ -53,10 +51,10 @@ impl Engine {
                      so it ends reverted without a revert commit",
                     short(&commit)
                 );
-                self.ledger
-                    .mark_reverted_without_commit(id, now, "revert", &text)?;
-                report.reverted.push(id);
-                report.line(Some(id), "revert", text);
+                let event =
+                    self.ledger
+                        .mark_reverted_without_commit(id, now, Stage::Revert, &text)?;
+                report.push(event);
                 Ok(true)
             }
             Err(e) => {
@@ -67,21 +65,13 @@ impl Engine {
                 );
                 // The revert is retried every cycle; the same refusal is escalated again only
                 // after ESCALATE_AGAIN, so a human gets one alarm, not one per cycle.
-                let again = ESCALATE_AGAIN.before(now);
-                let recent = self
-                    .ledger
-                    .events_for(id)?
-                    .into_iter()
-                    .any(|ev| ev.kind == "escalation" && ev.detail == text && ev.at > again);
-                if recent {
-                    report.line(
-                        Some(id),
-                        "revert",
-                        format!("still refused (already escalated): {e}"),
-                    );
-                } else {
-                    self.escalate(report, Some(id), "revert", text)?;
-                }
+                self.escalate_once(
+                    report,
+                    Some(id),
+                    Stage::Revert,
+                    format!("revert_refused {id}"),
+                    text,
+                )?;
                 Ok(false)
             }
         }
@@ -106,12 +96,17 @@ impl Engine {
         let reason = format!("manual revert: {reason}");
         self.recover_repository(&mut report)?;
         if !self.revert_with(&iv, &reason, &mut report)? {
+            // Why, from the typed event that said so (an escalation, or its repeat).
             let why = report
-                .escalations
-                .last()
-                .cloned()
-                .or_else(|| report.lines.last().map(|l| l.text.clone()))
-                .unwrap_or_default();
+                .events
+                .iter()
+                .rev()
+                .find_map(|e| match e {
+                    EngineEvent::Escalation { text, .. }
+                    | EngineEvent::EscalationRepeated { text, .. } => Some(text.clone()),
+                    _ => None,
+                })
+                .unwrap_or_else(|| "the revert was not made".into());
             return Err(EngineError::Refused { id, message: why });
         }
         Ok(report)

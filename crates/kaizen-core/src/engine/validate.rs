@@ -4,6 +4,7 @@
 use super::{CycleReport, Engine, EngineError, HISTORY};
 use crate::clock::Clock;
 use crate::config::SignalConfig;
+use crate::event::{EngineEvent, Stage};
 use crate::intervention::{Intervention, InterventionId, Outcome, Status};
 use crate::signal::Sample;
 use crate::validate::{Cadence, GuardrailSeries, Look, ValidationRequest, Verdict};
@@ -44,30 +45,19 @@ impl Engine {
             if k < 1 || k >= looks {
                 continue;
             }
-            let taken = self
-                .ledger
-                .events_for(iv.id)?
-                .iter()
-                .filter(|e| e.kind == "interim_look")
-                .filter_map(|e| {
-                    e.data
-                        .as_ref()
-                        .and_then(|d| d.get("look"))
-                        .and_then(|v| v.as_i64())
-                })
-                .max()
-                .unwrap_or(0);
-            if k <= taken {
+            let (Ok(k), Ok(of)) = (u32::try_from(k), u32::try_from(looks - 1)) else {
+                continue;
+            };
+            if k <= self.ledger.interim_looks(iv.id)? {
                 continue;
             }
-            self.ledger.record_event(
-                now,
-                Some(iv.id),
-                "validate",
-                "interim_look",
-                &format!("interim look {k} of {}", looks - 1),
-                Some(&serde_json::json!({ "look": k })),
-            )?;
+            let event = EngineEvent::InterimLook {
+                intervention: iv.id,
+                look: k,
+                of,
+            };
+            self.ledger.take_interim_look(iv.id, k, now, &event)?;
+            report.push(event);
             self.judge(&iv, Look::Interim, report)?;
         }
         Ok(())
@@ -88,11 +78,7 @@ impl Engine {
         if look == Look::Interim {
             if verdict.outcome == Outcome::Regressed {
                 self.ledger.record_verdict(id, &verdict)?;
-                report.line(
-                    Some(id),
-                    "validate",
-                    format!("interim look: regressed — {}", verdict.summary),
-                );
+                self.emit_verdict(id, look, &verdict, report)?;
                 let reason = format!("regressed (interim look): {}", verdict.summary);
                 self.revert_with(iv, &reason, report)?;
                 self.escalate_failed_fix(iv, &reason, report)?;
@@ -103,19 +89,15 @@ impl Engine {
             (Outcome::Validated, _) => {
                 self.ledger.record_verdict(id, &verdict)?;
                 crate::failpoint::hit("validate.after_verdict");
-                self.ledger.transition(
+                self.emit_verdict(id, look, &verdict, report)?;
+                let event = self.ledger.transition(
                     id,
                     Status::Validated,
                     now,
-                    "validate",
+                    Stage::Validate,
                     &format!("validated: {}", verdict.summary),
                 )?;
-                report.validated.push(id);
-                report.line(
-                    Some(id),
-                    "validate",
-                    format!("validated: {}", verdict.summary),
-                );
+                report.push(event);
             }
             (Outcome::Inconclusive, Look::Final) => {
                 let due = iv
@@ -125,29 +107,17 @@ impl Engine {
                     .after(iv.due_at.unwrap_or(now).max(now));
                 let n = self.ledger.extend(id, due)?;
                 crate::failpoint::hit("validate.after_extend");
-                self.ledger.record_event(
-                    now,
-                    Some(id),
-                    "validate",
-                    "extended",
-                    &format!(
-                        "inconclusive ({}); window extended to {} (extension {n} of {})",
-                        verdict.summary,
-                        due.format("%Y-%m-%dT%H:%M:%SZ"),
-                        self.settings.validate.max_extensions
-                    ),
-                    serde_json::to_value(&verdict).ok().as_ref(),
+                self.emit_verdict(id, look, &verdict, report)?;
+                self.emit(
+                    report,
+                    EngineEvent::Extended {
+                        intervention: id,
+                        due,
+                        extension: n,
+                        max: self.settings.validate.max_extensions,
+                        summary: verdict.summary.clone(),
+                    },
                 )?;
-                report.extended.push(id);
-                report.line(
-                    Some(id),
-                    "validate",
-                    format!(
-                        "inconclusive, window extended to {} ({})",
-                        due.format("%Y-%m-%dT%H:%M:%SZ"),
-                        verdict.summary
-                    ),
-                );
             }
             (outcome, _) => {
                 self.ledger.record_verdict(id, &verdict)?;
@@ -159,11 +129,17 @@ impl Engine {
                     ),
                     _ => format!("{outcome}: {}", verdict.summary),
                 };
-                report.line(Some(id), "validate", reason.clone());
+                self.emit_verdict(id, look, &verdict, report)?;
                 let reverted = self.revert_with(iv, &reason, report)?;
                 // Missing data decided it, not the change: a human should know the loop is blind.
                 if reverted && let Some(why) = verdict.figures.cannot_judge.clone() {
-                    self.escalate(report, Some(id), "validate", format!("{why}; reverted"))?;
+                    self.escalate(
+                        report,
+                        Some(id),
+                        Stage::Validate,
+                        format!("cannot_judge {id}"),
+                        format!("{why}; reverted"),
+                    )?;
                 }
                 self.escalate_failed_fix(iv, &reason, report)?;
             }
@@ -189,7 +165,30 @@ impl Engine {
             iv.candidate.title,
             whom.join(", ")
         );
-        self.escalate(report, Some(iv.id), "validate", text)
+        self.escalate(
+            report,
+            Some(iv.id),
+            Stage::Validate,
+            format!("failed_fix {}", iv.id),
+            text,
+        )
+    }
+
+    fn emit_verdict(
+        &mut self,
+        id: InterventionId,
+        look: Look,
+        verdict: &Verdict,
+        report: &mut CycleReport,
+    ) -> Result<(), EngineError> {
+        self.emit(
+            report,
+            EngineEvent::Verdict {
+                intervention: id,
+                look,
+                verdict: verdict.clone(),
+            },
+        )
     }
 
     pub(super) fn verdict_for(
