@@ -31,6 +31,8 @@ const MAX_TRAILER_CHARS: usize = 200;
 pub const TRAILER_INTERVENTION: &str = "Kaizen-Intervention";
 /// Trailer naming the commit a revert undoes.
 pub const TRAILER_REVERTS: &str = "Kaizen-Reverts";
+/// The trailer naming the ledger's audit chain head when the commit was made.
+pub use kaizen_core::audit::TRAILER_AUDIT;
 
 type Hook = Box<dyn Fn() + Send + Sync>;
 
@@ -44,6 +46,8 @@ pub struct GitApplier {
     before_commit: Option<Hook>,
     clock: Option<std::sync::Arc<dyn kaizen_core::clock::Clock>>,
     lock_wait: std::time::Duration,
+    /// The ledger's audit chain head, written into every commit ([`TRAILER_AUDIT`]).
+    audit_head: Option<String>,
 }
 
 /// How long an apply or revert waits for another git process to let go of `.git/index.lock`
@@ -136,6 +140,7 @@ impl GitApplier {
             before_commit: None,
             clock: None,
             lock_wait: DEFAULT_LOCK_WAIT,
+            audit_head: None,
         })
     }
 
@@ -243,10 +248,11 @@ impl GitApplier {
         };
         let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
         let sig = signature(repo, self.clock.as_deref())?;
+        let message = with_audit(message, self.audit_head.as_deref());
         if let Some(hook) = &self.before_commit {
             hook();
         }
-        repo.commit(Some(&tip.refname), &sig, &sig, message, &tree, &parents)
+        repo.commit(Some(&tip.refname), &sig, &sig, &message, &tree, &parents)
             .map_err(|e| {
                 if e.code() == ErrorCode::Modified {
                     ApplyError::Raced
@@ -1123,6 +1129,55 @@ impl Applier for GitApplier {
                 detail: format!("{what}; kaizen will not commit until then"),
                 repaired: false,
             });
+        }
+        Ok(out)
+    }
+
+    fn set_audit_head(&mut self, head: Option<String>) {
+        self.audit_head = head;
+    }
+
+    fn audit_witnesses(&self) -> Result<Vec<kaizen_core::audit::Witness>, ApplyError> {
+        let repo = self.repo()?;
+        let mut out = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        let branches = repo
+            .branches(Some(git2::BranchType::Local))
+            .map_err(|e| git_err("cannot list branches", e))?;
+        let mut budget = HISTORY_WALK_LIMIT;
+        for b in branches {
+            let (b, _) = b.map_err(|e| git_err("cannot list branches", e))?;
+            let Some(tip) = b.get().target() else {
+                continue;
+            };
+            let mut walk = repo
+                .revwalk()
+                .map_err(|e| git_err("cannot walk the history", e))?;
+            walk.push(tip)
+                .map_err(|e| git_err("cannot walk the history", e))?;
+            for oid in walk {
+                if budget == 0 {
+                    return Ok(out);
+                }
+                budget -= 1;
+                let oid = oid.map_err(|e| git_err("cannot walk the history", e))?;
+                if !seen.insert(oid) {
+                    continue;
+                }
+                let c = repo
+                    .find_commit(oid)
+                    .map_err(|e| git_err(format!("cannot read commit {oid}"), e))?;
+                let tr = parse_trailers(&String::from_utf8_lossy(c.message_bytes()));
+                if let Some((_, head)) = tr
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(TRAILER_AUDIT))
+                {
+                    out.push(kaizen_core::audit::Witness {
+                        commit: oid.to_string(),
+                        head: head.clone(),
+                    });
+                }
+            }
         }
         Ok(out)
     }
@@ -2125,6 +2180,22 @@ pub fn revert_message(id: InterventionId, title: &str, sha: &str, reason: &str) 
         trailer_value(&id.to_string())
     ));
     msg.push_str(&format!("{TRAILER_REVERTS}: {}\n", trailer_value(sha)));
+    msg
+}
+
+/// `message` with the audit chain's head as a `Kaizen-Audit` trailer (in its trailer paragraph,
+/// or a new one), so git witnesses how far the ledger had got when the commit was made.
+pub fn with_audit(message: &str, head: Option<&str>) -> String {
+    let Some(head) = head else {
+        return message.to_string();
+    };
+    let mut msg = message.trim_end().to_string();
+    msg.push_str(if parse_trailers(&msg).is_empty() {
+        "\n\n"
+    } else {
+        "\n"
+    });
+    msg.push_str(&format!("{TRAILER_AUDIT}: {}\n", trailer_value(head)));
     msg
 }
 

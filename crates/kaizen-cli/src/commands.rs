@@ -475,6 +475,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 Err(Failure::Runtime(anyhow!("{id} was not applied")))
             }
         }
+        Command::Audit { command } => crate::audit::run(command, &cli.config, clock),
         Command::Lessons { command } => crate::lessons::run(command, &cli.config, clock).await,
         Command::Learn { json, llm } => crate::lessons::learn(&cli.config, clock, json, llm).await,
         Command::Review { period, json } => {

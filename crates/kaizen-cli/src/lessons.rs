@@ -119,7 +119,7 @@ pub async fn run(cmd: LessonsCommand, config_path: &Path, clock: Arc<dyn Clock>)
                 new.version = old.version + 1;
             }
             let _lock = lock(&config)?;
-            let engine = engine(&config, clock)?;
+            let mut engine = engine(&config, clock)?;
             let rel = kaizen_core::config::relative_to(&config.lessons, &config.repo).ok_or_else(
                 || {
                     usage(format!(
@@ -135,8 +135,15 @@ pub async fn run(cmd: LessonsCommand, config_path: &Path, clock: Arc<dyn Clock>)
                 new.id, new.scope.area, new.id
             );
             let commit = engine
-                .applier()
-                .commit_files(&[(path.clone(), Some(lesson::store::render(&new)))], &msg)
+                .commit_lesson(
+                    &[(path.clone(), Some(lesson::store::render(&new)))],
+                    &msg,
+                    kaizen_core::event::EngineEvent::LessonCreated {
+                        lesson: new.id.clone(),
+                        version: new.version,
+                        prefer: new.prefer.clone(),
+                    },
+                )
                 .map_err(|e| Failure::Runtime(anyhow!("lesson not added: {e}")))?;
             println!(
                 "{verb}ed {} as {path}{}",
@@ -153,7 +160,7 @@ pub async fn run(cmd: LessonsCommand, config_path: &Path, clock: Arc<dyn Clock>)
                 return Err(usage(format!("lesson {id} is already retired")));
             }
             let _lock = lock(&config)?;
-            let engine = engine(&config, clock.clone())?;
+            let mut engine = engine(&config, clock.clone())?;
             let retired = lesson::retire(
                 &old,
                 &format!("retired by operator: {reason}"),
@@ -171,8 +178,14 @@ pub async fn run(cmd: LessonsCommand, config_path: &Path, clock: Arc<dyn Clock>)
             let path = format!("{rel}/{}", lesson::store::file_name(&id));
             let msg = format!("kaizen: retire lesson {id}\n\n{reason}\n\nKaizen-Lesson: {id}");
             engine
-                .applier()
-                .commit_files(&[(path, Some(lesson::store::render(&retired)))], &msg)
+                .commit_lesson(
+                    &[(path, Some(lesson::store::render(&retired)))],
+                    &msg,
+                    kaizen_core::event::EngineEvent::LessonRetired {
+                        lesson: id.clone(),
+                        reason: format!("retired by operator: {reason}"),
+                    },
+                )
                 .map_err(|e| Failure::Runtime(anyhow!("lesson not retired: {e}")))?;
             println!("retired {id} (v{})", retired.version);
             Ok(())

@@ -1,6 +1,7 @@
 //! `kaizen`: the command-line face of the kaizen loop. Loop logic lives in `kaizen-core`; this
 //! binary parses arguments, assembles the engine from `kaizen.yaml`, and prints what happened.
 
+mod audit;
 mod commands;
 mod lessons;
 mod render;
@@ -141,6 +142,12 @@ pub enum Command {
     Apply {
         /// The intervention id.
         id: String,
+    },
+    /// The ledger's tamper-evident audit chain: verify it, export it.
+    Audit {
+        /// What to do.
+        #[command(subcommand)]
+        command: audit::AuditCommand,
     },
     /// Manage lessons (hand-written and distilled).
     Lessons {

@@ -182,6 +182,17 @@ pub trait Applier: Send {
         let _ = paths;
         Ok(Vec::new())
     }
+    /// The audit chain's head now: the next commits carry it in a `Kaizen-Audit` trailer
+    /// ([`crate::audit`]), so git witnesses how far the ledger had got. Appliers without
+    /// history ignore it.
+    fn set_audit_head(&mut self, head: Option<String>) {
+        let _ = head;
+    }
+    /// Every commit on a local branch carrying a `Kaizen-Audit` trailer (bounded walk), for
+    /// `kaizen audit verify`. Empty where the applier keeps no history.
+    fn audit_witnesses(&self) -> Result<Vec<crate::audit::Witness>, ApplyError> {
+        Ok(Vec::new())
+    }
     /// Makes the working tree match HEAD for the paths `id` touched, if a crash left them stale.
     fn sync_worktree(&self, id: InterventionId, commit: &str) -> Result<(), ApplyError>;
     /// Commits whole-file writes (`Some(content)`) and deletions (`None`) as one commit that is

@@ -176,7 +176,17 @@ const MIGRATIONS: &[&str] = &[
         count           INTEGER NOT NULL DEFAULT 1
     );
     "#,
+    // v5: the audit chain (see `crate::audit`): each event stores the previous event's hash
+    // and its own. Rows already there are chained in order by the migration itself.
+    r#"
+    ALTER TABLE events ADD COLUMN prev_hash TEXT;
+    ALTER TABLE events ADD COLUMN hash TEXT;
+    "#,
 ];
+
+/// The index in [`MIGRATIONS`] of the step that adds the audit chain (rows recorded before it
+/// are chained when it runs).
+const AUDIT_MIGRATION: usize = 4;
 
 /// A parked change proposed again and counted on its row ([`Ledger::note_repeat`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -244,22 +254,77 @@ fn append_in(
         what: format!("new {} event", event.kind()),
         message: e.to_string(),
     })?;
-    tx.execute(
-        "INSERT INTO events(at, intervention_id, stage, kind, detail, data_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
-            ms(at),
-            event.intervention().map(|i| i.0),
-            event.stage_name(),
-            event.kind(),
-            event.to_string(),
-            data
-        ],
-    )
-    .map_err(|source| LedgerError::Sql {
+    let sql = |source| LedgerError::Sql {
         path: PathBuf::new(),
         source,
+    };
+    let mut row = crate::audit::ChainRow {
+        seq: 0,
+        at_ms: ms(at),
+        intervention: event.intervention().map(|i| i.0),
+        stage: event.stage_name().to_string(),
+        kind: event.kind().to_string(),
+        detail: event.to_string(),
+        data: Some(data),
+        prev_hash: None,
+        hash: None,
+    };
+    tx.execute(
+        "INSERT INTO events(at, intervention_id, stage, kind, detail, data_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![row.at_ms, row.intervention, row.stage, row.kind, row.detail, row.data],
+    )
+    .map_err(sql)?;
+    row.seq = tx.last_insert_rowid();
+    chain_row(tx, &row)?;
+    Ok(row.seq)
+}
+
+/// Stores `row`'s place in the audit chain: the hash of the row before it and its own.
+fn chain_row(
+    tx: &rusqlite::Transaction<'_>,
+    row: &crate::audit::ChainRow,
+) -> Result<(), LedgerError> {
+    let sql = |source| LedgerError::Sql {
+        path: PathBuf::new(),
+        source,
+    };
+    let prev: String = tx
+        .query_row(
+            "SELECT COALESCE(hash, '') FROM events WHERE id < ?1 ORDER BY id DESC LIMIT 1",
+            params![row.seq],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(sql)?
+        .unwrap_or_default();
+    let hash = crate::audit::hash(&prev, row);
+    tx.execute(
+        "UPDATE events SET prev_hash = ?2, hash = ?3 WHERE id = ?1",
+        params![row.seq, prev, hash],
+    )
+    .map_err(sql)?;
+    Ok(())
+}
+
+/// Every event row with its chain columns, in log order.
+fn chain_rows(c: &Connection) -> rusqlite::Result<Vec<crate::audit::ChainRow>> {
+    let mut stmt = c.prepare(
+        "SELECT id, at, intervention_id, stage, kind, detail, data_json, prev_hash, hash FROM events ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(crate::audit::ChainRow {
+            seq: r.get(0)?,
+            at_ms: r.get(1)?,
+            intervention: r.get(2)?,
+            stage: r.get(3)?,
+            kind: r.get(4)?,
+            detail: r.get(5)?,
+            data: r.get(6)?,
+            prev_hash: r.get(7)?,
+            hash: r.get(8)?,
+        })
     })?;
-    Ok(tx.last_insert_rowid())
+    rows.collect()
 }
 
 /// The typed event of a stored row; a row from before typed events (or of a kind this kaizen
@@ -436,6 +501,22 @@ impl Ledger {
                     path: path.clone(),
                     source,
                 })?;
+            if i == AUDIT_MIGRATION {
+                // The events recorded before the chain existed join it, in order.
+                let rows = chain_rows(&tx).map_err(|source| LedgerError::Sql {
+                    path: path.clone(),
+                    source,
+                })?;
+                for row in &rows {
+                    chain_row(&tx, row).map_err(|e| match e {
+                        LedgerError::Sql { source, .. } => LedgerError::Sql {
+                            path: path.clone(),
+                            source,
+                        },
+                        other => other,
+                    })?;
+                }
+            }
         }
         tx.commit()
             .map_err(|source| LedgerError::Sql { path, source })
@@ -463,10 +544,15 @@ impl Ledger {
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, LedgerError>,
     ) -> Result<T, LedgerError> {
         let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(|source| LedgerError::Sql {
-            path: path.clone(),
-            source,
-        })?;
+        // IMMEDIATE: the write lock is taken (waiting the busy timeout) before anything is read,
+        // so what a step reads — the audit chain's previous hash — cannot change under it.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|source| LedgerError::Sql {
+                path: path.clone(),
+                source,
+            })?;
         let out = f(&tx)?;
         tx.commit()
             .map_err(|source| LedgerError::Sql { path, source })?;
@@ -608,6 +694,24 @@ impl Ledger {
             .optional()
         })
         .map(Option::unwrap_or_default)
+    }
+
+    /// The audit chain's head: the newest event's hash (`None`: no event yet).
+    pub fn audit_head(&self) -> Result<Option<String>, LedgerError> {
+        self.sql(|c| {
+            c.query_row(
+                "SELECT hash FROM events ORDER BY id DESC LIMIT 1",
+                [],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .optional()
+        })
+        .map(Option::flatten)
+    }
+
+    /// Every event row with its chain columns, in log order (what `kaizen audit verify` checks).
+    pub fn audit_rows(&self) -> Result<Vec<crate::audit::ChainRow>, LedgerError> {
+        self.sql(chain_rows)
     }
 
     /// Events of one intervention, in order.
@@ -1703,6 +1807,40 @@ mod tests {
         assert_eq!(events[0].event.kind(), "sample_error");
         assert_eq!(events[0].event.to_string(), "source `x`: down");
         assert_eq!(events[1].event, EngineEvent::Resumed { area: None });
+    }
+
+    #[test]
+    fn events_from_before_the_chain_join_it_on_migration() {
+        assert!(MIGRATIONS[AUDIT_MIGRATION].contains("prev_hash"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.sqlite");
+        {
+            // A ledger as the kaizen before the chain left it, with events in it.
+            let c = Connection::open(&path).unwrap();
+            for m in &MIGRATIONS[..AUDIT_MIGRATION] {
+                c.execute_batch(m).unwrap();
+            }
+            c.pragma_update(None, "user_version", AUDIT_MIGRATION as i64)
+                .unwrap();
+            for i in 0..3 {
+                c.execute(
+                    "INSERT INTO events(at, stage, kind, detail) VALUES (?1, 'observe', 'sample_error', 'gap')",
+                    params![i],
+                )
+                .unwrap();
+            }
+        }
+        let mut l = Ledger::open(&path).unwrap();
+        l.append(
+            t("2026-01-01T00:00:00Z"),
+            &EngineEvent::Resumed { area: None },
+        )
+        .unwrap();
+        let rows = l.audit_rows().unwrap();
+        assert_eq!(rows.len(), 4);
+        let report = crate::audit::verify(&rows, &[]);
+        assert!(report.is_intact(), "{report:?}");
+        assert_eq!(report.head, l.audit_head().unwrap());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! No network here: adapters (git, HTTP, LLM) live in `kaizen-adapters`.
 
 pub mod apply;
+pub mod audit;
 pub mod canary;
 pub mod clock;
 pub mod config;

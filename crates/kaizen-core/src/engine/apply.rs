@@ -59,6 +59,7 @@ impl Engine {
         let branch = self.applier.current_branch().ok().flatten();
         self.ledger.begin_apply(id, branch.as_deref())?;
         crate::failpoint::hit("apply.after_pending");
+        self.applier.set_audit_head(self.ledger.audit_head()?);
         match self.applier.apply(id, candidate) {
             Ok(commit) => {
                 crate::failpoint::hit("apply.after_commit");

@@ -24,6 +24,24 @@ pub struct LearnReport {
 }
 
 impl Engine {
+    /// Commits an operator's lesson change (`kaizen lessons add` / `retire`) as one commit that
+    /// carries the audit head like every kaizen commit, and records `event` once it is made.
+    pub fn commit_lesson(
+        &mut self,
+        files: &[(String, Option<String>)],
+        message: &str,
+        event: EngineEvent,
+    ) -> Result<Option<crate::apply::CommitRef>, EngineError> {
+        self.recover_repository(&mut CycleReport::default())?;
+        self.applier.set_audit_head(self.ledger.audit_head()?);
+        let commit = self
+            .applier
+            .commit_files(files, message)
+            .map_err(|e| EngineError::Learn(e.to_string()))?;
+        self.record(&event)?;
+        Ok(commit)
+    }
+
     /// Distils finalized interventions into lessons in `lessons_dir` (inside the repository),
     /// retires lessons whose `retired_when` holds now, commits the lesson files as one commit
     /// (not an intervention, not counted against the budget), indexes them in the ledger, and
@@ -132,6 +150,7 @@ impl Engine {
             self.recover_repository(&mut scratch)?;
             let writes = crate::lesson::store::change_writes(&rel, &changes);
             let message = crate::lesson::store::commit_message(distiller_name, &changes);
+            self.applier.set_audit_head(self.ledger.audit_head()?);
             match self.applier.commit_files(&writes, &message) {
                 Ok(commit) => {
                     crate::failpoint::hit("learn.after_commit");

@@ -30,6 +30,7 @@ impl Engine {
         let branch = self.ledger.branch(id)?;
         self.ledger.set_pending(id, Some(Pending::Revert))?;
         crate::failpoint::hit("revert.after_pending");
+        self.applier.set_audit_head(self.ledger.audit_head()?);
         match self
             .applier
             .revert_on(id, &commit, branch.as_deref(), reason)
