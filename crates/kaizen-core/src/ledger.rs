@@ -169,7 +169,7 @@ const MIGRATIONS: &[&str] = &[
     // `escalations`: one row per escalated condition, keyed by what is escalated (stable, never
     // the text — e.g. `revert_refused K-000003`, `repo stale_git_lock .git/index.lock`,
     // `invariant row_without_commit K-000002`): when it was first and last raised and how often.
-    // The engine raises a key again only `ESCALATE_AGAIN` after `last_at`.
+    // The engine raises an open key again only on its back-off (v5, `crate::escalation`).
     r#"
     ALTER TABLE interventions ADD COLUMN interim_looks INTEGER NOT NULL DEFAULT 0;
     CREATE TABLE escalations (

@@ -165,6 +165,7 @@ impl Ledger {
     /// closing of its open escalations, as one transaction, compare-and-swap on the status and
     /// on no git operation in flight. No revert commit is recorded (a human's commit carries no
     /// kaizen trailer). Returns the events, in order.
+    #[allow(clippy::too_many_arguments)] // one atomic step: every part is needed together
     pub fn end_by_human(
         &mut self,
         id: InterventionId,
