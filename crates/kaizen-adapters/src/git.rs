@@ -11,7 +11,9 @@ use git2::{
     ErrorCode, FileMode, IndexEntry, IndexTime, ObjectType, Oid, Repository, Signature, Tree,
     build::TreeUpdateBuilder,
 };
-use kaizen_core::apply::{Applier, ApplyError, CommitRef, Finding, PathState, TrailerCommit};
+use kaizen_core::apply::{
+    Applier, ApplyError, CommitRef, Finding, PathChange, PathState, TrailerCommit,
+};
 use kaizen_core::edit::MAX_FILE_BYTES;
 use kaizen_core::intervention::{Candidate, InterventionId};
 use std::collections::BTreeMap;
@@ -1233,6 +1235,86 @@ impl Applier for GitApplier {
             }
         }
         Ok(out)
+    }
+
+    fn last_change(
+        &self,
+        path: &str,
+        since: &str,
+        branch: Option<&str>,
+    ) -> Result<Option<PathChange>, ApplyError> {
+        let path = contain(&self.root, path)?;
+        let repo = self.repo()?;
+        let (tip, _) = self.tip_of(&repo, branch)?;
+        let Some(tip_oid) = tip.oid else {
+            return Ok(None);
+        };
+        let since =
+            Oid::from_str(since).map_err(|e| git_err(format!("bad commit id {since}"), e))?;
+        // Only a `since` in the branch's history bounds the walk; otherwise nothing can be said.
+        if since != tip_oid
+            && !repo
+                .graph_descendant_of(tip_oid, since)
+                .map_err(|e| git_err("cannot compare commits", e))?
+        {
+            return Ok(None);
+        }
+        let blob_at = |c: &git2::Commit<'_>| -> Result<Option<Oid>, ApplyError> {
+            let tree = c
+                .tree()
+                .map_err(|e| git_err(format!("cannot read the tree of {}", c.id()), e))?;
+            match tree.get_path(Path::new(&path)) {
+                Ok(e) => Ok(Some(e.id())),
+                Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
+                Err(e) => Err(git_err(format!("cannot look up {path}"), e)),
+            }
+        };
+        let mut walk = repo
+            .revwalk()
+            .map_err(|e| git_err("cannot walk the history", e))?;
+        walk.push(tip_oid)
+            .map_err(|e| git_err("cannot walk the history", e))?;
+        walk.simplify_first_parent()
+            .map_err(|e| git_err("cannot walk the history", e))?;
+        for oid in walk.take(HISTORY_WALK_LIMIT) {
+            let oid = oid.map_err(|e| git_err("cannot walk the history", e))?;
+            if oid == since {
+                return Ok(None);
+            }
+            let c = repo
+                .find_commit(oid)
+                .map_err(|e| git_err(format!("cannot read commit {oid}"), e))?;
+            let here = blob_at(&c)?;
+            let before = match c.parent(0) {
+                Ok(p) => blob_at(&p)?,
+                Err(_) => None,
+            };
+            if here == before {
+                continue;
+            }
+            let tr = parse_trailers(&String::from_utf8_lossy(c.message_bytes()));
+            let by_kaizen = tr.iter().find_map(|(k, v)| {
+                k.eq_ignore_ascii_case(TRAILER_INTERVENTION)
+                    .then(|| v.parse::<InterventionId>().ok())
+                    .flatten()
+            });
+            let author = c.author();
+            return Ok(Some(PathChange {
+                sha: oid.to_string(),
+                author: format!(
+                    "{} <{}>",
+                    String::from_utf8_lossy(author.name_bytes()),
+                    String::from_utf8_lossy(author.email_bytes())
+                ),
+                summary: one_line(
+                    &String::from_utf8_lossy(c.summary_bytes().unwrap_or_default()),
+                    120,
+                ),
+                by_kaizen,
+                deleted: here.is_none(),
+            }));
+        }
+        Ok(None)
     }
 
     fn path_states(&self, paths: &[String]) -> Result<Vec<PathState>, ApplyError> {

@@ -96,6 +96,22 @@ pub(crate) fn engine(config: &Config, clock: Arc<dyn Clock>) -> Result<Engine> {
     Ok(engine)
 }
 
+/// Who a human is, for the record: `$USER`, else the repository's git `user.name`.
+fn who_am_i(repo: &Path) -> String {
+    if let Some(u) = std::env::var("USER").ok().filter(|u| !u.trim().is_empty()) {
+        return u;
+    }
+    std::process::Command::new("git")
+        .args(["config", "user.name"])
+        .current_dir(repo)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
 /// The engine on a read-only ledger (an in-memory one when there is none yet): for commands
 /// that only look. Lesson files that cannot be loaded are skipped (not recorded: nothing is).
 fn engine_read_only(config: &Config, clock: Arc<dyn Clock>) -> Result<Engine> {
@@ -415,6 +431,64 @@ pub async fn run(cli: Cli) -> Result<()> {
                     Err(Failure::Runtime(anyhow!(e)))
                 }
                 Err(e) => Err(Failure::Runtime(anyhow!(e))),
+            }
+        }
+        Command::Resolve {
+            id,
+            why,
+            reverted,
+            kept: _,
+        } => {
+            let config = load_config(&cli.config)?;
+            let id = parse_id(&id)?;
+            let end = if reverted {
+                kaizen_core::escalation::HumanEnd::Reverted
+            } else {
+                kaizen_core::escalation::HumanEnd::Kept
+            };
+            let who = who_am_i(&config.repo);
+            match lock(&config) {
+                Ok(_lock) => {
+                    let mut engine = engine(&config, clock)?;
+                    let mut report = CycleReport {
+                        at: engine.now(),
+                        ..Default::default()
+                    };
+                    match engine.resolve_by_human(id, end, &who, &why, &mut report) {
+                        Ok(_) => print_report(&report, false),
+                        Err(kaizen_core::engine::EngineError::Ledger(
+                            kaizen_core::ledger::LedgerError::NotFound(_),
+                        )) => Err(usage(format!("no intervention {id}"))),
+                        Err(e) => Err(Failure::Runtime(anyhow!(e))),
+                    }
+                }
+                Err(Failure::Busy(_)) => {
+                    // `kaizen run` holds the lock: queue it (one SQLite transaction) for the
+                    // loop, which checks it against git at its next cycle.
+                    let mut ledger = Ledger::open(&config.ledger_path()).map_err(rt)?;
+                    let iv = match ledger.get(id) {
+                        Ok(iv) => iv,
+                        Err(kaizen_core::ledger::LedgerError::NotFound(_)) => {
+                            return Err(usage(format!("no intervention {id}")));
+                        }
+                        Err(e) => return Err(rt(e)),
+                    };
+                    if !matches!(iv.status, Status::Applied | Status::Validated) {
+                        return Err(Failure::Runtime(anyhow!(
+                            "{id} is {}; only applied or validated interventions can be resolved",
+                            iv.status
+                        )));
+                    }
+                    ledger
+                        .request_resolve(id, end, &who, &why, clock.now())
+                        .map_err(rt)?;
+                    println!(
+                        "{id}: `kaizen run` holds the state lock; the resolve is queued and carried \
+                         out at its next cycle (see `kaizen show {id}`)"
+                    );
+                    Ok(())
+                }
+                Err(e) => Err(e),
             }
         }
         Command::Pause { area, why } => {

@@ -121,6 +121,23 @@ pub enum Command {
         #[arg(long, default_value = "requested by operator")]
         reason: String,
     },
+    /// Close an intervention a human took over (e.g. after a refused revert you fixed by hand):
+    /// it ends `reverted` or `kept` as you say — checked against git — recorded with who
+    /// (`$USER`, else git's user.name) and why, and its open escalations close. While
+    /// `kaizen run` holds the lock the request is queued and carried out at its next cycle.
+    Resolve {
+        /// The intervention id.
+        id: String,
+        /// Why (recorded).
+        #[arg(long)]
+        why: String,
+        /// The change was undone (by hand or `git revert`, committed).
+        #[arg(long, conflicts_with = "kept", required_unless_present = "kept")]
+        reverted: bool,
+        /// The change stays.
+        #[arg(long)]
+        kept: bool,
+    },
     /// Emergency stop: apply nothing (everything, or one area) until `kaizen resume`.
     /// Observation, validation and reverts go on. Works while `kaizen run` is running (it
     /// writes `PAUSE` / `PAUSE.<area>` in the state dir; so can you).

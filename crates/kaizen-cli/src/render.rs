@@ -51,25 +51,40 @@ pub fn quiet_cycle(report: &CycleReport, status: &kaizen_core::status::StatusSna
         1 => "observed 1 signal".to_string(),
         n => format!("observed {n} signals"),
     };
-    let alerting: Vec<&str> = status
+    let alerting: Vec<String> = status
         .signals
         .iter()
         .filter(|s| s.alerting)
-        .map(|s| s.signal.as_str())
+        .map(|s| {
+            let held: Vec<String> = status
+                .suppressed
+                .iter()
+                .filter(|r| r.suppression.signal == s.signal)
+                .map(|r| {
+                    format!(
+                        "{} suppressed: {}{}",
+                        r.suppression.name(),
+                        r.suppression.by,
+                        r.suppression
+                            .until
+                            .map(|u| format!(" until {}", ts(u)))
+                            .unwrap_or_default()
+                    )
+                })
+                .collect();
+            if held.is_empty() {
+                s.signal.clone()
+            } else {
+                format!("{} ({})", s.signal, held.join(", "))
+            }
+        })
         .collect();
     let alerting = if alerting.is_empty() {
         "nothing alerting".to_string()
     } else {
         format!("alerting: {}", alerting.join(", "))
     };
-    let mut line = format!("{observed}; nothing due; {alerting}");
-    if report.suppressed > 0 {
-        line.push_str(&format!(
-            "; {} suppressed (see `kaizen status`)",
-            report.suppressed
-        ));
-    }
-    line
+    format!("{observed}; nothing due; {alerting}")
 }
 
 /// Prints one ledger event (`kaizen events`, `kaizen run`).
@@ -459,6 +474,45 @@ pub fn status(s: &kaizen_core::status::StatusSnapshot) {
                 r.area,
                 r.repeats,
                 t(r.last_seen)
+            );
+        }
+    }
+    for r in &s.suppressed {
+        let x = &r.suppression;
+        println!(
+            "{}: {}, suppressed: {}{} ({}× since {}, last {}): {}",
+            x.name(),
+            if r.alerting {
+                "alerting"
+            } else {
+                "not alerting now"
+            },
+            x.by,
+            x.until
+                .map(|u| format!(" until {}", t(u)))
+                .unwrap_or_default(),
+            x.count,
+            t(x.since),
+            t(x.last_seen),
+            x.detail
+        );
+    }
+    if !s.escalations_open.is_empty() {
+        println!(
+            "open escalations: {} (each needs a human: fix it, then `kaizen resolve ID --why …`)",
+            s.escalations_open.len()
+        );
+        for e in &s.escalations_open {
+            println!(
+                "  {} `{}` since {} (told {}×, next reminder {}): {}",
+                e.intervention
+                    .map(|i| i.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                e.key,
+                t(e.opened_at),
+                e.notifications,
+                t(e.next_reminder_at),
+                e.detail
             );
         }
     }

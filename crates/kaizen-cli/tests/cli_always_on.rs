@@ -291,3 +291,386 @@ fn issue10_interventions_piped_into_head_exits_0() {
     assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
     let _ = git_text(&h.repo, &["log", "--oneline"]);
 }
+
+/// Applies grow-cache at +10m and feeds 34 minutes of unchanged latency, so the +45m cycle
+/// judges "no effect" and wants to revert. Returns the intervention id and its commit.
+fn applied_then_failing(h: &Harness) -> (String, String) {
+    h.observe_range(-180, 10, |_| 250.0);
+    h.set_metric(10, 250.0);
+    let out = h.ok(10, &["cycle"]);
+    assert!(out.contains("applied as commit"), "{out}");
+    let iv = h.interventions(10).last().cloned().unwrap();
+    h.observe_range(11, 45, |_| 250.0);
+    h.set_metric(45, 250.0);
+    (
+        iv["id"].as_str().unwrap().to_string(),
+        iv["commit"].as_str().unwrap().to_string(),
+    )
+}
+
+fn status_of(h: &Harness, minute: i64, id: &str) -> serde_json::Value {
+    common::find(&h.interventions(minute), id).clone()
+}
+
+fn events_of_kind(h: &Harness, minute: i64, kind: &str) -> Vec<serde_json::Value> {
+    let out = h.ok(
+        minute,
+        &["events", "--since", "30d", "--kind", kind, "--json"],
+    );
+    serde_json::from_str(&out).unwrap()
+}
+
+/// A human's uncommitted edit in the file kaizen must revert: the revert is refused.
+fn dirty_the_target(h: &Harness) {
+    let cfg = h.file("config/app.yaml");
+    std::fs::write(
+        h.repo.join("config/app.yaml"),
+        cfg.replace("workers: 4", "workers: 6  # hand edit, not committed"),
+    )
+    .unwrap();
+}
+
+// Issue 10: after a refused revert kaizen printed "still refused (already escalated)" every
+// 30 s, the intervention stayed `applied` forever and there was no way to close it. Now the
+// escalation is one record: told once, re-told on a back-off (1 h, 2 h, …), never every cycle;
+// `kaizen revert` says what to do; `kaizen resolve --kept` closes it with who and why.
+#[test]
+fn issue10_refused_revert_escalates_once_reminds_on_backoff_and_resolve_closes_it() {
+    let h = Harness::new(RULE_GROW_CACHE, "");
+    let (id, commit) = applied_then_failing(&h);
+    dirty_the_target(&h);
+    let out = h.kaizen_at(45, &["cycle"]);
+    assert!(stderr(&out).contains("ESCALATION"), "{}", stderr(&out));
+    assert_eq!(events_of_kind(&h, 45, "escalation").len(), 1);
+    // Later cycles retry the revert but say nothing more until the back-off has passed.
+    for m in [46, 50, 80] {
+        h.set_metric(m, 250.0);
+        let out = h.kaizen_at(m, &["cycle"]);
+        let text = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(!text.contains("still"), "+{m}m: {text}");
+        assert!(!text.contains("ESCALATION"), "+{m}m: {text}");
+    }
+    assert_eq!(events_of_kind(&h, 80, "escalation_reminder").len(), 0);
+    h.set_metric(106, 250.0);
+    let out = h.kaizen_at(106, &["cycle"]); // 61 minutes after the escalation
+    assert!(
+        stderr(&out).contains("still needs a human"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(events_of_kind(&h, 106, "escalation_reminder").len(), 1);
+    assert_eq!(events_of_kind(&h, 106, "escalation").len(), 1);
+    // Status and its JSON list the open escalation.
+    let status = h.ok(107, &["status"]);
+    assert!(status.contains("open escalations: 1"), "{status}");
+    let json: serde_json::Value = serde_json::from_str(&h.ok(107, &["status", "--json"])).unwrap();
+    let open = json["escalations_open"].as_array().unwrap();
+    assert_eq!(open.len(), 1, "{json}");
+    assert_eq!(open[0]["intervention"], id.as_str());
+    assert_eq!(open[0]["key"], format!("revert_refused {id}"));
+    assert_eq!(open[0]["notifications"], 2);
+    // `kaizen revert` on it: an actionable message, not a bare exit 1.
+    let out = h.kaizen_at(107, &["revert", &id]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("kaizen resolve") && err.contains("--reverted"),
+        "{err}"
+    );
+    // "reverted" while the change is still in effect is refused; "kept" closes it.
+    let out = h.kaizen_env_at(
+        108,
+        &["resolve", &id, "--reverted", "--why", "x"],
+        &[("USER", "alice")],
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("still in effect"), "{}", stderr(&out));
+    let head_before = git_text(&h.repo, &["rev-parse", "HEAD"]);
+    let out = h.kaizen_env_at(
+        108,
+        &[
+            "resolve",
+            &id,
+            "--kept",
+            "--why",
+            "the bigger cache stays; my edit is unrelated",
+        ],
+        &[("USER", "alice")],
+    );
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let iv = status_of(&h, 108, &id);
+    assert_eq!(iv["status"], "kept", "{iv}");
+    // No commit was made; kaizen's change is still in the history and the file.
+    assert_eq!(git_text(&h.repo, &["rev-parse", "HEAD"]), head_before);
+    assert!(git_text(&h.repo, &["log", "--format=%H"]).contains(&commit));
+    assert!(h.file("config/app.yaml").contains("cache_mb: 256"));
+    let show = h.ok(108, &["show", &id]);
+    for needle in [
+        "resolved by alice (kept)",
+        "the bigger cache stays",
+        "escalation_closed",
+    ] {
+        assert!(show.contains(needle), "missing {needle:?} in:\n{show}");
+    }
+    let status = h.ok(109, &["status"]);
+    assert!(!status.contains("open escalations"), "{status}");
+    // The loop no longer retries or reminds.
+    h.set_metric(300, 250.0);
+    let out = h.kaizen_at(300, &["cycle"]);
+    assert!(!stderr(&out).contains("ESCALATION"), "{}", stderr(&out));
+    assert_eq!(events_of_kind(&h, 300, "escalation_reminder").len(), 1);
+}
+
+// Issue 10: kaizen resolves an escalation by itself when it sees the change undone in git.
+#[test]
+fn issue10_a_refused_revert_done_by_a_human_closes_by_itself() {
+    let h = Harness::new(RULE_GROW_CACHE, "");
+    let (id, commit) = applied_then_failing(&h);
+    dirty_the_target(&h);
+    h.kaizen_at(45, &["cycle"]);
+    assert_eq!(events_of_kind(&h, 45, "escalation").len(), 1);
+    // The human puts their edit aside and reverts kaizen's commit themselves.
+    git(&h.repo, &["stash"]);
+    git(&h.repo, &["revert", "--no-edit", &commit]);
+    let human = git_text(&h.repo, &["rev-parse", "--short=10", "HEAD"]);
+    h.set_metric(47, 250.0);
+    let out = h.ok(47, &["cycle"]);
+    assert!(
+        out.contains(&format!("reverted by human commit {}", human.trim())),
+        "{out}"
+    );
+    let iv = status_of(&h, 47, &id);
+    assert_eq!(iv["status"], "reverted", "{iv}");
+    assert!(
+        iv["revert_commit"].is_null(),
+        "a human's commit is not kaizen's revert: {iv}"
+    );
+    assert_eq!(events_of_kind(&h, 47, "escalation_closed").len(), 1);
+    let json: serde_json::Value = serde_json::from_str(&h.ok(47, &["status", "--json"])).unwrap();
+    assert_eq!(json["escalations_open"].as_array().unwrap().len(), 0);
+    // Exactly one revert in the history: the human's; kaizen made none.
+    let log = git_text(&h.repo, &["log", "--format=%s"]);
+    assert_eq!(log.matches("Revert").count(), 1, "{log}");
+}
+
+/// A validated grow-cache (latency fell), with its id and commit.
+fn validated(h: &Harness) -> (String, String) {
+    let iv = common::run_round(h, 0, 150.0);
+    assert_eq!(iv["status"], "validated", "{iv}");
+    (
+        iv["id"].as_str().unwrap().to_string(),
+        iv["commit"].as_str().unwrap().to_string(),
+    )
+}
+
+fn superseded_checks(h: &Harness, minute: i64, id: &str, needle: &str) {
+    h.set_metric(minute, 150.0);
+    let out = h.ok(minute, &["cycle"]);
+    assert!(out.contains(needle), "{out}");
+    let iv = status_of(h, minute, id);
+    assert_eq!(iv["status"], "superseded", "{iv}");
+    let show = h.ok(minute, &["show", id]);
+    assert!(show.contains(needle), "{show}");
+    assert!(show.contains("superseded"), "{show}");
+    // Noticed once: the next cycle says nothing more about it.
+    h.set_metric(minute + 1, 150.0);
+    let out = h.ok(minute + 1, &["cycle"]);
+    assert!(!out.contains(id), "{out}");
+    assert_eq!(events_of_kind(h, minute + 1, "superseded").len(), 1);
+    // Neither validated nor a rollback: no lesson is learned from it.
+    assert!(
+        h.ok(minute + 2, &["learn"])
+            .lines()
+            .all(|l| !l.contains(id))
+    );
+}
+
+// Issue 10: an operator's own `git revert` of a validated kaizen commit left the intervention
+// `validated` with no event.
+#[test]
+fn issue10_a_human_revert_of_a_validated_commit_is_noticed() {
+    let h = Harness::new(RULE_GROW_CACHE, "");
+    let (id, commit) = validated(&h);
+    git(&h.repo, &["revert", "--no-edit", &commit]);
+    let human = git_text(&h.repo, &["rev-parse", "--short=10", "HEAD"]);
+    superseded_checks(
+        &h,
+        60,
+        &id,
+        &format!("superseded by human commit {}", human.trim()),
+    );
+    assert!(h.file("config/app.yaml").contains("cache_mb: 128"));
+}
+
+// Issue 10: a later human commit changing the same key ends the intervention.
+#[test]
+fn issue10_a_human_commit_overriding_the_key_is_noticed() {
+    let h = Harness::new(RULE_GROW_CACHE, "");
+    let (id, _) = validated(&h);
+    let cfg = h.file("config/app.yaml");
+    std::fs::write(
+        h.repo.join("config/app.yaml"),
+        cfg.replace("cache_mb: 256", "cache_mb: 512"),
+    )
+    .unwrap();
+    git(&h.repo, &["commit", "-qam", "cache to 512 for the sale"]);
+    let human = git_text(&h.repo, &["rev-parse", "--short=10", "HEAD"]);
+    superseded_checks(
+        &h,
+        60,
+        &id,
+        &format!("superseded by human commit {}", human.trim()),
+    );
+    let show = h.ok(62, &["show", &id]);
+    assert!(
+        show.contains("256 → 512") && show.contains("cache to 512 for the sale"),
+        "{show}"
+    );
+}
+
+// Issue 10: a deleted target file ends an applied intervention's validation.
+#[test]
+fn issue10_a_deleted_target_file_ends_validation() {
+    let h = Harness::new(RULE_GROW_CACHE, "");
+    h.observe_range(-180, 10, |_| 250.0);
+    h.set_metric(10, 250.0);
+    assert!(h.ok(10, &["cycle"]).contains("applied as commit"));
+    let id = h.interventions(10).last().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    git(&h.repo, &["rm", "-q", "config/app.yaml"]);
+    git(
+        &h.repo,
+        &["commit", "-qm", "config moves to the service's own repo"],
+    );
+    let human = git_text(&h.repo, &["rev-parse", "--short=10", "HEAD"]);
+    h.observe_range(11, 20, |_| 250.0);
+    superseded_checks(
+        &h,
+        20,
+        &id,
+        &format!("superseded by human commit {}", human.trim()),
+    );
+    let show = h.ok(22, &["show", &id]);
+    assert!(show.contains("config/app.yaml deleted"), "{show}");
+    // Its validation ended: it is not awaiting validation, and no revert was attempted.
+    let json: serde_json::Value = serde_json::from_str(&h.ok(60, &["status", "--json"])).unwrap();
+    assert_eq!(
+        json["awaiting_validation"].as_array().unwrap().len(),
+        0,
+        "{json}"
+    );
+    assert!(!git_text(&h.repo, &["log", "--format=%B"]).contains("Kaizen-Reverts"));
+}
+
+// Issue 10: a rule that kept alerting but was suppressed (dedup after an apply) said so only at
+// debug level. Now `kaizen status`, its JSON (→ /health) and the quiet cycle line say what
+// holds it and until when.
+#[test]
+fn issue10_a_suppressed_rule_is_visible_in_status() {
+    let h = Harness::new(RULE_GROW_CACHE, "");
+    h.observe_range(-180, 10, |_| 250.0);
+    h.set_metric(10, 250.0);
+    assert!(h.ok(10, &["cycle"]).contains("applied as commit"));
+    // Still alerting while it awaits validation: the rule fires again, its change already in place.
+    h.set_metric(11, 250.0);
+    h.ok(11, &["cycle"]);
+    let status = h.ok(12, &["status"]);
+    assert!(
+        status.contains("grow-cache: alerting, suppressed: already_applied"),
+        "{status}"
+    );
+    // No effect: reverted at +45. The rule keeps firing and dedup holds it back for 2h after
+    // the reverted one was made (+10m), i.e. until 10:10.
+    h.observe_range(12, 45, |_| 250.0);
+    h.set_metric(45, 250.0);
+    h.ok(45, &["cycle"]);
+    assert_eq!(h.interventions(45).last().unwrap()["status"], "reverted");
+    h.set_metric(46, 250.0);
+    let out = h.ok(46, &["cycle"]);
+    let until = "2026-03-02T10:10:00Z";
+    assert_eq!(
+        out.trim(),
+        format!(
+            "observed 1 signal; nothing due; alerting: latency_ms (grow-cache suppressed: dedup until {until})"
+        ),
+        "{out}"
+    );
+    let status = h.ok(47, &["status"]);
+    let want = format!("grow-cache: alerting, suppressed: dedup until {until}");
+    assert!(status.contains(&want), "missing {want:?} in:\n{status}");
+    let json: serde_json::Value = serde_json::from_str(&h.ok(47, &["status", "--json"])).unwrap();
+    let s = &json["suppressed"][0];
+    assert_eq!(s["rule"], "grow-cache", "{json}");
+    assert_eq!(s["by"], "dedup");
+    assert_eq!(s["alerting"], true);
+    assert_eq!(s["until"], until);
+    // Long after the rule stopped firing, nothing is shown as suppressed.
+    let status = h.ok(300, &["status"]);
+    assert!(!status.contains("suppressed:"), "{status}");
+}
+
+// A pause is a suppression too: the firing rule is shown held back by it.
+#[test]
+fn issue10_a_paused_rule_is_visible_in_status() {
+    let h = Harness::new(RULE_GROW_CACHE, "");
+    h.ok(0, &["pause", "--why", "release freeze"]);
+    h.observe_range(-180, 10, |_| 250.0);
+    h.set_metric(10, 250.0);
+    let out = h.ok(10, &["cycle"]);
+    assert!(!out.contains("applied as commit"), "{out}");
+    let status = h.ok(11, &["status"]);
+    assert!(
+        status.contains("grow-cache: alerting, suppressed: pause")
+            && status.contains("release freeze"),
+        "{status}"
+    );
+    // Resumed, the change goes through and is no longer shown as suppressed.
+    h.ok(12, &["resume"]);
+    h.set_metric(12, 250.0);
+    assert!(h.ok(12, &["cycle"]).contains("applied as commit"));
+    let status = h.ok(13, &["status"]);
+    assert!(!status.contains("suppressed: pause"), "{status}");
+}
+
+// While `kaizen run` holds the lock, `kaizen resolve` is queued in the ledger (recorded with who
+// and why) instead of failing busy; the loop carries it out.
+#[test]
+fn issue10_resolve_beside_the_daemon_is_queued() {
+    let h = Harness::new(RULE_GROW_CACHE, "");
+    h.observe_range(-180, 10, |_| 250.0);
+    h.set_metric(10, 250.0);
+    assert!(h.ok(10, &["cycle"]).contains("applied as commit"));
+    let id = h.interventions(10).last().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_kaizen"))
+        .arg("run")
+        .current_dir(&h.repo)
+        .env_remove("KAIZEN_NOW")
+        .env_remove("KAIZEN_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_lock(&h);
+    let out = h.kaizen_env_at(
+        11,
+        &["resolve", &id, "--kept", "--why", "keeping it"],
+        &[("USER", "bob")],
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status();
+    let _ = daemon.wait();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("queued"), "{}", stdout(&out));
+    assert_eq!(events_of_kind(&h, 11, "resolve_requested").len(), 1);
+    // The next cycle carries it out.
+    h.set_metric(12, 100.0);
+    let out = h.ok(12, &["cycle"]);
+    assert!(out.contains("resolved by bob (kept): keeping it"), "{out}");
+    assert_eq!(status_of(&h, 12, &id)["status"], "kept");
+}

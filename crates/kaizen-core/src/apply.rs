@@ -90,6 +90,21 @@ pub struct PathState {
     pub disk_matches_head: bool,
 }
 
+/// The newest commit that changed a path after a given commit ([`Applier::last_change`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PathChange {
+    /// Full hex id.
+    pub sha: String,
+    /// Its author (`Name <email>`).
+    pub author: String,
+    /// Its subject line.
+    pub summary: String,
+    /// The intervention its `Kaizen-Intervention` trailer names (`None`: a human's commit).
+    pub by_kaizen: Option<InterventionId>,
+    /// Whether it deleted the path.
+    pub deleted: bool,
+}
+
 /// A commit made by the applier.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommitRef {
@@ -192,6 +207,19 @@ pub trait Applier: Send {
     /// `kaizen audit verify`. Empty where the applier keeps no history.
     fn audit_witnesses(&self) -> Result<Vec<crate::audit::Witness>, ApplyError> {
         Ok(Vec::new())
+    }
+    /// The newest commit on `branch` (`None`: the current one) after `since` that changed
+    /// `path`: a first-parent walk from the tip back to `since`, comparing the path's blob only
+    /// (no tree diff). `None` when nothing after `since` touched it, or `since` is not in the
+    /// branch's history (bounded walk). Empty where the applier keeps no history.
+    fn last_change(
+        &self,
+        path: &str,
+        since: &str,
+        branch: Option<&str>,
+    ) -> Result<Option<PathChange>, ApplyError> {
+        let _ = (path, since, branch);
+        Ok(None)
     }
     /// Makes the working tree match HEAD for the paths `id` touched, if a crash left them stale.
     fn sync_worktree(&self, id: InterventionId, commit: &str) -> Result<(), ApplyError>;

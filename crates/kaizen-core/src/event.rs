@@ -51,8 +51,10 @@ pub enum Stage {
     Review,
     /// A diagnosis.
     Diagnose,
-    /// A human's request (approval).
+    /// A human's request (approval, resolve).
     Operator,
+    /// What humans did in the repository, noticed by the loop.
+    Humans,
     /// A stage recorded before typed events (old ledgers); see [`EngineEvent::Legacy`].
     Other,
 }
@@ -76,6 +78,7 @@ impl Stage {
             Stage::Review => "review",
             Stage::Diagnose => "diagnose",
             Stage::Operator => "operator",
+            Stage::Humans => "humans",
             Stage::Other => "other",
         }
     }
@@ -98,6 +101,7 @@ impl Stage {
             Stage::Review,
             Stage::Diagnose,
             Stage::Operator,
+            Stage::Humans,
         ]
         .into_iter()
         .find(|x| x.as_str() == s)
@@ -386,6 +390,105 @@ pub enum EngineEvent {
         text: String,
     },
 
+    /// An open escalation told again after its back-off (1 h, 2 h, 4 h … capped at 24 h).
+    EscalationReminder {
+        /// The intervention, if any.
+        intervention: Option<InterventionId>,
+        /// Where.
+        stage: Stage,
+        /// The escalation's key.
+        key: String,
+        /// For a human.
+        text: String,
+        /// Which reminder (1: the first after the opening notice).
+        reminder: u32,
+    },
+    /// An escalation closed: a human resolved it, or kaizen saw the problem gone.
+    EscalationClosed {
+        /// The intervention, if any.
+        intervention: Option<InterventionId>,
+        /// Where.
+        stage: Stage,
+        /// The escalation's key.
+        key: String,
+        /// Who closed it (a user, or `kaizen`).
+        by: String,
+        /// Why.
+        why: String,
+    },
+
+    // ----- humans ---------------------------------------------------------------------------
+    /// A change a human closed and kept (`kaizen resolve --kept`): validation ended by hand.
+    Kept {
+        /// The intervention.
+        intervention: InterventionId,
+        /// Where.
+        stage: Stage,
+        /// The status it left.
+        from: Status,
+        /// Why.
+        reason: String,
+    },
+    /// A change ended because a later commit undid, changed or deleted what it set: counted
+    /// neither as validated nor as a rollback.
+    Superseded {
+        /// The intervention.
+        intervention: InterventionId,
+        /// Where.
+        stage: Stage,
+        /// The status it left.
+        from: Status,
+        /// Why.
+        reason: String,
+    },
+    /// The commit after kaizen's that undid, changed or deleted an intervention's target.
+    HumanCommit {
+        /// The intervention.
+        intervention: InterventionId,
+        /// The commit.
+        commit: String,
+        /// Its author.
+        author: String,
+        /// Its subject line.
+        summary: String,
+        /// What it did to the target.
+        how: String,
+        /// The intervention the commit names, when it was kaizen's own.
+        by_intervention: Option<InterventionId>,
+    },
+    /// A human ended an intervention (`kaizen resolve`).
+    Resolved {
+        /// The intervention.
+        intervention: InterventionId,
+        /// Who.
+        by: String,
+        /// Why.
+        why: String,
+        /// `reverted` or `kept`.
+        ends: String,
+    },
+    /// A human asked to end an intervention while `kaizen run` held the lock; the loop carries
+    /// it out at its next cycle.
+    ResolveRequested {
+        /// The intervention.
+        intervention: InterventionId,
+        /// Who.
+        by: String,
+        /// Why.
+        why: String,
+        /// `reverted` or `kept`.
+        ends: String,
+    },
+    /// A human's resolve was refused (git contradicts it, or the intervention is not live).
+    ResolveRefused {
+        /// The intervention.
+        intervention: InterventionId,
+        /// Who asked.
+        by: String,
+        /// Why it was refused.
+        message: String,
+    },
+
     // ----- reconcile / check ----------------------------------------------------------------
     /// Something kaizen left behind was repaired.
     Repaired {
@@ -590,6 +693,18 @@ impl EngineEvent {
                 from,
                 reason,
             },
+            Status::Kept => EngineEvent::Kept {
+                intervention: id,
+                stage,
+                from,
+                reason,
+            },
+            Status::Superseded => EngineEvent::Superseded {
+                intervention: id,
+                stage,
+                from,
+                reason,
+            },
             // `proposed` is only ever entered by a new row ([`EngineEvent::proposed`]).
             Status::Blocked | Status::Proposed => EngineEvent::Blocked {
                 intervention: id,
@@ -630,6 +745,14 @@ impl EngineEvent {
             RevertInterrupted { .. } => "revert_interrupted",
             Escalation { .. } => "escalation",
             EscalationRepeated { .. } => "escalation_repeated",
+            EscalationReminder { .. } => "escalation_reminder",
+            EscalationClosed { .. } => "escalation_closed",
+            Kept { .. } => "kept",
+            Superseded { .. } => "superseded",
+            HumanCommit { .. } => "human_commit",
+            Resolved { .. } => "resolved",
+            ResolveRequested { .. } => "resolve_requested",
+            ResolveRefused { .. } => "resolve_refused",
             Repaired { .. } => "repaired",
             IdsContinued { .. } => "ids_continued",
             InvariantViolation { .. } => "invariant_violation",
@@ -667,7 +790,13 @@ impl EngineEvent {
             | Reverted { stage, .. }
             | Escalation { stage, .. }
             | EscalationRepeated { stage, .. }
+            | EscalationReminder { stage, .. }
+            | EscalationClosed { stage, .. }
+            | Kept { stage, .. }
+            | Superseded { stage, .. }
             | Repaired { stage, .. } => *stage,
+            HumanCommit { .. } => Stage::Humans,
+            Resolved { .. } | ResolveRequested { .. } | ResolveRefused { .. } => Stage::Operator,
             CanaryPassed { .. } | CanaryFailed { .. } => Stage::Canary,
             ApplySkipped { .. } | ShadowWouldApply { .. } | AwaitingApproval { .. } => Stage::Apply,
             Approved { .. } => Stage::Operator,
@@ -719,9 +848,17 @@ impl EngineEvent {
             | Extended { intervention, .. }
             | Validated { intervention, .. }
             | Reverted { intervention, .. }
-            | RevertInterrupted { intervention } => Some(*intervention),
+            | RevertInterrupted { intervention }
+            | Kept { intervention, .. }
+            | Superseded { intervention, .. }
+            | HumanCommit { intervention, .. }
+            | Resolved { intervention, .. }
+            | ResolveRequested { intervention, .. }
+            | ResolveRefused { intervention, .. } => Some(*intervention),
             Escalation { intervention, .. }
             | EscalationRepeated { intervention, .. }
+            | EscalationReminder { intervention, .. }
+            | EscalationClosed { intervention, .. }
             | InvariantViolation { intervention, .. }
             | NotifyFailed { intervention, .. } => *intervention,
             IdsContinued { .. }
@@ -757,6 +894,8 @@ impl EngineEvent {
             Applied { .. } => Some(Status::Applied),
             Validated { .. } => Some(Status::Validated),
             Reverted { .. } => Some(Status::Reverted),
+            Kept { .. } => Some(Status::Kept),
+            Superseded { .. } => Some(Status::Superseded),
             _ => None,
         }
     }
@@ -771,7 +910,9 @@ impl EngineEvent {
             Blocked { from, reason, .. }
             | Backlogged { from, reason, .. }
             | Validated { from, reason, .. }
-            | Reverted { from, reason, .. } => Some(format!("{from} → {to}: {reason}")),
+            | Reverted { from, reason, .. }
+            | Kept { from, reason, .. }
+            | Superseded { from, reason, .. } => Some(format!("{from} → {to}: {reason}")),
             Applied { reason, .. } => Some(format!("{} → {to}: {reason}", Status::Proposed)),
             _ => None,
         }
@@ -791,7 +932,7 @@ impl EngineEvent {
     pub fn level(&self) -> tracing::Level {
         use EngineEvent::*;
         match self {
-            Escalation { .. } => tracing::Level::ERROR,
+            Escalation { .. } | EscalationReminder { .. } => tracing::Level::ERROR,
             SampleGap { .. }
             | ProposalRejected { .. }
             | ProposerFailed { .. }
@@ -803,7 +944,8 @@ impl EngineEvent {
             | Resumed { .. }
             | NotifyFailed { .. }
             | DiagnoseFailed { .. }
-            | EscalationRepeated { .. } => tracing::Level::WARN,
+            | EscalationRepeated { .. }
+            | ResolveRefused { .. } => tracing::Level::WARN,
             _ => tracing::Level::INFO,
         }
     }
@@ -955,6 +1097,23 @@ impl fmt::Display for EngineEvent {
             }
             Escalation { text, .. } => f.write_str(text),
             EscalationRepeated { text, .. } => write!(f, "still: {text} (already escalated)"),
+            EscalationReminder { text, .. } => f.write_str(text),
+            EscalationClosed { key, by, why, .. } => {
+                write!(f, "escalation `{key}` closed by {by}: {why}")
+            }
+            Kept { reason, .. } | Superseded { reason, .. } => f.write_str(reason),
+            HumanCommit {
+                commit,
+                author,
+                summary,
+                how,
+                ..
+            } => write!(f, "{how}: commit {} by {author}: {summary}", short(commit)),
+            Resolved { by, why, ends, .. } => write!(f, "resolved by {by} ({ends}): {why}"),
+            ResolveRequested { by, why, ends, .. } => {
+                write!(f, "{by} asks to end it {ends}: {why} (queued for the loop)")
+            }
+            ResolveRefused { by, message, .. } => write!(f, "resolve by {by} refused: {message}"),
             Repaired {
                 finding,
                 subject,

@@ -336,17 +336,26 @@ pub enum Status {
     Validated,
     /// Undone by a revert commit.
     Reverted,
+    /// A human closed it and kept the change (`kaizen resolve --kept`): validation ended by
+    /// hand; counted neither as validated nor as a rollback.
+    Kept,
+    /// A human changed it in git after kaizen (reverted its commit, changed the same key, deleted
+    /// the file) or a later intervention replaced it: validation ended; counted neither as
+    /// validated nor as a rollback (no freeze count, no lesson).
+    Superseded,
 }
 
 impl Status {
     /// All statuses, in lifecycle order.
-    pub const ALL: [Status; 6] = [
+    pub const ALL: [Status; 8] = [
         Status::Proposed,
         Status::Blocked,
         Status::Backlog,
         Status::Applied,
         Status::Validated,
         Status::Reverted,
+        Status::Kept,
+        Status::Superseded,
     ];
 
     /// The stable lowercase name.
@@ -358,6 +367,8 @@ impl Status {
             Status::Applied => "applied",
             Status::Validated => "validated",
             Status::Reverted => "reverted",
+            Status::Kept => "kept",
+            Status::Superseded => "superseded",
         }
     }
 
@@ -374,6 +385,9 @@ impl Status {
                 | (Applied, Validated)
                 | (Applied, Reverted)
                 | (Validated, Reverted)
+                | (Applied, Kept)
+                | (Applied, Superseded)
+                | (Validated, Superseded)
         )
     }
 
@@ -487,11 +501,15 @@ pub struct Intervention {
 }
 
 impl Intervention {
-    /// Whether it is done (blocked, backlog, validated, reverted).
+    /// Whether it is done (blocked, validated, reverted, kept, superseded).
     pub fn is_final(&self) -> bool {
         matches!(
             self.status,
-            Status::Blocked | Status::Validated | Status::Reverted
+            Status::Blocked
+                | Status::Validated
+                | Status::Reverted
+                | Status::Kept
+                | Status::Superseded
         )
     }
 }

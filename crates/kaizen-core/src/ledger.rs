@@ -15,6 +15,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
+mod escalations;
+mod suppressions;
+pub use escalations::ResolveRequest;
+
 /// A ledger operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -165,7 +169,7 @@ const MIGRATIONS: &[&str] = &[
     // `escalations`: one row per escalated condition, keyed by what is escalated (stable, never
     // the text — e.g. `revert_refused K-000003`, `repo stale_git_lock .git/index.lock`,
     // `invariant row_without_commit K-000002`): when it was first and last raised and how often.
-    // The engine raises a key again only `ESCALATE_AGAIN` after `last_at`.
+    // The engine raises an open key again only on its back-off (v6, `crate::escalation`).
     r#"
     ALTER TABLE interventions ADD COLUMN interim_looks INTEGER NOT NULL DEFAULT 0;
     CREATE TABLE escalations (
@@ -181,6 +185,42 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE events ADD COLUMN prev_hash TEXT;
     ALTER TABLE events ADD COLUMN hash TEXT;
+    "#,
+    // v6: escalations get a life cycle — what was said (`detail`) and how they were closed
+    // (`closed_at`/`closed_by`/`closed_why`; a closed key raised again reopens) — human resolve
+    // requests the loop carries out (`ledger/escalations.rs`), and the firing rules currently
+    // held back (`ledger/suppressions.rs`).
+    r#"
+    ALTER TABLE escalations ADD COLUMN detail TEXT NOT NULL DEFAULT '';
+    ALTER TABLE escalations ADD COLUMN closed_at INTEGER;
+    ALTER TABLE escalations ADD COLUMN closed_by TEXT;
+    ALTER TABLE escalations ADD COLUMN closed_why TEXT;
+    CREATE INDEX escalations_intervention ON escalations(intervention_id, closed_at);
+    CREATE TABLE resolve_requests (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        intervention_id INTEGER NOT NULL REFERENCES interventions(id),
+        ends            TEXT NOT NULL,
+        requested_by    TEXT NOT NULL,
+        why             TEXT NOT NULL,
+        requested_at    INTEGER NOT NULL,
+        done_at         INTEGER,
+        result          TEXT
+    );
+    CREATE TABLE suppressions (
+        key       TEXT PRIMARY KEY,
+        rule      TEXT,
+        proposer  TEXT NOT NULL,
+        area      TEXT NOT NULL,
+        title     TEXT NOT NULL,
+        signal    TEXT NOT NULL,
+        by        TEXT NOT NULL,
+        until     INTEGER,
+        detail    TEXT NOT NULL,
+        since     INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        count     INTEGER NOT NULL
+    );
+    CREATE INDEX suppressions_seen ON suppressions(last_seen);
     "#,
 ];
 
@@ -635,9 +675,14 @@ impl Ledger {
         self.tx(|tx| {
             let seq = append_in(tx, at, event)?;
             tx.execute(
-                "INSERT INTO escalations(key, intervention_id, first_at, last_at, count) VALUES (?1, ?2, ?3, ?3, 1)
-                 ON CONFLICT(key) DO UPDATE SET last_at = excluded.last_at, count = count + 1",
-                params![key, event.intervention().map(|i| i.0), ms(at)],
+                // A closed key raised again is a new escalation: reopened, counted from 1.
+                "INSERT INTO escalations(key, intervention_id, first_at, last_at, count, detail) VALUES (?1, ?2, ?3, ?3, 1, ?4)
+                 ON CONFLICT(key) DO UPDATE SET last_at = excluded.last_at, detail = excluded.detail,
+                   count = CASE WHEN closed_at IS NULL THEN count + 1 ELSE 1 END,
+                   first_at = CASE WHEN closed_at IS NULL THEN first_at ELSE excluded.first_at END,
+                   intervention_id = excluded.intervention_id,
+                   closed_at = NULL, closed_by = NULL, closed_why = NULL",
+                params![key, event.intervention().map(|i| i.0), ms(at), event.to_string()],
             )
             .map_err(|source| LedgerError::Sql {
                 path: PathBuf::new(),
@@ -929,8 +974,15 @@ impl Ledger {
             also.commit.or(also.revert_commit),
             also.applied_due.map(|(_, due)| due),
         );
-        let final_at =
-            matches!(to, Status::Validated | Status::Reverted | Status::Blocked).then(|| ms(now));
+        let final_at = matches!(
+            to,
+            Status::Validated
+                | Status::Reverted
+                | Status::Blocked
+                | Status::Kept
+                | Status::Superseded
+        )
+        .then(|| ms(now));
         self.tx(|tx| {
             let sql = |source| LedgerError::Sql {
                 path: PathBuf::new(),

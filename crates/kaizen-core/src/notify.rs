@@ -73,9 +73,10 @@ pub fn kind_for(event: &EngineEvent) -> Option<NotificationKind> {
         EngineEvent::Applied { .. } => Some(NotificationKind::Applied),
         EngineEvent::Validated { .. } => Some(NotificationKind::Validated),
         EngineEvent::Reverted { .. } => Some(NotificationKind::Reverted),
-        EngineEvent::Escalation { .. } | EngineEvent::InvariantViolation { .. } => {
-            Some(NotificationKind::Escalation)
-        }
+        // A reminder of an open escalation is told again (on its back-off, never every cycle).
+        EngineEvent::Escalation { .. }
+        | EngineEvent::EscalationReminder { .. }
+        | EngineEvent::InvariantViolation { .. } => Some(NotificationKind::Escalation),
         _ => None,
     }
 }

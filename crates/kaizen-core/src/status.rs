@@ -76,9 +76,25 @@ pub struct StatusSnapshot {
     pub repeated: Vec<Repeated>,
     /// Pauses in force (nothing is applied where one is).
     pub paused: Pauses,
+    /// Firing rules held back now (dedup, freeze, backlog, budget, pause, baseline), by name:
+    /// "grow-cache: alerting, suppressed: dedup until 14:05".
+    pub suppressed: Vec<SuppressedRule>,
+    /// Escalations still open (a refused revert, …): each waits for a human (`kaizen resolve`)
+    /// or for kaizen to see the problem gone; oldest first.
+    pub escalations_open: Vec<crate::escalation::Escalation>,
     /// Lesson files that failed to load and are skipped (filled by whoever loads the lessons:
     /// the snapshot itself reads only the ledger and the state dir).
     pub invalid_lessons: Vec<InvalidLesson>,
+}
+
+/// A firing rule held back, with whether its signal is alerting now.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SuppressedRule {
+    /// What held it, until when, since when, how often.
+    #[serde(flatten)]
+    pub suppression: crate::suppression::Suppression,
+    /// Whether the signal its prediction is on is past its alert threshold now.
+    pub alerting: bool,
 }
 
 /// A lesson file the loop skips, and why.
@@ -140,7 +156,6 @@ impl StatusSnapshot {
             at: now,
             mode: settings.mode,
             repo: settings.repo_root.display().to_string(),
-            signals,
             awaiting_validation,
             frozen: crate::guard::active_freezes(&view, policy, now),
             budget_left: crate::guard::budget_left(&view, policy, now),
@@ -149,6 +164,18 @@ impl StatusSnapshot {
             escalations_24h,
             paused: state_dir.map(crate::pause::read).unwrap_or_default(),
             invalid_lessons: Vec::new(),
+            escalations_open: ledger.open_escalations(now)?,
+            suppressed: ledger
+                .suppressions_since(crate::suppression::FRESH_FOR.before(now))?
+                .into_iter()
+                .map(|suppression| SuppressedRule {
+                    alerting: signals
+                        .iter()
+                        .any(|s| s.signal == suppression.signal && s.alerting),
+                    suppression,
+                })
+                .collect(),
+            signals,
         })
     }
 }

@@ -15,11 +15,13 @@
 //! | `apply.rs` | canary, commit, manual approval |
 //! | `validate.rs` | final and interim looks |
 //! | `revert.rs` | automatic and manual reverts, escalation of refusals |
+//! | `humans.rs` | what humans did: `kaizen resolve`, changes undone or changed in git |
 //! | `learn.rs` | lessons from finalized interventions |
 //! | `pause.rs` | the emergency stop (pause / resume), recorded |
 
 mod apply;
 mod check;
+mod humans;
 mod learn;
 mod observe;
 mod pause;
@@ -27,9 +29,11 @@ mod propose;
 mod reconcile;
 mod resolve;
 mod revert;
+mod suppress;
 mod validate;
 
 pub use check::{CHECK_EVERY_CYCLES, CheckReport, Violation};
+pub use humans::KeyState;
 pub use learn::LearnReport;
 pub use pause::{pause_recorded, resume_recorded};
 pub use resolve::Resolution;
@@ -188,10 +192,12 @@ impl CycleReport {
             list.push(id);
         }
         match &event {
-            EngineEvent::Escalation { text, .. } => self.escalations.push(match id {
-                Some(id) => format!("{id}: {text}"),
-                None => text.clone(),
-            }),
+            EngineEvent::Escalation { text, .. } | EngineEvent::EscalationReminder { text, .. } => {
+                self.escalations.push(match id {
+                    Some(id) => format!("{id}: {text}"),
+                    None => text.clone(),
+                })
+            }
             EngineEvent::InvariantViolation { .. } => self
                 .escalations
                 .push(format!("invariant violated: {event}")),
@@ -499,9 +505,10 @@ impl Engine {
         Ok(())
     }
 
-    /// Escalates `text` unless `key` was raised within [`ESCALATE_AGAIN`] (a condition seen
-    /// every cycle gives a human one alarm, not one per cycle); a repeat is recorded as
-    /// [`EngineEvent::EscalationRepeated`].
+    /// Escalates `text` under `key` unless `key` is already open: then it is told again only
+    /// when its back-off has passed (1 h, 2 h, 4 h … capped at 24 h after the last telling; see
+    /// [`crate::escalation`]) as an [`EngineEvent::EscalationReminder`], and otherwise nothing
+    /// is recorded — a condition seen every cycle gives a human one alarm, not one per cycle.
     pub(super) fn escalate_once(
         &mut self,
         report: &mut CycleReport,
@@ -511,22 +518,35 @@ impl Engine {
         text: String,
     ) -> Result<(), EngineError> {
         let now = self.clock.now();
-        let recent = self
-            .ledger
-            .last_raised(&key)?
-            .is_some_and(|t| t > ESCALATE_AGAIN.before(now));
-        if recent {
-            return self.emit(
-                report,
-                EngineEvent::EscalationRepeated {
+        match self.ledger.open_escalation(&key, now)? {
+            None => self.escalate(report, id, stage, key, text),
+            Some(open) if open.reminder_due(now) => {
+                let text = format!(
+                    "still needs a human (escalated {}, reminder {}; next after {}): {text}",
+                    open.opened_at.format("%Y-%m-%dT%H:%M:%SZ"),
+                    open.notifications,
+                    crate::escalation::renotify_after(open.notifications.saturating_add(1))
+                );
+                let event = EngineEvent::EscalationReminder {
                     intervention: id,
                     stage,
-                    key,
+                    key: key.clone(),
                     text,
-                },
-            );
+                    reminder: open.notifications,
+                };
+                self.ledger.append_raised(now, &key, &event)?;
+                report.push(event);
+                Ok(())
+            }
+            Some(open) => {
+                tracing::debug!(
+                    "kaizen stage={stage} escalation {key} open since {} (next reminder {}): {text}",
+                    open.opened_at,
+                    open.next_reminder_at
+                );
+                Ok(())
+            }
         }
-        self.escalate(report, id, stage, key, text)
     }
 
     /// Runs one full cycle: reconcile → observe → validate due → propose → guard → apply.
@@ -537,6 +557,8 @@ impl Engine {
         };
         self.reconcile(&mut report)?;
         self.check_in_cycle(&mut report)?;
+        self.carry_out_resolves(&mut report)?;
+        self.notice_humans(&mut report)?;
         self.observe(&mut report).await?;
         self.validate_due(&mut report)?;
         let proposals = self.gather_proposals(&mut report).await?;

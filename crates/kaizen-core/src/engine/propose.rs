@@ -138,6 +138,7 @@ impl Engine {
             Self::repeat_of(&candidate, &verdicts, &view, &self.settings.policy, now)
         {
             let n = self.ledger.note_repeat(earlier, now)?;
+            self.note_parked(&candidate, proposer, earlier, &verdicts, &view)?;
             tracing::debug!(
                 "kaizen intervention={earlier} stage=propose repeat {n} counted, not recorded anew: {}",
                 candidate.title
@@ -159,6 +160,13 @@ impl Engine {
                     title: candidate.title.clone(),
                 },
             )?;
+            self.note_suppressed(
+                &candidate,
+                proposer,
+                crate::suppression::SuppressedBy::Pause,
+                None,
+                paused.to_string(),
+            )?;
             return Ok(None);
         }
         // Every guard passed: no apply before the baseline the validator will use is there.
@@ -171,6 +179,13 @@ impl Engine {
                     need,
                     text,
                 } => {
+                    self.note_suppressed(
+                        &candidate,
+                        proposer,
+                        crate::suppression::SuppressedBy::Baseline,
+                        None,
+                        text.clone(),
+                    )?;
                     self.wait_for_baseline(
                         &candidate,
                         &view,
@@ -235,6 +250,7 @@ impl Engine {
                 verdicts: verdicts.clone(),
             },
         )?;
+        self.note_recorded(&candidate, proposer, &verdicts, &view)?;
         let (decision, reason) = guard::overall(&verdicts);
         match decision {
             Decision::Block | Decision::Backlog => self.refuse(id, decision, &reason, report)?,

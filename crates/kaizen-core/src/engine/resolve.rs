@@ -83,6 +83,16 @@ impl Engine {
             area: candidate.area.clone(),
             change: candidate.change_lines(),
         };
+        self.note_suppressed(
+            candidate,
+            proposer,
+            crate::suppression::SuppressedBy::AlreadyApplied,
+            None,
+            format!(
+                "the repository already holds {}",
+                candidate.change_lines().join("; ")
+            ),
+        )?;
         let since = self.settings.policy.dedup_window.before(now);
         let repeat = self
             .ledger

@@ -1,10 +1,11 @@
 //! Revert: undo an intervention's commit (automatic on a failed prediction, or a human's
-//! request); a refusal escalates once per [`ESCALATE_AGAIN`].
+//! request); a refusal opens one escalation, told again only on its back-off (1 h, 2 h, 4 h …
+//! 24 h) until a human resolves it (`kaizen resolve`) or kaizen sees the change undone.
 
 use super::{CycleReport, Engine, EngineError, short};
 use crate::apply::ApplyError;
 use crate::clock::Clock;
-use crate::event::{EngineEvent, Stage};
+use crate::event::Stage;
 use crate::intervention::{Intervention, InterventionId, Status};
 use crate::ledger::Pending;
 
@@ -41,6 +42,16 @@ impl Engine {
                     .ledger
                     .mark_reverted(id, &c.sha, now, Stage::Revert, reason)?;
                 report.push(event);
+                // A revert refused earlier went through after all: its escalation is over.
+                for e in self.ledger.close_escalations(
+                    id,
+                    Stage::Revert,
+                    "kaizen",
+                    &format!("reverted by commit {}", short(&c.sha)),
+                    now,
+                )? {
+                    report.push(e);
+                }
                 Ok(true)
             }
             Err(ApplyError::NoOp) => {
@@ -64,8 +75,8 @@ impl Engine {
                     "revert of {} refused: {e}; left applied, needs a human",
                     short(&commit)
                 );
-                // The revert is retried every cycle; the same refusal is escalated again only
-                // after ESCALATE_AGAIN, so a human gets one alarm, not one per cycle.
+                // The revert is retried every cycle; the escalation is one open record, told
+                // again only on its back-off (1 h, 2 h, 4 h … 24 h), never every cycle.
                 self.escalate_once(
                     report,
                     Some(id),
@@ -95,19 +106,31 @@ impl Engine {
             });
         }
         let reason = format!("manual revert: {reason}");
+        let now = self.clock.now();
         self.recover_repository(&mut report)?;
         if !self.revert_with(&iv, &reason, &mut report)? {
-            // Why, from the typed event that said so (an escalation, or its repeat).
-            let why = report
-                .events
-                .iter()
-                .rev()
-                .find_map(|e| match e {
-                    EngineEvent::Escalation { text, .. }
-                    | EngineEvent::EscalationRepeated { text, .. } => Some(text.clone()),
-                    _ => None,
-                })
-                .unwrap_or_else(|| "the revert was not made".into());
+            // What to do, not only what failed: the escalation stays open until the human fixes
+            // it and says so (or kaizen sees the change undone in git).
+            let open = match self
+                .ledger
+                .open_escalation(&format!("revert_refused {id}"), now)?
+            {
+                Some(e) => Some(e),
+                None => self
+                    .ledger
+                    .open_escalation(&format!("no_commit {id}"), now)?,
+            };
+            let why = match open {
+                Some(esc) => format!(
+                    "cannot revert it: {}. Escalation open since {}. Either clear the obstacle \
+                     (commit or stash the edits in its files) and run `kaizen revert {id}` again, \
+                     or fix it by hand and close it with `kaizen resolve {id} --reverted --why \"…\"` \
+                     (or `--kept` to keep the change)",
+                    esc.detail,
+                    esc.opened_at.format("%Y-%m-%dT%H:%M:%SZ")
+                ),
+                None => "the revert was not made".into(),
+            };
             return Err(EngineError::Refused { id, message: why });
         }
         Ok(report)
