@@ -415,7 +415,7 @@ pub fn status(s: &kaizen_core::status::StatusSnapshot) {
     for sig in &s.signals {
         let value = sig
             .value
-            .map(|v| format!("{v} {}", sig.unit))
+            .map(|v| format!("{} {}", kaizen_core::human::sig3(v), sig.unit))
             .unwrap_or_else(|| "no sample yet".into());
         let at = sig.at.map(|a| format!(" at {}", t(a))).unwrap_or_default();
         let alert = if sig.alerting { "  ALERT" } else { "" };
@@ -460,6 +460,12 @@ pub fn status(s: &kaizen_core::status::StatusSnapshot) {
                 r.repeats,
                 t(r.last_seen)
             );
+        }
+    }
+    if !s.autonomy.is_empty() {
+        println!("autonomy (calibrated confidence; below the threshold a human approves):");
+        for c in &s.autonomy {
+            println!("  {c}");
         }
     }
     if s.escalations_24h > 0 {

@@ -297,6 +297,9 @@ pub struct Config {
     pub branch: Option<String>,
     /// Mode.
     pub mode: Mode,
+    /// In autonomous mode, a candidate whose proposer's calibrated confidence (see
+    /// [`crate::calibrate`]) is below this waits for a human's `kaizen apply` (default 0.3).
+    pub confidence_threshold: f64,
     /// State dir (ledger lives here).
     pub state_dir: PathBuf,
     /// Signals by name.
@@ -367,6 +370,8 @@ struct ConfigSerde {
     branch: Option<String>,
     #[serde(default)]
     mode: Mode,
+    #[serde(default)]
+    confidence_threshold: Option<f64>,
     #[serde(default = "default_state_dir")]
     state_dir: String,
     #[serde(default)]
@@ -478,6 +483,15 @@ impl Config {
 
         let repo = resolve(&raw.repo);
         let state_dir = resolve(&raw.state_dir);
+        let confidence_threshold = raw
+            .confidence_threshold
+            .unwrap_or(crate::calibrate::DEFAULT_THRESHOLD);
+        if !(0.0..=1.0).contains(&confidence_threshold) {
+            return Err(bad(
+                "confidence_threshold",
+                format!("must be between 0 and 1, not {confidence_threshold}"),
+            ));
+        }
         let rules = raw.rules.as_deref().map(resolve);
         let lessons = resolve(raw.lessons.as_deref().unwrap_or("lessons"));
         let envelope =
@@ -763,6 +777,7 @@ impl Config {
             repo,
             branch: raw.branch,
             mode: raw.mode,
+            confidence_threshold,
             state_dir,
             signals,
             rules,

@@ -4,6 +4,7 @@
 //! No network here: adapters (git, HTTP, LLM) live in `kaizen-adapters`.
 
 pub mod apply;
+pub mod calibrate;
 pub mod canary;
 pub mod clock;
 pub mod config;
@@ -12,6 +13,7 @@ pub mod engine;
 pub mod event;
 pub mod failpoint;
 pub mod guard;
+pub mod human;
 pub mod intervention;
 pub mod learn;
 pub mod ledger;

@@ -76,6 +76,9 @@ pub struct StatusSnapshot {
     pub repeated: Vec<Repeated>,
     /// Pauses in force (nothing is applied where one is).
     pub paused: Pauses,
+    /// Each proposer's calibrated confidence from its finalized history, and whether autonomous
+    /// mode now asks a human before applying its changes (see [`crate::calibrate`]).
+    pub autonomy: Vec<crate::calibrate::Calibration>,
     /// Lesson files that failed to load and are skipped (filled by whoever loads the lessons:
     /// the snapshot itself reads only the ledger and the state dir).
     pub invalid_lessons: Vec<InvalidLesson>,
@@ -149,6 +152,10 @@ impl StatusSnapshot {
             escalations_24h,
             paused: state_dir.map(crate::pause::read).unwrap_or_default(),
             invalid_lessons: Vec::new(),
+            autonomy: crate::calibrate::Calibration::all(
+                &ledger.finalized()?,
+                settings.confidence_threshold,
+            ),
         })
     }
 }

@@ -19,6 +19,7 @@
 //! | `pause.rs` | the emergency stop (pause / resume), recorded |
 
 mod apply;
+mod autonomy;
 mod check;
 mod learn;
 mod observe;
@@ -29,6 +30,7 @@ mod resolve;
 mod revert;
 mod validate;
 
+pub use autonomy::AWAITING_APPROVAL;
 pub use check::{CHECK_EVERY_CYCLES, CheckReport, Violation};
 pub use learn::LearnReport;
 pub use pause::{pause_recorded, resume_recorded};
@@ -108,6 +110,9 @@ pub struct EngineSettings {
     pub validate: ValidateConfig,
     /// How much recent history proposers see.
     pub recent_window: Span,
+    /// Autonomous mode asks for approval below this calibrated confidence (see
+    /// [`crate::calibrate`]).
+    pub confidence_threshold: f64,
 }
 
 impl EngineSettings {
@@ -120,6 +125,7 @@ impl EngineSettings {
             policy: config.guards.clone(),
             validate: config.validate.clone(),
             recent_window: Span::hours(24),
+            confidence_threshold: config.confidence_threshold,
         }
     }
 }
