@@ -387,7 +387,12 @@ pub async fn run(cli: Cli) -> Result<()> {
                 }
                 Err(e) => return Err(Failure::Runtime(anyhow!(e))),
             };
-            let chain = render::Chain::load(&ledger, iv).map_err(rt)?;
+            let scale = config
+                .signals
+                .get(&iv.candidate.prediction.signal)
+                .map(|s| s.scale);
+            let chain =
+                render::Chain::load(&ledger, iv, config.confidence_threshold, scale).map_err(rt)?;
             if json {
                 println!(
                     "{}",

@@ -154,26 +154,30 @@ impl Calibration {
     }
 }
 
-impl fmt::Display for Calibration {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}: stated {}, calibrated {} after {}/{}",
-            self.proposer,
+impl Calibration {
+    /// The judgement without the proposer's name: "stated 0.6, calibrated 0.15 after 0/3: now
+    /// needs approval (below confidence_threshold 0.3)".
+    pub fn verdict(&self) -> String {
+        let mut s = format!(
+            "stated {}, calibrated {} after {}/{}",
             crate::human::prob(self.stated),
             crate::human::prob(self.calibrated),
             self.hits,
             self.n
-        )?;
+        );
         if self.needs_approval {
-            write!(
-                f,
+            s.push_str(&format!(
                 ": now needs approval (below confidence_threshold {})",
                 crate::human::prob(self.threshold)
-            )
-        } else {
-            Ok(())
+            ));
         }
+        s
+    }
+}
+
+impl fmt::Display for Calibration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.proposer, self.verdict())
     }
 }
 

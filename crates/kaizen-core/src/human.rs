@@ -191,13 +191,16 @@ mod tests {
         assert_eq!(sig3(1_234_567.0), "1.23e6");
         assert_eq!(sig3(0.000_012_34), "1.23e-5");
         assert_eq!(sig3(123_456.0), "123000");
-        assert_eq!(fixed(3.14159, 1), "3.1");
+        assert_eq!(fixed(2.71, 1), "2.7");
         assert_eq!(fixed(-0.01, 1), "0.0");
     }
 
     #[test]
     fn percentages_and_probabilities() {
-        assert_eq!(pct_interval(-0.49, Some(-0.53), Some(-0.47)), "−49% [−53%, −47%]");
+        assert_eq!(
+            pct_interval(-0.49, Some(-0.53), Some(-0.47)),
+            "−49% [−53%, −47%]"
+        );
         assert_eq!(pct(0.005), "+0.5%");
         assert_eq!(pct(-0.0001), "0%");
         assert_eq!(prob(0.15), "0.15");
@@ -218,7 +221,10 @@ mod tests {
 
     #[test]
     fn repeated_words_said_once() {
-        assert_eq!(once("validated: validated: relative change −20%"), "validated: relative change −20%");
+        assert_eq!(
+            once("validated: validated: relative change −20%"),
+            "validated: relative change −20%"
+        );
         assert_eq!(once("a: b: c"), "a: b: c");
         assert_eq!(once("plain"), "plain");
         assert_eq!(once("x: x: x"), "x");

@@ -36,8 +36,16 @@ impl Script {
             .any(|f| t >= *f - Duration::hours(1) && t <= *f + Duration::minutes(1))
     }
     fn samples(&self, t: DateTime<Utc>) -> Vec<Sample> {
-        let latency = if Self::high(&self.cache, t) { 250.0 } else { 150.0 };
-        let queue = if Self::high(&self.workers, t) { 400.0 } else { 50.0 };
+        let latency = if Self::high(&self.cache, t) {
+            250.0
+        } else {
+            150.0
+        };
+        let queue = if Self::high(&self.workers, t) {
+            400.0
+        } else {
+            50.0
+        };
         vec![
             Sample::new("latency_ms", t, latency),
             Sample::new("queue_ms", t, queue),
@@ -242,7 +250,11 @@ async fn a_scripted_five_weeks_gives_exact_review_figures_and_the_failing_rule_l
             .collect()
     };
     assert_eq!(of("grow-cache").len(), 5, "{all:#?}");
-    assert!(of("grow-cache").iter().all(|iv| iv.status == Status::Validated));
+    assert!(
+        of("grow-cache")
+            .iter()
+            .all(|iv| iv.status == Status::Validated)
+    );
     let workers = of("more-workers");
     assert_eq!(
         workers.iter().map(|iv| iv.status).collect::<Vec<_>>(),
@@ -255,7 +267,13 @@ async fn a_scripted_five_weeks_gives_exact_review_figures_and_the_failing_rule_l
     // This week: cache validated (0.8), workers no effect (0.6); the third workers change waits.
     let o = |k: &str| r.outcomes[k];
     assert_eq!(
-        (o("proposed"), o("applied"), o("validated"), o("no_effect"), o("reverted")),
+        (
+            o("proposed"),
+            o("applied"),
+            o("validated"),
+            o("no_effect"),
+            o("reverted")
+        ),
         (3, 2, 1, 1, 1)
     );
     assert_eq!(o("awaiting_approval"), 1);
@@ -285,7 +303,11 @@ async fn a_scripted_five_weeks_gives_exact_review_figures_and_the_failing_rule_l
         ]
     );
     // Wilson 95% for 1 of 1: [0.2065, 1].
-    assert!((c.bins[4].wilson_lo - 0.206_549).abs() < 1e-4, "{:?}", c.bins[4]);
+    assert!(
+        (c.bins[4].wilson_lo - 0.206_549).abs() < 1e-4,
+        "{:?}",
+        c.bins[4]
+    );
     // Coverage: −20% is inside [−30%, −20%], −30% is not inside [−5%, +5%].
     assert!(close(c.coverage, 0.5));
 
@@ -338,8 +360,15 @@ async fn a_scripted_five_weeks_gives_exact_review_figures_and_the_failing_rule_l
 
     // The Markdown says it in words.
     let md = r.render_as(Format::Markdown);
-    assert!(md.contains("rules:more-workers: stated 0.6, calibrated 0.2 after 0/2: now needs approval"), "{md}");
-    assert!(md.contains("drift: worse by 0.1"), "{md}");
+    assert!(
+        md.contains("rules:more-workers: stated 0.6, calibrated 0.2 after 0/2: now needs approval"),
+        "{md}"
+    );
+    assert!(md.contains("Brier** 0.2 over 2 decided"), "{md}");
+    assert!(
+        md.contains("four periods before: 0.104 over 5 · drift: worse by 0.096"),
+        "{md}"
+    );
 
     // The failing rule's third change is recorded, guarded, and left for a human — a cycle's
     // reconcile does not mistake it for one an interrupted cycle left behind.
@@ -349,9 +378,16 @@ async fn a_scripted_five_weeks_gives_exact_review_figures_and_the_failing_rule_l
         .iter()
         .find(|e| e.kind == AWAITING_APPROVAL)
         .expect("an awaiting_approval event");
-    assert!(ask.detail.contains("calibrated 0.2 after 0/2"), "{}", ask.detail);
+    assert!(
+        ask.detail.contains("calibrated 0.2 after 0/2"),
+        "{}",
+        ask.detail
+    );
     h.engine.cycle().await.unwrap();
-    assert_eq!(h.engine.ledger().get(waiting).unwrap().status, Status::Proposed);
+    assert_eq!(
+        h.engine.ledger().get(waiting).unwrap().status,
+        Status::Proposed
+    );
     let check = h.engine.check(false).unwrap();
     assert!(
         check.open().all(|v| v.kind != "stuck_proposed"),
@@ -374,13 +410,20 @@ fn external_references(doc: &roxmltree::Document<'_>) -> Vec<String> {
     for node in doc.descendants() {
         for a in node.attributes() {
             let v = a.value().trim().to_ascii_lowercase();
-            let fetching = matches!(a.name(), "src" | "href" | "srcset" | "data" | "poster" | "action")
-                || a.name().ends_with("href");
+            let fetching = matches!(
+                a.name(),
+                "src" | "href" | "srcset" | "data" | "poster" | "action"
+            ) || a.name().ends_with("href");
             if fetching || v.contains("url(") {
                 found.push(format!("{}={}", a.name(), a.value()));
             }
         }
-        if node.is_element() && matches!(node.tag_name().name(), "script" | "link" | "iframe" | "img" | "object" | "embed") {
+        if node.is_element()
+            && matches!(
+                node.tag_name().name(),
+                "script" | "link" | "iframe" | "img" | "object" | "embed"
+            )
+        {
             found.push(format!("<{}>", node.tag_name().name()));
         }
         if let Some(text) = node.text() {
@@ -434,7 +477,12 @@ async fn the_html_review_is_well_formed_self_contained_and_has_its_charts() {
         .filter(|n| n.tag_name().name() == "svg" && n.attribute("class") == Some("sparkline"))
         .collect();
     assert_eq!(sparks.len(), 2, "latency_ms and queue_ms alerted");
-    let marks = |class: &str| sparks.iter().map(|s| count(*s, "path", class)).sum::<usize>();
+    let marks = |class: &str| {
+        sparks
+            .iter()
+            .map(|s| count(*s, "path", class))
+            .sum::<usize>()
+    };
     assert_eq!((marks("apply"), marks("revert")), (2, 1));
     // Phone and dark mode.
     assert!(html.contains("name=\"viewport\""));

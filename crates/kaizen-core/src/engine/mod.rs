@@ -24,6 +24,7 @@ mod check;
 mod learn;
 mod observe;
 mod pause;
+mod periodic;
 mod propose;
 mod reconcile;
 mod resolve;
@@ -34,6 +35,7 @@ pub use autonomy::AWAITING_APPROVAL;
 pub use check::{CHECK_EVERY_CYCLES, CheckReport, Violation};
 pub use learn::LearnReport;
 pub use pause::{pause_recorded, resume_recorded};
+pub use periodic::{META_REVIEW, WrittenReview};
 pub use resolve::Resolution;
 
 use crate::apply::{Applier, ApplyError};
@@ -93,6 +95,15 @@ pub enum EngineError {
     /// The engine was built without a required part.
     #[error("engine not configured: {0}")]
     Incomplete(&'static str),
+    /// A file kaizen writes for people (the periodic meta-review) could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// What the engine needs to know from the configuration.

@@ -48,6 +48,9 @@ code { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 0
 .needs { color: var(--bad); font-weight: 600; }
 .ok { color: var(--good); }
 svg { width: 100%; height: auto; display: block; }
+svg#reliability { max-width: 24rem; margin: 0.4rem auto; }
+th { white-space: normal; vertical-align: bottom; }
+td:last-child { white-space: normal; }
 svg text { fill: var(--muted); font-size: 11px; font-family: system-ui, sans-serif; }
 svg .axis { stroke: var(--line); stroke-width: 1; fill: none; }
 svg .diag { stroke: var(--grey); stroke-dasharray: 4 4; fill: none; }
@@ -200,14 +203,22 @@ fn timeline_svg(slices: &[Slice]) -> String {
 }
 
 /// A sparkline of one alerting signal over the period, applies (green) and reverts (red) marked.
-fn sparkline_svg(a: &AlertingSignal, from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>) -> String {
+fn sparkline_svg(
+    a: &AlertingSignal,
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+) -> String {
     let (w, h, m) = (600.0, 70.0, 8.0);
     let span = (to - from).num_milliseconds().max(1) as f64;
     let x = |t: chrono::DateTime<chrono::Utc>| {
         m + ((t - from).num_milliseconds() as f64 / span).clamp(0.0, 1.0) * (w - 2.0 * m)
     };
     let lo = a.series.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
-    let hi = a.series.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+    let hi = a
+        .series
+        .iter()
+        .map(|p| p.1)
+        .fold(f64::NEG_INFINITY, f64::max);
     let range = if hi > lo { hi - lo } else { 1.0 };
     let y = |v: f64| h - m - ((v - lo) / range) * (h - 2.0 * m - 10.0);
     let points: Vec<String> = a
@@ -251,8 +262,8 @@ fn sparkline_svg(a: &AlertingSignal, from: chrono::DateTime<chrono::Utc>, to: ch
 fn drift_text(d: &Drift) -> String {
     match (d.direction, d.by) {
         (Direction::Unknown, _) | (_, None) => "unknown".into(),
-        (Direction::Same, Some(by)) => format!("same ({by:+.2})"),
-        (dir, Some(by)) => format!("{} by {:.2}", dir.as_str(), by.abs()),
+        (Direction::Same, Some(by)) => format!("same (by {})", crate::human::sig3(by.abs())),
+        (dir, Some(by)) => format!("{} by {}", dir.as_str(), crate::human::sig3(by.abs())),
     }
 }
 
@@ -335,10 +346,10 @@ pub fn render(r: &MetaReview) -> String {
     let _ = writeln!(
         s,
         "<p>Brier <strong>{}</strong> over {} decided ({} judged); the four periods before: {} over {}; drift: <strong>{}</strong>. Interval coverage {}; bias (median ln realised/predicted) {}, drift {}.</p>",
-        opt_prob(c.brier),
+        opt(c.brier),
         c.decided,
         c.n,
-        opt_prob(c.previous_brier),
+        opt(c.previous_brier),
         c.previous_n,
         esc(&drift_text(&c.drift)),
         c.coverage.map_or_else(|| "-".into(), share),
@@ -363,7 +374,13 @@ pub fn render(r: &MetaReview) -> String {
     if !rows.is_empty() {
         table(
             &mut s,
-            &["stated confidence", "decided", "validated", "hit rate", "95% Wilson"],
+            &[
+                "stated confidence",
+                "decided",
+                "validated",
+                "hit rate",
+                "95% Wilson",
+            ],
             &rows,
         );
     }
@@ -382,20 +399,25 @@ pub fn render(r: &MetaReview) -> String {
                     o("applied").to_string(),
                     o("validated").to_string(),
                     (o("no_effect") + o("regressed")).to_string(),
-                    opt_prob(p.calibration.brier),
-                    p.calibration.drift.direction.as_str().to_string(),
-                    p.autonomy.as_ref().map_or_else(
-                        || "-".into(),
-                        |c| format!("{} → {} ({}/{})", prob(c.stated), prob(c.calibrated), c.hits, c.n),
-                    ),
+                    match p.calibration.drift.direction {
+                        Direction::Unknown => opt(p.calibration.brier),
+                        d => format!("{} ({})", opt(p.calibration.brier), d.as_str()),
+                    },
                     p.autonomy.as_ref().map_or_else(
                         || "-".into(),
                         |c| {
-                            if c.needs_approval {
-                                "<span class=\"needs\">needs approval</span>".into()
-                            } else {
-                                "<span class=\"ok\">autonomous</span>".into()
-                            }
+                            format!(
+                                "{} → {} ({}/{}) {}",
+                                prob(c.stated),
+                                prob(c.calibrated),
+                                c.hits,
+                                c.n,
+                                if c.needs_approval {
+                                    "<span class=\"needs\">needs approval</span>"
+                                } else {
+                                    "<span class=\"ok\">autonomous</span>"
+                                }
+                            )
                         },
                     ),
                 ]
@@ -403,7 +425,15 @@ pub fn render(r: &MetaReview) -> String {
             .collect();
         table(
             &mut s,
-            &["proposer", "proposed", "applied", "validated", "failed", "Brier", "drift", "stated → calibrated", "autonomy"],
+            &[
+                "proposer",
+                "proposed",
+                "applied",
+                "validated",
+                "failed",
+                "Brier (drift)",
+                "stated → calibrated, autonomy",
+            ],
             &rows,
         );
         let _ = writeln!(s, "</section>");
@@ -425,11 +455,25 @@ pub fn render(r: &MetaReview) -> String {
         }
     }
 
-    let _ = writeln!(s, "<h2>Budget, freezes, escalations</h2><section class=\"card\"><ul>");
+    let _ = writeln!(
+        s,
+        "<h2>Budget, freezes, escalations</h2><section class=\"card\"><ul>"
+    );
     let used: u64 = r.budget.iter().map(|d| d.applied).sum();
     let _ = write!(s, "<li>{used} applied over {} day(s)", r.budget.len());
-    if let Some(d) = r.budget.iter().max_by_key(|d| d.applied).filter(|d| d.applied > 0) {
-        let _ = write!(s, "; busiest {} with {} of {}", esc(&d.day), d.applied, d.budget);
+    if let Some(d) = r
+        .budget
+        .iter()
+        .max_by_key(|d| d.applied)
+        .filter(|d| d.applied > 0)
+    {
+        let _ = write!(
+            s,
+            "; busiest {} with {} of {}",
+            esc(&d.day),
+            d.applied,
+            d.budget
+        );
     }
     let _ = write!(s, "</li>");
     if r.frozen.is_empty() {

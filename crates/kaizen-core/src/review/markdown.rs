@@ -35,8 +35,8 @@ fn table(s: &mut String, header: &[String], rows: &[Vec<String>]) {
 fn drift_text(d: &Drift) -> String {
     match (d.direction, d.by) {
         (Direction::Unknown, _) | (_, None) => "unknown (no earlier figure)".into(),
-        (Direction::Same, Some(by)) => format!("same ({by:+.2})"),
-        (dir, Some(by)) => format!("{} by {:.2}", dir.as_str(), by.abs()),
+        (Direction::Same, Some(by)) => format!("same (by {})", crate::human::sig3(by.abs())),
+        (dir, Some(by)) => format!("{} by {}", dir.as_str(), crate::human::sig3(by.abs())),
     }
 }
 
@@ -45,10 +45,10 @@ fn calibration(s: &mut String, c: &CalibrationView) {
     let _ = writeln!(
         s,
         "- **Brier** {} over {} decided ({} judged) · four periods before: {} over {} · drift: {}",
-        opt_prob(c.brier),
+        opt(c.brier),
         c.decided,
         c.n,
-        opt_prob(c.previous_brier),
+        opt(c.previous_brier),
         c.previous_n,
         drift_text(&c.drift)
     );
@@ -150,20 +150,25 @@ pub fn render(r: &MetaReview) -> String {
                     (p.outcomes.get("no_effect").copied().unwrap_or(0)
                         + p.outcomes.get("regressed").copied().unwrap_or(0))
                     .to_string(),
-                    opt_prob(p.calibration.brier),
-                    p.calibration.drift.direction.as_str().to_string(),
-                    p.autonomy.as_ref().map_or_else(
-                        || "-".into(),
-                        |c| format!("{} → {} ({}/{})", prob(c.stated), prob(c.calibrated), c.hits, c.n),
-                    ),
+                    match p.calibration.drift.direction {
+                        Direction::Unknown => opt(p.calibration.brier),
+                        d => format!("{} ({})", opt(p.calibration.brier), d.as_str()),
+                    },
                     p.autonomy.as_ref().map_or_else(
                         || "-".into(),
                         |c| {
-                            if c.needs_approval {
-                                "needs approval".into()
-                            } else {
-                                "autonomous".into()
-                            }
+                            format!(
+                                "{} → {} ({}/{}) {}",
+                                prob(c.stated),
+                                prob(c.calibrated),
+                                c.hits,
+                                c.n,
+                                if c.needs_approval {
+                                    "**needs approval**"
+                                } else {
+                                    "autonomous"
+                                }
+                            )
                         },
                     ),
                 ]
@@ -177,10 +182,8 @@ pub fn render(r: &MetaReview) -> String {
                 "applied".into(),
                 "validated".into(),
                 "failed".into(),
-                "Brier".into(),
-                "drift".into(),
-                "stated → calibrated".into(),
-                "autonomy".into(),
+                "Brier (drift)".into(),
+                "stated → calibrated, autonomy".into(),
             ],
             &rows,
         );
@@ -250,14 +253,9 @@ pub fn render(r: &MetaReview) -> String {
                     a.interventions.to_string(),
                     a.applies.len().to_string(),
                     a.reverts.len().to_string(),
-                    format!(
-                        "{} → {} {}",
-                        opt(first),
-                        opt(last),
-                        cell(&a.unit)
-                    )
-                    .trim_end()
-                    .to_string(),
+                    format!("{} → {} {}", opt(first), opt(last), cell(&a.unit))
+                        .trim_end()
+                        .to_string(),
                     match (first, last) {
                         (Some(f), Some(l)) if f != 0.0 => pct((l - f) / f.abs()),
                         _ => "-".into(),
@@ -295,7 +293,10 @@ pub fn render(r: &MetaReview) -> String {
         if ids.is_empty() {
             "none".to_string()
         } else {
-            ids.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
+            ids.iter()
+                .map(|i| format!("`{i}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
         }
     };
     let _ = writeln!(

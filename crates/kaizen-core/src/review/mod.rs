@@ -180,8 +180,7 @@ impl MetaReview {
             BTreeMap::new();
         // Five-period outcomes per area and per proposer, for blind spots and next moves.
         let mut area_five: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
-        let mut proposer_five: BTreeMap<String, (usize, usize, BTreeSet<String>)> =
-            BTreeMap::new();
+        let mut proposer_five: BTreeMap<String, (usize, usize, BTreeSet<String>)> = BTreeMap::new();
         let mut budget_days: BTreeMap<String, u64> = BTreeMap::new();
         let mut contradicted: BTreeSet<String> = BTreeSet::new();
         for iv in &all {
@@ -456,7 +455,13 @@ impl MetaReview {
             next_moves: Vec::new(),
             lessons,
         };
-        review.judge(&all, &area_five, &proposer_five, &blocks_of, &gaps_by_source);
+        review.judge(
+            &all,
+            &area_five,
+            &proposer_five,
+            &blocks_of,
+            &gaps_by_source,
+        );
         Ok(review)
     }
 
@@ -469,7 +474,7 @@ impl MetaReview {
         blocks_of: &BTreeMap<String, BTreeMap<String, usize>>,
         gaps_by_source: &BTreeMap<String, usize>,
     ) {
-        use crate::human::{prob, share};
+        use crate::human::share;
         let mut spots = Vec::new();
         let mut moves: Vec<(u32, NextMove)> = Vec::new();
         let spot = |kind: &str, subject: &str, detail: String| BlindSpot {
@@ -520,7 +525,11 @@ impl MetaReview {
             spots.push(spot(
                 "frozen",
                 &f.area,
-                format!("frozen until {} ({})", f.until.format("%Y-%m-%d %H:%M UTC"), f.reason),
+                format!(
+                    "frozen until {} ({})",
+                    f.until.format("%Y-%m-%d %H:%M UTC"),
+                    f.reason
+                ),
             ));
             moves.push((
                 85,
@@ -566,7 +575,9 @@ impl MetaReview {
                 mv(
                     "fix_source",
                     source,
-                    format!("{n} sampling failure(s) this period weaken every validation that uses it"),
+                    format!(
+                        "{n} sampling failure(s) this period weaken every validation that uses it"
+                    ),
                 ),
             ));
         }
@@ -582,7 +593,7 @@ impl MetaReview {
                     mv(
                         "investigate_area",
                         area,
-                        format!("{no_effect} change(s) in `{area}` had no effect (0 of {decided} validated): the cause is elsewhere, or the fixes are wrong"),
+                        format!("{no_effect} change(s) there had no effect (0 of {decided} validated): the cause is elsewhere, or the fixes are wrong"),
                     ),
                 ));
             }
@@ -623,13 +634,16 @@ impl MetaReview {
                 spots.push(spot(
                     "mostly_blocked",
                     proposer,
-                    format!("{blocked} of {proposed} proposals blocked ({})", named.join(", ")),
+                    format!(
+                        "{blocked} of {proposed} proposals blocked ({})",
+                        named.join(", ")
+                    ),
                 ));
             }
         }
         for p in &self.per_proposer {
             if let Some(c) = p.autonomy.as_ref().filter(|c| c.needs_approval) {
-                moves.push((65, mv("review_autonomy", &p.proposer, c.to_string())));
+                moves.push((65, mv("review_autonomy", &p.proposer, c.verdict())));
             }
         }
         let c = &self.calibration;
@@ -639,8 +653,8 @@ impl MetaReview {
                 "kaizen",
                 format!(
                     "Brier {} against {} in the four periods before",
-                    crate::human::opt_prob(c.brier),
-                    crate::human::opt_prob(c.previous_brier)
+                    crate::human::opt(c.brier),
+                    crate::human::opt(c.previous_brier)
                 ),
             ));
         }
@@ -650,7 +664,7 @@ impl MetaReview {
                 mv(
                     "recalibrate",
                     "kaizen",
-                    format!("stated confidences are worse than a coin flip (Brier {}); lower them or improve the proposers", prob(b)),
+                    format!("stated confidences score worse than always saying 50% (Brier {} > 0.25); lower them or improve the proposers", crate::human::sig3(b)),
                 ),
             ));
         }
@@ -748,10 +762,18 @@ fn timeline(all: &[Intervention], from: DateTime<Utc>, to: DateTime<Utc>) -> Vec
         usize::try_from(i.min(n - 1)).ok()
     };
     for iv in all {
-        if let Some(s) = iv.applied_at.and_then(index).and_then(|i| slices.get_mut(i)) {
+        if let Some(s) = iv
+            .applied_at
+            .and_then(index)
+            .and_then(|i| slices.get_mut(i))
+        {
             s.applied += 1;
         }
-        let Some(s) = iv.finalized_at.and_then(index).and_then(|i| slices.get_mut(i)) else {
+        let Some(s) = iv
+            .finalized_at
+            .and_then(index)
+            .and_then(|i| slices.get_mut(i))
+        else {
             continue;
         };
         match iv.outcome {
