@@ -12,7 +12,7 @@
 //! no principled prior gives that figure, so 0.15 is what kaizen prints).
 
 use crate::intervention::{Intervention, Outcome, Status};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -24,7 +24,7 @@ pub const PRIOR_WEIGHT: f64 = 1.0;
 pub const DEFAULT_THRESHOLD: f64 = 0.3;
 
 /// A proposer's decided track record.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrackRecord {
     /// Finalized outcomes that validated.
     pub hits: usize,
@@ -94,7 +94,7 @@ pub fn track_records(
 }
 
 /// One proposer's calibration, as `kaizen status`, `kaizen show` and the review print it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Calibration {
     /// The proposer key (`rules:more-workers`, `llm`).
     pub proposer: String,

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use kaizen_core::clock::{Clock, ManualClock};
 use kaizen_core::config::Config;
-use kaizen_core::engine::{AWAITING_APPROVAL, Engine, EngineSettings};
+use kaizen_core::engine::{Engine, EngineSettings};
 use kaizen_core::intervention::{Outcome, Status};
 use kaizen_core::ledger::Ledger;
 use kaizen_core::observe::{Source, SourceError};
@@ -376,8 +376,8 @@ async fn a_scripted_five_weeks_gives_exact_review_figures_and_the_failing_rule_l
     let events = h.engine.ledger().events_for(waiting).unwrap();
     let ask = events
         .iter()
-        .find(|e| e.kind == AWAITING_APPROVAL)
-        .expect("an awaiting_approval event");
+        .find(|e| e.kind == "needs_approval")
+        .expect("a needs_approval event");
     assert!(
         ask.detail.contains("calibrated 0.2 after 0/2"),
         "{}",

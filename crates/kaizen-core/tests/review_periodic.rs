@@ -140,7 +140,9 @@ async fn a_weekly_review_is_written_once_per_week_recorded_and_notified_with_its
         .filter(|ev| ev.kind == META_REVIEW)
         .collect();
     assert_eq!(events.len(), 2);
-    let data = events[1].data.as_ref().unwrap();
+    let kaizen_core::event::EngineEvent::MetaReview { review: data, .. } = &events[1].event else {
+        panic!("{:?}", events[1]);
+    };
     assert_eq!(data["scheduled"], true);
     assert_eq!(data["written_to"], second.html.display().to_string());
     assert_eq!(

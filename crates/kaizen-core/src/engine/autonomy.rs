@@ -3,11 +3,8 @@
 
 use super::{CycleReport, Engine, EngineError};
 use crate::calibrate::{Calibration, track_records};
-use crate::clock::Clock;
+use crate::event::EngineEvent;
 use crate::intervention::{Candidate, InterventionId};
-
-/// The event kind of an intervention left for a human (manual mode, or calibration).
-pub const AWAITING_APPROVAL: &str = "awaiting_approval";
 
 impl Engine {
     /// The calibration of `candidate`'s proposer, from its finalized history in the ledger.
@@ -32,37 +29,22 @@ impl Engine {
         calibration: &Calibration,
         report: &mut CycleReport,
     ) -> Result<(), EngineError> {
-        let now = self.clock.now();
-        let detail = format!("{calibration}; apply with `kaizen apply {id}`");
-        tracing::info!(
-            intervention = %id,
-            stage = "apply",
-            verdict = "needs_approval",
-            "kaizen {detail}"
-        );
-        self.ledger.record_event(
-            now,
-            Some(id),
-            "apply",
-            AWAITING_APPROVAL,
-            &detail,
-            serde_json::to_value(calibration).ok().as_ref(),
-        )?;
-        report.proposed.push(id);
-        report.line(Some(id), "apply", detail);
-        Ok(())
+        self.emit(
+            report,
+            EngineEvent::NeedsApproval {
+                intervention: id,
+                calibration: calibration.clone(),
+            },
+        )
     }
 
     /// Whether a `proposed` row waits for a human because its proposer's calibration fell
     /// short (not left by a crash, nor by an earlier manual mode).
     pub(super) fn awaits_approval(&self, id: InterventionId) -> Result<bool, EngineError> {
-        Ok(self.ledger.events_for(id)?.iter().any(|e| {
-            e.kind == AWAITING_APPROVAL
-                && e.data
-                    .as_ref()
-                    .and_then(|d| d.get("needs_approval"))
-                    .and_then(serde_json::Value::as_bool)
-                    == Some(true)
-        }))
+        Ok(self
+            .ledger
+            .events_for(id)?
+            .iter()
+            .any(|e| matches!(e.event, EngineEvent::NeedsApproval { .. })))
     }
 }

@@ -31,7 +31,6 @@ mod resolve;
 mod revert;
 mod validate;
 
-pub use autonomy::AWAITING_APPROVAL;
 pub use check::{CHECK_EVERY_CYCLES, CheckReport, Violation};
 pub use learn::LearnReport;
 pub use pause::{pause_recorded, resume_recorded};
@@ -196,9 +195,9 @@ impl CycleReport {
             EngineEvent::Blocked { .. } => Some(&mut self.blocked),
             EngineEvent::Backlogged { .. } => Some(&mut self.backlog),
             EngineEvent::Extended { .. } => Some(&mut self.extended),
-            EngineEvent::ShadowWouldApply { .. } | EngineEvent::AwaitingApproval { .. } => {
-                Some(&mut self.proposed)
-            }
+            EngineEvent::ShadowWouldApply { .. }
+            | EngineEvent::AwaitingApproval { .. }
+            | EngineEvent::NeedsApproval { .. } => Some(&mut self.proposed),
             _ => None,
         };
         if let (Some(list), Some(id)) = (list, id) {

@@ -5,6 +5,7 @@
 
 use super::{Engine, EngineError};
 use crate::clock::Clock;
+use crate::event::EngineEvent;
 use crate::notify::{Notification, NotificationKind};
 use crate::review::{Format, MetaReview, ReviewInputs, summary_json};
 use crate::span::Span;
@@ -53,13 +54,11 @@ impl Engine {
             // One written exactly `every` ago is not recent: the schedule fires on that mark.
             .events_between(every.before(now) + chrono::Duration::milliseconds(1), now)?
             .into_iter()
-            .any(|e| {
-                e.kind == META_REVIEW
-                    && e.data
-                        .as_ref()
-                        .and_then(|d| d.get("scheduled"))
-                        .and_then(serde_json::Value::as_bool)
-                        == Some(true)
+            .any(|e| match &e.event {
+                EngineEvent::MetaReview { review, .. } => {
+                    review.get("scheduled").and_then(serde_json::Value::as_bool) == Some(true)
+                }
+                _ => false,
             });
         if recent {
             return Ok(None);
@@ -105,9 +104,11 @@ impl Engine {
             html.display(),
             review.next_moves.len()
         );
-        tracing::info!(stage = "review", "kaizen {text}");
-        self.ledger
-            .record_event(now, None, "review", META_REVIEW, &text, Some(&data))?;
+        self.record(&EngineEvent::MetaReview {
+            period: every.to_string(),
+            next_moves: review.next_moves.len(),
+            review: data,
+        })?;
         let note = Notification {
             kind: NotificationKind::Review,
             intervention: None,
@@ -121,9 +122,10 @@ impl Engine {
             }
         }
         for message in failures {
-            tracing::warn!(stage = "notify", "kaizen {message}");
-            self.ledger
-                .record_event(now, None, "notify", "notify_error", &message, None)?;
+            self.record(&EngineEvent::NotifyFailed {
+                intervention: None,
+                message,
+            })?;
         }
         Ok(Some(WrittenReview {
             markdown,

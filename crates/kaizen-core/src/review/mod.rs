@@ -12,6 +12,7 @@ pub use model::*;
 
 use crate::calibrate::{Calibration, key_of};
 use crate::config::SignalConfig;
+use crate::event::EngineEvent;
 use crate::guard::{self, GuardPolicy};
 use crate::intervention::{ExpectedChange, Intervention, Outcome, Status};
 use crate::ledger::{Ledger, LedgerError};
@@ -301,39 +302,21 @@ impl MetaReview {
         let mut gaps_by_source: BTreeMap<String, usize> = BTreeMap::new();
         let mut lessons = LessonActivity::default();
         for e in ledger.events_between(from, to)? {
-            match e.kind.as_str() {
-                "shadow" => bump(&mut outcomes, "shadowed", 1),
-                "escalation" => escalations.push(Escalation {
+            match &e.event {
+                EngineEvent::ShadowWouldApply { .. } => bump(&mut outcomes, "shadowed", 1),
+                EngineEvent::Escalation { .. } => escalations.push(Escalation {
                     at: e.at,
                     intervention: e.intervention.map(|i| i.to_string()),
                     detail: e.detail.clone(),
                 }),
-                "sample_error" => {
-                    let source = e
-                        .detail
-                        .split_once(':')
-                        .map_or(e.detail.as_str(), |(s, _)| s)
-                        .trim()
-                        .to_string();
-                    *gaps_by_source.entry(source).or_default() += 1;
+                EngineEvent::SampleGap { source, .. } => {
+                    *gaps_by_source.entry(source.clone()).or_default() += 1;
                 }
-                "lesson" => {
-                    let id = e
-                        .data
-                        .as_ref()
-                        .and_then(|d| d.get("id"))
-                        .and_then(|v| v.as_str())
-                        .map(str::to_string);
-                    if let Some(id) = id {
-                        if e.detail.starts_with("created ") {
-                            lessons.created.push(id);
-                        } else if e.detail.starts_with("updated ") {
-                            lessons.strengthened.push(id);
-                        } else if e.detail.starts_with("retired ") {
-                            lessons.retired.push(id);
-                        }
-                    }
+                EngineEvent::LessonCreated { lesson, .. } => lessons.created.push(lesson.clone()),
+                EngineEvent::LessonStrengthened { lesson, .. } => {
+                    lessons.strengthened.push(lesson.clone())
                 }
+                EngineEvent::LessonRetired { lesson, .. } => lessons.retired.push(lesson.clone()),
                 _ => {}
             }
             if matches!(
