@@ -403,7 +403,12 @@ pub async fn run(cli: Cli) -> Result<()> {
                 }
                 Err(e) => return Err(Failure::Runtime(anyhow!(e))),
             };
-            let chain = render::Chain::load(&ledger, iv).map_err(rt)?;
+            let scale = config
+                .signals
+                .get(&iv.candidate.prediction.signal)
+                .map(|s| s.scale);
+            let chain =
+                render::Chain::load(&ledger, iv, config.confidence_threshold, scale).map_err(rt)?;
             if json {
                 println!(
                     "{}",
@@ -552,12 +557,23 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Audit { command } => crate::audit::run(command, &cli.config, clock),
         Command::Lessons { command } => crate::lessons::run(command, &cli.config, clock).await,
         Command::Learn { json, llm } => crate::lessons::learn(&cli.config, clock, json, llm).await,
-        Command::Review { period, json } => {
+        Command::Review {
+            period,
+            format,
+            json,
+            output,
+        } => {
             let config = load_config(&cli.config)?;
             let period: kaizen_core::span::Span = period
                 .parse()
                 .map_err(|e: kaizen_core::span::SpanError| usage(e.to_string()))?;
-            // Only reads: no state lock, a read-only ledger (works beside `kaizen run`).
+            let format: kaizen_core::review::Format = if json {
+                kaizen_core::review::Format::Json
+            } else {
+                format.parse().map_err(usage)?
+            };
+            // Only reads: no state lock, a read-only ledger (works beside `kaizen run`); the
+            // scheduled review the runtime writes is the one recorded in the ledger.
             let ledger = match open_ledger_read(&config)? {
                 Some(l) => l,
                 None => Ledger::in_memory().map_err(rt)?,
@@ -565,20 +581,24 @@ pub async fn run(cli: Cli) -> Result<()> {
             let now = clock.now();
             let review = kaizen_core::review::MetaReview::compute(
                 &ledger,
-                &config.signals,
-                &config.guards,
+                review_inputs(&config),
                 now,
                 period,
             )
             .map_err(rt)?;
-            let data = serde_json::to_value(&review).context("serialising")?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&data).context("serialising")?
-                );
-            } else {
-                print!("{}", review.render());
+            let text = review.render_as(format);
+            match &output {
+                Some(path) => {
+                    std::fs::write(path, &text)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    println!("wrote {}", path.display());
+                }
+                None => {
+                    print!("{text}");
+                    if !text.ends_with('\n') {
+                        println!();
+                    }
+                }
             }
             Ok(())
         }
@@ -772,6 +792,15 @@ async fn run_sim(
     .map_err(rt)
 }
 
+/// What a review needs from the config besides the ledger.
+fn review_inputs(config: &kaizen_core::config::Config) -> kaizen_core::review::ReviewInputs<'_> {
+    kaizen_core::review::ReviewInputs {
+        signals: &config.signals,
+        policy: &config.guards,
+        confidence_threshold: config.confidence_threshold,
+    }
+}
+
 /// `kaizen demo`: the built-in demo scenario in a temp git repository.
 pub async fn demo(keep: bool) -> Result<()> {
     use kaizen_core::sim;
@@ -795,14 +824,23 @@ pub async fn demo(keep: bool) -> Result<()> {
     let ledger = Ledger::open(&dir.path().join("ledger.sqlite")).map_err(rt)?;
     let review = kaizen_core::review::MetaReview::compute(
         &ledger,
-        &config.signals,
-        &config.guards,
+        review_inputs(&config),
         result.end,
         kaizen_core::span::Span::days(7),
     )
     .map_err(rt)?;
     println!();
     print!("{}", review.render());
+    // The same review as one self-contained HTML file: in the kept directory, or in the
+    // system temp dir (the run's own directory is removed when the demo ends).
+    let html = if keep {
+        dir.path().join("review.html")
+    } else {
+        std::env::temp_dir().join("kaizen-demo-review.html")
+    };
+    std::fs::write(&html, review.render_as(kaizen_core::review::Format::Html))
+        .with_context(|| format!("writing {}", html.display()))?;
+    println!("\nHTML review: {}", html.display());
     println!();
     let repo = dir.path().join("repo");
     if let Ok(out) = std::process::Command::new("git")

@@ -184,12 +184,19 @@ pub enum Command {
     /// The meta-review of the last period: activity, calibration and its drift against the four
     /// periods before, blind spots, and the next moves worth making.
     Review {
-        /// Period length.
-        #[arg(long, default_value = "7d")]
+        /// Period length, ending now (`--since 7d` says the same).
+        #[arg(long, visible_alias = "since", default_value = "7d")]
         period: String,
-        /// JSON output.
+        /// Output format: md (Markdown), html (one self-contained file) or json (see
+        /// docs/review-format.md).
+        #[arg(long, default_value = "md")]
+        format: String,
+        /// Same as `--format json`.
         #[arg(long)]
         json: bool,
+        /// Write the review to this file instead of standard output.
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
     },
     /// Ask the LLM for ranked root-cause hypotheses for what is alerting now (a diagnosis, not an
     /// action: nothing is proposed or applied). Needs an `llm` section.

@@ -187,13 +187,34 @@ pub struct Chain {
     sizing: Option<serde_json::Value>,
     /// Repeats of this change recorded on it instead of as new interventions, and the last one.
     repeats: (u64, Option<DateTime<Utc>>),
+    /// Its proposer's calibrated confidence now (autonomy earned from calibration).
+    calibration: kaizen_core::calibrate::Calibration,
+    /// How effects on the predicted signal are measured (to print an effect as a percentage
+    /// only where it is a ratio).
+    scale: Option<kaizen_core::config::Scale>,
 }
 
 impl Chain {
     /// Reads it from the ledger.
-    pub fn load(ledger: &Ledger, iv: Intervention) -> Result<Chain, LedgerError> {
+    pub fn load(
+        ledger: &Ledger,
+        iv: Intervention,
+        threshold: f64,
+        scale: Option<kaizen_core::config::Scale>,
+    ) -> Result<Chain, LedgerError> {
         let id = iv.id;
+        let key = kaizen_core::calibrate::key_of(&iv);
+        let record = kaizen_core::calibrate::track_records(&ledger.finalized()?, None)
+            .remove(&key)
+            .unwrap_or_default();
         Ok(Chain {
+            scale,
+            calibration: kaizen_core::calibrate::Calibration::new(
+                &key,
+                iv.candidate.confidence,
+                record,
+                threshold,
+            ),
             guards: ledger.guard_verdicts(id)?,
             events: ledger.events_for(id)?,
             verdict: ledger.verdict(id)?,
@@ -254,6 +275,10 @@ impl Chain {
                 serde_json::to_value(&self.verdict).unwrap_or_default(),
             );
             obj.insert("sizing".into(), self.sizing.clone().unwrap_or_default());
+            obj.insert(
+                "calibration".into(),
+                serde_json::to_value(&self.calibration).unwrap_or_default(),
+            );
             obj.insert("repeats".into(), self.repeats.0.into());
             obj.insert(
                 "last_repeat_at".into(),
@@ -279,12 +304,16 @@ impl Chain {
                 .map(|o| format!(" (outcome: {o})"))
                 .unwrap_or_default()
         );
-        println!("  reason      {}", iv.reason);
+        println!("  reason      {}", kaizen_core::human::once(&iv.reason));
         println!(
             "  area/kind   {} / {}   risk {}   confidence {:.2}",
             c.area, c.kind, c.risk, c.confidence
         );
         println!("  origin      {}", c.origin);
+        println!(
+            "  autonomy    {} (its proposer's record now)",
+            self.calibration.verdict()
+        );
         if !c.origin.trigger.is_empty() {
             println!("  trigger     {}", c.origin.trigger);
         }
@@ -352,7 +381,11 @@ impl Chain {
         }
         if let Some(v) = &self.verdict {
             let f = &v.figures;
-            println!("verdict: {} — {}", v.outcome, v.summary);
+            println!(
+                "verdict: {} — {}",
+                v.outcome,
+                kaizen_core::human::once(&v.summary)
+            );
             // The gap figures the decision used, counted at the cadence it used.
             println!(
                 "  method {} · n before {} · n after {} · gaps {} of {} baseline, {} of {} post{}",
@@ -372,14 +405,24 @@ impl Chain {
                     "  {why} (decided by the data, not the change: no freeze count, no lesson)"
                 );
             }
-            let num = |x: Option<f64>| x.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into());
+            use kaizen_core::human::{opt, pct_interval};
+            // On a ratio scale the estimate is a relative change: say it in percent.
+            let relative = match self.scale {
+                Some(kaizen_core::config::Scale::Log) => true,
+                Some(kaizen_core::config::Scale::Linear) | None => false,
+                Some(kaizen_core::config::Scale::Auto) => {
+                    f.baseline.is_some_and(|b| b > 0.0) && f.post.is_some_and(|p| p > 0.0)
+                }
+            };
+            let effect = match f.estimate {
+                Some(e) if relative => pct_interval(e, f.lower, f.upper),
+                e => format!("{} [{}, {}]", opt(e), opt(f.lower), opt(f.upper)),
+            };
             println!(
-                "  baseline {} · post {} · estimate {} · interval [{}, {}]{}",
-                num(f.baseline),
-                num(f.post),
-                num(f.estimate),
-                num(f.lower),
-                num(f.upper),
+                "  baseline {} · post {} · effect {}{}",
+                opt(f.baseline),
+                opt(f.post),
+                effect,
                 f.level
                     .map(|l| format!(" at {:.0}%", l * 100.0))
                     .unwrap_or_default()
@@ -430,7 +473,7 @@ pub fn status(s: &kaizen_core::status::StatusSnapshot) {
     for sig in &s.signals {
         let value = sig
             .value
-            .map(|v| format!("{v} {}", sig.unit))
+            .map(|v| format!("{} {}", kaizen_core::human::sig3(v), sig.unit))
             .unwrap_or_else(|| "no sample yet".into());
         let at = sig.at.map(|a| format!(" at {}", t(a))).unwrap_or_default();
         let alert = if sig.alerting { "  ALERT" } else { "" };
@@ -514,6 +557,12 @@ pub fn status(s: &kaizen_core::status::StatusSnapshot) {
                 t(e.next_reminder_at),
                 e.detail
             );
+        }
+    }
+    if !s.autonomy.is_empty() {
+        println!("autonomy (calibrated confidence; below the threshold a human approves):");
+        for c in &s.autonomy {
+            println!("  {c}");
         }
     }
     if s.escalations_24h > 0 {

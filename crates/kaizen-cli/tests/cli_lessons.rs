@@ -137,10 +137,32 @@ fn demo_runs_a_simulated_week_and_reviews_it() {
         "reverted",
         "backlog",
         "result: PASS",
-        "kaizen meta-review",
-        "next moves:",
+        "# kaizen meta-review",
+        "## Calibration",
+        "## Next moves",
         "Revert \"",
     ] {
         assert!(stdout.contains(needle), "missing {needle:?}");
     }
+    // The review's Markdown ends the week; the same review is written as HTML beside it.
+    let html_path = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("HTML review: "))
+        .expect("the demo names its HTML review");
+    let html = std::fs::read_to_string(html_path.trim()).unwrap();
+    let doc = roxmltree::Document::parse_with_options(
+        &html,
+        roxmltree::ParsingOptions {
+            allow_dtd: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    for id in ["reliability", "outcomes-over-time"] {
+        assert!(
+            doc.descendants().any(|n| n.attribute("id") == Some(id)),
+            "no {id} chart"
+        );
+    }
+    assert!(!html.contains("http://") && !html.contains("https://"));
 }

@@ -93,6 +93,11 @@ fn no_effect_is_reverted_and_content_restored() {
 #[test]
 fn three_reverts_freeze_the_area() {
     let h = Harness::new(RULE_GROW_CACHE, "");
+    // About the freeze, not calibrated autonomy (which asks for approval after two failures).
+    h.edit_config(
+        "mode: autonomous",
+        "mode: autonomous\nconfidence_threshold: 0",
+    );
     // Each round 3h apart so the 2h dedup window has passed.
     for round in 0..3 {
         let iv = run_round(&h, round * 180, 250.0);

@@ -175,6 +175,9 @@ pub struct ScheduleConfig {
     pub cycle_every: Span,
     /// Distil lessons every…
     pub learn_every: Span,
+    /// Write the meta-review of the last period (Markdown and HTML into `state_dir/reviews/`,
+    /// notified with its path) every…
+    pub review_every: Span,
 }
 
 impl Default for ScheduleConfig {
@@ -183,6 +186,7 @@ impl Default for ScheduleConfig {
             observe_every: Span::minutes(1),
             cycle_every: Span::minutes(5),
             learn_every: Span::hours(24),
+            review_every: Span::days(7),
         }
     }
 }
@@ -279,7 +283,7 @@ pub struct NotifyConfig {
 
 fn all_kinds() -> Vec<crate::notify::NotificationKind> {
     use crate::notify::NotificationKind::*;
-    vec![Escalation, Applied, Validated, Reverted]
+    vec![Escalation, Applied, Validated, Reverted, Review]
 }
 
 fn default_notify_timeout() -> Span {
@@ -297,6 +301,9 @@ pub struct Config {
     pub branch: Option<String>,
     /// Mode.
     pub mode: Mode,
+    /// In autonomous mode, a candidate whose proposer's calibrated confidence (see
+    /// [`crate::calibrate`]) is below this waits for a human's `kaizen apply` (default 0.3).
+    pub confidence_threshold: f64,
     /// State dir (ledger lives here).
     pub state_dir: PathBuf,
     /// Signals by name.
@@ -367,6 +374,8 @@ struct ConfigSerde {
     branch: Option<String>,
     #[serde(default)]
     mode: Mode,
+    #[serde(default)]
+    confidence_threshold: Option<f64>,
     #[serde(default = "default_state_dir")]
     state_dir: String,
     #[serde(default)]
@@ -478,6 +487,15 @@ impl Config {
 
         let repo = resolve(&raw.repo);
         let state_dir = resolve(&raw.state_dir);
+        let confidence_threshold = raw
+            .confidence_threshold
+            .unwrap_or(crate::calibrate::DEFAULT_THRESHOLD);
+        if !(0.0..=1.0).contains(&confidence_threshold) {
+            return Err(bad(
+                "confidence_threshold",
+                format!("must be between 0 and 1, not {confidence_threshold}"),
+            ));
+        }
         let rules = raw.rules.as_deref().map(resolve);
         let lessons = resolve(raw.lessons.as_deref().unwrap_or("lessons"));
         let envelope =
@@ -655,6 +673,11 @@ impl Config {
                 raw.schedule.learn_every,
                 MAX_SCHEDULE,
             ),
+            (
+                "schedule.review_every".into(),
+                raw.schedule.review_every,
+                MAX_SCHEDULE,
+            ),
         ];
         for (name, s) in &signals {
             spans.push((
@@ -713,6 +736,7 @@ impl Config {
             raw.schedule.observe_every,
             raw.schedule.cycle_every,
             raw.schedule.learn_every,
+            raw.schedule.review_every,
         ] {
             if s.seconds() == 0 {
                 return Err(bad("schedule", "intervals must be positive".into()));
@@ -763,6 +787,7 @@ impl Config {
             repo,
             branch: raw.branch,
             mode: raw.mode,
+            confidence_threshold,
             state_dir,
             signals,
             rules,
@@ -823,6 +848,9 @@ repo: .
 # autonomous: apply, validate and revert on its own.
 # shadow: record what it would do, never commit.  manual: a human applies with `kaizen apply ID`.
 mode: autonomous
+# Autonomous mode asks a human (`kaizen apply ID`) for changes from a proposer whose calibrated
+# confidence (its stated one corrected by its own track record) is below this. 0: never ask.
+confidence_threshold: 0.3
 # Ledger and locks. Git-ignored via .git/info/exclude; kaizen never edits it through a change.
 state_dir: .kaizen
 
@@ -894,6 +922,7 @@ schedule:             # for `kaizen run` (daemon)
   observe_every: 1m
   cycle_every: 5m
   learn_every: 24h
+  review_every: 7d    # the meta-review, written into state_dir/reviews/ and notified
 "#;
 
 #[cfg(test)]

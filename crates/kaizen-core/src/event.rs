@@ -299,6 +299,14 @@ pub enum EngineEvent {
         /// The intervention.
         intervention: InterventionId,
     },
+    /// Autonomous mode: every guard passed, but its proposer's calibrated confidence fell
+    /// below `confidence_threshold` (see [`crate::calibrate`]); it waits for `kaizen apply`.
+    NeedsApproval {
+        /// The intervention.
+        intervention: InterventionId,
+        /// The calibration that fell short.
+        calibration: crate::calibrate::Calibration,
+    },
     /// A human approved a proposed intervention (the guards run again before it is applied).
     Approved {
         /// The intervention.
@@ -736,6 +744,7 @@ impl EngineEvent {
             ApplySkipped { .. } => "apply_skipped",
             ShadowWouldApply { .. } => "shadow",
             AwaitingApproval { .. } => "awaiting_approval",
+            NeedsApproval { .. } => "needs_approval",
             Approved { .. } => "approved",
             InterimLook { .. } => "interim_look",
             Verdict { .. } => "verdict",
@@ -798,7 +807,10 @@ impl EngineEvent {
             HumanCommit { .. } => Stage::Humans,
             Resolved { .. } | ResolveRequested { .. } | ResolveRefused { .. } => Stage::Operator,
             CanaryPassed { .. } | CanaryFailed { .. } => Stage::Canary,
-            ApplySkipped { .. } | ShadowWouldApply { .. } | AwaitingApproval { .. } => Stage::Apply,
+            ApplySkipped { .. }
+            | ShadowWouldApply { .. }
+            | AwaitingApproval { .. }
+            | NeedsApproval { .. } => Stage::Apply,
             Approved { .. } => Stage::Operator,
             InterimLook { .. } | Verdict { .. } | Extended { .. } | Validated { .. } => {
                 Stage::Validate
@@ -842,6 +854,7 @@ impl EngineEvent {
             | Applied { intervention, .. }
             | ShadowWouldApply { intervention }
             | AwaitingApproval { intervention }
+            | NeedsApproval { intervention, .. }
             | Approved { intervention }
             | InterimLook { intervention, .. }
             | Verdict { intervention, .. }
@@ -1056,6 +1069,10 @@ impl fmt::Display for EngineEvent {
             AwaitingApproval { intervention } => {
                 write!(f, "manual mode: awaiting `kaizen apply {intervention}`")
             }
+            NeedsApproval {
+                intervention,
+                calibration,
+            } => write!(f, "{calibration}; apply with `kaizen apply {intervention}`"),
             Approved { .. } => f.write_str("approved by an operator; guards run again"),
             InterimLook { look, of, .. } => write!(f, "interim look {look} of {of}"),
             Verdict { look, verdict, .. } => {
@@ -1248,6 +1265,15 @@ mod tests {
             EngineEvent::Paused {
                 area: None,
                 why: "w".into(),
+            },
+            EngineEvent::NeedsApproval {
+                intervention: id,
+                calibration: crate::calibrate::Calibration::new(
+                    "rules:r",
+                    0.6,
+                    crate::calibrate::TrackRecord { hits: 0, n: 2 },
+                    0.3,
+                ),
             },
         ];
         for e in all {

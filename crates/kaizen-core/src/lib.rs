@@ -5,6 +5,7 @@
 
 pub mod apply;
 pub mod audit;
+pub mod calibrate;
 pub mod canary;
 pub mod clock;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod escalation;
 pub mod event;
 pub mod failpoint;
 pub mod guard;
+pub mod human;
 pub mod intervention;
 pub mod learn;
 pub mod ledger;

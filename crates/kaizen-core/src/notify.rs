@@ -18,6 +18,8 @@ pub enum NotificationKind {
     Validated,
     /// A change was reverted.
     Reverted,
+    /// The periodic meta-review was written (the text names its file).
+    Review,
 }
 
 impl NotificationKind {
@@ -28,6 +30,7 @@ impl NotificationKind {
             NotificationKind::Applied => "applied",
             NotificationKind::Validated => "validated",
             NotificationKind::Reverted => "reverted",
+            NotificationKind::Review => "review",
         }
     }
 }

@@ -633,6 +633,19 @@ impl Worker {
                     .step("cycle", cycle_summary, move |e| rt.block_on(e.cycle()))
                     .await?;
             }
+            Task::Review => {
+                let every = self.schedule.config().review_every;
+                let _ = self
+                    .step(
+                        "review",
+                        |w: &Option<crate::engine::WrittenReview>| match w {
+                            Some(w) => format!("written to {}", w.html.display()),
+                            None => "not due (one is recent, or no state dir)".into(),
+                        },
+                        move |e| rt.block_on(e.periodic_review(every)),
+                    )
+                    .await?;
+            }
             Task::Learn => {
                 let Some(learner) = self.learner.clone() else {
                     return Ok(());

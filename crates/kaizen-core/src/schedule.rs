@@ -13,6 +13,8 @@ pub enum Task {
     Cycle,
     /// Distil lessons.
     Learn,
+    /// Write the periodic meta-review (skipped when the ledger already has one this recent).
+    Review,
 }
 
 /// Tracks when each task last ran.
@@ -22,6 +24,7 @@ pub struct Schedule {
     last_observe: Option<DateTime<Utc>>,
     last_cycle: Option<DateTime<Utc>>,
     last_learn: Option<DateTime<Utc>>,
+    last_review: Option<DateTime<Utc>>,
 }
 
 impl Schedule {
@@ -32,7 +35,13 @@ impl Schedule {
             last_observe: None,
             last_cycle: None,
             last_learn: None,
+            last_review: None,
         }
+    }
+
+    /// The intervals it schedules by.
+    pub fn config(&self) -> &ScheduleConfig {
+        &self.config
     }
 
     fn is_due(last: Option<DateTime<Utc>>, every: crate::span::Span, now: DateTime<Utc>) -> bool {
@@ -45,7 +54,7 @@ impl Schedule {
     /// use kaizen_core::schedule::{Schedule, Task};
     /// let mut s = Schedule::new(Default::default());
     /// let t0: chrono::DateTime<chrono::Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
-    /// assert_eq!(s.due(t0), vec![Task::Cycle, Task::Learn]);
+    /// assert_eq!(s.due(t0), vec![Task::Cycle, Task::Learn, Task::Review]);
     /// assert_eq!(s.due(t0 + chrono::Duration::minutes(1)), vec![Task::Observe]);
     /// ```
     pub fn due(&mut self, now: DateTime<Utc>) -> Vec<Task> {
@@ -62,6 +71,10 @@ impl Schedule {
             out.push(Task::Learn);
             self.last_learn = Some(now);
         }
+        if Self::is_due(self.last_review, self.config.review_every, now) {
+            out.push(Task::Review);
+            self.last_review = Some(now);
+        }
         out
     }
 
@@ -74,6 +87,7 @@ impl Schedule {
             next(self.last_observe, self.config.observe_every),
             next(self.last_cycle, self.config.cycle_every),
             next(self.last_learn, self.config.learn_every),
+            next(self.last_review, self.config.review_every),
         ]
         .into_iter()
         .min()
@@ -91,19 +105,21 @@ mod tests {
     fn a_day_of_defaults() {
         let mut s = Schedule::new(ScheduleConfig::default());
         let t0: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
-        let (mut observes, mut cycles, mut learns) = (0, 0, 0);
+        let (mut observes, mut cycles, mut learns, mut reviews) = (0, 0, 0, 0);
         for m in 0..(24 * 60) {
             for t in s.due(t0 + Duration::minutes(m)) {
                 match t {
                     Task::Observe => observes += 1,
                     Task::Cycle => cycles += 1,
                     Task::Learn => learns += 1,
+                    Task::Review => reviews += 1,
                 }
             }
         }
         assert_eq!(cycles, 24 * 12);
         assert_eq!(observes, 24 * 60 - 24 * 12);
         assert_eq!(learns, 1);
+        assert_eq!(reviews, 1, "weekly by default: once, at the start");
         assert_eq!(
             s.next_due(t0 + Duration::seconds(24 * 3600 - 30)),
             t0 + Duration::hours(24)

@@ -82,6 +82,9 @@ pub struct StatusSnapshot {
     /// Escalations still open (a refused revert, …): each waits for a human (`kaizen resolve`)
     /// or for kaizen to see the problem gone; oldest first.
     pub escalations_open: Vec<crate::escalation::Escalation>,
+    /// Each proposer's calibrated confidence from its finalized history, and whether autonomous
+    /// mode now asks a human before applying its changes (see [`crate::calibrate`]).
+    pub autonomy: Vec<crate::calibrate::Calibration>,
     /// Lesson files that failed to load and are skipped (filled by whoever loads the lessons:
     /// the snapshot itself reads only the ledger and the state dir).
     pub invalid_lessons: Vec<InvalidLesson>,
@@ -164,6 +167,10 @@ impl StatusSnapshot {
             escalations_24h,
             paused: state_dir.map(crate::pause::read).unwrap_or_default(),
             invalid_lessons: Vec::new(),
+            autonomy: crate::calibrate::Calibration::all(
+                &ledger.finalized()?,
+                settings.confidence_threshold,
+            ),
             escalations_open: ledger.open_escalations(now)?,
             suppressed: ledger
                 .suppressions_since(crate::suppression::FRESH_FOR.before(now))?

@@ -51,7 +51,9 @@ fn engine(rule_risk: &str, clock: &ManualClock, dir: &std::path::Path) -> Engine
     std::fs::create_dir_all(dir.join("config")).unwrap();
     std::fs::write(dir.join("config/app.yaml"), "cache_mb: 64\n").unwrap();
     let config = Config::parse(
-        "signals:\n  latency_ms: { unit: ms, better: lower }\nguards: { dedup_window: 30m, daily_budget: 50, freeze_after_rollbacks: 3, freeze_for: 24h }\nvalidate: { settle: 5m, max_extensions: 0 }\n",
+        // Threshold 0: this test is about the freeze, not calibrated autonomy (which would ask
+        // for approval after two failures, before the third rollback could freeze the area).
+        "confidence_threshold: 0\nsignals:\n  latency_ms: { unit: ms, better: lower }\nguards: { dedup_window: 30m, daily_budget: 50, freeze_after_rollbacks: 3, freeze_for: 24h }\nvalidate: { settle: 5m, max_extensions: 0 }\n",
         &dir.join("kaizen.yaml"),
     )
     .unwrap();

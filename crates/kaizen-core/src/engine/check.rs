@@ -130,6 +130,7 @@ impl Engine {
             if self.settings.mode == Mode::Autonomous
                 && iv.status == Status::Proposed
                 && !pending.contains_key(&iv.id)
+                && !self.awaits_approval(iv.id)?
             {
                 push(
                     "stuck_proposed",

@@ -20,11 +20,13 @@
 //! | `pause.rs` | the emergency stop (pause / resume), recorded |
 
 mod apply;
+mod autonomy;
 mod check;
 mod humans;
 mod learn;
 mod observe;
 mod pause;
+mod periodic;
 mod propose;
 mod reconcile;
 mod resolve;
@@ -36,6 +38,7 @@ pub use check::{CHECK_EVERY_CYCLES, CheckReport, Violation};
 pub use humans::KeyState;
 pub use learn::LearnReport;
 pub use pause::{pause_recorded, resume_recorded};
+pub use periodic::{META_REVIEW, WrittenReview};
 pub use resolve::Resolution;
 
 use crate::apply::{Applier, ApplyError};
@@ -95,6 +98,15 @@ pub enum EngineError {
     /// The engine was built without a required part.
     #[error("engine not configured: {0}")]
     Incomplete(&'static str),
+    /// A file kaizen writes for people (the periodic meta-review) could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// What the engine needs to know from the configuration.
@@ -112,6 +124,9 @@ pub struct EngineSettings {
     pub validate: ValidateConfig,
     /// How much recent history proposers see.
     pub recent_window: Span,
+    /// Autonomous mode asks for approval below this calibrated confidence (see
+    /// [`crate::calibrate`]).
+    pub confidence_threshold: f64,
 }
 
 impl EngineSettings {
@@ -124,6 +139,7 @@ impl EngineSettings {
             policy: config.guards.clone(),
             validate: config.validate.clone(),
             recent_window: Span::hours(24),
+            confidence_threshold: config.confidence_threshold,
         }
     }
 }
@@ -183,9 +199,9 @@ impl CycleReport {
             EngineEvent::Blocked { .. } => Some(&mut self.blocked),
             EngineEvent::Backlogged { .. } => Some(&mut self.backlog),
             EngineEvent::Extended { .. } => Some(&mut self.extended),
-            EngineEvent::ShadowWouldApply { .. } | EngineEvent::AwaitingApproval { .. } => {
-                Some(&mut self.proposed)
-            }
+            EngineEvent::ShadowWouldApply { .. }
+            | EngineEvent::AwaitingApproval { .. }
+            | EngineEvent::NeedsApproval { .. } => Some(&mut self.proposed),
             _ => None,
         };
         if let (Some(list), Some(id)) = (list, id) {

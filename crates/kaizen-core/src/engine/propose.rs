@@ -255,7 +255,14 @@ impl Engine {
         match decision {
             Decision::Block | Decision::Backlog => self.refuse(id, decision, &reason, report)?,
             Decision::Pass => match self.settings.mode {
-                Mode::Autonomous => self.apply_now(id, &candidate, report).await?,
+                Mode::Autonomous => {
+                    let calibration = self.calibration_of(&candidate)?;
+                    if calibration.needs_approval {
+                        self.await_approval(id, &calibration, report)?;
+                    } else {
+                        self.apply_now(id, &candidate, report).await?
+                    }
+                }
                 Mode::Shadow => {
                     self.emit(report, EngineEvent::ShadowWouldApply { intervention: id })?
                 }

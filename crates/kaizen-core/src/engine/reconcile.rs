@@ -95,6 +95,10 @@ impl Engine {
             // A `proposed` row with no pending git operation in autonomous mode was interrupted
             // before its guards ran (or left by a previous mode). It was never applied.
             for iv in self.ledger.with_status(Status::Proposed)? {
+                // Left for a human because its proposer's calibration fell short: not stuck.
+                if self.awaits_approval(iv.id)? {
+                    continue;
+                }
                 let event = self.ledger.transition(
                     iv.id,
                     Status::Blocked,

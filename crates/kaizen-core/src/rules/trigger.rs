@@ -499,7 +499,7 @@ impl Condition {
                 self.signal,
                 Span::from_chrono(latest.at - streak_start),
                 ts(streak_start),
-                latest.value
+                crate::human::sig3(latest.value)
             ));
         }
         for (word, rate, sign) in [
@@ -517,7 +517,8 @@ impl Condition {
             };
             parts.push(format!(
                 "{} {word} {shown} (at least {rate}; {n} samples, last {})",
-                self.signal, latest.value
+                self.signal,
+                crate::human::sig3(latest.value)
             ));
         }
         (!parts.is_empty()).then(|| parts.join(" and "))
