@@ -53,6 +53,8 @@ pub enum Stage {
     Diagnose,
     /// A human's request (approval).
     Operator,
+    /// The runtime itself (reloads).
+    Runtime,
     /// A stage recorded before typed events (old ledgers); see [`EngineEvent::Legacy`].
     Other,
 }
@@ -76,6 +78,7 @@ impl Stage {
             Stage::Review => "review",
             Stage::Diagnose => "diagnose",
             Stage::Operator => "operator",
+            Stage::Runtime => "runtime",
             Stage::Other => "other",
         }
     }
@@ -98,6 +101,7 @@ impl Stage {
             Stage::Review,
             Stage::Diagnose,
             Stage::Operator,
+            Stage::Runtime,
         ]
         .into_iter()
         .find(|x| x.as_str() == s)
@@ -511,6 +515,25 @@ pub enum EngineEvent {
         message: String,
     },
 
+    // ----- runtime and its health -------------------------------------------------------------
+    /// A reload (SIGHUP) took effect: config, rules and lessons were read again.
+    #[serde(rename = "config_reloaded")]
+    ConfigReloaded {
+        /// What was reloaded (the config file).
+        what: String,
+    },
+    /// A reload was refused: a file is bad; the previous config stays in force.
+    ReloadFailed {
+        /// Why (file, line and field for a bad config).
+        error: String,
+    },
+    /// The number of open invariant violations changed (what `/health` reports until the next
+    /// change).
+    InvariantsChecked {
+        /// Violations found and not repaired.
+        open: u64,
+    },
+
     /// An event recorded by a kaizen before typed events (or of a kind this kaizen does not
     /// know): kept as it was stored.
     Legacy {
@@ -645,6 +668,9 @@ impl EngineEvent {
             MetaReview { .. } => "meta_review",
             Diagnosis { .. } => "diagnosis",
             DiagnoseFailed { .. } => "diagnose_error",
+            ConfigReloaded { .. } => "config_reloaded",
+            ReloadFailed { .. } => "reload_failed",
+            InvariantsChecked { .. } => "invariants_checked",
             Legacy { legacy_kind, .. } => legacy_kind,
         }
     }
@@ -686,6 +712,8 @@ impl EngineEvent {
             NotifyFailed { .. } => Stage::Notify,
             MetaReview { .. } => Stage::Review,
             Diagnosis { .. } | DiagnoseFailed { .. } => Stage::Diagnose,
+            ConfigReloaded { .. } | ReloadFailed { .. } => Stage::Runtime,
+            InvariantsChecked { .. } => Stage::Check,
             Legacy { stage, .. } => Stage::parse(stage),
         }
     }
@@ -725,6 +753,9 @@ impl EngineEvent {
             | InvariantViolation { intervention, .. }
             | NotifyFailed { intervention, .. } => *intervention,
             IdsContinued { .. }
+            | ConfigReloaded { .. }
+            | ReloadFailed { .. }
+            | InvariantsChecked { .. }
             | SampleGap { .. }
             | ProposalRejected { .. }
             | ProposerFailed { .. }
@@ -803,6 +834,7 @@ impl EngineEvent {
             | Resumed { .. }
             | NotifyFailed { .. }
             | DiagnoseFailed { .. }
+            | ReloadFailed { .. }
             | EscalationRepeated { .. } => tracing::Level::WARN,
             _ => tracing::Level::INFO,
         }
@@ -1001,6 +1033,11 @@ impl fmt::Display for EngineEvent {
             ),
             Diagnosis { summary, .. } => f.write_str(summary),
             DiagnoseFailed { message } => f.write_str(message),
+            ConfigReloaded { what } => write!(f, "reloaded {what}"),
+            ReloadFailed { error } => {
+                write!(f, "reload refused, keeping the previous config: {error}")
+            }
+            InvariantsChecked { open } => write!(f, "{open} invariant violation(s) open"),
             Legacy { detail, .. } => f.write_str(detail),
         }
     }

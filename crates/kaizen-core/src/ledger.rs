@@ -15,6 +15,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
+mod tally;
+pub use tally::{INVARIANTS_CHECKED, InterventionTotals, SAMPLE_ERROR, SourceFailure, StageEvent};
+
 /// A ledger operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {

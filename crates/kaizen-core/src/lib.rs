@@ -12,6 +12,7 @@ pub mod engine;
 pub mod event;
 pub mod failpoint;
 pub mod guard;
+pub mod health;
 pub mod intervention;
 pub mod learn;
 pub mod ledger;
