@@ -20,10 +20,7 @@ type Result<T> = std::result::Result<T, Failure>;
 /// Where to serve, from `--listen` (wins) and the config; `None`: not at all. A port taken at
 /// the *default* address is a warning (another kaizen on this host has it); an address the
 /// operator chose must bind or `kaizen run` stops.
-async fn listener(
-    config: &Config,
-    flag: Option<&str>,
-) -> Result<Option<tokio::net::TcpListener>> {
+async fn listener(config: &Config, flag: Option<&str>) -> Result<Option<tokio::net::TcpListener>> {
     let listen = match flag {
         Some(text) => Listen::parse(text).map_err(|e| usage(format!("--listen: {e}")))?,
         None => config.serve,

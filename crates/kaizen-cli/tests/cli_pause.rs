@@ -26,33 +26,40 @@ fn commits(h: &Harness) -> usize {
 
 /// Pauses with `pause`, checks a due cycle applies nothing and says `says`, lifts the pause with
 /// `resume`, checks the next cycle applies the change.
-fn paused_then_resumed(pause: impl Fn(&Harness), says: &str, global: bool, resume: impl Fn(&Harness)) {
+fn paused_then_resumed(
+    pause: impl Fn(&Harness),
+    says: &str,
+    global: bool,
+    resume: impl Fn(&Harness),
+) {
     let h = repo();
     let before = commits(&h);
     pause(&h);
 
     h.set_metric(12, 250.0);
     let out = h.ok(12, &["cycle"]);
-    assert!(out.contains(says), "the cycle says it applied nothing:\n{out}");
+    assert!(
+        out.contains(says),
+        "the cycle says it applied nothing:\n{out}"
+    );
     assert!(!out.contains("applied as commit"), "{out}");
     assert_eq!(commits(&h), before, "no commit while paused");
     assert!(h.file("config/app.yaml").contains("cache_mb: 128"));
-    assert!(h.interventions(12).is_empty(), "nothing recorded to apply later");
+    assert!(
+        h.interventions(12).is_empty(),
+        "nothing recorded to apply later"
+    );
     let skipped = h.ok(12, &["events", "--kind", "apply_skipped"]);
     assert!(skipped.contains(says), "{skipped}");
     let status = h.ok(12, &["status"]);
-    let health: serde_json::Value =
-        serde_json::from_str(&h.ok(12, &["health", "--json"])).unwrap();
+    let health: serde_json::Value = serde_json::from_str(&h.ok(12, &["health", "--json"])).unwrap();
     if global {
         assert!(status.contains("PAUSED:"), "{status}");
         assert_eq!(health["status"], "paused", "{health:#}");
     } else {
         assert!(status.contains("paused: area `cache`"), "{status}");
         assert_ne!(health["status"], "paused", "{health:#}");
-        assert!(
-            health["paused"]["areas"]["cache"].is_object(),
-            "{health:#}"
-        );
+        assert!(health["paused"]["areas"]["cache"].is_object(), "{health:#}");
     }
     assert!(
         health["why"]
@@ -66,13 +73,15 @@ fn paused_then_resumed(pause: impl Fn(&Harness), says: &str, global: bool, resum
     resume(&h);
     h.set_metric(13, 250.0);
     let out = h.ok(13, &["cycle"]);
-    assert!(out.contains("applied as commit"), "resumed, the change goes in:\n{out}");
+    assert!(
+        out.contains("applied as commit"),
+        "resumed, the change goes in:\n{out}"
+    );
     assert_eq!(commits(&h), before + 1);
     assert!(h.file("config/app.yaml").contains("cache_mb: 256"));
     let log = git_text(&h.repo, &["log", "-1", "--format=%s%n%b"]);
     assert!(log.contains("cache_mb"), "{log}");
-    let health: serde_json::Value =
-        serde_json::from_str(&h.ok(13, &["health", "--json"])).unwrap();
+    let health: serde_json::Value = serde_json::from_str(&h.ok(13, &["health", "--json"])).unwrap();
     assert_ne!(health["status"], "paused", "{health:#}");
 }
 
@@ -95,7 +104,10 @@ fn pause_command_stops_applying_until_resume() {
 fn pause_command_for_one_area_stops_only_that_area() {
     paused_then_resumed(
         |h| {
-            h.ok(11, &["pause", "--area", "cache", "--why", "cache migration"]);
+            h.ok(
+                11,
+                &["pause", "--area", "cache", "--why", "cache migration"],
+            );
         },
         "not applied, area `cache` is paused: cache migration",
         false,

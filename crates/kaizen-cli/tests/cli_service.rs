@@ -141,12 +141,7 @@ impl Daemon {
             addr: String::new(),
         };
         let line = d.wait_stderr("serving /health and /metrics on http://");
-        d.addr = line
-            .rsplit("http://")
-            .next()
-            .unwrap()
-            .trim()
-            .to_string();
+        d.addr = line.rsplit("http://").next().unwrap().trim().to_string();
         d
     }
 
@@ -173,7 +168,10 @@ impl Daemon {
                 return l.clone();
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("kaizen run exited ({status}) before {text:?}\n{}", self.logs());
+                panic!(
+                    "kaizen run exited ({status}) before {text:?}\n{}",
+                    self.logs()
+                );
             }
             assert!(
                 start.elapsed() < DEADLINE,
@@ -203,7 +201,11 @@ impl Daemon {
     }
 
     /// Polls `/health` until `ok` holds; returns that document.
-    fn wait_health(&mut self, what: &str, ok: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    fn wait_health(
+        &mut self,
+        what: &str,
+        ok: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         let start = Instant::now();
         loop {
             let h = self.health();
@@ -211,7 +213,10 @@ impl Daemon {
                 return h;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("kaizen run exited ({status}) waiting for {what}\n{}", self.logs());
+                panic!(
+                    "kaizen run exited ({status}) waiting for {what}\n{}",
+                    self.logs()
+                );
             }
             assert!(
                 start.elapsed() < DEADLINE,
@@ -317,14 +322,23 @@ fn parse_labels<'a>(s: &'a str, line: &str) -> (Vec<String>, &'a str) {
         if s[i..].starts_with('}') {
             return (labels, &s[i + 1..]);
         }
-        let eq = s[i..].find('=').unwrap_or_else(|| panic!("label without =: {line:?}")) + i;
+        let eq = s[i..]
+            .find('=')
+            .unwrap_or_else(|| panic!("label without =: {line:?}"))
+            + i;
         let name = &s[i..eq];
         assert!(valid_name(name), "bad label name {name:?} in {line:?}");
-        assert!(s[eq + 1..].starts_with('"'), "unquoted label value: {line:?}");
+        assert!(
+            s[eq + 1..].starts_with('"'),
+            "unquoted label value: {line:?}"
+        );
         let mut j = eq + 2;
         let mut value = String::new();
         loop {
-            let c = s[j..].chars().next().unwrap_or_else(|| panic!("unterminated: {line:?}"));
+            let c = s[j..]
+                .chars()
+                .next()
+                .unwrap_or_else(|| panic!("unterminated: {line:?}"));
             j += c.len_utf8();
             match c {
                 '\\' => {
@@ -378,11 +392,14 @@ fn parse_prometheus(text: &str) -> Exposition {
             continue;
         }
         let name_end = line
-            .find(|c: char| c == '{' || c == ' ')
+            .find(['{', ' '])
             .unwrap_or_else(|| panic!("no value: {line:?}"));
         let name = &line[..name_end];
         assert!(valid_name(name), "bad metric name {name:?}");
-        assert!(out.types.contains_key(name), "sample before its TYPE: {line:?}");
+        assert!(
+            out.types.contains_key(name),
+            "sample before its TYPE: {line:?}"
+        );
         let mut rest = &line[name_end..];
         let mut labels = Vec::new();
         if let Some(r) = rest.strip_prefix('{') {
@@ -395,7 +412,9 @@ fn parse_prometheus(text: &str) -> Exposition {
             "+Inf" => f64::INFINITY,
             "-Inf" => f64::NEG_INFINITY,
             "NaN" => f64::NAN,
-            v => v.parse().unwrap_or_else(|e| panic!("bad value {v:?} in {line:?}: {e}")),
+            v => v
+                .parse()
+                .unwrap_or_else(|e| panic!("bad value {v:?} in {line:?}: {e}")),
         };
         labels.sort();
         let key = if labels.is_empty() {
@@ -403,7 +422,10 @@ fn parse_prometheus(text: &str) -> Exposition {
         } else {
             format!("{name}{{{}}}", labels.join(","))
         };
-        assert!(out.samples.insert(key, v).is_none(), "duplicate sample {line:?}");
+        assert!(
+            out.samples.insert(key, v).is_none(),
+            "duplicate sample {line:?}"
+        );
     }
     out
 }
@@ -489,17 +511,30 @@ fn run_serves_health_and_metrics_then_stops_cleanly_on_sigterm() {
         )],
         1.0
     );
-    assert!(m.samples["kaizen_sample_gaps_total{signal=\"errors\"}"] >= 1.0, "{text}");
-    assert_eq!(m.samples["kaizen_signal_value{signal=\"latency_ms\"}"], 250.0);
+    assert!(
+        m.samples["kaizen_sample_gaps_total{signal=\"errors\"}"] >= 1.0,
+        "{text}"
+    );
+    assert_eq!(
+        m.samples["kaizen_signal_value{signal=\"latency_ms\"}"],
+        250.0
+    );
     assert_eq!(m.samples["kaizen_paused"], 0.0);
     assert_eq!(m.samples["kaizen_interventions_applied_total"], 0.0);
     let cycle_at = m.samples["kaizen_last_cycle_timestamp_seconds{stage=\"cycle\"}"];
     assert!(cycle_at > 1.7e9, "a Unix time in seconds: {cycle_at}");
-    assert!(!text.contains("K-0"), "an intervention id as a label:\n{text}");
+    assert!(
+        !text.contains("K-0"),
+        "an intervention id as a label:\n{text}"
+    );
 
     // The same snapshot from the ledger, by a separate process while the daemon holds the lock.
     let out = kaizen(&r, &["health", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let cli: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(cli["status"], "degraded", "{cli:#}");
     assert!(
@@ -522,18 +557,27 @@ fn run_serves_health_and_metrics_then_stops_cleanly_on_sigterm() {
     d.wait_stderr("kaizen heartbeat: cycle ok");
 
     let (status, logs) = d.terminate();
-    assert!(status.success(), "SIGTERM is a clean stop: {status}\n{logs}");
+    assert!(
+        status.success(),
+        "SIGTERM is a clean stop: {status}\n{logs}"
+    );
     assert!(logs.contains("kaizen: stopped"), "{logs}");
     // The lock is released: a command that needs it runs at once.
     let out = kaizen(&r, &["observe", "--wait", "0s"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn sighup_keeps_the_old_config_when_broken_and_picks_up_a_new_rule_when_valid() {
     let r = repo("rules: []\n");
     let mut d = Daemon::start(&r, &[]);
-    d.wait_health("a finished cycle", |h| h["last_cycle"]["cycle"]["result"] == "ok");
+    d.wait_health("a finished cycle", |h| {
+        h["last_cycle"]["cycle"]["result"] == "ok"
+    });
     let good = std::fs::read_to_string(r.repo.join("kaizen.yaml")).unwrap();
 
     // A broken config: reported (log line, event, /health) and the daemon goes on with the old.
@@ -651,7 +695,11 @@ fn systemd_ready_and_watchdog_follow_the_loop_and_stop_while_it_is_wedged() {
     std::fs::write(r.root.join("WEDGE"), "").unwrap();
     let start = Instant::now();
     while !r.root.join("WEDGED").exists() {
-        assert!(start.elapsed() < DEADLINE, "the source never hung\n{}", d.logs());
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the source never hung\n{}",
+            d.logs()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     // A ping already earned before the step hung may still go out within one period.

@@ -151,14 +151,7 @@ pub struct Counters {
 
 /// Stages whose last event is shown in `last_cycle`.
 const STAGES: [&str; 8] = [
-    "observe",
-    "propose",
-    "guard",
-    "apply",
-    "validate",
-    "revert",
-    "learn",
-    "check",
+    "observe", "propose", "guard", "apply", "validate", "revert", "learn", "check",
 ];
 
 /// Whether an event kind records a failure (a source, proposer or notifier error).
@@ -325,7 +318,11 @@ impl Health {
         for (name, stage) in &self.last_cycle {
             // A source's gap is said once, on its stale signal.
             if stage.result == StageResult::Failed && !stage.detail.starts_with(SAMPLE_ERROR) {
-                why.push(format!("{name} failed at {}: {}", rfc(stage.at), stage.detail));
+                why.push(format!(
+                    "{name} failed at {}: {}",
+                    rfc(stage.at),
+                    stage.detail
+                ));
             }
         }
         if self.escalations_open > 0 {
@@ -468,7 +465,11 @@ pub fn prometheus(health: &Health, counters: &Counters, build: &BuildInfo) -> St
         "counter",
         "Interventions committed to the target repository.",
     );
-    t.value("kaizen_interventions_applied_total", &[], counters.applied as f64);
+    t.value(
+        "kaizen_interventions_applied_total",
+        &[],
+        counters.applied as f64,
+    );
     t.family(
         "kaizen_interventions_validated_total",
         "counter",
@@ -514,14 +515,22 @@ pub fn prometheus(health: &Health, counters: &Counters, build: &BuildInfo) -> St
         &[],
         health.open_interventions as f64,
     );
-    t.family("kaizen_frozen_areas", "gauge", "Areas frozen after consecutive rollbacks.");
+    t.family(
+        "kaizen_frozen_areas",
+        "gauge",
+        "Areas frozen after consecutive rollbacks.",
+    );
     t.value("kaizen_frozen_areas", &[], health.frozen_areas.len() as f64);
     t.family(
         "kaizen_paused",
         "gauge",
         "1 while everything is paused (nothing applied), else 0.",
     );
-    let paused = if health.paused.global.is_some() { 1.0 } else { 0.0 };
+    let paused = if health.paused.global.is_some() {
+        1.0
+    } else {
+        0.0
+    };
     t.value("kaizen_paused", &[], paused);
     t.family("kaizen_paused_areas", "gauge", "Areas paused one by one.");
     t.value("kaizen_paused_areas", &[], health.paused.areas.len() as f64);
@@ -550,7 +559,11 @@ pub fn prometheus(health: &Health, counters: &Counters, build: &BuildInfo) -> St
         "gauge",
         "1 while kaizen reports itself degraded (see /health `why`), else 0.",
     );
-    let degraded = if health.status == RunState::Degraded { 1.0 } else { 0.0 };
+    let degraded = if health.status == RunState::Degraded {
+        1.0
+    } else {
+        0.0
+    };
     t.value("kaizen_degraded", &[], degraded);
     t.family(
         "kaizen_last_cycle_timestamp_seconds",
@@ -673,7 +686,10 @@ mod tests {
         let mut c = Counters::default();
         c.guard_refusals.insert("budget".into(), 3);
         let text = prometheus(&h, &c, &BuildInfo::default());
-        assert!(text.contains("kaizen_signal_value{signal=\"p\\\"99\"} 12.5"), "{text}");
+        assert!(
+            text.contains("kaizen_signal_value{signal=\"p\\\"99\"} 12.5"),
+            "{text}"
+        );
         assert!(text.contains("kaizen_guard_refusals_total{guard=\"budget\"} 3"));
         assert!(!text.contains("K-0"), "{text}");
         for line in text.lines().filter(|l| !l.starts_with('#')) {
