@@ -111,7 +111,8 @@ pub fn watchdog_interval() -> Option<Duration> {
 /// when it stops moving the pings stop (and systemd acts). Returns when `progress` closes.
 pub async fn watchdog(notifier: &Notifier, mut progress: watch::Receiver<u64>, interval: Duration) {
     let period = (interval / 2).max(Duration::from_millis(10));
-    let mut last = *progress.borrow_and_update();
+    // The first tick pings: the loop got far enough to say READY.
+    let mut last = None;
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut warned = false;
@@ -120,7 +121,7 @@ pub async fn watchdog(notifier: &Notifier, mut progress: watch::Receiver<u64>, i
         if progress.has_changed().is_err() {
             return;
         }
-        let now = *progress.borrow_and_update();
+        let now = Some(*progress.borrow_and_update());
         if now != last {
             last = now;
             warned = false;
@@ -161,15 +162,19 @@ mod tests {
         let (tx, rx) = watch::channel(0u64);
         let dog = tokio::spawn(async move { watchdog(&n, rx, Duration::from_millis(40)).await });
         let mut buf = [0u8; 64];
-        // Each bump earns one ping once the ticker sees it.
-        for i in 1..=3u64 {
-            tx.send_replace(i);
+        let start = std::time::Instant::now();
+        // The first tick pings; then each bump earns one ping once the ticker sees it.
+        for i in 0..=3u64 {
+            if i > 0 {
+                tx.send_replace(i);
+            }
             loop {
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 if let Ok(len) = server.recv(&mut buf) {
                     assert_eq!(&buf[..len], b"WATCHDOG=1");
                     break;
                 }
+                assert!(start.elapsed() < Duration::from_secs(60), "no ping for bump {i}");
             }
         }
         // No progress: several periods pass without a ping.
