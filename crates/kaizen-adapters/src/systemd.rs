@@ -174,7 +174,10 @@ mod tests {
                     assert_eq!(&buf[..len], b"WATCHDOG=1");
                     break;
                 }
-                assert!(start.elapsed() < Duration::from_secs(60), "no ping for bump {i}");
+                assert!(
+                    start.elapsed() < Duration::from_secs(60),
+                    "no ping for bump {i}"
+                );
             }
         }
         // No progress: several periods pass without a ping.
