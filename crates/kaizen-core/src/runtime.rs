@@ -830,7 +830,10 @@ impl Worker {
     }
 
     /// Builds the replacement on a blocking thread and swaps it in, or records why not.
-    async fn reload(&mut self, build: ReloadFn) -> Result<Result<String, RuntimeError>, RuntimeError> {
+    async fn reload(
+        &mut self,
+        build: ReloadFn,
+    ) -> Result<Result<String, RuntimeError>, RuntimeError> {
         let current = self
             .held
             .as_ref()

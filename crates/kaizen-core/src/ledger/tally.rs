@@ -76,11 +76,7 @@ impl Ledger {
     }
 
     /// Events of `stage` recorded at or after `since`.
-    pub fn stage_event_count(
-        &self,
-        stage: &str,
-        since: DateTime<Utc>,
-    ) -> Result<u64, LedgerError> {
+    pub fn stage_event_count(&self, stage: &str, since: DateTime<Utc>) -> Result<u64, LedgerError> {
         self.sql(|c| {
             c.query_row(
                 "SELECT COUNT(*) FROM events WHERE stage = ?1 AND at >= ?2",
