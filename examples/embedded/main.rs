@@ -215,7 +215,9 @@ async fn main() -> anyhow::Result<()> {
         .route("/cycle", post(cycle))
         .route("/cycle-held", post(cycle_held))
         .route("/advance", post(advance))
-        .with_state(app);
+        .with_state(app)
+        // kaizen's own /health and /metrics, served by the host beside its routes.
+        .merge(kaizen_adapters::serve::router(handle.clone()));
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;

@@ -18,6 +18,8 @@
 //! - [`notify`]: [`notify::WebhookNotifier`], [`notify::CommandNotifier`],
 //!   [`notify::build_notifiers`].
 //! - [`assemble`]: from a loaded `kaizen.yaml` to a running engine.
+//! - [`serve`]: `/health` and `/metrics` over HTTP for a running runtime.
+//! - [`systemd`]: `READY=1` and loop-driven `WATCHDOG=1` over `NOTIFY_SOCKET`.
 
 pub mod assemble;
 pub mod canary;
@@ -25,4 +27,6 @@ pub mod git;
 pub mod llm;
 pub mod notify;
 pub mod rule_diagnose;
+pub mod serve;
 pub mod source;
+pub mod systemd;

@@ -191,6 +191,10 @@ pub async fn run(cli: Cli) -> Result<()> {
                 );
             } else {
                 render::status(&status);
+                // A failing source's last value is not current: say so (issue 10).
+                if let Ok(health) = kaizen_core::health::Health::compute(&status, &ledger) {
+                    crate::service::print_stale_warnings(&health);
+                }
                 if !status.invalid_lessons.is_empty() {
                     println!(
                         "invalid lesson files (skipped): {} (see `kaizen events --kind {}`)",
@@ -335,13 +339,22 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Run => {
+        Command::Run { listen } => {
             if cli.now.is_some() {
                 return Err(usage(
                     "`run` follows the wall clock; --now/KAIZEN_NOW make no sense for a daemon (use `kaizen sim` to simulate)",
                 ));
             }
-            daemon(&cli.config).await
+            crate::service::daemon(&cli.config, listen.as_deref()).await
+        }
+        Command::Health { json } => {
+            let config = load_config(&cli.config)?;
+            let ledger = match open_ledger_read(&config)? {
+                Some(l) => l,
+                None => Ledger::in_memory().map_err(rt)?,
+            };
+            let health = crate::service::health_from_ledger(&config, &ledger, clock.as_ref())?;
+            crate::service::print_health(&health, json)
         }
         Command::Interventions { json, status } => {
             let config = load_config(&cli.config)?;
@@ -921,53 +934,4 @@ pub async fn sim(files: &[std::path::PathBuf], verbose: bool, json: bool) -> Res
             failed.join(", ")
         )))
     }
-}
-
-/// `kaizen run`: the runtime on the wall clock until SIGINT/SIGTERM, printing each event the
-/// ledger records. Failures of one task are logged and recorded; the loop goes on (the monitor
-/// fails open, apply fails closed).
-async fn daemon(config_path: &Path) -> Result<()> {
-    let config = load_config(config_path)?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let builder = assemble::runtime_from_config(
-        &config,
-        clock,
-        crate::lessons::lessons_and_errors(&config.lessons).0,
-    )
-    .map_err(|e| {
-        if e.is_config() {
-            usage(e.to_string())
-        } else {
-            Failure::Runtime(anyhow!(e))
-        }
-    })?;
-    // A cron cycle in progress finishes first; another daemon or host is refused by name.
-    let handle = builder.lock_wait(std::time::Duration::from_secs(5)).spawn();
-    let mut events = handle.subscribe();
-    handle.ready().await.map_err(rt)?;
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| Failure::Runtime(anyhow!("cannot listen for SIGTERM: {e}")))?;
-    eprintln!(
-        "kaizen: running on {} (observe every {}, cycle every {}, learn every {}); stop with Ctrl-C or SIGTERM",
-        config.repo.display(),
-        config.schedule.observe_every,
-        config.schedule.cycle_every,
-        config.schedule.learn_every
-    );
-    loop {
-        tokio::select! {
-            e = events.recv() => match e {
-                Ok(e) => render::event(&e),
-                Err(kaizen_core::runtime::RecvError::Lagged(n)) => {
-                    eprintln!("kaizen: {n} event(s) not printed (see `kaizen events`)")
-                }
-                Err(_) => break,
-            },
-            _ = tokio::signal::ctrl_c() => break,
-            _ = term.recv() => break,
-        }
-    }
-    let stopped = handle.shutdown().await;
-    eprintln!("kaizen: stopped");
-    stopped.map_err(rt)
 }

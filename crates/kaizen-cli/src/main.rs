@@ -5,6 +5,7 @@ mod audit;
 mod commands;
 mod lessons;
 mod render;
+mod service;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -81,8 +82,26 @@ pub enum Command {
         no_repair: bool,
     },
     /// Run as a daemon on the wall clock: observe, cycle and learn on the config's schedule until
-    /// SIGINT/SIGTERM. Holds the state-dir lock while it runs.
-    Run,
+    /// SIGINT/SIGTERM. Holds the state-dir lock while it runs. Serves `/health` and `/metrics`
+    /// (loopback 127.0.0.1:9464 unless `serve.listen` or `--listen` says otherwise); SIGHUP
+    /// re-reads the config, rules and lessons (a bad file is reported, the old config kept);
+    /// under systemd (`NOTIFY_SOCKET`) it reports READY and pings the watchdog while the loop
+    /// makes progress.
+    Run {
+        /// Serve `/health` and `/metrics` on this address (IP:PORT, port 0 for any; `off`: not
+        /// at all).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// kaizen's own health, read from the ledger (what `/health` serves): running / paused /
+    /// degraded and why, each stage's last run, signals (stale ones with their source's last
+    /// error), open interventions, frozen areas, recoveries, failures, open escalations and
+    /// invariant violations.
+    Health {
+        /// JSON output (the `/health` document).
+        #[arg(long)]
+        json: bool,
+    },
     /// List interventions.
     Interventions {
         /// JSON output (an array of objects).

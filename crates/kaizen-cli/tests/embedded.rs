@@ -169,6 +169,19 @@ fn host_runtime_streams_the_loop_agrees_with_the_cli_and_shuts_down_mid_cycle() 
         "{report}"
     );
 
+    // The host serves kaizen's /health and /metrics from the same runtime.
+    let health: serde_json::Value = serde_json::from_str(&host.ok("GET", "/health")).unwrap();
+    assert_eq!(health["status"], "running", "{health:#}");
+    assert!(
+        health["last_cycle"]["cycle"]["at"].is_string(),
+        "{health:#}"
+    );
+    let metrics = host.ok("GET", "/metrics");
+    assert!(
+        metrics.contains("kaizen_interventions_validated_total 1"),
+        "{metrics}"
+    );
+
     // The subscriber saw the intervention's life, in order.
     for status in ["proposed", "applied", "validated"] {
         host.wait_for(|l| l.starts_with(&format!("event {status} K-000001 ")));

@@ -329,6 +329,42 @@ pub struct Config {
     /// Environment variables never passed to a child process (signal, canary, notify commands):
     /// `secret_env` plus `llm.api_key_env`.
     pub secret_env: Vec<String>,
+    /// Where `kaizen run` serves `/health` and `/metrics`.
+    pub serve: Listen,
+}
+
+/// The address kaizen serves `/health` and `/metrics` on (`serve: { listen: … }`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    /// Not configured: [`DEFAULT_LISTEN`] (loopback), and a port already taken is only a warning.
+    Default,
+    /// `listen: off`: no HTTP at all.
+    Off,
+    /// An address the operator chose (failing to bind it stops `kaizen run`).
+    At(std::net::SocketAddr),
+}
+
+/// Where `/health` and `/metrics` are served when nothing is configured (loopback only).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
+
+impl Listen {
+    /// Reads `off` or an `IP:PORT` address.
+    pub fn parse(text: &str) -> Result<Listen, String> {
+        let t = text.trim();
+        if t.eq_ignore_ascii_case("off") {
+            return Ok(Listen::Off);
+        }
+        t.parse().map(Listen::At).map_err(|e| {
+            format!("{text:?} is not an IP:PORT address (e.g. 127.0.0.1:9464) or `off`: {e}")
+        })
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServeSerde {
+    #[serde(default)]
+    listen: Option<String>,
 }
 
 impl Config {
@@ -403,6 +439,8 @@ struct ConfigSerde {
     invariants: Vec<String>,
     #[serde(default)]
     secret_env: Vec<String>,
+    #[serde(default)]
+    serve: ServeSerde,
 }
 
 fn dot() -> String {
@@ -636,6 +674,10 @@ impl Config {
                 .unwrap_or(defaults.canary_required_from),
             canary_areas,
         };
+        let serve = match &raw.serve.listen {
+            None => Listen::Default,
+            Some(text) => Listen::parse(text).map_err(|e| bad("serve.listen", e))?,
+        };
         if raw.validate.method != "honest" && raw.validate.method != "simple" {
             return Err(bad(
                 "validate.method",
@@ -799,6 +841,7 @@ impl Config {
             llm: raw.llm,
             notify: raw.notify,
             envelope,
+            serve,
         })
     }
 }
@@ -923,6 +966,11 @@ schedule:             # for `kaizen run` (daemon)
   cycle_every: 5m
   learn_every: 24h
   review_every: 7d    # the meta-review, written into state_dir/reviews/ and notified
+
+# `kaizen run` serves /health and /metrics on 127.0.0.1:9464 (loopback) unless told otherwise
+# (`kaizen run --listen ADDR`, or here; `off`: not at all).
+# serve:
+#   listen: 127.0.0.1:9464
 "#;
 
 #[cfg(test)]

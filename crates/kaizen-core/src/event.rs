@@ -55,6 +55,8 @@ pub enum Stage {
     Operator,
     /// What humans did in the repository, noticed by the loop.
     Humans,
+    /// The runtime itself (reloads).
+    Runtime,
     /// A stage recorded before typed events (old ledgers); see [`EngineEvent::Legacy`].
     Other,
 }
@@ -79,6 +81,7 @@ impl Stage {
             Stage::Diagnose => "diagnose",
             Stage::Operator => "operator",
             Stage::Humans => "humans",
+            Stage::Runtime => "runtime",
             Stage::Other => "other",
         }
     }
@@ -102,6 +105,7 @@ impl Stage {
             Stage::Diagnose,
             Stage::Operator,
             Stage::Humans,
+            Stage::Runtime,
         ]
         .into_iter()
         .find(|x| x.as_str() == s)
@@ -622,6 +626,25 @@ pub enum EngineEvent {
         message: String,
     },
 
+    // ----- runtime and its health -------------------------------------------------------------
+    /// A reload (SIGHUP) took effect: config, rules and lessons were read again.
+    #[serde(rename = "config_reloaded")]
+    ConfigReloaded {
+        /// What was reloaded (the config file).
+        what: String,
+    },
+    /// A reload was refused: a file is bad; the previous config stays in force.
+    ReloadFailed {
+        /// Why (file, line and field for a bad config).
+        error: String,
+    },
+    /// The number of open invariant violations changed (what `/health` reports until the next
+    /// change).
+    InvariantsChecked {
+        /// Violations found and not repaired.
+        open: u64,
+    },
+
     /// An event recorded by a kaizen before typed events (or of a kind this kaizen does not
     /// know): kept as it was stored.
     Legacy {
@@ -777,6 +800,9 @@ impl EngineEvent {
             MetaReview { .. } => "meta_review",
             Diagnosis { .. } => "diagnosis",
             DiagnoseFailed { .. } => "diagnose_error",
+            ConfigReloaded { .. } => "config_reloaded",
+            ReloadFailed { .. } => "reload_failed",
+            InvariantsChecked { .. } => "invariants_checked",
             Legacy { legacy_kind, .. } => legacy_kind,
         }
     }
@@ -827,6 +853,8 @@ impl EngineEvent {
             NotifyFailed { .. } => Stage::Notify,
             MetaReview { .. } => Stage::Review,
             Diagnosis { .. } | DiagnoseFailed { .. } => Stage::Diagnose,
+            ConfigReloaded { .. } | ReloadFailed { .. } => Stage::Runtime,
+            InvariantsChecked { .. } => Stage::Check,
             Legacy { stage, .. } => Stage::parse(stage),
         }
     }
@@ -875,6 +903,9 @@ impl EngineEvent {
             | InvariantViolation { intervention, .. }
             | NotifyFailed { intervention, .. } => *intervention,
             IdsContinued { .. }
+            | ConfigReloaded { .. }
+            | ReloadFailed { .. }
+            | InvariantsChecked { .. }
             | SampleGap { .. }
             | ProposalRejected { .. }
             | ProposerFailed { .. }
@@ -957,6 +988,7 @@ impl EngineEvent {
             | Resumed { .. }
             | NotifyFailed { .. }
             | DiagnoseFailed { .. }
+            | ReloadFailed { .. }
             | EscalationRepeated { .. }
             | ResolveRefused { .. } => tracing::Level::WARN,
             _ => tracing::Level::INFO,
@@ -1177,6 +1209,11 @@ impl fmt::Display for EngineEvent {
             ),
             Diagnosis { summary, .. } => f.write_str(summary),
             DiagnoseFailed { message } => f.write_str(message),
+            ConfigReloaded { what } => write!(f, "reloaded {what}"),
+            ReloadFailed { error } => {
+                write!(f, "reload refused, keeping the previous config: {error}")
+            }
+            InvariantsChecked { open } => write!(f, "{open} invariant violation(s) open"),
             Legacy { detail, .. } => f.write_str(detail),
         }
     }

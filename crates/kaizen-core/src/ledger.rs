@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 mod escalations;
 mod suppressions;
 pub use escalations::ResolveRequest;
+mod tally;
+pub use tally::{INVARIANTS_CHECKED, InterventionTotals, SAMPLE_ERROR, SourceFailure, StageEvent};
 
 /// A ledger operation failed.
 #[derive(Debug, thiserror::Error)]

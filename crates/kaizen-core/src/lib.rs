@@ -15,6 +15,7 @@ pub mod escalation;
 pub mod event;
 pub mod failpoint;
 pub mod guard;
+pub mod health;
 pub mod human;
 pub mod intervention;
 pub mod learn;

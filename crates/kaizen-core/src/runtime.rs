@@ -29,8 +29,10 @@
 //!   git operation, so the next start reconciles it.
 
 use crate::clock::Clock;
+use crate::config::ScheduleConfig;
 use crate::engine::{CycleReport, Engine, EngineError};
 use crate::event::RecordedEvent as Event;
+use crate::health::{BuildInfo, Counters, Health};
 use crate::intervention::InterventionId;
 use crate::lock::{LockError, StateLock};
 use crate::schedule::{Schedule, Task};
@@ -73,7 +75,28 @@ pub enum RuntimeError {
     /// A step panicked on its blocking thread; the engine is gone with it.
     #[error("a kaizen step panicked: {0}")]
     Panicked(String),
+    /// A reload was refused; the runtime goes on with what it had.
+    #[error("reload refused, still running on the previous config: {0}")]
+    Reload(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
+
+/// What a reload replaces: a freshly assembled engine (same state dir), the schedule's
+/// intervals and the learner.
+pub struct Reload {
+    /// The new engine (its ledger is the same file; the state lock stays held).
+    pub engine: Engine,
+    /// The new intervals (when each task last ran is kept).
+    pub schedule: ScheduleConfig,
+    /// The new learner (`None`: keep the one in use).
+    pub learner: Option<Arc<dyn Learner>>,
+    /// For the event: what was reloaded (e.g. the config file's path).
+    pub what: String,
+}
+
+/// Builds a [`Reload`] on the worker's blocking thread (reading and assembling files there,
+/// in turn with the steps).
+pub type ReloadFn =
+    Box<dyn FnOnce() -> Result<Reload, Box<dyn std::error::Error + Send + Sync>> + Send>;
 
 /// The learn step, supplied by the host (distilling lessons needs the lesson directory and,
 /// optionally, an LLM: adapters' business).
@@ -109,6 +132,17 @@ struct Shared {
     /// Loop progress: bumped each time the worker finishes a step or wakes idle (a wedged step
     /// stops it; the systemd watchdog pings from it).
     progress: watch::Sender<u64>,
+    /// Health and counters as of the last step (served without waiting for the worker).
+    health: watch::Sender<Option<(Health, Counters)>>,
+    /// When the runtime was built (engine clock).
+    started: DateTime<Utc>,
+    /// A loop that has not finished a cycle for this long is reported degraded.
+    stalled_after: Mutex<chrono::Duration>,
+}
+
+/// How long without a finished cycle counts as stalled: two cycle intervals and a minute.
+fn stalled_after(schedule: &ScheduleConfig) -> chrono::Duration {
+    schedule.cycle_every.to_chrono() * 2 + chrono::Duration::minutes(1)
 }
 
 enum Command {
@@ -130,6 +164,7 @@ enum Command {
     ),
     Resume(Option<String>, oneshot::Sender<Result<bool, RuntimeError>>),
     Status(oneshot::Sender<Result<StatusSnapshot, RuntimeError>>),
+    Reload(ReloadFn, oneshot::Sender<Result<String, RuntimeError>>),
 }
 
 /// Entry points: [`Runtime::pair`], [`Runtime::spawn`], [`Runtime::builder`].
@@ -194,15 +229,20 @@ impl RuntimeBuilder {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let (status, _) = watch::channel(None);
         let (progress, _) = watch::channel(0);
+        let (health, _) = watch::channel(None);
         let (phase_tx, phase_rx) = watch::channel(Phase::Starting);
+        let clock = self.engine.clock();
         let shared = Arc::new(Shared {
             events,
             status,
             steps: Mutex::new(BTreeMap::new()),
             progress,
+            health,
+            started: clock.now(),
+            stalled_after: Mutex::new(stalled_after(self.schedule.config())),
         });
-        let clock = self.engine.clock();
         let handle = Handle {
+            clock: clock.clone(),
             tx,
             shared: shared.clone(),
             cancel: self.cancel.clone(),
@@ -240,6 +280,7 @@ impl RuntimeBuilder {
 /// A cheap, cloneable way to talk to a running worker.
 #[derive(Clone)]
 pub struct Handle {
+    clock: Arc<dyn Clock>,
     tx: mpsc::Sender<Command>,
     shared: Arc<Shared>,
     cancel: CancellationToken,
@@ -298,6 +339,46 @@ impl Handle {
     /// the first).
     pub fn last_status(&self) -> Option<StatusSnapshot> {
         self.shared.status.borrow().clone()
+    }
+
+    /// kaizen's own health now (`/health`): the snapshot taken after the last step with this
+    /// runtime's steps folded in, never waiting for the worker (a wedged step shows as a loop
+    /// that stopped finishing cycles). `None` before the first snapshot.
+    pub fn health(&self) -> Option<Health> {
+        let (health, _) = self.shared.health.borrow().clone()?;
+        let stalled = self
+            .shared
+            .stalled_after
+            .lock()
+            .map(|d| *d)
+            .unwrap_or_else(|_| chrono::Duration::hours(1));
+        Some(health.with_runtime(
+            &self.last_steps(),
+            self.shared.started,
+            self.clock.now(),
+            Some(stalled),
+        ))
+    }
+
+    /// The Prometheus text for `/metrics` (as of the last step; `None` before the first).
+    pub fn metrics(&self) -> Option<String> {
+        let counters = self.shared.health.borrow().as_ref()?.1.clone();
+        let health = self.health()?;
+        Some(crate::health::prometheus(
+            &health,
+            &counters,
+            &BuildInfo::default(),
+        ))
+    }
+
+    /// Re-reads what `build` assembles (config, rules, lessons) and swaps it in between steps.
+    /// A failure is recorded ([`EngineEvent::ReloadFailed`]) and returned, and the runtime goes
+    /// on with what it had; success is recorded as [`EngineEvent::ConfigReloaded`].
+    ///
+    /// [`EngineEvent::ReloadFailed`]: crate::event::EngineEvent::ReloadFailed
+    /// [`EngineEvent::ConfigReloaded`]: crate::event::EngineEvent::ConfigReloaded The state dir cannot change.
+    pub async fn reload(&self, build: ReloadFn) -> Result<String, RuntimeError> {
+        self.ask(|r| Command::Reload(build, r)).await
     }
 
     /// How the last run of each kind of step went (`observe`, `cycle`, `learn`, `approve`, …).
@@ -501,6 +582,31 @@ impl Worker {
         }
     }
 
+    /// One line per scheduled cycle at info level (`kaizen run -v`): the loop is alive, what
+    /// the cycle did, how kaizen stands, when the next one is due.
+    fn heartbeat(&self, out: Result<String, &EngineError>) {
+        let state = self
+            .shared
+            .health
+            .borrow()
+            .as_ref()
+            .map(|(h, _)| h.status.as_str())
+            .unwrap_or("unknown");
+        let next = self.schedule.next_due(self.clock.now());
+        match out {
+            Ok(summary) => tracing::info!(
+                stage = "runtime",
+                "kaizen heartbeat: cycle ok ({summary}); {state}; next task due by {}",
+                next.format("%H:%M:%SZ")
+            ),
+            Err(e) => tracing::info!(
+                stage = "runtime",
+                "kaizen heartbeat: cycle failed ({e}); {state}; next task due by {}",
+                next.format("%H:%M:%SZ")
+            ),
+        }
+    }
+
     fn bump(&self) {
         self.shared.progress.send_modify(|p| *p = p.wrapping_add(1));
     }
@@ -560,7 +666,7 @@ impl Worker {
     /// Streams the events recorded since the last look and refreshes the status snapshot.
     async fn publish_after_step(&mut self) -> Result<(), RuntimeError> {
         let seq = self.seq;
-        let (events, status) = self
+        let (events, status, health, counters) = self
             .on_blocking(move |e| {
                 let mut all = Vec::new();
                 let mut from = seq;
@@ -575,9 +681,13 @@ impl Worker {
                         break;
                     }
                 }
-                Ok::<_, EngineError>((all, e.status()?))
+                let status = e.status()?;
+                let health = Health::compute(&status, e.ledger())?;
+                let counters = Counters::compute(e.ledger())?;
+                Ok::<_, EngineError>((all, status, health, counters))
             })
             .await??;
+        self.shared.health.send_replace(Some((health, counters)));
         for event in events {
             self.seq = event.seq;
             // No subscriber is fine: the ledger has it.
@@ -629,9 +739,10 @@ impl Worker {
                     .await?;
             }
             Task::Cycle => {
-                let _ = self
+                let out = self
                     .step("cycle", cycle_summary, move |e| rt.block_on(e.cycle()))
                     .await?;
+                self.heartbeat(out.as_ref().map(cycle_summary));
             }
             Task::Review => {
                 let every = self.schedule.config().review_every;
@@ -723,8 +834,81 @@ impl Worker {
                 let out = self.on_blocking(|e| e.status()).await?;
                 let _ = reply.send(out.map_err(RuntimeError::from));
             }
+            Command::Reload(build, reply) => {
+                let out = self.reload(build).await?;
+                let _ = reply.send(out);
+            }
         }
         Ok(())
+    }
+
+    /// Builds the replacement on a blocking thread and swaps it in, or records why not.
+    async fn reload(
+        &mut self,
+        build: ReloadFn,
+    ) -> Result<Result<String, RuntimeError>, RuntimeError> {
+        let current = self
+            .held
+            .as_ref()
+            .and_then(|h| h.engine.state_dir().map(|d| d.to_path_buf()));
+        let built = tokio::task::spawn_blocking(build)
+            .await
+            .map_err(|e| RuntimeError::Panicked(e.to_string()))?;
+        let checked = built.and_then(|r| {
+            let new = r.engine.state_dir().map(|d| d.to_path_buf());
+            if new == current {
+                Ok(r)
+            } else {
+                Err(format!(
+                    "the state dir cannot change while running ({} → {}); restart kaizen to move it",
+                    current.map(|d| d.display().to_string()).unwrap_or_default(),
+                    new.map(|d| d.display().to_string()).unwrap_or_default()
+                )
+                .into())
+            }
+        });
+        let (result, event) = match checked {
+            Ok(r) => {
+                let event = crate::event::EngineEvent::ConfigReloaded {
+                    what: r.what.clone(),
+                };
+                if let Some(h) = self.held.as_mut() {
+                    // The old engine (and its ledger connection) goes; the lock stays held.
+                    h.engine = r.engine;
+                }
+                self.clock = self
+                    .held
+                    .as_ref()
+                    .map(|h| h.engine.clock())
+                    .unwrap_or_else(|| self.clock.clone());
+                if let Ok(mut s) = self.shared.stalled_after.lock() {
+                    *s = stalled_after(&r.schedule);
+                }
+                self.schedule.set_config(r.schedule);
+                if let Some(l) = r.learner {
+                    self.learner = Some(l);
+                }
+                (Ok(event.to_string()), event)
+            }
+            Err(e) => {
+                let event = crate::event::EngineEvent::ReloadFailed {
+                    error: e.to_string(),
+                };
+                (Err(RuntimeError::Reload(e)), event)
+            }
+        };
+        let detail = event.to_string();
+        let recorded = self
+            .step("reload", |_| detail, move |e| e.record(&event))
+            .await?;
+        if let Err(e) = recorded {
+            tracing::error!("kaizen stage=runtime cannot record the reload: {e}");
+        }
+        if let Err(e) = &result {
+            // Degraded until a good file is reloaded: what runs is not what is on disk.
+            self.record_step("reload", false, e.to_string());
+        }
+        Ok(result)
     }
 }
 

@@ -78,6 +78,17 @@ impl Schedule {
         out
     }
 
+    /// The intervals in force.
+    pub fn config(&self) -> &ScheduleConfig {
+        &self.config
+    }
+
+    /// New intervals (a reloaded config), keeping when each task last ran: a reload does not
+    /// make everything due at once.
+    pub fn set_config(&mut self, config: ScheduleConfig) {
+        self.config = config;
+    }
+
     /// The next instant at which something is due.
     pub fn next_due(&self, now: DateTime<Utc>) -> DateTime<Utc> {
         let next = |last: Option<DateTime<Utc>>, every: crate::span::Span| {

@@ -316,6 +316,14 @@ impl Engine {
             self.ledger.append_raised(now, &key, &event)?;
             recorded.push(event);
         }
+        // `/health` reads the open count from the last of these; recorded only when it
+        // changes, so a clean repository checked every hour adds nothing.
+        let open = report.open().count() as u64;
+        if self.ledger.invariant_violations_open()? != open {
+            let event = EngineEvent::InvariantsChecked { open };
+            self.ledger.append(now, &event)?;
+            recorded.push(event);
+        }
         Ok(recorded)
     }
 
