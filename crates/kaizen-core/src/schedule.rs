@@ -78,11 +78,6 @@ impl Schedule {
         out
     }
 
-    /// The intervals in force.
-    pub fn config(&self) -> &ScheduleConfig {
-        &self.config
-    }
-
     /// New intervals (a reloaded config), keeping when each task last ran: a reload does not
     /// make everything due at once.
     pub fn set_config(&mut self, config: ScheduleConfig) {

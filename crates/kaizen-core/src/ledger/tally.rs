@@ -5,7 +5,6 @@
 //! verdicts): they survive restarts and only grow, which is what a Prometheus counter needs.
 
 use super::{Ledger, LedgerError, from_ms, ms};
-use crate::intervention::InterventionId;
 use chrono::{DateTime, Utc};
 use rusqlite::params;
 use std::collections::BTreeMap;
