@@ -19,6 +19,9 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+mod remote;
+pub use remote::{GitPublisher, is_kaizen_commit};
+
 /// How far back `find_applied` / `find_reverted` walk the branch's first-parent history.
 pub const HISTORY_WALK_LIMIT: usize = 10_000;
 

@@ -297,6 +297,10 @@ pub struct Config {
     pub branch: Option<String>,
     /// Mode.
     pub mode: Mode,
+    /// Per-area modes over the global `mode` (`modes: { search: manual }`).
+    pub modes: BTreeMap<String, Mode>,
+    /// The remote kaizen pushes to (`git:`), if any.
+    pub git: Option<crate::publish::GitConfig>,
     /// State dir (ledger lives here).
     pub state_dir: PathBuf,
     /// Signals by name.
@@ -367,6 +371,10 @@ struct ConfigSerde {
     branch: Option<String>,
     #[serde(default)]
     mode: Mode,
+    #[serde(default)]
+    modes: BTreeMap<String, Mode>,
+    #[serde(default)]
+    git: Option<crate::publish::GitConfig>,
     #[serde(default = "default_state_dir")]
     state_dir: String,
     #[serde(default)]
@@ -757,12 +765,47 @@ impl Config {
                 secret_env.push(name.clone());
             }
         }
+        let branch = match (raw.branch, raw.git.as_ref().and_then(|g| g.branch.clone())) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(bad(
+                    "git.branch",
+                    format!("`{b}` disagrees with the top-level `branch: {a}`; give one"),
+                ));
+            }
+            (a, b) => a.or(b),
+        };
+        if let Some(g) = &raw.git {
+            if g.remote.trim().is_empty() || g.remote.starts_with('-') {
+                return Err(bad(
+                    "git.remote",
+                    format!("{:?} is not a remote name", g.remote),
+                ));
+            }
+            if g.retry_min.seconds() == 0 || g.retry_max < g.retry_min {
+                return Err(bad(
+                    "git.retry_min",
+                    "give 0 < retry_min <= retry_max".into(),
+                ));
+            }
+            if g.timeout.seconds() == 0 || g.timeout > MAX_TIMEOUT {
+                return Err(bad(
+                    "git.timeout",
+                    format!("give a positive timeout up to {MAX_TIMEOUT}"),
+                ));
+            }
+        }
+        let git = raw.git.map(|g| crate::publish::GitConfig {
+            branch: branch.clone(),
+            ..g
+        });
         Ok(Config {
             secret_env,
             path: path.to_path_buf(),
             repo,
-            branch: raw.branch,
+            branch,
             mode: raw.mode,
+            modes: raw.modes,
+            git,
             state_dir,
             signals,
             rules,

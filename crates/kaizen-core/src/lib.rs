@@ -21,6 +21,7 @@ pub mod notify;
 pub mod observe;
 pub mod pause;
 pub mod propose;
+pub mod publish;
 pub mod quantity;
 pub mod review;
 pub mod rules;

@@ -79,6 +79,9 @@ pub struct StatusSnapshot {
     /// Lesson files that failed to load and are skipped (filled by whoever loads the lessons:
     /// the snapshot itself reads only the ledger and the state dir).
     pub invalid_lessons: Vec<InvalidLesson>,
+    /// Pushing to the remote (`None`: no remote configured): what waits for a push and
+    /// failures since the last success.
+    pub publish: Option<crate::publish::PublishStatus>,
 }
 
 /// A lesson file the loop skips, and why.
@@ -149,6 +152,7 @@ impl StatusSnapshot {
             escalations_24h,
             paused: state_dir.map(crate::pause::read).unwrap_or_default(),
             invalid_lessons: Vec::new(),
+            publish: crate::engine::publish_status(ledger, settings)?,
         })
     }
 }

@@ -69,6 +69,28 @@ impl Engine {
                 {
                     self.ledger.set_branch(id, b)?;
                 }
+                if self.publishing() {
+                    // In effect only once on the remote: the clock starts at the push.
+                    self.ledger.mark_applied_unpublished(
+                        id,
+                        &commit.sha,
+                        now,
+                        &format!(
+                            "committed {}; validation starts once pushed",
+                            short(&commit.sha)
+                        ),
+                    )?;
+                    report.applied.push(id);
+                    report.line(
+                        Some(id),
+                        "apply",
+                        format!(
+                            "applied as commit {}; validation starts once it is pushed",
+                            short(&commit.sha)
+                        ),
+                    );
+                    return Ok(());
+                }
                 let due = self
                     .settings
                     .validate
@@ -150,6 +172,7 @@ impl Engine {
                 self.refuse(id, decision, &reason, &mut report)?
             }
         }
+        self.publish_step(&mut report, true)?;
         Ok(report)
     }
 }

@@ -127,7 +127,7 @@ impl Engine {
             );
         }
         for iv in &all {
-            if self.settings.mode == Mode::Autonomous
+            if self.settings.mode_for(&iv.candidate.area) == Mode::Autonomous
                 && iv.status == Status::Proposed
                 && !pending.contains_key(&iv.id)
             {
@@ -232,6 +232,39 @@ impl Engine {
                 }
             }
             Ok(_) => {}
+        }
+
+        // The remote: local commits GitOps does not see yet (as of the last fetch or push).
+        if let Some(publisher) = self.publisher.as_ref() {
+            let remote = publisher.remote().to_string();
+            match publisher.unpushed() {
+                Ok(commits) => {
+                    for c in commits {
+                        push(
+                            "unpushed_commit",
+                            c.sha.clone(),
+                            format!(
+                                "{} commit {} ({}) is not on `{remote}` yet{}",
+                                if c.kaizen { "kaizen's" } else { "a human's" },
+                                short(&c.sha),
+                                c.subject,
+                                if c.kaizen {
+                                    "; the next cycle pushes it (see `kaizen status` for failures)"
+                                } else {
+                                    "; kaizen never pushes or rewrites a human's commit: push it yourself"
+                                }
+                            ),
+                            false,
+                        );
+                    }
+                }
+                Err(e) => push(
+                    "remote_unreadable",
+                    remote,
+                    format!("cannot compare the branch with the remote: {e}"),
+                    false,
+                ),
+            }
         }
 
         // kaizen's files: what it applied (still live) and its lessons, staged exactly as HEAD.

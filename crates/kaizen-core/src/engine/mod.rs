@@ -24,6 +24,7 @@ mod learn;
 mod observe;
 mod pause;
 mod propose;
+mod publish;
 mod reconcile;
 mod resolve;
 mod revert;
@@ -32,6 +33,8 @@ mod validate;
 pub use check::{CHECK_EVERY_CYCLES, CheckReport, Violation};
 pub use learn::LearnReport;
 pub use pause::{pause_recorded, resume_recorded};
+pub use propose::ProposalNote;
+pub use publish::publish_status;
 pub use resolve::Resolution;
 
 use crate::apply::{Applier, ApplyError};
@@ -98,6 +101,10 @@ pub enum EngineError {
 pub struct EngineSettings {
     /// Autonomous, shadow or manual.
     pub mode: Mode,
+    /// Per-area modes over `mode`.
+    pub modes: BTreeMap<String, Mode>,
+    /// The remote kaizen publishes to, if any (`git:`).
+    pub git: Option<crate::publish::GitConfig>,
     /// The target repository root.
     pub repo_root: PathBuf,
     /// Signals by name.
@@ -111,10 +118,17 @@ pub struct EngineSettings {
 }
 
 impl EngineSettings {
+    /// The mode in force for `area`: its entry in `modes`, else the global `mode`.
+    pub fn mode_for(&self, area: &str) -> Mode {
+        self.modes.get(area).copied().unwrap_or(self.mode)
+    }
+
     /// Settings from a loaded config.
     pub fn from_config(config: &Config) -> Self {
         Self {
             mode: config.mode,
+            modes: config.modes.clone(),
+            git: config.git.clone(),
             repo_root: config.repo.clone(),
             signals: config.signals.clone(),
             policy: config.guards.clone(),
@@ -254,9 +268,16 @@ pub struct EngineBuilder {
     sizing: Option<Box<SizingFn>>,
     notifiers: Vec<Box<dyn crate::notify::Notifier>>,
     state_dir: Option<PathBuf>,
+    publisher: Option<Box<dyn crate::publish::Publisher>>,
 }
 
 impl EngineBuilder {
+    /// The publisher pushing kaizen's commits to the remote (settings' `git:` gives its
+    /// back-off; without one, a change is in effect once committed).
+    pub fn publisher(mut self, publisher: Box<dyn crate::publish::Publisher>) -> Self {
+        self.publisher = Some(publisher);
+        self
+    }
     /// The state dir: where the state lock is taken by a runtime and where pause files are read
     /// (without one, the engine never pauses and a runtime takes no lock).
     pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
@@ -354,6 +375,7 @@ impl EngineBuilder {
             ids_checked: false,
             cycles_since_check: 0,
             state_dir: self.state_dir,
+            publisher: self.publisher,
         })
     }
 }
@@ -377,6 +399,7 @@ pub struct Engine {
     /// Cycles since the last invariant check (0: none yet).
     cycles_since_check: u32,
     state_dir: Option<PathBuf>,
+    publisher: Option<Box<dyn crate::publish::Publisher>>,
 }
 
 impl Engine {
@@ -396,6 +419,7 @@ impl Engine {
             sizing: None,
             notifiers: Vec::new(),
             state_dir: None,
+            publisher: None,
         }
     }
 
@@ -543,6 +567,7 @@ impl Engine {
         for (proposer, candidate) in proposals {
             self.consider(candidate, &proposer, &mut report).await?;
         }
+        self.publish_step(&mut report, false)?;
         self.notify(&report).await?;
         Ok(report)
     }

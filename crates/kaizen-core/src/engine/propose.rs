@@ -238,7 +238,7 @@ impl Engine {
         let (decision, reason) = guard::overall(&verdicts);
         match decision {
             Decision::Block | Decision::Backlog => self.refuse(id, decision, &reason, report)?,
-            Decision::Pass => match self.settings.mode {
+            Decision::Pass => match self.settings.mode_for(&candidate.area) {
                 Mode::Autonomous => self.apply_now(id, &candidate, report).await?,
                 Mode::Shadow => {
                     self.emit(report, EngineEvent::ShadowWouldApply { intervention: id })?

@@ -109,6 +109,7 @@ impl Engine {
                 .unwrap_or_else(|| "the revert was not made".into());
             return Err(EngineError::Refused { id, message: why });
         }
+        self.publish_step(&mut report, true)?;
         Ok(report)
     }
 }
