@@ -22,6 +22,9 @@ pub const CHECK_EVERY_CYCLES: u32 = 12;
 /// beyond the bounded history walk).
 pub const RECENT: crate::span::Span = crate::span::Span::days(30);
 
+/// Violation kind of a local commit not yet on the configured remote.
+pub const UNPUSHED_COMMIT: &str = "unpushed_commit";
+
 /// One broken invariant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Violation {
@@ -241,7 +244,7 @@ impl Engine {
                 Ok(commits) => {
                     for c in commits {
                         push(
-                            "unpushed_commit",
+                            UNPUSHED_COMMIT,
                             c.sha.clone(),
                             format!(
                                 "{} commit {} ({}) is not on `{remote}` yet{}",
