@@ -166,8 +166,10 @@ impl Proposer for Once {
 }
 
 /// Records every request's `applied_at` (the instant validation counts from); validates finals.
+type Looks = Arc<Mutex<Vec<(Look, DateTime<Utc>)>>>;
+
 #[derive(Clone, Default)]
-struct Recorder(Arc<Mutex<Vec<(Look, DateTime<Utc>)>>>);
+struct Recorder(Looks);
 
 impl Validator for Recorder {
     fn name(&self) -> &str {
