@@ -142,6 +142,15 @@ pub fn builder_with_ledger(
         .lessons(lessons);
     if let Some(git) = config.git.as_ref().filter(|g| g.publishes()) {
         builder = builder.publisher(Box::new(publisher_for(config, git, clock_for_git.clone())?));
+        let reviews = config.mode == kaizen_core::config::Mode::Review
+            || config
+                .modes
+                .values()
+                .any(|m| *m == kaizen_core::config::Mode::Review);
+        if reviews {
+            builder =
+                builder.review_desk(Box::new(publisher_for(config, git, clock_for_git.clone())?));
+        }
     }
     for p in proposers_for(config)? {
         builder = builder.proposer(p);

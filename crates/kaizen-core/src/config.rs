@@ -21,6 +21,8 @@ pub enum Mode {
     Shadow,
     /// Propose and guard; a human applies with `kaizen apply ID`.
     Manual,
+    /// Propose, guard and open a review branch (`kaizen/K-…`) on the remote; a human merges.
+    Review,
 }
 
 /// Where a signal's samples come from.
@@ -793,6 +795,13 @@ impl Config {
                     format!("give a positive timeout up to {MAX_TIMEOUT}"),
                 ));
             }
+        }
+        let reviews = raw.mode == Mode::Review || raw.modes.values().any(|m| *m == Mode::Review);
+        if reviews && raw.git.as_ref().is_none_or(|g| !g.push) {
+            return Err(bad(
+                "mode",
+                "review mode opens branches on a remote: give `git: { remote: origin, push: true }`".into(),
+            ));
         }
         let git = raw.git.map(|g| crate::publish::GitConfig {
             branch: branch.clone(),

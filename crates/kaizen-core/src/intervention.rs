@@ -336,17 +336,23 @@ pub enum Status {
     Validated,
     /// Undone by a revert commit.
     Reverted,
+    /// On a review branch, waiting for a human to merge it (review mode).
+    AwaitingReview,
+    /// Its review branch was deleted without a merge; never applied.
+    Rejected,
 }
 
 impl Status {
     /// All statuses, in lifecycle order.
-    pub const ALL: [Status; 6] = [
+    pub const ALL: [Status; 8] = [
         Status::Proposed,
         Status::Blocked,
         Status::Backlog,
         Status::Applied,
         Status::Validated,
         Status::Reverted,
+        Status::AwaitingReview,
+        Status::Rejected,
     ];
 
     /// The stable lowercase name.
@@ -358,6 +364,8 @@ impl Status {
             Status::Applied => "applied",
             Status::Validated => "validated",
             Status::Reverted => "reverted",
+            Status::AwaitingReview => "awaiting_review",
+            Status::Rejected => "rejected",
         }
     }
 
@@ -374,6 +382,10 @@ impl Status {
                 | (Applied, Validated)
                 | (Applied, Reverted)
                 | (Validated, Reverted)
+                | (Proposed, AwaitingReview)
+                | (AwaitingReview, Applied)
+                | (AwaitingReview, Rejected)
+                | (AwaitingReview, Blocked)
         )
     }
 

@@ -176,6 +176,10 @@ const MIGRATIONS: &[&str] = &[
         count           INTEGER NOT NULL DEFAULT 1
     );
     "#,
+    // v5: the review branch a change in review mode waits on (issue 13).
+    r#"
+    ALTER TABLE interventions ADD COLUMN review_branch TEXT;
+    "#,
 ];
 
 /// A parked change proposed again and counted on its row ([`Ledger::note_repeat`]).
@@ -219,6 +223,8 @@ struct Also<'a> {
     applied_due: Option<(DateTime<Utc>, Option<DateTime<Utc>>)>,
     /// A failpoint between the status and the other columns (kill tests).
     failpoint: Option<&'static str>,
+    /// The review branch the change waits on.
+    review_branch: Option<&'a str>,
 }
 
 /// The SQLite ledger.
@@ -825,10 +831,13 @@ impl Ledger {
             to,
             reason,
             also.commit.or(also.revert_commit),
-            also.applied_due.map(|(_, due)| due),
+            also.applied_due.and_then(|(_, due)| due),
         );
-        let final_at =
-            matches!(to, Status::Validated | Status::Reverted | Status::Blocked).then(|| ms(now));
+        let final_at = matches!(
+            to,
+            Status::Validated | Status::Reverted | Status::Blocked | Status::Rejected
+        )
+        .then(|| ms(now));
         self.tx(|tx| {
             let sql = |source| LedgerError::Sql {
                 path: PathBuf::new(),
@@ -848,6 +857,13 @@ impl Ledger {
                 tx.execute(
                     "UPDATE interventions SET commit_sha = ?2 WHERE id = ?1",
                     params![id.0, sha],
+                )
+                .map_err(sql)?;
+            }
+            if let Some(b) = also.review_branch {
+                tx.execute(
+                    "UPDATE interventions SET review_branch = ?2 WHERE id = ?1",
+                    params![id.0, b],
                 )
                 .map_err(sql)?;
             }
@@ -1089,6 +1105,43 @@ impl Ledger {
             Ok(true)
         })
         .map_err(|e| self.fix_path(e))
+    }
+
+    /// Records an opened review branch: status `awaiting_review`, its commit (on the branch,
+    /// not on the target) and branch, as one transaction.
+    pub fn mark_awaiting_review(
+        &mut self,
+        id: InterventionId,
+        commit: &str,
+        branch: &str,
+        now: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<(), LedgerError> {
+        self.change_status(
+            id,
+            Status::AwaitingReview,
+            now,
+            "review",
+            reason,
+            Also {
+                commit: Some(commit),
+                review_branch: Some(branch),
+                ..Also::default()
+            },
+        )
+    }
+
+    /// The review branch `id` was proposed on, if any.
+    pub fn review_branch(&self, id: InterventionId) -> Result<Option<String>, LedgerError> {
+        self.sql(|c| {
+            c.query_row(
+                "SELECT review_branch FROM interventions WHERE id = ?1",
+                params![id.0],
+                |r| r.get(0),
+            )
+            .optional()
+            .map(Option::flatten)
+        })
     }
 
     /// Applied interventions whose validation clock has not started (their change is not yet

@@ -177,6 +177,62 @@ pub trait Publisher: Send {
     fn on_remote(&self, sha: &str) -> Result<bool, PublishError>;
 }
 
+/// Where a review branch stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum ReviewState {
+    /// Open and cut from the target's tip: waiting for a human.
+    Waiting,
+    /// Open, but the target moved on since it was cut (`human_commits`: a human pushed to the
+    /// branch, so kaizen does not rebase it).
+    Stale {
+        /// Whether the branch holds commits that are not kaizen's.
+        human_commits: bool,
+    },
+    /// Its change reached the target branch: `commit` holds it there (the branch's commit
+    /// itself after a merge or fast-forward, or the squash / rebased commit naming it).
+    Merged {
+        /// The target's commit holding the change.
+        commit: String,
+    },
+    /// Deleted without reaching the target; `reason`: the message of a commit a human added on
+    /// top before deleting it.
+    Deleted {
+        /// Why, if the branch's last commit said.
+        reason: Option<String>,
+    },
+}
+
+/// Review branches on the remote (review mode): a candidate as branch `kaizen/K-…` with one
+/// commit, for a human to merge.
+///
+/// Invariants: never touches the branch kaizen commits on or the working tree except in
+/// [`ReviewDesk::sync`] (a fast-forward to the remote, when clean); only kaizen's own review
+/// branches are ever rebased, with a compare-and-swap on the sha kaizen pushed.
+pub trait ReviewDesk: Send {
+    /// The branch name of `id` (`kaizen/K-000042`).
+    fn branch_name(&self, id: InterventionId) -> String;
+    /// Opens the branch: one commit of `candidate`'s change on the remote target's tip, its
+    /// message holding `chain` (the decision chain) before the trailers; pushed. Returns its sha.
+    fn open(
+        &self,
+        id: InterventionId,
+        candidate: &crate::intervention::Candidate,
+        chain: &str,
+    ) -> Result<String, PublishError>;
+    /// Fetches and classifies each open review (`id`, the commit kaizen pushed).
+    fn inspect(
+        &self,
+        open: &[(InterventionId, String)],
+    ) -> Result<Vec<(InterventionId, ReviewState)>, PublishError>;
+    /// Rebases `id`'s branch (at `sha`) onto the target's tip and pushes it: `Some(new sha)`,
+    /// or `None` when it does not apply cleanly (nothing pushed).
+    fn rebase(&self, id: InterventionId, sha: &str) -> Result<Option<String>, PublishError>;
+    /// Forgets `id`'s branch locally (after a merge or a rejection).
+    fn close(&self, id: InterventionId) -> Result<(), PublishError>;
+    /// Fast-forwards the local branch to the remote's when that is clean (`true`: moved).
+    fn sync(&self) -> Result<bool, PublishError>;
+}
+
 /// Publishing as shown by `kaizen status` and `/health`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PublishStatus {
@@ -273,6 +329,10 @@ mod tests {
         bad("git: { retry_min: 2h, retry_max: 1h }\n", "git.retry_min");
         bad("git: { remote: origin, force: true }\n", "force");
         bad("modes: { search: yolo }\n", "yolo");
+        // Review branches live on a remote.
+        bad("modes: { search: review }\n", "git:");
+        bad("mode: review\ngit: { push: false }\n", "git:");
+        assert!(Config::parse("mode: review\ngit: { remote: origin }\n", path).is_ok());
     }
 
     #[test]

@@ -537,3 +537,133 @@ impl GitPublisher {
         self.applier.root()
     }
 }
+
+// Helpers for the review desk (`review.rs`), which shares this publisher's remote and applier.
+impl GitPublisher {
+    pub(super) fn applier(&self) -> &GitApplier {
+        &self.applier
+    }
+
+    pub(super) fn remote_name(&self) -> &str {
+        &self.remote
+    }
+
+    /// Runs `git args…` (see [`GitPublisher::git`]): success, stdout, stderr.
+    pub(super) fn git_cli(
+        &self,
+        op: &'static str,
+        args: &[&str],
+    ) -> Result<(bool, String, String), PublishError> {
+        let r = self.git(op, args)?;
+        Ok((r.ok, r.stdout, excerpt(&r.stderr)))
+    }
+
+    pub(super) fn branch_of(&self, repo: &Repository) -> Result<String, PublishError> {
+        self.branch(repo)
+    }
+
+    pub(super) fn resolve_ref(repo: &Repository, name: &str) -> Result<Option<Oid>, PublishError> {
+        Self::resolve(repo, name)
+    }
+
+    pub(super) fn tracking_ref(&self, branch: &str) -> String {
+        self.tracking(branch)
+    }
+
+    pub(super) fn fetch_branch(&self, branch: &str) -> Result<(), PublishError> {
+        self.fetch(branch)
+    }
+
+    /// One `git fetch` of several refspecs.
+    pub(super) fn fetch_specs(&self, specs: &[String]) -> Result<(), PublishError> {
+        let mut args: Vec<&str> = vec!["fetch", "--quiet", "--no-tags", &self.remote];
+        args.extend(specs.iter().map(String::as_str));
+        let run = self.git("fetch", &args)?;
+        if run.ok {
+            Ok(())
+        } else {
+            Err(PublishError::Transport {
+                op: "fetch",
+                remote: self.remote.clone(),
+                message: excerpt(&run.stderr),
+            })
+        }
+    }
+
+    /// Fast-forwards the local branch (and the working tree, when checked out) to the
+    /// remote-tracking tip, when the local branch is behind it and a human's uncommitted edit
+    /// is not in the way. `Ok(false)`: nothing to do (or not a fast-forward: publishing
+    /// replays kaizen's commits then).
+    pub(super) fn fast_forward(&self) -> Result<bool, PublishError> {
+        let repo = self.applier.repo().map_err(from_apply)?;
+        let branch = self.branch(&repo)?;
+        let refname = format!("refs/heads/{branch}");
+        let (Some(local), Some(remote)) = (
+            Self::resolve(&repo, &refname)?,
+            Self::resolve(&repo, &self.tracking(&branch))?,
+        ) else {
+            return Ok(false);
+        };
+        if local == remote
+            || !repo
+                .graph_descendant_of(remote, local)
+                .map_err(|e| local_err("cannot walk the history", e.message()))?
+        {
+            return Ok(false);
+        }
+        self.applier.check_state(&repo).map_err(from_apply)?;
+        let lock = self.applier.lock(&repo, "sync").map_err(from_apply)?;
+        let old_tree = repo
+            .find_commit(local)
+            .and_then(|c| c.tree())
+            .map_err(|e| local_err("cannot read the local tip", e.message()))?;
+        let new = repo
+            .find_commit(remote)
+            .map_err(|e| local_err("cannot read the remote tip", e.message()))?;
+        let new_tree = new
+            .tree()
+            .map_err(|e| local_err("cannot read the remote tree", e.message()))?;
+        let changes: Vec<Change> = tree_changes(&repo, &old_tree, &new_tree).map_err(from_apply)?;
+        let on_head = head_refname(&repo).is_some_and(|h| h == refname);
+        if on_head {
+            let paths: Vec<String> = changes.iter().map(|c| c.path.clone()).collect();
+            match self.applier.check_clean(&repo, &old_tree, &paths) {
+                Ok(()) => {}
+                Err(ApplyError::Dirty { paths }) => {
+                    return Err(PublishError::Diverged {
+                        message: format!(
+                            "uncommitted edits in {paths:?} are in the way of the remote's changes; \
+                             commit or stash them"
+                        ),
+                    });
+                }
+                Err(e) => return Err(from_apply(e)),
+            }
+        }
+        lock.record(&Journal {
+            pid: std::process::id(),
+            op: "sync".into(),
+            intervention: None,
+            branch: Some(refname.clone()),
+            base: new.parent_id(0).ok().map(|o| o.to_string()),
+            worktree: on_head,
+            changes: changes.iter().map(JournalChange::from).collect(),
+        })
+        .map_err(from_apply)?;
+        repo.reference_matching(
+            &refname,
+            remote,
+            true,
+            local,
+            &format!("kaizen: fast-forward to {}", self.remote),
+        )
+        .map_err(|e| local_err("cannot fast-forward the branch", e.message()))?;
+        if on_head {
+            self.applier
+                .update_worktree(&repo, &lock, &changes)
+                .map_err(from_apply)?;
+        }
+        lock.release().map_err(from_apply)?;
+        Ok(true)
+    }
+}

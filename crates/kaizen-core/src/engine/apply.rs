@@ -9,12 +9,14 @@ use crate::guard::{self, Decision};
 use crate::intervention::{Candidate, InterventionId, Status};
 
 impl Engine {
-    pub(super) async fn apply_now(
+    /// Runs the area's canary when the candidate's risk requires one: `false` when it is
+    /// blocked or parked (recorded), `true` to go on.
+    pub(super) async fn canary_gate(
         &mut self,
         id: InterventionId,
         candidate: &Candidate,
         report: &mut CycleReport,
-    ) -> Result<(), EngineError> {
+    ) -> Result<bool, EngineError> {
         let now = self.clock.now();
         if candidate.risk >= self.settings.policy.canary_required_from {
             let Some(canary) = self.canaries.iter().find(|c| c.area() == candidate.area) else {
@@ -27,7 +29,7 @@ impl Engine {
                     "no canary for this area (fail closed)",
                 )?;
                 report.push(event);
-                return Ok(());
+                return Ok(false);
             };
             match canary.trial(id, candidate).await {
                 CanaryResult::Pass(message) => self.emit(
@@ -50,10 +52,23 @@ impl Engine {
                         self.ledger
                             .transition(id, Status::Blocked, now, Stage::Canary, &reason)?;
                     report.push(event);
-                    return Ok(());
+                    return Ok(false);
                 }
             }
         }
+        Ok(true)
+    }
+
+    pub(super) async fn apply_now(
+        &mut self,
+        id: InterventionId,
+        candidate: &Candidate,
+        report: &mut CycleReport,
+    ) -> Result<(), EngineError> {
+        if !self.canary_gate(id, candidate, report).await? {
+            return Ok(());
+        }
+        let now = self.clock.now();
         // The branch is recorded with the pending marker, before the commit: reconciliation
         // and every later revert go to where the commit is, whatever is checked out then.
         let branch = self.applier.current_branch().ok().flatten();
@@ -71,24 +86,17 @@ impl Engine {
                 }
                 if self.publishing() {
                     // In effect only once on the remote: the clock starts at the push.
-                    self.ledger.mark_applied_unpublished(
+                    let event = self.ledger.mark_applied_unpublished(
                         id,
                         &commit.sha,
                         now,
+                        Stage::Apply,
                         &format!(
-                            "committed {}; validation starts once pushed",
+                            "committed {}; validation starts once it is pushed",
                             short(&commit.sha)
                         ),
                     )?;
-                    report.applied.push(id);
-                    report.line(
-                        Some(id),
-                        "apply",
-                        format!(
-                            "applied as commit {}; validation starts once it is pushed",
-                            short(&commit.sha)
-                        ),
-                    );
+                    report.push(event);
                     return Ok(());
                 }
                 let due = self

@@ -167,7 +167,9 @@ impl Engine {
                 // inside it (live ones, and those finalized within RECENT).
                 let recent_since = now - RECENT.to_chrono();
                 for iv in all.iter().filter(|i| {
-                    i.status == Status::Applied || i.finalized_at.is_some_and(|t| t >= recent_since)
+                    i.status == Status::Applied
+                        || (i.status != Status::Rejected
+                            && i.finalized_at.is_some_and(|t| t >= recent_since))
                 }) {
                     if let Some(c) = &iv.commit
                         && !shas.contains(c.as_str())

@@ -28,6 +28,7 @@ mod publish;
 mod reconcile;
 mod resolve;
 mod revert;
+mod review_branch;
 mod validate;
 
 pub use check::{CHECK_EVERY_CYCLES, CheckReport, Violation};
@@ -269,9 +270,15 @@ pub struct EngineBuilder {
     notifiers: Vec<Box<dyn crate::notify::Notifier>>,
     state_dir: Option<PathBuf>,
     publisher: Option<Box<dyn crate::publish::Publisher>>,
+    review: Option<Box<dyn crate::publish::ReviewDesk>>,
 }
 
 impl EngineBuilder {
+    /// Where review mode opens its branches (without one, review-mode candidates are blocked).
+    pub fn review_desk(mut self, desk: Box<dyn crate::publish::ReviewDesk>) -> Self {
+        self.review = Some(desk);
+        self
+    }
     /// The publisher pushing kaizen's commits to the remote (settings' `git:` gives its
     /// back-off; without one, a change is in effect once committed).
     pub fn publisher(mut self, publisher: Box<dyn crate::publish::Publisher>) -> Self {
@@ -376,6 +383,7 @@ impl EngineBuilder {
             cycles_since_check: 0,
             state_dir: self.state_dir,
             publisher: self.publisher,
+            review: self.review,
         })
     }
 }
@@ -400,6 +408,7 @@ pub struct Engine {
     cycles_since_check: u32,
     state_dir: Option<PathBuf>,
     publisher: Option<Box<dyn crate::publish::Publisher>>,
+    review: Option<Box<dyn crate::publish::ReviewDesk>>,
 }
 
 impl Engine {
@@ -420,6 +429,7 @@ impl Engine {
             notifiers: Vec::new(),
             state_dir: None,
             publisher: None,
+            review: None,
         }
     }
 
@@ -563,6 +573,7 @@ impl Engine {
         self.check_in_cycle(&mut report)?;
         self.observe(&mut report).await?;
         self.validate_due(&mut report)?;
+        self.review_step(&mut report)?;
         let proposals = self.gather_proposals(&mut report).await?;
         for (proposer, candidate) in proposals {
             self.consider(candidate, &proposer, &mut report).await?;

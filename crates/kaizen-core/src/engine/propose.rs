@@ -243,6 +243,7 @@ impl Engine {
                 Mode::Shadow => {
                     self.emit(report, EngineEvent::ShadowWouldApply { intervention: id })?
                 }
+                Mode::Review => self.open_review(id, &candidate, report).await?,
                 Mode::Manual => {
                     self.emit(report, EngineEvent::AwaitingApproval { intervention: id })?
                 }
