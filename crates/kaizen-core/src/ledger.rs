@@ -1053,13 +1053,14 @@ impl Ledger {
         id: InterventionId,
         commit: &str,
         now: DateTime<Utc>,
+        stage: Stage,
         reason: &str,
-    ) -> Result<(), LedgerError> {
+    ) -> Result<EngineEvent, LedgerError> {
         self.change_status(
             id,
             Status::Applied,
             now,
-            "apply",
+            stage,
             reason,
             Also {
                 commit: Some(commit),
@@ -1078,9 +1079,7 @@ impl Ledger {
         id: InterventionId,
         at: DateTime<Utc>,
         due_at: DateTime<Utc>,
-        stage: &str,
-        kind: &str,
-        detail: &str,
+        event: &EngineEvent,
     ) -> Result<bool, LedgerError> {
         self.tx(|tx| {
             let sql = |source| LedgerError::Sql {
@@ -1097,11 +1096,7 @@ impl Ledger {
             if n == 0 {
                 return Ok(false);
             }
-            tx.execute(
-                "INSERT INTO events(at, intervention_id, stage, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![ms(at), id.0, stage, kind, detail],
-            )
-            .map_err(sql)?;
+            append_in(tx, at, event)?;
             Ok(true)
         })
         .map_err(|e| self.fix_path(e))
@@ -1116,12 +1111,12 @@ impl Ledger {
         branch: &str,
         now: DateTime<Utc>,
         reason: &str,
-    ) -> Result<(), LedgerError> {
+    ) -> Result<EngineEvent, LedgerError> {
         self.change_status(
             id,
             Status::AwaitingReview,
             now,
-            "review",
+            Stage::Publish,
             reason,
             Also {
                 commit: Some(commit),
@@ -1175,7 +1170,11 @@ impl Ledger {
     }
 
     /// The newest `limit` events of `stage`, newest first.
-    pub fn recent_events(&self, stage: &str, limit: usize) -> Result<Vec<Event>, LedgerError> {
+    pub fn recent_events(
+        &self,
+        stage: &str,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, LedgerError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.query_events(
             "WHERE stage = ?1 ORDER BY id DESC LIMIT ?2",

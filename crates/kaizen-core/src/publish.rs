@@ -263,7 +263,9 @@ pub struct PushHistory {
 
 impl PushHistory {
     /// Folds `events` (newest first, stage [`STAGE`]) until the last success.
-    pub fn from_events<'a>(events: impl IntoIterator<Item = &'a crate::ledger::Event>) -> Self {
+    pub fn from_events<'a>(
+        events: impl IntoIterator<Item = &'a crate::event::RecordedEvent>,
+    ) -> Self {
         let mut h = PushHistory::default();
         for e in events {
             match e.kind.as_str() {

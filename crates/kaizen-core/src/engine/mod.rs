@@ -34,7 +34,6 @@ mod validate;
 pub use check::{CHECK_EVERY_CYCLES, CheckReport, Violation};
 pub use learn::LearnReport;
 pub use pause::{pause_recorded, resume_recorded};
-pub use propose::ProposalNote;
 pub use publish::publish_status;
 pub use resolve::Resolution;
 

@@ -2,12 +2,12 @@
 //! failed push with back-off, and start each applied intervention's validation clock once its
 //! commit is on the remote — what GitOps deploys.
 
-use super::{CycleReport, ESCALATE_AGAIN, Engine, EngineError, short};
+use super::{CycleReport, Engine, EngineError};
 use crate::clock::Clock;
+use crate::event::{EngineEvent, Stage};
 use crate::intervention::Intervention;
 use crate::publish::{
-    ESCALATE_AFTER_FAILURES, EVENT_PUSH_DIVERGED, EVENT_PUSH_FAILED, EVENT_PUSHED,
-    EVENT_VALIDATION_STARTED, PublishError, PublishStatus, Published, PushHistory, STAGE,
+    ESCALATE_AFTER_FAILURES, PublishError, PublishStatus, Published, PushHistory, STAGE,
 };
 use chrono::{DateTime, Utc};
 
@@ -37,6 +37,12 @@ impl Engine {
         Ok(publish_status(&self.ledger, &self.settings)?)
     }
 
+    fn push_history(&self) -> Result<PushHistory, EngineError> {
+        Ok(PushHistory::from_events(
+            &self.ledger.recent_events(STAGE, HISTORY_EVENTS)?,
+        ))
+    }
+
     /// One publish step: push when something is unpushed and the back-off allows (`force`:
     /// whatever the back-off says — a human asked), then start the validation clocks of
     /// applied interventions whose commits are on the remote.
@@ -53,26 +59,18 @@ impl Engine {
         let remote = publisher.remote().to_string();
         let unpushed = match publisher.unpushed() {
             Ok(u) => u,
-            Err(e) => {
-                return self.push_failed(report, &e, now);
-            }
+            Err(e) => return self.push_failed(report, &e, now),
         };
         if !unpushed.is_empty() {
-            let history =
-                PushHistory::from_events(&self.ledger.recent_events(STAGE, HISTORY_EVENTS)?);
+            let history = self.push_history()?;
             if let Some(next) = history.next_attempt(&config)
                 && now < next
                 && !force
             {
-                report.line(
-                    None,
-                    STAGE,
-                    format!(
-                        "{} commit(s) not yet on `{remote}`; next push attempt at {} (after {} failure(s))",
-                        unpushed.len(),
-                        next.format("%Y-%m-%dT%H:%M:%SZ"),
-                        history.failures
-                    ),
+                tracing::info!(
+                    "kaizen stage=publish {} commit(s) not yet on `{remote}`; next push attempt at {next} (after {} failure(s))",
+                    unpushed.len(),
+                    history.failures
                 );
                 return Ok(());
             }
@@ -88,29 +86,15 @@ impl Engine {
                             self.ledger.replace_commit(id, &r.old, &r.new)?;
                         }
                     }
-                    let text = if replayed.is_empty() {
-                        format!("pushed to `{remote}`: tip {}", short(&tip))
-                    } else {
-                        format!(
-                            "the remote had moved; replayed {} commit(s) of kaizen's on it ({}) and pushed: tip {}",
-                            replayed.len(),
-                            replayed
-                                .iter()
-                                .map(|r| format!("{} → {}", short(&r.old), short(&r.new)))
-                                .collect::<Vec<_>>()
-                                .join(", "),
-                            short(&tip)
-                        )
-                    };
-                    let data = serde_json::json!({
-                        "remote": remote,
-                        "tip": tip,
-                        "commits": unpushed.iter().map(|u| u.sha.clone()).collect::<Vec<_>>(),
-                        "replayed": replayed,
-                    });
-                    self.ledger
-                        .record_event(now, None, STAGE, EVENT_PUSHED, &text, Some(&data))?;
-                    report.line(None, STAGE, text);
+                    self.emit(
+                        report,
+                        EngineEvent::Pushed {
+                            remote,
+                            tip,
+                            commits: unpushed.iter().map(|u| u.sha.clone()).collect(),
+                            replayed,
+                        },
+                    )?;
                 }
                 Err(e) => return self.push_failed(report, &e, now),
             }
@@ -158,20 +142,14 @@ impl Engine {
                 .settle
                 .saturating_add(iv.candidate.prediction.within)
                 .after(now);
-            let text = format!(
-                "commit {} is on `{remote}`: the change is in effect, validation due {}",
-                short(&commit),
-                due.format("%Y-%m-%dT%H:%M:%SZ")
-            );
-            if self.ledger.start_validation(
-                iv.id,
-                now,
+            let event = EngineEvent::ValidationStarted {
+                intervention: iv.id,
+                remote,
+                commit,
                 due,
-                STAGE,
-                EVENT_VALIDATION_STARTED,
-                &text,
-            )? {
-                report.line(Some(iv.id), STAGE, text);
+            };
+            if self.ledger.start_validation(iv.id, now, due, &event)? {
+                report.push(event);
             }
         }
         Ok(())
@@ -186,59 +164,59 @@ impl Engine {
         let Some(config) = self.settings.git.clone() else {
             return Ok(());
         };
-        let history = PushHistory::from_events(&self.ledger.recent_events(STAGE, HISTORY_EVENTS)?);
-        let failures = history.failures.saturating_add(1);
-        let next = config.backoff(failures).after(now);
-        let kind = if e.retryable() {
-            EVENT_PUSH_FAILED
-        } else {
-            EVENT_PUSH_DIVERGED
-        };
-        let awaiting: Vec<String> = self
+        let failures = self.push_history()?.failures.saturating_add(1);
+        let next_attempt_at = config.backoff(failures).after(now);
+        let awaiting_push = self
             .ledger
             .awaiting_publish()?
             .iter()
-            .map(|i| i.id.to_string())
+            .map(|i| i.id)
             .collect();
-        let text = e.to_string();
-        let data = serde_json::json!({
-            "failures": failures,
-            "next_attempt_at": next,
-            "retryable": e.retryable(),
-            "awaiting_push": awaiting,
-        });
-        tracing::warn!("kaizen stage={STAGE} failures={failures} {text}");
-        self.ledger
-            .record_event(now, None, STAGE, kind, &text, Some(&data))?;
-        report.line(
-            None,
-            STAGE,
-            format!(
-                "not published ({failures} failure(s) in a row; next try at {}): {text}",
-                next.format("%Y-%m-%dT%H:%M:%SZ")
-            ),
-        );
-        let escalation = if e.retryable() {
-            (failures == ESCALATE_AFTER_FAILURES).then(|| {
-                format!(
-                    "{failures} pushes to `{}` failed in a row; the last: {text}; \
+        let message = e.to_string();
+        let remote = config.remote.clone();
+        let event = if e.retryable() {
+            EngineEvent::PushFailed {
+                remote,
+                message: message.clone(),
+                failures,
+                next_attempt_at,
+                awaiting_push,
+            }
+        } else {
+            EngineEvent::PushDiverged {
+                remote,
+                message: message.clone(),
+                failures,
+                next_attempt_at,
+                awaiting_push,
+            }
+        };
+        self.emit(report, event)?;
+        if e.retryable() {
+            if failures == ESCALATE_AFTER_FAILURES {
+                let text = format!(
+                    "{failures} pushes to `{}` failed in a row; the last: {message}; \
                      applied changes wait (validation not started) until a push succeeds",
                     config.remote
-                )
-            })
+                );
+                self.escalate(
+                    report,
+                    None,
+                    Stage::Publish,
+                    format!("push_failing {}", config.remote),
+                    text,
+                )?;
+            }
         } else {
             // The same divergence is escalated again only after ESCALATE_AGAIN.
-            let esc = format!("{text}; nothing was force-pushed or rewritten: merge by hand");
-            let again = ESCALATE_AGAIN.before(now);
-            let recent = self
-                .ledger
-                .recent_events(STAGE, HISTORY_EVENTS)?
-                .iter()
-                .any(|ev| ev.kind == "escalation" && ev.detail == esc && ev.at > again);
-            (!recent).then_some(esc)
-        };
-        if let Some(esc) = escalation {
-            self.escalate(report, None, STAGE, esc)?;
+            let text = format!("{message}; nothing was force-pushed or rewritten: merge by hand");
+            self.escalate_once(
+                report,
+                None,
+                Stage::Publish,
+                format!("push_diverged {}", config.remote),
+                text,
+            )?;
         }
         Ok(())
     }

@@ -5,11 +5,9 @@
 
 use super::{CycleReport, Engine, EngineError, short};
 use crate::clock::Clock;
+use crate::event::{EngineEvent, Stage};
 use crate::intervention::{Candidate, InterventionId, Status};
 use crate::publish::ReviewState;
-
-/// Event stage of review branches.
-pub const STAGE: &str = "review";
 
 impl Engine {
     /// Opens the review branch of a guarded candidate (after its canary, if one is required).
@@ -25,36 +23,35 @@ impl Engine {
         let now = self.clock.now();
         let chain = self.decision_chain(id, candidate)?;
         let Some(desk) = self.review.as_ref() else {
-            self.ledger.transition(
+            let event = self.ledger.transition(
                 id,
                 Status::Blocked,
                 now,
-                STAGE,
+                Stage::Publish,
                 "review mode without a remote to open review branches on (fail closed)",
             )?;
-            report.blocked.push(id);
+            report.push(event);
             return Ok(());
         };
         let branch = desk.branch_name(id);
-        match desk.open(id, candidate, &chain) {
+        let event = match desk.open(id, candidate, &chain) {
             Ok(sha) => {
                 let text = format!(
                     "review branch `{branch}` opened (commit {}): merge it to apply",
                     short(&sha)
                 );
                 self.ledger
-                    .mark_awaiting_review(id, &sha, &branch, now, &text)?;
-                report.proposed.push(id);
-                report.line(Some(id), STAGE, text);
+                    .mark_awaiting_review(id, &sha, &branch, now, &text)?
             }
-            Err(e) => {
-                let text = format!("review branch `{branch}` not opened: {e}");
-                self.ledger
-                    .transition(id, Status::Blocked, now, STAGE, &text)?;
-                report.blocked.push(id);
-                report.line(Some(id), STAGE, text);
-            }
-        }
+            Err(e) => self.ledger.transition(
+                id,
+                Status::Blocked,
+                now,
+                Stage::Publish,
+                &format!("review branch `{branch}` not opened: {e}"),
+            )?,
+        };
+        report.push(event);
         Ok(())
     }
 
@@ -90,7 +87,7 @@ impl Engine {
         if !canary.is_empty() {
             s.push_str("\nCanary:\n");
             for e in canary {
-                s.push_str(&format!("- {}: {}\n", e.kind, e.detail));
+                s.push_str(&format!("- {}\n", e.detail));
             }
         }
         if !candidate.origin.cites.is_empty() {
@@ -124,14 +121,22 @@ impl Engine {
         let states = match desk.inspect(&open) {
             Ok(s) => s,
             Err(e) => {
-                let text = format!("cannot look at the review branches: {e}");
-                report.line(None, STAGE, text.clone());
-                return self.escalate_once(report, None, STAGE, text);
+                return self.escalate_once(
+                    report,
+                    None,
+                    Stage::Publish,
+                    "review_unreadable".into(),
+                    format!("cannot look at the review branches: {e}"),
+                );
             }
         };
         let mut merged_any = false;
         for (id, state) in states {
-            let branch = desk_name(self, id);
+            let branch = self
+                .review
+                .as_ref()
+                .map(|d| d.branch_name(id))
+                .unwrap_or_else(|| format!("kaizen/{id}"));
             let Some(sha) = open.iter().find(|(i, _)| *i == id).map(|(_, c)| c.clone()) else {
                 continue;
             };
@@ -146,25 +151,30 @@ impl Engine {
                         .settle
                         .saturating_add(iv.candidate.prediction.within)
                         .after(now);
-                    let text = format!(
-                        "`{branch}` reached the target as commit {}: applied by a human, validation due {}",
-                        short(&commit),
-                        due.format("%Y-%m-%dT%H:%M:%SZ")
-                    );
-                    self.ledger.mark_applied(id, &commit, now, due, &text)?;
-                    self.ledger.record_event(
-                        now,
-                        Some(id),
-                        STAGE,
-                        "review_merged",
-                        &text,
-                        Some(&serde_json::json!({ "branch": branch, "review_commit": sha, "commit": commit })),
+                    self.emit(
+                        report,
+                        EngineEvent::ReviewMerged {
+                            intervention: id,
+                            branch: branch.clone(),
+                            review_commit: sha.clone(),
+                            commit: commit.clone(),
+                        },
                     )?;
+                    let event = self.ledger.mark_applied(
+                        id,
+                        &commit,
+                        now,
+                        due,
+                        Stage::Publish,
+                        &format!(
+                            "`{branch}` merged by a human (commit {} on the target)",
+                            short(&commit)
+                        ),
+                    )?;
+                    report.push(event);
                     if let Some(d) = self.review.as_ref() {
                         let _ = d.close(id);
                     }
-                    report.applied.push(id);
-                    report.line(Some(id), STAGE, text);
                 }
                 ReviewState::Deleted { reason } => {
                     let text = match &reason {
@@ -173,12 +183,13 @@ impl Engine {
                         }
                         None => format!("`{branch}` was deleted without a merge"),
                     };
-                    self.ledger
-                        .transition(id, Status::Rejected, now, STAGE, &text)?;
+                    let event =
+                        self.ledger
+                            .transition(id, Status::Rejected, now, Stage::Publish, &text)?;
+                    report.push(event);
                     if let Some(d) = self.review.as_ref() {
                         let _ = d.close(id);
                     }
-                    report.line(Some(id), STAGE, text);
                 }
                 ReviewState::Stale { human_commits } => {
                     let rebased = if human_commits {
@@ -187,10 +198,8 @@ impl Engine {
                         match self.review.as_ref().map(|d| d.rebase(id, &sha)) {
                             Some(Ok(r)) => r,
                             Some(Err(e)) => {
-                                report.line(
-                                    Some(id),
-                                    STAGE,
-                                    format!("`{branch}` not rebased: {e}"),
+                                tracing::warn!(
+                                    "kaizen intervention={id} stage=publish `{branch}` not rebased: {e}"
                                 );
                                 continue;
                             }
@@ -200,20 +209,15 @@ impl Engine {
                     match rebased {
                         Some(new) => {
                             self.ledger.replace_commit(id, &sha, &new)?;
-                            let text = format!(
-                                "the target moved: `{branch}` rebased onto it ({} → {})",
-                                short(&sha),
-                                short(&new)
-                            );
-                            self.ledger.record_event(
-                                now,
-                                Some(id),
-                                STAGE,
-                                "review_rebased",
-                                &text,
-                                Some(&serde_json::json!({ "old": sha, "new": new })),
+                            self.emit(
+                                report,
+                                EngineEvent::ReviewRebased {
+                                    intervention: id,
+                                    branch: branch.clone(),
+                                    old: sha.clone(),
+                                    new,
+                                },
                             )?;
-                            report.line(Some(id), STAGE, text);
                         }
                         None => {
                             let text = if human_commits {
@@ -231,16 +235,22 @@ impl Engine {
                                 .iter()
                                 .any(|e| e.kind == "review_stale" && e.detail == text);
                             if !seen {
-                                self.ledger.record_event(
-                                    now,
-                                    Some(id),
-                                    STAGE,
-                                    "review_stale",
-                                    &text,
-                                    None,
+                                self.emit(
+                                    report,
+                                    EngineEvent::ReviewStale {
+                                        intervention: id,
+                                        branch: branch.clone(),
+                                        reason: text.clone(),
+                                    },
                                 )?;
                             }
-                            self.escalate_once(report, Some(id), STAGE, text)?;
+                            self.escalate_once(
+                                report,
+                                Some(id),
+                                Stage::Publish,
+                                format!("review_stale {id}"),
+                                text,
+                            )?;
                         }
                     }
                 }
@@ -251,23 +261,13 @@ impl Engine {
             if let Some(d) = self.review.as_ref()
                 && let Err(e) = d.sync()
             {
-                report.line(
-                    None,
-                    STAGE,
-                    format!("local branch not brought up to the remote: {e}"),
+                tracing::warn!(
+                    "kaizen stage=publish local branch not brought up to the remote: {e}"
                 );
             }
         }
         Ok(())
     }
-}
-
-fn desk_name(engine: &Engine, id: InterventionId) -> String {
-    engine
-        .review
-        .as_ref()
-        .map(|d| d.branch_name(id))
-        .unwrap_or_else(|| format!("kaizen/{id}"))
 }
 
 fn one_line(s: &str) -> String {
