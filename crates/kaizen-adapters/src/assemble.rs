@@ -140,6 +140,9 @@ pub fn builder_with_ledger(
         .notifiers(crate::notify::build_notifiers(config))
         .state_dir(config.state_dir.clone())
         .lessons(lessons);
+    if let Some(h) = crate::hooks::CommandHooks::from_config(config) {
+        builder = builder.hooks(Box::new(h));
+    }
     if let Some(git) = config.git.as_ref().filter(|g| g.publishes()) {
         builder = builder.publisher(Box::new(publisher_for(config, git, clock_for_git.clone())?));
         let reviews = config.mode == kaizen_core::config::Mode::Review

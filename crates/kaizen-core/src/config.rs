@@ -132,6 +132,32 @@ pub struct CanaryConfig {
     /// How long it may take (default 5m); a timeout fails.
     #[serde(default = "default_canary_timeout")]
     pub timeout: Span,
+    /// Where it runs: `repo` (default: in the repository, the change only described in
+    /// `KAIZEN_CHANGE`) or `worktree` (the change applied in a temporary git worktree; such a
+    /// canary runs for every change of its area).
+    #[serde(default, rename = "in")]
+    pub place: CanaryPlace,
+    /// With `in: worktree`: also run at the current head and judge the figures against the
+    /// prediction.
+    #[serde(default)]
+    pub compare: bool,
+    /// With `compare`: how far (relative, `0.05` = 5%) the metric must move the predicted way.
+    #[serde(default)]
+    pub tolerance: f64,
+    /// With `compare`: the JSON figure judged (default: the prediction's signal).
+    #[serde(default)]
+    pub metric: Option<String>,
+}
+
+/// Where a canary's command runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CanaryPlace {
+    /// In the repository, with the change described in the environment.
+    #[default]
+    Repo,
+    /// In a temporary git worktree with the change applied.
+    Worktree,
 }
 
 fn default_canary_timeout() -> Span {
@@ -303,6 +329,8 @@ pub struct Config {
     pub modes: BTreeMap<String, Mode>,
     /// The remote kaizen pushes to (`git:`), if any.
     pub git: Option<crate::publish::GitConfig>,
+    /// Commands run after each apply / revert (`hooks:`).
+    pub hooks: crate::hooks::HooksConfig,
     /// State dir (ledger lives here).
     pub state_dir: PathBuf,
     /// Signals by name.
@@ -377,6 +405,8 @@ struct ConfigSerde {
     modes: BTreeMap<String, Mode>,
     #[serde(default)]
     git: Option<crate::publish::GitConfig>,
+    #[serde(default)]
+    hooks: crate::hooks::HooksConfig,
     #[serde(default = "default_state_dir")]
     state_dir: String,
     #[serde(default)]
@@ -612,6 +642,18 @@ impl Config {
             if c.command.trim().is_empty() {
                 return Err(bad(&format!("canaries.{area}.command"), "is empty".into()));
             }
+            if c.compare && c.place != CanaryPlace::Worktree {
+                return Err(bad(
+                    &format!("canaries.{area}.compare"),
+                    "compares two worktrees: give `in: worktree`".into(),
+                ));
+            }
+            if !c.tolerance.is_finite() || !(0.0..=10.0).contains(&c.tolerance) {
+                return Err(bad(
+                    &format!("canaries.{area}.tolerance"),
+                    "give a relative tolerance between 0 and 10 (0.05 = 5%)".into(),
+                ));
+            }
         }
         let guards = GuardPolicy {
             daily_budget: g.daily_budget.unwrap_or(defaults.daily_budget),
@@ -803,6 +845,22 @@ impl Config {
                 "review mode opens branches on a remote: give `git: { remote: origin, push: true }`".into(),
             ));
         }
+        for (name, h) in [
+            ("on_apply", &raw.hooks.on_apply),
+            ("on_revert", &raw.hooks.on_revert),
+        ] {
+            if let Some(h) = h {
+                if h.command.trim().is_empty() {
+                    return Err(bad(&format!("hooks.{name}.command"), "is empty".into()));
+                }
+                if h.timeout.seconds() == 0 || h.timeout > MAX_TIMEOUT {
+                    return Err(bad(
+                        &format!("hooks.{name}.timeout"),
+                        format!("give a positive timeout up to {MAX_TIMEOUT}"),
+                    ));
+                }
+            }
+        }
         let git = raw.git.map(|g| crate::publish::GitConfig {
             branch: branch.clone(),
             ..g
@@ -815,6 +873,7 @@ impl Config {
             mode: raw.mode,
             modes: raw.modes,
             git,
+            hooks: raw.hooks,
             state_dir,
             signals,
             rules,

@@ -258,6 +258,9 @@ pub enum EngineEvent {
         intervention: InterventionId,
         /// What the canary said.
         message: String,
+        /// The figures it measured (a counterfactual canary's before/after), if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        figures: Option<serde_json::Value>,
     },
     /// A canary trial failed (a [`EngineEvent::Blocked`] follows).
     CanaryFailed {
@@ -265,6 +268,9 @@ pub enum EngineEvent {
         intervention: InterventionId,
         /// What the canary said.
         message: String,
+        /// The figures it measured, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        figures: Option<serde_json::Value>,
     },
     /// A change committed (by the apply stage, or found committed by reconciliation).
     Applied {
@@ -612,6 +618,19 @@ pub enum EngineEvent {
         /// Why, for a human.
         reason: String,
     },
+    /// A hook command ran (`on_apply` / `on_revert`).
+    HookRan {
+        /// The intervention.
+        intervention: InterventionId,
+        /// `apply` or `revert`.
+        event: String,
+        /// The commit it ran after.
+        commit: String,
+        /// Whether it exited 0 in time.
+        ok: bool,
+        /// Its exit status and output (excerpted).
+        output: String,
+    },
     /// A review branch deleted without a merge (status `rejected`).
     Rejected {
         /// The intervention.
@@ -776,6 +795,8 @@ impl EngineEvent {
             ReviewRebased { .. } => "review_rebased",
             ReviewStale { .. } => "review_stale",
             Rejected { .. } => "rejected",
+            HookRan { ok: true, .. } => "hook_ok",
+            HookRan { ok: false, .. } => "hook_failed",
             Legacy { legacy_kind, .. } => legacy_kind,
         }
     }
@@ -826,6 +847,7 @@ impl EngineEvent {
             | ReviewRebased { .. }
             | ReviewStale { .. }
             | Rejected { .. } => Stage::Publish,
+            HookRan { .. } => Stage::Hook,
             Legacy { stage, .. } => Stage::parse(stage),
         }
     }
@@ -865,6 +887,7 @@ impl EngineEvent {
             | ReviewRebased { intervention, .. }
             | ReviewStale { intervention, .. }
             | Rejected { intervention, .. }
+            | HookRan { intervention, .. }
             | RevertInterrupted { intervention } => Some(*intervention),
             Escalation { intervention, .. }
             | EscalationRepeated { intervention, .. }
@@ -959,6 +982,7 @@ impl EngineEvent {
             | PushFailed { .. }
             | PushDiverged { .. }
             | ReviewStale { .. }
+            | HookRan { ok: false, .. }
             | EscalationRepeated { .. } => tracing::Level::WARN,
             _ => tracing::Level::INFO,
         }
@@ -1229,6 +1253,15 @@ impl fmt::Display for EngineEvent {
             ),
             ReviewStale { reason, .. } => f.write_str(reason),
             Rejected { reason, .. } => f.write_str(reason),
+            HookRan {
+                event, ok, output, ..
+            } => {
+                if *ok {
+                    write!(f, "on_{event} {output}")
+                } else {
+                    write!(f, "on_{event} hook failed: {output}")
+                }
+            }
             Legacy { detail, .. } => f.write_str(detail),
         }
     }

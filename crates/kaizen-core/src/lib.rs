@@ -12,6 +12,7 @@ pub mod engine;
 pub mod event;
 pub mod failpoint;
 pub mod guard;
+pub mod hooks;
 pub mod intervention;
 pub mod learn;
 pub mod ledger;

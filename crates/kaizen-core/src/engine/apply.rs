@@ -18,7 +18,11 @@ impl Engine {
         report: &mut CycleReport,
     ) -> Result<bool, EngineError> {
         let now = self.clock.now();
-        if candidate.risk >= self.settings.policy.canary_required_from {
+        let always = self
+            .canaries
+            .iter()
+            .any(|c| c.area() == candidate.area && c.always());
+        if always || candidate.risk >= self.settings.policy.canary_required_from {
             let Some(canary) = self.canaries.iter().find(|c| c.area() == candidate.area) else {
                 // The canary guard should have put this in the backlog; never apply without one.
                 let event = self.ledger.transition(
@@ -31,12 +35,14 @@ impl Engine {
                 report.push(event);
                 return Ok(false);
             };
-            match canary.trial(id, candidate).await {
+            let (result, figures) = canary.trial_with_figures(id, candidate).await;
+            match result {
                 CanaryResult::Pass(message) => self.emit(
                     report,
                     EngineEvent::CanaryPassed {
                         intervention: id,
                         message,
+                        figures,
                     },
                 )?,
                 CanaryResult::Fail(message) => {
@@ -46,6 +52,7 @@ impl Engine {
                         EngineEvent::CanaryFailed {
                             intervention: id,
                             message,
+                            figures,
                         },
                     )?;
                     let event =
@@ -97,7 +104,7 @@ impl Engine {
                         ),
                     )?;
                     report.push(event);
-                    return Ok(());
+                    return self.after_apply_hook(id, &commit.sha, report);
                 }
                 let due = self
                     .settings
@@ -114,6 +121,7 @@ impl Engine {
                     &format!("committed {}", short(&commit.sha)),
                 )?;
                 report.push(event);
+                self.after_apply_hook(id, &commit.sha, report)?;
             }
             Err(e) => {
                 let event = self.ledger.transition(
@@ -125,6 +133,41 @@ impl Engine {
                 )?;
                 report.push(event);
             }
+        }
+        Ok(())
+    }
+
+    /// Runs the `on_apply` hook after `id`'s commit; a failing hook reverts it at once, recorded
+    /// with the hook's output.
+    fn after_apply_hook(
+        &mut self,
+        id: InterventionId,
+        commit: &str,
+        report: &mut CycleReport,
+    ) -> Result<(), EngineError> {
+        let iv = self.ledger.get(id)?;
+        let Some(outcome) = self
+            .hooks
+            .as_ref()
+            .and_then(|h| h.run(crate::hooks::HookEvent::Apply, id, &iv.candidate, commit))
+        else {
+            return Ok(());
+        };
+        let ok = outcome.ok;
+        let text = format!("on_apply hook failed: {}", outcome.output);
+        self.emit(
+            report,
+            EngineEvent::HookRan {
+                intervention: id,
+                event: "apply".into(),
+                commit: commit.to_string(),
+                ok,
+                output: outcome.output,
+            },
+        )?;
+        if !ok {
+            // The change is not safely in effect: undo it now, not at validation.
+            self.revert_with(&iv, &text, report)?;
         }
         Ok(())
     }

@@ -107,6 +107,13 @@ impl Engine {
             ),
         }
 
+        // Canary worktrees a killed trial left behind.
+        for c in &self.canaries {
+            for f in c.orphans(repair) {
+                push(&f.kind, f.path, f.detail, f.repaired);
+            }
+        }
+
         // The ledger on its own: nothing stuck half-way.
         let all = self.ledger.all()?;
         let pending: BTreeMap<InterventionId, crate::ledger::Pending> = self

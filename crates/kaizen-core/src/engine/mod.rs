@@ -270,9 +270,15 @@ pub struct EngineBuilder {
     state_dir: Option<PathBuf>,
     publisher: Option<Box<dyn crate::publish::Publisher>>,
     review: Option<Box<dyn crate::publish::ReviewDesk>>,
+    hooks: Option<Box<dyn crate::hooks::Hooks>>,
 }
 
 impl EngineBuilder {
+    /// The `on_apply` / `on_revert` hooks.
+    pub fn hooks(mut self, hooks: Box<dyn crate::hooks::Hooks>) -> Self {
+        self.hooks = Some(hooks);
+        self
+    }
     /// Where review mode opens its branches (without one, review-mode candidates are blocked).
     pub fn review_desk(mut self, desk: Box<dyn crate::publish::ReviewDesk>) -> Self {
         self.review = Some(desk);
@@ -383,6 +389,7 @@ impl EngineBuilder {
             state_dir: self.state_dir,
             publisher: self.publisher,
             review: self.review,
+            hooks: self.hooks,
         })
     }
 }
@@ -408,6 +415,7 @@ pub struct Engine {
     state_dir: Option<PathBuf>,
     publisher: Option<Box<dyn crate::publish::Publisher>>,
     review: Option<Box<dyn crate::publish::ReviewDesk>>,
+    hooks: Option<Box<dyn crate::hooks::Hooks>>,
 }
 
 impl Engine {
@@ -429,6 +437,7 @@ impl Engine {
             state_dir: None,
             publisher: None,
             review: None,
+            hooks: None,
         }
     }
 
