@@ -127,6 +127,7 @@ pub fn builder_with_ledger(
     })?;
     // Before any source, canary or notifier can run a command.
     crate::source::scrub_env(config.secret_env.iter().cloned());
+    let clock_for_git = clock.clone();
     let mut builder = Engine::builder(EngineSettings::from_config(config))
         .clock(clock)
         .ledger(ledger)
@@ -139,10 +140,41 @@ pub fn builder_with_ledger(
         .notifiers(crate::notify::build_notifiers(config))
         .state_dir(config.state_dir.clone())
         .lessons(lessons);
+    if let Some(h) = crate::hooks::CommandHooks::from_config(config) {
+        builder = builder.hooks(Box::new(h));
+    }
+    if let Some(git) = config.git.as_ref().filter(|g| g.publishes()) {
+        builder = builder.publisher(Box::new(publisher_for(config, git, clock_for_git.clone())?));
+        let reviews = config.mode == kaizen_core::config::Mode::Review
+            || config
+                .modes
+                .values()
+                .any(|m| *m == kaizen_core::config::Mode::Review);
+        if reviews {
+            builder =
+                builder.review_desk(Box::new(publisher_for(config, git, clock_for_git.clone())?));
+        }
+    }
     for p in proposers_for(config)? {
         builder = builder.proposer(p);
     }
     Ok(builder)
+}
+
+/// The publisher pushing to `git.remote` (the remote must exist in the repository).
+pub fn publisher_for(
+    config: &Config,
+    git: &kaizen_core::publish::GitConfig,
+    clock: Arc<dyn Clock>,
+) -> Result<crate::git::GitPublisher, AssembleError> {
+    let repo_err = |source| AssembleError::Repo {
+        path: config.repo.display().to_string(),
+        source,
+    };
+    let applier = GitApplier::open(&config.repo, config.branch.as_deref())
+        .map_err(repo_err)?
+        .with_clock(clock);
+    crate::git::GitPublisher::new(applier, git).map_err(repo_err)
 }
 
 /// Kind of the event recorded for a lesson file that could not be loaded.

@@ -13,6 +13,9 @@ use kaizen_core::intervention::{Candidate, InterventionId};
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub mod worktree;
+pub use worktree::WorktreeCanary;
+
 /// Output kept from a canary command, per stream.
 const MAX_CANARY_OUTPUT: usize = 64 * 1024;
 
@@ -136,12 +139,24 @@ pub fn build_canaries(config: &Config) -> Vec<Box<dyn Canary>> {
         .canaries
         .iter()
         .map(|(area, c)| {
-            Box::new(CommandCanary::new(
-                area,
-                &c.command,
-                config.repo.clone(),
-                Duration::from_secs(c.timeout.seconds().max(1)),
-            )) as Box<dyn Canary>
+            let timeout = Duration::from_secs(c.timeout.seconds().max(1));
+            match c.place {
+                kaizen_core::config::CanaryPlace::Worktree => Box::new(WorktreeCanary::new(
+                    area,
+                    &c.command,
+                    config.repo.clone(),
+                    timeout,
+                    c.compare,
+                    c.tolerance,
+                    c.metric.clone(),
+                )) as Box<dyn Canary>,
+                kaizen_core::config::CanaryPlace::Repo => Box::new(CommandCanary::new(
+                    area,
+                    &c.command,
+                    config.repo.clone(),
+                    timeout,
+                )) as Box<dyn Canary>,
+            }
         })
         .collect()
 }

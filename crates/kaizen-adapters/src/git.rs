@@ -21,6 +21,11 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+mod remote;
+mod review;
+pub use remote::{GitPublisher, is_kaizen_commit};
+pub use review::{message_names, review_branch};
+
 /// How far back `find_applied` / `find_reverted` walk the branch's first-parent history.
 pub const HISTORY_WALK_LIMIT: usize = 10_000;
 
@@ -2291,6 +2296,8 @@ pub fn parse_trailers(message: &str) -> Vec<(String, String)> {
     };
     let mut out = Vec::new();
     for line in last.lines() {
+        // Indented trailers too: git's squash message indents the squashed commits' messages.
+        let line = line.trim_start();
         let Some((k, v)) = line.split_once(':') else {
             return Vec::new();
         };

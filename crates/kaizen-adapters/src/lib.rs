@@ -24,6 +24,7 @@
 pub mod assemble;
 pub mod canary;
 pub mod git;
+pub mod hooks;
 pub mod llm;
 pub mod notify;
 pub mod rule_diagnose;

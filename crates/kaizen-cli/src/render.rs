@@ -492,8 +492,29 @@ pub fn status(s: &kaizen_core::status::StatusSnapshot) {
             a.id,
             a.area,
             a.title,
-            a.due_at.map(t).unwrap_or_default()
+            a.due_at.map(t).unwrap_or_else(|| "once pushed".to_string())
         );
+    }
+    if let Some(p) = &s.publish {
+        let last = p
+            .last_pushed_at
+            .map(|at| format!(", last push {}", t(at)))
+            .unwrap_or_default();
+        println!(
+            "remote `{}`: {} waiting for a push{last}",
+            p.remote,
+            p.awaiting_push.len()
+        );
+        if p.consecutive_failures > 0 {
+            println!(
+                "  {} failed push(es) in a row; next try {}: {}",
+                p.consecutive_failures,
+                p.next_attempt_at
+                    .map(t)
+                    .unwrap_or_else(|| "next cycle".into()),
+                p.last_error.as_deref().unwrap_or("")
+            );
+        }
     }
     for f in &s.frozen {
         println!(

@@ -19,4 +19,22 @@ pub trait Canary: Send + Sync {
     fn area(&self) -> &str;
     /// Tries `candidate` in a limited scope.
     async fn trial(&self, id: InterventionId, candidate: &Candidate) -> CanaryResult;
+    /// The trial with the figures it measured (stored with the intervention's canary event).
+    async fn trial_with_figures(
+        &self,
+        id: InterventionId,
+        candidate: &Candidate,
+    ) -> (CanaryResult, Option<serde_json::Value>) {
+        (self.trial(id, candidate).await, None)
+    }
+    /// Whether it runs for every change of its area, whatever the risk (a counterfactual
+    /// canary is cheap and was asked for); otherwise only from `canary_required_from`.
+    fn always(&self) -> bool {
+        false
+    }
+    /// What a killed trial left behind (temporary worktrees); with `repair`, removed.
+    fn orphans(&self, repair: bool) -> Vec<crate::apply::Finding> {
+        let _ = repair;
+        Vec::new()
+    }
 }

@@ -21,6 +21,8 @@ pub enum Mode {
     Shadow,
     /// Propose and guard; a human applies with `kaizen apply ID`.
     Manual,
+    /// Propose, guard and open a review branch (`kaizen/K-…`) on the remote; a human merges.
+    Review,
 }
 
 /// Where a signal's samples come from.
@@ -130,6 +132,32 @@ pub struct CanaryConfig {
     /// How long it may take (default 5m); a timeout fails.
     #[serde(default = "default_canary_timeout")]
     pub timeout: Span,
+    /// Where it runs: `repo` (default: in the repository, the change only described in
+    /// `KAIZEN_CHANGE`) or `worktree` (the change applied in a temporary git worktree; such a
+    /// canary runs for every change of its area).
+    #[serde(default, rename = "in")]
+    pub place: CanaryPlace,
+    /// With `in: worktree`: also run at the current head and judge the figures against the
+    /// prediction.
+    #[serde(default)]
+    pub compare: bool,
+    /// With `compare`: how far (relative, `0.05` = 5%) the metric must move the predicted way.
+    #[serde(default)]
+    pub tolerance: f64,
+    /// With `compare`: the JSON figure judged (default: the prediction's signal).
+    #[serde(default)]
+    pub metric: Option<String>,
+}
+
+/// Where a canary's command runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CanaryPlace {
+    /// In the repository, with the change described in the environment.
+    #[default]
+    Repo,
+    /// In a temporary git worktree with the change applied.
+    Worktree,
 }
 
 fn default_canary_timeout() -> Span {
@@ -304,6 +332,12 @@ pub struct Config {
     /// In autonomous mode, a candidate whose proposer's calibrated confidence (see
     /// [`crate::calibrate`]) is below this waits for a human's `kaizen apply` (default 0.3).
     pub confidence_threshold: f64,
+    /// Per-area modes over the global `mode` (`modes: { search: manual }`).
+    pub modes: BTreeMap<String, Mode>,
+    /// The remote kaizen pushes to (`git:`), if any.
+    pub git: Option<crate::publish::GitConfig>,
+    /// Commands run after each apply / revert (`hooks:`).
+    pub hooks: crate::hooks::HooksConfig,
     /// State dir (ledger lives here).
     pub state_dir: PathBuf,
     /// Signals by name.
@@ -412,6 +446,11 @@ struct ConfigSerde {
     mode: Mode,
     #[serde(default)]
     confidence_threshold: Option<f64>,
+    modes: BTreeMap<String, Mode>,
+    #[serde(default)]
+    git: Option<crate::publish::GitConfig>,
+    #[serde(default)]
+    hooks: crate::hooks::HooksConfig,
     #[serde(default = "default_state_dir")]
     state_dir: String,
     #[serde(default)]
@@ -658,6 +697,18 @@ impl Config {
             if c.command.trim().is_empty() {
                 return Err(bad(&format!("canaries.{area}.command"), "is empty".into()));
             }
+            if c.compare && c.place != CanaryPlace::Worktree {
+                return Err(bad(
+                    &format!("canaries.{area}.compare"),
+                    "compares two worktrees: give `in: worktree`".into(),
+                ));
+            }
+            if !c.tolerance.is_finite() || !(0.0..=10.0).contains(&c.tolerance) {
+                return Err(bad(
+                    &format!("canaries.{area}.tolerance"),
+                    "give a relative tolerance between 0 and 10 (0.05 = 5%)".into(),
+                ));
+            }
         }
         let guards = GuardPolicy {
             daily_budget: g.daily_budget.unwrap_or(defaults.daily_budget),
@@ -823,13 +874,72 @@ impl Config {
                 secret_env.push(name.clone());
             }
         }
+        let branch = match (raw.branch, raw.git.as_ref().and_then(|g| g.branch.clone())) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(bad(
+                    "git.branch",
+                    format!("`{b}` disagrees with the top-level `branch: {a}`; give one"),
+                ));
+            }
+            (a, b) => a.or(b),
+        };
+        if let Some(g) = &raw.git {
+            if g.remote.trim().is_empty() || g.remote.starts_with('-') {
+                return Err(bad(
+                    "git.remote",
+                    format!("{:?} is not a remote name", g.remote),
+                ));
+            }
+            if g.retry_min.seconds() == 0 || g.retry_max < g.retry_min {
+                return Err(bad(
+                    "git.retry_min",
+                    "give 0 < retry_min <= retry_max".into(),
+                ));
+            }
+            if g.timeout.seconds() == 0 || g.timeout > MAX_TIMEOUT {
+                return Err(bad(
+                    "git.timeout",
+                    format!("give a positive timeout up to {MAX_TIMEOUT}"),
+                ));
+            }
+        }
+        let reviews = raw.mode == Mode::Review || raw.modes.values().any(|m| *m == Mode::Review);
+        if reviews && raw.git.as_ref().is_none_or(|g| !g.push) {
+            return Err(bad(
+                "mode",
+                "review mode opens branches on a remote: give `git: { remote: origin, push: true }`".into(),
+            ));
+        }
+        for (name, h) in [
+            ("on_apply", &raw.hooks.on_apply),
+            ("on_revert", &raw.hooks.on_revert),
+        ] {
+            if let Some(h) = h {
+                if h.command.trim().is_empty() {
+                    return Err(bad(&format!("hooks.{name}.command"), "is empty".into()));
+                }
+                if h.timeout.seconds() == 0 || h.timeout > MAX_TIMEOUT {
+                    return Err(bad(
+                        &format!("hooks.{name}.timeout"),
+                        format!("give a positive timeout up to {MAX_TIMEOUT}"),
+                    ));
+                }
+            }
+        }
+        let git = raw.git.map(|g| crate::publish::GitConfig {
+            branch: branch.clone(),
+            ..g
+        });
         Ok(Config {
             secret_env,
             path: path.to_path_buf(),
             repo,
-            branch: raw.branch,
+            branch,
             mode: raw.mode,
             confidence_threshold,
+            modes: raw.modes,
+            git,
+            hooks: raw.hooks,
             state_dir,
             signals,
             rules,

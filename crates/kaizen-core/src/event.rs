@@ -51,6 +51,10 @@ pub enum Stage {
     Review,
     /// A diagnosis.
     Diagnose,
+    /// Pushing to the remote and review branches (GitOps).
+    Publish,
+    /// A hook command.
+    Hook,
     /// A human's request (approval, resolve).
     Operator,
     /// What humans did in the repository, noticed by the loop.
@@ -79,6 +83,8 @@ impl Stage {
             Stage::Pause => "pause",
             Stage::Review => "review",
             Stage::Diagnose => "diagnose",
+            Stage::Publish => "publish",
+            Stage::Hook => "hook",
             Stage::Operator => "operator",
             Stage::Humans => "humans",
             Stage::Runtime => "runtime",
@@ -106,6 +112,8 @@ impl Stage {
             Stage::Operator,
             Stage::Humans,
             Stage::Runtime,
+            Stage::Publish,
+            Stage::Hook,
         ]
         .into_iter()
         .find(|x| x.as_str() == s)
@@ -258,6 +266,9 @@ pub enum EngineEvent {
         intervention: InterventionId,
         /// What the canary said.
         message: String,
+        /// The figures it measured (a counterfactual canary's before/after), if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        figures: Option<serde_json::Value>,
     },
     /// A canary trial failed (a [`EngineEvent::Blocked`] follows).
     CanaryFailed {
@@ -265,6 +276,9 @@ pub enum EngineEvent {
         intervention: InterventionId,
         /// What the canary said.
         message: String,
+        /// The figures it measured, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        figures: Option<serde_json::Value>,
     },
     /// A change committed (by the apply stage, or found committed by reconciliation).
     Applied {
@@ -645,6 +659,122 @@ pub enum EngineEvent {
         open: u64,
     },
 
+    // ----- publish (GitOps: the remote and review branches) ------------------------------------
+    /// The branch was pushed to the remote (after replaying kaizen's commits on a moved remote,
+    /// if `replayed` says so).
+    Pushed {
+        /// The remote.
+        remote: String,
+        /// The remote branch's tip now.
+        tip: String,
+        /// The commits that were not on the remote before.
+        commits: Vec<String>,
+        /// kaizen's commits recreated on the remote's new tip first.
+        replayed: Vec<crate::publish::Replayed>,
+    },
+    /// A push (or the fetch before a replay) failed and is retried with back-off.
+    PushFailed {
+        /// The remote.
+        remote: String,
+        /// git's words.
+        message: String,
+        /// Failures in a row, this one included.
+        failures: u32,
+        /// When the next try is due.
+        next_attempt_at: DateTime<Utc>,
+        /// Applied interventions waiting for the push (validation not started).
+        awaiting_push: Vec<InterventionId>,
+    },
+    /// The remote moved and kaizen's commits cannot be replayed on it: nothing was rewritten or
+    /// force-pushed; a human must merge (retried with back-off too).
+    PushDiverged {
+        /// The remote.
+        remote: String,
+        /// What stands in the way.
+        message: String,
+        /// Failures in a row, this one included.
+        failures: u32,
+        /// When the next try is due.
+        next_attempt_at: DateTime<Utc>,
+        /// Applied interventions waiting for the push (validation not started).
+        awaiting_push: Vec<InterventionId>,
+    },
+    /// An applied change reached the remote: its validation clock starts now.
+    ValidationStarted {
+        /// The intervention.
+        intervention: InterventionId,
+        /// The remote.
+        remote: String,
+        /// Its commit.
+        commit: String,
+        /// When validation is due.
+        due: DateTime<Utc>,
+    },
+    /// A review branch was opened (status `awaiting_review`).
+    AwaitingReview {
+        /// The intervention.
+        intervention: InterventionId,
+        /// Its status before.
+        from: Status,
+        /// The branch's commit.
+        commit: String,
+        /// Why (for the status history).
+        reason: String,
+    },
+    /// A review branch reached the target branch: a human merged it (an `applied` follows).
+    ReviewMerged {
+        /// The intervention.
+        intervention: InterventionId,
+        /// The review branch.
+        branch: String,
+        /// kaizen's commit on the branch.
+        review_commit: String,
+        /// The target's commit holding the change.
+        commit: String,
+    },
+    /// A stale review branch rebased onto the moved target.
+    ReviewRebased {
+        /// The intervention.
+        intervention: InterventionId,
+        /// The review branch.
+        branch: String,
+        /// Its commit before.
+        old: String,
+        /// Its commit now.
+        new: String,
+    },
+    /// A review branch is stale and kaizen cannot rebase it (conflict, or a human's commits).
+    ReviewStale {
+        /// The intervention.
+        intervention: InterventionId,
+        /// The review branch.
+        branch: String,
+        /// Why, for a human.
+        reason: String,
+    },
+    /// A hook command ran (`on_apply` / `on_revert`).
+    HookRan {
+        /// The intervention.
+        intervention: InterventionId,
+        /// `apply` or `revert`.
+        event: String,
+        /// The commit it ran after.
+        commit: String,
+        /// Whether it exited 0 in time.
+        ok: bool,
+        /// Its exit status and output (excerpted).
+        output: String,
+    },
+    /// A review branch deleted without a merge (status `rejected`).
+    Rejected {
+        /// The intervention.
+        intervention: InterventionId,
+        /// Its status before.
+        from: Status,
+        /// Why (the reviewer's last commit, if it said).
+        reason: String,
+    },
+
     /// An event recorded by a kaizen before typed events (or of a kind this kaizen does not
     /// know): kept as it was stored.
     Legacy {
@@ -736,6 +866,17 @@ impl EngineEvent {
                 from,
                 reason,
             },
+            Status::AwaitingReview => EngineEvent::AwaitingReview {
+                intervention: id,
+                from,
+                commit: commit.unwrap_or_default().to_string(),
+                reason,
+            },
+            Status::Rejected => EngineEvent::Rejected {
+                intervention: id,
+                from,
+                reason,
+            },
             // `proposed` is only ever entered by a new row ([`EngineEvent::proposed`]).
             Status::Blocked | Status::Proposed => EngineEvent::Blocked {
                 intervention: id,
@@ -803,6 +944,17 @@ impl EngineEvent {
             ConfigReloaded { .. } => "config_reloaded",
             ReloadFailed { .. } => "reload_failed",
             InvariantsChecked { .. } => "invariants_checked",
+            Pushed { .. } => "pushed",
+            PushFailed { .. } => "push_failed",
+            PushDiverged { .. } => "push_diverged",
+            ValidationStarted { .. } => "validation_started",
+            AwaitingReview { .. } => "awaiting_review",
+            ReviewMerged { .. } => "review_merged",
+            ReviewRebased { .. } => "review_rebased",
+            ReviewStale { .. } => "review_stale",
+            Rejected { .. } => "rejected",
+            HookRan { ok: true, .. } => "hook_ok",
+            HookRan { ok: false, .. } => "hook_failed",
             Legacy { legacy_kind, .. } => legacy_kind,
         }
     }
@@ -855,6 +1007,16 @@ impl EngineEvent {
             Diagnosis { .. } | DiagnoseFailed { .. } => Stage::Diagnose,
             ConfigReloaded { .. } | ReloadFailed { .. } => Stage::Runtime,
             InvariantsChecked { .. } => Stage::Check,
+            Pushed { .. }
+            | PushFailed { .. }
+            | PushDiverged { .. }
+            | ValidationStarted { .. }
+            | AwaitingReview { .. }
+            | ReviewMerged { .. }
+            | ReviewRebased { .. }
+            | ReviewStale { .. }
+            | Rejected { .. } => Stage::Publish,
+            HookRan { .. } => Stage::Hook,
             Legacy { stage, .. } => Stage::parse(stage),
         }
     }
@@ -895,7 +1057,14 @@ impl EngineEvent {
             | HumanCommit { intervention, .. }
             | Resolved { intervention, .. }
             | ResolveRequested { intervention, .. }
-            | ResolveRefused { intervention, .. } => Some(*intervention),
+            | ResolveRefused { intervention, .. }
+            | ValidationStarted { intervention, .. }
+            | AwaitingReview { intervention, .. }
+            | ReviewMerged { intervention, .. }
+            | ReviewRebased { intervention, .. }
+            | ReviewStale { intervention, .. }
+            | Rejected { intervention, .. }
+            | HookRan { intervention, .. } => Some(*intervention),
             Escalation { intervention, .. }
             | EscalationRepeated { intervention, .. }
             | EscalationReminder { intervention, .. }
@@ -924,6 +1093,9 @@ impl EngineEvent {
             | MetaReview { .. }
             | Diagnosis { .. }
             | DiagnoseFailed { .. }
+            | Pushed { .. }
+            | PushFailed { .. }
+            | PushDiverged { .. }
             | Legacy { .. } => None,
         }
     }
@@ -940,6 +1112,8 @@ impl EngineEvent {
             Reverted { .. } => Some(Status::Reverted),
             Kept { .. } => Some(Status::Kept),
             Superseded { .. } => Some(Status::Superseded),
+            AwaitingReview { .. } => Some(Status::AwaitingReview),
+            Rejected { .. } => Some(Status::Rejected),
             _ => None,
         }
     }
@@ -956,7 +1130,9 @@ impl EngineEvent {
             | Validated { from, reason, .. }
             | Reverted { from, reason, .. }
             | Kept { from, reason, .. }
-            | Superseded { from, reason, .. } => Some(format!("{from} → {to}: {reason}")),
+            | Superseded { from, reason, .. }
+            | AwaitingReview { from, reason, .. }
+            | Rejected { from, reason, .. } => Some(format!("{from} → {to}: {reason}")),
             Applied { reason, .. } => Some(format!("{} → {to}: {reason}", Status::Proposed)),
             _ => None,
         }
@@ -990,7 +1166,11 @@ impl EngineEvent {
             | DiagnoseFailed { .. }
             | ReloadFailed { .. }
             | EscalationRepeated { .. }
-            | ResolveRefused { .. } => tracing::Level::WARN,
+            | ResolveRefused { .. }
+            | PushFailed { .. }
+            | PushDiverged { .. }
+            | ReviewStale { .. }
+            | HookRan { ok: false, .. } => tracing::Level::WARN,
             _ => tracing::Level::INFO,
         }
     }
@@ -1084,6 +1264,13 @@ impl fmt::Display for EngineEvent {
                         "apply had completed before the interruption: commit {}; validation due {}",
                         short(commit),
                         stamp(due)
+                    )
+                } else if *due == DateTime::<Utc>::default() {
+                    // No deadline yet: a remote is configured and the commit is not on it.
+                    write!(
+                        f,
+                        "applied as commit {}; validation starts once it is pushed",
+                        short(commit)
                     )
                 } else {
                     write!(
@@ -1214,6 +1401,80 @@ impl fmt::Display for EngineEvent {
                 write!(f, "reload refused, keeping the previous config: {error}")
             }
             InvariantsChecked { open } => write!(f, "{open} invariant violation(s) open"),
+            Pushed {
+                remote,
+                tip,
+                replayed,
+                ..
+            } => {
+                if replayed.is_empty() {
+                    write!(f, "pushed to `{remote}`: tip {}", short(tip))
+                } else {
+                    write!(
+                        f,
+                        "the remote had moved; replayed {} commit(s) of kaizen's on it ({}) and pushed to `{remote}`: tip {}",
+                        replayed.len(),
+                        replayed
+                            .iter()
+                            .map(|r| format!("{} → {}", short(&r.old), short(&r.new)))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        short(tip)
+                    )
+                }
+            }
+            PushFailed {
+                message,
+                failures,
+                next_attempt_at,
+                ..
+            }
+            | PushDiverged {
+                message,
+                failures,
+                next_attempt_at,
+                ..
+            } => write!(
+                f,
+                "not published ({failures} failure(s) in a row; next try at {}): {message}",
+                stamp(next_attempt_at)
+            ),
+            ValidationStarted {
+                remote,
+                commit,
+                due,
+                ..
+            } => write!(
+                f,
+                "commit {} is on `{remote}`: the change is in effect, validation due {}",
+                short(commit),
+                stamp(due)
+            ),
+            AwaitingReview { reason, .. } => f.write_str(reason),
+            ReviewMerged { branch, commit, .. } => write!(
+                f,
+                "`{branch}` reached the target as commit {}: applied by a human",
+                short(commit)
+            ),
+            ReviewRebased {
+                branch, old, new, ..
+            } => write!(
+                f,
+                "the target moved: `{branch}` rebased onto it ({} → {})",
+                short(old),
+                short(new)
+            ),
+            ReviewStale { reason, .. } => f.write_str(reason),
+            Rejected { reason, .. } => f.write_str(reason),
+            HookRan {
+                event, ok, output, ..
+            } => {
+                if *ok {
+                    write!(f, "on_{event} {output}")
+                } else {
+                    write!(f, "on_{event} hook failed: {output}")
+                }
+            }
             Legacy { detail, .. } => f.write_str(detail),
         }
     }

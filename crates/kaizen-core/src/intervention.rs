@@ -343,11 +343,15 @@ pub enum Status {
     /// the file) or a later intervention replaced it: validation ended; counted neither as
     /// validated nor as a rollback (no freeze count, no lesson).
     Superseded,
+    /// On a review branch, waiting for a human to merge it (review mode).
+    AwaitingReview,
+    /// Its review branch was deleted without a merge; never applied.
+    Rejected,
 }
 
 impl Status {
     /// All statuses, in lifecycle order.
-    pub const ALL: [Status; 8] = [
+    pub const ALL: [Status; 10] = [
         Status::Proposed,
         Status::Blocked,
         Status::Backlog,
@@ -356,6 +360,8 @@ impl Status {
         Status::Reverted,
         Status::Kept,
         Status::Superseded,
+        Status::AwaitingReview,
+        Status::Rejected,
     ];
 
     /// The stable lowercase name.
@@ -369,6 +375,8 @@ impl Status {
             Status::Reverted => "reverted",
             Status::Kept => "kept",
             Status::Superseded => "superseded",
+            Status::AwaitingReview => "awaiting_review",
+            Status::Rejected => "rejected",
         }
     }
 
@@ -388,6 +396,10 @@ impl Status {
                 | (Applied, Kept)
                 | (Applied, Superseded)
                 | (Validated, Superseded)
+                | (Proposed, AwaitingReview)
+                | (AwaitingReview, Applied)
+                | (AwaitingReview, Rejected)
+                | (AwaitingReview, Blocked)
         )
     }
 

@@ -224,6 +224,10 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX suppressions_seen ON suppressions(last_seen);
     "#,
+    // v7: the review branch a change in review mode waits on (issue 13).
+    r#"
+    ALTER TABLE interventions ADD COLUMN review_branch TEXT;
+    "#,
 ];
 
 /// The index in [`MIGRATIONS`] of the step that adds the audit chain (rows recorded before it
@@ -266,9 +270,13 @@ impl Pending {
 struct Also<'a> {
     commit: Option<&'a str>,
     revert_commit: Option<&'a str>,
-    applied_due: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// `applied_at` and `due_at` (`None`: the validation clock has not started, e.g. the change
+    /// is not on the remote yet).
+    applied_due: Option<(DateTime<Utc>, Option<DateTime<Utc>>)>,
     /// A failpoint between the status and the other columns (kill tests).
     failpoint: Option<&'static str>,
+    /// The review branch the change waits on.
+    review_branch: Option<&'a str>,
 }
 
 /// The SQLite ledger.
@@ -974,7 +982,7 @@ impl Ledger {
             to,
             reason,
             also.commit.or(also.revert_commit),
-            also.applied_due.map(|(_, due)| due),
+            also.applied_due.and_then(|(_, due)| due),
         );
         let final_at = matches!(
             to,
@@ -983,6 +991,7 @@ impl Ledger {
                 | Status::Blocked
                 | Status::Kept
                 | Status::Superseded
+                | Status::Rejected
         )
         .then(|| ms(now));
         self.tx(|tx| {
@@ -1007,6 +1016,13 @@ impl Ledger {
                 )
                 .map_err(sql)?;
             }
+            if let Some(b) = also.review_branch {
+                tx.execute(
+                    "UPDATE interventions SET review_branch = ?2 WHERE id = ?1",
+                    params![id.0, b],
+                )
+                .map_err(sql)?;
+            }
             if let Some(sha) = also.revert_commit {
                 tx.execute(
                     "UPDATE interventions SET revert_commit = ?2 WHERE id = ?1",
@@ -1017,7 +1033,7 @@ impl Ledger {
             if let Some((applied, due)) = also.applied_due {
                 tx.execute(
                     "UPDATE interventions SET applied_at = ?2, due_at = ?3 WHERE id = ?1",
-                    params![id.0, ms(applied), ms(due)],
+                    params![id.0, ms(applied), due.map(ms)],
                 )
                 .map_err(sql)?;
             }
@@ -1083,7 +1099,7 @@ impl Ledger {
             reason,
             Also {
                 commit: Some(commit),
-                applied_due: Some((now, due_at)),
+                applied_due: Some((now, Some(due_at))),
                 failpoint: Some("ledger.mark_applied.after_status"),
                 ..Also::default()
             },
@@ -1182,6 +1198,143 @@ impl Ledger {
                 failpoint: Some("ledger.mark_reverted.after_status"),
                 ..Also::default()
             },
+        )
+    }
+
+    /// Records a successful apply whose change is not yet where it takes effect (not pushed to
+    /// the remote): status `applied` with its commit, but no validation deadline until
+    /// [`Ledger::start_validation`] — as one transaction.
+    pub fn mark_applied_unpublished(
+        &mut self,
+        id: InterventionId,
+        commit: &str,
+        now: DateTime<Utc>,
+        stage: Stage,
+        reason: &str,
+    ) -> Result<EngineEvent, LedgerError> {
+        self.change_status(
+            id,
+            Status::Applied,
+            now,
+            stage,
+            reason,
+            Also {
+                commit: Some(commit),
+                applied_due: Some((now, None)),
+                failpoint: Some("ledger.mark_applied.after_status"),
+                ..Also::default()
+            },
+        )
+    }
+
+    /// Starts the validation clock of an applied intervention whose change took effect at `at`
+    /// (its commit reached the remote): `applied_at = at`, due at `due_at`, with an event, as one
+    /// transaction. Returns false (changing nothing) when the clock was already running.
+    pub fn start_validation(
+        &mut self,
+        id: InterventionId,
+        at: DateTime<Utc>,
+        due_at: DateTime<Utc>,
+        event: &EngineEvent,
+    ) -> Result<bool, LedgerError> {
+        self.tx(|tx| {
+            let sql = |source| LedgerError::Sql {
+                path: PathBuf::new(),
+                source,
+            };
+            let n = tx
+                .execute(
+                    "UPDATE interventions SET applied_at = ?2, due_at = ?3
+                     WHERE id = ?1 AND status = 'applied' AND due_at IS NULL",
+                    params![id.0, ms(at), ms(due_at)],
+                )
+                .map_err(sql)?;
+            if n == 0 {
+                return Ok(false);
+            }
+            append_in(tx, at, event)?;
+            Ok(true)
+        })
+        .map_err(|e| self.fix_path(e))
+    }
+
+    /// Records an opened review branch: status `awaiting_review`, its commit (on the branch,
+    /// not on the target) and branch, as one transaction.
+    pub fn mark_awaiting_review(
+        &mut self,
+        id: InterventionId,
+        commit: &str,
+        branch: &str,
+        now: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<EngineEvent, LedgerError> {
+        self.change_status(
+            id,
+            Status::AwaitingReview,
+            now,
+            Stage::Publish,
+            reason,
+            Also {
+                commit: Some(commit),
+                review_branch: Some(branch),
+                ..Also::default()
+            },
+        )
+    }
+
+    /// The review branch `id` was proposed on, if any.
+    pub fn review_branch(&self, id: InterventionId) -> Result<Option<String>, LedgerError> {
+        self.sql(|c| {
+            c.query_row(
+                "SELECT review_branch FROM interventions WHERE id = ?1",
+                params![id.0],
+                |r| r.get(0),
+            )
+            .optional()
+            .map(Option::flatten)
+        })
+    }
+
+    /// Applied interventions whose validation clock has not started (their change is not yet
+    /// where it takes effect), oldest first.
+    pub fn awaiting_publish(&self) -> Result<Vec<Intervention>, LedgerError> {
+        self.query_interventions(
+            "WHERE status = 'applied' AND due_at IS NULL AND pending IS NULL ORDER BY id",
+            [],
+        )
+    }
+
+    /// Replaces commit `old` by `new` wherever `id`'s row records it (its apply or its revert
+    /// commit), after a replay recreated it on a moved remote. Returns whether a row changed.
+    pub fn replace_commit(
+        &mut self,
+        id: InterventionId,
+        old: &str,
+        new: &str,
+    ) -> Result<bool, LedgerError> {
+        self.sql(|c| {
+            let a = c.execute(
+                "UPDATE interventions SET commit_sha = ?3 WHERE id = ?1 AND commit_sha = ?2",
+                params![id.0, old, new],
+            )?;
+            let b = c.execute(
+                "UPDATE interventions SET revert_commit = ?3 WHERE id = ?1 AND revert_commit = ?2",
+                params![id.0, old, new],
+            )?;
+            Ok(a + b > 0)
+        })
+    }
+
+    /// The newest `limit` events of `stage`, newest first.
+    pub fn recent_events(
+        &self,
+        stage: &str,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, LedgerError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.query_events(
+            "WHERE stage = ?1 ORDER BY id DESC LIMIT ?2",
+            params![stage, limit],
         )
     }
 

@@ -88,6 +88,9 @@ pub struct StatusSnapshot {
     /// Lesson files that failed to load and are skipped (filled by whoever loads the lessons:
     /// the snapshot itself reads only the ledger and the state dir).
     pub invalid_lessons: Vec<InvalidLesson>,
+    /// Pushing to the remote (`None`: no remote configured): what waits for a push and
+    /// failures since the last success.
+    pub publish: Option<crate::publish::PublishStatus>,
 }
 
 /// A firing rule held back, with whether its signal is alerting now.
@@ -167,6 +170,7 @@ impl StatusSnapshot {
             escalations_24h,
             paused: state_dir.map(crate::pause::read).unwrap_or_default(),
             invalid_lessons: Vec::new(),
+            publish: crate::engine::publish_status(ledger, settings)?,
             autonomy: crate::calibrate::Calibration::all(
                 &ledger.finalized()?,
                 settings.confidence_threshold,

@@ -9,14 +9,20 @@ use crate::guard::{self, Decision};
 use crate::intervention::{Candidate, InterventionId, Status};
 
 impl Engine {
-    pub(super) async fn apply_now(
+    /// Runs the area's canary when the candidate's risk requires one: `false` when it is
+    /// blocked or parked (recorded), `true` to go on.
+    pub(super) async fn canary_gate(
         &mut self,
         id: InterventionId,
         candidate: &Candidate,
         report: &mut CycleReport,
-    ) -> Result<(), EngineError> {
+    ) -> Result<bool, EngineError> {
         let now = self.clock.now();
-        if candidate.risk >= self.settings.policy.canary_required_from {
+        let always = self
+            .canaries
+            .iter()
+            .any(|c| c.area() == candidate.area && c.always());
+        if always || candidate.risk >= self.settings.policy.canary_required_from {
             let Some(canary) = self.canaries.iter().find(|c| c.area() == candidate.area) else {
                 // The canary guard should have put this in the backlog; never apply without one.
                 let event = self.ledger.transition(
@@ -27,14 +33,16 @@ impl Engine {
                     "no canary for this area (fail closed)",
                 )?;
                 report.push(event);
-                return Ok(());
+                return Ok(false);
             };
-            match canary.trial(id, candidate).await {
+            let (result, figures) = canary.trial_with_figures(id, candidate).await;
+            match result {
                 CanaryResult::Pass(message) => self.emit(
                     report,
                     EngineEvent::CanaryPassed {
                         intervention: id,
                         message,
+                        figures,
                     },
                 )?,
                 CanaryResult::Fail(message) => {
@@ -44,16 +52,30 @@ impl Engine {
                         EngineEvent::CanaryFailed {
                             intervention: id,
                             message,
+                            figures,
                         },
                     )?;
                     let event =
                         self.ledger
                             .transition(id, Status::Blocked, now, Stage::Canary, &reason)?;
                     report.push(event);
-                    return Ok(());
+                    return Ok(false);
                 }
             }
         }
+        Ok(true)
+    }
+
+    pub(super) async fn apply_now(
+        &mut self,
+        id: InterventionId,
+        candidate: &Candidate,
+        report: &mut CycleReport,
+    ) -> Result<(), EngineError> {
+        if !self.canary_gate(id, candidate, report).await? {
+            return Ok(());
+        }
+        let now = self.clock.now();
         // The branch is recorded with the pending marker, before the commit: reconciliation
         // and every later revert go to where the commit is, whatever is checked out then.
         let branch = self.applier.current_branch().ok().flatten();
@@ -70,6 +92,21 @@ impl Engine {
                 {
                     self.ledger.set_branch(id, b)?;
                 }
+                if self.publishing() {
+                    // In effect only once on the remote: the clock starts at the push.
+                    let event = self.ledger.mark_applied_unpublished(
+                        id,
+                        &commit.sha,
+                        now,
+                        Stage::Apply,
+                        &format!(
+                            "committed {}; validation starts once it is pushed",
+                            short(&commit.sha)
+                        ),
+                    )?;
+                    report.push(event);
+                    return self.after_apply_hook(id, &commit.sha, report);
+                }
                 let due = self
                     .settings
                     .validate
@@ -85,6 +122,7 @@ impl Engine {
                     &format!("committed {}", short(&commit.sha)),
                 )?;
                 report.push(event);
+                self.after_apply_hook(id, &commit.sha, report)?;
             }
             Err(e) => {
                 let event = self.ledger.transition(
@@ -96,6 +134,41 @@ impl Engine {
                 )?;
                 report.push(event);
             }
+        }
+        Ok(())
+    }
+
+    /// Runs the `on_apply` hook after `id`'s commit; a failing hook reverts it at once, recorded
+    /// with the hook's output.
+    fn after_apply_hook(
+        &mut self,
+        id: InterventionId,
+        commit: &str,
+        report: &mut CycleReport,
+    ) -> Result<(), EngineError> {
+        let iv = self.ledger.get(id)?;
+        let Some(outcome) = self
+            .hooks
+            .as_ref()
+            .and_then(|h| h.run(crate::hooks::HookEvent::Apply, id, &iv.candidate, commit))
+        else {
+            return Ok(());
+        };
+        let ok = outcome.ok;
+        let text = format!("on_apply hook failed: {}", outcome.output);
+        self.emit(
+            report,
+            EngineEvent::HookRan {
+                intervention: id,
+                event: "apply".into(),
+                commit: commit.to_string(),
+                ok,
+                output: outcome.output,
+            },
+        )?;
+        if !ok {
+            // The change is not safely in effect: undo it now, not at validation.
+            self.revert_with(&iv, &text, report)?;
         }
         Ok(())
     }
@@ -151,6 +224,7 @@ impl Engine {
                 self.refuse(id, decision, &reason, &mut report)?
             }
         }
+        self.publish_step(&mut report, true)?;
         Ok(report)
     }
 }

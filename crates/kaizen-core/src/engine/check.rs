@@ -22,6 +22,9 @@ pub const CHECK_EVERY_CYCLES: u32 = 12;
 /// beyond the bounded history walk).
 pub const RECENT: crate::span::Span = crate::span::Span::days(30);
 
+/// Violation kind of a local commit not yet on the configured remote.
+pub const UNPUSHED_COMMIT: &str = "unpushed_commit";
+
 /// One broken invariant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Violation {
@@ -104,6 +107,13 @@ impl Engine {
             ),
         }
 
+        // Canary worktrees a killed trial left behind.
+        for c in &self.canaries {
+            for f in c.orphans(repair) {
+                push(&f.kind, f.path, f.detail, f.repaired);
+            }
+        }
+
         // The ledger on its own: nothing stuck half-way.
         let all = self.ledger.all()?;
         let pending: BTreeMap<InterventionId, crate::ledger::Pending> = self
@@ -127,7 +137,7 @@ impl Engine {
             );
         }
         for iv in &all {
-            if self.settings.mode == Mode::Autonomous
+            if self.settings.mode_for(&iv.candidate.area) == Mode::Autonomous
                 && iv.status == Status::Proposed
                 && !pending.contains_key(&iv.id)
                 && !self.awaits_approval(iv.id)?
@@ -165,7 +175,9 @@ impl Engine {
                 // inside it (live ones, and those finalized within RECENT).
                 let recent_since = now - RECENT.to_chrono();
                 for iv in all.iter().filter(|i| {
-                    i.status == Status::Applied || i.finalized_at.is_some_and(|t| t >= recent_since)
+                    i.status == Status::Applied
+                        || (i.status != Status::Rejected
+                            && i.finalized_at.is_some_and(|t| t >= recent_since))
                 }) {
                     if let Some(c) = &iv.commit
                         && !shas.contains(c.as_str())
@@ -233,6 +245,39 @@ impl Engine {
                 }
             }
             Ok(_) => {}
+        }
+
+        // The remote: local commits GitOps does not see yet (as of the last fetch or push).
+        if let Some(publisher) = self.publisher.as_ref() {
+            let remote = publisher.remote().to_string();
+            match publisher.unpushed() {
+                Ok(commits) => {
+                    for c in commits {
+                        push(
+                            UNPUSHED_COMMIT,
+                            c.sha.clone(),
+                            format!(
+                                "{} commit {} ({}) is not on `{remote}` yet{}",
+                                if c.kaizen { "kaizen's" } else { "a human's" },
+                                short(&c.sha),
+                                c.subject,
+                                if c.kaizen {
+                                    "; the next cycle pushes it (see `kaizen status` for failures)"
+                                } else {
+                                    "; kaizen never pushes or rewrites a human's commit: push it yourself"
+                                }
+                            ),
+                            false,
+                        );
+                    }
+                }
+                Err(e) => push(
+                    "remote_unreadable",
+                    remote,
+                    format!("cannot compare the branch with the remote: {e}"),
+                    false,
+                ),
+            }
         }
 
         // kaizen's files: what it applied (still live) and its lessons, staged exactly as HEAD.

@@ -206,6 +206,10 @@ impl Engine {
                 .index_lesson(&row, now, &serde_json::to_value(l).unwrap_or_default())?;
         }
         self.lessons = lessons;
+        if report.commit.is_some() {
+            // Lesson commits go to the remote like every other commit of kaizen's.
+            self.publish_step(&mut CycleReport::default(), true)?;
+        }
         Ok(report)
     }
 }

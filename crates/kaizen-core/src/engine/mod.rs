@@ -28,9 +28,11 @@ mod observe;
 mod pause;
 mod periodic;
 mod propose;
+mod publish;
 mod reconcile;
 mod resolve;
 mod revert;
+mod review_branch;
 mod suppress;
 mod validate;
 
@@ -39,6 +41,7 @@ pub use humans::KeyState;
 pub use learn::LearnReport;
 pub use pause::{pause_recorded, resume_recorded};
 pub use periodic::{META_REVIEW, WrittenReview};
+pub use publish::publish_status;
 pub use resolve::Resolution;
 
 use crate::apply::{Applier, ApplyError};
@@ -114,6 +117,10 @@ pub enum EngineError {
 pub struct EngineSettings {
     /// Autonomous, shadow or manual.
     pub mode: Mode,
+    /// Per-area modes over `mode`.
+    pub modes: BTreeMap<String, Mode>,
+    /// The remote kaizen publishes to, if any (`git:`).
+    pub git: Option<crate::publish::GitConfig>,
     /// The target repository root.
     pub repo_root: PathBuf,
     /// Signals by name.
@@ -130,10 +137,17 @@ pub struct EngineSettings {
 }
 
 impl EngineSettings {
+    /// The mode in force for `area`: its entry in `modes`, else the global `mode`.
+    pub fn mode_for(&self, area: &str) -> Mode {
+        self.modes.get(area).copied().unwrap_or(self.mode)
+    }
+
     /// Settings from a loaded config.
     pub fn from_config(config: &Config) -> Self {
         Self {
             mode: config.mode,
+            modes: config.modes.clone(),
+            git: config.git.clone(),
             repo_root: config.repo.clone(),
             signals: config.signals.clone(),
             policy: config.guards.clone(),
@@ -276,9 +290,28 @@ pub struct EngineBuilder {
     sizing: Option<Box<SizingFn>>,
     notifiers: Vec<Box<dyn crate::notify::Notifier>>,
     state_dir: Option<PathBuf>,
+    publisher: Option<Box<dyn crate::publish::Publisher>>,
+    review: Option<Box<dyn crate::publish::ReviewDesk>>,
+    hooks: Option<Box<dyn crate::hooks::Hooks>>,
 }
 
 impl EngineBuilder {
+    /// The `on_apply` / `on_revert` hooks.
+    pub fn hooks(mut self, hooks: Box<dyn crate::hooks::Hooks>) -> Self {
+        self.hooks = Some(hooks);
+        self
+    }
+    /// Where review mode opens its branches (without one, review-mode candidates are blocked).
+    pub fn review_desk(mut self, desk: Box<dyn crate::publish::ReviewDesk>) -> Self {
+        self.review = Some(desk);
+        self
+    }
+    /// The publisher pushing kaizen's commits to the remote (settings' `git:` gives its
+    /// back-off; without one, a change is in effect once committed).
+    pub fn publisher(mut self, publisher: Box<dyn crate::publish::Publisher>) -> Self {
+        self.publisher = Some(publisher);
+        self
+    }
     /// The state dir: where the state lock is taken by a runtime and where pause files are read
     /// (without one, the engine never pauses and a runtime takes no lock).
     pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
@@ -376,6 +409,9 @@ impl EngineBuilder {
             ids_checked: false,
             cycles_since_check: 0,
             state_dir: self.state_dir,
+            publisher: self.publisher,
+            review: self.review,
+            hooks: self.hooks,
         })
     }
 }
@@ -399,6 +435,9 @@ pub struct Engine {
     /// Cycles since the last invariant check (0: none yet).
     cycles_since_check: u32,
     state_dir: Option<PathBuf>,
+    publisher: Option<Box<dyn crate::publish::Publisher>>,
+    review: Option<Box<dyn crate::publish::ReviewDesk>>,
+    hooks: Option<Box<dyn crate::hooks::Hooks>>,
 }
 
 impl Engine {
@@ -418,6 +457,9 @@ impl Engine {
             sizing: None,
             notifiers: Vec::new(),
             state_dir: None,
+            publisher: None,
+            review: None,
+            hooks: None,
         }
     }
 
@@ -577,10 +619,12 @@ impl Engine {
         self.notice_humans(&mut report)?;
         self.observe(&mut report).await?;
         self.validate_due(&mut report)?;
+        self.review_step(&mut report)?;
         let proposals = self.gather_proposals(&mut report).await?;
         for (proposer, candidate) in proposals {
             self.consider(candidate, &proposer, &mut report).await?;
         }
+        self.publish_step(&mut report, false)?;
         self.notify(&report).await?;
         Ok(report)
     }

@@ -254,7 +254,7 @@ impl Engine {
         let (decision, reason) = guard::overall(&verdicts);
         match decision {
             Decision::Block | Decision::Backlog => self.refuse(id, decision, &reason, report)?,
-            Decision::Pass => match self.settings.mode {
+            Decision::Pass => match self.settings.mode_for(&candidate.area) {
                 Mode::Autonomous => {
                     let calibration = self.calibration_of(&candidate)?;
                     if calibration.needs_approval {
@@ -266,6 +266,7 @@ impl Engine {
                 Mode::Shadow => {
                     self.emit(report, EngineEvent::ShadowWouldApply { intervention: id })?
                 }
+                Mode::Review => self.open_review(id, &candidate, report).await?,
                 Mode::Manual => {
                     self.emit(report, EngineEvent::AwaitingApproval { intervention: id })?
                 }

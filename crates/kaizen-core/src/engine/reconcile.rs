@@ -28,17 +28,23 @@ impl Engine {
                             .settle
                             .saturating_add(iv.candidate.prediction.within)
                             .after(now);
-                        let event = self.ledger.mark_applied(
-                            id,
-                            &sha,
-                            now,
-                            due,
-                            Stage::Reconcile,
-                            &format!(
-                                "reconciled after an interruption: commit {} found",
-                                short(&sha)
-                            ),
-                        )?;
+                        let why = format!(
+                            "reconciled after an interruption: commit {} found",
+                            short(&sha)
+                        );
+                        let event = if self.publishing() {
+                            // The publish step starts the clock once the commit is pushed.
+                            self.ledger.mark_applied_unpublished(
+                                id,
+                                &sha,
+                                now,
+                                Stage::Reconcile,
+                                &why,
+                            )?
+                        } else {
+                            self.ledger
+                                .mark_applied(id, &sha, now, due, Stage::Reconcile, &why)?
+                        };
                         report.push(event);
                     }
                     Ok(None) => {
@@ -91,12 +97,15 @@ impl Engine {
                 },
             }
         }
-        if self.settings.mode == Mode::Autonomous {
-            // A `proposed` row with no pending git operation in autonomous mode was interrupted
-            // before its guards ran (or left by a previous mode). It was never applied.
+        {
+            // A `proposed` row with no pending git operation in autonomous mode (its area's)
+            // was interrupted before its guards ran (or left by a previous mode). It was never
+            // applied.
             for iv in self.ledger.with_status(Status::Proposed)? {
-                // Left for a human because its proposer's calibration fell short: not stuck.
-                if self.awaits_approval(iv.id)? {
+                if self.settings.mode_for(&iv.candidate.area) != Mode::Autonomous
+                    // Left for a human because its proposer's calibration fell short: not stuck.
+                    || self.awaits_approval(iv.id)?
+                {
                     continue;
                 }
                 let event = self.ledger.transition(

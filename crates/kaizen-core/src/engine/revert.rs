@@ -52,6 +52,7 @@ impl Engine {
                 )? {
                     report.push(e);
                 }
+                self.after_revert_hook(iv, &c.sha, report)?;
                 Ok(true)
             }
             Err(ApplyError::NoOp) => {
@@ -87,6 +88,47 @@ impl Engine {
                 Ok(false)
             }
         }
+    }
+
+    /// Runs the `on_revert` hook after a revert commit; a failure is escalated with its output.
+    fn after_revert_hook(
+        &mut self,
+        iv: &Intervention,
+        commit: &str,
+        report: &mut CycleReport,
+    ) -> Result<(), EngineError> {
+        let Some(outcome) = self.hooks.as_ref().and_then(|h| {
+            h.run(
+                crate::hooks::HookEvent::Revert,
+                iv.id,
+                &iv.candidate,
+                commit,
+            )
+        }) else {
+            return Ok(());
+        };
+        let ok = outcome.ok;
+        let text = format!("on_revert hook failed: {}", outcome.output);
+        self.emit(
+            report,
+            crate::event::EngineEvent::HookRan {
+                intervention: iv.id,
+                event: "revert".into(),
+                commit: commit.to_string(),
+                ok,
+                output: outcome.output,
+            },
+        )?;
+        if !ok {
+            self.escalate(
+                report,
+                Some(iv.id),
+                Stage::Hook,
+                format!("hook_failed {}", iv.id),
+                text,
+            )?;
+        }
+        Ok(())
     }
 
     /// Reverts an applied or validated intervention on a human's say-so.
@@ -133,6 +175,7 @@ impl Engine {
             };
             return Err(EngineError::Refused { id, message: why });
         }
+        self.publish_step(&mut report, true)?;
         Ok(report)
     }
 }
