@@ -349,7 +349,10 @@ fn issue10_refused_revert_escalates_once_reminds_on_backoff_and_resolve_closes_i
         let text = format!("{}{}", stdout(&out), stderr(&out));
         assert!(!text.contains("still"), "+{m}m: {text}");
         assert!(!text.contains("ESCALATION"), "+{m}m: {text}");
+        // Nor is the verdict recorded again each cycle: only the revert is retried.
+        assert!(!text.contains("final look"), "+{m}m: {text}");
     }
+    assert_eq!(events_of_kind(&h, 80, "verdict").len(), 1);
     assert_eq!(events_of_kind(&h, 80, "escalation_reminder").len(), 0);
     h.set_metric(106, 250.0);
     let out = h.kaizen_at(106, &["cycle"]); // 61 minutes after the escalation

@@ -17,6 +17,17 @@ impl Engine {
         let due: Vec<Intervention> = self.ledger.due(now)?;
         let due_ids: Vec<InterventionId> = due.iter().map(|i| i.id).collect();
         for iv in due {
+            // Judged already, its revert refused and escalated: only the revert is retried
+            // (silent until the escalation's back-off), not the verdict recorded every cycle.
+            if self
+                .ledger
+                .has_open_escalation(&format!("revert_refused {}", iv.id))?
+                && let Some(v) = self.ledger.verdict(iv.id)?
+            {
+                let reason = format!("{}: {}", v.outcome, v.summary);
+                self.revert_with(&iv, &reason, report)?;
+                continue;
+            }
             let ext = self.ledger.extensions(iv.id)?;
             let look = if ext >= self.settings.validate.max_extensions {
                 Look::LastExtension
