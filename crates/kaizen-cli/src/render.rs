@@ -177,6 +177,10 @@ pub struct Chain {
     /// How effects on the predicted signal are measured (to print an effect as a percentage
     /// only where it is a ratio).
     scale: Option<kaizen_core::config::Scale>,
+    /// The commit's files and lines (from the repository), when it can be read.
+    diffstat: Vec<kaizen_adapters::diffstat::FileStat>,
+    /// The lessons whose evidence cites this intervention (the lesson it fed).
+    fed: Vec<String>,
 }
 
 impl Chain {
@@ -193,6 +197,8 @@ impl Chain {
             .remove(&key)
             .unwrap_or_default();
         Ok(Chain {
+            diffstat: Vec::new(),
+            fed: Vec::new(),
             scale,
             calibration: kaizen_core::calibrate::Calibration::new(
                 &key,
@@ -207,6 +213,23 @@ impl Chain {
             repeats: ledger.repeats(id)?,
             iv,
         })
+    }
+
+    /// Adds what the ledger does not hold: the commit's diff stat from `repo`, and the lessons
+    /// in `lessons` whose evidence cites this intervention.
+    pub fn with_repository(mut self, repo: &std::path::Path, lessons: &std::path::Path) -> Self {
+        if let Some(sha) = &self.iv.commit {
+            self.diffstat = kaizen_adapters::diffstat::diff_stat(repo, sha).unwrap_or_default();
+        }
+        let id = self.iv.id.to_string();
+        if let Ok((list, _)) = kaizen_core::lesson::store::load(lessons) {
+            self.fed = list
+                .iter()
+                .filter(|l| l.evidence.iter().any(|e| e.intervention == id))
+                .map(|l| format!("{} v{}: prefer {}", l.id, l.version, l.prefer))
+                .collect();
+        }
+        self
     }
 
     /// As JSON.
@@ -264,6 +287,15 @@ impl Chain {
                 "calibration".into(),
                 serde_json::to_value(&self.calibration).unwrap_or_default(),
             );
+            obj.insert(
+                "diffstat".into(),
+                self.diffstat
+                    .iter()
+                    .map(|f| serde_json::json!({"path": f.path, "added": f.added, "removed": f.removed}))
+                    .collect::<Vec<_>>()
+                    .into(),
+            );
+            obj.insert("fed_lessons".into(), self.fed.clone().into());
             obj.insert("repeats".into(), self.repeats.0.into());
             obj.insert(
                 "last_repeat_at".into(),
@@ -333,6 +365,9 @@ impl Chain {
                     .map(|t| format!("  (applied {})", ts(t)))
                     .unwrap_or_default()
             );
+            for f in &self.diffstat {
+                println!("              {} | +{} −{}", f.path, f.added, f.removed);
+            }
         }
         if let Some(due) = iv.due_at {
             println!("  due         {}", ts(due));
@@ -421,6 +456,9 @@ impl Chain {
             for n in &f.notes {
                 println!("  note: {n}");
             }
+        }
+        for l in &self.fed {
+            println!("  fed lesson  {l}");
         }
         println!("timeline:");
         for e in &self.events {
