@@ -323,8 +323,11 @@ impl Chain {
         );
         println!("  reason      {}", kaizen_core::human::once(&iv.reason));
         println!(
-            "  area/kind   {} / {}   risk {}   confidence {:.2}",
-            c.area, c.kind, c.risk, c.confidence
+            "  area/kind   {} / {}   risk {}   confidence {}",
+            c.area,
+            c.kind,
+            c.risk,
+            kaizen_core::human::prob(c.confidence)
         );
         println!("  origin      {}", c.origin);
         println!(
@@ -338,6 +341,12 @@ impl Chain {
             println!("  diagnosis   confirmed; facts {d}");
         }
         println!("  hypothesis  {}", c.hypothesis);
+        for cite in &c.origin.cites {
+            println!("  cites       {cite}");
+        }
+        for a in &c.origin.argues_against {
+            println!("  argues      against {}: {}", a.lesson, a.why);
+        }
         for e in c.change_lines() {
             println!("  change      {e}");
         }
@@ -352,13 +361,22 @@ impl Chain {
             "  rollback    {}",
             c.rollback.as_deref().unwrap_or("(none)")
         );
-        for cite in &c.origin.cites {
-            println!("  cites       {cite}");
-        }
-        for a in &c.origin.argues_against {
-            println!("  argues      against {}: {}", a.lesson, a.why);
+        // In the order it happened: trigger, hypothesis, lessons, change and prediction, the
+        // guards' verdicts (canary included), the commit, the looks, the verdict, the lesson fed.
+        if !self.guards.is_empty() {
+            println!("guards:");
+            for (at, g) in &self.guards {
+                println!(
+                    "  {} {:<8} {:<16} {}",
+                    ts(*at),
+                    g.decision.to_string(),
+                    g.guard,
+                    g.reason
+                );
+            }
         }
         if let Some(commit) = &iv.commit {
+            println!("applied:");
             println!(
                 "  commit      {commit}{}",
                 iv.applied_at
@@ -386,18 +404,6 @@ impl Chain {
                 self.repeats.0,
                 self.repeats.1.map(ts).unwrap_or_default()
             );
-        }
-        if !self.guards.is_empty() {
-            println!("guards:");
-            for (at, g) in &self.guards {
-                println!(
-                    "  {} {:<8} {:<16} {}",
-                    ts(*at),
-                    g.decision.to_string(),
-                    g.guard,
-                    g.reason
-                );
-            }
         }
         if let Some(v) = &self.verdict {
             let f = &v.figures;
