@@ -7,6 +7,7 @@
 //! - [`git`]: [`git::GitApplier`] (implements [`kaizen_core::apply::Applier`]), plus
 //!   [`git::contain`], [`git::apply_message`], [`git::revert_message`], [`git::parse_trailers`],
 //!   [`git::HISTORY_WALK_LIMIT`], [`git::TRAILER_INTERVENTION`], [`git::TRAILER_REVERTS`].
+//! - [`diffstat`]: [`diffstat::diff_stat`] (the files and lines one commit changed).
 //! - [`source`]: [`source::CommandSource`], [`source::HttpJsonSource`],
 //!   [`source::PrometheusSource`] (each implements [`kaizen_core::observe::Source`]),
 //!   [`source::build_sources`], [`source::read_field`], [`source::MAX_BODY_BYTES`].
@@ -23,6 +24,7 @@
 
 pub mod assemble;
 pub mod canary;
+pub mod diffstat;
 pub mod git;
 pub mod hooks;
 pub mod llm;

@@ -420,8 +420,9 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .signals
                 .get(&iv.candidate.prediction.signal)
                 .map(|s| s.scale);
-            let chain =
-                render::Chain::load(&ledger, iv, config.confidence_threshold, scale).map_err(rt)?;
+            let chain = render::Chain::load(&ledger, iv, config.confidence_threshold, scale)
+                .map_err(rt)?
+                .with_repository(&config.repo, &config.lessons);
             if json {
                 println!(
                     "{}",

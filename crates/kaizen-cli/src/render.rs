@@ -192,6 +192,10 @@ pub struct Chain {
     /// How effects on the predicted signal are measured (to print an effect as a percentage
     /// only where it is a ratio).
     scale: Option<kaizen_core::config::Scale>,
+    /// The commit's files and lines (from the repository), when it can be read.
+    diffstat: Vec<kaizen_adapters::diffstat::FileStat>,
+    /// The lessons whose evidence cites this intervention (the lesson it fed).
+    fed: Vec<String>,
 }
 
 impl Chain {
@@ -208,6 +212,8 @@ impl Chain {
             .remove(&key)
             .unwrap_or_default();
         Ok(Chain {
+            diffstat: Vec::new(),
+            fed: Vec::new(),
             scale,
             calibration: kaizen_core::calibrate::Calibration::new(
                 &key,
@@ -222,6 +228,23 @@ impl Chain {
             repeats: ledger.repeats(id)?,
             iv,
         })
+    }
+
+    /// Adds what the ledger does not hold: the commit's diff stat from `repo`, and the lessons
+    /// in `lessons` whose evidence cites this intervention.
+    pub fn with_repository(mut self, repo: &std::path::Path, lessons: &std::path::Path) -> Self {
+        if let Some(sha) = &self.iv.commit {
+            self.diffstat = kaizen_adapters::diffstat::diff_stat(repo, sha).unwrap_or_default();
+        }
+        let id = self.iv.id.to_string();
+        if let Ok((list, _)) = kaizen_core::lesson::store::load(lessons) {
+            self.fed = list
+                .iter()
+                .filter(|l| l.evidence.iter().any(|e| e.intervention == id))
+                .map(|l| format!("{} v{}: prefer {}", l.id, l.version, l.prefer))
+                .collect();
+        }
+        self
     }
 
     /// As JSON.
@@ -279,6 +302,15 @@ impl Chain {
                 "calibration".into(),
                 serde_json::to_value(&self.calibration).unwrap_or_default(),
             );
+            obj.insert(
+                "diffstat".into(),
+                self.diffstat
+                    .iter()
+                    .map(|f| serde_json::json!({"path": f.path, "added": f.added, "removed": f.removed}))
+                    .collect::<Vec<_>>()
+                    .into(),
+            );
+            obj.insert("fed_lessons".into(), self.fed.clone().into());
             obj.insert("repeats".into(), self.repeats.0.into());
             obj.insert(
                 "last_repeat_at".into(),
@@ -306,8 +338,11 @@ impl Chain {
         );
         println!("  reason      {}", kaizen_core::human::once(&iv.reason));
         println!(
-            "  area/kind   {} / {}   risk {}   confidence {:.2}",
-            c.area, c.kind, c.risk, c.confidence
+            "  area/kind   {} / {}   risk {}   confidence {}",
+            c.area,
+            c.kind,
+            c.risk,
+            kaizen_core::human::prob(c.confidence)
         );
         println!("  origin      {}", c.origin);
         println!(
@@ -321,6 +356,12 @@ impl Chain {
             println!("  diagnosis   confirmed; facts {d}");
         }
         println!("  hypothesis  {}", c.hypothesis);
+        for cite in &c.origin.cites {
+            println!("  cites       {cite}");
+        }
+        for a in &c.origin.argues_against {
+            println!("  argues      against {}: {}", a.lesson, a.why);
+        }
         for e in c.change_lines() {
             println!("  change      {e}");
         }
@@ -335,19 +376,31 @@ impl Chain {
             "  rollback    {}",
             c.rollback.as_deref().unwrap_or("(none)")
         );
-        for cite in &c.origin.cites {
-            println!("  cites       {cite}");
-        }
-        for a in &c.origin.argues_against {
-            println!("  argues      against {}: {}", a.lesson, a.why);
+        // In the order it happened: trigger, hypothesis, lessons, change and prediction, the
+        // guards' verdicts (canary included), the commit, the looks, the verdict, the lesson fed.
+        if !self.guards.is_empty() {
+            println!("guards:");
+            for (at, g) in &self.guards {
+                println!(
+                    "  {} {:<8} {:<16} {}",
+                    ts(*at),
+                    g.decision.to_string(),
+                    g.guard,
+                    g.reason
+                );
+            }
         }
         if let Some(commit) = &iv.commit {
+            println!("applied:");
             println!(
                 "  commit      {commit}{}",
                 iv.applied_at
                     .map(|t| format!("  (applied {})", ts(t)))
                     .unwrap_or_default()
             );
+            for f in &self.diffstat {
+                println!("              {} | +{} −{}", f.path, f.added, f.removed);
+            }
         }
         if let Some(due) = iv.due_at {
             println!("  due         {}", ts(due));
@@ -366,18 +419,6 @@ impl Chain {
                 self.repeats.0,
                 self.repeats.1.map(ts).unwrap_or_default()
             );
-        }
-        if !self.guards.is_empty() {
-            println!("guards:");
-            for (at, g) in &self.guards {
-                println!(
-                    "  {} {:<8} {:<16} {}",
-                    ts(*at),
-                    g.decision.to_string(),
-                    g.guard,
-                    g.reason
-                );
-            }
         }
         if let Some(v) = &self.verdict {
             let f = &v.figures;
@@ -436,6 +477,9 @@ impl Chain {
             for n in &f.notes {
                 println!("  note: {n}");
             }
+        }
+        for l in &self.fed {
+            println!("  fed lesson  {l}");
         }
         println!("timeline:");
         for e in &self.events {

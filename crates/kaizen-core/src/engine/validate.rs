@@ -106,7 +106,8 @@ impl Engine {
                     Status::Validated,
                     now,
                     Stage::Validate,
-                    &format!("validated: {}", verdict.summary),
+                    // The summary often starts with the outcome already: say it once.
+                    &crate::human::once(&format!("validated: {}", verdict.summary)),
                 )?;
                 report.push(event);
             }
@@ -138,7 +139,7 @@ impl Engine {
                         "still inconclusive after {} extensions, reverted (fail closed: back to the known state; not counted toward a freeze, nothing learned): {}",
                         self.settings.validate.max_extensions, verdict.summary
                     ),
-                    _ => format!("{outcome}: {}", verdict.summary),
+                    _ => crate::human::once(&format!("{outcome}: {}", verdict.summary)),
                 };
                 self.emit_verdict(id, look, &verdict, report)?;
                 let reverted = self.revert_with(iv, &reason, report)?;
