@@ -617,6 +617,7 @@ impl Config {
                 .canary_required_from
                 .unwrap_or(defaults.canary_required_from),
             canary_areas,
+            signals: signals.keys().cloned().collect(),
         };
         if raw.validate.method != "honest" && raw.validate.method != "simple" {
             return Err(bad(

@@ -331,6 +331,13 @@ impl EngineBuilder {
         let mut policy = self.settings.policy.clone();
         // Only areas with a canary that can actually run count as having one.
         policy.canary_areas = self.canaries.iter().map(|c| c.area().to_string()).collect();
+        policy.signals = self.settings.signals.keys().cloned().collect();
+        // The prediction check runs last in every chain, the default or a host's own: a change
+        // whose prediction cannot be judged is never applied.
+        let mut guards = self.guards.unwrap_or_else(guard::default_chain);
+        if !guards.iter().any(|g| g.name() == guard::prediction::NAME) {
+            guards.push(Box::new(guard::prediction::PredictionOnKnownSignal));
+        }
         Ok(Engine {
             settings: EngineSettings {
                 policy,
@@ -342,7 +349,7 @@ impl EngineBuilder {
             ledger: self.ledger.ok_or(EngineError::Incomplete("a ledger"))?,
             sources: self.sources,
             proposers: self.proposers,
-            guards: self.guards.unwrap_or_else(guard::default_chain),
+            guards,
             applier: self.applier.ok_or(EngineError::Incomplete("an applier"))?,
             validator: self
                 .validator
