@@ -25,7 +25,7 @@ impl Guard for PredictionOnKnownSignal {
         ctx: &GuardContext<'_>,
     ) -> Result<GuardVerdict, GuardError> {
         let p = &candidate.prediction;
-        Ok(if ctx.policy.signals.iter().any(|s| *s == p.signal) {
+        Ok(if ctx.policy.signals.contains(&p.signal) {
             verdict(
                 NAME,
                 Decision::Pass,
