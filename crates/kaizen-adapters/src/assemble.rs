@@ -184,15 +184,16 @@ pub const LESSON_INVALID: &str = "lesson_invalid";
 /// [`LESSON_INVALID`] event, once per file and message in any 24 h, so a daemon or a cron cycle
 /// does not repeat it every run. Returns how many were recorded.
 pub fn record_lesson_errors(
-    ledger: &mut Ledger,
+    engine: &mut Engine,
     errors: &[LessonLoadError],
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<usize, LedgerError> {
+) -> Result<usize, EngineError> {
+    let now = engine.now();
     if errors.is_empty() {
         return Ok(0);
     }
     let since = Span::hours(24).before(now);
-    let seen: Vec<EngineEvent> = ledger
+    let seen: Vec<EngineEvent> = engine
+        .ledger()
         .events_between(since, now)?
         .into_iter()
         .filter(|e| e.kind == LESSON_INVALID)
@@ -208,8 +209,7 @@ pub fn record_lesson_errors(
         if seen.contains(&event) {
             continue;
         }
-        event.trace();
-        ledger.append(now, &event)?;
+        engine.record(&event)?;
         recorded += 1;
     }
     Ok(recorded)
@@ -297,7 +297,10 @@ impl kaizen_core::runtime::Learner for ConfigLearner {
                 .await
                 .map_err(|e| match e {
                     AssembleError::Engine(e) => e,
-                    other => EngineError::Learn(other.to_string()),
+                    other => EngineError::Host {
+                        what: "learn",
+                        source: Box::new(other),
+                    },
                 })?;
         Ok(report.changes.into_iter().chain(notes).collect())
     }

@@ -105,8 +105,7 @@ async fn issue9_an_oversize_payload_is_blocked_by_the_guards_and_stored_bounded(
     let mut e = engine(root, &clock);
     for _ in 0..5 {
         let now = clock.now();
-        e.ledger_mut()
-            .record_samples(&[Sample::new("latency_ms", now, 300.0)])
+        e.record_samples(&[Sample::new("latency_ms", now, 300.0)])
             .unwrap();
         e.cycle().await.unwrap();
         clock.advance(chrono::Duration::minutes(5));

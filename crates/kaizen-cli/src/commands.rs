@@ -91,8 +91,7 @@ pub(crate) fn engine(config: &Config, clock: Arc<dyn Clock>) -> Result<Engine> {
             Failure::Runtime(anyhow!(e))
         }
     })?;
-    let now = engine.now();
-    assemble::record_lesson_errors(engine.ledger_mut(), &errors, now).map_err(rt)?;
+    assemble::record_lesson_errors(&mut engine, &errors).map_err(rt)?;
     Ok(engine)
 }
 

@@ -724,6 +724,7 @@ impl Config {
                 .canary_required_from
                 .unwrap_or(defaults.canary_required_from),
             canary_areas,
+            signals: signals.keys().cloned().collect(),
         };
         let serve = match &raw.serve.listen {
             None => Listen::Default,

@@ -21,6 +21,7 @@ pub mod envelope;
 pub mod freeze;
 pub mod kinds;
 pub mod paths;
+pub mod prediction;
 pub mod rollback;
 #[cfg(test)]
 mod testutil;
@@ -92,6 +93,9 @@ pub struct GuardPolicy {
     pub canary_required_from: Risk,
     /// Areas that have a canary configured.
     pub canary_areas: Vec<String>,
+    /// The configured signals (a prediction on any other can never be validated).
+    #[serde(default)]
+    pub signals: Vec<String>,
 }
 
 /// The patterns always blocked, whatever the config adds: git internals and git's own control
@@ -119,6 +123,7 @@ impl Default for GuardPolicy {
             blocked_kinds: Vec::new(),
             canary_required_from: Risk::Medium,
             canary_areas: Vec::new(),
+            signals: Vec::new(),
         }
     }
 }

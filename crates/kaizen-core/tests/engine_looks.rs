@@ -105,7 +105,7 @@ async fn interim_looks_are_spaced_and_taken_once() {
     let before: Vec<Sample> = (1..=60)
         .map(|m| Sample::new("latency_ms", t0 - Duration::minutes(m), 250.0))
         .collect();
-    engine.ledger_mut().record_samples(&before).unwrap();
+    engine.record_samples(&before).unwrap();
     // A cycle every minute through the 5m settle + 50m window and a little beyond.
     for m in 0..=60 {
         clock.set(t0 + Duration::minutes(m));

@@ -80,7 +80,7 @@ fn engine(rule_risk: &str, clock: &ManualClock, dir: &std::path::Path) -> Engine
     let before: Vec<Sample> = (1..=12)
         .map(|k| Sample::new("latency_ms", t0 - Duration::minutes(5 * k), 250.0))
         .collect();
-    engine.ledger_mut().record_samples(&before).unwrap();
+    engine.record_samples(&before).unwrap();
     engine
 }
 

@@ -37,7 +37,7 @@ impl Engine {
         let commit = self
             .applier
             .commit_files(files, message)
-            .map_err(|e| EngineError::Learn(e.to_string()))?;
+            .map_err(|source| EngineError::LessonCommit { source })?;
         self.record(&event)?;
         Ok(commit)
     }
@@ -67,8 +67,7 @@ impl Engine {
         // A kaizen killed inside an earlier lesson commit left the lesson files behind their
         // commit: finish that first, so the lessons read here are the committed ones.
         self.recover_repository(&mut CycleReport::default())?;
-        let (lessons, errors) = crate::lesson::store::load(lessons_dir)
-            .map_err(|e| EngineError::Learn(e.to_string()))?;
+        let (lessons, errors) = crate::lesson::store::load(lessons_dir)?;
         let load_errors = errors.iter().map(|e| e.to_string()).collect();
         let finalized = self.ledger.finalized()?;
         let mut verdicts = BTreeMap::new();
@@ -94,9 +93,7 @@ impl Engine {
             lessons: &lessons,
             recent: &recent,
         };
-        let changes = distiller
-            .distill(&input)
-            .map_err(|e| EngineError::Learn(e.to_string()))?;
+        let changes = distiller.distill(&input)?;
         Ok((changes, load_errors))
     }
 
@@ -117,11 +114,10 @@ impl Engine {
         };
         let rel =
             crate::config::relative_to(lessons_dir, &self.settings.repo_root).ok_or_else(|| {
-                EngineError::Learn(format!(
-                    "lessons dir {} is not inside the repository {}",
-                    lessons_dir.display(),
-                    self.settings.repo_root.display()
-                ))
+                EngineError::LessonsOutsideRepo {
+                    dir: lessons_dir.to_path_buf(),
+                    repo: self.settings.repo_root.clone(),
+                }
             })?;
         // Whatever refined the changes (an LLM rewording them) is checked again here: a lesson
         // that would not load back is never committed, so nothing written can stop the loop.
@@ -162,7 +158,7 @@ impl Engine {
                     };
                     event.trace();
                     self.ledger.append(now, &event)?;
-                    return Err(EngineError::Learn(event.to_string()));
+                    return Err(EngineError::LessonCommit { source: e });
                 }
             }
         }
@@ -189,8 +185,7 @@ impl Engine {
             report.changes.push(event.to_string());
         }
         // Index every lesson now on disk (hand-written ones too), then offer the active ones.
-        let (lessons, _) = crate::lesson::store::load(lessons_dir)
-            .map_err(|e| EngineError::Learn(e.to_string()))?;
+        let (lessons, _) = crate::lesson::store::load(lessons_dir)?;
         for l in &lessons {
             let row = crate::ledger::LessonRow {
                 id: l.id.clone(),

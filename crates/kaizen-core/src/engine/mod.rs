@@ -71,7 +71,9 @@ pub const ESCALATE_AGAIN: Span = Span::hours(6);
 pub const HISTORY: Span = Span::days(9);
 
 /// An engine operation failed (the ledger is unusable, or a requested intervention is wrong).
+/// Every variant keeps the error it wraps as its source.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EngineError {
     /// The ledger failed.
     #[error(transparent)]
@@ -92,9 +94,34 @@ pub enum EngineError {
         /// The applier's error.
         source: ApplyError,
     },
-    /// The learn step failed (lesson files unreadable, commit refused, distiller error).
+    /// The lesson files could not be read.
     #[error("learn: {0}")]
-    Learn(String),
+    Lessons(#[from] crate::lesson::LessonError),
+    /// The distiller failed.
+    #[error("learn: {0}")]
+    Distill(#[from] crate::learn::DistillError),
+    /// Lesson changes could not be committed (nothing was recorded as committed).
+    #[error("learn: lesson changes not committed: {source}")]
+    LessonCommit {
+        /// The applier's error.
+        source: ApplyError,
+    },
+    /// The lessons dir is not inside the repository, so lessons cannot be committed there.
+    #[error("learn: lessons dir {} is not inside the repository {}", dir.display(), repo.display())]
+    LessonsOutsideRepo {
+        /// The lessons dir.
+        dir: PathBuf,
+        /// The repository root.
+        repo: PathBuf,
+    },
+    /// A host's own step (its learner, …) failed.
+    #[error("{what}: {source}")]
+    Host {
+        /// Which step.
+        what: &'static str,
+        /// Its error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A pause file could not be read or written.
     #[error(transparent)]
     Pause(#[from] crate::pause::PauseError),
@@ -386,6 +413,13 @@ impl EngineBuilder {
         let mut policy = self.settings.policy.clone();
         // Only areas with a canary that can actually run count as having one.
         policy.canary_areas = self.canaries.iter().map(|c| c.area().to_string()).collect();
+        policy.signals = self.settings.signals.keys().cloned().collect();
+        // The prediction check runs last in every chain, the default or a host's own: a change
+        // whose prediction cannot be judged is never applied.
+        let mut guards = self.guards.unwrap_or_else(guard::default_chain);
+        if !guards.iter().any(|g| g.name() == guard::prediction::NAME) {
+            guards.push(Box::new(guard::prediction::PredictionOnKnownSignal));
+        }
         Ok(Engine {
             settings: EngineSettings {
                 policy,
@@ -397,7 +431,7 @@ impl EngineBuilder {
             ledger: self.ledger.ok_or(EngineError::Incomplete("a ledger"))?,
             sources: self.sources,
             proposers: self.proposers,
-            guards: self.guards.unwrap_or_else(guard::default_chain),
+            guards,
             applier: self.applier.ok_or(EngineError::Incomplete("an applier"))?,
             validator: self
                 .validator
@@ -491,9 +525,11 @@ impl Engine {
         &self.ledger
     }
 
-    /// The ledger, mutable (hosts recording their own samples or events).
-    pub fn ledger_mut(&mut self) -> &mut Ledger {
-        &mut self.ledger
+    /// Records a host's own samples (history it has from before, a metric it measures itself).
+    /// Hosts get no other write access to the ledger: decisions go through the stages.
+    pub fn record_samples(&mut self, samples: &[Sample]) -> Result<(), EngineError> {
+        self.ledger.record_samples(samples)?;
+        Ok(())
     }
 
     /// Records a host's own event (a diagnosis, a review) in the event stream.
@@ -521,11 +557,6 @@ impl Engine {
     /// Replaces the lessons offered to proposers.
     pub fn set_lessons(&mut self, lessons: Vec<Lesson>) {
         self.lessons = lessons;
-    }
-
-    /// The applier (for lesson commits and the like).
-    pub fn applier(&self) -> &dyn Applier {
-        self.applier.as_ref()
     }
 
     /// Records `event` and adds it to `report`.

@@ -409,7 +409,7 @@ impl Engine {
         Ok(self.guard_with(candidate, now, &view))
     }
 
-    /// Runs the guard chain (and the prediction check) on `candidate` against `view`.
+    /// Runs the guard chain (ending with the prediction guard) on `candidate` against `view`.
     pub(super) fn guard_with(
         &self,
         candidate: &Candidate,
@@ -422,29 +422,8 @@ impl Engine {
             now,
             repo_root: &self.settings.repo_root,
         };
-        let mut verdicts = guard::run_chain(&self.guards, candidate, &ctx);
-        // The prediction must be on a configured signal, or it can never be validated.
-        let known = self
-            .settings
-            .signals
-            .contains_key(&candidate.prediction.signal);
-        verdicts.push(GuardVerdict {
-            guard: "prediction".into(),
-            decision: if known {
-                Decision::Pass
-            } else {
-                Decision::Block
-            },
-            reason: if known {
-                format!("predicts {} on a configured signal", candidate.prediction)
-            } else {
-                format!(
-                    "prediction on unknown signal {:?}: it could never be validated",
-                    candidate.prediction.signal
-                )
-            },
-        });
-        verdicts
+        // The chain ends with the prediction guard (the builder puts it there).
+        guard::run_chain(&self.guards, candidate, &ctx)
     }
 
     /// Records a guard refusal: `blocked`, or `backlog` (never applied as is).

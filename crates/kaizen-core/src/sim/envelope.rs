@@ -319,7 +319,7 @@ pub async fn run_cell(
             .validator(Box::new(HonestValidator::default()))
             .build()
             .ok()?;
-        engine.ledger_mut().record_samples(&history).ok()?;
+        engine.record_samples(&history).ok()?;
         let step = cell.cadence.to_chrono();
         let end = trigger + HORIZON.to_chrono();
         let mut now = trigger;
