@@ -100,7 +100,7 @@ fn setup(hooks: &str) -> (tempfile::TempDir, Engine, ManualClock) {
     let before: Vec<Sample> = (1..=60)
         .map(|m| Sample::new("latency_ms", t0 - Duration::minutes(m), 250.0))
         .collect();
-    e.ledger_mut().record_samples(&before).unwrap();
+    e.record_samples(&before).unwrap();
     (dir, e, clock)
 }
 

@@ -53,8 +53,7 @@ fn reload_from(path: PathBuf) -> ReloadFn {
         let (lessons, errors) = crate::lessons::lessons_and_errors(&config.lessons);
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let mut engine = assemble::engine_from_config(&config, clock, lessons)?;
-        let now = engine.now();
-        assemble::record_lesson_errors(engine.ledger_mut(), &errors, now)?;
+        assemble::record_lesson_errors(&mut engine, &errors)?;
         Ok(Reload {
             engine,
             schedule: config.schedule.clone(),

@@ -80,7 +80,7 @@ async fn each_area_follows_its_own_mode() {
     let before: Vec<Sample> = (1..=60)
         .map(|m| Sample::new("latency_ms", t0 - Duration::minutes(m), 250.0))
         .collect();
-    engine.ledger_mut().record_samples(&before).unwrap();
+    engine.record_samples(&before).unwrap();
     let report = engine.cycle().await.unwrap();
     let by_area = |e: &Engine, area: &str| {
         e.ledger()

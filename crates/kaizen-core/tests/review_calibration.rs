@@ -196,7 +196,7 @@ impl History {
         let before: Vec<Sample> = (1..=12)
             .flat_map(|k| self.script.samples(at - Duration::minutes(5 * k)))
             .collect();
-        self.engine.ledger_mut().record_samples(&before).unwrap();
+        self.engine.record_samples(&before).unwrap();
         for k in 0..=12 {
             self.clock.set(at + Duration::minutes(5 * k));
             self.engine.cycle().await.unwrap();
@@ -399,7 +399,7 @@ async fn a_scripted_five_weeks_gives_exact_review_figures_and_the_failing_rule_l
     let fresh: Vec<Sample> = (1..=12)
         .flat_map(|k| h.script.samples(now - Duration::minutes(5 * k)))
         .collect();
-    h.engine.ledger_mut().record_samples(&fresh).unwrap();
+    h.engine.record_samples(&fresh).unwrap();
     let report = h.engine.approve(waiting).await.unwrap();
     assert!(report.applied.contains(&waiting), "{report:#?}");
 }
