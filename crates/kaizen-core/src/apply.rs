@@ -186,6 +186,13 @@ pub trait Applier: Send {
         let _ = repair;
         Ok(Vec::new())
     }
+    /// The repair run before every cycle and revert: [`Applier::recover`] with `repair`, except
+    /// that scans only a crash makes necessary may be skipped when nothing shows a crash (the
+    /// git applier walks the working tree for its temp files only while a kaizen lock is left;
+    /// `kaizen check` still walks it every time).
+    fn recover_routine(&self) -> Result<Vec<Finding>, ApplyError> {
+        self.recover(true)
+    }
     /// Every commit on a local branch whose trailers name an intervention (bounded walk), for
     /// checking ledger and history agree. Empty where the applier keeps no history.
     fn trailer_commits(&self) -> Result<Vec<TrailerCommit>, ApplyError> {

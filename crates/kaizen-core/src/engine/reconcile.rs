@@ -119,7 +119,7 @@ impl Engine {
         &mut self,
         report: &mut CycleReport,
     ) -> Result<(), EngineError> {
-        let findings = match self.applier.recover(true) {
+        let findings = match self.applier.recover_routine() {
             Ok(f) => f,
             Err(e) => {
                 return self.escalate_once(
