@@ -117,7 +117,8 @@ fn fixture(samples: u64) -> (PathBuf, DateTime<Utc>) {
             let name = signal(s);
             for k in 0..per_signal {
                 let at = base + k as i64 * STEP_MS;
-                let v = 200.0 + 50.0 * ((k as f64) * 0.0218 + s as f64).sin()
+                let v = 200.0
+                    + 50.0 * ((k as f64) * 0.0218 + s as f64).sin()
                     + ((k * 7919 + s * 104_729) % 100) as f64 * 0.3;
                 ins.execute(rusqlite::params![name, at, v]).unwrap();
             }
@@ -167,7 +168,8 @@ fn fixture(samples: u64) -> (PathBuf, DateTime<Utc>) {
                 ("apply", "applied", 1_000),
                 ("validate", status, 2_100_000),
             ] {
-                ev.execute(rusqlite::params![at + dt, id, stage, detail]).unwrap();
+                ev.execute(rusqlite::params![at + dt, id, stage, detail])
+                    .unwrap();
             }
         }
     }

@@ -51,7 +51,9 @@ fn engine(ledger: Ledger, n: usize, clock: &ManualClock, dir: &Path) -> Engine {
     Engine::builder(EngineSettings::from_config(&config))
         .clock(Arc::new(clock.clone()))
         .ledger(ledger)
-        .source(Box::new(Signals((0..n).map(|i| format!("signal_{i:04}")).collect())))
+        .source(Box::new(Signals(
+            (0..n).map(|i| format!("signal_{i:04}")).collect(),
+        )))
         .applier(Box::new(DirectApplier::new(dir)))
         .validator(Box::new(HonestValidator::default()))
         .build()
@@ -146,9 +148,27 @@ fn bench(c: &mut Criterion) {
             let (k, _) = median_worst(&mut ticks.borrow_mut());
             let (b, _) = median_worst(&mut bare_ticks.borrow_mut());
             let rate = |d: Duration| n as f64 / d.as_secs_f64().max(1e-12);
-            figure("ingest", &format!("kaizen_{place}_rows_per_s"), n, rate(k), "rows/s");
-            figure("ingest", &format!("bare_{place}_rows_per_s"), n, rate(b), "rows/s");
-            figure("ingest", &format!("{place}_share_of_bare"), n, rate(k) / rate(b), "x");
+            figure(
+                "ingest",
+                &format!("kaizen_{place}_rows_per_s"),
+                n,
+                rate(k),
+                "rows/s",
+            );
+            figure(
+                "ingest",
+                &format!("bare_{place}_rows_per_s"),
+                n,
+                rate(b),
+                "rows/s",
+            );
+            figure(
+                "ingest",
+                &format!("{place}_share_of_bare"),
+                n,
+                rate(k) / rate(b),
+                "x",
+            );
         }
     }
     g.finish();

@@ -320,6 +320,8 @@ pub struct Config {
     pub validate: ValidateConfig,
     /// Daemon schedule.
     pub schedule: ScheduleConfig,
+    /// How long samples are kept (`retention:`; default: forever).
+    pub retention: crate::retention::RetentionConfig,
     /// LLM settings, if the LLM proposer is enabled.
     pub llm: Option<LlmConfig>,
     /// Notification targets.
@@ -392,6 +394,8 @@ struct ConfigSerde {
     validate: ValidateConfig,
     #[serde(default)]
     schedule: ScheduleConfig,
+    #[serde(default)]
+    retention: crate::retention::RetentionConfig,
     #[serde(default)]
     llm: Option<LlmConfig>,
     #[serde(default)]
@@ -565,6 +569,9 @@ impl Config {
                 "guards.max_concurrent",
                 "0 would block everything; use mode: shadow instead".into(),
             ));
+        }
+        if let Err((field, why)) = raw.retention.check() {
+            return Err(bad(field, why));
         }
         if g.freeze_after_rollbacks == Some(0) {
             return Err(bad(
@@ -796,6 +803,7 @@ impl Config {
             canaries: raw.canaries,
             validate: raw.validate,
             schedule: raw.schedule,
+            retention: raw.retention,
             llm: raw.llm,
             notify: raw.notify,
             envelope,
@@ -923,6 +931,10 @@ schedule:             # for `kaizen run` (daemon)
   cycle_every: 5m
   learn_every: 24h
   review_every: 7d    # the meta-review, written into state_dir/reviews/ and notified
+
+retention:            # so the ledger does not grow without bound (omit: keep everything)
+  raw: 90d            # raw samples; older ones are folded into hourly aggregates (>= 14d)
+  hourly: 366d        # hourly aggregates (count, mean, min, max per signal and hour)
 "#;
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ pub mod observe;
 pub mod pause;
 pub mod propose;
 pub mod quantity;
+pub mod retention;
 pub mod review;
 pub mod rules;
 pub mod runtime;

@@ -116,19 +116,29 @@ pub fn fixture_repo(files: u64, commits: u64, into: &Path) -> PathBuf {
         std::fs::create_dir_all(&template).expect("mkdir");
         git(&template, &["init", "-q", "-b", "main"]);
         git(&template, &["config", "user.name", "Bench Human"]);
-        git(&template, &["config", "user.email", "human@example.invalid"]);
+        git(
+            &template,
+            &["config", "user.email", "human@example.invalid"],
+        );
         let path_of = |i: u64| format!("src/d{:04}/f{:03}.txt", i / 100, i % 100);
         let mut s = Vec::with_capacity(usize::try_from(files * 200).unwrap_or(0));
         let t0 = 1_700_000_000u64;
         for c in 0..commits.max(1) {
             writeln!(s, "commit refs/heads/main").unwrap();
-            writeln!(s, "committer Bench Human <human@example.invalid> {} +0000", t0 + c * 60)
-                .unwrap();
+            writeln!(
+                s,
+                "committer Bench Human <human@example.invalid> {} +0000",
+                t0 + c * 60
+            )
+            .unwrap();
             if c == 0 {
                 data(&mut s, b"initial service\n");
                 for i in 0..files {
                     writeln!(s, "M 100644 inline {}", path_of(i)).unwrap();
-                    data(&mut s, format!("file {i}\nline two of file {i}\n").as_bytes());
+                    data(
+                        &mut s,
+                        format!("file {i}\nline two of file {i}\n").as_bytes(),
+                    );
                 }
                 for (p, body) in [
                     ("config/app.yaml", APP_YAML),
@@ -140,7 +150,10 @@ pub fn fixture_repo(files: u64, commits: u64, into: &Path) -> PathBuf {
                 }
             } else {
                 let i = (c * 7919) % files.max(1);
-                data(&mut s, format!("edit {} (commit {c})\n", path_of(i)).as_bytes());
+                data(
+                    &mut s,
+                    format!("edit {} (commit {c})\n", path_of(i)).as_bytes(),
+                );
                 writeln!(s, "M 100644 inline {}", path_of(i)).unwrap();
                 data(
                     &mut s,

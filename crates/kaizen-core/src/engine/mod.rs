@@ -30,6 +30,7 @@ mod periodic;
 mod propose;
 mod reconcile;
 mod resolve;
+mod retain;
 mod revert;
 mod suppress;
 mod validate;
@@ -127,6 +128,8 @@ pub struct EngineSettings {
     /// Autonomous mode asks for approval below this calibrated confidence (see
     /// [`crate::calibrate`]).
     pub confidence_threshold: f64,
+    /// How long samples are kept (see [`crate::retention`]).
+    pub retention: crate::retention::RetentionConfig,
 }
 
 impl EngineSettings {
@@ -140,6 +143,7 @@ impl EngineSettings {
             validate: config.validate.clone(),
             recent_window: Span::hours(24),
             confidence_threshold: config.confidence_threshold,
+            retention: config.retention,
         }
     }
 }
@@ -577,6 +581,7 @@ impl Engine {
         self.notice_humans(&mut report)?;
         self.observe(&mut report).await?;
         self.validate_due(&mut report)?;
+        self.retain(&mut report)?;
         let proposals = self.gather_proposals(&mut report).await?;
         for (proposer, candidate) in proposals {
             self.consider(candidate, &proposer, &mut report).await?;
