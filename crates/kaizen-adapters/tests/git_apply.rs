@@ -1035,10 +1035,17 @@ fn git_cli_revert_tree(f: &Fixture, commit: &str) -> String {
     let clone = f._dir.path().join(format!("clone-{}", &commit[..8]));
     git(
         f._dir.path(),
-        &["clone", "-q", f.root.to_str().unwrap(), clone.to_str().unwrap()],
+        &[
+            "clone",
+            "-q",
+            f.root.to_str().unwrap(),
+            clone.to_str().unwrap(),
+        ],
     );
     git(&clone, &["revert", "--no-edit", commit]);
-    git(&clone, &["rev-parse", "HEAD^{tree}"]).trim().to_string()
+    git(&clone, &["rev-parse", "HEAD^{tree}"])
+        .trim()
+        .to_string()
 }
 
 #[test]
@@ -1048,7 +1055,10 @@ fn issue12_a_trivial_revert_gives_git_revert_s_tree_in_a_deep_tree() {
     let f = Fixture::new();
     for d in 0..5 {
         for i in 0..5 {
-            f.write(&format!("src/d{d}/sub/f{i}.txt"), &format!("file {d}/{i}\n"));
+            f.write(
+                &format!("src/d{d}/sub/f{i}.txt"),
+                &format!("file {d}/{i}\n"),
+            );
         }
     }
     f.write("deep/a/b/c/d/conf.yaml", "level: 1\nkeep: yes\n");

@@ -93,7 +93,10 @@ fn sim(file: &Path) -> (Duration, Option<f64>, serde_json::Value) {
     } else {
         Command::new(env!("CARGO_BIN_EXE_kaizen"))
     };
-    cmd.arg("sim").arg(file).arg("--json").env_remove("RUST_LOG");
+    cmd.arg("sim")
+        .arg(file)
+        .arg("--json")
+        .env_remove("RUST_LOG");
     let s = Instant::now();
     let out = cmd.output().unwrap();
     let wall = s.elapsed();
@@ -125,24 +128,39 @@ fn bench(c: &mut Criterion) {
             let r = &json[0];
             let ivs = r["interventions"].as_array().map(Vec::len).unwrap_or(0);
             let size = days * 1000 + signals;
-            figure("operation", "samples", size, r["samples"].as_f64().unwrap_or(0.0), "n");
-            figure("operation", "cycles", size, r["cycles"].as_f64().unwrap_or(0.0), "n");
+            figure(
+                "operation",
+                "samples",
+                size,
+                r["samples"].as_f64().unwrap_or(0.0),
+                "n",
+            );
+            figure(
+                "operation",
+                "cycles",
+                size,
+                r["cycles"].as_f64().unwrap_or(0.0),
+                "n",
+            );
             figure("operation", "interventions", size, ivs as f64, "n");
             let (walls, rss) = (RefCell::new(Vec::new()), RefCell::new(Vec::new()));
-            g.bench_function(BenchmarkId::new(format!("sim_{signals}_signals_days"), days), |b| {
-                b.iter_custom(|iters| {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iters {
-                        let (w, m, _) = sim(&file);
-                        walls.borrow_mut().push(w);
-                        if let Some(m) = m {
-                            rss.borrow_mut().push(m);
+            g.bench_function(
+                BenchmarkId::new(format!("sim_{signals}_signals_days"), days),
+                |b| {
+                    b.iter_custom(|iters| {
+                        let mut total = Duration::ZERO;
+                        for _ in 0..iters {
+                            let (w, m, _) = sim(&file);
+                            walls.borrow_mut().push(w);
+                            if let Some(m) = m {
+                                rss.borrow_mut().push(m);
+                            }
+                            total += w;
                         }
-                        total += w;
-                    }
-                    total
-                })
-            });
+                        total
+                    })
+                },
+            );
             let (m, _) = median_worst(&mut walls.borrow_mut());
             figure_ms("operation", "sim_wall", size, m);
             let peak = rss.borrow().iter().copied().fold(0.0f64, f64::max);

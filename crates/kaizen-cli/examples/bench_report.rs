@@ -260,8 +260,11 @@ fn svg(figs: &Figures) -> String {
 
 fn main() -> std::process::ExitCode {
     let mut args = std::env::args().skip(1);
-    let mut input = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/tmp/kaizen-bench/figures.tsv")
-        .to_string();
+    let mut input = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../target/tmp/kaizen-bench/figures.tsv"
+    )
+    .to_string();
     let (mut write, mut svg_out) = (None, None);
     while let Some(a) = args.next() {
         match a.as_str() {

@@ -198,19 +198,28 @@ fn retention_never_removes_what_a_live_intervention_needs() {
     let needed_from = applied - Duration::days(9);
     assert_eq!(pass.held_by, Some(id));
     assert_eq!(pass.raw_cutoff, Some(needed_from));
-    assert_eq!(raw_count(&path, needed_from), 0, "older than it needs: folded");
+    assert_eq!(
+        raw_count(&path, needed_from),
+        0,
+        "older than it needs: folded"
+    );
     let baseline = engine
         .ledger()
         .samples("latency_ms", needed_from, applied)
         .unwrap();
-    assert_eq!(baseline.len(), 9 * 288 + 1, "its 9 days of history stay raw");
+    assert_eq!(
+        baseline.len(),
+        9 * 288 + 1,
+        "its 9 days of history stay raw"
+    );
     let events = engine
         .ledger()
         .events_between(now - Duration::minutes(1), now + Duration::minutes(1))
         .unwrap();
     assert!(
-        events.iter().any(|e| e.kind == "retention"
-            && e.detail.contains(&format!("held back by {id}"))),
+        events
+            .iter()
+            .any(|e| e.kind == "retention" && e.detail.contains(&format!("held back by {id}"))),
         "{events:?}"
     );
 
@@ -240,7 +249,11 @@ fn retention_config_is_checked() {
     let parse = |text: &str| Config::parse(text, &dir.path().join("kaizen.yaml"));
     let ok = parse("retention: { raw: 30d, hourly: 366d }\n").unwrap();
     assert_eq!(ok.retention.raw, Some(Span::days(30)));
-    assert_eq!(parse("{}\n").unwrap().retention.raw, None, "default: keep all");
+    assert_eq!(
+        parse("{}\n").unwrap().retention.raw,
+        None,
+        "default: keep all"
+    );
     for (text, field) in [
         ("retention: { raw: 7d }\n", "retention.raw"),
         ("retention: { raw: 30d, hourly: 20d }\n", "retention.hourly"),
