@@ -1141,14 +1141,45 @@ impl Applier for GitApplier {
     }
 
     fn highest_intervention_id(&self) -> Result<Option<InterventionId>, ApplyError> {
+        Ok(self.highest_intervention_id_since(&[])?.0)
+    }
+
+    /// Walks the local branches' history, hiding what the `seen` tips already cover, so a
+    /// history seen before costs one ref listing instead of a walk of up to
+    /// [`HISTORY_WALK_LIMIT`] commits; the markers returned are the branch tips now.
+    fn highest_intervention_id_since(
+        &self,
+        seen: &[String],
+    ) -> Result<(Option<InterventionId>, Vec<String>), ApplyError> {
         let repo = self.repo()?;
+        let mut tips: Vec<String> = Vec::new();
+        let branches = repo
+            .branches(Some(git2::BranchType::Local))
+            .map_err(|e| git_err("cannot list branches", e))?;
+        for b in branches {
+            let (b, _) = b.map_err(|e| git_err("cannot list branches", e))?;
+            if let Some(t) = b.get().target() {
+                tips.push(t.to_string());
+            }
+        }
+        tips.sort();
+        tips.dedup();
         let mut walk = repo
             .revwalk()
             .map_err(|e| git_err("cannot walk the history", e))?;
         match walk.push_glob("refs/heads/*") {
             Ok(()) => {}
-            Err(e) if e.code() == ErrorCode::NotFound => return Ok(None),
+            Err(e) if e.code() == ErrorCode::NotFound => return Ok((None, tips)),
             Err(e) => return Err(git_err("cannot walk the history", e)),
+        }
+        for s in seen {
+            // A tip that is gone (history rewritten, objects pruned) hides nothing.
+            if let Ok(oid) = Oid::from_str(s)
+                && repo.find_commit(oid).is_ok()
+            {
+                walk.hide(oid)
+                    .map_err(|e| git_err("cannot walk the history", e))?;
+            }
         }
         let mut best: Option<InterventionId> = None;
         for oid in walk.take(HISTORY_WALK_LIMIT) {
@@ -1165,7 +1196,7 @@ impl Applier for GitApplier {
                 }
             }
         }
-        Ok(best)
+        Ok((best, tips))
     }
 
     fn recover(&self, repair: bool) -> Result<Vec<Finding>, ApplyError> {

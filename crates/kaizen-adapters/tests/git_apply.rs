@@ -1135,3 +1135,41 @@ fn issue12_routine_recovery_walks_the_working_tree_only_after_a_kill() {
     assert!(!tmp.exists() && !f.root.join(".git/index.lock").exists());
     f.assert_clean();
 }
+
+#[test]
+fn issue12_id_continuity_walks_only_history_it_has_not_seen() {
+    let f = Fixture::new();
+    let a = f.applier();
+    a.apply(ID, &grow()).unwrap();
+    let (found, tips) = a.highest_intervention_id_since(&[]).unwrap();
+    assert_eq!(found, Some(ID));
+    assert_eq!(tips, vec![f.head()]);
+    // Nothing new: nothing found, same markers.
+    assert_eq!(
+        a.highest_intervention_id_since(&tips).unwrap(),
+        (None, tips.clone())
+    );
+    // A new commit (on another branch too) is found from the old markers.
+    f.git(&["checkout", "-q", "-b", "side"]);
+    f.git(&[
+        "commit",
+        "-q",
+        "--allow-empty",
+        "-m",
+        "kaizen: elsewhere\n\nKaizen-Intervention: K-000077",
+    ]);
+    f.git(&["checkout", "-q", "main"]);
+    let (found, now) = a.highest_intervention_id_since(&tips).unwrap();
+    assert_eq!(found, Some(InterventionId(77)));
+    assert_eq!(now.len(), 2);
+    // A marker that no longer exists hides nothing: the whole history is walked.
+    let gone = "0123456789012345678901234567890123456789".to_string();
+    assert_eq!(
+        a.highest_intervention_id_since(&[gone]).unwrap().0,
+        Some(InterventionId(77))
+    );
+    assert_eq!(
+        a.highest_intervention_id().unwrap(),
+        Some(InterventionId(77))
+    );
+}

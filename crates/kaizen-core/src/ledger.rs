@@ -222,8 +222,14 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX suppressions_seen ON suppressions(last_seen);
     "#,
-    // v7: hourly aggregates of raw samples folded by `retention:` (see `retention`).
+    // v7: hourly aggregates of raw samples folded by `retention:` (see `retention`), and a
+    // small key-value table for what the engine remembers between processes (when the last
+    // invariant check ran, which history the id continuity check has seen).
     r#"
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;
     CREATE TABLE samples_hourly (
         signal TEXT NOT NULL,
         hour   INTEGER NOT NULL,
@@ -678,6 +684,26 @@ impl Ledger {
                 |r| Ok(Sample::new(signal, from_ms(r.get(0)?), r.get(1)?)),
             )
             .optional()
+        })
+    }
+
+    // ----- meta ----------------------------------------------------------------------------
+
+    /// A value the engine remembers between processes (`None`: never set).
+    pub fn meta(&self, key: &str) -> Result<Option<String>, LedgerError> {
+        self.sql(|c| {
+            c.prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+                .query_row(params![key], |r| r.get(0))
+                .optional()
+        })
+    }
+
+    /// Sets a [`Ledger::meta`] value.
+    pub fn set_meta(&mut self, key: &str, value: &str) -> Result<(), LedgerError> {
+        self.sql(|c| {
+            c.prepare_cached("INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)")?
+                .execute(params![key, value])
+                .map(|_| ())
         })
     }
 

@@ -35,7 +35,7 @@ mod revert;
 mod suppress;
 mod validate;
 
-pub use check::{CHECK_EVERY_CYCLES, CheckReport, Violation};
+pub use check::{CHECK_EVERY_CYCLES, CHECK_INTERVAL, CheckReport, Violation};
 pub use humans::KeyState;
 pub use learn::LearnReport;
 pub use pause::{pause_recorded, resume_recorded};
