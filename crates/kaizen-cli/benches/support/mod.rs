@@ -60,8 +60,9 @@ pub fn git(repo: &Path, args: &[&str]) -> std::process::Output {
 }
 
 /// The kaizen config of the generated repository: one signal read by `echo 300` (always above
-/// its alert threshold, so every cycle proposes), guards loose enough that one change a day is
-/// applied and a manual revert never freezes the area.
+/// its alert threshold, so every cycle proposes), guards loose enough that a change every
+/// 5 minutes is applied (budget, dedup window) and manual reverts do not keep the area frozen
+/// (a freeze lasts a minute).
 pub const KAIZEN_YAML: &str = r#"repo: .
 mode: autonomous
 state_dir: .kaizen
@@ -74,11 +75,11 @@ signals:
       command: "echo 300"
 rules: rules.yaml
 guards:
-  daily_budget: 5
+  daily_budget: 100000
   max_concurrent: 2
-  dedup_window: 1h
+  dedup_window: 1m
   freeze_after_rollbacks: 3
-  freeze_for: 1h
+  freeze_for: 1m
   canary_required_from: medium
 validate:
   settle: 5m
@@ -173,6 +174,7 @@ pub fn fixture_repo(files: u64, commits: u64, into: &Path) -> PathBuf {
         std::fs::write(template.join(".git/info/exclude"), "/.kaizen/\n").unwrap();
         std::fs::write(template.join(".git/kaizen-bench-complete"), "").unwrap();
     }
+    std::fs::create_dir_all(into).expect("mkdir");
     let dst = into.join("repo");
     run(Command::new("cp").arg("-a").arg(&template).arg(&dst));
     dst
