@@ -34,12 +34,17 @@ fn seed_history(repo: &Path, from: chrono::DateTime<chrono::Utc>, days: i64) {
     let tx = db.transaction().unwrap();
     {
         let mut ins = tx
-            .prepare("INSERT OR REPLACE INTO samples(signal, at, value) VALUES ('latency_ms', ?1, ?2)")
+            .prepare(
+                "INSERT OR REPLACE INTO samples(signal, at, value) VALUES ('latency_ms', ?1, ?2)",
+            )
             .unwrap();
         for k in 0..days * 288 {
             let at = from + chrono::Duration::minutes(5 * k);
-            ins.execute(rusqlite::params![at.timestamp_millis(), 300.0 + (k % 7) as f64])
-                .unwrap();
+            ins.execute(rusqlite::params![
+                at.timestamp_millis(),
+                300.0 + (k % 7) as f64
+            ])
+            .unwrap();
         }
     }
     tx.commit().unwrap();
@@ -62,6 +67,7 @@ fn bench(c: &mut Criterion) {
         seed_history(&kz_repo, t0 - chrono::Duration::days(1), 200);
         let day = Cell::new(0i64);
         let (applies, reverts) = (RefCell::new(Vec::new()), RefCell::new(Vec::new()));
+        let kz_cpu = Cell::new((Duration::ZERO, 0u32));
         g.bench_function(BenchmarkId::new("kaizen", files), |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
@@ -70,6 +76,7 @@ fn bench(c: &mut Criterion) {
                     day.set(d);
                     let at = t0 + chrono::Duration::minutes(5 * d);
                     let id = format!("K-{d:06}");
+                    let cpu0 = children_cpu();
                     let s = Instant::now();
                     kaizen(&kz_repo, at, &["cycle"]);
                     let a = s.elapsed();
@@ -79,6 +86,8 @@ fn bench(c: &mut Criterion) {
                         &["revert", &id, "--reason", "bench"],
                     );
                     let pair = s.elapsed();
+                    let (c, n) = kz_cpu.get();
+                    kz_cpu.set((c + children_cpu().saturating_sub(cpu0), n + 1));
                     applies.borrow_mut().push(a);
                     reverts.borrow_mut().push(pair.saturating_sub(a));
                     total += pair;
@@ -90,10 +99,12 @@ fn bench(c: &mut Criterion) {
         let edited = APP_YAML.replace("cache_mb: 128", "cache_mb: 256");
         let app = git_repo.join("config/app.yaml");
         let (commits_t, reverts_t) = (RefCell::new(Vec::new()), RefCell::new(Vec::new()));
+        let git_cpu = Cell::new((Duration::ZERO, 0u32));
         g.bench_function(BenchmarkId::new("git_cli", files), |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
+                    let cpu0 = children_cpu();
                     let s = Instant::now();
                     std::fs::write(&app, &edited).unwrap();
                     git(&git_repo, &["add", "config/app.yaml"]);
@@ -101,6 +112,8 @@ fn bench(c: &mut Criterion) {
                     let a = s.elapsed();
                     git(&git_repo, &["revert", "--no-edit", "HEAD"]);
                     let pair = s.elapsed();
+                    let (c, n) = git_cpu.get();
+                    git_cpu.set((c + children_cpu().saturating_sub(cpu0), n + 1));
                     commits_t.borrow_mut().push(a);
                     reverts_t.borrow_mut().push(pair.saturating_sub(a));
                     total += pair;
@@ -120,6 +133,18 @@ fn bench(c: &mut Criterion) {
         figure_ms("apply_revert", "git_pair", files, ga + gr);
         let ratio = (ga + gr).as_secs_f64() / (ka + kr).as_secs_f64().max(1e-9);
         figure("apply_revert", "speedup_vs_git", files, ratio, "x");
+        // CPU per pair (all iterations, 10 ms ticks): what a loaded machine does not inflate.
+        let per = |(c, n): (Duration, u32)| c.as_secs_f64() * 1e3 / f64::from(n.max(1));
+        let (kc, gc) = (per(kz_cpu.get()), per(git_cpu.get()));
+        figure("apply_revert", "kaizen_pair_cpu", files, kc, "ms");
+        figure("apply_revert", "git_pair_cpu", files, gc, "ms");
+        figure(
+            "apply_revert",
+            "cpu_speedup_vs_git",
+            files,
+            gc / kc.max(1e-9),
+            "x",
+        );
     }
     g.finish();
 }
