@@ -22,6 +22,7 @@ use kaizen_core::clock::ManualClock;
 use kaizen_core::config::Config;
 use kaizen_core::edit::Edit;
 use kaizen_core::engine::{Engine, EngineSettings};
+use kaizen_core::event::Stage;
 use kaizen_core::intervention::{Candidate, ExpectedChange, Origin, Prediction, Risk};
 use kaizen_core::ledger::Ledger;
 use kaizen_core::review::MetaReview;
@@ -99,10 +100,10 @@ fn fixture(samples: u64) -> (PathBuf, DateTime<Utc>) {
     // One intervention made through the product's own path: its row is the template.
     let seed = ledger.insert_proposed(&candidate(0), t0(), "seed").unwrap();
     ledger
-        .mark_applied(seed, "0000000", t0(), t0(), "seed")
+        .mark_applied(seed, "0000000", t0(), t0(), Stage::Apply, "seed")
         .unwrap();
     ledger
-        .mark_reverted(seed, "1111111", t0(), "validate", "seed")
+        .mark_reverted(seed, "1111111", t0(), Stage::Validate, "seed")
         .unwrap();
     drop(ledger);
     let mut c = rusqlite::Connection::open(&path).unwrap();

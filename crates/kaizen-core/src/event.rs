@@ -55,6 +55,8 @@ pub enum Stage {
     Operator,
     /// What humans did in the repository, noticed by the loop.
     Humans,
+    /// The retention pass (see [`crate::retention`]).
+    Retain,
     /// A stage recorded before typed events (old ledgers); see [`EngineEvent::Legacy`].
     Other,
 }
@@ -79,6 +81,7 @@ impl Stage {
             Stage::Diagnose => "diagnose",
             Stage::Operator => "operator",
             Stage::Humans => "humans",
+            Stage::Retain => "retain",
             Stage::Other => "other",
         }
     }
@@ -102,6 +105,7 @@ impl Stage {
             Stage::Diagnose,
             Stage::Operator,
             Stage::Humans,
+            Stage::Retain,
         ]
         .into_iter()
         .find(|x| x.as_str() == s)
@@ -622,6 +626,20 @@ pub enum EngineEvent {
         message: String,
     },
 
+    // ----- retain ---------------------------------------------------------------------------
+    /// A retention pass folded raw samples older than its cutoff into hourly aggregates
+    /// and/or dropped hourly aggregates past theirs (see [`crate::retention`]).
+    Retention {
+        /// Raw samples folded (and deleted).
+        folded: u64,
+        /// Hourly aggregates deleted.
+        aggregates_removed: u64,
+        /// The raw cutoff used.
+        raw_cutoff: Option<DateTime<Utc>>,
+        /// The live intervention that held the cutoff back, if one did.
+        held_by: Option<InterventionId>,
+    },
+
     /// An event recorded by a kaizen before typed events (or of a kind this kaizen does not
     /// know): kept as it was stored.
     Legacy {
@@ -776,6 +794,7 @@ impl EngineEvent {
             NotifyFailed { .. } => "notify_error",
             MetaReview { .. } => "meta_review",
             Diagnosis { .. } => "diagnosis",
+            Retention { .. } => "retention",
             DiagnoseFailed { .. } => "diagnose_error",
             Legacy { legacy_kind, .. } => legacy_kind,
         }
@@ -827,6 +846,7 @@ impl EngineEvent {
             NotifyFailed { .. } => Stage::Notify,
             MetaReview { .. } => Stage::Review,
             Diagnosis { .. } | DiagnoseFailed { .. } => Stage::Diagnose,
+            Retention { .. } => Stage::Retain,
             Legacy { stage, .. } => Stage::parse(stage),
         }
     }
@@ -875,6 +895,7 @@ impl EngineEvent {
             | InvariantViolation { intervention, .. }
             | NotifyFailed { intervention, .. } => *intervention,
             IdsContinued { .. }
+            | Retention { .. }
             | SampleGap { .. }
             | ProposalRejected { .. }
             | ProposerFailed { .. }
@@ -1176,6 +1197,24 @@ impl fmt::Display for EngineEvent {
                 "meta-review of the last {period}: {next_moves} next move(s)"
             ),
             Diagnosis { summary, .. } => f.write_str(summary),
+            Retention {
+                folded,
+                aggregates_removed,
+                raw_cutoff,
+                held_by,
+            } => {
+                write!(f, "folded {folded} raw sample(s)")?;
+                if let Some(c) = raw_cutoff {
+                    write!(f, " before {}", c.to_rfc3339())?;
+                }
+                if let Some(id) = held_by {
+                    write!(f, " (held back by {id}, still live)")?;
+                }
+                write!(
+                    f,
+                    " into hourly aggregates; removed {aggregates_removed} hourly aggregate(s)"
+                )
+            }
             DiagnoseFailed { message } => f.write_str(message),
             Legacy { detail, .. } => f.write_str(detail),
         }

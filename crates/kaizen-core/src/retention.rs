@@ -29,9 +29,6 @@ pub const MIN_RAW: Span = Span::days(14);
 /// Most raw samples one retention pass folds (the rest waits for the next cycle).
 pub const MAX_ROWS_PER_PASS: u64 = 200_000;
 
-/// The event kind a retention pass that removed something records.
-pub const EVENT_KIND: &str = "retention";
-
 /// The `retention:` section.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

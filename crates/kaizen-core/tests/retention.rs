@@ -7,6 +7,7 @@ use kaizen_core::clock::ManualClock;
 use kaizen_core::config::Config;
 use kaizen_core::edit::Edit;
 use kaizen_core::engine::{CycleReport, Engine, EngineSettings};
+use kaizen_core::event::Stage;
 use kaizen_core::intervention::{Candidate, ExpectedChange, Origin, Prediction, Risk};
 use kaizen_core::ledger::Ledger;
 use kaizen_core::signal::Sample;
@@ -190,7 +191,14 @@ fn retention_never_removes_what_a_live_intervention_needs() {
         .unwrap();
     engine
         .ledger_mut()
-        .mark_applied(id, "abc1234", applied, now + Duration::hours(1), "applied")
+        .mark_applied(
+            id,
+            "abc1234",
+            applied,
+            now + Duration::hours(1),
+            Stage::Apply,
+            "applied",
+        )
         .unwrap();
 
     let mut report = CycleReport::default();
@@ -226,7 +234,7 @@ fn retention_never_removes_what_a_live_intervention_needs() {
     // Once it is final, its history is no longer held: the cutoff is `raw` before now.
     engine
         .ledger_mut()
-        .mark_reverted(id, "def5678", now, "validate", "no effect")
+        .mark_reverted(id, "def5678", now, Stage::Validate, "no effect")
         .unwrap();
     let pass = engine.retain(&mut report).unwrap();
     assert_eq!(pass.held_by, None);

@@ -2,8 +2,9 @@
 
 use super::{CycleReport, Engine, EngineError};
 use crate::clock::Clock;
+use crate::event::EngineEvent;
 use crate::intervention::Status;
-use crate::retention::{EVENT_KIND, MAX_ROWS_PER_PASS, RetentionPass, raw_cutoff};
+use crate::retention::{MAX_ROWS_PER_PASS, RetentionPass, raw_cutoff};
 
 impl Engine {
     /// Folds raw samples past `retention.raw` into hourly aggregates and drops aggregates past
@@ -30,34 +31,15 @@ impl Engine {
                 .prune_hourly_before(crate::retention::floor_hour(hourly.before(now)))?;
         }
         if pass.folded > 0 || pass.aggregates_removed > 0 {
-            let held = pass
-                .held_by
-                .map(|id| format!(" (held back by {id}, still live)"))
-                .unwrap_or_default();
-            let text = format!(
-                "folded {} raw sample(s) before {}{held} into hourly aggregates; removed {} \
-                 hourly aggregate(s)",
-                pass.folded,
-                pass.raw_cutoff
-                    .map(|c| c.to_rfc3339())
-                    .unwrap_or_else(|| "-".into()),
-                pass.aggregates_removed
-            );
-            tracing::info!(
-                stage = "retain",
-                folded = pass.folded,
-                removed = pass.aggregates_removed,
-                "kaizen stage=retain {text}"
-            );
-            self.ledger.record_event(
-                now,
-                None,
-                "retain",
-                EVENT_KIND,
-                &text,
-                serde_json::to_value(&pass).ok().as_ref(),
+            self.emit(
+                report,
+                EngineEvent::Retention {
+                    folded: pass.folded,
+                    aggregates_removed: pass.aggregates_removed,
+                    raw_cutoff: pass.raw_cutoff,
+                    held_by: pass.held_by,
+                },
             )?;
-            report.line(None, "retain", text);
         }
         Ok(pass)
     }
