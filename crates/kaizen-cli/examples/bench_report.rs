@@ -12,8 +12,10 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-/// (bench, figure) → size → (value, unit)
-type Figures = BTreeMap<(String, String), BTreeMap<u64, (f64, String)>>;
+/// size → (value, unit)
+type BySize = BTreeMap<u64, (f64, String)>;
+/// (bench, figure) → its values by size
+type Figures = BTreeMap<(String, String), BySize>;
 
 fn parse(text: &str) -> Figures {
     let mut out: Figures = BTreeMap::new();
@@ -66,7 +68,7 @@ fn tables(figs: &Figures) -> String {
     let mut benches: Vec<&String> = figs.keys().map(|(b, _)| b).collect();
     benches.dedup();
     for bench in benches {
-        let rows: Vec<(&String, &BTreeMap<u64, (f64, String)>)> = figs
+        let rows: Vec<(&String, &BySize)> = figs
             .iter()
             .filter(|((b, _), _)| b == bench)
             .map(|((_, n), v)| (n, v))
@@ -104,7 +106,7 @@ fn tables(figs: &Figures) -> String {
 }
 
 /// For each pair of consecutive sizes: "×k work → ×r" normalised to a tenfold step.
-fn growth(by_size: &BTreeMap<u64, (f64, String)>) -> String {
+fn growth(by_size: &BySize) -> String {
     let pts: Vec<(u64, f64)> = by_size.iter().map(|(s, (v, _))| (*s, *v)).collect();
     let mut parts = Vec::new();
     for w in pts.windows(2) {
