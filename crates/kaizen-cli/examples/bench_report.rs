@@ -118,7 +118,11 @@ fn growth(by_size: &BySize) -> String {
         let r = v1 / v0;
         // Exponent of the power law through both points, then its value at ×10.
         let per10 = 10f64.powf(r.ln() / k.ln());
-        parts.push(format!("×{k:.0} → ×{r:.2} (×10 → ×{per10:.2})"));
+        if (k - 10.0).abs() < 1e-9 {
+            parts.push(format!("×10 → ×{r:.2}"));
+        } else {
+            parts.push(format!("×{k:.0} → ×{r:.2} (×10 → ×{per10:.2})"));
+        }
     }
     if parts.is_empty() {
         "–".into()
