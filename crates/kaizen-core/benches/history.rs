@@ -25,7 +25,7 @@ use kaizen_core::engine::{Engine, EngineSettings};
 use kaizen_core::event::Stage;
 use kaizen_core::intervention::{Candidate, ExpectedChange, Origin, Prediction, Risk};
 use kaizen_core::ledger::Ledger;
-use kaizen_core::review::MetaReview;
+use kaizen_core::review::{MetaReview, ReviewInputs};
 use kaizen_core::sim::DirectApplier;
 use kaizen_core::span::Span;
 use kaizen_core::validate::HonestValidator;
@@ -243,8 +243,11 @@ fn bench(c: &mut Criterion) {
         time("weekly_review", &mut || {
             let r = MetaReview::compute(
                 engine.ledger(),
-                &engine.settings().signals,
-                &engine.settings().policy,
+                ReviewInputs {
+                    signals: &engine.settings().signals,
+                    policy: &engine.settings().policy,
+                    confidence_threshold: engine.settings().confidence_threshold,
+                },
                 end,
                 Span::days(7),
             )
