@@ -47,6 +47,13 @@ struct Args {
     /// Run on a settable clock starting here (tests) instead of the wall clock.
     #[arg(long)]
     start: Option<String>,
+    /// Serve the toy API alone, without kaizen (the footprint benchmark's baseline).
+    #[arg(long)]
+    without_kaizen: bool,
+    /// The host's source also reports this many more signals (`extra_0000`, …; declare them
+    /// in kaizen.yaml), for the footprint benchmark.
+    #[arg(long, default_value_t = 0)]
+    extra_signals: usize,
 }
 
 /// The service's tunable, read from its repo as kaizen left it.
@@ -77,6 +84,8 @@ struct ServiceLatency {
     hold: Arc<AtomicBool>,
     entered: Arc<Notify>,
     shutdown: CancellationToken,
+    /// More signals the host reports (see `--extra-signals`).
+    extra: Vec<String>,
 }
 
 #[async_trait]
@@ -93,7 +102,11 @@ impl Source for ServiceLatency {
         }
         let mb = cache_mb(&self.repo)
             .ok_or_else(|| SourceError::new("latency_ms", "config/app.yaml has no cache_mb"))?;
-        Ok(vec![Sample::new("latency_ms", now, latency_ms(mb, now))])
+        let mut out = vec![Sample::new("latency_ms", now, latency_ms(mb, now))];
+        for (i, name) in self.extra.iter().enumerate() {
+            out.push(Sample::new(name.as_str(), now, 100.0 + i as f64 % 7.0));
+        }
+        Ok(out)
     }
 }
 
@@ -174,6 +187,10 @@ async fn main() -> anyhow::Result<()> {
         None => Arc::new(SystemClock),
     };
     let shutdown = CancellationToken::new();
+    stop_on_signal(shutdown.clone());
+    if args.without_kaizen {
+        return serve_alone(&args.listen, config.repo.clone(), shutdown).await;
+    }
     let hold = Arc::new(AtomicBool::new(false));
     let entered = Arc::new(Notify::new());
 
@@ -184,6 +201,9 @@ async fn main() -> anyhow::Result<()> {
             hold: hold.clone(),
             entered: entered.clone(),
             shutdown: shutdown.clone(),
+            extra: (0..args.extra_signals)
+                .map(|i| format!("extra_{i:04}"))
+                .collect(),
         }))
         .build()?;
     let handle = kaizen_adapters::assemble::runtime_for(&config, engine)?
@@ -224,7 +244,17 @@ async fn main() -> anyhow::Result<()> {
     println!("host: listening on {}", listener.local_addr()?);
     let _ = std::io::stdout().flush();
 
-    let stop = shutdown.clone();
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await?;
+    // The host's token stopped the runtime too; wait for it to finish the step in flight.
+    handle.shutdown().await?;
+    println!("host: runtime shut down cleanly");
+    Ok(())
+}
+
+/// Cancels `token` on SIGTERM or SIGINT.
+fn stop_on_signal(token: CancellationToken) {
     tokio::spawn(async move {
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -235,13 +265,33 @@ async fn main() -> anyhow::Result<()> {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
         }
-        stop.cancel();
+        token.cancel();
     });
+}
+
+/// The toy API without kaizen, until `shutdown`.
+async fn serve_alone(
+    listen: &str,
+    repo: PathBuf,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    async fn work_alone(State(repo): State<PathBuf>) -> Result<String, (StatusCode, String)> {
+        let mb = cache_mb(&repo).ok_or_else(|| err("no cache_mb"))?;
+        Ok(format!("{:.1}\n", latency_ms(mb, Utc::now())))
+    }
+    let router = axum::Router::new()
+        .route("/work", get(work_alone))
+        .with_state(repo);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    println!(
+        "host: listening on {} (without kaizen)",
+        listener.local_addr()?
+    );
+    let _ = std::io::stdout().flush();
     axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;
-    // The host's token stopped the runtime too; wait for it to finish the step in flight.
-    handle.shutdown().await?;
-    println!("host: runtime shut down cleanly");
     Ok(())
 }

@@ -598,6 +598,221 @@ impl GitApplier {
         }))
     }
 
+    /// The revert of `target` on `tip` by a three-way merge of whole trees (libgit2's
+    /// `revert_commit`): the path for a revert that is not trivial ([`trivial_revert`]); a
+    /// conflict is refused, never forced.
+    fn merge_revert(
+        &self,
+        repo: &Repository,
+        id: InterventionId,
+        target: &git2::Commit<'_>,
+        tip: &Tip,
+        base: &Tree<'_>,
+    ) -> Result<(Oid, Vec<Change>), ApplyError> {
+        let tip_commit = tip
+            .oid
+            .map(|o| repo.find_commit(o))
+            .transpose()
+            .map_err(|e| git_err("cannot read the tip", e))?
+            .ok_or_else(|| ApplyError::Git("the branch has no commits".to_string()))?;
+        let mut index = repo
+            .revert_commit(target, &tip_commit, 0, None)
+            .map_err(|e| git_err(format!("cannot revert {}", target.id()), e))?;
+        if index.has_conflicts() {
+            let mut conflicted = Vec::new();
+            if let Ok(conflicts) = index.conflicts() {
+                for c in conflicts.flatten() {
+                    if let Some(e) = c.our.or(c.their).or(c.ancestor) {
+                        conflicted.push(String::from_utf8_lossy(&e.path).into_owned());
+                    }
+                }
+            }
+            conflicted.sort();
+            conflicted.dedup();
+            tracing::warn!(
+                "kaizen intervention={id} stage=revert commit={}: conflicts in {conflicted:?}, left untouched",
+                target.id()
+            );
+            return Err(ApplyError::Conflict {
+                commit: target.id().to_string(),
+                paths: conflicted,
+            });
+        }
+        let tree_oid = index
+            .write_tree_to(repo)
+            .map_err(|e| git_err("cannot write the reverted tree", e))?;
+        let new_tree = repo
+            .find_tree(tree_oid)
+            .map_err(|e| git_err("cannot read the reverted tree", e))?;
+        let changes = tree_changes(repo, base, &new_tree)?;
+        if changes.is_empty() {
+            return Err(ApplyError::NoOp);
+        }
+        Ok((tree_oid, changes))
+    }
+
+    /// [`Applier::recover`]; `walk_tree`: look for temp files in the whole working tree even
+    /// when no kaizen lock is left. kaizen writes a temp file only while it holds
+    /// `.git/index.lock` with its journal in it, and removes it before letting go, so without
+    /// such a lock none can be left by a kill: the routine start-up repair then skips the walk
+    /// (a cycle in a repository of 10k files paid for it every time).
+    fn recover_scoped(&self, repair: bool, walk_tree: bool) -> Result<Vec<Finding>, ApplyError> {
+        let repo = self.repo()?;
+        let gitdir = repo.path().to_path_buf();
+        let common = repo.commondir().to_path_buf();
+        let mut out = Vec::new();
+        let lock_path = gitdir.join("index.lock");
+        let shown = |p: &Path| -> String {
+            match p.strip_prefix(&self.root) {
+                Ok(r) => r.display().to_string(),
+                Err(_) => p.display().to_string(),
+            }
+        };
+        let mut handled_ref_locks: Vec<PathBuf> = Vec::new();
+        let lock_state = read_lock(&lock_path);
+        let kaizen_lock = matches!(lock_state, LockState::Kaizen(_));
+        match lock_state {
+            LockState::Absent => {}
+            LockState::Foreign => out.push(Finding {
+                kind: "foreign_git_lock".into(),
+                path: shown(&lock_path),
+                detail: "exists and is not kaizen's: another git process is running, or one \
+                         crashed (remove it if none is running); kaizen will not commit meanwhile"
+                    .into(),
+                repaired: false,
+            }),
+            LockState::Kaizen(j) if pid_alive(j.pid) => out.push(Finding {
+                kind: "git_lock_held".into(),
+                path: shown(&lock_path),
+                detail: format!("held by a running kaizen (pid {}, {})", j.pid, j.op),
+                repaired: false,
+            }),
+            LockState::Kaizen(j) => {
+                let lock_time = fs::metadata(&lock_path).and_then(|m| m.modified()).ok();
+                let ref_lock = j
+                    .branch
+                    .as_ref()
+                    .map(|r| common.join(format!("{r}.lock")))
+                    .filter(|p| p.exists());
+                if let Some(p) = &ref_lock {
+                    handled_ref_locks.push(p.clone());
+                }
+                if repair {
+                    // Take the lock over (it stays in place, so no git process enters), finish
+                    // the dead one's commit, then let go.
+                    let mine = GitLock::take_over(&lock_path, &j)?;
+                    if let Some(p) = &ref_lock {
+                        let newer =
+                            match (lock_time, fs::metadata(p).and_then(|m| m.modified()).ok()) {
+                                (Some(l), Some(r)) => r + std::time::Duration::from_secs(1) >= l,
+                                _ => false,
+                            };
+                        if newer {
+                            fs::remove_file(p)
+                                .map_err(|e| io_err(format!("cannot remove {}", p.display()), e))?;
+                            out.push(Finding {
+                                kind: "stale_ref_lock".into(),
+                                path: shown(p),
+                                detail: format!(
+                                    "left by a killed kaizen (pid {}) while committing; removed",
+                                    j.pid
+                                ),
+                                repaired: true,
+                            });
+                        } else {
+                            out.push(ref_lock_finding(&shown(p)));
+                        }
+                    }
+                    self.roll_forward(&repo, &mine, &j, &mut out)?;
+                    mine.release()?;
+                }
+                out.push(Finding {
+                    kind: "stale_git_lock".into(),
+                    path: shown(&lock_path),
+                    detail: format!(
+                        "left by a killed kaizen (pid {}, {}){}",
+                        j.pid,
+                        j.op,
+                        if repair {
+                            "; its commit was finished or discarded and the lock removed"
+                        } else {
+                            ""
+                        }
+                    ),
+                    repaired: repair,
+                });
+                if !repair && let Some(p) = &ref_lock {
+                    out.push(Finding {
+                        kind: "stale_ref_lock".into(),
+                        path: shown(p),
+                        detail: format!("left by a killed kaizen (pid {})", j.pid),
+                        repaired: false,
+                    });
+                }
+            }
+        }
+        // Branch locks not explained by a kaizen lock: git's own, or a crashed git's — ambiguous.
+        for p in ref_locks(&common.join("refs/heads")) {
+            if !handled_ref_locks.contains(&p) {
+                out.push(ref_lock_finding(&shown(&p)));
+            }
+        }
+        // kaizen's temp files: in the git dir and (beside the files it writes) the working tree.
+        let mut temps = Vec::new();
+        collect_temp_files(&gitdir, false, &mut temps, &mut 0);
+        if walk_tree || kaizen_lock {
+            collect_temp_files(&self.root, true, &mut temps, &mut 0);
+        }
+        for (path, pid) in temps {
+            if pid_alive(pid) {
+                out.push(Finding {
+                    kind: "temp_file".into(),
+                    path: shown(&path),
+                    detail: format!("in use by a running kaizen (pid {pid})"),
+                    repaired: false,
+                });
+                continue;
+            }
+            let repaired = repair && fs::remove_file(&path).is_ok();
+            out.push(Finding {
+                kind: "temp_file".into(),
+                path: shown(&path),
+                detail: format!(
+                    "left by a killed kaizen (pid {pid}){}",
+                    if repaired { "; removed" } else { "" }
+                ),
+                repaired,
+            });
+        }
+        // Linked worktrees whose directory is gone (git keeps their admin files until pruned).
+        if let Ok(names) = repo.worktrees() {
+            for name in names.iter().flatten().flatten() {
+                if let Ok(wt) = repo.find_worktree(name)
+                    && wt.validate().is_err()
+                {
+                    out.push(Finding {
+                        kind: "orphaned_worktree".into(),
+                        path: format!(".git/worktrees/{name}"),
+                        detail: format!(
+                            "worktree `{name}` points at {}, which is gone; `git worktree prune` removes it",
+                            wt.path().display()
+                        ),
+                        repaired: false,
+                    });
+                }
+            }
+        }
+        if let Err(ApplyError::Busy { what }) = self.check_state(&repo) {
+            out.push(Finding {
+                kind: "operation_in_progress".into(),
+                path: ".git".into(),
+                detail: format!("{what}; kaizen will not commit until then"),
+                repaired: false,
+            });
+        }
+        Ok(out)
+    }
+
     /// The commit named by `commit`, checked to be on the branch (the tip or an ancestor of it).
     fn branch_commit<'r>(
         &self,
@@ -835,52 +1050,23 @@ impl Applier for GitApplier {
         let (tip, on_head) = self.tip_of(&repo, branch)?;
         let target = self.branch_commit(&repo, &tip, commit)?;
         let base = self.tip_tree(&repo, &tip)?;
-        let paths = changed_paths(&repo, &target)?;
+        let target_changes = commit_changes(&repo, &target)?;
+        let paths: Vec<String> = target_changes.iter().map(|c| c.path.clone()).collect();
         for p in &paths {
             contain(&self.root, p)?;
         }
         if on_head {
             self.check_clean(&repo, &base, &paths)?;
         }
-        let tip_commit = tip
-            .oid
-            .map(|o| repo.find_commit(o))
-            .transpose()
-            .map_err(|e| git_err("cannot read the tip", e))?
-            .ok_or_else(|| ApplyError::Git("the branch has no commits".to_string()))?;
-        let mut index = repo
-            .revert_commit(&target, &tip_commit, 0, None)
-            .map_err(|e| git_err(format!("cannot revert {}", target.id()), e))?;
-        if index.has_conflicts() {
-            let mut conflicted = Vec::new();
-            if let Ok(conflicts) = index.conflicts() {
-                for c in conflicts.flatten() {
-                    if let Some(e) = c.our.or(c.their).or(c.ancestor) {
-                        conflicted.push(String::from_utf8_lossy(&e.path).into_owned());
-                    }
+        let (tree_oid, changes) = match trivial_revert(&repo, &target, &target_changes, &base)? {
+            Some(changes) => {
+                if changes.is_empty() {
+                    return Err(ApplyError::NoOp);
                 }
+                (updated_tree(&repo, &base, &changes)?, changes)
             }
-            conflicted.sort();
-            conflicted.dedup();
-            tracing::warn!(
-                "kaizen intervention={id} stage=revert commit={}: conflicts in {conflicted:?}, left untouched",
-                target.id()
-            );
-            return Err(ApplyError::Conflict {
-                commit: target.id().to_string(),
-                paths: conflicted,
-            });
-        }
-        let tree_oid = index
-            .write_tree_to(&repo)
-            .map_err(|e| git_err("cannot write the reverted tree", e))?;
-        let new_tree = repo
-            .find_tree(tree_oid)
-            .map_err(|e| git_err("cannot read the reverted tree", e))?;
-        let changes = tree_changes(&repo, &base, &new_tree)?;
-        if changes.is_empty() {
-            return Err(ApplyError::NoOp);
-        }
+            None => self.merge_revert(&repo, id, &target, &tip, &base)?,
+        };
         let title = target
             .summary_bytes()
             .map(String::from_utf8_lossy)
@@ -960,14 +1146,45 @@ impl Applier for GitApplier {
     }
 
     fn highest_intervention_id(&self) -> Result<Option<InterventionId>, ApplyError> {
+        Ok(self.highest_intervention_id_since(&[])?.0)
+    }
+
+    /// Walks the local branches' history, hiding what the `seen` tips already cover, so a
+    /// history seen before costs one ref listing instead of a walk of up to
+    /// [`HISTORY_WALK_LIMIT`] commits; the markers returned are the branch tips now.
+    fn highest_intervention_id_since(
+        &self,
+        seen: &[String],
+    ) -> Result<(Option<InterventionId>, Vec<String>), ApplyError> {
         let repo = self.repo()?;
+        let mut tips: Vec<String> = Vec::new();
+        let branches = repo
+            .branches(Some(git2::BranchType::Local))
+            .map_err(|e| git_err("cannot list branches", e))?;
+        for b in branches {
+            let (b, _) = b.map_err(|e| git_err("cannot list branches", e))?;
+            if let Some(t) = b.get().target() {
+                tips.push(t.to_string());
+            }
+        }
+        tips.sort();
+        tips.dedup();
         let mut walk = repo
             .revwalk()
             .map_err(|e| git_err("cannot walk the history", e))?;
         match walk.push_glob("refs/heads/*") {
             Ok(()) => {}
-            Err(e) if e.code() == ErrorCode::NotFound => return Ok(None),
+            Err(e) if e.code() == ErrorCode::NotFound => return Ok((None, tips)),
             Err(e) => return Err(git_err("cannot walk the history", e)),
+        }
+        for s in seen {
+            // A tip that is gone (history rewritten, objects pruned) hides nothing.
+            if let Ok(oid) = Oid::from_str(s)
+                && repo.find_commit(oid).is_ok()
+            {
+                walk.hide(oid)
+                    .map_err(|e| git_err("cannot walk the history", e))?;
+            }
         }
         let mut best: Option<InterventionId> = None;
         for oid in walk.take(HISTORY_WALK_LIMIT) {
@@ -984,160 +1201,15 @@ impl Applier for GitApplier {
                 }
             }
         }
-        Ok(best)
+        Ok((best, tips))
     }
 
     fn recover(&self, repair: bool) -> Result<Vec<Finding>, ApplyError> {
-        let repo = self.repo()?;
-        let gitdir = repo.path().to_path_buf();
-        let common = repo.commondir().to_path_buf();
-        let mut out = Vec::new();
-        let lock_path = gitdir.join("index.lock");
-        let shown = |p: &Path| -> String {
-            match p.strip_prefix(&self.root) {
-                Ok(r) => r.display().to_string(),
-                Err(_) => p.display().to_string(),
-            }
-        };
-        let mut handled_ref_locks: Vec<PathBuf> = Vec::new();
-        match read_lock(&lock_path) {
-            LockState::Absent => {}
-            LockState::Foreign => out.push(Finding {
-                kind: "foreign_git_lock".into(),
-                path: shown(&lock_path),
-                detail: "exists and is not kaizen's: another git process is running, or one \
-                         crashed (remove it if none is running); kaizen will not commit meanwhile"
-                    .into(),
-                repaired: false,
-            }),
-            LockState::Kaizen(j) if pid_alive(j.pid) => out.push(Finding {
-                kind: "git_lock_held".into(),
-                path: shown(&lock_path),
-                detail: format!("held by a running kaizen (pid {}, {})", j.pid, j.op),
-                repaired: false,
-            }),
-            LockState::Kaizen(j) => {
-                let lock_time = fs::metadata(&lock_path).and_then(|m| m.modified()).ok();
-                let ref_lock = j
-                    .branch
-                    .as_ref()
-                    .map(|r| common.join(format!("{r}.lock")))
-                    .filter(|p| p.exists());
-                if let Some(p) = &ref_lock {
-                    handled_ref_locks.push(p.clone());
-                }
-                if repair {
-                    // Take the lock over (it stays in place, so no git process enters), finish
-                    // the dead one's commit, then let go.
-                    let mine = GitLock::take_over(&lock_path, &j)?;
-                    if let Some(p) = &ref_lock {
-                        let newer =
-                            match (lock_time, fs::metadata(p).and_then(|m| m.modified()).ok()) {
-                                (Some(l), Some(r)) => r + std::time::Duration::from_secs(1) >= l,
-                                _ => false,
-                            };
-                        if newer {
-                            fs::remove_file(p)
-                                .map_err(|e| io_err(format!("cannot remove {}", p.display()), e))?;
-                            out.push(Finding {
-                                kind: "stale_ref_lock".into(),
-                                path: shown(p),
-                                detail: format!(
-                                    "left by a killed kaizen (pid {}) while committing; removed",
-                                    j.pid
-                                ),
-                                repaired: true,
-                            });
-                        } else {
-                            out.push(ref_lock_finding(&shown(p)));
-                        }
-                    }
-                    self.roll_forward(&repo, &mine, &j, &mut out)?;
-                    mine.release()?;
-                }
-                out.push(Finding {
-                    kind: "stale_git_lock".into(),
-                    path: shown(&lock_path),
-                    detail: format!(
-                        "left by a killed kaizen (pid {}, {}){}",
-                        j.pid,
-                        j.op,
-                        if repair {
-                            "; its commit was finished or discarded and the lock removed"
-                        } else {
-                            ""
-                        }
-                    ),
-                    repaired: repair,
-                });
-                if !repair && let Some(p) = &ref_lock {
-                    out.push(Finding {
-                        kind: "stale_ref_lock".into(),
-                        path: shown(p),
-                        detail: format!("left by a killed kaizen (pid {})", j.pid),
-                        repaired: false,
-                    });
-                }
-            }
-        }
-        // Branch locks not explained by a kaizen lock: git's own, or a crashed git's — ambiguous.
-        for p in ref_locks(&common.join("refs/heads")) {
-            if !handled_ref_locks.contains(&p) {
-                out.push(ref_lock_finding(&shown(&p)));
-            }
-        }
-        // kaizen's temp files: in the git dir and (beside the files it writes) the working tree.
-        let mut temps = Vec::new();
-        collect_temp_files(&gitdir, false, &mut temps, &mut 0);
-        collect_temp_files(&self.root, true, &mut temps, &mut 0);
-        for (path, pid) in temps {
-            if pid_alive(pid) {
-                out.push(Finding {
-                    kind: "temp_file".into(),
-                    path: shown(&path),
-                    detail: format!("in use by a running kaizen (pid {pid})"),
-                    repaired: false,
-                });
-                continue;
-            }
-            let repaired = repair && fs::remove_file(&path).is_ok();
-            out.push(Finding {
-                kind: "temp_file".into(),
-                path: shown(&path),
-                detail: format!(
-                    "left by a killed kaizen (pid {pid}){}",
-                    if repaired { "; removed" } else { "" }
-                ),
-                repaired,
-            });
-        }
-        // Linked worktrees whose directory is gone (git keeps their admin files until pruned).
-        if let Ok(names) = repo.worktrees() {
-            for name in names.iter().flatten().flatten() {
-                if let Ok(wt) = repo.find_worktree(name)
-                    && wt.validate().is_err()
-                {
-                    out.push(Finding {
-                        kind: "orphaned_worktree".into(),
-                        path: format!(".git/worktrees/{name}"),
-                        detail: format!(
-                            "worktree `{name}` points at {}, which is gone; `git worktree prune` removes it",
-                            wt.path().display()
-                        ),
-                        repaired: false,
-                    });
-                }
-            }
-        }
-        if let Err(ApplyError::Busy { what }) = self.check_state(&repo) {
-            out.push(Finding {
-                kind: "operation_in_progress".into(),
-                path: ".git".into(),
-                detail: format!("{what}; kaizen will not commit until then"),
-                repaired: false,
-            });
-        }
-        Ok(out)
+        self.recover_scoped(repair, true)
+    }
+
+    fn recover_routine(&self) -> Result<Vec<Finding>, ApplyError> {
+        self.recover_scoped(true, false)
     }
 
     fn set_audit_head(&mut self, head: Option<String>) {
@@ -2041,8 +2113,8 @@ fn updated_tree(repo: &Repository, base: &Tree<'_>, changes: &[Change]) -> Resul
         .map_err(|e| git_err("cannot build the new tree", e))
 }
 
-/// Paths a (non-merge) commit changes against its first parent.
-fn changed_paths(repo: &Repository, c: &git2::Commit<'_>) -> Result<Vec<String>, ApplyError> {
+/// What a (non-merge) commit changes against its first parent.
+fn commit_changes(repo: &Repository, c: &git2::Commit<'_>) -> Result<Vec<Change>, ApplyError> {
     let new = c
         .tree()
         .map_err(|e| git_err("cannot read the commit's tree", e))?;
@@ -2052,52 +2124,157 @@ fn changed_paths(repo: &Repository, c: &git2::Commit<'_>) -> Result<Vec<String>,
             .map_err(|e| git_err("cannot read the parent's tree", e))?,
         Err(_) => empty_tree(repo)?,
     };
-    Ok(tree_changes(repo, &old, &new)?
+    tree_changes(repo, &old, &new)
+}
+
+/// Paths a (non-merge) commit changes against its first parent.
+fn changed_paths(repo: &Repository, c: &git2::Commit<'_>) -> Result<Vec<String>, ApplyError> {
+    Ok(commit_changes(repo, c)?
         .into_iter()
         .map(|c| c.path)
         .collect())
 }
 
-/// Blob-level changes from `old` to `new`.
+/// Blob-level changes from `old` to `new`, in path order.
+///
+/// Walks both trees together and skips every subtree whose id is the same on both sides, so the
+/// cost is that of the changed paths (times the depth), not of the whole tree: libgit2's
+/// `diff_tree_to_tree` visits every entry, which in a repository of 10k files made each revert
+/// pay for two full-tree walks. Iterative (an explicit stack), so a deep tree cannot overflow
+/// the stack.
 fn tree_changes(
     repo: &Repository,
     old: &Tree<'_>,
     new: &Tree<'_>,
 ) -> Result<Vec<Change>, ApplyError> {
-    let diff = repo
-        .diff_tree_to_tree(Some(old), Some(new), None)
-        .map_err(|e| git_err("cannot diff trees", e))?;
+    type Entries = BTreeMap<Vec<u8>, (Oid, i32)>;
+    let entries = |tree: Option<Oid>| -> Result<Entries, ApplyError> {
+        let mut out = BTreeMap::new();
+        if let Some(oid) = tree {
+            let t = repo
+                .find_tree(oid)
+                .map_err(|e| git_err(format!("cannot read tree {oid}"), e))?;
+            for e in t.iter() {
+                out.insert(e.name_bytes().to_vec(), (e.id(), e.filemode()));
+            }
+        }
+        Ok(out)
+    };
+    let is_tree = |mode: i32| mode == 0o040000;
+    let leaf = |(oid, mode): (Oid, i32)| -> (Oid, FileMode) {
+        let m = if mode == 0o100755 {
+            FileMode::BlobExecutable
+        } else {
+            FileMode::Blob
+        };
+        (oid, m)
+    };
     let mut out = Vec::new();
-    for d in diff.deltas() {
-        let file = if d.new_file().exists() {
-            d.new_file()
-        } else {
-            d.old_file()
-        };
-        let Some(path) = file.path().and_then(Path::to_str) else {
-            return Err(ApplyError::Git(
-                "a changed path is not valid UTF-8".to_string(),
-            ));
-        };
-        let path = path.to_string();
-        let old_oid = d.old_file().exists().then(|| d.old_file().id());
-        let new = if d.new_file().exists() {
-            let mode = if u32::from(d.new_file().mode()) == 0o100755 {
-                FileMode::BlobExecutable
-            } else {
-                FileMode::Blob
+    // (directory prefix with a trailing '/', or empty; old subtree; new subtree)
+    let mut stack: Vec<(String, Option<Oid>, Option<Oid>)> =
+        vec![(String::new(), Some(old.id()), Some(new.id()))];
+    while let Some((prefix, o, n)) = stack.pop() {
+        if o == n {
+            continue;
+        }
+        let (olds, news) = (entries(o)?, entries(n)?);
+        let mut names: Vec<&Vec<u8>> = olds.keys().chain(news.keys()).collect();
+        names.sort();
+        names.dedup();
+        for name in names {
+            let (a, b) = (olds.get(name).copied(), news.get(name).copied());
+            if a == b {
+                continue;
+            }
+            let Ok(name) = std::str::from_utf8(name) else {
+                return Err(ApplyError::Git(
+                    "a changed path is not valid UTF-8".to_string(),
+                ));
             };
-            Some((d.new_file().id(), mode))
-        } else {
-            None
-        };
+            let path = format!("{prefix}{name}");
+            let a_tree = a.filter(|(_, m)| is_tree(*m)).map(|(o, _)| o);
+            let b_tree = b.filter(|(_, m)| is_tree(*m)).map(|(o, _)| o);
+            if a_tree.is_some() || b_tree.is_some() {
+                stack.push((format!("{path}/"), a_tree, b_tree));
+            }
+            let a_leaf = a.filter(|(_, m)| !is_tree(*m));
+            let b_leaf = b.filter(|(_, m)| !is_tree(*m));
+            if a_leaf.is_some() || b_leaf.is_some() {
+                out.push(Change {
+                    path,
+                    old: a_leaf.map(|(o, _)| o),
+                    new: b_leaf.map(leaf),
+                });
+            }
+        }
+    }
+    out.sort_by(|x, y| x.path.cmp(&y.path));
+    Ok(out)
+}
+
+/// The revert of `target` on top of `base` without a merge of whole trees, when it is trivial:
+/// every path the target changed is at `base` still exactly as the target left it (it goes back
+/// to the target's parent) or already back at the parent (nothing to do). This is what a
+/// three-way merge gives in that case; anything else — a later edit of one of the paths, a
+/// rename, a symlink or submodule — returns `None` and takes the merge path
+/// (`Repository::revert_commit`), which detects conflicts.
+fn trivial_revert(
+    repo: &Repository,
+    target: &git2::Commit<'_>,
+    target_changes: &[Change],
+    base: &Tree<'_>,
+) -> Result<Option<Vec<Change>>, ApplyError> {
+    let own = target
+        .tree()
+        .map_err(|e| git_err("cannot read the commit's tree", e))?;
+    let parent = match target.parent(0) {
+        Ok(p) => p
+            .tree()
+            .map_err(|e| git_err("cannot read the parent's tree", e))?,
+        Err(_) => empty_tree(repo)?,
+    };
+    let raw = |tree: &Tree<'_>, path: &str| -> Result<Option<(Oid, i32)>, ApplyError> {
+        match tree.get_path(Path::new(path)) {
+            Ok(e) => Ok(Some((e.id(), e.filemode()))),
+            Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(git_err(format!("cannot look up {path}"), e)),
+        }
+    };
+    let regular = |m: i32| m == 0o100644 || m == 0o100755;
+    let mut out = Vec::new();
+    for ch in target_changes {
+        let (at_tip, after, before) = (
+            raw(base, &ch.path)?,
+            raw(&own, &ch.path)?,
+            raw(&parent, &ch.path)?,
+        );
+        if [at_tip, after, before]
+            .iter()
+            .flatten()
+            .any(|(_, m)| !regular(*m))
+        {
+            return Ok(None);
+        }
+        if at_tip == before {
+            continue;
+        }
+        if at_tip != after {
+            return Ok(None);
+        }
         out.push(Change {
-            path,
-            old: old_oid,
-            new,
+            path: ch.path.clone(),
+            old: at_tip.map(|(o, _)| o),
+            new: before.map(|(o, m)| {
+                let mode = if m == 0o100755 {
+                    FileMode::BlobExecutable
+                } else {
+                    FileMode::Blob
+                };
+                (o, mode)
+            }),
         });
     }
-    Ok(out)
+    Ok(Some(out))
 }
 
 /// Writes `bytes` to `root/path` via a temporary file and a rename, so readers never see a half

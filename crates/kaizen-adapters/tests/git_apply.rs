@@ -1029,3 +1029,147 @@ fn issue9_6_recover_discards_a_commit_that_never_landed_and_reports_foreign_bran
     assert_eq!(f.head(), base);
     f.assert_clean();
 }
+
+/// The tree `git revert` makes of `commit` on a clone of the fixture at its HEAD.
+fn git_cli_revert_tree(f: &Fixture, commit: &str) -> String {
+    let clone = f._dir.path().join(format!("clone-{}", &commit[..8]));
+    git(
+        f._dir.path(),
+        &[
+            "clone",
+            "-q",
+            f.root.to_str().unwrap(),
+            clone.to_str().unwrap(),
+        ],
+    );
+    git(&clone, &["revert", "--no-edit", commit]);
+    git(&clone, &["rev-parse", "HEAD^{tree}"])
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn issue12_a_trivial_revert_gives_git_revert_s_tree_in_a_deep_tree() {
+    // The direct path (no merge of whole trees): edits in nested directories, a new file in a
+    // new directory, a deleted key, and unrelated siblings that must come through unchanged.
+    let f = Fixture::new();
+    for d in 0..5 {
+        for i in 0..5 {
+            f.write(
+                &format!("src/d{d}/sub/f{i}.txt"),
+                &format!("file {d}/{i}\n"),
+            );
+        }
+    }
+    f.write("deep/a/b/c/d/conf.yaml", "level: 1\nkeep: yes\n");
+    f.git(&["add", "-A"]);
+    f.git(&["commit", "-q", "-m", "tree"]);
+    let a = f.applier();
+    let c = candidate(vec![
+        set("deep/a/b/c/d/conf.yaml", "level", serde_json::json!(2)),
+        set("config/app.yaml", "cache.size_mb", serde_json::json!(128)),
+        Edit::FileWrite {
+            file: "new/dir/created.txt".into(),
+            content: "made by kaizen\n".into(),
+        },
+    ]);
+    let applied = a.apply(ID, &c).unwrap().sha;
+    // Later, unrelated human work elsewhere in the tree.
+    f.write("src/d3/sub/f1.txt", "edited later\n");
+    f.git(&["commit", "-q", "-am", "human: unrelated"]);
+    let want = git_cli_revert_tree(&f, &applied);
+
+    a.revert(ID, &applied, "no effect").unwrap();
+    assert_eq!(f.git(&["rev-parse", "HEAD^{tree}"]).trim(), want);
+    assert!(!f.root.join("new/dir/created.txt").exists());
+    assert!(!f.root.join("new").exists(), "emptied directories go too");
+    assert_eq!(f.read("deep/a/b/c/d/conf.yaml"), "level: 1\nkeep: yes\n");
+    assert_eq!(f.read("src/d3/sub/f1.txt"), "edited later\n");
+    f.assert_clean();
+    f.assert_fsck();
+}
+
+#[test]
+fn issue12_a_revert_that_needs_a_merge_still_gives_git_revert_s_tree() {
+    // The same file edited later by another intervention: not trivial, so the three-way merge
+    // path runs, and its result is git's.
+    let f = Fixture::new();
+    let a = f.applier();
+    let applied = a.apply(ID, &grow()).unwrap().sha;
+    let other = candidate(vec![set("config/app.yaml", "name", serde_json::json!("x"))]);
+    a.apply(InterventionId(43), &other).unwrap();
+    let want = git_cli_revert_tree(&f, &applied);
+    a.revert(ID, &applied, "no effect").unwrap();
+    assert_eq!(f.git(&["rev-parse", "HEAD^{tree}"]).trim(), want);
+    f.assert_clean();
+}
+
+#[test]
+fn issue12_routine_recovery_walks_the_working_tree_only_after_a_kill() {
+    let f = Fixture::new();
+    let a = f.applier();
+    let pid = dead_pid();
+    // A temp file with no kaizen lock beside it cannot come from a kill (kaizen writes temp
+    // files only while it holds the lock): the routine repair does not walk the tree for it,
+    // the full check (`recover`, as `kaizen check` runs it) does.
+    let tmp = f.root.join(format!("config/.app.yaml.kaizen-tmp-{pid}"));
+    std::fs::write(&tmp, "half").unwrap();
+    assert!(a.recover_routine().unwrap().is_empty());
+    assert!(tmp.exists());
+    let seen = a.recover(false).unwrap();
+    assert!(
+        seen.iter().any(|x| x.kind == "temp_file" && !x.repaired),
+        "{seen:?}"
+    );
+    // A kill leaves the lock: then the routine repair walks the tree and removes the file.
+    std::fs::write(
+        f.root.join(".git/index.lock"),
+        format!("kaizen-lock v1\n{{\"pid\":{pid},\"op\":\"apply\"}}\n"),
+    )
+    .unwrap();
+    let done = a.recover_routine().unwrap();
+    assert!(
+        done.iter().any(|x| x.kind == "temp_file" && x.repaired),
+        "{done:?}"
+    );
+    assert!(!tmp.exists() && !f.root.join(".git/index.lock").exists());
+    f.assert_clean();
+}
+
+#[test]
+fn issue12_id_continuity_walks_only_history_it_has_not_seen() {
+    let f = Fixture::new();
+    let a = f.applier();
+    a.apply(ID, &grow()).unwrap();
+    let (found, tips) = a.highest_intervention_id_since(&[]).unwrap();
+    assert_eq!(found, Some(ID));
+    assert_eq!(tips, vec![f.head()]);
+    // Nothing new: nothing found, same markers.
+    assert_eq!(
+        a.highest_intervention_id_since(&tips).unwrap(),
+        (None, tips.clone())
+    );
+    // A new commit (on another branch too) is found from the old markers.
+    f.git(&["checkout", "-q", "-b", "side"]);
+    f.git(&[
+        "commit",
+        "-q",
+        "--allow-empty",
+        "-m",
+        "kaizen: elsewhere\n\nKaizen-Intervention: K-000077",
+    ]);
+    f.git(&["checkout", "-q", "main"]);
+    let (found, now) = a.highest_intervention_id_since(&tips).unwrap();
+    assert_eq!(found, Some(InterventionId(77)));
+    assert_eq!(now.len(), 2);
+    // A marker that no longer exists hides nothing: the whole history is walked.
+    let gone = "0123456789012345678901234567890123456789".to_string();
+    assert_eq!(
+        a.highest_intervention_id_since(&[gone]).unwrap().0,
+        Some(InterventionId(77))
+    );
+    assert_eq!(
+        a.highest_intervention_id().unwrap(),
+        Some(InterventionId(77))
+    );
+}

@@ -331,3 +331,36 @@ fn check_reports_each_planted_violation_and_repairs_only_the_unambiguous() {
         "{report}"
     );
 }
+
+#[test]
+fn issue12_cron_cycles_check_hourly_and_walk_only_new_history() {
+    // `kaizen cycle` from cron is a new engine every time: the full invariant check runs when
+    // the last one (recorded in the ledger) is an hour old, not in every cycle, and the id
+    // continuity check walks only the commits it has not seen.
+    let h = Harness::new(RULE_GROW_CACHE, "");
+    h.ok(0, &["cycle"]);
+    git(
+        &h.repo,
+        &[
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "kaizen: ghost\n\nKaizen-Intervention: K-000099",
+        ],
+    );
+    let out = h.ok(10, &["cycle"]);
+    assert!(
+        out.contains("names K-000099"),
+        "the new commit is seen: {out}"
+    );
+    assert!(
+        !out.contains("commit_without_row"),
+        "checked 10 minutes ago: {out}"
+    );
+    let out = h.ok(61, &["cycle"]);
+    assert!(out.contains("commit_without_row"), "an hour on: {out}");
+    // `kaizen check` always checks.
+    let (_, report) = check(&h, 62, &[]);
+    assert!(report.contains("commit_without_row"), "{report}");
+}

@@ -179,12 +179,31 @@ pub trait Applier: Send {
     fn highest_intervention_id(&self) -> Result<Option<InterventionId>, ApplyError> {
         Ok(None)
     }
+    /// [`Applier::highest_intervention_id`] among the commits not reachable from `seen` (the
+    /// history markers a previous call returned), and the markers of the history now. An
+    /// applier that cannot tell returns every commit's highest and no markers (so nothing is
+    /// cached). The engine stores the markers in the ledger, so a `kaizen cycle` process does
+    /// not walk the whole history again to learn what the last one already knew.
+    fn highest_intervention_id_since(
+        &self,
+        seen: &[String],
+    ) -> Result<(Option<InterventionId>, Vec<String>), ApplyError> {
+        let _ = seen;
+        Ok((self.highest_intervention_id()?, Vec::new()))
+    }
     /// Inspects the repository for what a killed kaizen can leave behind (its own stale locks,
     /// temp files, a working tree behind its commit) and, with `repair`, repairs what is
     /// unambiguously kaizen's; everything else is reported for a human.
     fn recover(&self, repair: bool) -> Result<Vec<Finding>, ApplyError> {
         let _ = repair;
         Ok(Vec::new())
+    }
+    /// The repair run before every cycle and revert: [`Applier::recover`] with `repair`, except
+    /// that scans only a crash makes necessary may be skipped when nothing shows a crash (the
+    /// git applier walks the working tree for its temp files only while a kaizen lock is left;
+    /// `kaizen check` still walks it every time).
+    fn recover_routine(&self) -> Result<Vec<Finding>, ApplyError> {
+        self.recover(true)
     }
     /// Every commit on a local branch whose trailers name an intervention (bounded walk), for
     /// checking ledger and history agree. Empty where the applier keeps no history.

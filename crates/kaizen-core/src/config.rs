@@ -354,6 +354,8 @@ pub struct Config {
     pub validate: ValidateConfig,
     /// Daemon schedule.
     pub schedule: ScheduleConfig,
+    /// How long samples are kept (`retention:`; default: forever).
+    pub retention: crate::retention::RetentionConfig,
     /// LLM settings, if the LLM proposer is enabled.
     pub llm: Option<LlmConfig>,
     /// Notification targets.
@@ -467,6 +469,8 @@ struct ConfigSerde {
     validate: ValidateConfig,
     #[serde(default)]
     schedule: ScheduleConfig,
+    #[serde(default)]
+    retention: crate::retention::RetentionConfig,
     #[serde(default)]
     llm: Option<LlmConfig>,
     #[serde(default)]
@@ -642,6 +646,9 @@ impl Config {
                 "guards.max_concurrent",
                 "0 would block everything; use mode: shadow instead".into(),
             ));
+        }
+        if let Err((field, why)) = raw.retention.check() {
+            return Err(bad(field, why));
         }
         if g.freeze_after_rollbacks == Some(0) {
             return Err(bad(
@@ -949,6 +956,7 @@ impl Config {
             canaries: raw.canaries,
             validate: raw.validate,
             schedule: raw.schedule,
+            retention: raw.retention,
             llm: raw.llm,
             notify: raw.notify,
             envelope,
@@ -1082,6 +1090,10 @@ schedule:             # for `kaizen run` (daemon)
 # (`kaizen run --listen ADDR`, or here; `off`: not at all).
 # serve:
 #   listen: 127.0.0.1:9464
+
+retention:            # so the ledger does not grow without bound (omit: keep everything)
+  raw: 90d            # raw samples; older ones are folded into hourly aggregates (>= 14d)
+  hourly: 366d        # hourly aggregates (count, mean, min, max per signal and hour)
 "#;
 
 #[cfg(test)]

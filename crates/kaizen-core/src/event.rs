@@ -61,6 +61,8 @@ pub enum Stage {
     Humans,
     /// The runtime itself (reloads).
     Runtime,
+    /// The retention pass (see [`crate::retention`]).
+    Retain,
     /// A stage recorded before typed events (old ledgers); see [`EngineEvent::Legacy`].
     Other,
 }
@@ -88,6 +90,7 @@ impl Stage {
             Stage::Operator => "operator",
             Stage::Humans => "humans",
             Stage::Runtime => "runtime",
+            Stage::Retain => "retain",
             Stage::Other => "other",
         }
     }
@@ -114,6 +117,7 @@ impl Stage {
             Stage::Runtime,
             Stage::Publish,
             Stage::Hook,
+            Stage::Retain,
         ]
         .into_iter()
         .find(|x| x.as_str() == s)
@@ -775,6 +779,20 @@ pub enum EngineEvent {
         reason: String,
     },
 
+    // ----- retain ---------------------------------------------------------------------------
+    /// A retention pass folded raw samples older than its cutoff into hourly aggregates
+    /// and/or dropped hourly aggregates past theirs (see [`crate::retention`]).
+    Retention {
+        /// Raw samples folded (and deleted).
+        folded: u64,
+        /// Hourly aggregates deleted.
+        aggregates_removed: u64,
+        /// The raw cutoff used.
+        raw_cutoff: Option<DateTime<Utc>>,
+        /// The live intervention that held the cutoff back, if one did.
+        held_by: Option<InterventionId>,
+    },
+
     /// An event recorded by a kaizen before typed events (or of a kind this kaizen does not
     /// know): kept as it was stored.
     Legacy {
@@ -940,6 +958,7 @@ impl EngineEvent {
             NotifyFailed { .. } => "notify_error",
             MetaReview { .. } => "meta_review",
             Diagnosis { .. } => "diagnosis",
+            Retention { .. } => "retention",
             DiagnoseFailed { .. } => "diagnose_error",
             ConfigReloaded { .. } => "config_reloaded",
             ReloadFailed { .. } => "reload_failed",
@@ -1017,6 +1036,7 @@ impl EngineEvent {
             | ReviewStale { .. }
             | Rejected { .. } => Stage::Publish,
             HookRan { .. } => Stage::Hook,
+            Retention { .. } => Stage::Retain,
             Legacy { stage, .. } => Stage::parse(stage),
         }
     }
@@ -1075,6 +1095,7 @@ impl EngineEvent {
             | ConfigReloaded { .. }
             | ReloadFailed { .. }
             | InvariantsChecked { .. }
+            | Retention { .. }
             | SampleGap { .. }
             | ProposalRejected { .. }
             | ProposerFailed { .. }
@@ -1395,6 +1416,24 @@ impl fmt::Display for EngineEvent {
                 "meta-review of the last {period}: {next_moves} next move(s)"
             ),
             Diagnosis { summary, .. } => f.write_str(summary),
+            Retention {
+                folded,
+                aggregates_removed,
+                raw_cutoff,
+                held_by,
+            } => {
+                write!(f, "folded {folded} raw sample(s)")?;
+                if let Some(c) = raw_cutoff {
+                    write!(f, " before {}", c.to_rfc3339())?;
+                }
+                if let Some(id) = held_by {
+                    write!(f, " (held back by {id}, still live)")?;
+                }
+                write!(
+                    f,
+                    " into hourly aggregates; removed {aggregates_removed} hourly aggregate(s)"
+                )
+            }
             DiagnoseFailed { message } => f.write_str(message),
             ConfigReloaded { what } => write!(f, "reloaded {what}"),
             ReloadFailed { error } => {

@@ -228,6 +228,24 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE interventions ADD COLUMN review_branch TEXT;
     "#,
+    // v8: hourly aggregates of raw samples folded by `retention:` (see `retention`), and a
+    // small key-value table for what the engine remembers between processes (when the last
+    // invariant check ran, which history the id continuity check has seen).
+    r#"
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE samples_hourly (
+        signal TEXT NOT NULL,
+        hour   INTEGER NOT NULL,
+        n      INTEGER NOT NULL,
+        mean   REAL NOT NULL,
+        min    REAL NOT NULL,
+        max    REAL NOT NULL,
+        PRIMARY KEY (signal, hour)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The index in [`MIGRATIONS`] of the step that adds the audit chain (rows recorded before it
@@ -245,6 +263,21 @@ pub struct Repeated {
     pub repeats: u64,
     /// When the last was seen.
     pub last_seen: DateTime<Utc>,
+}
+
+/// The raw samples of one signal and hour, folded by retention ([`Ledger::fold_samples_before`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HourlyAggregate {
+    /// The hour's start.
+    pub hour: DateTime<Utc>,
+    /// How many samples.
+    pub n: u64,
+    /// Their mean.
+    pub mean: f64,
+    /// The smallest.
+    pub min: f64,
+    /// The largest.
+    pub max: f64,
 }
 
 /// A git operation in flight for an intervention.
@@ -661,6 +694,146 @@ impl Ledger {
                 |r| Ok(Sample::new(signal, from_ms(r.get(0)?), r.get(1)?)),
             )
             .optional()
+        })
+    }
+
+    // ----- meta ----------------------------------------------------------------------------
+
+    /// A value the engine remembers between processes (`None`: never set).
+    pub fn meta(&self, key: &str) -> Result<Option<String>, LedgerError> {
+        self.sql(|c| {
+            c.prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+                .query_row(params![key], |r| r.get(0))
+                .optional()
+        })
+    }
+
+    /// Sets a [`Ledger::meta`] value.
+    pub fn set_meta(&mut self, key: &str, value: &str) -> Result<(), LedgerError> {
+        self.sql(|c| {
+            c.prepare_cached("INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)")?
+                .execute(params![key, value])
+                .map(|_| ())
+        })
+    }
+
+    // ----- retention -----------------------------------------------------------------------
+
+    /// The distinct signals of `table` (`samples` or `samples_hourly`), found by stepping
+    /// through the primary key (one index seek per signal, not a scan of every row).
+    fn signals_in(&self, table: &str) -> Result<Vec<String>, LedgerError> {
+        let sql = format!("SELECT signal FROM {table} WHERE signal > ?1 ORDER BY signal LIMIT 1");
+        self.sql(|c| {
+            let mut stmt = c.prepare_cached(&sql)?;
+            let mut out: Vec<String> = Vec::new();
+            loop {
+                let after = out.last().map(String::as_str).unwrap_or("");
+                let next: Option<String> =
+                    stmt.query_row(params![after], |r| r.get(0)).optional()?;
+                match next {
+                    Some(s) => out.push(s),
+                    None => return Ok(out),
+                }
+            }
+        })
+    }
+
+    /// Folds raw samples older than `before` into hourly aggregates and deletes them, at most
+    /// about `max_rows` of them; returns how many were folded. Each signal's span of up to a
+    /// day is one transaction (aggregate and delete together), and an aggregate that already
+    /// exists is merged with the new one (count-weighted mean, min, max), never replaced.
+    pub fn fold_samples_before(
+        &mut self,
+        before: DateTime<Utc>,
+        max_rows: u64,
+    ) -> Result<u64, LedgerError> {
+        const DAY_MS: i64 = 86_400_000;
+        let cut = ms(before);
+        let mut folded: u64 = 0;
+        for signal in self.signals_in("samples")? {
+            loop {
+                if folded >= max_rows {
+                    return Ok(folded);
+                }
+                let oldest: Option<i64> = self.sql(|c| {
+                    c.query_row(
+                        "SELECT MIN(at) FROM samples WHERE signal = ?1",
+                        params![signal],
+                        |r| r.get(0),
+                    )
+                })?;
+                let Some(oldest) = oldest.filter(|&o| o < cut) else {
+                    break;
+                };
+                let from = oldest.saturating_sub(oldest.rem_euclid(3_600_000));
+                let to = from.saturating_add(DAY_MS).min(cut);
+                let path = self.path.clone();
+                let n = self.tx(|tx| {
+                    let e = |source| LedgerError::Sql {
+                        path: path.clone(),
+                        source,
+                    };
+                    tx.execute(
+                        "INSERT INTO samples_hourly(signal, hour, n, mean, min, max)
+                         SELECT signal, at - (at % 3600000 + 3600000) % 3600000 AS h, COUNT(*),
+                                AVG(value), MIN(value), MAX(value)
+                         FROM samples WHERE signal = ?1 AND at >= ?2 AND at < ?3 GROUP BY h
+                         ON CONFLICT(signal, hour) DO UPDATE SET
+                           mean = (mean * n + excluded.mean * excluded.n) / (n + excluded.n),
+                           n = n + excluded.n,
+                           min = MIN(min, excluded.min),
+                           max = MAX(max, excluded.max)",
+                        params![signal, from, to],
+                    )
+                    .map_err(e)?;
+                    crate::failpoint::hit("ledger.fold.after_aggregate");
+                    tx.execute(
+                        "DELETE FROM samples WHERE signal = ?1 AND at >= ?2 AND at < ?3",
+                        params![signal, from, to],
+                    )
+                    .map_err(e)
+                })?;
+                folded = folded.saturating_add(n as u64);
+            }
+        }
+        Ok(folded)
+    }
+
+    /// Deletes hourly aggregates of hours starting before `before`; returns how many.
+    pub fn prune_hourly_before(&mut self, before: DateTime<Utc>) -> Result<u64, LedgerError> {
+        let mut removed: u64 = 0;
+        for signal in self.signals_in("samples_hourly")? {
+            let n = self.sql(|c| {
+                c.prepare_cached("DELETE FROM samples_hourly WHERE signal = ?1 AND hour < ?2")?
+                    .execute(params![signal, ms(before)])
+            })?;
+            removed = removed.saturating_add(n as u64);
+        }
+        Ok(removed)
+    }
+
+    /// Hourly aggregates of `signal` for hours starting in `[from, to]`, oldest first.
+    pub fn hourly(
+        &self,
+        signal: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<HourlyAggregate>, LedgerError> {
+        self.sql(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT hour, n, mean, min, max FROM samples_hourly
+                 WHERE signal = ?1 AND hour >= ?2 AND hour <= ?3 ORDER BY hour",
+            )?;
+            let rows = stmt.query_map(params![signal, ms(from), ms(to)], |r| {
+                Ok(HourlyAggregate {
+                    hour: from_ms(r.get(0)?),
+                    n: r.get::<_, i64>(1)?.max(0) as u64,
+                    mean: r.get(2)?,
+                    min: r.get(3)?,
+                    max: r.get(4)?,
+                })
+            })?;
+            rows.collect()
         })
     }
 

@@ -29,6 +29,7 @@ pub mod pause;
 pub mod propose;
 pub mod publish;
 pub mod quantity;
+pub mod retention;
 pub mod review;
 pub mod rules;
 pub mod runtime;

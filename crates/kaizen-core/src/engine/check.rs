@@ -18,6 +18,15 @@ use std::collections::{BTreeMap, BTreeSet};
 /// checks).
 pub const CHECK_EVERY_CYCLES: u32 = 12;
 
+/// An engine's first cycle checks unless a check (of any process on this ledger) ran less than
+/// this long ago: `kaizen cycle` from cron every 5 minutes is a new engine each time, and a
+/// full check (two walks of the history, one of the working tree) in every one of them was the
+/// bulk of a cycle's cost in a large repository.
+pub const CHECK_INTERVAL: crate::span::Span = crate::span::Span::hours(1);
+
+/// Ledger meta key: when the last in-cycle check ran (ms since the epoch).
+const META_LAST_CHECK: &str = "last_check_at";
+
 /// How far back finalized interventions are checked against the history (older commits may lie
 /// beyond the bounded history walk).
 pub const RECENT: crate::span::Span = crate::span::Span::days(30);
@@ -372,15 +381,29 @@ impl Engine {
         Ok(recorded)
     }
 
-    /// The start-up / every-N-cycles check inside a cycle: what it recorded joins the report
-    /// (open violations are escalations there, so they reach notifiers too).
+    /// The start-up / every-N-cycles check inside a cycle (an engine's first cycle checks only
+    /// when the last check is [`CHECK_INTERVAL`] old): what it recorded joins the report (open
+    /// violations are escalations there, so they reach notifiers too).
     pub(super) fn check_in_cycle(&mut self, report: &mut CycleReport) -> Result<(), EngineError> {
-        let due = self.cycles_since_check == 0 || self.cycles_since_check >= CHECK_EVERY_CYCLES;
+        let now = self.clock.now();
+        let due = if self.cycles_since_check == 0 {
+            let last = self
+                .ledger
+                .meta(META_LAST_CHECK)?
+                .and_then(|v| v.parse::<i64>().ok())
+                .and_then(chrono::DateTime::from_timestamp_millis);
+            // Never checked, checked an interval ago, or the clock went back: check.
+            last.is_none_or(|t| t > now || CHECK_INTERVAL.after(t) <= now)
+        } else {
+            self.cycles_since_check >= CHECK_EVERY_CYCLES
+        };
         self.cycles_since_check = if due { 1 } else { self.cycles_since_check + 1 };
         if !due {
             return Ok(());
         }
         let (_, events) = self.check_recording(true)?;
+        self.ledger
+            .set_meta(META_LAST_CHECK, &now.timestamp_millis().to_string())?;
         for event in events {
             report.push(event);
         }

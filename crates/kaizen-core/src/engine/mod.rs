@@ -31,12 +31,13 @@ mod propose;
 mod publish;
 mod reconcile;
 mod resolve;
+mod retain;
 mod revert;
 mod review_branch;
 mod suppress;
 mod validate;
 
-pub use check::{CHECK_EVERY_CYCLES, CheckReport, Violation};
+pub use check::{CHECK_EVERY_CYCLES, CHECK_INTERVAL, CheckReport, Violation};
 pub use humans::KeyState;
 pub use learn::LearnReport;
 pub use pause::{pause_recorded, resume_recorded};
@@ -161,6 +162,8 @@ pub struct EngineSettings {
     /// Autonomous mode asks for approval below this calibrated confidence (see
     /// [`crate::calibrate`]).
     pub confidence_threshold: f64,
+    /// How long samples are kept (see [`crate::retention`]).
+    pub retention: crate::retention::RetentionConfig,
 }
 
 impl EngineSettings {
@@ -181,6 +184,7 @@ impl EngineSettings {
             validate: config.validate.clone(),
             recent_window: Span::hours(24),
             confidence_threshold: config.confidence_threshold,
+            retention: config.retention,
         }
     }
 }
@@ -651,6 +655,7 @@ impl Engine {
         self.observe(&mut report).await?;
         self.validate_due(&mut report)?;
         self.review_step(&mut report)?;
+        self.retain(&mut report)?;
         let proposals = self.gather_proposals(&mut report).await?;
         for (proposer, candidate) in proposals {
             self.consider(candidate, &proposer, &mut report).await?;

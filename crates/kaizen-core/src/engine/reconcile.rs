@@ -7,6 +7,9 @@ use crate::event::{EngineEvent, Stage};
 use crate::intervention::Status;
 use crate::ledger::Pending;
 
+/// Ledger meta key: the history markers (branch tips) the id continuity check has seen.
+const META_IDS_SEEN: &str = "ids_seen_tips";
+
 impl Engine {
     /// Finishes git operations a crash interrupted, so ledger and repository agree.
     pub fn reconcile(&mut self, report: &mut CycleReport) -> Result<(), EngineError> {
@@ -128,7 +131,7 @@ impl Engine {
         &mut self,
         report: &mut CycleReport,
     ) -> Result<(), EngineError> {
-        let findings = match self.applier.recover(true) {
+        let findings = match self.applier.recover_routine() {
             Ok(f) => f,
             Err(e) => {
                 return self.escalate_once(
@@ -161,18 +164,30 @@ impl Engine {
     }
 
     /// Keeps intervention ids unique per repository: with a lost or fresh state dir the ledger
-    /// continues after the highest id the history names. Checked once per engine.
+    /// continues after the highest id the history names. Checked once per engine, and only
+    /// over the commits this ledger has not seen yet (the branch tips of the last check are
+    /// kept in the ledger: a fresh state dir has none, so it walks the whole history).
     fn continue_ids(&mut self, report: &mut CycleReport) -> Result<(), EngineError> {
         if self.ids_checked {
             return Ok(());
         }
-        match self.applier.highest_intervention_id() {
-            Ok(Some(highest)) => {
-                if self.ledger.reserve_ids_through(highest)? {
+        let seen: Vec<String> = self
+            .ledger
+            .meta(META_IDS_SEEN)?
+            .and_then(|v| serde_json::from_str(&v).ok())
+            .unwrap_or_default();
+        match self.applier.highest_intervention_id_since(&seen) {
+            Ok((found, markers)) => {
+                if let Some(highest) = found
+                    && self.ledger.reserve_ids_through(highest)?
+                {
                     self.emit(report, EngineEvent::IdsContinued { highest })?;
                 }
+                if !markers.is_empty() && markers != seen {
+                    let text = serde_json::to_string(&markers).unwrap_or_default();
+                    self.ledger.set_meta(META_IDS_SEEN, &text)?;
+                }
             }
-            Ok(None) => {}
             Err(e) => {
                 return self.escalate_once(
                     report,

@@ -1,0 +1,153 @@
+//! Benchmark 1 of issue 12: apply + revert of one config key in a generated repository of N
+//! files and 10k commits, as whole processes — `kaizen cycle` + `kaizen revert` against
+//! `git add` + `git commit` + `git revert` with the git CLI on an identical copy, both in the
+//! same run.
+//!
+//! `cargo bench -p kaizen-cli --bench apply_revert`. Knobs: `KAIZEN_BENCH_REPO_FILES` (comma
+//! separated file counts, default `1000,10000`), `KAIZEN_BENCH_REPO_COMMITS` (default 10000).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark may panic on broken fixtures
+
+mod support;
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use std::cell::{Cell, RefCell};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use support::*;
+
+fn kaizen(repo: &Path, now: chrono::DateTime<chrono::Utc>, args: &[&str]) {
+    run(Command::new(env!("CARGO_BIN_EXE_kaizen"))
+        .args(args)
+        .arg("--now")
+        .arg(now.to_rfc3339())
+        .current_dir(repo)
+        .env_remove("KAIZEN_NOW")
+        .env_remove("KAIZEN_CONFIG")
+        .env_remove("RUST_LOG"));
+}
+
+/// `days` of 5-minute samples of `latency_ms` from `from`, written straight into the ledger
+/// (a process per sample would take hours; the file is the one `kaizen` made).
+fn seed_history(repo: &Path, from: chrono::DateTime<chrono::Utc>, days: i64) {
+    let mut db = rusqlite::Connection::open(repo.join(".kaizen/ledger.sqlite")).unwrap();
+    let tx = db.transaction().unwrap();
+    {
+        let mut ins = tx
+            .prepare(
+                "INSERT OR REPLACE INTO samples(signal, at, value) VALUES ('latency_ms', ?1, ?2)",
+            )
+            .unwrap();
+        for k in 0..days * 288 {
+            let at = from + chrono::Duration::minutes(5 * k);
+            ins.execute(rusqlite::params![
+                at.timestamp_millis(),
+                300.0 + (k % 7) as f64
+            ])
+            .unwrap();
+        }
+    }
+    tx.commit().unwrap();
+}
+
+fn bench(c: &mut Criterion) {
+    let commits = knob("KAIZEN_BENCH_REPO_COMMITS", 10_000);
+    let t0: chrono::DateTime<chrono::Utc> = "2026-03-02T08:00:00Z".parse().unwrap();
+    let mut g = c.benchmark_group("apply_revert");
+    g.sample_size(10).warm_up_time(Duration::from_secs(1));
+    for files in sizes("KAIZEN_BENCH_REPO_FILES", &[1_000, 10_000]) {
+        let dir = tempfile::tempdir().unwrap();
+        let kz_repo = fixture_repo(files, commits, &dir.path().join("k"));
+        let git_repo = fixture_repo(files, commits, &dir.path().join("g"));
+
+        // kaizen as cron runs it: one `kaizen cycle` every 5 minutes (so the hourly invariant
+        // check falls in every 12th), on a ledger with 200 days of 5-minute history of the
+        // signal (the baseline guard and the validator need its cadence).
+        kaizen(&kz_repo, t0 - chrono::Duration::days(1), &["observe"]);
+        seed_history(&kz_repo, t0 - chrono::Duration::days(1), 200);
+        let day = Cell::new(0i64);
+        let (applies, reverts) = (RefCell::new(Vec::new()), RefCell::new(Vec::new()));
+        let kz_cpu = Cell::new((Duration::ZERO, 0u32));
+        g.bench_function(BenchmarkId::new("kaizen", files), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let d = day.get() + 1;
+                    day.set(d);
+                    let at = t0 + chrono::Duration::minutes(5 * d);
+                    let id = format!("K-{d:06}");
+                    let cpu0 = children_cpu();
+                    let s = Instant::now();
+                    kaizen(&kz_repo, at, &["cycle"]);
+                    let a = s.elapsed();
+                    kaizen(
+                        &kz_repo,
+                        at + chrono::Duration::seconds(30),
+                        &["revert", &id, "--reason", "bench"],
+                    );
+                    let pair = s.elapsed();
+                    let (c, n) = kz_cpu.get();
+                    kz_cpu.set((c + children_cpu().saturating_sub(cpu0), n + 1));
+                    applies.borrow_mut().push(a);
+                    reverts.borrow_mut().push(pair.saturating_sub(a));
+                    total += pair;
+                }
+                total
+            })
+        });
+        // The edit the git CLI side makes is the one kaizen makes (cache_mb 128 → 256).
+        let edited = APP_YAML.replace("cache_mb: 128", "cache_mb: 256");
+        let app = git_repo.join("config/app.yaml");
+        let (commits_t, reverts_t) = (RefCell::new(Vec::new()), RefCell::new(Vec::new()));
+        let git_cpu = Cell::new((Duration::ZERO, 0u32));
+        g.bench_function(BenchmarkId::new("git_cli", files), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let cpu0 = children_cpu();
+                    let s = Instant::now();
+                    std::fs::write(&app, &edited).unwrap();
+                    git(&git_repo, &["add", "config/app.yaml"]);
+                    git(&git_repo, &["commit", "-q", "-m", "grow the cache"]);
+                    let a = s.elapsed();
+                    git(&git_repo, &["revert", "--no-edit", "HEAD"]);
+                    let pair = s.elapsed();
+                    let (c, n) = git_cpu.get();
+                    git_cpu.set((c + children_cpu().saturating_sub(cpu0), n + 1));
+                    commits_t.borrow_mut().push(a);
+                    reverts_t.borrow_mut().push(pair.saturating_sub(a));
+                    total += pair;
+                }
+                total
+            })
+        });
+        let (ka, _) = median_worst(&mut applies.borrow_mut());
+        let (kr, _) = median_worst(&mut reverts.borrow_mut());
+        let (ga, _) = median_worst(&mut commits_t.borrow_mut());
+        let (gr, _) = median_worst(&mut reverts_t.borrow_mut());
+        figure_ms("apply_revert", "kaizen_apply_cycle", files, ka);
+        figure_ms("apply_revert", "kaizen_revert", files, kr);
+        figure_ms("apply_revert", "kaizen_pair", files, ka + kr);
+        figure_ms("apply_revert", "git_add_commit", files, ga);
+        figure_ms("apply_revert", "git_revert", files, gr);
+        figure_ms("apply_revert", "git_pair", files, ga + gr);
+        let ratio = (ga + gr).as_secs_f64() / (ka + kr).as_secs_f64().max(1e-9);
+        figure("apply_revert", "speedup_vs_git", files, ratio, "x");
+        // CPU per pair (all iterations, 10 ms ticks): what a loaded machine does not inflate.
+        let per = |(c, n): (Duration, u32)| c.as_secs_f64() * 1e3 / f64::from(n.max(1));
+        let (kc, gc) = (per(kz_cpu.get()), per(git_cpu.get()));
+        figure("apply_revert", "kaizen_pair_cpu", files, kc, "ms");
+        figure("apply_revert", "git_pair_cpu", files, gc, "ms");
+        figure(
+            "apply_revert",
+            "cpu_speedup_vs_git",
+            files,
+            gc / kc.max(1e-9),
+            "x",
+        );
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
