@@ -448,6 +448,7 @@ struct ConfigSerde {
     mode: Mode,
     #[serde(default)]
     confidence_threshold: Option<f64>,
+    #[serde(default)]
     modes: BTreeMap<String, Mode>,
     #[serde(default)]
     git: Option<crate::publish::GitConfig>,

@@ -182,15 +182,15 @@ fn retention_never_removes_what_a_live_intervention_needs() {
         .validator(Box::new(SimpleValidator::default()))
         .build()
         .unwrap();
-    fill(engine.ledger_mut(), "latency_ms", now, 60);
+    // A second connection writes the history (the engine's own ledger is read-only to hosts).
+    let mut writer = Ledger::open(&path).unwrap();
+    fill(&mut writer, "latency_ms", now, 60);
     // Applied 30 days ago and still awaiting its verdict (a long window, extended).
     let applied = now - Duration::days(30);
-    let id = engine
-        .ledger_mut()
+    let id = writer
         .insert_proposed(&candidate(), applied, "test")
         .unwrap();
-    engine
-        .ledger_mut()
+    writer
         .mark_applied(
             id,
             "abc1234",
@@ -232,8 +232,7 @@ fn retention_never_removes_what_a_live_intervention_needs() {
     );
 
     // Once it is final, its history is no longer held: the cutoff is `raw` before now.
-    engine
-        .ledger_mut()
+    writer
         .mark_reverted(id, "def5678", now, Stage::Validate, "no effect")
         .unwrap();
     let pass = engine.retain(&mut report).unwrap();

@@ -143,6 +143,12 @@ impl Engine {
                 );
             }
         };
+        // Canary worktrees a killed trial left behind go at the next start, not only at the
+        // hourly check (`orphans` costs nothing for canaries that do not use worktrees).
+        let mut findings = findings;
+        for c in &self.canaries {
+            findings.extend(c.orphans(true));
+        }
         for f in findings {
             if f.repaired {
                 self.emit(
