@@ -1219,98 +1219,42 @@ impl Applier for GitApplier {
     fn audit_witnesses(&self) -> Result<Vec<kaizen_core::audit::Witness>, ApplyError> {
         let repo = self.repo()?;
         let mut out = Vec::new();
-        let mut seen = std::collections::BTreeSet::new();
-        let branches = repo
-            .branches(Some(git2::BranchType::Local))
-            .map_err(|e| git_err("cannot list branches", e))?;
-        let mut budget = HISTORY_WALK_LIMIT;
-        for b in branches {
-            let (b, _) = b.map_err(|e| git_err("cannot list branches", e))?;
-            let Some(tip) = b.get().target() else {
-                continue;
-            };
-            let mut walk = repo
-                .revwalk()
-                .map_err(|e| git_err("cannot walk the history", e))?;
-            walk.push(tip)
-                .map_err(|e| git_err("cannot walk the history", e))?;
-            for oid in walk {
-                if budget == 0 {
-                    return Ok(out);
-                }
-                budget -= 1;
-                let oid = oid.map_err(|e| git_err("cannot walk the history", e))?;
-                if !seen.insert(oid) {
-                    continue;
-                }
-                let c = repo
-                    .find_commit(oid)
-                    .map_err(|e| git_err(format!("cannot read commit {oid}"), e))?;
-                let tr = parse_trailers(&String::from_utf8_lossy(c.message_bytes()));
-                if let Some((_, head)) = tr
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case(TRAILER_AUDIT))
-                {
-                    out.push(kaizen_core::audit::Witness {
-                        commit: oid.to_string(),
-                        head: head.clone(),
-                    });
-                }
+        walk_local_history(&repo, |_, oid, trailers| {
+            if let Some((_, head)) = trailers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(TRAILER_AUDIT))
+            {
+                out.push(kaizen_core::audit::Witness {
+                    commit: oid.to_string(),
+                    head: head.clone(),
+                });
             }
-        }
+        })?;
         Ok(out)
     }
 
     fn trailer_commits(&self) -> Result<Vec<TrailerCommit>, ApplyError> {
         let repo = self.repo()?;
         let mut out: Vec<TrailerCommit> = Vec::new();
-        let mut seen = std::collections::BTreeSet::new();
-        let branches = repo
-            .branches(Some(git2::BranchType::Local))
-            .map_err(|e| git_err("cannot list branches", e))?;
-        let mut budget = HISTORY_WALK_LIMIT;
-        for b in branches {
-            let (b, _) = b.map_err(|e| git_err("cannot list branches", e))?;
-            let (Some(name), Some(tip)) = (b.name().ok().flatten(), b.get().target()) else {
-                continue;
-            };
-            let name = name.to_string();
-            let mut walk = repo
-                .revwalk()
-                .map_err(|e| git_err("cannot walk the history", e))?;
-            walk.push(tip)
-                .map_err(|e| git_err("cannot walk the history", e))?;
-            for oid in walk {
-                if budget == 0 {
-                    return Ok(out);
-                }
-                budget -= 1;
-                let oid = oid.map_err(|e| git_err("cannot walk the history", e))?;
-                if !seen.insert(oid) {
-                    continue;
-                }
-                let c = repo
-                    .find_commit(oid)
-                    .map_err(|e| git_err(format!("cannot read commit {oid}"), e))?;
-                let tr = parse_trailers(&String::from_utf8_lossy(c.message_bytes()));
-                let id = tr.iter().find_map(|(k, v)| {
-                    k.eq_ignore_ascii_case(TRAILER_INTERVENTION)
-                        .then(|| v.parse::<InterventionId>().ok())
-                        .flatten()
-                });
-                let Some(id) = id else { continue };
-                let reverts = tr
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case(TRAILER_REVERTS))
-                    .map(|(_, v)| v.clone());
-                out.push(TrailerCommit {
-                    sha: oid.to_string(),
-                    branch: name.clone(),
-                    id,
-                    reverts,
-                });
-            }
-        }
+        walk_local_history(&repo, |branch, oid, trailers| {
+            let Some(branch) = branch else { return };
+            let id = trailers.iter().find_map(|(k, v)| {
+                k.eq_ignore_ascii_case(TRAILER_INTERVENTION)
+                    .then(|| v.parse::<InterventionId>().ok())
+                    .flatten()
+            });
+            let Some(id) = id else { return };
+            let reverts = trailers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(TRAILER_REVERTS))
+                .map(|(_, v)| v.clone());
+            out.push(TrailerCommit {
+                sha: oid.to_string(),
+                branch: branch.to_string(),
+                id,
+                reverts,
+            });
+        })?;
         Ok(out)
     }
 
@@ -2461,6 +2405,48 @@ pub fn with_audit(message: &str, head: Option<&str>) -> String {
     });
     msg.push_str(&format!("{TRAILER_AUDIT}: {}\n", trailer_value(head)));
     msg
+}
+
+/// Visits each commit reachable from a local branch once (at most [`HISTORY_WALK_LIMIT`] in
+/// all), with the branch it was first reached from (`None`: a branch without a UTF-8 name) and
+/// its trailers: the one bounded history walk behind the trailer and audit-witness searches.
+fn walk_local_history(
+    repo: &Repository,
+    mut visit: impl FnMut(Option<&str>, Oid, &[(String, String)]),
+) -> Result<(), ApplyError> {
+    let mut seen = std::collections::BTreeSet::new();
+    let branches = repo
+        .branches(Some(git2::BranchType::Local))
+        .map_err(|e| git_err("cannot list branches", e))?;
+    let mut budget = HISTORY_WALK_LIMIT;
+    for b in branches {
+        let (b, _) = b.map_err(|e| git_err("cannot list branches", e))?;
+        let Some(tip) = b.get().target() else {
+            continue;
+        };
+        let name = b.name().ok().flatten().map(str::to_string);
+        let mut walk = repo
+            .revwalk()
+            .map_err(|e| git_err("cannot walk the history", e))?;
+        walk.push(tip)
+            .map_err(|e| git_err("cannot walk the history", e))?;
+        for oid in walk {
+            if budget == 0 {
+                return Ok(());
+            }
+            budget -= 1;
+            let oid = oid.map_err(|e| git_err("cannot walk the history", e))?;
+            if !seen.insert(oid) {
+                continue;
+            }
+            let c = repo
+                .find_commit(oid)
+                .map_err(|e| git_err(format!("cannot read commit {oid}"), e))?;
+            let trailers = parse_trailers(&String::from_utf8_lossy(c.message_bytes()));
+            visit(name.as_deref(), oid, &trailers);
+        }
+    }
+    Ok(())
 }
 
 /// Trailers (`Key: value`) of a commit message, read strictly from its last paragraph: every line
