@@ -110,6 +110,14 @@ fn max_concurrent_and_daily_budget() {
     let (status, reason) = status_of(&list, "workers");
     assert_eq!(status, "blocked");
     assert!(reason.contains("max_concurrent"), "{reason}");
+    // The rule keeps firing while the slot is taken: counted on its row, not a new row a cycle.
+    for minute in [15, 20, 25] {
+        h.set_metric(minute, 250.0);
+        h.ok(minute, &["cycle"]);
+    }
+    let list = h.interventions(25);
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert_eq!(status_of(&list, "workers").0, "blocked");
 
     let h = Harness::new(&rules, "");
     h.add_file(
@@ -123,6 +131,19 @@ fn max_concurrent_and_daily_budget() {
     let (status, reason) = status_of(&list, "workers");
     assert_eq!(status, "blocked");
     assert!(reason.contains("daily budget 1 used"), "{reason}");
+    for minute in [15, 20, 25] {
+        h.set_metric(minute, 250.0);
+        h.ok(minute, &["cycle"]);
+    }
+    assert_eq!(h.interventions(25).len(), 2, "one row per parked change");
+    let list = h.interventions(25);
+    let id = list.iter().find(|v| v["area"] == "workers").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let shown: serde_json::Value =
+        serde_json::from_str(&h.ok(25, &["show", &id, "--json"])).unwrap();
+    assert_eq!(shown["repeats"], 3, "{shown}");
 }
 
 #[test]

@@ -277,7 +277,7 @@ impl Engine {
 
     /// The earlier intervention `candidate` merely repeats (same proposer, rule, area and
     /// targets), if the guards refused it only for being parked — its area frozen, a backlog
-    /// prerequisite, a duplicate of itself:
+    /// prerequisite, a duplicate of itself, the daily budget or the concurrency limit used up:
     /// - frozen: the identical one already `blocked` since this freeze began (the first repeat
     ///   in a freeze gets its own row saying so; later ones are counted on it);
     /// - otherwise: an identical one still live (`applied`, `backlog`, `proposed`) or created
@@ -294,7 +294,13 @@ impl Engine {
             .filter(|v| v.decision != Decision::Pass)
             .collect();
         let parked = |v: &&GuardVerdict| {
-            v.decision == Decision::Backlog || matches!(v.guard.as_str(), "dedup" | "freeze")
+            // Budget and concurrency refuse the moment, not the change: a rule that keeps
+            // firing while they are used up would otherwise write a row every cycle.
+            v.decision == Decision::Backlog
+                || matches!(
+                    v.guard.as_str(),
+                    "dedup" | "freeze" | "daily_budget" | "max_concurrent"
+                )
         };
         if refusing.is_empty() || !refusing.iter().all(parked) {
             return None;
