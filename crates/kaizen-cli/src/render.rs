@@ -531,13 +531,14 @@ pub fn status(s: &kaizen_core::status::StatusSnapshot) {
     }
     println!("awaiting validation: {}", s.awaiting_validation.len());
     for a in &s.awaiting_validation {
-        println!(
-            "  {} [{}] {} — due {}",
-            a.id,
-            a.area,
-            a.title,
-            a.due_at.map(t).unwrap_or_else(|| "once pushed".to_string())
-        );
+        let when = match &a.held_by {
+            Some(why) => format!("held for a human: {why} (`kaizen resolve {}`)", a.id),
+            None => format!(
+                "due {}",
+                a.due_at.map(t).unwrap_or_else(|| "once pushed".to_string())
+            ),
+        };
+        println!("  {} [{}] {} — {when}", a.id, a.area, a.title);
     }
     if let Some(p) = &s.publish {
         let last = p

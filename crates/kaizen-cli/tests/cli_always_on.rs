@@ -372,6 +372,15 @@ fn issue10_refused_revert_escalates_once_reminds_on_backoff_and_resolve_closes_i
     assert_eq!(open[0]["intervention"], id.as_str());
     assert_eq!(open[0]["key"], format!("revert_refused {id}"));
     assert_eq!(open[0]["notifications"], 2);
+    // It is shown held for a human, not as awaiting a validation long past due.
+    let held = &json["awaiting_validation"][0];
+    assert_eq!(held["id"], id.as_str(), "{json}");
+    assert!(
+        held["held_by"].as_str().unwrap().contains("uncommitted"),
+        "{held}"
+    );
+    assert!(status.contains("held for a human"), "{status}");
+    assert!(status.contains(&format!("kaizen resolve {id}")), "{status}");
     // `kaizen revert` on it: an actionable message, not a bare exit 1.
     let out = h.kaizen_at(107, &["revert", &id]);
     assert_eq!(out.status.code(), Some(1));

@@ -45,6 +45,9 @@ pub struct Awaiting {
     pub title: String,
     /// When its validation is due.
     pub due_at: Option<DateTime<Utc>>,
+    /// The open escalation holding it, if any (a refused revert): it waits for a human
+    /// (`kaizen resolve`), not for its validation.
+    pub held_by: Option<String>,
 }
 
 /// What kaizen sees at one instant.
@@ -140,10 +143,15 @@ impl StatusSnapshot {
         }
         let view = ledger.view(now, chrono::Duration::hours(25))?;
         let policy = &settings.policy;
+        let escalations_open = ledger.open_escalations(now)?;
         let awaiting_validation = ledger
             .with_status(Status::Applied)?
             .into_iter()
             .map(|iv| Awaiting {
+                held_by: escalations_open
+                    .iter()
+                    .find(|e| e.intervention == Some(iv.id))
+                    .map(|e| e.detail.clone()),
                 id: iv.id,
                 area: iv.candidate.area,
                 title: iv.candidate.title,
@@ -175,7 +183,7 @@ impl StatusSnapshot {
                 &ledger.finalized()?,
                 settings.confidence_threshold,
             ),
-            escalations_open: ledger.open_escalations(now)?,
+            escalations_open,
             suppressed: ledger
                 .suppressions_since(crate::suppression::FRESH_FOR.before(now))?
                 .into_iter()
