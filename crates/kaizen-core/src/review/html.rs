@@ -5,7 +5,8 @@
 //! checked by parsing.
 
 use super::model::*;
-use crate::human::{opt, opt_prob, prob, share};
+use super::tables::{self, Markup, Table, drift_text};
+use crate::human::{opt, prob, share};
 use std::fmt::Write as _;
 
 /// Escapes text for element content and attribute values.
@@ -69,16 +70,16 @@ ol li, ul li { margin: 0.25rem 0; }
 @media (max-width: 40rem) { body { font-size: 14px; } main { padding: 0.6rem; } }
 "#;
 
-fn table(s: &mut String, header: &[&str], rows: &[Vec<String>]) {
+fn table(s: &mut String, t: &Table) {
     let _ = write!(s, "<div class=\"scroll\"><table><thead><tr>");
-    for h in header {
-        let _ = write!(s, "<th>{}</th>", esc(h));
+    for h in &t.header {
+        let _ = write!(s, "<th>{h}</th>");
     }
     let _ = write!(s, "</tr></thead><tbody>");
-    for r in rows {
+    for r in &t.rows {
         let _ = write!(s, "<tr>");
         for c in r {
-            // Cells are escaped by the caller (some carry <code>).
+            // Cells come marked up (escaped, some with <code>).
             let _ = write!(s, "<td>{c}</td>");
         }
         let _ = write!(s, "</tr>");
@@ -88,6 +89,25 @@ fn table(s: &mut String, header: &[&str], rows: &[Vec<String>]) {
 
 fn code(text: &str) -> String {
     format!("<code>{}</code>", esc(text))
+}
+
+/// HTML markup: entities escaped, names in `<code>`, autonomy as a coloured badge.
+struct Html;
+
+impl Markup for Html {
+    fn text(&self, text: &str) -> String {
+        esc(text)
+    }
+    fn code(&self, text: &str) -> String {
+        code(text)
+    }
+    fn approval(&self, needs_approval: bool) -> String {
+        if needs_approval {
+            "<span class=\"needs\">needs approval</span>".into()
+        } else {
+            "<span class=\"ok\">autonomous</span>".into()
+        }
+    }
 }
 
 /// The reliability diagram: stated confidence (x) against observed hit rate (y) per bin, with
@@ -259,14 +279,6 @@ fn sparkline_svg(
     s
 }
 
-fn drift_text(d: &Drift) -> String {
-    match (d.direction, d.by) {
-        (Direction::Unknown, _) | (_, None) => "unknown".into(),
-        (Direction::Same, Some(by)) => format!("same (by {})", crate::human::sig3(by.abs())),
-        (dir, Some(by)) => format!("{} by {}", dir.as_str(), crate::human::sig3(by.abs())),
-    }
-}
-
 /// Renders the review as a self-contained HTML document.
 pub fn render(r: &MetaReview) -> String {
     let mut s = String::new();
@@ -302,30 +314,7 @@ pub fn render(r: &MetaReview) -> String {
     let _ = writeln!(s, "</section>");
 
     let _ = writeln!(s, "<h2>Outcomes</h2><section class=\"card\">");
-    let areas: Vec<&String> = r.by_area.keys().collect();
-    let mut header: Vec<String> = vec!["outcome".into(), "all".into()];
-    header.extend(areas.iter().map(|a| a.to_string()));
-    let header_refs: Vec<&str> = header.iter().map(String::as_str).collect();
-    let rows: Vec<Vec<String>> = OUTCOME_KEYS
-        .iter()
-        .filter(|k| r.outcomes.get(**k).copied().unwrap_or(0) > 0 || **k == "proposed")
-        .map(|k| {
-            let mut row = vec![
-                esc(&k.replace('_', " ")),
-                r.outcomes.get(*k).copied().unwrap_or(0).to_string(),
-            ];
-            row.extend(areas.iter().map(|a| {
-                r.by_area
-                    .get(*a)
-                    .and_then(|o| o.get(*k))
-                    .copied()
-                    .unwrap_or(0)
-                    .to_string()
-            }));
-            row
-        })
-        .collect();
-    table(&mut s, &header_refs, &rows);
+    table(&mut s, &tables::outcomes(r, &Html));
     if !r.blocked_by.is_empty() {
         let list: Vec<String> = r
             .blocked_by
@@ -357,85 +346,15 @@ pub fn render(r: &MetaReview) -> String {
         esc(&drift_text(&c.bias_drift))
     );
     let _ = writeln!(s, "{}", reliability_svg(c));
-    let rows: Vec<Vec<String>> = c
-        .bins
-        .iter()
-        .filter(|b| b.n > 0)
-        .map(|b| {
-            vec![
-                format!("{}–{}", prob(b.lo), prob(b.hi)),
-                b.n.to_string(),
-                b.hits.to_string(),
-                opt_prob(b.hit_rate),
-                format!("[{}, {}]", prob(b.wilson_lo), prob(b.wilson_hi)),
-            ]
-        })
-        .collect();
-    if !rows.is_empty() {
-        table(
-            &mut s,
-            &[
-                "stated confidence",
-                "decided",
-                "validated",
-                "hit rate",
-                "95% Wilson",
-            ],
-            &rows,
-        );
+    let bins = tables::reliability(c, &Html);
+    if !bins.rows.is_empty() {
+        table(&mut s, &bins);
     }
     let _ = writeln!(s, "</section>");
 
     if !r.per_proposer.is_empty() {
         let _ = writeln!(s, "<h2>Per proposer</h2><section class=\"card\">");
-        let rows: Vec<Vec<String>> = r
-            .per_proposer
-            .iter()
-            .map(|p| {
-                let o = |k: &str| p.outcomes.get(k).copied().unwrap_or(0);
-                vec![
-                    code(&p.proposer),
-                    o("proposed").to_string(),
-                    o("applied").to_string(),
-                    o("validated").to_string(),
-                    (o("no_effect") + o("regressed")).to_string(),
-                    match p.calibration.drift.direction {
-                        Direction::Unknown => opt(p.calibration.brier),
-                        d => format!("{} ({})", opt(p.calibration.brier), d.as_str()),
-                    },
-                    p.autonomy.as_ref().map_or_else(
-                        || "-".into(),
-                        |c| {
-                            format!(
-                                "{} → {} ({}/{}) {}",
-                                prob(c.stated),
-                                prob(c.calibrated),
-                                c.hits,
-                                c.n,
-                                if c.needs_approval {
-                                    "<span class=\"needs\">needs approval</span>"
-                                } else {
-                                    "<span class=\"ok\">autonomous</span>"
-                                }
-                            )
-                        },
-                    ),
-                ]
-            })
-            .collect();
-        table(
-            &mut s,
-            &[
-                "proposer",
-                "proposed",
-                "applied",
-                "validated",
-                "failed",
-                "Brier (drift)",
-                "stated → calibrated, autonomy",
-            ],
-            &rows,
-        );
+        table(&mut s, &tables::per_proposer(r, &Html));
         let _ = writeln!(s, "</section>");
     }
 

@@ -2,7 +2,8 @@
 //! (headings, tables, lists; no HTML).
 
 use super::model::*;
-use crate::human::{opt, opt_prob, pct, prob, share};
+use super::tables::{self, Markup, Table, drift_text};
+use crate::human::{opt, pct, share};
 use std::fmt::Write as _;
 
 /// A table cell: pipes escaped, newlines folded, so one value cannot break the table.
@@ -10,11 +11,31 @@ fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 
+/// Markdown markup: pipes escaped, names in backticks, "needs approval" in bold.
+struct Md;
+
+impl Markup for Md {
+    fn text(&self, text: &str) -> String {
+        cell(text)
+    }
+    fn code(&self, text: &str) -> String {
+        format!("`{}`", cell(text))
+    }
+    fn approval(&self, needs_approval: bool) -> String {
+        if needs_approval {
+            "**needs approval**".into()
+        } else {
+            "autonomous".into()
+        }
+    }
+}
+
 fn label(key: &str) -> String {
     key.replace('_', " ")
 }
 
-fn table(s: &mut String, header: &[String], rows: &[Vec<String>]) {
+fn table(s: &mut String, t: &Table) {
+    let (header, rows) = (&t.header, &t.rows);
     let _ = writeln!(s, "| {} |", header.join(" | "));
     let _ = writeln!(
         s,
@@ -30,14 +51,6 @@ fn table(s: &mut String, header: &[String], rows: &[Vec<String>]) {
         let _ = writeln!(s, "| {} |", r.join(" | "));
     }
     let _ = writeln!(s);
-}
-
-fn drift_text(d: &Drift) -> String {
-    match (d.direction, d.by) {
-        (Direction::Unknown, _) | (_, None) => "unknown (no earlier figure)".into(),
-        (Direction::Same, Some(by)) => format!("same (by {})", crate::human::sig3(by.abs())),
-        (dir, Some(by)) => format!("{} by {}", dir.as_str(), crate::human::sig3(by.abs())),
-    }
 }
 
 /// The calibration line and reliability table of one [`CalibrationView`].
@@ -60,32 +73,9 @@ fn calibration(s: &mut String, c: &CalibrationView) {
         drift_text(&c.bias_drift)
     );
     let _ = writeln!(s);
-    let rows: Vec<Vec<String>> = c
-        .bins
-        .iter()
-        .filter(|b| b.n > 0)
-        .map(|b| {
-            vec![
-                format!("{}–{}", prob(b.lo), prob(b.hi)),
-                b.n.to_string(),
-                b.hits.to_string(),
-                opt_prob(b.hit_rate),
-                format!("[{}, {}]", prob(b.wilson_lo), prob(b.wilson_hi)),
-            ]
-        })
-        .collect();
-    if !rows.is_empty() {
-        table(
-            s,
-            &[
-                "stated confidence".into(),
-                "decided".into(),
-                "validated".into(),
-                "hit rate".into(),
-                "95% Wilson".into(),
-            ],
-            &rows,
-        );
+    let bins = tables::reliability(c, &Md);
+    if !bins.rows.is_empty() {
+        table(s, &bins);
     }
 }
 
@@ -100,29 +90,7 @@ pub fn render(r: &MetaReview) -> String {
     );
 
     let _ = writeln!(s, "## Outcomes\n");
-    let areas: Vec<&String> = r.by_area.keys().collect();
-    let mut header = vec!["outcome".to_string(), "all".to_string()];
-    header.extend(areas.iter().map(|a| format!("`{}`", cell(a))));
-    let rows: Vec<Vec<String>> = OUTCOME_KEYS
-        .iter()
-        .filter(|k| r.outcomes.get(**k).copied().unwrap_or(0) > 0 || **k == "proposed")
-        .map(|k| {
-            let mut row = vec![
-                label(k),
-                r.outcomes.get(*k).copied().unwrap_or(0).to_string(),
-            ];
-            row.extend(areas.iter().map(|a| {
-                r.by_area
-                    .get(*a)
-                    .and_then(|o| o.get(*k))
-                    .copied()
-                    .unwrap_or(0)
-                    .to_string()
-            }));
-            row
-        })
-        .collect();
-    table(&mut s, &header, &rows);
+    table(&mut s, &tables::outcomes(r, &Md));
     if !r.blocked_by.is_empty() {
         let list: Vec<String> = r
             .blocked_by
@@ -137,56 +105,7 @@ pub fn render(r: &MetaReview) -> String {
 
     if !r.per_proposer.is_empty() {
         let _ = writeln!(s, "## Per proposer\n");
-        let rows: Vec<Vec<String>> = r
-            .per_proposer
-            .iter()
-            .map(|p| {
-                let o = |k: &str| p.outcomes.get(k).copied().unwrap_or(0).to_string();
-                vec![
-                    format!("`{}`", cell(&p.proposer)),
-                    o("proposed"),
-                    o("applied"),
-                    o("validated"),
-                    (p.outcomes.get("no_effect").copied().unwrap_or(0)
-                        + p.outcomes.get("regressed").copied().unwrap_or(0))
-                    .to_string(),
-                    match p.calibration.drift.direction {
-                        Direction::Unknown => opt(p.calibration.brier),
-                        d => format!("{} ({})", opt(p.calibration.brier), d.as_str()),
-                    },
-                    p.autonomy.as_ref().map_or_else(
-                        || "-".into(),
-                        |c| {
-                            format!(
-                                "{} → {} ({}/{}) {}",
-                                prob(c.stated),
-                                prob(c.calibrated),
-                                c.hits,
-                                c.n,
-                                if c.needs_approval {
-                                    "**needs approval**"
-                                } else {
-                                    "autonomous"
-                                }
-                            )
-                        },
-                    ),
-                ]
-            })
-            .collect();
-        table(
-            &mut s,
-            &[
-                "proposer".into(),
-                "proposed".into(),
-                "applied".into(),
-                "validated".into(),
-                "failed".into(),
-                "Brier (drift)".into(),
-                "stated → calibrated, autonomy".into(),
-            ],
-            &rows,
-        );
+        table(&mut s, &tables::per_proposer(r, &Md));
         for c in r
             .per_proposer
             .iter()
@@ -263,19 +182,18 @@ pub fn render(r: &MetaReview) -> String {
                 ]
             })
             .collect();
-        table(
-            &mut s,
-            &[
-                "signal".into(),
-                "time alerting".into(),
-                "proposals".into(),
-                "applies".into(),
-                "reverts".into(),
-                "start → end".into(),
-                "change".into(),
-            ],
-            &rows,
-        );
+        let header = [
+            "signal",
+            "time alerting",
+            "proposals",
+            "applies",
+            "reverts",
+            "start → end",
+            "change",
+        ]
+        .map(String::from)
+        .to_vec();
+        table(&mut s, &Table { header, rows });
     }
 
     let _ = writeln!(s, "## Blind spots\n");

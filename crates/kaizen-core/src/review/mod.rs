@@ -7,6 +7,7 @@
 pub mod html;
 pub mod markdown;
 pub mod model;
+mod tables;
 
 pub use model::*;
 
