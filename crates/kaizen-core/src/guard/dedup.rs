@@ -9,8 +9,8 @@ use crate::intervention::{Candidate, Intervention, Status};
 
 /// Blocks a candidate with an overlapping change target as an intervention that is currently
 /// `applied` (in any area), or, in the same area, was applied within
-/// [`dedup_window`](super::GuardPolicy::dedup_window) (whatever became of it) or is
-/// `backlog`/`proposed` and was created within it.
+/// [`dedup_window`](super::GuardPolicy::dedup_window) (whatever became of it), is `backlog`
+/// and was created within it, or is `proposed` (awaiting approval, however long ago).
 ///
 /// Targets overlap when they are the same file (compared after lexical normalisation) and either
 /// one writes the whole file or their keys are equal or nested (`cache` and `cache.size_mb`).
@@ -123,6 +123,17 @@ fn live_reason(
             Some(t) => format!("applied at {}, awaiting validation", ts(t)),
             None => "applied, awaiting validation".to_string(),
         });
+    }
+    if other.status == Status::Proposed {
+        // Waiting for a human's `kaizen apply` (manual mode, or a proposer below the
+        // confidence threshold) for as long as it takes: the same change proposed again is the
+        // same question, not a new one (an interrupted cycle's leftovers are reconciled to
+        // `blocked` before any guard runs).
+        return Some(format!(
+            "proposed since {}, {} ago, awaiting approval",
+            ts(other.created_at),
+            human(now - other.created_at)
+        ));
     }
     if let Some(t) = other.applied_at.filter(|t| *t > since) {
         return Some(format!(
@@ -272,32 +283,42 @@ mod tests {
     }
 
     #[test]
-    fn backlog_and_proposed_count_within_window_of_creation() {
+    fn backlog_counts_within_window_of_creation_proposed_until_decided() {
         let now = t0();
-        for status in [Status::Backlog, Status::Proposed] {
-            let fresh = Intervention {
-                created_at: now - Duration::minutes(30),
-                ..iv(4, "cache", status)
-            };
-            let v = run(&cand("cache"), vec![fresh.clone()], now);
-            assert_eq!(v.decision, Decision::Block, "{status}");
-            assert!(
-                v.reason.contains(&format!(
-                    "K-000004 ({status} since 2026-11-05T11:30:00Z, 30m ago)"
-                )),
-                "{}",
-                v.reason
-            );
-            let edge = Intervention {
-                created_at: now - Duration::hours(2),
-                ..fresh
-            };
-            assert_eq!(
-                run(&cand("cache"), vec![edge], now).decision,
-                Decision::Pass,
-                "{status}"
-            );
-        }
+        let fresh = Intervention {
+            created_at: now - Duration::minutes(30),
+            ..iv(4, "cache", Status::Backlog)
+        };
+        let v = run(&cand("cache"), vec![fresh.clone()], now);
+        assert_eq!(v.decision, Decision::Block);
+        assert!(
+            v.reason
+                .contains("K-000004 (backlog since 2026-11-05T11:30:00Z, 30m ago)"),
+            "{}",
+            v.reason
+        );
+        let edge = Intervention {
+            created_at: now - Duration::hours(2),
+            ..fresh
+        };
+        assert_eq!(
+            run(&cand("cache"), vec![edge], now).decision,
+            Decision::Pass
+        );
+        // A proposal awaiting approval is the same question however long it has waited.
+        let waiting = Intervention {
+            created_at: now - Duration::hours(30),
+            ..iv(6, "cache", Status::Proposed)
+        };
+        let v = run(&cand("cache"), vec![waiting], now);
+        assert_eq!(v.decision, Decision::Block);
+        assert!(
+            v.reason.contains(
+                "K-000006 (proposed since 2026-11-04T06:00:00Z, 30h ago, awaiting approval)"
+            ),
+            "{}",
+            v.reason
+        );
         // Blocked ones never count.
         let blocked = Intervention {
             created_at: now - Duration::minutes(1),
