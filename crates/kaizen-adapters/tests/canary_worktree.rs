@@ -13,22 +13,10 @@ use kaizen_core::intervention::{
 };
 use kaizen_core::span::Span;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
+mod support;
+use support::git;
 
 fn repo() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();

@@ -6,69 +6,18 @@ use kaizen_adapters::git::GitApplier;
 use kaizen_core::apply::Applier;
 use kaizen_core::clock::ManualClock;
 use kaizen_core::config::Config;
-use kaizen_core::edit::Edit;
 use kaizen_core::engine::{CycleReport, Engine, EngineSettings};
-use kaizen_core::intervention::{Candidate, ExpectedChange, Origin, Prediction, Risk, Status};
+use kaizen_core::intervention::{Candidate, Status};
 use kaizen_core::ledger::{Ledger, Pending};
-use kaizen_core::span::Span;
 use kaizen_core::validate::SimpleValidator;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
-fn git(repo: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(repo)
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn repo() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let r = dir.path();
-    git(r, &["init", "-q", "-b", "main"]);
-    git(r, &["config", "user.name", "T"]);
-    git(r, &["config", "user.email", "t@example.invalid"]);
-    std::fs::create_dir_all(r.join("config")).expect("mkdir");
-    std::fs::write(r.join("config/app.yaml"), "cache_mb: 128\n").expect("write");
-    std::fs::write(r.join(".git/info/exclude"), "/.kaizen/\n").expect("write");
-    git(r, &["add", "-A"]);
-    git(r, &["commit", "-q", "-m", "init"]);
-    dir
-}
+mod support;
+use support::{cache_candidate, commits, git, repo};
 
 fn candidate() -> Candidate {
-    Candidate {
-        area: "cache".into(),
-        kind: "config_set".into(),
-        title: "grow cache".into(),
-        hypothesis: "misses dominate".into(),
-        change: vec![Edit::ConfigSet {
-            file: "config/app.yaml".into(),
-            key: "cache_mb".into(),
-            value: serde_json::json!(256),
-        }],
-        prediction: Prediction {
-            signal: "latency_ms".into(),
-            change: ExpectedChange::Relative(-0.2),
-            within: Span::minutes(30),
-        },
-        risk: Risk::Low,
-        confidence: 0.8,
-        rollback: Some("revert".into()),
-        origin: Origin {
-            proposer: "rules".into(),
-            rule: Some("grow-cache".into()),
-            ..Default::default()
-        },
-    }
+    cache_candidate("rules")
 }
 
 fn settings(root: &Path) -> EngineSettings {
@@ -88,13 +37,6 @@ fn engine(root: &Path, clock: &ManualClock) -> Engine {
         .validator(Box::new(SimpleValidator::default()))
         .build()
         .expect("engine")
-}
-
-fn commits(root: &Path) -> usize {
-    git(root, &["rev-list", "--count", "HEAD"])
-        .trim()
-        .parse()
-        .expect("count")
 }
 
 #[test]

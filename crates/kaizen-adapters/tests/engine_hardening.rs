@@ -17,32 +17,10 @@ use kaizen_core::signal::Sample;
 use kaizen_core::span::Span;
 use kaizen_core::validate::SimpleValidator;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
-fn git(repo: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(repo)
-        .output()
-        .expect("git");
-    assert!(out.status.success(), "git {args:?}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn repo() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let r = dir.path();
-    git(r, &["init", "-q", "-b", "main"]);
-    git(r, &["config", "user.name", "T"]);
-    git(r, &["config", "user.email", "t@example.invalid"]);
-    std::fs::create_dir_all(r.join("config")).unwrap();
-    std::fs::write(r.join("config/app.yaml"), "cache_mb: 128\n").unwrap();
-    std::fs::write(r.join(".git/info/exclude"), "/.kaizen/\n").unwrap();
-    git(r, &["add", "-A"]);
-    git(r, &["commit", "-q", "-m", "init"]);
-    dir
-}
+mod support;
+use support::{git, repo};
 
 /// A proposer (as an embedding host might write one) that offers a 20 MB file every round.
 struct Blob;

@@ -16,23 +16,10 @@ use kaizen_core::observe::{Source, SourceError};
 use kaizen_core::propose::{Proposals, ProposeContext, ProposeError, Proposer};
 use kaizen_core::signal::Sample;
 use kaizen_core::validate::SimpleValidator;
-use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
+mod support;
+use support::git;
 
 struct Constant;
 

@@ -4,103 +4,25 @@
 //! once its commit is on the remote. Everything is checked with the `git` CLI.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on broken fixtures
 
-use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use kaizen_adapters::git::{GitApplier, GitPublisher};
 use kaizen_core::clock::ManualClock;
 use kaizen_core::config::Config;
-use kaizen_core::edit::Edit;
 use kaizen_core::engine::{Engine, EngineSettings};
-use kaizen_core::intervention::{
-    Candidate, ExpectedChange, InterventionId, Origin, Outcome, Prediction, Risk, Status,
-};
+use kaizen_core::intervention::{Candidate, InterventionId, Status};
 use kaizen_core::ledger::Ledger;
-use kaizen_core::observe::{Source, SourceError};
-use kaizen_core::propose::{Proposals, ProposeContext, ProposeError, Proposer};
 use kaizen_core::signal::Sample;
-use kaizen_core::span::Span;
-use kaizen_core::validate::{Look, ValidationRequest, Validator, Verdict};
-use std::path::{Path, PathBuf};
+use kaizen_core::validate::Look;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?} in {}: {}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
+mod support;
+use support::{Constant, Once, Recorder, Remote, cache_candidate, git};
 
-/// A bare remote, kaizen's clone of it (`work`), and a human's clone (`human`).
-struct Fixture {
-    _dir: tempfile::TempDir,
-    remote: PathBuf,
-    work: PathBuf,
-    human: PathBuf,
-}
-
-impl Fixture {
-    fn new() -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let remote = dir.path().join("remote.git");
-        let seed = dir.path().join("seed");
-        std::fs::create_dir_all(&remote).unwrap();
-        std::fs::create_dir_all(&seed).unwrap();
-        git(&remote, &["init", "-q", "--bare", "-b", "main"]);
-        git(&seed, &["init", "-q", "-b", "main"]);
-        identity(&seed, "Seed");
-        std::fs::create_dir_all(seed.join("config")).unwrap();
-        std::fs::write(seed.join("config/app.yaml"), "cache_mb: 128\nworkers: 4\n").unwrap();
-        std::fs::write(seed.join("README.md"), "service config\n").unwrap();
-        git(&seed, &["add", "-A"]);
-        git(&seed, &["commit", "-q", "-m", "init"]);
-        git(
-            &seed,
-            &["remote", "add", "origin", remote.to_str().unwrap()],
-        );
-        git(&seed, &["push", "-q", "origin", "main"]);
-        let clone = |name: &str, who: &str| {
-            let p = dir.path().join(name);
-            git(
-                dir.path(),
-                &["clone", "-q", remote.to_str().unwrap(), p.to_str().unwrap()],
-            );
-            identity(&p, who);
-            p
-        };
-        let work = clone("work", "Operator");
-        std::fs::write(work.join(".git/info/exclude"), "/.kaizen/\n").unwrap();
-        let human = clone("human", "Human");
-        Fixture {
-            _dir: dir,
-            remote,
-            work,
-            human,
-        }
-    }
-
+impl Remote {
     /// The remote's `main`.
     fn remote_main(&self) -> String {
-        git(&self.remote, &["rev-parse", "main"])
-    }
-
-    /// A human commits `content` to `file` in their clone and pushes it; returns the sha.
-    fn human_push(&self, file: &str, content: &str, message: &str) -> String {
-        git(&self.human, &["pull", "-q", "--ff-only", "origin", "main"]);
-        let path = self.human.join(file);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, content).unwrap();
-        git(&self.human, &["commit", "-q", "-am", message]);
-        git(&self.human, &["push", "-q", "origin", "main"]);
-        git(&self.human, &["rev-parse", "HEAD"])
+        self.remote_rev("main")
     }
 
     /// Makes the remote refuse every push (a pre-receive hook that exits 1), or accept again.
@@ -132,87 +54,8 @@ impl Fixture {
     }
 }
 
-fn identity(dir: &Path, name: &str) {
-    git(dir, &["config", "user.name", name]);
-    git(dir, &["config", "user.email", "someone@example.invalid"]);
-}
-
-struct Constant;
-
-#[async_trait]
-impl Source for Constant {
-    fn name(&self) -> &str {
-        "constant"
-    }
-    async fn observe(&self, now: DateTime<Utc>) -> Result<Vec<Sample>, SourceError> {
-        Ok(vec![Sample::new("latency_ms", now, 250.0)])
-    }
-}
-
-/// Proposes one fixed candidate once.
-struct Once(Mutex<Option<Candidate>>);
-
-#[async_trait]
-impl Proposer for Once {
-    fn name(&self) -> &str {
-        "once"
-    }
-    async fn propose(&self, _ctx: &ProposeContext) -> Result<Proposals, ProposeError> {
-        Ok(Proposals {
-            candidates: self.0.lock().unwrap().take().into_iter().collect(),
-            rejected: vec![],
-        })
-    }
-}
-
-/// Records every request's `applied_at` (the instant validation counts from); validates finals.
-type Looks = Arc<Mutex<Vec<(Look, DateTime<Utc>)>>>;
-
-#[derive(Clone, Default)]
-struct Recorder(Looks);
-
-impl Validator for Recorder {
-    fn name(&self) -> &str {
-        "recorder"
-    }
-    fn interim_looks(&self) -> u32 {
-        0
-    }
-    fn validate(&self, req: &ValidationRequest<'_>) -> Verdict {
-        self.0.lock().unwrap().push((req.look, req.applied_at));
-        Verdict {
-            outcome: Outcome::Validated,
-            summary: "recorded".into(),
-            figures: Default::default(),
-        }
-    }
-}
-
 fn candidate() -> Candidate {
-    Candidate {
-        area: "cache".into(),
-        kind: "config_set".into(),
-        title: "grow cache".into(),
-        hypothesis: "misses dominate".into(),
-        change: vec![Edit::ConfigSet {
-            file: "config/app.yaml".into(),
-            key: "cache_mb".into(),
-            value: serde_json::json!(256),
-        }],
-        prediction: Prediction {
-            signal: "latency_ms".into(),
-            change: ExpectedChange::Relative(-0.2),
-            within: Span::minutes(30),
-        },
-        risk: Risk::Low,
-        confidence: 0.8,
-        rollback: Some("revert".into()),
-        origin: Origin {
-            proposer: "once".into(),
-            rule: Some("grow-cache".into()),
-            ..Default::default()
-        },
-    }
+    cache_candidate("once")
 }
 
 const CONFIG: &str = "signals:\n  latency_ms: { unit: ms, better: lower }\nvalidate: { settle: 5m }\n\
@@ -222,7 +65,7 @@ fn t0() -> DateTime<Utc> {
     "2026-05-01T10:00:00Z".parse().unwrap()
 }
 
-fn engine(f: &Fixture, clock: &ManualClock, recorder: &Recorder) -> Engine {
+fn engine(f: &Remote, clock: &ManualClock, recorder: &Recorder) -> Engine {
     let config = Config::parse(CONFIG, &f.work.join("kaizen.yaml")).unwrap();
     let git_config = config.git.clone().unwrap();
     let clock_arc: Arc<dyn kaizen_core::clock::Clock> = Arc::new(clock.clone());
@@ -240,7 +83,7 @@ fn engine(f: &Fixture, clock: &ManualClock, recorder: &Recorder) -> Engine {
         .clock(clock_arc)
         .ledger(Ledger::open(&f.work.join(".kaizen/ledger.sqlite")).unwrap())
         .source(Box::new(Constant))
-        .proposer(Box::new(Once(Mutex::new(Some(candidate())))))
+        .proposer(Box::new(Once::new(candidate())))
         .applier(Box::new(applier))
         .publisher(Box::new(publisher))
         .validator(Box::new(recorder.clone()))
@@ -271,7 +114,7 @@ fn kinds(e: &Engine, kind: &str) -> usize {
 
 #[tokio::test]
 async fn apply_and_revert_are_pushed_and_validation_starts_at_the_push() {
-    let f = Fixture::new();
+    let f = Remote::new();
     let clock = ManualClock::at(t0());
     let recorder = Recorder::default();
     let mut e = engine(&f, &clock, &recorder);
@@ -311,7 +154,7 @@ async fn apply_and_revert_are_pushed_and_validation_starts_at_the_push() {
 
 #[tokio::test]
 async fn a_concurrent_human_push_is_replayed_on_with_the_same_trailers_never_forced() {
-    let f = Fixture::new();
+    let f = Remote::new();
     let clock = ManualClock::at(t0());
     let recorder = Recorder::default();
     let mut e = engine(&f, &clock, &recorder);
@@ -365,7 +208,7 @@ async fn a_concurrent_human_push_is_replayed_on_with_the_same_trailers_never_for
 
 #[tokio::test]
 async fn a_conflicting_human_push_escalates_and_nothing_is_forced_or_validated() {
-    let f = Fixture::new();
+    let f = Remote::new();
     let clock = ManualClock::at(t0());
     let recorder = Recorder::default();
     let mut e = engine(&f, &clock, &recorder);
@@ -421,7 +264,7 @@ async fn a_conflicting_human_push_escalates_and_nothing_is_forced_or_validated()
 
 #[tokio::test]
 async fn a_refused_push_is_recorded_retried_with_backoff_and_validation_waits_for_it() {
-    let f = Fixture::new();
+    let f = Remote::new();
     let clock = ManualClock::at(t0());
     let recorder = Recorder::default();
     let mut e = engine(&f, &clock, &recorder);

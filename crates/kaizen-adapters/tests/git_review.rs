@@ -5,194 +5,34 @@
 //! commit gives); a stale branch is rebased when clean, else escalated. Checked with the `git` CLI.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on broken fixtures
 
-use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use kaizen_adapters::git::{GitApplier, GitPublisher};
 use kaizen_core::clock::ManualClock;
 use kaizen_core::config::Config;
-use kaizen_core::edit::Edit;
 use kaizen_core::engine::{Engine, EngineSettings};
-use kaizen_core::intervention::{
-    Candidate, ExpectedChange, InterventionId, Origin, Outcome, Prediction, Risk, Status,
-};
+use kaizen_core::intervention::{Candidate, InterventionId, Status};
 use kaizen_core::ledger::Ledger;
-use kaizen_core::observe::{Source, SourceError};
-use kaizen_core::propose::{Proposals, ProposeContext, ProposeError, Proposer};
 use kaizen_core::signal::Sample;
-use kaizen_core::span::Span;
-use kaizen_core::validate::{Look, ValidationRequest, Validator, Verdict};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::{Arc, Mutex};
+use kaizen_core::validate::Look;
+use std::sync::Arc;
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?} in {}: {}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-struct Fixture {
-    _dir: tempfile::TempDir,
-    remote: PathBuf,
-    work: PathBuf,
-    human: PathBuf,
-}
+mod support;
+use support::{Constant, Once, Recorder, Remote, cache_candidate, git};
 
 const BRANCH: &str = "kaizen/K-000001";
 
-impl Fixture {
-    fn new() -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let remote = dir.path().join("remote.git");
-        let seed = dir.path().join("seed");
-        std::fs::create_dir_all(&remote).unwrap();
-        std::fs::create_dir_all(&seed).unwrap();
-        git(&remote, &["init", "-q", "--bare", "-b", "main"]);
-        git(&seed, &["init", "-q", "-b", "main"]);
-        identity(&seed, "Seed");
-        std::fs::create_dir_all(seed.join("config")).unwrap();
-        std::fs::write(seed.join("config/app.yaml"), "cache_mb: 128\nworkers: 4\n").unwrap();
-        std::fs::write(seed.join("README.md"), "service config\n").unwrap();
-        git(&seed, &["add", "-A"]);
-        git(&seed, &["commit", "-q", "-m", "init"]);
-        git(
-            &seed,
-            &["remote", "add", "origin", remote.to_str().unwrap()],
-        );
-        git(&seed, &["push", "-q", "origin", "main"]);
-        let clone = |name: &str, who: &str| {
-            let p = dir.path().join(name);
-            git(
-                dir.path(),
-                &["clone", "-q", remote.to_str().unwrap(), p.to_str().unwrap()],
-            );
-            identity(&p, who);
-            p
-        };
-        let work = clone("work", "Operator");
-        std::fs::write(work.join(".git/info/exclude"), "/.kaizen/\n").unwrap();
-        let human = clone("human", "Human");
-        Fixture {
-            _dir: dir,
-            remote,
-            work,
-            human,
-        }
-    }
-
-    fn remote_rev(&self, rev: &str) -> String {
-        git(&self.remote, &["rev-parse", rev])
-    }
-
+impl Remote {
     fn branch_exists(&self) -> bool {
         !git(&self.remote, &["branch", "--list", BRANCH]).is_empty()
     }
-
-    /// The human brings their clone up to the remote (and its review branches).
-    fn human_fetch(&self) {
-        git(&self.human, &["fetch", "-q", "origin"]);
-        git(&self.human, &["merge", "-q", "--ff-only", "origin/main"]);
-    }
-
-    fn human_commit_push(&self, file: &str, content: &str, message: &str) -> String {
-        self.human_fetch();
-        std::fs::write(self.human.join(file), content).unwrap();
-        git(&self.human, &["commit", "-q", "-am", message]);
-        git(&self.human, &["push", "-q", "origin", "main"]);
-        git(&self.human, &["rev-parse", "HEAD"])
-    }
 }
 
-fn identity(dir: &Path, name: &str) {
-    git(dir, &["config", "user.name", name]);
-    git(dir, &["config", "user.email", "someone@example.invalid"]);
-}
-
-struct Constant;
-
-#[async_trait]
-impl Source for Constant {
-    fn name(&self) -> &str {
-        "constant"
-    }
-    async fn observe(&self, now: DateTime<Utc>) -> Result<Vec<Sample>, SourceError> {
-        Ok(vec![Sample::new("latency_ms", now, 250.0)])
-    }
-}
-
-struct Once(Mutex<Option<Candidate>>);
-
-#[async_trait]
-impl Proposer for Once {
-    fn name(&self) -> &str {
-        "once"
-    }
-    async fn propose(&self, _ctx: &ProposeContext) -> Result<Proposals, ProposeError> {
-        Ok(Proposals {
-            candidates: self.0.lock().unwrap().take().into_iter().collect(),
-            rejected: vec![],
-        })
-    }
-}
-
-type Looks = Arc<Mutex<Vec<(Look, DateTime<Utc>)>>>;
-
-#[derive(Clone, Default)]
-struct Recorder(Looks);
-
-impl Validator for Recorder {
-    fn name(&self) -> &str {
-        "recorder"
-    }
-    fn interim_looks(&self) -> u32 {
-        0
-    }
-    fn validate(&self, req: &ValidationRequest<'_>) -> Verdict {
-        self.0.lock().unwrap().push((req.look, req.applied_at));
-        Verdict {
-            outcome: Outcome::Validated,
-            summary: "recorded".into(),
-            figures: Default::default(),
-        }
-    }
-}
-
+/// The candidate with the trigger and a cited lesson, for the decision chain in the message.
 fn candidate() -> Candidate {
-    Candidate {
-        area: "cache".into(),
-        kind: "config_set".into(),
-        title: "grow cache".into(),
-        hypothesis: "misses dominate".into(),
-        change: vec![Edit::ConfigSet {
-            file: "config/app.yaml".into(),
-            key: "cache_mb".into(),
-            value: serde_json::json!(256),
-        }],
-        prediction: Prediction {
-            signal: "latency_ms".into(),
-            change: ExpectedChange::Relative(-0.2),
-            within: Span::minutes(30),
-        },
-        risk: Risk::Low,
-        confidence: 0.8,
-        rollback: Some("revert".into()),
-        origin: Origin {
-            proposer: "once".into(),
-            rule: Some("grow-cache".into()),
-            trigger: "latency_ms above 200 for 10m (last 250)".into(),
-            cites: vec!["L-cache-first".into()],
-            ..Default::default()
-        },
-    }
+    let mut c = cache_candidate("once");
+    c.origin.trigger = "latency_ms above 200 for 10m (last 250)".into();
+    c.origin.cites = vec!["L-cache-first".into()];
+    c
 }
 
 const CONFIG: &str = "signals:\n  latency_ms: { unit: ms, better: lower }\nvalidate: { settle: 5m }\n\
@@ -203,7 +43,7 @@ fn t0() -> DateTime<Utc> {
     "2026-05-01T10:00:00Z".parse().unwrap()
 }
 
-fn engine(f: &Fixture, clock: &ManualClock, recorder: &Recorder) -> Engine {
+fn engine(f: &Remote, clock: &ManualClock, recorder: &Recorder) -> Engine {
     let config = Config::parse(CONFIG, &f.work.join("kaizen.yaml")).unwrap();
     let git_config = config.git.clone().unwrap();
     let clock_arc: Arc<dyn kaizen_core::clock::Clock> = Arc::new(clock.clone());
@@ -216,7 +56,7 @@ fn engine(f: &Fixture, clock: &ManualClock, recorder: &Recorder) -> Engine {
         .clock(clock_arc.clone())
         .ledger(Ledger::open(&f.work.join(".kaizen/ledger.sqlite")).unwrap())
         .source(Box::new(Constant))
-        .proposer(Box::new(Once(Mutex::new(Some(candidate())))))
+        .proposer(Box::new(Once::new(candidate())))
         .applier(Box::new(open()))
         .publisher(Box::new(GitPublisher::new(open(), &git_config).unwrap()))
         .review_desk(Box::new(GitPublisher::new(open(), &git_config).unwrap()))
@@ -233,7 +73,7 @@ fn engine(f: &Fixture, clock: &ManualClock, recorder: &Recorder) -> Engine {
 const ID: InterventionId = InterventionId(1);
 
 /// The first cycle opens the review branch; returns its commit.
-async fn opened(f: &Fixture, e: &mut Engine) -> String {
+async fn opened(f: &Remote, e: &mut Engine) -> String {
     let report = e.cycle().await.unwrap();
     let iv = e.ledger().get(ID).unwrap();
     assert_eq!(iv.status, Status::AwaitingReview, "{:?}", report.lines);
@@ -244,7 +84,7 @@ async fn opened(f: &Fixture, e: &mut Engine) -> String {
 
 #[tokio::test]
 async fn a_review_branch_carries_the_decision_chain_and_a_git_merge_applies_it() {
-    let f = Fixture::new();
+    let f = Remote::new();
     let clock = ManualClock::at(t0());
     let recorder = Recorder::default();
     let mut e = engine(&f, &clock, &recorder);
@@ -326,7 +166,7 @@ async fn a_review_branch_carries_the_decision_chain_and_a_git_merge_applies_it()
 
 #[tokio::test]
 async fn a_squash_merge_is_noticed_by_its_trailer() {
-    let f = Fixture::new();
+    let f = Remote::new();
     let clock = ManualClock::at(t0());
     let recorder = Recorder::default();
     let mut e = engine(&f, &clock, &recorder);
@@ -362,13 +202,13 @@ async fn a_squash_merge_is_noticed_by_its_trailer() {
 
 #[tokio::test]
 async fn a_rebase_merge_onto_a_moved_target_is_noticed() {
-    let f = Fixture::new();
+    let f = Remote::new();
     let clock = ManualClock::at(t0());
     let recorder = Recorder::default();
     let mut e = engine(&f, &clock, &recorder);
     opened(&f, &mut e).await;
     // Someone else lands first; the reviewer then rebases the branch onto main and merges.
-    f.human_commit_push("README.md", "service config, v2\n", "docs: v2");
+    f.human_push("README.md", "service config, v2\n", "docs: v2");
     git(
         &f.human,
         &[
@@ -398,7 +238,7 @@ async fn a_rebase_merge_onto_a_moved_target_is_noticed() {
 
 #[tokio::test]
 async fn a_deleted_branch_is_rejected_with_the_reason_its_last_commit_gives() {
-    let f = Fixture::new();
+    let f = Remote::new();
     let clock = ManualClock::at(t0());
     let recorder = Recorder::default();
     let mut e = engine(&f, &clock, &recorder);
@@ -456,13 +296,13 @@ async fn a_deleted_branch_is_rejected_with_the_reason_its_last_commit_gives() {
 
 #[tokio::test]
 async fn a_stale_branch_is_rebased_when_clean_and_escalated_when_not() {
-    let f = Fixture::new();
+    let f = Remote::new();
     let clock = ManualClock::at(t0());
     let recorder = Recorder::default();
     let mut e = engine(&f, &clock, &recorder);
     let first = opened(&f, &mut e).await;
     // The target moves (another file): kaizen rebases its branch, same trailers.
-    let docs = f.human_commit_push("README.md", "service config, v2\n", "docs: v2");
+    let docs = f.human_push("README.md", "service config, v2\n", "docs: v2");
     clock.set(t0() + Duration::minutes(1));
     e.cycle().await.unwrap();
     let rebased = f.remote_rev(BRANCH);
@@ -474,7 +314,7 @@ async fn a_stale_branch_is_rebased_when_clean_and_escalated_when_not() {
     assert_eq!(iv.status, Status::AwaitingReview);
     assert_eq!(iv.commit.as_deref(), Some(rebased.as_str()));
     // The target changes the same line: no clean rebase; marked stale and escalated, once.
-    f.human_commit_push("config/app.yaml", "cache_mb: 512\nworkers: 4\n", "ops: 512");
+    f.human_push("config/app.yaml", "cache_mb: 512\nworkers: 4\n", "ops: 512");
     clock.set(t0() + Duration::minutes(2));
     let r = e.cycle().await.unwrap();
     assert_eq!(r.escalations.len(), 1, "{:?}", r.lines);
