@@ -1321,7 +1321,26 @@ impl fmt::Display for EngineEvent {
                     Look::Final => "final look",
                     Look::LastExtension => "last look",
                 };
-                write!(f, "{look}: {} — {}", verdict.outcome, verdict.summary)
+                let v = &verdict.figures;
+                if v.method.is_empty() {
+                    return write!(f, "{look}: {} — {}", verdict.outcome, verdict.summary);
+                }
+                // The summary is said by the line that acts on the verdict (validated,
+                // extended, reverted); this one gives the evidence it was decided on.
+                write!(
+                    f,
+                    "{look}: {} by {} on {} baseline and {} post samples",
+                    verdict.outcome, v.method, v.n_before, v.n_after
+                )?;
+                let missing = v.gaps.saturating_add(v.gaps_before);
+                match v.cadence {
+                    Some(c) => write!(f, " (cadence {c}, {missing} missing)")?,
+                    None => write!(f, " ({missing} missing)")?,
+                }
+                if let Some(why) = &v.cannot_judge {
+                    write!(f, "; {why}")?;
+                }
+                Ok(())
             }
             Extended {
                 due,
@@ -1619,5 +1638,43 @@ mod tests {
             let back: EngineEvent = serde_json::from_value(v).unwrap();
             assert_eq!(back, e);
         }
+    }
+
+    // The verdict line gives the evidence; the summary is said once, by the line that acts on it.
+    #[test]
+    fn a_verdict_with_figures_prints_its_evidence_not_the_summary_again() {
+        use crate::intervention::Outcome;
+        use crate::span::Span;
+        use crate::validate::{Figures, Verdict};
+        let verdict = Verdict {
+            outcome: Outcome::Validated,
+            summary: "relative change -0.5 [-0.52, -0.48]; predicted -20% met".into(),
+            figures: Figures {
+                method: "hodges_lehmann_ar1".into(),
+                n_before: 6,
+                n_after: 5,
+                gaps: 1,
+                cadence: Some(Span::minutes(5)),
+                ..Default::default()
+            },
+        };
+        let e = EngineEvent::Verdict {
+            intervention: InterventionId(1),
+            look: Look::Final,
+            verdict: verdict.clone(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "final look: validated by hodges_lehmann_ar1 on 6 baseline and 5 post samples (cadence 5m, 1 missing)"
+        );
+        let bare = EngineEvent::Verdict {
+            intervention: InterventionId(1),
+            look: Look::Interim,
+            verdict: Verdict {
+                figures: Figures::default(),
+                ..verdict
+            },
+        };
+        assert!(bare.to_string().ends_with("predicted -20% met"), "{bare}");
     }
 }
