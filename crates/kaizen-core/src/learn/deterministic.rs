@@ -6,7 +6,8 @@
 //! Interventions are grouped by `(area, change target)` (the target is `Candidate::targets()`
 //! joined with `,`). Per group:
 //!
-//! - any validated → a *prefer* lesson `L-<area>-<hash of target>`, evidence = every finalized
+//! - two validated, or one whose interval is certain of at least half the prediction
+//!   ([`MIN_CERTAIN_SHARE`]) → a *prefer* lesson `L-<area>-<hash of target>`, evidence = every finalized
 //!   intervention of the group; `falsifiable` from the latest validated prediction and baseline;
 //!   `calibrated_for` from the validated verdict figures; `retired_when` = the signal's 24h median
 //!   leaving `[0.5 × lowest baseline, 2 × highest baseline]`.
@@ -31,6 +32,10 @@ use crate::span::Span;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+
+/// A single validated change makes a prefer lesson only when its interval is certain of at least
+/// this share of the predicted magnitude (`Figures::certain_share`); otherwise it takes two.
+pub const MIN_CERTAIN_SHARE: f64 = 0.5;
 
 /// The default distiller. Its name in the ledger is `deterministic`.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,6 +72,8 @@ struct Fig {
     lower: Option<f64>,
     upper: Option<f64>,
     level: Option<f64>,
+    /// How much of the prediction the interval is certain of (`Figures::certain_share`).
+    certain_share: Option<f64>,
     /// The data, not the change, decided the verdict (`Figures::cannot_judge`).
     data_decided: bool,
 }
@@ -83,6 +90,7 @@ fn fig_of(v: Option<&Value>) -> Fig {
         lower: num("lower"),
         upper: num("upper"),
         level: num("level"),
+        certain_share: num("certain_share"),
         data_decided: v.get("cannot_judge").is_some_and(|x| !x.is_null()),
     }
 }
@@ -320,6 +328,11 @@ impl DeterministicDistiller {
             .get(&latest.id.to_string())
             .cloned()
             .unwrap_or_default();
+        // One validation is a lesson only when its interval is certain of at least half the
+        // prediction; a bare pass (a false validation looks like one) waits for a second.
+        if validated.len() < 2 && f.certain_share.is_some_and(|s| s < MIN_CERTAIN_SHARE) {
+            return None;
+        }
         let pred = &latest.candidate.prediction;
         let threshold = match (pred.change, f.baseline) {
             (ExpectedChange::Relative(x), Some(b)) => Some(b * (1.0 + x)),
@@ -786,5 +799,76 @@ mod tests {
         assert!(rules_out_half(&iv, Some(&fig(-0.03, 0.02))));
         // [−0.19, −0.05]: the predicted −20% is ruled out, but a −19% fix is not.
         assert!(!rules_out_half(&iv, Some(&fig(-0.19, -0.05))));
+    }
+
+    // A false validation looks like a bare pass; one validation teaches "prefer" only when its
+    // interval is certain of at least half the prediction, two always do.
+    #[test]
+    fn one_bare_pass_is_not_a_prefer_lesson_two_are() {
+        use crate::intervention::{Candidate, InterventionId, Origin, Prediction, Risk};
+        use crate::learn::{DistillInput, Distiller};
+        let t0: DateTime<Utc> = "2026-03-01T00:00:00Z".parse().unwrap();
+        let iv = |n: i64| Intervention {
+            id: InterventionId(n),
+            candidate: Candidate {
+                area: "cache".into(),
+                kind: "config_set".into(),
+                title: "t".into(),
+                hypothesis: "h".into(),
+                change: vec![crate::edit::Edit::ConfigSet {
+                    file: "config/app.yaml".into(),
+                    key: "cache_mb".into(),
+                    value: json!(256),
+                }],
+                prediction: Prediction {
+                    signal: "latency_ms".into(),
+                    change: ExpectedChange::Relative(-0.2),
+                    within: Span::minutes(30),
+                },
+                risk: Risk::Low,
+                confidence: 0.8,
+                rollback: Some("revert".into()),
+                origin: Origin::default(),
+            },
+            status: Status::Validated,
+            outcome: Some(Outcome::Validated),
+            reason: String::new(),
+            commit: None,
+            revert_commit: None,
+            created_at: t0,
+            applied_at: Some(t0),
+            due_at: None,
+            finalized_at: Some(t0 + chrono::Duration::hours(n)),
+        };
+        let verdict = |share: f64| {
+            json!({"outcome": "validated", "summary": "s", "figures": {
+                "method": "m", "baseline": 300.0, "estimate": -0.3, "lower": -0.4,
+                "upper": -0.1, "certain_share": share}})
+        };
+        let prefers = |ivs: &[Intervention], shares: &[f64]| {
+            let verdicts: BTreeMap<String, Value> = ivs
+                .iter()
+                .zip(shares)
+                .map(|(i, s)| (i.id.to_string(), verdict(*s)))
+                .collect();
+            let recent = BTreeMap::new();
+            DeterministicDistiller::default()
+                .distill(&DistillInput {
+                    now: t0 + chrono::Duration::days(1),
+                    finalized: ivs,
+                    verdicts: &verdicts,
+                    lessons: &[],
+                    recent: &recent,
+                })
+                .unwrap()
+                .iter()
+                .any(|c| !c.lesson().id.ends_with("-avoid"))
+        };
+        assert!(!prefers(&[iv(1)], &[0.3]), "a bare pass");
+        assert!(
+            prefers(&[iv(1)], &[0.8]),
+            "certain of most of the prediction"
+        );
+        assert!(prefers(&[iv(1), iv(2)], &[0.3, 0.3]), "two passes");
     }
 }

@@ -48,6 +48,16 @@ const DAY: i64 = 86_400;
 /// for a one-sided 5% bound: ⌈(N + 1)·0.95⌉ ≤ N ⇔ N ≥ 19.
 const MIN_CALIBRATION: usize = 19;
 
+/// Fewer pre-apply samples than this cannot estimate the lag-1 autocorrelation.
+const MIN_RHO_SAMPLES: usize = 20;
+
+/// The autocorrelation assumed when the pre-apply series is too short to estimate it (a change
+/// applied within the first hour or two of sampling): moderate, as service metrics sampled
+/// every few minutes usually are. Assuming none made 7–11% of no-op changes validate at the
+/// 5-minute operating point with no history before the baseline (the envelope grid, issue 8);
+/// fail closed: wider intervals, never a verdict the data cannot carry.
+const THIN_HISTORY_RHO: f64 = 0.5;
+
 /// The default validator. Deterministic (placebo splits are evenly spaced, no randomness) and
 /// cheap enough to run on every look (≈1–3 ms at n = 48 with 8 days of minute samples, release).
 #[derive(Debug, Clone, PartialEq)]
@@ -467,12 +477,14 @@ impl HonestValidator {
     ) -> Calibration {
         let mut notes = Vec::new();
         let span = split.span();
-        let noise = if hist.len() >= 20 {
+        let thin = hist.len().saturating_add(base.len()) < MIN_RHO_SAMPLES;
+        let noise = if hist.len() >= MIN_RHO_SAMPLES {
             local_noise(hist, NOISE_BLOCK.max(2 * split.nb))
         } else {
             let mut pre = hist.to_vec();
             pre.extend_from_slice(base);
             local_noise(&pre, NOISE_BLOCK.max(2 * split.nb))
+                .map(|(sd, r)| (sd, if thin { r.max(THIN_HISTORY_RHO) } else { r }))
         };
         // Placebo splits overlap and neighbouring windows are correlated: count one effectively
         // independent split per two spans of history (conservative conformal order statistic).
@@ -502,12 +514,11 @@ impl HonestValidator {
         } else {
             let mut pre: Vec<f64> = hist.to_vec();
             pre.extend_from_slice(base);
-            let rho = if pre.len() >= 20 {
-                lag1_autocorrelation(&pre)
+            let rho = if pre.len() >= MIN_RHO_SAMPLES {
+                lag1_autocorrelation(&pre).unwrap_or(0.0)
             } else {
-                None
-            }
-            .unwrap_or(0.0);
+                THIN_HISTORY_RHO
+            };
             // Short series underestimate ρ; add a little on top of the AR(1) factor.
             let f = ar1_width_factor(rho) * 1.1;
             notes.push(format!(
@@ -1122,6 +1133,8 @@ impl HonestValidator {
         if a.validate_ok && a.lower > 0.0 {
             let met = a.estimate >= magnitude;
             fig.magnitude_met = Some(met);
+            fig.certain_share =
+                (magnitude.is_finite() && magnitude > 0.0).then(|| a.lower / magnitude);
             let s = format!(
                 "validated: {est_txt}; predicted {} {}",
                 req.prediction.change,

@@ -131,6 +131,12 @@ pub struct Figures {
     pub level: Option<f64>,
     /// Whether the predicted magnitude was met (for validated verdicts).
     pub magnitude_met: Option<bool>,
+    /// For a validated relative or absolute prediction: the interval's bound nearer to no
+    /// change, as a share of the predicted magnitude (1.0: certain the prediction was met in
+    /// full; 0.5: certain of half of it). The distiller writes a prefer lesson from a single
+    /// validation only when this is at least one half.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certain_share: Option<f64>,
     /// Free-form notes: seasonality used, excursion adjustments, guardrail results.
     pub notes: Vec<String>,
 }
