@@ -51,6 +51,10 @@ const MIN_CALIBRATION: usize = 19;
 /// Fewer pre-apply samples than this cannot estimate the lag-1 autocorrelation.
 const MIN_RHO_SAMPLES: usize = 20;
 
+/// Fewer pre-apply samples (history + baseline) than this estimate the autocorrelation too
+/// poorly to trust one below [`THIN_HISTORY_RHO`] (short series underestimate it).
+const THIN_SAMPLES: usize = 40;
+
 /// The autocorrelation assumed when the pre-apply series is too short to estimate it (a change
 /// applied within the first hour or two of sampling): moderate, as service metrics sampled
 /// every few minutes usually are. Assuming none made 7–11% of no-op changes validate at the
@@ -477,15 +481,15 @@ impl HonestValidator {
     ) -> Calibration {
         let mut notes = Vec::new();
         let span = split.span();
-        let thin = hist.len().saturating_add(base.len()) < MIN_RHO_SAMPLES;
+        let thin = hist.len().saturating_add(base.len()) < THIN_SAMPLES;
         let noise = if hist.len() >= MIN_RHO_SAMPLES {
             local_noise(hist, NOISE_BLOCK.max(2 * split.nb))
         } else {
             let mut pre = hist.to_vec();
             pre.extend_from_slice(base);
             local_noise(&pre, NOISE_BLOCK.max(2 * split.nb))
-                .map(|(sd, r)| (sd, if thin { r.max(THIN_HISTORY_RHO) } else { r }))
-        };
+        }
+        .map(|(sd, r)| (sd, if thin { r.max(THIN_HISTORY_RHO) } else { r }));
         // Placebo splits overlap and neighbouring windows are correlated: count one effectively
         // independent split per two spans of history (conservative conformal order statistic).
         let n_eff = hist.len() / (2 * span.max(1));
@@ -519,6 +523,7 @@ impl HonestValidator {
             } else {
                 THIN_HISTORY_RHO
             };
+            let rho = if thin { rho.max(THIN_HISTORY_RHO) } else { rho };
             // Short series underestimate ρ; add a little on top of the AR(1) factor.
             let f = ar1_width_factor(rho) * 1.1;
             notes.push(format!(
