@@ -553,6 +553,7 @@ impl GitApplier {
         id: Option<InterventionId>,
         candidate: &Candidate,
         commit: bool,
+        notes: &str,
     ) -> Result<Option<CommitRef>, ApplyError> {
         let repo = self.repo()?;
         self.check_state(&repo)?;
@@ -575,7 +576,7 @@ impl GitApplier {
             return Ok(None);
         };
         let tree = updated_tree(&repo, &base, &changes)?;
-        let message = apply_message(id, candidate);
+        let message = review::with_chain(&apply_message(id, candidate), notes);
         let oid = self.commit_locked(
             &repo,
             &lock,
@@ -1020,11 +1021,20 @@ impl Applier for GitApplier {
     }
 
     fn preflight(&self, candidate: &Candidate) -> Result<(), ApplyError> {
-        self.apply_inner(None, candidate, false).map(|_| ())
+        self.apply_inner(None, candidate, false, "").map(|_| ())
     }
 
     fn apply(&self, id: InterventionId, candidate: &Candidate) -> Result<CommitRef, ApplyError> {
-        self.apply_inner(Some(id), candidate, true)?
+        self.apply_with_notes(id, candidate, "")
+    }
+
+    fn apply_with_notes(
+        &self,
+        id: InterventionId,
+        candidate: &Candidate,
+        notes: &str,
+    ) -> Result<CommitRef, ApplyError> {
+        self.apply_inner(Some(id), candidate, true, notes)?
             .ok_or_else(|| ApplyError::Git("internal: apply produced no commit".to_string()))
     }
 

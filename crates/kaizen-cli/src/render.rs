@@ -294,6 +294,20 @@ impl Chain {
                     .unwrap_or_default(),
             );
             obj.insert(
+                "canary".into(),
+                self.canary()
+                    .map(|(at, passed, message, figures)| {
+                        serde_json::json!({
+                            "at": at.to_rfc3339(),
+                            "passed": passed,
+                            "message": message,
+                            "figures": figures,
+                        })
+                    })
+                    .collect::<Vec<_>>()
+                    .into(),
+            );
+            obj.insert(
                 "verdict".into(),
                 serde_json::to_value(&self.verdict).unwrap_or_default(),
             );
@@ -322,6 +336,29 @@ impl Chain {
             );
         }
         v
+    }
+
+    /// Its canary trials, in order: when, whether it passed, what it said, its figures.
+    fn canary(
+        &self,
+    ) -> impl Iterator<
+        Item = (
+            chrono::DateTime<chrono::Utc>,
+            bool,
+            &str,
+            Option<&serde_json::Value>,
+        ),
+    > {
+        use kaizen_core::event::EngineEvent;
+        self.events.iter().filter_map(|e| match &e.event {
+            EngineEvent::CanaryPassed {
+                message, figures, ..
+            } => Some((e.at, true, message.as_str(), figures.as_ref())),
+            EngineEvent::CanaryFailed {
+                message, figures, ..
+            } => Some((e.at, false, message.as_str(), figures.as_ref())),
+            _ => None,
+        })
     }
 
     /// Prints it for a human.
@@ -388,6 +425,23 @@ impl Chain {
                     g.guard,
                     g.reason
                 );
+            }
+        }
+        let mut canary = self.canary().peekable();
+        if canary.peek().is_some() {
+            println!("canary:");
+        }
+        for (at, passed, message, figures) in canary {
+            println!(
+                "  {} {:<8} {}",
+                ts(at),
+                if passed { "pass" } else { "fail" },
+                kaizen_core::human::once(message)
+            );
+            if let Some(f) = figures {
+                for line in kaizen_core::canary::figures_lines(f).lines() {
+                    println!("             {line}");
+                }
             }
         }
         if let Some(commit) = &iv.commit {

@@ -127,6 +127,17 @@ pub trait Applier: Send {
     fn preflight(&self, candidate: &Candidate) -> Result<(), ApplyError>;
     /// Commits the change.
     fn apply(&self, id: InterventionId, candidate: &Candidate) -> Result<CommitRef, ApplyError>;
+    /// Commits the change with `notes` (e.g. the canary's before/after figures) in the commit
+    /// message, before its trailers. Appliers without messages ignore the notes.
+    fn apply_with_notes(
+        &self,
+        id: InterventionId,
+        candidate: &Candidate,
+        notes: &str,
+    ) -> Result<CommitRef, ApplyError> {
+        let _ = notes;
+        self.apply(id, candidate)
+    }
     /// Reverts `commit` (the commit that applied `id`), explaining `reason` in the message.
     fn revert(
         &self,

@@ -38,3 +38,25 @@ pub trait Canary: Send + Sync {
         Vec::new()
     }
 }
+
+/// A counterfactual canary's figures as indented lines: the judged metric, each run's figures
+/// and the relative change (whatever of these the figures hold).
+pub fn figures_lines(figures: &serde_json::Value) -> String {
+    let mut s = String::new();
+    let field = |k: &str| figures.get(k).filter(|v| !v.is_null());
+    if let Some(m) = field("metric").and_then(|m| m.as_str()) {
+        s.push_str(&format!("  metric: {m}\n"));
+    }
+    for k in ["before", "after"] {
+        if let Some(v) = field(k) {
+            s.push_str(&format!("  {k}: {v}\n"));
+        }
+    }
+    if let Some(r) = field("relative_change").and_then(|r| r.as_f64()) {
+        s.push_str(&format!("  change: {:+.1}%\n", r * 100.0));
+    }
+    if let Some(t) = field("tolerance").and_then(|t| t.as_f64()) {
+        s.push_str(&format!("  tolerance: {:.1}%\n", t * 100.0));
+    }
+    s
+}

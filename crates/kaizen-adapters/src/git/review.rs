@@ -350,7 +350,7 @@ impl ReviewDesk for GitPublisher {
 
 /// `message` (an apply message ending in its trailer paragraph) with `chain` inserted before
 /// the trailers.
-fn with_chain(message: &str, chain: &str) -> String {
+pub(super) fn with_chain(message: &str, chain: &str) -> String {
     let chain = super::clean_text(chain);
     let chain = chain.trim();
     let m = message.trim_end();

@@ -66,6 +66,31 @@ impl Engine {
         Ok(true)
     }
 
+    /// The canary paragraph of a commit message: each trial's verdict and, for a counterfactual
+    /// canary, its before/after figures (empty when no canary ran).
+    pub(super) fn canary_notes(&self, id: InterventionId) -> Result<String, EngineError> {
+        let mut s = String::new();
+        for e in self.ledger.events_for(id)? {
+            let (verdict, message, figures) = match &e.event {
+                EngineEvent::CanaryPassed {
+                    message, figures, ..
+                } => ("passed", message, figures),
+                EngineEvent::CanaryFailed {
+                    message, figures, ..
+                } => ("failed", message, figures),
+                _ => continue,
+            };
+            if s.is_empty() {
+                s.push_str("Canary:\n");
+            }
+            s.push_str(&format!("- {verdict}: {message}\n"));
+            if let Some(f) = figures {
+                s.push_str(&crate::canary::figures_lines(f));
+            }
+        }
+        Ok(s)
+    }
+
     pub(super) async fn apply_now(
         &mut self,
         id: InterventionId,
@@ -82,7 +107,8 @@ impl Engine {
         self.ledger.begin_apply(id, branch.as_deref())?;
         crate::failpoint::hit("apply.after_pending");
         self.applier.set_audit_head(self.ledger.audit_head()?);
-        match self.applier.apply(id, candidate) {
+        let notes = self.canary_notes(id)?;
+        match self.applier.apply_with_notes(id, candidate, &notes) {
             Ok(commit) => {
                 crate::failpoint::hit("apply.after_commit");
                 if let Some(b) = commit

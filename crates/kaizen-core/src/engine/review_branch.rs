@@ -78,17 +78,10 @@ impl Engine {
                 s.push_str(&format!("- {} {}: {}\n", v.guard, v.decision, v.reason));
             }
         }
-        let canary: Vec<_> = self
-            .ledger
-            .events_for(id)?
-            .into_iter()
-            .filter(|e| e.stage == "canary")
-            .collect();
+        let canary = self.canary_notes(id)?;
         if !canary.is_empty() {
-            s.push_str("\nCanary:\n");
-            for e in canary {
-                s.push_str(&format!("- {}\n", e.detail));
-            }
+            s.push('\n');
+            s.push_str(&canary);
         }
         if !candidate.origin.cites.is_empty() {
             s.push_str(&format!(
