@@ -336,17 +336,14 @@ impl GitApplier {
     /// the index and the working tree.
     fn check_clean(
         &self,
-        repo: &Repository,
+        index: &git2::Index,
         base: &Tree<'_>,
         paths: &[String],
     ) -> Result<(), ApplyError> {
-        let index = repo
-            .index()
-            .map_err(|e| git_err("cannot read the index", e))?;
         let mut dirty = Vec::new();
         for path in paths {
             let (head, _) = tree_blob(base, path)?;
-            let staged = index_blob(&index, path);
+            let staged = index_blob(index, path);
             let disk = disk_state(&self.root, path)?;
             if staged != Some(head) || disk.oid() != head || disk == Disk::Other {
                 dirty.push(path.clone());
@@ -368,8 +365,9 @@ impl GitApplier {
     fn update_worktree(
         &self,
         repo: &Repository,
-        _lock: &GitLock,
+        lock: &GitLock,
         changes: &[Change],
+        index: Option<LockedIndex>,
     ) -> Result<Vec<String>, ApplyError> {
         let mut skipped = Vec::new();
         let mut updates: Vec<(String, Option<IndexEntry>)> = Vec::new();
@@ -405,7 +403,11 @@ impl GitApplier {
             };
             updates.push((ch.path.clone(), entry));
         }
-        self.write_index(repo, |index| {
+        let index = match index {
+            Some(i) => i,
+            None => LockedIndex::open(repo, lock)?,
+        };
+        index.write(|index| {
             for (path, entry) in &updates {
                 match entry {
                     Some(e) => index
@@ -425,43 +427,6 @@ impl GitApplier {
         Ok(skipped)
     }
 
-    /// Rewrites the index while kaizen holds `.git/index.lock` (so no git process can write it
-    /// in between): a copy is edited and written, then renamed over `.git/index`.
-    fn write_index(
-        &self,
-        repo: &Repository,
-        edit: impl FnOnce(&mut git2::Index) -> Result<(), ApplyError>,
-    ) -> Result<(), ApplyError> {
-        let gitdir = repo.path();
-        let live = gitdir.join("index");
-        let tmp = gitdir.join(format!("index{TEMP_MARK}{}", std::process::id()));
-        let result = (|| {
-            match fs::remove_file(&tmp) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err(format!("cannot remove {}", tmp.display()), e)),
-            }
-            match fs::copy(&live, &tmp) {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err(format!("cannot copy {}", live.display()), e)),
-            }
-            let mut index = git2::Index::open(&tmp)
-                .map_err(|e| git_err(format!("cannot read the index {}", live.display()), e))?;
-            edit(&mut index)?;
-            index
-                .write()
-                .map_err(|e| git_err("cannot write the index", e))?;
-            failpoint("git.before_index_rename");
-            fs::rename(&tmp, &live)
-                .map_err(|e| io_err(format!("cannot replace {}", live.display()), e))
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result
-    }
-
     /// After a commit on the checked-out branch: update the working tree, logging (not failing)
     /// if that goes wrong — the commit is the record, and `sync_worktree` / `recover` repair the
     /// files later.
@@ -474,9 +439,10 @@ impl GitApplier {
         stage: &str,
         commit: Oid,
         changes: &[Change],
+        index: LockedIndex,
     ) {
         let who = id.map(|i| i.to_string()).unwrap_or_else(|| "-".to_string());
-        match self.update_worktree(repo, lock, changes) {
+        match self.update_worktree(repo, lock, changes, Some(index)) {
             Ok(skipped) if skipped.is_empty() => {}
             Ok(skipped) => tracing::warn!(
                 "kaizen intervention={who} stage={stage} commit={commit}: left {skipped:?} alone in the \
@@ -528,7 +494,7 @@ impl GitApplier {
         tree_oid: Oid,
         message: &str,
         changes: &[Change],
-        worktree: bool,
+        worktree: Option<LockedIndex>,
     ) -> Result<Oid, ApplyError> {
         lock.record(&Journal {
             pid: std::process::id(),
@@ -536,14 +502,14 @@ impl GitApplier {
             intervention: id.map(|i| i.to_string()),
             branch: Some(tip.refname.clone()),
             base: tip.oid.map(|o| o.to_string()),
-            worktree,
+            worktree: worktree.is_some(),
             changes: changes.iter().map(JournalChange::from).collect(),
         })?;
         failpoint("git.before_commit");
         let oid = self.commit(repo, tip, tree_oid, message)?;
         failpoint("git.after_commit");
-        if worktree {
-            self.finish(repo, lock, id, stage, oid, changes);
+        if let Some(index) = worktree {
+            self.finish(repo, lock, id, stage, oid, changes, index);
         }
         Ok(oid)
     }
@@ -568,11 +534,26 @@ impl GitApplier {
             paths.push(contain(&self.root, edit.file())?);
         }
         let changes = self.plan_edits(&repo, &base, candidate)?;
-        self.check_clean(&repo, &base, &paths)?;
+        // Under the lock the index is read once, checked, edited and written; without it
+        // (a preflight) it is only read.
+        let index = match &lock {
+            Some(lock) => {
+                let index = LockedIndex::open(&repo, lock)?;
+                self.check_clean(&index.index, &base, &paths)?;
+                Some(index)
+            }
+            None => {
+                let index = repo
+                    .index()
+                    .map_err(|e| git_err("cannot read the index", e))?;
+                self.check_clean(&index, &base, &paths)?;
+                None
+            }
+        };
         if changes.is_empty() {
             return Err(ApplyError::NoOp);
         }
-        let (Some(id), Some(lock)) = (id.filter(|_| commit), lock) else {
+        let (Some(id), Some(lock), Some(index)) = (id.filter(|_| commit), lock, index) else {
             return Ok(None);
         };
         let tree = updated_tree(&repo, &base, &changes)?;
@@ -586,7 +567,7 @@ impl GitApplier {
             tree,
             &message,
             &changes,
-            true,
+            Some(index),
         )?;
         tracing::info!(
             "kaizen intervention={id} stage=apply commit={oid} files={:?}",
@@ -977,7 +958,7 @@ impl GitApplier {
         if !(j.worktree && on_head) {
             return Ok(());
         }
-        let skipped = self.update_worktree(repo, lock, &changes)?;
+        let skipped = self.update_worktree(repo, lock, &changes, None)?;
         let commit = tip.map(|t| t.to_string()).unwrap_or_default();
         out.push(Finding {
             kind: "worktree_stale".into(),
@@ -1065,9 +1046,13 @@ impl Applier for GitApplier {
         for p in &paths {
             contain(&self.root, p)?;
         }
-        if on_head {
-            self.check_clean(&repo, &base, &paths)?;
-        }
+        let index = if on_head {
+            let index = LockedIndex::open(&repo, &lock)?;
+            self.check_clean(&index.index, &base, &paths)?;
+            Some(index)
+        } else {
+            None
+        };
         let (tree_oid, changes) = match trivial_revert(&repo, &target, &target_changes, &base)? {
             Some(changes) => {
                 if changes.is_empty() {
@@ -1092,7 +1077,7 @@ impl Applier for GitApplier {
             tree_oid,
             &message,
             &changes,
-            on_head,
+            index,
         )?;
         tracing::info!(
             "kaizen intervention={id} stage=revert commit={oid} reverts={} branch={}",
@@ -1447,7 +1432,7 @@ impl Applier for GitApplier {
         }
         drop(index);
         let lock = self.lock(&repo, "sync")?;
-        let skipped = self.update_worktree(&repo, &lock, &fixes)?;
+        let skipped = self.update_worktree(&repo, &lock, &fixes, None)?;
         lock.release()?;
         if !skipped.is_empty() {
             return Err(ApplyError::Dirty { paths: skipped });
@@ -1484,7 +1469,8 @@ impl Applier for GitApplier {
             wanted.insert(path, content.as_deref());
         }
         let paths: Vec<String> = wanted.keys().cloned().collect();
-        self.check_clean(&repo, &base, &paths)?;
+        let index = LockedIndex::open(&repo, &lock)?;
+        self.check_clean(&index.index, &base, &paths)?;
         let mut changes = Vec::new();
         for (path, content) in wanted {
             let (old, mode) = tree_blob(&base, &path)?;
@@ -1519,7 +1505,7 @@ impl Applier for GitApplier {
             tree,
             &msg,
             &changes,
-            true,
+            Some(index),
         )?;
         tracing::info!(
             "kaizen intervention=- stage=commit_files commit={oid} files={:?}",
@@ -1530,6 +1516,87 @@ impl Applier for GitApplier {
             sha: oid.to_string(),
             branch: tip.short().map(str::to_string),
         }))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The index, read once per operation under kaizen's lock
+
+/// The index as read once under kaizen's [`GitLock`]: the checks of an operation and its edit
+/// use this one copy, so the index is read (and its checksum verified) once and written once.
+///
+/// It is opened from a hard link of `.git/index` beside it (a copy where links are not
+/// supported), because kaizen itself holds `.git/index.lock`, where libgit2 would stage a write
+/// of `.git/index`: libgit2 writes the edited index to the link's own lock file and renames it
+/// over the link (the live file is never written in place), then kaizen renames the link over
+/// `.git/index`. A link left by a kill is kaizen's temp file, removed by start-up recovery;
+/// dropped unwritten, it is removed.
+struct LockedIndex {
+    index: git2::Index,
+    tmp: PathBuf,
+    live: PathBuf,
+    done: bool,
+}
+
+impl LockedIndex {
+    fn open(repo: &Repository, _lock: &GitLock) -> Result<LockedIndex, ApplyError> {
+        let gitdir = repo.path();
+        let live = gitdir.join("index");
+        let tmp = gitdir.join(format!("index{TEMP_MARK}{}", std::process::id()));
+        match fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(format!("cannot remove {}", tmp.display()), e)),
+        }
+        match fs::hard_link(&live, &tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(_) => match fs::copy(&live, &tmp) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(format!("cannot copy {}", live.display()), e)),
+            },
+        }
+        let index = match git2::Index::open(&tmp) {
+            Ok(i) => i,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(git_err(
+                    format!("cannot read the index {}", live.display()),
+                    e,
+                ));
+            }
+        };
+        Ok(LockedIndex {
+            index,
+            tmp,
+            live,
+            done: false,
+        })
+    }
+
+    /// Applies `edit`, writes the index and renames it over `.git/index`.
+    fn write(
+        mut self,
+        edit: impl FnOnce(&mut git2::Index) -> Result<(), ApplyError>,
+    ) -> Result<(), ApplyError> {
+        edit(&mut self.index)?;
+        self.index
+            .write()
+            .map_err(|e| git_err("cannot write the index", e))?;
+        failpoint("git.before_index_rename");
+        fs::rename(&self.tmp, &self.live)
+            .map_err(|e| io_err(format!("cannot replace {}", self.live.display()), e))?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for LockedIndex {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = fs::remove_file(&self.tmp);
+        }
     }
 }
 

@@ -14,8 +14,8 @@
 //! Otherwise nothing is rewritten and [`PublishError::Diverged`] says why.
 
 use super::{
-    ApplyError, Change, GitApplier, Journal, JournalChange, head_refname, parse_trailers,
-    signature, tree_changes,
+    ApplyError, Change, GitApplier, Journal, JournalChange, LockedIndex, head_refname,
+    parse_trailers, signature, tree_changes,
 };
 use git2::{ErrorCode, Oid, Repository};
 use kaizen_core::intervention::InterventionId;
@@ -348,9 +348,13 @@ impl GitPublisher {
             .map_err(|e| local_err("cannot read the replayed tree", e.message()))?;
         let changes: Vec<Change> = tree_changes(repo, &old_tree, &new_tree).map_err(from_apply)?;
         let on_head = head_refname(repo).is_some_and(|h| h == refname);
+        let mut index = None;
         if on_head {
             let paths: Vec<String> = changes.iter().map(|c| c.path.clone()).collect();
-            match self.applier.check_clean(repo, &old_tree, &paths) {
+            let locked = LockedIndex::open(repo, &lock).map_err(from_apply)?;
+            let checked = self.applier.check_clean(&locked.index, &old_tree, &paths);
+            index = Some(locked);
+            match checked {
                 Ok(()) => {}
                 Err(ApplyError::Dirty { paths }) => {
                     return Err(diverged(format!(
@@ -390,7 +394,7 @@ impl GitPublisher {
         if on_head {
             let skipped = self
                 .applier
-                .update_worktree(repo, &lock, &changes)
+                .update_worktree(repo, &lock, &changes, index)
                 .map_err(from_apply)?;
             if !skipped.is_empty() {
                 tracing::warn!(
@@ -625,9 +629,13 @@ impl GitPublisher {
             .map_err(|e| local_err("cannot read the remote tree", e.message()))?;
         let changes: Vec<Change> = tree_changes(&repo, &old_tree, &new_tree).map_err(from_apply)?;
         let on_head = head_refname(&repo).is_some_and(|h| h == refname);
+        let mut index = None;
         if on_head {
             let paths: Vec<String> = changes.iter().map(|c| c.path.clone()).collect();
-            match self.applier.check_clean(&repo, &old_tree, &paths) {
+            let locked = LockedIndex::open(&repo, &lock).map_err(from_apply)?;
+            let checked = self.applier.check_clean(&locked.index, &old_tree, &paths);
+            index = Some(locked);
+            match checked {
                 Ok(()) => {}
                 Err(ApplyError::Dirty { paths }) => {
                     return Err(PublishError::Diverged {
@@ -660,7 +668,7 @@ impl GitPublisher {
         .map_err(|e| local_err("cannot fast-forward the branch", e.message()))?;
         if on_head {
             self.applier
-                .update_worktree(&repo, &lock, &changes)
+                .update_worktree(&repo, &lock, &changes, index)
                 .map_err(from_apply)?;
         }
         lock.release().map_err(from_apply)?;
