@@ -924,4 +924,123 @@ mod tests {
         assert_eq!(v.outcome, Outcome::Inconclusive);
         assert!(v.data_decided());
     }
+
+    /// AR(0.8) on the log scale, a daily cycle, an upward trend from the trigger on and a spike
+    /// just before it, sampled every 5 minutes from two days before `trigger`; the change adds
+    /// `effect` (log) while `on(at)`.
+    fn hard_series(
+        seed: u64,
+        trigger: DateTime<Utc>,
+        end: DateTime<Utc>,
+        effect: f64,
+        on: &dyn Fn(DateTime<Utc>) -> bool,
+    ) -> Vec<Sample> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let phase = rng.random::<f64>() * std::f64::consts::TAU;
+        let sd = 0.08;
+        let shock = sd * (1.0 - 0.64_f64).sqrt() * 3f64.sqrt();
+        let mut e = 0.0;
+        let mut at = trigger - chrono::Duration::days(2);
+        let mut out = Vec::new();
+        while at < end {
+            e = 0.8 * e + shock * (2.0 * rng.random::<f64>() - 1.0);
+            let day = (at.timestamp() as f64 / 86_400.0 * std::f64::consts::TAU + phase).sin();
+            let hours = (at - trigger).num_minutes() as f64 / 60.0;
+            let trend = if hours > 0.0 { 0.015 * hours } else { 0.0 };
+            let spike = if (-1.0..0.0).contains(&hours) {
+                0.3
+            } else {
+                0.0
+            };
+            let x = e + 0.2 * day + trend + spike + if on(at) { effect } else { 0.0 };
+            out.push(Sample {
+                signal: "latency_ms".into(),
+                at,
+                value: 300.0 * x.exp(),
+            });
+            at += chrono::Duration::minutes(5);
+        }
+        out
+    }
+
+    /// The hard cell (AR 0.8, daily cycle, trend, spike before the trigger): the before/after
+    /// validator over the same span seldom decides; the switchback validates a real −20% and
+    /// keeps its false-validation rate at the nominal level.
+    #[test]
+    fn switchback_decides_where_before_after_cannot() {
+        use crate::intervention::Prediction;
+        use crate::signal::{Better, Signal};
+        use crate::validate::{HonestValidator, Look, ValidationRequest, Validator};
+        let runs = 60u64;
+        let trigger = t0() + chrono::Duration::hours(9);
+        let plan = BlockPlan::new(12, Span::minutes(25), Span::minutes(5), Span::minutes(10));
+        let end = plan.total().after(trigger);
+        let change = ExpectedChange::Relative(-0.2);
+        let sig = Signal {
+            name: "latency_ms".into(),
+            unit: "ms".into(),
+            better: Better::Lower,
+            alert_above: None,
+            alert_below: None,
+        };
+        let pred = Prediction {
+            signal: "latency_ms".into(),
+            change,
+            within: Span::from_secs(plan.total().seconds() - 600),
+        };
+        let honest = HonestValidator::default();
+        let (mut ba, mut sb) = ([0usize; 2], [0usize; 2]);
+        for r in 0..runs {
+            for (arm, effect) in [(0, 0.0), (1, (0.8_f64).ln())] {
+                let always = |at: DateTime<Utc>| at >= trigger;
+                let samples = hard_series(r, trigger, end, effect, &always);
+                let v = honest.validate(&ValidationRequest {
+                    prediction: &pred,
+                    signal: &sig,
+                    applied_at: trigger,
+                    settle: Span::minutes(10),
+                    window_end: end,
+                    now: end,
+                    samples: &samples,
+                    guardrails: vec![],
+                    look: Look::LastExtension,
+                    sample_every: Span::minutes(5),
+                    scale: Scale::Auto,
+                });
+                ba[arm] += usize::from(v.outcome == Outcome::Validated);
+                let seed = seed_for(&format!("K-{r:06}"));
+                let blocks = schedule(seed, trigger, &plan);
+                let on =
+                    |at: DateTime<Utc>| blocks.iter().any(|b| b.on && at >= b.start && at < b.end);
+                let samples = hard_series(r, trigger, end, effect, &on);
+                let v = judge(
+                    "latency_ms",
+                    &samples,
+                    &blocks,
+                    change,
+                    Scale::Auto,
+                    0.05,
+                    seed,
+                );
+                sb[arm] += usize::from(v.outcome == Outcome::Validated);
+            }
+        }
+        eprintln!(
+            "hard cell, {runs} runs: before/after validated {}/{runs} at 0, {}/{runs} at -20%; switchback {}/{runs} at 0, {}/{runs} at -20%",
+            ba[0], ba[1], sb[0], sb[1]
+        );
+        // 60 runs at a true rate of 0.05: ≤ 8 with probability > 0.99.
+        assert!(sb[0] <= 8, "switchback false validations {}", sb[0]);
+        assert!(
+            sb[1] as f64 >= 0.8 * runs as f64,
+            "switchback power {}",
+            sb[1]
+        );
+        assert!(
+            sb[1] > ba[1],
+            "before/after {} vs switchback {}",
+            ba[1],
+            sb[1]
+        );
+    }
 }
