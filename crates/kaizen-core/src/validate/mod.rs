@@ -21,6 +21,7 @@ mod honest;
 mod simple;
 pub mod sizing;
 pub mod stats;
+pub mod switchback;
 
 pub use cadence::{Cadence, CadenceSource};
 pub use honest::HonestValidator;
