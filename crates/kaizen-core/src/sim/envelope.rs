@@ -102,6 +102,9 @@ pub struct EnvelopeTally {
     /// wrong lesson: a prefer lesson for a change that did not help (effect ≥ 0), an avoid lesson
     /// for one that truly helped (effect < 0).
     pub false_lesson: usize,
+    /// The oracle's t statistic for each run (see [`oracle_t`]): the level shift estimated by
+    /// prewhitening with the true φ, over its standard error. Negative: the signal fell.
+    pub oracle_t: Vec<f64>,
 }
 
 impl EnvelopeTally {
@@ -128,6 +131,98 @@ impl EnvelopeTally {
     pub fn p_false_lesson(&self) -> f64 {
         self.share(self.false_lesson)
     }
+}
+
+/// The oracle's power in a cell: its threshold is tuned on the cell's null runs to validate
+/// exactly as many of them as the honest validator did (`null.validated`), then applied to the
+/// runs with the predicted improvement. `None` without null or fix runs.
+pub fn oracle_power(null: &EnvelopeTally, fix: &EnvelopeTally) -> Option<f64> {
+    if null.oracle_t.is_empty() || fix.oracle_t.is_empty() {
+        return None;
+    }
+    let mut t = null.oracle_t.clone();
+    t.sort_by(f64::total_cmp);
+    // Validate when t < c: c is the (k+1)-th smallest null statistic, so k nulls pass.
+    let c = t.get(null.validated.min(t.len() - 1)).copied()?;
+    let c = if null.validated >= t.len() {
+        f64::INFINITY
+    } else {
+        c
+    };
+    let hits = fix.oracle_t.iter().filter(|v| **v < c).count();
+    Some(hits as f64 / fix.oracle_t.len() as f64)
+}
+
+/// The oracle test of one run, knowing the noise model: `y_t = μ + δ·D_t + x_t` with `x` AR(1)
+/// of the true φ, `D_t` = 1 in the post window (`[trigger + settle, trigger + settle + within)`),
+/// 0 before the trigger; the settle and later samples are left out. Prewhitening with the true
+/// φ (`y_t − φ·y_{t−1}`, on consecutive observed pairs) makes the errors independent; δ̂ is the
+/// OLS coefficient and the result its t statistic. `None` when the design is degenerate.
+pub fn oracle_t(
+    path: &[(i64, Option<f64>)],
+    step: i64,
+    trigger: i64,
+    settle: i64,
+    within: i64,
+    shift: f64,
+) -> Option<f64> {
+    let (from, to) = (
+        trigger.checked_add(settle)?,
+        trigger.checked_add(settle)?.checked_add(within)?,
+    );
+    let d = |t: i64| -> Option<f64> {
+        if t < trigger {
+            Some(0.0)
+        } else if t >= from && t < to {
+            Some(1.0)
+        } else {
+            None
+        }
+    };
+    // Rows: (intercept regressor 1 − φ, shift regressor D_t − φ·D_{t−1}, response).
+    let mut rows: Vec<(f64, f64, f64)> = Vec::new();
+    for w in path.windows(2) {
+        let ((t0, x0), (t1, x1)) = (w[0], w[1]);
+        let (Some(x0), Some(x1)) = (x0, x1) else {
+            continue;
+        };
+        if t1 - t0 != step {
+            continue;
+        }
+        let (Some(d0), Some(d1)) = (d(t0), d(t1)) else {
+            continue;
+        };
+        let (y0, y1) = (x0 + shift * d0, x1 + shift * d1);
+        rows.push((1.0 - PHI, d1 - PHI * d0, y1 - PHI * y0));
+    }
+    let n = rows.len() as f64;
+    if rows.len() < 4 {
+        return None;
+    }
+    let (mut saa, mut sab, mut sbb, mut say, mut sby) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for (a, b, y) in &rows {
+        saa += a * a;
+        sab += a * b;
+        sbb += b * b;
+        say += a * y;
+        sby += b * y;
+    }
+    let det = saa * sbb - sab * sab;
+    if det.abs() < 1e-12 {
+        return None;
+    }
+    let mu = (sbb * say - sab * sby) / det;
+    let delta = (saa * sby - sab * say) / det;
+    let rss: f64 = rows
+        .iter()
+        .map(|(a, b, y)| {
+            let e = y - mu * a - delta * b;
+            e * e
+        })
+        .sum();
+    let s2 = rss / (n - 2.0);
+    let se = (s2 * saa / det).sqrt();
+    (se > 0.0 && se.is_finite()).then(|| delta / se)
 }
 
 /// Serves the precomputed series at `now`; the level follows what the working tree says.
@@ -294,6 +389,16 @@ pub async fn run_cell(
         std::fs::create_dir_all(dir.join("config")).ok()?;
         std::fs::write(dir.join("config/app.yaml"), "cache_mb: 64\n").ok()?;
         let path = noise(cell, &mut rng, start + phase, trigger);
+        if let Some(t) = oracle_t(
+            &path,
+            cell.cadence.seconds().max(1) as i64,
+            trigger.timestamp(),
+            300,
+            WITHIN.seconds() as i64,
+            shift,
+        ) {
+            tally.oracle_t.push(t);
+        }
         let history: Vec<Sample> = path
             .iter()
             .filter(|(t, _)| *t < trigger.timestamp())
