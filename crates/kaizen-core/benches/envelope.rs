@@ -8,7 +8,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark may panic on broken fixtures
 
 use kaizen_core::sim::envelope::{
-    EnvelopeCell, EnvelopeTally, Gaps, HORIZON, M, Override, PHI, SIGMA, WITHIN, run_cell,
+    EnvelopeCell, EnvelopeTally, Gaps, HORIZON, M, Override, PHI, SIGMA, WITHIN, oracle_power,
+    run_cell,
 };
 use kaizen_core::span::Span;
 use std::fmt::Write as _;
@@ -117,21 +118,27 @@ async fn main() {
     );
     let _ = writeln!(
         md,
-        "Columns: P(validated | no true improvement) is the larger of the rates at effect 0 and +M; power = P(validated | −M); P(reverted | −M) is a real fix thrown away; inconclusive(−M) = the data decided (reverted, escalated, no freeze count, no lesson); never applied = waited for a baseline the horizon never gave; false lesson = verdicts the distiller would count toward the wrong lesson (validated at 0 or +M → a prefer lesson; no_effect/regressed at −M → avoid evidence).\n"
+        "Columns: P(validated | no true improvement) is the larger of the rates at effect 0 and +M; power = P(validated | −M); P(reverted | −M) is a real fix thrown away; inconclusive(−M) = the data decided (reverted, escalated, no freeze count, no lesson); never applied = waited for a baseline the horizon never gave; false lesson = verdicts the distiller would count toward the wrong lesson (validated at 0 or +M → a prefer lesson; no_effect/regressed at −M → avoid evidence); oracle = a test that knows the noise model (prewhitened with the true φ, OLS level shift over the first post window), its threshold tuned on the cell's null runs to validate as many as the honest validator did — the statistical limit at the same false-validation rate (it never extends, the honest validator may, so a share above 1 is possible).\n"
     );
     let _ = writeln!(
         md,
-        "| cadence | sample_every | history | gaps | P(val \\| no impr.) | power at −M | P(reverted \\| −M) | inconclusive(−M) | never applied | false lesson (0 / −M / +M) |"
+        "| cadence | sample_every | history | gaps | P(val \\| no impr.) | power at −M | P(reverted \\| −M) | inconclusive(−M) | never applied | false lesson (0 / −M / +M) | oracle power | honest / oracle |"
     );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut worst_fv: f64 = 0.0;
     for (c, [z, m, p]) in &rows {
         let fv = z.p_validated().max(p.p_validated());
         worst_fv = worst_fv.max(fv);
         let never = z.never_applied + m.never_applied + p.never_applied;
+        let oracle = oracle_power(z, m);
+        let share = oracle.filter(|o| *o > 0.0).map_or_else(
+            || "-".to_string(),
+            |o| format!("{:.2}", m.p_validated() / o),
+        );
+        let oracle = oracle.map_or_else(|| "-".to_string(), |o| format!("{o:.3}"));
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {fv:.3} | {:.3} | {:.3} | {:.3} | {} | {:.3} / {:.3} / {:.3} |",
+            "| {} | {} | {} | {} | {fv:.3} | {:.3} | {:.3} | {:.3} | {} | {:.3} / {:.3} / {:.3} | {oracle} | {share} |",
             c.cadence,
             override_name(c.sample_every),
             c.history,

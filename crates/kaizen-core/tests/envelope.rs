@@ -3,7 +3,7 @@
 //! 5-minute cadence, short histories, a wrong `sample_every`, random gaps and an outage.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on broken fixtures
 
-use kaizen_core::sim::envelope::{EnvelopeCell, Gaps, Override, run_cell};
+use kaizen_core::sim::envelope::{EnvelopeCell, Gaps, Override, oracle_power, run_cell};
 use kaizen_core::span::Span;
 
 const RUNS: usize = 20;
@@ -48,6 +48,18 @@ async fn the_operating_point_holds_its_bounds_through_the_engine() {
         assert_eq!(fix.never_applied + zero.never_applied, 0, "{label}");
         // Regressions are caught and reverted.
         assert!(worse.p_reverted() >= 0.95, "{label}: {worse:?}");
+        // Against the statistical limit: an oracle knowing the noise model, at the same
+        // false-validation rate, finds the fix at most a little more often.
+        assert_eq!(
+            zero.oracle_t.len(),
+            RUNS,
+            "{label}: one oracle statistic per run"
+        );
+        let oracle = oracle_power(&zero, &fix).unwrap();
+        assert!(
+            fix.p_validated() >= 0.8 * oracle,
+            "{label}: oracle {oracle} {fix:?}"
+        );
     }
 }
 
