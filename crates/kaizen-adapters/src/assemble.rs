@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 /// The loop could not be assembled from the config.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AssembleError {
     /// The rules file is bad (file/line/field inside).
     #[error("{0}")]

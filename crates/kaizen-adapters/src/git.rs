@@ -71,11 +71,28 @@ impl std::fmt::Debug for GitApplier {
 }
 
 fn git_err(context: impl std::fmt::Display, e: git2::Error) -> ApplyError {
-    ApplyError::Git(format!("{context}: {}", e.message()))
+    ApplyError::git(context, GitMessage(e))
 }
 
 fn io_err(context: impl std::fmt::Display, e: io::Error) -> ApplyError {
-    ApplyError::Git(format!("{context}: {e}"))
+    ApplyError::git(context, e)
+}
+
+/// A git2 error shown by its message alone (its `Display` adds class and code numbers a
+/// human cannot act on); still the error itself as the source, with its code for callers.
+#[derive(Debug)]
+pub struct GitMessage(pub git2::Error);
+
+impl std::fmt::Display for GitMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.message())
+    }
+}
+
+impl std::error::Error for GitMessage {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
 }
 
 /// A file change in one commit: blob ids before and after (`None`: absent).
@@ -128,7 +145,7 @@ impl GitApplier {
             )
         })?;
         let workdir = r.workdir().ok_or_else(|| {
-            ApplyError::Git(format!(
+            ApplyError::Repository(format!(
                 "{} is a bare repository: kaizen needs a working tree to apply changes to",
                 repo.display()
             ))
@@ -139,7 +156,9 @@ impl GitApplier {
         if let Some(b) = branch
             && !git2::Reference::is_valid_name(&format!("refs/heads/{b}"))
         {
-            return Err(ApplyError::Git(format!("`{b}` is not a valid branch name")));
+            return Err(ApplyError::Repository(format!(
+                "`{b}` is not a valid branch name"
+            )));
         }
         Ok(GitApplier {
             root,
@@ -196,19 +215,19 @@ impl GitApplier {
             .symbolic_target()
             .map_err(|e| git_err("HEAD points at a branch whose name is not UTF-8", e))?;
         let Some(target) = target else {
-            return Err(ApplyError::Git(
+            return Err(ApplyError::Repository(
                 "HEAD is detached: kaizen commits on a branch; check one out first".to_string(),
             ));
         };
         let Some(on) = target.strip_prefix("refs/heads/") else {
-            return Err(ApplyError::Git(format!(
+            return Err(ApplyError::Repository(format!(
                 "HEAD points at {target}, which is not a local branch"
             )));
         };
         if let Some(want) = &self.branch
             && want != on
         {
-            return Err(ApplyError::Git(format!(
+            return Err(ApplyError::Repository(format!(
                 "HEAD is on branch `{on}` but kaizen is configured to commit on `{want}`: \
                  check out `{want}` or change `branch:` in the config"
             )));
@@ -596,7 +615,7 @@ impl GitApplier {
             .map(|o| repo.find_commit(o))
             .transpose()
             .map_err(|e| git_err("cannot read the tip", e))?
-            .ok_or_else(|| ApplyError::Git("the branch has no commits".to_string()))?;
+            .ok_or_else(|| ApplyError::Repository("the branch has no commits".to_string()))?;
         let mut index = repo
             .revert_commit(target, &tip_commit, 0, None)
             .map_err(|e| git_err(format!("cannot revert {}", target.id()), e))?;
@@ -803,7 +822,7 @@ impl GitApplier {
         commit: &str,
     ) -> Result<git2::Commit<'r>, ApplyError> {
         let Some(tip_oid) = tip.oid else {
-            return Err(ApplyError::Git(format!(
+            return Err(ApplyError::Repository(format!(
                 "branch {} has no commits, so it cannot hold {commit}",
                 tip.refname
             )));
@@ -817,14 +836,14 @@ impl GitApplier {
                 .graph_descendant_of(tip_oid, c.id())
                 .map_err(|e| git_err("cannot walk the history", e))?;
         if !on_branch {
-            return Err(ApplyError::Git(format!(
+            return Err(ApplyError::Repository(format!(
                 "commit {} is not on {}",
                 c.id(),
                 tip.refname
             )));
         }
         if c.parent_count() > 1 {
-            return Err(ApplyError::Git(format!(
+            return Err(ApplyError::Repository(format!(
                 "commit {} is a merge; kaizen never makes merges",
                 c.id()
             )));
@@ -840,12 +859,14 @@ impl GitApplier {
         };
         let refname = format!("refs/heads/{b}");
         if !git2::Reference::is_valid_name(&refname) {
-            return Err(ApplyError::Git(format!("`{b}` is not a valid branch name")));
+            return Err(ApplyError::Repository(format!(
+                "`{b}` is not a valid branch name"
+            )));
         }
         let oid = match repo.refname_to_id(&refname) {
             Ok(o) => o,
             Err(e) if e.code() == ErrorCode::NotFound => {
-                return Err(ApplyError::Git(format!(
+                return Err(ApplyError::Repository(format!(
                     "branch `{b}` (where the change was committed) no longer exists; \
                      a human must decide where to revert it"
                 )));
@@ -1016,7 +1037,7 @@ impl Applier for GitApplier {
         notes: &str,
     ) -> Result<CommitRef, ApplyError> {
         self.apply_inner(Some(id), candidate, true, notes)?
-            .ok_or_else(|| ApplyError::Git("internal: apply produced no commit".to_string()))
+            .ok_or_else(|| ApplyError::Repository("internal: apply produced no commit".to_string()))
     }
 
     fn revert(
@@ -1377,7 +1398,7 @@ impl Applier for GitApplier {
         let c = self.branch_commit(&repo, &tip, commit)?;
         let tr = parse_trailers(&String::from_utf8_lossy(c.message_bytes()));
         if !names_intervention(&tr, id) {
-            return Err(ApplyError::Git(format!(
+            return Err(ApplyError::Repository(format!(
                 "commit {} does not carry `{TRAILER_INTERVENTION}: {id}`",
                 c.id()
             )));
@@ -2208,7 +2229,7 @@ fn tree_changes(
                 continue;
             }
             let Ok(name) = std::str::from_utf8(name) else {
-                return Err(ApplyError::Git(
+                return Err(ApplyError::Repository(
                     "a changed path is not valid UTF-8".to_string(),
                 ));
             };

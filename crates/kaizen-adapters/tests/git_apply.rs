@@ -495,7 +495,9 @@ fn wrong_branch_is_refused_naming_both() {
     let f = Fixture::new();
     let a = GitApplier::open(&f.root, Some("release")).unwrap();
     match a.apply(ID, &grow()) {
-        Err(ApplyError::Git(m)) => assert!(m.contains("`main`") && m.contains("`release`"), "{m}"),
+        Err(ApplyError::Repository(m)) => {
+            assert!(m.contains("`main`") && m.contains("`release`"), "{m}")
+        }
         other => panic!("expected a branch error, got {other:?}"),
     }
     assert_eq!(f.git(&["rev-list", "--count", "HEAD"]).trim(), "1");
@@ -508,7 +510,7 @@ fn wrong_branch_is_refused_naming_both() {
     f.git(&["checkout", "-q", "--detach"]);
     assert!(matches!(
         f.applier().apply(InterventionId(2), &grow()),
-        Err(ApplyError::Git(_))
+        Err(ApplyError::Repository(_))
     ));
 }
 
@@ -582,7 +584,7 @@ fn sync_worktree_repairs_a_crash_but_keeps_human_edits() {
     f.git(&["checkout", "-q", "--", "config/app.yaml"]);
     assert!(matches!(
         a.sync_worktree(InterventionId(5), &applied),
-        Err(ApplyError::Git(_))
+        Err(ApplyError::Repository(_))
     ));
 }
 
@@ -687,14 +689,24 @@ fn edit_errors_commit_nothing() {
 fn open_rejects_non_repositories_and_bad_branch_names() {
     hermetic();
     let dir = tempfile::tempdir().unwrap();
-    assert!(matches!(
-        GitApplier::open(dir.path(), None),
-        Err(ApplyError::Git(_))
-    ));
+    let err = GitApplier::open(dir.path(), None).err().unwrap();
+    assert!(matches!(err, ApplyError::Git { .. }), "{err:?}");
+    // The message names the path; git's own error is kept as the source, not flattened.
+    assert!(
+        err.to_string().contains(&dir.path().display().to_string()),
+        "{err}"
+    );
+    let source = std::error::Error::source(&err).expect("git's error is the source");
+    assert!(
+        std::error::Error::source(source)
+            .and_then(|s| s.downcast_ref::<git2::Error>())
+            .is_some(),
+        "{source:?}"
+    );
     let f = Fixture::new();
     assert!(matches!(
         GitApplier::open(&f.root, Some("bad..name")),
-        Err(ApplyError::Git(_))
+        Err(ApplyError::Repository(_))
     ));
 }
 

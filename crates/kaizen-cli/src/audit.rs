@@ -1,7 +1,7 @@
 //! `kaizen audit verify` / `kaizen audit export`: the ledger's tamper-evident audit chain,
 //! checked against the `Kaizen-Audit` trailers git holds (see `kaizen_core::audit`).
 
-use crate::commands::{Failure, load_config, rt, usage};
+use crate::context::{Failure, load_config, rt, usage};
 use anyhow::{Context, anyhow};
 use clap::Subcommand;
 use kaizen_core::apply::Applier;

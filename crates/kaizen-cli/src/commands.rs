@@ -1,49 +1,20 @@
 //! Subcommand implementations: thin wrappers over `kaizen-core` and `kaizen-adapters`.
 
+use crate::context::{
+    Failure, Result, engine, lessons_and_errors, load_config, lock, lock_within, rt, usage,
+};
 use crate::render;
 use crate::{Cli, Command};
 use anyhow::{Context, anyhow};
 use chrono::{DateTime, Utc};
 use kaizen_adapters::assemble;
 use kaizen_core::clock::{Clock, ManualClock, SystemClock};
-use kaizen_core::config::{Config, ConfigError, DEFAULT_CONFIG};
+use kaizen_core::config::{Config, DEFAULT_CONFIG};
 use kaizen_core::engine::{CycleReport, Engine};
 use kaizen_core::intervention::{InterventionId, Status};
 use kaizen_core::ledger::Ledger;
-use kaizen_core::lock::StateLock;
 use std::path::Path;
 use std::sync::Arc;
-
-/// Exit code when another kaizen process holds the state dir (EX_TEMPFAIL: try again later).
-pub const EXIT_BUSY: u8 = 75;
-
-/// How a command failed: exit code 2 for usage/config, [`EXIT_BUSY`] when another kaizen holds the
-/// state dir, 1 for other runtime failures.
-pub enum Failure {
-    /// Bad usage or bad config (exit 2).
-    Usage(String),
-    /// The state dir is locked by another kaizen process (exit 75): nothing failed, try later.
-    Busy(String),
-    /// Something failed at run time (exit 1).
-    Runtime(anyhow::Error),
-}
-
-impl From<anyhow::Error> for Failure {
-    fn from(e: anyhow::Error) -> Self {
-        Failure::Runtime(e)
-    }
-}
-
-type Result<T> = std::result::Result<T, Failure>;
-
-/// A runtime failure (exit code 1) from any error.
-pub(crate) fn rt<E: std::error::Error + Send + Sync + 'static>(e: E) -> Failure {
-    Failure::Runtime(anyhow::Error::new(e))
-}
-
-pub(crate) fn usage(msg: impl Into<String>) -> Failure {
-    Failure::Usage(msg.into())
-}
 
 fn clock_for(now: Option<&str>) -> Result<Arc<dyn Clock>> {
     match now {
@@ -61,38 +32,9 @@ fn clock_for(now: Option<&str>) -> Result<Arc<dyn Clock>> {
     }
 }
 
-pub(crate) fn load_config(path: &Path) -> Result<Config> {
-    match Config::load(path) {
-        Ok(c) => Ok(c),
-        Err(ConfigError::Io { file, source }) if source.kind() == std::io::ErrorKind::NotFound => {
-            Err(usage(format!(
-                "no config at {} (run `kaizen init` in your repository, or pass --config PATH)",
-                file.display()
-            )))
-        }
-        Err(e @ ConfigError::Io { .. }) => Err(Failure::Runtime(anyhow!(e))),
-        Err(e @ ConfigError::Invalid(_)) => Err(usage(e.to_string())),
-    }
-}
-
 fn parse_id(text: &str) -> Result<InterventionId> {
     text.parse()
         .map_err(|e: kaizen_core::intervention::IdError| usage(e.to_string()))
-}
-
-/// The engine for `config` (exit 2 for config faults such as a bad rules file). Lesson files that
-/// cannot be loaded are skipped and recorded as events.
-pub(crate) fn engine(config: &Config, clock: Arc<dyn Clock>) -> Result<Engine> {
-    let (lessons, errors) = crate::lessons::lessons_and_errors(&config.lessons);
-    let mut engine = assemble::engine_from_config(config, clock, lessons).map_err(|e| {
-        if e.is_config() {
-            usage(e.to_string())
-        } else {
-            Failure::Runtime(anyhow!(e))
-        }
-    })?;
-    assemble::record_lesson_errors(&mut engine, &errors).map_err(rt)?;
-    Ok(engine)
 }
 
 /// Who a human is, for the record: `$USER`, else the repository's git `user.name`.
@@ -114,7 +56,7 @@ fn who_am_i(repo: &Path) -> String {
 /// The engine on a read-only ledger (an in-memory one when there is none yet): for commands
 /// that only look. Lesson files that cannot be loaded are skipped (not recorded: nothing is).
 fn engine_read_only(config: &Config, clock: Arc<dyn Clock>) -> Result<Engine> {
-    let (lessons, _errors) = crate::lessons::lessons_and_errors(&config.lessons);
+    let (lessons, _errors) = lessons_and_errors(&config.lessons);
     let ledger = match open_ledger_read(config)? {
         Some(l) => l,
         None => Ledger::in_memory().map_err(rt)?,
@@ -128,18 +70,6 @@ fn engine_read_only(config: &Config, clock: Arc<dyn Clock>) -> Result<Engine> {
                 Failure::Runtime(anyhow!(e))
             }
         })
-}
-
-pub(crate) fn lock(config: &Config) -> Result<StateLock> {
-    lock_within(config, std::time::Duration::ZERO)
-}
-
-/// The state-dir lock, waiting up to `wait` for another holder.
-pub(crate) fn lock_within(config: &Config, wait: std::time::Duration) -> Result<StateLock> {
-    StateLock::acquire_within(&config.state_dir, wait).map_err(|e| match e {
-        e @ kaizen_core::lock::LockError::Busy { .. } => Failure::Busy(e.to_string()),
-        e => rt(e),
-    })
 }
 
 fn print_report(report: &CycleReport, json: bool) -> Result<()> {

@@ -1,6 +1,6 @@
 //! `kaizen lessons …` and `kaizen learn`.
 
-use crate::commands::{Failure, engine, load_config, lock, rt, usage};
+use crate::context::{Failure, engine, lessons_and_errors, load_config, lock, rt, usage};
 use anyhow::{Context, anyhow};
 use clap::Subcommand;
 use kaizen_core::clock::Clock;
@@ -48,22 +48,6 @@ type Result<T> = std::result::Result<T, Failure>;
 /// Lessons in `dir`; bad files are reported on stderr and skipped.
 pub fn lessons_in(dir: &Path) -> Vec<Lesson> {
     lessons_and_errors(dir).0
-}
-
-/// Lessons in `dir` and the files that could not be loaded (each also reported on stderr).
-pub fn lessons_and_errors(dir: &Path) -> (Vec<Lesson>, Vec<lesson::store::LessonLoadError>) {
-    match lesson::store::load(dir) {
-        Ok((lessons, errors)) => {
-            for e in &errors {
-                eprintln!("kaizen: skipping lesson file: {e}");
-            }
-            (lessons, errors)
-        }
-        Err(e) => {
-            eprintln!("kaizen: cannot read lessons in {}: {e}", dir.display());
-            (Vec::new(), Vec::new())
-        }
-    }
 }
 
 fn find(dir: &Path, id: &str) -> Result<Lesson> {

@@ -3,6 +3,7 @@
 
 mod audit;
 mod commands;
+mod context;
 mod lessons;
 mod render;
 mod service;
@@ -308,15 +309,15 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(commands::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(commands::Failure::Usage(msg)) => {
+        Err(context::Failure::Usage(msg)) => {
             eprintln!("kaizen: {msg}");
             ExitCode::from(2)
         }
-        Err(commands::Failure::Busy(msg)) => {
+        Err(context::Failure::Busy(msg)) => {
             eprintln!("kaizen: busy: {msg}");
-            ExitCode::from(commands::EXIT_BUSY)
+            ExitCode::from(context::EXIT_BUSY)
         }
-        Err(commands::Failure::Runtime(err)) => {
+        Err(context::Failure::Runtime(err)) => {
             eprintln!("kaizen: {}", error_text(&err));
             ExitCode::from(1)
         }

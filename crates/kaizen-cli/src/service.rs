@@ -1,7 +1,7 @@
 //! `kaizen run` as a service: the runtime on the wall clock, `/health` and `/metrics` over HTTP,
 //! SIGHUP reloads, systemd's notify protocol and watchdog, and `kaizen health`.
 
-use crate::commands::{Failure, load_config, rt, usage};
+use crate::context::{Failure, load_config, rt, usage};
 use crate::render;
 use anyhow::anyhow;
 use kaizen_adapters::assemble;
@@ -50,7 +50,7 @@ async fn listener(config: &Config, flag: Option<&str>) -> Result<Option<tokio::n
 fn reload_from(path: PathBuf) -> ReloadFn {
     Box::new(move || {
         let config = Config::load(&path)?;
-        let (lessons, errors) = crate::lessons::lessons_and_errors(&config.lessons);
+        let (lessons, errors) = crate::context::lessons_and_errors(&config.lessons);
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let mut engine = assemble::engine_from_config(&config, clock, lessons)?;
         assemble::record_lesson_errors(&mut engine, &errors)?;
@@ -72,7 +72,7 @@ pub async fn daemon(config_path: &Path, listen: Option<&str>) -> Result<()> {
     let builder = assemble::runtime_from_config(
         &config,
         clock,
-        crate::lessons::lessons_and_errors(&config.lessons).0,
+        crate::context::lessons_and_errors(&config.lessons).0,
     )
     .map_err(|e| {
         if e.is_config() {

@@ -5,6 +5,7 @@ use crate::intervention::{Candidate, InterventionId};
 /// Why an apply or revert did not happen. Nothing was changed when one of these is returned,
 /// except where the variant says otherwise.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ApplyError {
     /// Files the change touches have uncommitted edits; a human's work is never clobbered.
     #[error("uncommitted changes in {paths:?}: refusing to touch a human's work")]
@@ -44,9 +45,74 @@ pub enum ApplyError {
         /// What holds it (the lock file, or the operation in progress).
         what: String,
     },
-    /// Git or I/O failed.
+    /// A git or I/O operation failed; `operation` says what kaizen was doing, naming the file,
+    /// ref or commit concerned.
+    #[error("git: {operation}: {source}")]
+    Git {
+        /// What kaizen was doing ("cannot read config/app.yaml", "cannot revert 1a2b3c").
+        operation: String,
+        /// The git or I/O error itself.
+        #[source]
+        source: ErrorSource,
+    },
+    /// The repository is not as kaizen needs it (detached HEAD, another branch checked out, a
+    /// missing branch, a commit that is not the intervention's…); the text says what to do.
     #[error("git: {0}")]
-    Git(String),
+    Repository(String),
+}
+
+impl ApplyError {
+    /// A [`ApplyError::Git`] for `operation` failed with `source`.
+    pub fn git(
+        operation: impl std::fmt::Display,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        ApplyError::Git {
+            operation: operation.to_string(),
+            source: ErrorSource::new(source),
+        }
+    }
+}
+
+/// The underlying error of an [`ApplyError::Git`], shared so the error stays `Clone`; two are
+/// equal when they read the same (errors from git2 or `std::io` are not comparable otherwise).
+#[derive(Clone)]
+pub struct ErrorSource(std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>);
+
+impl ErrorSource {
+    /// Wraps `e`.
+    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        ErrorSource(std::sync::Arc::new(e))
+    }
+
+    /// The wrapped error.
+    pub fn inner(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.0
+    }
+}
+
+impl std::fmt::Debug for ErrorSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl std::fmt::Display for ErrorSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+impl std::error::Error for ErrorSource {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl PartialEq for ErrorSource {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
 }
 
 /// Something a repository inspection found that is out of order (a stale lock, a temp file left
@@ -261,4 +327,30 @@ pub trait Applier: Send {
         files: &[(String, Option<String>)],
         message: &str,
     ) -> Result<Option<CommitRef>, ApplyError>;
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_git_error_keeps_its_context_and_its_source() {
+        let io = std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            "read-only file system",
+        );
+        let e = ApplyError::git("cannot write config/app.yaml", io);
+        assert_eq!(
+            e.to_string(),
+            "git: cannot write config/app.yaml: read-only file system"
+        );
+        let source = std::error::Error::source(&e).expect("the source is kept");
+        let io = source
+            .downcast_ref::<ErrorSource>()
+            .and_then(|s| s.inner().downcast_ref::<std::io::Error>())
+            .expect("the io::Error itself");
+        assert_eq!(io.kind(), std::io::ErrorKind::PermissionDenied);
+        assert_eq!(e.clone(), e);
+    }
 }

@@ -423,6 +423,7 @@ pub const MAX_EXTENSIONS: u32 = 10;
 
 /// A config that could not be loaded.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read.
     #[error("{file}: cannot read: {source}")]
@@ -658,13 +659,13 @@ impl Config {
             ));
         }
         if g.freeze_after_rollbacks
-            .is_some_and(|n| n > crate::ledger::VIEW_FINALIZED_PER_AREA)
+            .is_some_and(|n| n > crate::limits::VIEW_FINALIZED_PER_AREA)
         {
             return Err(bad(
                 "guards.freeze_after_rollbacks",
                 format!(
                     "at most {} (the guards see that many finalized interventions per area)",
-                    crate::ledger::VIEW_FINALIZED_PER_AREA
+                    crate::limits::VIEW_FINALIZED_PER_AREA
                 ),
             ));
         }

@@ -276,6 +276,7 @@ pub fn resolve_all(
 
 /// An edit that cannot be made.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum EditError {
     /// The file's format is not one `config_set` understands.
     #[error("{file}: config_set needs a .yaml, .yml, .json or .toml file")]

@@ -25,6 +25,7 @@ pub mod prediction;
 pub mod rollback;
 #[cfg(test)]
 mod testutil;
+mod text;
 pub mod well_formed;
 
 pub use guards::{active_freezes, budget_left, chain_for, default_chain};

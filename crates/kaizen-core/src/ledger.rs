@@ -23,6 +23,7 @@ pub use tally::{INVARIANTS_CHECKED, InterventionTotals, SAMPLE_ERROR, SourceFail
 
 /// A ledger operation failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LedgerError {
     /// SQLite failed.
     #[error("ledger {path}: {source}")]
@@ -82,9 +83,7 @@ pub enum LedgerError {
     },
 }
 
-/// How many of each area's latest finalized interventions the guards' view always holds (the
-/// freeze guard needs the last `freeze_after_rollbacks` of them, whatever their age).
-pub const VIEW_FINALIZED_PER_AREA: u32 = 50;
+pub use crate::limits::VIEW_FINALIZED_PER_AREA;
 
 /// Each entry migrates the schema from version `index` to `index + 1`.
 const MIGRATIONS: &[&str] = &[

@@ -22,6 +22,7 @@ pub mod intervention;
 pub mod learn;
 pub mod ledger;
 pub mod lesson;
+pub mod limits;
 pub mod lock;
 pub mod notify;
 pub mod observe;

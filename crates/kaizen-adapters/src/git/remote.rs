@@ -84,13 +84,15 @@ impl GitPublisher {
         };
         let repo = p.applier.repo()?;
         repo.find_remote(&p.remote).map_err(|e| {
-            ApplyError::Git(format!(
-                "no remote `{}` in {} ({}): add it with `git remote add {} URL` or fix `git.remote`",
-                p.remote,
-                p.applier.root.display(),
-                e.message(),
-                p.remote
-            ))
+            ApplyError::git(
+                format!(
+                    "no remote `{}` in {}: add it with `git remote add {} URL` or fix `git.remote`",
+                    p.remote,
+                    p.applier.root.display(),
+                    p.remote
+                ),
+                super::GitMessage(e),
+            )
         })?;
         Ok(p)
     }

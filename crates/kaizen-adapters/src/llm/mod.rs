@@ -45,6 +45,7 @@ use std::time::Duration;
 
 /// Something went wrong talking to the model. Messages never contain the API key.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum LlmError {
     /// The `llm` config cannot be used.
     #[error("llm config: `llm.{field}`: {message}")]

@@ -1,6 +1,6 @@
 //! `daily_budget`: at most N interventions applied in any rolling 24 hours.
 
-use super::guards::{id_list, ts, verdict};
+use super::text::{id_list, ts, verdict};
 use super::{Decision, Guard, GuardContext, GuardError, GuardVerdict, LedgerView};
 use crate::intervention::{Candidate, Intervention};
 use chrono::{DateTime, Duration, Utc};

@@ -1,6 +1,6 @@
 //! `canary`: risky changes wait in the backlog until their area has a canary.
 
-use super::guards::verdict;
+use super::text::verdict;
 use super::{Decision, Guard, GuardContext, GuardError, GuardVerdict};
 use crate::intervention::Candidate;
 

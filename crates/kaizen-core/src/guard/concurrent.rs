@@ -1,6 +1,6 @@
 //! `max_concurrent`: at most N interventions awaiting validation at once.
 
-use super::guards::{ts, verdict};
+use super::text::{ts, verdict};
 use super::{Decision, Guard, GuardContext, GuardError, GuardVerdict};
 use crate::intervention::{Candidate, Intervention, Status};
 

@@ -1,8 +1,8 @@
 //! `dedup`: do not propose the same change to the same thing twice at once (one live
 //! intervention per target key, whatever its area).
 
-use super::guards::{human, ts, verdict};
 use super::paths::normalize_repo_path;
+use super::text::{human, ts, verdict};
 use super::{Decision, Guard, GuardContext, GuardError, GuardVerdict};
 use crate::edit::Edit;
 use crate::intervention::{Candidate, Intervention, Status};

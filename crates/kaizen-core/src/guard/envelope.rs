@@ -5,7 +5,7 @@
 //! wrote, not the candidate) and turns its findings into a verdict. Anything it cannot read or
 //! compute blocks.
 
-use super::guards::verdict;
+use super::text::verdict;
 use super::{Decision, Guard, GuardContext, GuardError, GuardVerdict};
 use crate::intervention::Candidate;
 use crate::tunables::Envelope;

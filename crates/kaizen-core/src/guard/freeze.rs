@@ -1,6 +1,6 @@
 //! `freeze`: an area whose last N finalized interventions were all rolled back rests for a while.
 
-use super::guards::{human, ids_oldest_first, ts, verdict};
+use super::text::{human, ids_oldest_first, ts, verdict};
 use super::{Decision, Guard, GuardContext, GuardError, GuardPolicy, GuardVerdict, LedgerView};
 use crate::intervention::{Candidate, Intervention, Outcome, Status};
 use chrono::{DateTime, Utc};

@@ -16,10 +16,11 @@
 //! | `canary`         | [`CanaryRequired`] | (backlog) risk needs a canary the area lacks                   |
 //! | `envelope`       | [`EnvelopeGuard`]  | outside the declared tunables (bounds, step, invariant, strict) — only in the chain when tunables are declared |
 
-use super::{Guard, GuardPolicy, GuardVerdict, LedgerView};
-use crate::intervention::{Intervention, InterventionId};
+use super::text::ids_oldest_first;
+use super::{Guard, GuardPolicy, LedgerView};
+use crate::intervention::InterventionId;
 use crate::propose::Freeze;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 
 pub use super::budget::DailyBudget;
 pub use super::canary::CanaryRequired;
@@ -122,43 +123,11 @@ impl LedgerView {
     }
 }
 
-/// A timestamp as operators read it: `2026-11-05T14:00:00Z`.
-pub(crate) fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-/// `K-000001, K-000002, …` in the given order.
-pub(crate) fn id_list<'a>(ivs: impl IntoIterator<Item = &'a Intervention>) -> String {
-    ivs.into_iter()
-        .map(|iv| iv.id.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Ids of interventions given newest first, listed oldest first.
-pub(crate) fn ids_oldest_first(newest_first: &[&Intervention]) -> String {
-    id_list(newest_first.iter().rev().copied())
-}
-
-/// A duration for humans (`2h`, `90m`, `45s`); negative durations print as `0s`.
-pub(crate) fn human(d: chrono::Duration) -> String {
-    crate::span::Span::from_chrono(d).to_string()
-}
-
-/// A verdict of guard `guard`.
-pub(crate) fn verdict(guard: &str, decision: super::Decision, reason: String) -> GuardVerdict {
-    GuardVerdict {
-        guard: guard.to_string(),
-        decision,
-        reason,
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::super::testutil::*;
-    use super::super::{Decision, GuardContext, GuardError, overall, run_chain};
+    use super::super::{Decision, GuardContext, GuardError, GuardVerdict, overall, run_chain};
     use super::*;
     use crate::intervention::{Candidate, Risk, Status};
     use chrono::Duration;

@@ -1,6 +1,6 @@
 //! `blocked_kinds`: intervention and edit kinds that are never applied.
 
-use super::guards::verdict;
+use super::text::verdict;
 use super::{Decision, Guard, GuardContext, GuardError, GuardVerdict};
 use crate::intervention::Candidate;
 

@@ -15,7 +15,7 @@
 //!    it (`.kaizen` blocks `.kaizen/ledger.sqlite`). Any `.git` segment, at any depth, is always
 //!    blocked.
 
-use super::guards::verdict;
+use super::text::verdict;
 use super::{Decision, Guard, GuardContext, GuardError, GuardVerdict};
 use crate::intervention::Candidate;
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 /// Why a path, read lexically, cannot name a file inside the repository.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PathProblem {
     /// Nothing (or only whitespace) was given.
     #[error("the path is empty")]

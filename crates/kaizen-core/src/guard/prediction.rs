@@ -1,7 +1,7 @@
 //! `prediction`: a change is only applied if its prediction can be judged — it must name a
 //! configured signal.
 
-use super::guards::verdict;
+use super::text::verdict;
 use super::{Decision, Guard, GuardContext, GuardError, GuardVerdict};
 use crate::intervention::Candidate;
 

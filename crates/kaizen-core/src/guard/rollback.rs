@@ -1,6 +1,6 @@
 //! `rollback`: every intervention needs a way back.
 
-use super::guards::verdict;
+use super::text::verdict;
 use super::{Decision, Guard, GuardContext, GuardError, GuardVerdict};
 use crate::intervention::Candidate;
 

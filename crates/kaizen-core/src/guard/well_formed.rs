@@ -1,6 +1,6 @@
 //! `well_formed`: the candidate is complete and sane enough to judge at all.
 
-use super::guards::verdict;
+use super::text::verdict;
 use super::{Decision, Guard, GuardContext, GuardError, GuardVerdict};
 use crate::intervention::Candidate;
 

@@ -31,25 +31,7 @@ pub struct DistillInput<'a> {
     pub recent: &'a BTreeMap<String, Vec<Sample>>,
 }
 
-/// One change to the lesson store.
-#[derive(Debug, Clone, PartialEq)]
-pub enum LessonChange {
-    /// A new lesson.
-    Create(Lesson),
-    /// A new version of an existing lesson (same id, version bumped).
-    Update(Lesson),
-    /// Retire a lesson (the lesson with status retired and its evidence).
-    Retire(Lesson),
-}
-
-impl LessonChange {
-    /// The lesson after the change.
-    pub fn lesson(&self) -> &Lesson {
-        match self {
-            LessonChange::Create(l) | LessonChange::Update(l) | LessonChange::Retire(l) => l,
-        }
-    }
-}
+pub use crate::lesson::LessonChange;
 
 /// A distiller could not run.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -13,6 +13,7 @@ pub const REWRITABLE: [&str; 2] = ["because", "retired_when"];
 
 /// A rewrite that was not accepted. The lesson is unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RewriteError {
     /// Not a JSON object.
     #[error("lesson rewrite for {lesson}: not a JSON object: {why}")]

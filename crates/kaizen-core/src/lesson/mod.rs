@@ -120,6 +120,7 @@ pub const MAX_ID: usize = 80;
 
 /// A lesson that could not be read, written or accepted.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum LessonError {
     /// The file could not be read.
     #[error("{}: cannot read: {message}", file.display())]
@@ -498,4 +499,24 @@ pub fn relevant_lessons<'a>(
             })
         })
         .collect()
+}
+
+/// One change to the lesson store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LessonChange {
+    /// A new lesson.
+    Create(Lesson),
+    /// A new version of an existing lesson (same id, version bumped).
+    Update(Lesson),
+    /// Retire a lesson (the lesson with status retired and its evidence).
+    Retire(Lesson),
+}
+
+impl LessonChange {
+    /// The lesson after the change.
+    pub fn lesson(&self) -> &Lesson {
+        match self {
+            LessonChange::Create(l) | LessonChange::Update(l) | LessonChange::Retire(l) => l,
+        }
+    }
 }

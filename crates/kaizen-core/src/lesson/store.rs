@@ -4,8 +4,8 @@
 //! store computes the `(repo-relative path, content)` pairs of a learn run, and the caller commits
 //! them as one commit through `Applier::commit_files` (never counted as an intervention).
 
+use super::LessonChange;
 use super::{Lesson, LessonError, new_lesson_from_yaml};
-use crate::learn::LessonChange;
 use crate::yaml;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -51,7 +51,7 @@ impl DirectApplier {
         match std::fs::read_to_string(self.root.join(file)) {
             Ok(c) => Ok(Some(c)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(ApplyError::Git(format!("{file}: {e}"))),
+            Err(e) => Err(ApplyError::git(format!("cannot read {file}"), e)),
         }
     }
 
@@ -61,7 +61,7 @@ impl DirectApplier {
             Some(c) => {
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir)
-                        .map_err(|e| ApplyError::Git(format!("{file}: {e}")))?;
+                        .map_err(|e| ApplyError::git(format!("cannot write {file}"), e))?;
                 }
                 std::fs::write(&path, c)
             }
@@ -70,7 +70,7 @@ impl DirectApplier {
                 other => other,
             },
         };
-        r.map_err(|e| ApplyError::Git(format!("{file}: {e}")))
+        r.map_err(|e| ApplyError::git(format!("cannot write {file}"), e))
     }
 
     fn planned(&self, candidate: &Candidate) -> Result<Vec<FileChange>, ApplyError> {
@@ -223,7 +223,7 @@ impl Applier for DirectApplier {
         _reason: &str,
     ) -> Result<CommitRef, ApplyError> {
         let Some(c) = self.commits().into_iter().find(|c| c.sha == commit) else {
-            return Err(ApplyError::Git(format!("unknown commit {commit}")));
+            return Err(ApplyError::Repository(format!("unknown commit {commit}")));
         };
         let mut conflicts = Vec::new();
         for (f, _, after) in &c.files {

@@ -44,6 +44,7 @@ use std::path::PathBuf;
 
 /// A scenario that could not be read or run.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SimError {
     /// A file could not be read or written.
     #[error("{path}: {source}")]
