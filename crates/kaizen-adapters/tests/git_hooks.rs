@@ -12,26 +12,13 @@ use kaizen_core::config::Config;
 use kaizen_core::engine::{Engine, EngineSettings};
 use kaizen_core::intervention::{InterventionId, Status};
 use kaizen_core::ledger::Ledger;
-use kaizen_core::observe::{Source, SourceError};
 use kaizen_core::propose::{Proposals, ProposeContext, ProposeError, Proposer};
 use kaizen_core::signal::Sample;
 use kaizen_core::validate::SimpleValidator;
 use std::sync::{Arc, Mutex};
 
 mod support;
-use support::git;
-
-struct Constant;
-
-#[async_trait]
-impl Source for Constant {
-    fn name(&self) -> &str {
-        "constant"
-    }
-    async fn observe(&self, now: DateTime<Utc>) -> Result<Vec<Sample>, SourceError> {
-        Ok(vec![Sample::new("latency_ms", now, 250.0)])
-    }
-}
+use support::{Constant, git};
 
 struct Once(Mutex<Vec<kaizen_core::intervention::Candidate>>);
 

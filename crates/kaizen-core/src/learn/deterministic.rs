@@ -759,27 +759,33 @@ mod tests {
         assert_eq!(fnv1a(""), 0xcbf2_9ce4_8422_2325);
     }
 
+    /// A cache change predicting −20% within 30 min, with the given edits.
+    fn cache_candidate(change: Vec<crate::edit::Edit>) -> crate::intervention::Candidate {
+        use crate::intervention::{Candidate, Origin, Prediction, Risk};
+        Candidate {
+            area: "cache".into(),
+            kind: "config_set".into(),
+            title: "t".into(),
+            hypothesis: "h".into(),
+            change,
+            prediction: Prediction {
+                signal: "latency_ms".into(),
+                change: ExpectedChange::Relative(-0.2),
+                within: Span::minutes(30),
+            },
+            risk: Risk::Low,
+            confidence: 0.8,
+            rollback: Some("revert".into()),
+            origin: Origin::default(),
+        }
+    }
+
     #[test]
     fn no_effect_teaches_avoid_only_when_half_the_prediction_is_ruled_out() {
-        use crate::intervention::{Candidate, InterventionId, Origin, Prediction, Risk};
+        use crate::intervention::InterventionId;
         let iv = Intervention {
             id: InterventionId(1),
-            candidate: Candidate {
-                area: "cache".into(),
-                kind: "config_set".into(),
-                title: "t".into(),
-                hypothesis: "h".into(),
-                change: vec![],
-                prediction: Prediction {
-                    signal: "latency_ms".into(),
-                    change: ExpectedChange::Relative(-0.2),
-                    within: Span::minutes(30),
-                },
-                risk: Risk::Low,
-                confidence: 0.8,
-                rollback: Some("revert".into()),
-                origin: Origin::default(),
-            },
+            candidate: cache_candidate(vec![]),
             status: Status::Reverted,
             outcome: Some(Outcome::NoEffect),
             reason: String::new(),
@@ -805,31 +811,16 @@ mod tests {
     // interval is certain of at least half the prediction, two always do.
     #[test]
     fn one_bare_pass_is_not_a_prefer_lesson_two_are() {
-        use crate::intervention::{Candidate, InterventionId, Origin, Prediction, Risk};
+        use crate::intervention::InterventionId;
         use crate::learn::{DistillInput, Distiller};
         let t0: DateTime<Utc> = "2026-03-01T00:00:00Z".parse().unwrap();
         let iv = |n: i64| Intervention {
             id: InterventionId(n),
-            candidate: Candidate {
-                area: "cache".into(),
-                kind: "config_set".into(),
-                title: "t".into(),
-                hypothesis: "h".into(),
-                change: vec![crate::edit::Edit::ConfigSet {
-                    file: "config/app.yaml".into(),
-                    key: "cache_mb".into(),
-                    value: json!(256),
-                }],
-                prediction: Prediction {
-                    signal: "latency_ms".into(),
-                    change: ExpectedChange::Relative(-0.2),
-                    within: Span::minutes(30),
-                },
-                risk: Risk::Low,
-                confidence: 0.8,
-                rollback: Some("revert".into()),
-                origin: Origin::default(),
-            },
+            candidate: cache_candidate(vec![crate::edit::Edit::ConfigSet {
+                file: "config/app.yaml".into(),
+                key: "cache_mb".into(),
+                value: json!(256),
+            }]),
             status: Status::Validated,
             outcome: Some(Outcome::Validated),
             reason: String::new(),
