@@ -147,9 +147,12 @@ pub enum PublishError {
         /// What stands in the way, and what to do.
         message: String,
     },
-    /// The local repository could not be read or updated.
+    /// The local repository is not in a state to publish from (no branch, moved underneath).
     #[error("local repository: {0}")]
     Local(String),
+    /// A local git operation failed; the underlying error is kept as the source.
+    #[error("local repository: {0}")]
+    Git(#[source] crate::apply::ApplyError),
 }
 
 impl PublishError {
@@ -347,5 +350,26 @@ mod tests {
         assert_eq!(c.backoff(7), Span::hours(1));
         assert_eq!(c.backoff(u32::MAX), Span::hours(1));
         assert!(c.push);
+    }
+
+    #[test]
+    fn a_local_git_failure_keeps_its_source_and_is_retried() {
+        use std::error::Error as _;
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "read-only refs");
+        let e = PublishError::Git(crate::apply::ApplyError::git("cannot move the branch", io));
+        assert_eq!(
+            e.to_string(),
+            "local repository: git: cannot move the branch: read-only refs"
+        );
+        let mut chain = e.source();
+        let mut found = false;
+        while let Some(s) = chain {
+            found |= s
+                .downcast_ref::<crate::apply::ErrorSource>()
+                .is_some_and(|w| w.inner().downcast_ref::<std::io::Error>().is_some());
+            chain = s.source();
+        }
+        assert!(found, "the io::Error is reachable from the publish error");
+        assert!(e.retryable());
     }
 }

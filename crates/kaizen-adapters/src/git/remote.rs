@@ -46,12 +46,13 @@ impl std::fmt::Debug for GitPublisher {
     }
 }
 
-fn local_err(context: impl std::fmt::Display, e: impl std::fmt::Display) -> PublishError {
-    PublishError::Local(format!("{context}: {e}"))
+/// A failed git2 call, `context` saying what was being done; the error stays the source.
+fn local_err(context: impl std::fmt::Display, e: git2::Error) -> PublishError {
+    PublishError::Git(ApplyError::git(context, super::GitMessage(e)))
 }
 
 fn from_apply(e: ApplyError) -> PublishError {
-    PublishError::Local(e.to_string())
+    PublishError::Git(e)
 }
 
 /// Whether `message` is one of kaizen's commits: its trailers name kaizen (`Kaizen-…`).
@@ -116,7 +117,7 @@ impl GitPublisher {
         match repo.refname_to_id(refname) {
             Ok(o) => Ok(Some(o)),
             Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
-            Err(e) => Err(local_err(format!("cannot resolve {refname}"), e.message())),
+            Err(e) => Err(local_err(format!("cannot resolve {refname}"), e)),
         }
     }
 
@@ -127,7 +128,7 @@ impl GitPublisher {
         hide: Option<Oid>,
         limit: usize,
     ) -> Result<Vec<Oid>, PublishError> {
-        let walk_err = |e: git2::Error| local_err("cannot walk the history", e.message());
+        let walk_err = |e: git2::Error| local_err("cannot walk the history", e);
         let mut walk = repo.revwalk().map_err(walk_err)?;
         walk.set_sorting(git2::Sort::TOPOLOGICAL)
             .map_err(walk_err)?;
@@ -219,12 +220,7 @@ impl GitPublisher {
                 true,
                 &format!("kaizen: pushed to {}", self.remote),
             )
-            .map_err(|e| {
-                local_err(
-                    "pushed, but cannot update the remote-tracking ref",
-                    e.message(),
-                )
-            })?;
+            .map_err(|e| local_err("pushed, but cannot update the remote-tracking ref", e))?;
             return Ok(true);
         }
         // Porcelain: `!\t<src>:<dst>\t[rejected] (fetch first)` when the remote moved.
@@ -284,15 +280,15 @@ impl GitPublisher {
         let sig = signature(repo, self.applier.clock.as_deref()).map_err(from_apply)?;
         let mut base = repo
             .find_commit(onto)
-            .map_err(|e| local_err("cannot read the remote's tip", e.message()))?;
+            .map_err(|e| local_err("cannot read the remote's tip", e))?;
         let mut replayed: Vec<Replayed> = Vec::new();
         for oid in local.iter().rev() {
             let c = repo
                 .find_commit(*oid)
-                .map_err(|e| local_err(format!("cannot read commit {oid}"), e.message()))?;
+                .map_err(|e| local_err(format!("cannot read commit {oid}"), e))?;
             let mut index = repo
                 .cherrypick_commit(&c, &base, 0, None)
-                .map_err(|e| local_err(format!("cannot replay {oid}"), e.message()))?;
+                .map_err(|e| local_err(format!("cannot replay {oid}"), e))?;
             if index.has_conflicts() {
                 let mut paths: Vec<String> = index
                     .conflicts()
@@ -313,10 +309,10 @@ impl GitPublisher {
             }
             let tree_oid = index
                 .write_tree_to(repo)
-                .map_err(|e| local_err("cannot write the replayed tree", e.message()))?;
+                .map_err(|e| local_err("cannot write the replayed tree", e))?;
             let tree = repo
                 .find_tree(tree_oid)
-                .map_err(|e| local_err("cannot read the replayed tree", e.message()))?;
+                .map_err(|e| local_err("cannot read the replayed tree", e))?;
             let mut message = String::from_utf8_lossy(c.message_bytes()).into_owned();
             // A revert replayed after its apply names the apply's new commit.
             for r in &replayed {
@@ -324,7 +320,7 @@ impl GitPublisher {
             }
             let new = repo
                 .commit(None, &c.author(), &sig, &message, &tree, &[&base])
-                .map_err(|e| local_err("cannot write the replayed commit", e.message()))?;
+                .map_err(|e| local_err("cannot write the replayed commit", e))?;
             let intervention = parse_trailers(&message)
                 .iter()
                 .find(|(k, _)| k.eq_ignore_ascii_case(super::TRAILER_INTERVENTION))
@@ -336,7 +332,7 @@ impl GitPublisher {
             });
             base = repo
                 .find_commit(new)
-                .map_err(|e| local_err("cannot read the replayed commit", e.message()))?;
+                .map_err(|e| local_err("cannot read the replayed commit", e))?;
         }
         let new_tip = base.id();
         // The working tree goes from the old tip to the new one: the remote's changes arrive.
@@ -344,10 +340,10 @@ impl GitPublisher {
         let old_tree = repo
             .find_commit(old_tip)
             .and_then(|c| c.tree())
-            .map_err(|e| local_err("cannot read the local tip", e.message()))?;
+            .map_err(|e| local_err("cannot read the local tip", e))?;
         let new_tree = base
             .tree()
-            .map_err(|e| local_err("cannot read the replayed tree", e.message()))?;
+            .map_err(|e| local_err("cannot read the replayed tree", e))?;
         let changes: Vec<Change> = tree_changes(repo, &old_tree, &new_tree).map_err(from_apply)?;
         let on_head = head_refname(repo).is_some_and(|h| h == refname);
         let mut index = None;
@@ -390,7 +386,7 @@ impl GitPublisher {
                     "the local branch moved while publishing; retried next cycle".into(),
                 )
             } else {
-                local_err("cannot move the branch onto the replay", e.message())
+                local_err("cannot move the branch onto the replay", e)
             }
         })?;
         if on_head {
@@ -488,7 +484,7 @@ impl Publisher for GitPublisher {
         for oid in Self::between(&repo, tip, known, UNPUSHED_LIMIT)? {
             let c = repo
                 .find_commit(oid)
-                .map_err(|e| local_err(format!("cannot read commit {oid}"), e.message()))?;
+                .map_err(|e| local_err(format!("cannot read commit {oid}"), e))?;
             let message = String::from_utf8_lossy(c.message_bytes()).into_owned();
             out.push(Unpushed {
                 sha: oid.to_string(),
@@ -511,7 +507,7 @@ impl Publisher for GitPublisher {
         Ok(known == oid
             || repo
                 .graph_descendant_of(known, oid)
-                .map_err(|e| local_err("cannot walk the history", e.message()))?)
+                .map_err(|e| local_err("cannot walk the history", e))?)
     }
 }
 
@@ -522,7 +518,7 @@ impl GitPublisher {
         for oid in commits {
             let c = repo
                 .find_commit(*oid)
-                .map_err(|e| local_err(format!("cannot read commit {oid}"), e.message()))?;
+                .map_err(|e| local_err(format!("cannot read commit {oid}"), e))?;
             if !is_kaizen_commit(&String::from_utf8_lossy(c.message_bytes())) {
                 return Err(PublishError::Diverged {
                     message: format!(
@@ -613,7 +609,7 @@ impl GitPublisher {
         if local == remote
             || !repo
                 .graph_descendant_of(remote, local)
-                .map_err(|e| local_err("cannot walk the history", e.message()))?
+                .map_err(|e| local_err("cannot walk the history", e))?
         {
             return Ok(false);
         }
@@ -622,13 +618,13 @@ impl GitPublisher {
         let old_tree = repo
             .find_commit(local)
             .and_then(|c| c.tree())
-            .map_err(|e| local_err("cannot read the local tip", e.message()))?;
+            .map_err(|e| local_err("cannot read the local tip", e))?;
         let new = repo
             .find_commit(remote)
-            .map_err(|e| local_err("cannot read the remote tip", e.message()))?;
+            .map_err(|e| local_err("cannot read the remote tip", e))?;
         let new_tree = new
             .tree()
-            .map_err(|e| local_err("cannot read the remote tree", e.message()))?;
+            .map_err(|e| local_err("cannot read the remote tree", e))?;
         let changes: Vec<Change> = tree_changes(&repo, &old_tree, &new_tree).map_err(from_apply)?;
         let on_head = head_refname(&repo).is_some_and(|h| h == refname);
         let mut index = None;
@@ -667,7 +663,7 @@ impl GitPublisher {
             local,
             &format!("kaizen: fast-forward to {}", self.remote),
         )
-        .map_err(|e| local_err("cannot fast-forward the branch", e.message()))?;
+        .map_err(|e| local_err("cannot fast-forward the branch", e))?;
         if on_head {
             self.applier
                 .update_worktree(&repo, &lock, &changes, index)

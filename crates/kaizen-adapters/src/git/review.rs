@@ -18,12 +18,13 @@ use std::collections::BTreeSet;
 /// Most target commits searched for a merged intervention.
 const MERGE_SEARCH_LIMIT: usize = 2_000;
 
-fn local_err(context: impl std::fmt::Display, e: impl std::fmt::Display) -> PublishError {
-    PublishError::Local(format!("{context}: {e}"))
+/// A failed git2 call, `context` saying what was being done; the error stays the source.
+fn local_err(context: impl std::fmt::Display, e: git2::Error) -> PublishError {
+    PublishError::Git(ApplyError::git(context, super::GitMessage(e)))
 }
 
 fn from_apply(e: ApplyError) -> PublishError {
-    PublishError::Local(e.to_string())
+    PublishError::Git(e)
 }
 
 /// Whether some line of `message` names `id` as `Kaizen-Intervention: K-…` (trimmed, also as a
@@ -106,7 +107,7 @@ impl GitPublisher {
         if target == sha
             || repo
                 .graph_descendant_of(target, sha)
-                .map_err(|e| local_err("cannot walk the history", e.message()))?
+                .map_err(|e| local_err("cannot walk the history", e))?
         {
             return Ok(Some(sha));
         }
@@ -115,7 +116,7 @@ impl GitPublisher {
             .ok()
             .and_then(|c| c.parent_id(0).ok())
             .and_then(|p| repo.merge_base(p, target).ok());
-        let walk_err = |e: git2::Error| local_err("cannot walk the history", e.message());
+        let walk_err = |e: git2::Error| local_err("cannot walk the history", e);
         let mut walk = repo.revwalk().map_err(walk_err)?;
         walk.push(target).map_err(walk_err)?;
         if let Some(b) = base {
@@ -125,7 +126,7 @@ impl GitPublisher {
             let oid = oid.map_err(walk_err)?;
             let c = repo
                 .find_commit(oid)
-                .map_err(|e| local_err(format!("cannot read {oid}"), e.message()))?;
+                .map_err(|e| local_err(format!("cannot read {oid}"), e))?;
             if c.parent_count() <= 1
                 && message_names(&String::from_utf8_lossy(c.message_bytes()), id)
             {
@@ -166,12 +167,7 @@ impl GitPublisher {
             true,
             "kaizen: review branch pushed",
         )
-        .map_err(|e| {
-            local_err(
-                "cannot update the review branch's tracking ref",
-                e.message(),
-            )
-        })?;
+        .map_err(|e| local_err("cannot update the review branch's tracking ref", e))?;
         Ok(())
     }
 }
@@ -199,10 +195,10 @@ impl ReviewDesk for GitPublisher {
         let (_, base) = self.target_tip(&repo)?;
         let base_commit = repo
             .find_commit(base)
-            .map_err(|e| local_err("cannot read the target's tip", e.message()))?;
+            .map_err(|e| local_err("cannot read the target's tip", e))?;
         let base_tree = base_commit
             .tree()
-            .map_err(|e| local_err("cannot read the target's tree", e.message()))?;
+            .map_err(|e| local_err("cannot read the target's tree", e))?;
         let changes = self
             .applier()
             .plan_edits(&repo, &base_tree, candidate)
@@ -215,12 +211,12 @@ impl ReviewDesk for GitPublisher {
         let tree_oid = updated_tree(&repo, &base_tree, &changes).map_err(from_apply)?;
         let tree = repo
             .find_tree(tree_oid)
-            .map_err(|e| local_err("cannot read the new tree", e.message()))?;
+            .map_err(|e| local_err("cannot read the new tree", e))?;
         let message = with_chain(&apply_message(id, candidate), chain);
         let sig = signature(&repo, self.applier().clock.as_deref()).map_err(from_apply)?;
         let sha = repo
             .commit(None, &sig, &sig, &message, &tree, &[&base_commit])
-            .map_err(|e| local_err("cannot write the review commit", e.message()))?;
+            .map_err(|e| local_err("cannot write the review commit", e))?;
         self.push_review(&repo, id, sha, None)?;
         Ok(sha.to_string())
     }
@@ -298,25 +294,25 @@ impl ReviewDesk for GitPublisher {
     fn rebase(&self, id: InterventionId, sha: &str) -> Result<Option<String>, PublishError> {
         let repo = self.applier().repo().map_err(from_apply)?;
         let (_, target) = self.target_tip(&repo)?;
-        let oid = Oid::from_str(sha).map_err(|e| local_err(format!("{sha:?}"), e.message()))?;
+        let oid = Oid::from_str(sha).map_err(|e| local_err(format!("{sha:?}"), e))?;
         let c = repo
             .find_commit(oid)
-            .map_err(|e| local_err(format!("cannot read {sha}"), e.message()))?;
+            .map_err(|e| local_err(format!("cannot read {sha}"), e))?;
         let onto = repo
             .find_commit(target)
-            .map_err(|e| local_err("cannot read the target's tip", e.message()))?;
+            .map_err(|e| local_err("cannot read the target's tip", e))?;
         let mut index = repo
             .cherrypick_commit(&c, &onto, 0, None)
-            .map_err(|e| local_err(format!("cannot rebase {sha}"), e.message()))?;
+            .map_err(|e| local_err(format!("cannot rebase {sha}"), e))?;
         if index.has_conflicts() {
             return Ok(None);
         }
         let tree_oid = index
             .write_tree_to(&repo)
-            .map_err(|e| local_err("cannot write the rebased tree", e.message()))?;
+            .map_err(|e| local_err("cannot write the rebased tree", e))?;
         let tree = repo
             .find_tree(tree_oid)
-            .map_err(|e| local_err("cannot read the rebased tree", e.message()))?;
+            .map_err(|e| local_err("cannot read the rebased tree", e))?;
         if tree_oid == onto.tree_id() {
             // The target already holds the change some other way: nothing left to review.
             return Ok(None);
@@ -325,7 +321,7 @@ impl ReviewDesk for GitPublisher {
         let message = String::from_utf8_lossy(c.message_bytes()).into_owned();
         let new = repo
             .commit(None, &c.author(), &sig, &message, &tree, &[&onto])
-            .map_err(|e| local_err("cannot write the rebased commit", e.message()))?;
+            .map_err(|e| local_err("cannot write the rebased commit", e))?;
         self.push_review(&repo, id, new, Some(oid))?;
         Ok(Some(new.to_string()))
     }
@@ -333,12 +329,9 @@ impl ReviewDesk for GitPublisher {
     fn close(&self, id: InterventionId) -> Result<(), PublishError> {
         let repo = self.applier().repo().map_err(from_apply)?;
         match repo.find_reference(&self.review_tracking(id)) {
-            Ok(mut r) => r.delete().map_err(|e| {
-                local_err(
-                    "cannot delete the review branch's tracking ref",
-                    e.message(),
-                )
-            }),
+            Ok(mut r) => r
+                .delete()
+                .map_err(|e| local_err("cannot delete the review branch's tracking ref", e)),
             Err(_) => Ok(()),
         }
     }
