@@ -142,13 +142,9 @@ pub fn oracle_power(null: &EnvelopeTally, fix: &EnvelopeTally) -> Option<f64> {
     }
     let mut t = null.oracle_t.clone();
     t.sort_by(f64::total_cmp);
-    // Validate when t < c: c is the (k+1)-th smallest null statistic, so k nulls pass.
-    let c = t.get(null.validated.min(t.len() - 1)).copied()?;
-    let c = if null.validated >= t.len() {
-        f64::INFINITY
-    } else {
-        c
-    };
+    // Validate when t < c: c is the (k+1)-th smallest null statistic, so k nulls pass (all of
+    // them when the honest validator passed every null).
+    let c = t.get(null.validated).copied().unwrap_or(f64::INFINITY);
     let hits = fix.oracle_t.iter().filter(|v| **v < c).count();
     Some(hits as f64 / fix.oracle_t.len() as f64)
 }

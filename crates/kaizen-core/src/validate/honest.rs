@@ -481,7 +481,9 @@ impl HonestValidator {
     ) -> Calibration {
         let mut notes = Vec::new();
         let span = split.span();
+        // A pre-apply series this short underestimates ρ: never assume less than the prior.
         let thin = hist.len().saturating_add(base.len()) < THIN_SAMPLES;
+        let floor_thin = |r: f64| if thin { r.max(THIN_HISTORY_RHO) } else { r };
         let noise = if hist.len() >= MIN_RHO_SAMPLES {
             local_noise(hist, NOISE_BLOCK.max(2 * split.nb))
         } else {
@@ -489,7 +491,7 @@ impl HonestValidator {
             pre.extend_from_slice(base);
             local_noise(&pre, NOISE_BLOCK.max(2 * split.nb))
         }
-        .map(|(sd, r)| (sd, if thin { r.max(THIN_HISTORY_RHO) } else { r }));
+        .map(|(sd, r)| (sd, floor_thin(r)));
         // Placebo splits overlap and neighbouring windows are correlated: count one effectively
         // independent split per two spans of history (conservative conformal order statistic).
         let n_eff = hist.len() / (2 * span.max(1));
@@ -518,12 +520,12 @@ impl HonestValidator {
         } else {
             let mut pre: Vec<f64> = hist.to_vec();
             pre.extend_from_slice(base);
-            let rho = if pre.len() >= MIN_RHO_SAMPLES {
+            // Below MIN_RHO_SAMPLES the series is thin as well, so the prior applies.
+            let rho = floor_thin(if pre.len() >= MIN_RHO_SAMPLES {
                 lag1_autocorrelation(&pre).unwrap_or(0.0)
             } else {
-                THIN_HISTORY_RHO
-            };
-            let rho = if thin { rho.max(THIN_HISTORY_RHO) } else { rho };
+                0.0
+            });
             // Short series underestimate ρ; add a little on top of the AR(1) factor.
             let f = ar1_width_factor(rho) * 1.1;
             notes.push(format!(
