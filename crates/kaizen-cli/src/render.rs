@@ -553,7 +553,11 @@ pub fn status(s: &kaizen_core::status::StatusSnapshot) {
         "kaizen at {} — mode {}, repo {}",
         t(s.at),
         format!("{:?}", s.mode).to_lowercase(),
-        s.repo
+        // `./.` (config dir joined with `repo: .`) reads as the path it is.
+        std::path::Path::new(&s.repo)
+            .components()
+            .collect::<std::path::PathBuf>()
+            .display()
     );
     if let Some(p) = &s.paused.global {
         println!(
@@ -575,8 +579,13 @@ pub fn status(s: &kaizen_core::status::StatusSnapshot) {
             .unwrap_or_else(|| "no sample yet".into());
         let at = sig.at.map(|a| format!(" at {}", t(a))).unwrap_or_default();
         let alert = if sig.alerting { "  ALERT" } else { "" };
+        let fallback = if sig.cadence_source == kaizen_core::validate::CadenceSource::Fallback {
+            " (default; too few samples to tell)"
+        } else {
+            ""
+        };
         println!(
-            "  {:<20} {value}{at}{alert} · cadence {}",
+            "  {:<20} {value}{at}{alert} · cadence {}{fallback}",
             sig.signal, sig.cadence
         );
         if let Some(w) = &sig.cadence_warning {

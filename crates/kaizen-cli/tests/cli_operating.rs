@@ -98,6 +98,11 @@ fn issue8_five_minute_cron_validates_and_learns_prefer() {
         "{status}"
     );
     assert_eq!(status["suppressed_repeats_24h"], 0, "{status}");
+    // Two days after the last sample the cadence is still the data's, not the fallback.
+    let later = h.ok(end + 2 * 24 * 60, &["status", "--json"]);
+    let later: serde_json::Value = serde_json::from_str(&later).expect("status json");
+    assert_eq!(later["signals"][0]["cadence"], "5m", "{later}");
+    assert_eq!(later["signals"][0]["cadence_source"], "data", "{later}");
 
     // The verdict's gap figures are the ones the decision used (5-minute cadence, no gaps).
     let show = h.ok(end, &["show", "K-000001"]);

@@ -126,7 +126,10 @@ impl StatusSnapshot {
         let mut signals = Vec::new();
         for (name, sc) in &settings.signals {
             let latest = ledger.latest_sample(name)?;
-            let recent = ledger.samples(name, now - chrono::Duration::hours(24), now)?;
+            // The day up to the newest sample (not up to now): a signal that stopped being
+            // sampled still has the cadence its data shows, not the fallback.
+            let until = latest.as_ref().map_or(now, |s| s.at.min(now));
+            let recent = ledger.samples(name, until - chrono::Duration::hours(24), until)?;
             let cadence = Cadence::resolve(&recent, settings.validate.sample_every);
             signals.push(SignalStatus {
                 cadence: cadence.every,
