@@ -12,7 +12,7 @@ use git2::{
     build::TreeUpdateBuilder,
 };
 use kaizen_core::apply::{
-    Applier, ApplyError, CommitRef, Finding, PathChange, PathState, TrailerCommit,
+    Applier, ApplyError, CommitRef, Finding, Flip, PathChange, PathState, TrailerCommit,
 };
 use kaizen_core::edit::MAX_FILE_BYTES;
 use kaizen_core::intervention::{Candidate, InterventionId};
@@ -38,6 +38,12 @@ const MAX_TRAILER_CHARS: usize = 200;
 pub const TRAILER_INTERVENTION: &str = "Kaizen-Intervention";
 /// Trailer naming the commit a revert undoes.
 pub const TRAILER_REVERTS: &str = "Kaizen-Reverts";
+/// Trailer of a switchback flip: `K-000123/block 3` (see [`kaizen_core::apply::Flip`]).
+pub const TRAILER_SWITCHBACK: &str = "Kaizen-Switchback";
+/// Trailer of a switchback flip: the state after it, `on` or `off`.
+pub const TRAILER_SWITCHBACK_STATE: &str = "Kaizen-Switchback-State";
+/// Trailer of a switchback flip: the commit whose change it undoes.
+pub const TRAILER_UNDOES: &str = "Kaizen-Undoes";
 /// The trailer naming the ledger's audit chain head when the commit was made.
 pub use kaizen_core::audit::TRAILER_AUDIT;
 
@@ -815,6 +821,74 @@ impl GitApplier {
     }
 
     /// The commit named by `commit`, checked to be on the branch (the tip or an ancestor of it).
+    /// One commit undoing `commit` on `branch` (`op`: `revert` or `switchback`, for the lock
+    /// journal and the log), its message from `message(title of commit, sha)`: a trivial inverse
+    /// where the files still hold what `commit` wrote, else a three-way merge; refused on dirty
+    /// files or a conflict.
+    fn undo_commit(
+        &self,
+        id: InterventionId,
+        commit: &str,
+        branch: Option<&str>,
+        op: &str,
+        message: &dyn Fn(&str, &str) -> String,
+    ) -> Result<CommitRef, ApplyError> {
+        let repo = self.repo()?;
+        self.check_state(&repo)?;
+        let lock = self.lock(&repo, op)?;
+        let (tip, on_head) = self.tip_of(&repo, branch)?;
+        let target = self.branch_commit(&repo, &tip, commit)?;
+        let base = self.tip_tree(&repo, &tip)?;
+        let target_changes = commit_changes(&repo, &target)?;
+        let paths: Vec<String> = target_changes.iter().map(|c| c.path.clone()).collect();
+        for p in &paths {
+            contain(&self.root, p)?;
+        }
+        let index = if on_head {
+            let index = LockedIndex::open(&repo, &lock)?;
+            self.check_clean(&index.index, &base, &paths)?;
+            Some(index)
+        } else {
+            None
+        };
+        let (tree_oid, changes) = match trivial_revert(&repo, &target, &target_changes, &base)? {
+            Some(changes) => {
+                if changes.is_empty() {
+                    return Err(ApplyError::NoOp);
+                }
+                (updated_tree(&repo, &base, &changes)?, changes)
+            }
+            None => self.merge_revert(&repo, id, &target, &tip, &base)?,
+        };
+        let title = target
+            .summary_bytes()
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default();
+        let message = message(&title, &target.id().to_string());
+        failpoint("git.before_revert");
+        let oid = self.commit_locked(
+            &repo,
+            &lock,
+            Some(id),
+            op,
+            &tip,
+            tree_oid,
+            &message,
+            &changes,
+            index,
+        )?;
+        tracing::info!(
+            "kaizen intervention={id} stage={op} commit={oid} undoes={} branch={}",
+            target.id(),
+            tip.refname
+        );
+        lock.release()?;
+        Ok(CommitRef {
+            sha: oid.to_string(),
+            branch: tip.short().map(str::to_string),
+        })
+    }
+
     fn branch_commit<'r>(
         &self,
         repo: &'r Repository,
@@ -1056,62 +1130,35 @@ impl Applier for GitApplier {
         branch: Option<&str>,
         reason: &str,
     ) -> Result<CommitRef, ApplyError> {
-        let repo = self.repo()?;
-        self.check_state(&repo)?;
-        let lock = self.lock(&repo, "revert")?;
-        let (tip, on_head) = self.tip_of(&repo, branch)?;
-        let target = self.branch_commit(&repo, &tip, commit)?;
-        let base = self.tip_tree(&repo, &tip)?;
-        let target_changes = commit_changes(&repo, &target)?;
-        let paths: Vec<String> = target_changes.iter().map(|c| c.path.clone()).collect();
-        for p in &paths {
-            contain(&self.root, p)?;
-        }
-        let index = if on_head {
-            let index = LockedIndex::open(&repo, &lock)?;
-            self.check_clean(&index.index, &base, &paths)?;
-            Some(index)
-        } else {
-            None
-        };
-        let (tree_oid, changes) = match trivial_revert(&repo, &target, &target_changes, &base)? {
-            Some(changes) => {
-                if changes.is_empty() {
-                    return Err(ApplyError::NoOp);
-                }
-                (updated_tree(&repo, &base, &changes)?, changes)
-            }
-            None => self.merge_revert(&repo, id, &target, &tip, &base)?,
-        };
-        let title = target
-            .summary_bytes()
-            .map(String::from_utf8_lossy)
-            .unwrap_or_default();
-        let message = revert_message(id, &title, &target.id().to_string(), reason);
-        failpoint("git.before_revert");
-        let oid = self.commit_locked(
-            &repo,
-            &lock,
-            Some(id),
-            "revert",
-            &tip,
-            tree_oid,
-            &message,
-            &changes,
-            index,
-        )?;
-        tracing::info!(
-            "kaizen intervention={id} stage=revert commit={oid} reverts={} branch={}",
-            target.id(),
-            tip.refname
-        );
-        lock.release()?;
-        Ok(CommitRef {
-            sha: oid.to_string(),
-            branch: tip.short().map(str::to_string),
+        self.undo_commit(id, commit, branch, "revert", &|title, sha| {
+            revert_message(id, title, sha, reason)
         })
     }
 
+    fn flip(
+        &self,
+        id: InterventionId,
+        branch: Option<&str>,
+        flip: &Flip,
+    ) -> Result<CommitRef, ApplyError> {
+        self.undo_commit(id, &flip.undoes, branch, "switchback", &|_, sha| {
+            flip_message(id, sha, flip)
+        })
+    }
+
+    fn find_flip(
+        &self,
+        id: InterventionId,
+        marker: &str,
+        branch: Option<&str>,
+    ) -> Result<Option<String>, ApplyError> {
+        self.find_on(branch, |tr| {
+            names_intervention(tr, id)
+                && tr.iter().any(|(k, v)| {
+                    k.eq_ignore_ascii_case(TRAILER_SWITCHBACK) && v.trim() == marker.trim()
+                })
+        })
+    }
     fn find_applied(&self, id: InterventionId) -> Result<Option<String>, ApplyError> {
         self.find_applied_on(id, None)
     }
@@ -1130,11 +1177,13 @@ impl Applier for GitApplier {
         id: InterventionId,
         branch: Option<&str>,
     ) -> Result<Option<String>, ApplyError> {
+        // A switchback flip names the intervention too, but it is not the apply.
         self.find_on(branch, |tr| {
             names_intervention(tr, id)
-                && !tr
-                    .iter()
-                    .any(|(k, _)| k.eq_ignore_ascii_case(TRAILER_REVERTS))
+                && !tr.iter().any(|(k, _)| {
+                    k.eq_ignore_ascii_case(TRAILER_REVERTS)
+                        || k.eq_ignore_ascii_case(TRAILER_SWITCHBACK)
+                })
         })
     }
 
@@ -1260,15 +1309,18 @@ impl Applier for GitApplier {
                     .flatten()
             });
             let Some(id) = id else { return };
-            let reverts = trailers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(TRAILER_REVERTS))
-                .map(|(_, v)| v.clone());
+            let value = |name: &str| {
+                trailers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.clone())
+            };
             out.push(TrailerCommit {
                 sha: oid.to_string(),
                 branch: branch.to_string(),
                 id,
-                reverts,
+                reverts: value(TRAILER_REVERTS),
+                switchback: value(TRAILER_SWITCHBACK),
             });
         })?;
         Ok(out)
@@ -2486,6 +2538,34 @@ pub fn revert_message(id: InterventionId, title: &str, sha: &str, reason: &str) 
         trailer_value(&id.to_string())
     ));
     msg.push_str(&format!("{TRAILER_REVERTS}: {}\n", trailer_value(sha)));
+    msg
+}
+
+/// The commit message of a switchback flip undoing `sha`: why, and the trailers naming the
+/// intervention, the block and the state after the flip.
+pub fn flip_message(id: InterventionId, sha: &str, flip: &Flip) -> String {
+    let state = if flip.on { "on" } else { "off" };
+    let title = one_line(&flip.title, usize::MAX);
+    let mut msg = one_line(
+        &format!("kaizen: switchback {} {state}: {title}", flip.marker),
+        MAX_SUBJECT_CHARS,
+    );
+    msg.push_str("\n\n");
+    let reason = clean_text(&flip.reason);
+    let reason = reason.trim();
+    if !reason.is_empty() {
+        msg.push_str(reason);
+        msg.push_str("\n\n");
+    }
+    msg.push_str(&format!("This undoes commit {sha}.\n\n"));
+    for (k, v) in [
+        (TRAILER_INTERVENTION, id.to_string()),
+        (TRAILER_SWITCHBACK, flip.marker.clone()),
+        (TRAILER_SWITCHBACK_STATE, state.to_string()),
+        (TRAILER_UNDOES, sha.to_string()),
+    ] {
+        msg.push_str(&format!("{k}: {}\n", trailer_value(&v)));
+    }
     msg
 }
 

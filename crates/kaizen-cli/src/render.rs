@@ -196,6 +196,8 @@ pub struct Chain {
     diffstat: Vec<kaizen_adapters::diffstat::FileStat>,
     /// The lessons whose evidence cites this intervention (the lesson it fed).
     fed: Vec<String>,
+    /// Its switchback, if it entered (or was refused) one: the plan and every flip.
+    switchback: Option<kaizen_core::ledger::Switchback>,
 }
 
 impl Chain {
@@ -226,6 +228,7 @@ impl Chain {
             verdict: ledger.verdict(id)?,
             sizing: ledger.sizing(id)?,
             repeats: ledger.repeats(id)?,
+            switchback: ledger.switchback(id)?,
             iv,
         })
     }
@@ -331,11 +334,71 @@ impl Chain {
                 self.repeats.1.map(|t| t.to_rfc3339()).into(),
             );
             obj.insert(
+                "switchback".into(),
+                serde_json::to_value(&self.switchback).unwrap_or_default(),
+            );
+            obj.insert(
                 "events".into(),
                 serde_json::to_value(&self.events).unwrap_or_default(),
             );
         }
         v
+    }
+
+    /// The switchback section of `kaizen show`: the plan, then one line per block (state,
+    /// window, flip commit, measured value).
+    fn print_switchback(&self) {
+        use kaizen_core::ledger::SwitchbackState;
+        let Some(sb) = &self.switchback else { return };
+        let state = match sb.state {
+            SwitchbackState::Running => "running",
+            SwitchbackState::Finished => "finished",
+            SwitchbackState::Stopped => "stopped",
+            SwitchbackState::Refused => "refused",
+        };
+        println!("switchback: {state} (since {})", ts(sb.started_at));
+        if !sb.why.is_empty() {
+            println!("  why         {}", sb.why);
+        }
+        if let Some(p) = &sb.plan {
+            println!(
+                "  plan        {} blocks of {} (washout {}), correlation time {} at cadence {}; {}; seed {:#018x}",
+                p.plan.blocks,
+                p.plan.block,
+                p.plan.washout,
+                p.correlation,
+                p.cadence,
+                p.trigger,
+                p.seed
+            );
+        }
+        let n = sb.plan.as_ref().map_or(0, |p| p.plan.blocks);
+        for b in &sb.blocks {
+            let label = if b.index > n {
+                "end".to_string()
+            } else {
+                format!("block {}", b.index)
+            };
+            let value = match (b.value, b.samples) {
+                (Some(v), Some(k)) => {
+                    format!("  value {} ({k} samples)", kaizen_core::human::opt(Some(v)))
+                }
+                (None, Some(k)) => format!("  value - ({k} samples)"),
+                _ => String::new(),
+            };
+            let commit = match (&b.flip_commit, b.pending) {
+                (Some(c), _) => format!("  flip {}", c.get(..10).unwrap_or(c)),
+                (None, true) => "  flip in flight".to_string(),
+                (None, false) => String::new(),
+            };
+            println!(
+                "  {label:<9} {:<3} {} → {} (measured from {}){commit}{value}",
+                if b.on { "on" } else { "off" },
+                ts(b.starts_at),
+                ts(b.ends_at),
+                ts(b.measure_from)
+            );
+        }
     }
 
     /// Its canary trials, in order: when, whether it passed, what it said, its figures.
@@ -474,6 +537,7 @@ impl Chain {
                 self.repeats.1.map(ts).unwrap_or_default()
             );
         }
+        self.print_switchback();
         if let Some(v) = &self.verdict {
             let f = &v.figures;
             println!(

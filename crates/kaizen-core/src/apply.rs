@@ -141,6 +141,38 @@ pub struct TrailerCommit {
     pub id: InterventionId,
     /// For a revert: the commit its `Kaizen-Reverts` trailer names.
     pub reverts: Option<String>,
+    /// For a switchback flip: its `Kaizen-Switchback` trailer (`K-000123/block 3`).
+    pub switchback: Option<String>,
+}
+
+/// One flip of a switchback ([`Applier::flip`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flip {
+    /// The `Kaizen-Switchback` trailer's value: `K-000123/block 3` (or `K-000123/end` for the
+    /// flip that leaves a validated change on). Unique per intervention, so reconciliation
+    /// finds the commit by it.
+    pub marker: String,
+    /// Whether the change is on after the flip.
+    pub on: bool,
+    /// The commit whose change the flip undoes: the apply commit (or the last flip on) when
+    /// switching off, the last flip off when switching back on.
+    pub undoes: String,
+    /// The intervention's title, for the subject line.
+    pub title: String,
+    /// Why, for the commit message.
+    pub reason: String,
+}
+
+impl Flip {
+    /// The marker of block `block` (1-based) of `id`'s switchback.
+    pub fn block_marker(id: InterventionId, block: usize) -> String {
+        format!("{id}/block {block}")
+    }
+
+    /// The marker of the flip that ends `id`'s switchback with the change on.
+    pub fn end_marker(id: InterventionId) -> String {
+        format!("{id}/end")
+    }
 }
 
 /// How a path stands between HEAD, the index and the working tree.
@@ -246,6 +278,33 @@ pub trait Applier: Send {
     ) -> Result<Option<String>, ApplyError> {
         let _ = (commit, branch);
         self.find_reverted(id)
+    }
+    /// A switchback flip on `branch` (`None`: the current one): one commit undoing
+    /// `flip.undoes` exactly (the intervention's own files only), carrying the intervention's
+    /// trailer and `Kaizen-Switchback: <marker>` but no `Kaizen-Reverts` (it is not the end of
+    /// the intervention). Refuses like a revert: dirty files, conflicts. Appliers that cannot
+    /// make flips refuse (the engine then judges before/after, recorded).
+    fn flip(
+        &self,
+        id: InterventionId,
+        branch: Option<&str>,
+        flip: &Flip,
+    ) -> Result<CommitRef, ApplyError> {
+        let _ = (id, branch, flip);
+        Err(ApplyError::Repository(
+            "this applier cannot make switchback flips".into(),
+        ))
+    }
+    /// The commit on `branch` whose `Kaizen-Switchback` trailer is `marker` and that names `id`
+    /// (crash reconciliation of a flip).
+    fn find_flip(
+        &self,
+        id: InterventionId,
+        marker: &str,
+        branch: Option<&str>,
+    ) -> Result<Option<String>, ApplyError> {
+        let _ = (id, marker, branch);
+        Ok(None)
     }
     /// The branch an apply would commit on now (`None`: the applier has no branches).
     fn current_branch(&self) -> Result<Option<String>, ApplyError> {

@@ -180,7 +180,41 @@ pub struct ValidateConfig {
     pub sample_every: Option<Span>,
     /// Which validator: `honest` (default) or `simple`.
     pub method: String,
+    /// How a change is judged by default: `before_after` (one window before the apply against
+    /// one after) or `switchback` (the change switched off and on in randomised blocks, judged by
+    /// a permutation test; see [`crate::validate::switchback`]).
+    pub design: Design,
+    /// Per-area designs over `design` (`designs: { cache: switchback }`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub designs: BTreeMap<String, Design>,
+    /// Blocks in a switchback (even, [`SWITCHBACK_BLOCKS`]; half on, half off).
+    pub switchback_blocks: usize,
+    /// Whether a low-risk, reversible change whose last before/after look is inconclusive for
+    /// reasons of the model (not missing data) is confirmed by a switchback instead of reverted.
+    pub switchback_on_inconclusive: bool,
 }
+
+impl ValidateConfig {
+    /// The design in force for `area`: its entry in `designs`, else `design`.
+    pub fn design_for(&self, area: &str) -> Design {
+        self.designs.get(area).copied().unwrap_or(self.design)
+    }
+}
+
+/// How a change's effect is judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Design {
+    /// One window before the apply against one after (the honest validator).
+    #[default]
+    BeforeAfter,
+    /// Off and on in randomised blocks after the apply settles, judged by a permutation test.
+    Switchback,
+}
+
+/// The accepted range of `validate.switchback_blocks` (and it must be even): at least 4 so each
+/// arm has two blocks to permute, at most 24 so a schedule stays days, not weeks.
+pub const SWITCHBACK_BLOCKS: std::ops::RangeInclusive<usize> = 4..=24;
 
 impl Default for ValidateConfig {
     fn default() -> Self {
@@ -189,6 +223,10 @@ impl Default for ValidateConfig {
             max_extensions: 2,
             sample_every: None,
             method: "honest".to_string(),
+            design: Design::BeforeAfter,
+            designs: BTreeMap::new(),
+            switchback_blocks: 8,
+            switchback_on_inconclusive: true,
         }
     }
 }
@@ -813,6 +851,17 @@ impl Config {
                 ),
             ));
         }
+        let blocks = raw.validate.switchback_blocks;
+        if !SWITCHBACK_BLOCKS.contains(&blocks) || !blocks.is_multiple_of(2) {
+            return Err(bad(
+                "validate.switchback_blocks",
+                format!(
+                    "{blocks} is not an even number from {} to {}",
+                    SWITCHBACK_BLOCKS.start(),
+                    SWITCHBACK_BLOCKS.end()
+                ),
+            ));
+        }
         if raw.validate.sample_every.is_some_and(|s| s.seconds() == 0) {
             return Err(bad("validate.sample_every", "must be positive".into()));
         }
@@ -1071,6 +1120,11 @@ validate:
   # sample_every: 1m  # optional: by default gaps are counted against each signal's own
                       # cadence (median spacing of its samples); an override > 2x off is reported
   method: honest      # honest (robust statistics) or simple (before/after medians)
+  design: before_after          # or switchback: off/on in randomised blocks, permutation test
+  # designs: { cache: switchback }  # per area, over `design`
+  switchback_blocks: 8          # even, 4..=24 (half on, half off)
+  switchback_on_inconclusive: true  # a low-risk change with a rollback, inconclusive at its last
+                                # look (not for missing data), is confirmed by a switchback
 
 # Environment variables never passed to signal, canary or notify commands (llm.api_key_env is
 # always added).
@@ -1151,6 +1205,21 @@ validate:
     }
 
     #[test]
+    fn switchback_design_is_set_per_area_over_the_default() {
+        let text = ISSUE_CONFIG.replace(
+            "validate:\n",
+            "validate:\n  designs: { cache: switchback }\n  switchback_blocks: 12\n",
+        );
+        let c = Config::parse(&text, Path::new("kaizen.yaml")).unwrap();
+        assert_eq!(c.validate.design_for("cache"), Design::Switchback);
+        assert_eq!(c.validate.design_for("search"), Design::BeforeAfter);
+        assert_eq!(c.validate.switchback_blocks, 12);
+        assert!(c.validate.switchback_on_inconclusive);
+        let c = Config::parse(DEFAULT_CONFIG, Path::new("kaizen.yaml")).unwrap();
+        assert_eq!(c.validate.switchback_blocks, 8);
+    }
+
+    #[test]
     fn bad_values_name_line_and_field() {
         let text = ISSUE_CONFIG.replace("daily_budget: 5", "daily_budget: five");
         let e = Config::parse(&text, Path::new("kaizen.yaml"))
@@ -1182,6 +1251,13 @@ validate:
             e.contains("kaizen.yaml:14") && e.contains("guards.daily_budget"),
             "{e}"
         );
+
+        let text = ISSUE_CONFIG.replace("validate:\n", "validate:\n  switchback_blocks: 7\n");
+        let e = Config::parse(&text, Path::new("kaizen.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("validate.switchback_blocks"), "{e}");
+        assert!(e.contains("not an even number from 4 to 24"), "{e}");
 
         let text = format!("{ISSUE_CONFIG}colour: blue\n");
         let e = Config::parse(&text, Path::new("kaizen.yaml"))

@@ -367,6 +367,65 @@ pub enum EngineEvent {
         /// The inconclusive verdict's summary.
         summary: String,
     },
+    /// A switchback started: the change is switched off and on in randomised blocks.
+    SwitchbackStarted {
+        /// The intervention.
+        intervention: InterventionId,
+        /// Why (the area's design, or an inconclusive before/after).
+        trigger: crate::ledger::SwitchbackTrigger,
+        /// How many blocks.
+        blocks: usize,
+        /// Each block's length, washout included.
+        block: crate::span::Span,
+        /// The unmeasured start of each block.
+        washout: crate::span::Span,
+        /// The signal's correlation time the blocks exceed.
+        correlation: crate::span::Span,
+        /// The drawn assignment, one letter per block (`1` on, `0` off).
+        assignment: String,
+        /// When the last block ends.
+        ends: DateTime<Utc>,
+    },
+    /// A switchback could not start (a guard refused, no plan): judged as before.
+    SwitchbackRefused {
+        /// The intervention.
+        intervention: InterventionId,
+        /// Why.
+        reason: String,
+    },
+    /// One switchback flip, committed (`stage`: validate, or reconcile after a crash).
+    SwitchbackFlip {
+        /// The intervention.
+        intervention: InterventionId,
+        /// `validate`, or `reconcile` for a flip a crash interrupted after its commit.
+        stage: Stage,
+        /// The block it starts (1-based; one past the last: the end flip).
+        block: usize,
+        /// The state after it.
+        on: bool,
+        /// The flip commit.
+        commit: String,
+    },
+    /// A switchback decided (its verdict follows the usual path).
+    SwitchbackFinished {
+        /// The intervention.
+        intervention: InterventionId,
+        /// The outcome of the permutation test.
+        outcome: crate::intervention::Outcome,
+        /// Blocks with enough samples to count, of how many.
+        measured: usize,
+        /// Of how many blocks.
+        blocks: usize,
+        /// The verdict's summary.
+        summary: String,
+    },
+    /// A switchback stopped before its end (a human's edit, a refused flip, a failing hook).
+    SwitchbackStopped {
+        /// The intervention.
+        intervention: InterventionId,
+        /// Why.
+        reason: String,
+    },
     /// A change validated and kept.
     Validated {
         /// The intervention.
@@ -931,6 +990,11 @@ impl EngineEvent {
             InterimLook { .. } => "interim_look",
             Verdict { .. } => "verdict",
             Extended { .. } => "extended",
+            SwitchbackStarted { .. } => "switchback_started",
+            SwitchbackRefused { .. } => "switchback_refused",
+            SwitchbackFlip { .. } => "switchback_flip",
+            SwitchbackFinished { .. } => "switchback_finished",
+            SwitchbackStopped { .. } => "switchback_stopped",
             Validated { .. } => "validated",
             Reverted { .. } => "reverted",
             RevertInterrupted { .. } => "revert_interrupted",
@@ -1009,9 +1073,15 @@ impl EngineEvent {
             | AwaitingApproval { .. }
             | NeedsApproval { .. } => Stage::Apply,
             Approved { .. } => Stage::Operator,
-            InterimLook { .. } | Verdict { .. } | Extended { .. } | Validated { .. } => {
-                Stage::Validate
-            }
+            InterimLook { .. }
+            | Verdict { .. }
+            | Extended { .. }
+            | Validated { .. }
+            | SwitchbackStarted { .. }
+            | SwitchbackRefused { .. }
+            | SwitchbackFinished { .. }
+            | SwitchbackStopped { .. } => Stage::Validate,
+            SwitchbackFlip { stage, .. } => *stage,
             RevertInterrupted { .. } | IdsContinued { .. } => Stage::Reconcile,
             InvariantViolation { .. } => Stage::Check,
             LessonCreated { .. }
@@ -1069,6 +1139,11 @@ impl EngineEvent {
             | InterimLook { intervention, .. }
             | Verdict { intervention, .. }
             | Extended { intervention, .. }
+            | SwitchbackStarted { intervention, .. }
+            | SwitchbackRefused { intervention, .. }
+            | SwitchbackFlip { intervention, .. }
+            | SwitchbackFinished { intervention, .. }
+            | SwitchbackStopped { intervention, .. }
             | Validated { intervention, .. }
             | Reverted { intervention, .. }
             | RevertInterrupted { intervention }
@@ -1165,6 +1240,7 @@ impl EngineEvent {
             EngineEvent::Verdict { verdict, .. } => Some(verdict.outcome.as_str()),
             EngineEvent::Validated { .. } => Some("validated"),
             EngineEvent::Extended { .. } => Some("inconclusive"),
+            EngineEvent::SwitchbackFinished { outcome, .. } => Some(outcome.as_str()),
             _ => None,
         }
     }
@@ -1191,6 +1267,8 @@ impl EngineEvent {
             | PushFailed { .. }
             | PushDiverged { .. }
             | ReviewStale { .. }
+            | SwitchbackRefused { .. }
+            | SwitchbackStopped { .. }
             | HookRan { ok: false, .. } => tracing::Level::WARN,
             _ => tracing::Level::INFO,
         }
@@ -1320,6 +1398,7 @@ impl fmt::Display for EngineEvent {
                     Look::Interim => "interim look",
                     Look::Final => "final look",
                     Look::LastExtension => "last look",
+                    Look::Switchback => "switchback",
                 };
                 let v = &verdict.figures;
                 if v.method.is_empty() {
@@ -1342,6 +1421,55 @@ impl fmt::Display for EngineEvent {
                 }
                 Ok(())
             }
+            SwitchbackStarted {
+                trigger,
+                blocks,
+                block,
+                washout,
+                correlation,
+                assignment,
+                ends,
+                ..
+            } => write!(
+                f,
+                "switchback started ({trigger}): {blocks} blocks of {block} (washout {washout}, correlation time {correlation}), assignment {assignment}, ends {}",
+                stamp(ends)
+            ),
+            SwitchbackRefused { reason, .. } => {
+                write!(f, "switchback not started: {reason}")
+            }
+            SwitchbackFlip {
+                block,
+                on,
+                commit,
+                stage,
+                ..
+            } => {
+                let state = if *on { "on" } else { "off" };
+                match stage {
+                    Stage::Reconcile => write!(
+                        f,
+                        "switchback flip {state} (block {block}) had completed before the interruption: commit {}",
+                        short(commit)
+                    ),
+                    _ => write!(
+                        f,
+                        "switchback block {block}: switched {state} by commit {}",
+                        short(commit)
+                    ),
+                }
+            }
+            SwitchbackFinished {
+                outcome,
+                measured,
+                blocks,
+                summary,
+                ..
+            } => write!(
+                f,
+                "switchback finished: {outcome} over {measured} of {blocks} blocks ({summary})"
+            ),
+            SwitchbackStopped { reason, .. } => write!(f, "switchback stopped: {reason}"),
             Extended {
                 due,
                 extension,

@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 
 mod escalations;
 mod suppressions;
+mod switchbacks;
 pub use escalations::ResolveRequest;
+pub use switchbacks::{BlockRow, Switchback, SwitchbackPlan, SwitchbackState, SwitchbackTrigger};
 mod tally;
 pub use tally::{INVARIANTS_CHECKED, InterventionTotals, SAMPLE_ERROR, SourceFailure, StageEvent};
 
@@ -244,6 +246,33 @@ const MIGRATIONS: &[&str] = &[
         max    REAL NOT NULL,
         PRIMARY KEY (signal, hour)
     ) WITHOUT ROWID;
+    "#,
+    // v9: switchback confirmation (`ledger/switchbacks.rs`): the plan of each switchback and
+    // every block with its state, window, flip commit and the pending marker set before it.
+    r#"
+    CREATE TABLE switchbacks (
+        intervention_id INTEGER PRIMARY KEY REFERENCES interventions(id),
+        state           TEXT NOT NULL,
+        why             TEXT NOT NULL,
+        plan_json       TEXT,
+        started_at      INTEGER NOT NULL,
+        ended_at        INTEGER
+    );
+    CREATE TABLE switchback_blocks (
+        intervention_id INTEGER NOT NULL REFERENCES interventions(id),
+        block           INTEGER NOT NULL,
+        state           TEXT NOT NULL CHECK (state IN ('on', 'off')),
+        starts_at       INTEGER NOT NULL,
+        measure_from    INTEGER NOT NULL,
+        ends_at         INTEGER NOT NULL,
+        flip_commit     TEXT,
+        flipped_at      INTEGER,
+        pending         INTEGER NOT NULL DEFAULT 0,
+        value           REAL,
+        samples         INTEGER,
+        PRIMARY KEY (intervention_id, block)
+    ) WITHOUT ROWID;
+    CREATE INDEX switchback_blocks_pending ON switchback_blocks(pending) WHERE pending = 1;
     "#,
 ];
 

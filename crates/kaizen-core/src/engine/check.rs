@@ -145,6 +145,16 @@ impl Engine {
                 false,
             );
         }
+        for (id, block, _) in self.ledger.pending_flips()? {
+            push(
+                "stuck_pending",
+                id.to_string(),
+                format!(
+                    "the switchback flip of block {block} is marked in flight (a crash interrupted it); the next `kaizen cycle` reconciles it"
+                ),
+                false,
+            );
+        }
         for iv in &all {
             if self.settings.mode_for(&iv.candidate.area) == Mode::Autonomous
                 && iv.status == Status::Proposed
@@ -214,6 +224,10 @@ impl Engine {
                 for c in &commits {
                     let row = by_id.get(&c.id);
                     let (kind, ok) = match &c.reverts {
+                        // A switchback flip: recorded on its block.
+                        None if c.switchback.is_some() => {
+                            ("commit_without_row", self.ledger.is_flip_of(c.id, &c.sha)?)
+                        }
                         None => (
                             "commit_without_row",
                             row.is_some_and(|r| r.commit.as_deref() == Some(c.sha.as_str()))

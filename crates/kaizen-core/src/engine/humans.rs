@@ -160,6 +160,15 @@ impl Engine {
             if pending.contains(&iv.id) || iv.commit.is_none() {
                 continue;
             }
+            // Mid-switchback the change is off half the time by kaizen's own commits; the
+            // switchback step watches for human commits itself.
+            if self
+                .ledger
+                .switchback(iv.id)?
+                .is_some_and(|s| s.state == crate::ledger::SwitchbackState::Running)
+            {
+                continue;
+            }
             match self.key_state(&iv, &mut cache) {
                 KeyState::InEffect => {}
                 KeyState::Unknown(why) => {

@@ -14,6 +14,7 @@
 //! | `propose.rs` | gather candidates, run the guard chain, record, refuse or hand to apply |
 //! | `apply.rs` | canary, commit, manual approval |
 //! | `validate.rs` | final and interim looks |
+//! | `switchback.rs` | switchback confirmation: flips, their reconciliation, the verdict |
 //! | `revert.rs` | automatic and manual reverts, escalation of refusals |
 //! | `humans.rs` | what humans did: `kaizen resolve`, changes undone or changed in git |
 //! | `learn.rs` | lessons from finalized interventions |
@@ -35,6 +36,7 @@ mod retain;
 mod revert;
 mod review_branch;
 mod suppress;
+mod switchback;
 mod validate;
 
 pub use check::{CHECK_EVERY_CYCLES, CHECK_INTERVAL, CheckReport, Violation};
@@ -44,6 +46,7 @@ pub use pause::{pause_recorded, resume_recorded};
 pub use periodic::{META_REVIEW, WrittenReview};
 pub use publish::publish_status;
 pub use resolve::Resolution;
+pub use switchback::{MAX_SWITCHBACK, SWITCHBACK_ALPHA};
 
 use crate::apply::{Applier, ApplyError};
 use crate::canary::Canary;

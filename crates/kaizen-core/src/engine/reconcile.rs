@@ -100,6 +100,7 @@ impl Engine {
                 },
             }
         }
+        self.reconcile_flips(report)?;
         {
             // A `proposed` row with no pending git operation in autonomous mode (its area's)
             // was interrupted before its guards ran (or left by a previous mode). It was never

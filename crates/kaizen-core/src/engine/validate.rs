@@ -6,6 +6,7 @@ use crate::clock::Clock;
 use crate::config::SignalConfig;
 use crate::event::{EngineEvent, Stage};
 use crate::intervention::{Intervention, InterventionId, Outcome, Status};
+use crate::ledger::SwitchbackTrigger;
 use crate::signal::Sample;
 use crate::validate::{Cadence, GuardrailSeries, Look, ValidationRequest, Verdict};
 
@@ -13,10 +14,16 @@ impl Engine {
     /// Judges every applied intervention: final looks for those due, interim looks (regression
     /// only) for the rest past their settle time. Failures are reverted.
     pub fn validate_due(&mut self, report: &mut CycleReport) -> Result<(), EngineError> {
+        // Switchbacks first: their flips are due at fixed times, and a change that enters one
+        // this cycle is not judged before/after below.
+        self.switchback_step(report)?;
         let now = self.clock.now();
         let due: Vec<Intervention> = self.ledger.due(now)?;
         let due_ids: Vec<InterventionId> = due.iter().map(|i| i.id).collect();
         for iv in due {
+            if self.switchback_owns(iv.id)? {
+                continue;
+            }
             // Judged already, its revert refused and escalated: only the revert is retried
             // (silent until the escalation's back-off), not the verdict recorded every cycle.
             if self
@@ -45,6 +52,10 @@ impl Engine {
             };
             let start = self.settings.validate.settle.after(applied);
             if looks == 0 || due_ids.contains(&iv.id) || now < start || now >= due {
+                continue;
+            }
+            // Half of a switchback's blocks are off: a before/after look would be meaningless.
+            if self.switchback_owns(iv.id)? {
                 continue;
             }
             let step = (due - start) / i32::try_from(looks).unwrap_or(i32::MAX);
@@ -95,6 +106,19 @@ impl Engine {
                 self.escalate_failed_fix(iv, &reason, report)?;
             }
             return Ok(());
+        }
+        // A low-risk, reversible change the last look could not tell about (the figures, not
+        // missing samples): confirmed by a switchback instead of reverted, if it may start.
+        if look == Look::LastExtension && self.switchback_on_inconclusive(iv, &verdict)? {
+            let prepared = self.prepare(iv, SwitchbackTrigger::Inconclusive)?;
+            if prepared.is_ok() {
+                self.ledger.record_verdict(id, &verdict)?;
+                self.emit_verdict(id, look, &verdict, report)?;
+                self.start(iv, prepared, report)?;
+                return Ok(());
+            }
+            // Refused (recorded): judged as before.
+            self.start(iv, prepared, report)?;
         }
         match (verdict.outcome, look) {
             (Outcome::Validated, _) => {
@@ -161,7 +185,7 @@ impl Engine {
 
     /// A fix that failed validation is escalated to whom its rule names (`escalate:`), so a
     /// human hears that self-healing did not heal.
-    fn escalate_failed_fix(
+    pub(super) fn escalate_failed_fix(
         &mut self,
         iv: &Intervention,
         reason: &str,

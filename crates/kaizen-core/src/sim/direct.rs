@@ -17,6 +17,8 @@ struct FakeCommit {
     sha: String,
     id: Option<InterventionId>,
     reverts: Option<String>,
+    /// For a switchback flip: its marker (`K-000001/block 2`).
+    switchback: Option<String>,
     /// (path, content before, content after) — `None` = missing.
     files: Vec<FileChange>,
     /// For commits made only of `config_set` edits: (file, key, value before, value after), so a
@@ -98,7 +100,7 @@ impl DirectApplier {
     fn record(
         &self,
         id: Option<InterventionId>,
-        reverts: Option<String>,
+        reverts: Option<Undo>,
         files: Vec<FileChange>,
         keys: Option<Vec<KeyChange>>,
     ) -> CommitRef {
@@ -107,10 +109,16 @@ impl DirectApplier {
             Err(p) => p.into_inner(),
         };
         let sha = format!("{:040x}", commits.len() as u64 + 1);
+        let (reverts, switchback) = match reverts {
+            Some(Undo::Revert(c)) => (Some(c), None),
+            Some(Undo::Flip(m)) => (None, Some(m)),
+            None => (None, None),
+        };
         commits.push(FakeCommit {
             sha: sha.clone(),
             id,
             reverts,
+            switchback,
             files,
             keys,
         });
@@ -125,7 +133,22 @@ impl DirectApplier {
     }
 }
 
+/// What an undoing commit is: a revert of a commit, or a switchback flip (its marker).
+#[derive(Debug, Clone)]
+enum Undo {
+    Revert(String),
+    Flip(String),
+}
+
 type KeyChange = (String, String, Option<serde_json::Value>, serde_json::Value);
+
+/// The key changes of a commit undoing one with `keys` (`None` where a key was unset before).
+fn inverse_keys(keys: &Option<Vec<KeyChange>>) -> Option<Vec<KeyChange>> {
+    keys.as_ref()?
+        .iter()
+        .map(|(f, key, old, new)| Some((f.clone(), key.clone(), Some(new.clone()), old.clone()?)))
+        .collect()
+}
 
 /// The (file, key, before, after) of a commit made only of `config_set` edits.
 fn config_keys(candidate: &Candidate, files: &[FileChange]) -> Option<Vec<KeyChange>> {
@@ -155,6 +178,7 @@ impl DirectApplier {
         commit: &str,
         c: &FakeCommit,
         conflicts: Vec<String>,
+        undo: Undo,
     ) -> Result<CommitRef, ApplyError> {
         let conflict = |paths: Vec<String>| ApplyError::Conflict {
             commit: commit.to_string(),
@@ -194,7 +218,32 @@ impl DirectApplier {
         for (f, _, after) in &contents {
             self.write(f, after.as_deref())?;
         }
-        Ok(self.record(Some(id), Some(commit.to_string()), contents, None))
+        Ok(self.record(Some(id), Some(undo), contents, inverse_keys(&c.keys)))
+    }
+
+    /// Undoes `commit` for `id`: restores what it changed (key by key when its files changed
+    /// since), recorded as `undo`.
+    fn undo(&self, id: InterventionId, commit: &str, undo: Undo) -> Result<CommitRef, ApplyError> {
+        let Some(c) = self.commits().into_iter().find(|c| c.sha == commit) else {
+            return Err(ApplyError::Repository(format!("unknown commit {commit}")));
+        };
+        let mut conflicts = Vec::new();
+        for (f, _, after) in &c.files {
+            if self.read(f)? != *after {
+                conflicts.push(f.clone());
+            }
+        }
+        if !conflicts.is_empty() {
+            return self.revert_keys(id, commit, &c, conflicts, undo);
+        }
+        let mut files = Vec::new();
+        for (f, before, after) in &c.files {
+            self.write(f, before.as_deref())?;
+            files.push((f.clone(), after.clone(), before.clone()));
+        }
+        // Keys are kept so a flip back can be undone key by key too.
+        let keys = inverse_keys(&c.keys);
+        Ok(self.record(Some(id), Some(undo), files, keys))
     }
 }
 
@@ -222,31 +271,36 @@ impl Applier for DirectApplier {
         commit: &str,
         _reason: &str,
     ) -> Result<CommitRef, ApplyError> {
-        let Some(c) = self.commits().into_iter().find(|c| c.sha == commit) else {
-            return Err(ApplyError::Repository(format!("unknown commit {commit}")));
-        };
-        let mut conflicts = Vec::new();
-        for (f, _, after) in &c.files {
-            if self.read(f)? != *after {
-                conflicts.push(f.clone());
-            }
-        }
-        if !conflicts.is_empty() {
-            return self.revert_keys(id, commit, &c, conflicts);
-        }
-        let mut files = Vec::new();
-        for (f, before, after) in &c.files {
-            self.write(f, before.as_deref())?;
-            files.push((f.clone(), after.clone(), before.clone()));
-        }
-        Ok(self.record(Some(id), Some(commit.to_string()), files, None))
+        self.undo(id, commit, Undo::Revert(commit.to_string()))
+    }
+
+    fn flip(
+        &self,
+        id: InterventionId,
+        _branch: Option<&str>,
+        flip: &crate::apply::Flip,
+    ) -> Result<CommitRef, ApplyError> {
+        self.undo(id, &flip.undoes, Undo::Flip(flip.marker.clone()))
+    }
+
+    fn find_flip(
+        &self,
+        id: InterventionId,
+        marker: &str,
+        _branch: Option<&str>,
+    ) -> Result<Option<String>, ApplyError> {
+        Ok(self
+            .commits()
+            .into_iter()
+            .find(|c| c.id == Some(id) && c.switchback.as_deref() == Some(marker))
+            .map(|c| c.sha))
     }
 
     fn find_applied(&self, id: InterventionId) -> Result<Option<String>, ApplyError> {
         Ok(self
             .commits()
             .into_iter()
-            .find(|c| c.id == Some(id) && c.reverts.is_none())
+            .find(|c| c.id == Some(id) && c.reverts.is_none() && c.switchback.is_none())
             .map(|c| c.sha))
     }
 

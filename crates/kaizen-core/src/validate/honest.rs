@@ -975,6 +975,7 @@ impl HonestValidator {
                 fig.gaps = gaps;
                 fig.gaps_before = fig.expected_before.saturating_sub(nb);
                 let missing = fig.gaps > 0 || fig.gaps_before > 0;
+                fig.missing_data = true;
                 fig.cannot_judge = Some(if missing {
                     super::missing_reason(
                         &req.signal.name,
@@ -1122,6 +1123,7 @@ impl HonestValidator {
             );
         }
         if gappy {
+            fig.missing_data = true;
             fig.cannot_judge = Some(super::missing_reason(
                 &req.signal.name,
                 (a.n_before, a.expected_before),

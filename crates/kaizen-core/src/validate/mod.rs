@@ -46,6 +46,8 @@ pub enum Look {
     /// The window was already extended to its maximum: the last confirmatory look. An
     /// inconclusive verdict is final here (and marked as decided by the data).
     LastExtension,
+    /// The decision of a switchback (off and on in randomised blocks, a permutation test).
+    Switchback,
 }
 
 /// A guardrail series: a signal that must not regress when the target area changes.
@@ -117,6 +119,11 @@ pub struct Figures {
     /// teaches the distiller nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cannot_judge: Option<String>,
+    /// Set with `cannot_judge` when samples themselves were missing (gaps, an outage, too few in
+    /// the window), as opposed to figures that could not tell: the engine confirms only the
+    /// latter by a switchback (more of the same missing data would not decide anything).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub missing_data: bool,
     /// Baseline median (signal units).
     pub baseline: Option<f64>,
     /// Post-window median (signal units).

@@ -60,6 +60,7 @@ impl Validator for SimpleValidator {
         fig.expected_after = super::expected_samples(post_from, post_to, req.sample_every);
         fig.gaps_before = fig.expected_before.saturating_sub(base.len());
         if base.len() < self.min_samples || post.len() < self.min_samples {
+            fig.missing_data = true;
             fig.cannot_judge = Some(super::missing_reason(
                 &req.signal.name,
                 (base.len(), fig.expected_before),

@@ -476,7 +476,7 @@ fn invert(r: &Reference, tail: Tail, alpha: f64, observed: f64, range: f64) -> O
 
 /// A block's measured value: the median of its samples in `[measure_from, end)` on the working
 /// scale, or `None` with fewer than [`MIN_BLOCK_SAMPLES`].
-fn block_value(samples: &[Sample], b: &Block, log: bool) -> Option<f64> {
+pub fn block_value(samples: &[Sample], b: &Block, log: bool) -> Option<f64> {
     let mut v: Vec<f64> = samples
         .iter()
         .filter(|s| s.at >= b.measure_from && s.at < b.end && s.value.is_finite())
@@ -549,6 +549,7 @@ pub fn judge(
                 blocks.len()
             );
             figures.cannot_judge = Some(reason.clone());
+            figures.missing_data = true;
             return Verdict {
                 outcome: Outcome::Inconclusive,
                 summary: reason,
