@@ -29,9 +29,10 @@ use crate::validate::switchback::{self as layer1, Block, BlockPlan};
 use crate::validate::{Cadence, Figures, Look, Verdict};
 use chrono::{DateTime, Utc};
 
-/// The longest schedule a switchback may have; a signal whose memory asks for more is judged
-/// before/after (recorded).
-pub const MAX_SWITCHBACK: Span = Span::days(14);
+/// The longest schedule a switchback may have; a signal whose memory asks for more (blocks
+/// longer than its correlation time, which a strong daily cycle makes hours) is judged
+/// before/after (the refusal recorded): a change is not held in limbo for days.
+pub const MAX_SWITCHBACK: Span = Span::days(2);
 
 /// One-sided significance level of the switchback's permutation test (the honest validator's).
 pub const SWITCHBACK_ALPHA: f64 = 0.05;
