@@ -117,6 +117,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "diagnose-transient",
         include_str!("../../../../examples/scenarios/diagnose-transient.yaml"),
     ),
+    (
+        "switchback-confirms",
+        include_str!("../../../../examples/scenarios/switchback-confirms.yaml"),
+    ),
 ];
 
 /// The name of the scenario `kaizen demo` runs.
