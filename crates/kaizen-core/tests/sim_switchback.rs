@@ -76,3 +76,61 @@ async fn before_after_cannot_tell_and_the_switchback_validates_the_fix() {
             .contains("cache_mb: 256")
     );
 }
+
+/// Power and false validations of the engine path on this scenario over many seeds: the real
+/// fix (−20%) and the same scenario with the fix doing nothing. A measurement, not a gate (run
+/// with `cargo test --release -p kaizen-core --test sim_switchback -- --ignored --nocapture`;
+/// `KAIZEN_SB_SEEDS` sets the number of seeds, default 20).
+#[tokio::test]
+#[ignore]
+async fn engine_path_power_and_false_validations_over_seeds() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/scenarios/switchback-confirms.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let seeds: u64 = std::env::var("KAIZEN_SB_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    for (arm, text) in [
+        ("-20%", text.clone()),
+        ("none", text.replace("elasticity: 0.32", "elasticity: 0.0")),
+    ] {
+        let (mut validated, mut by_switchback, mut switchbacks) = (0, 0, 0);
+        for seed in 0..seeds {
+            let mut scenario = Scenario::parse(&text, &path).unwrap();
+            scenario.seed = seed;
+            let dir = tempfile::tempdir().unwrap();
+            let layout = sim::prepare(&scenario, dir.path(), false).unwrap();
+            let ledger_path = dir.path().join("ledger.sqlite");
+            sim::run_scenario_with(
+                &scenario,
+                dir.path(),
+                Box::new(DirectApplier::new(&layout.repo)),
+                Box::new(HonestValidator::default()),
+                SimOptions {
+                    ledger: Some(Ledger::open(&ledger_path).unwrap()),
+                    ..SimOptions::default()
+                },
+                |_| {},
+            )
+            .await
+            .unwrap();
+            let ledger = Ledger::open(&ledger_path).unwrap();
+            let id = InterventionId(1);
+            let Ok(iv) = ledger.get(id) else { continue };
+            let sb = ledger.switchback(id).unwrap();
+            switchbacks += usize::from(
+                sb.as_ref()
+                    .is_some_and(|s| s.state != SwitchbackState::Refused),
+            );
+            if iv.status == Status::Validated {
+                validated += 1;
+                by_switchback +=
+                    usize::from(sb.is_some_and(|s| s.state == SwitchbackState::Finished));
+            }
+        }
+        println!(
+            "effect {arm}: {seeds} seeds: validated {validated} (by switchback {by_switchback}), switchbacks run {switchbacks}"
+        );
+    }
+}
