@@ -35,7 +35,7 @@ fn a_switchback_area_flips_in_blocks_and_show_prints_the_plan_and_every_flip() {
     let list = h.interventions(300);
     let iv = find(&list, &id);
     assert_eq!(iv["status"], "validated", "{iv}");
-    assert_eq!(h.file("config/app.yaml").contains("cache_mb: 256"), true);
+    assert!(h.file("config/app.yaml").contains("cache_mb: 256"));
 
     let json: serde_json::Value =
         serde_json::from_str(&h.ok(300, &["show", &id, "--json"])).unwrap();
