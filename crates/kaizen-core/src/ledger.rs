@@ -340,6 +340,9 @@ struct Also<'a> {
     review_branch: Option<&'a str>,
 }
 
+/// Prepared statements kept per connection (rusqlite's default is 16; the ledger has more).
+const STATEMENT_CACHE: usize = 64;
+
 /// The SQLite ledger.
 pub struct Ledger {
     conn: Connection,
@@ -380,10 +383,12 @@ fn append_in(
         prev_hash: None,
         hash: None,
     };
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO events(at, intervention_id, stage, kind, detail, data_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![row.at_ms, row.intervention, row.stage, row.kind, row.detail, row.data],
     )
+    .and_then(|mut st| {
+        st.execute(params![row.at_ms, row.intervention, row.stage, row.kind, row.detail, row.data])
+    })
     .map_err(sql)?;
     row.seq = tx.last_insert_rowid();
     chain_row(tx, &row)?;
@@ -400,20 +405,17 @@ fn chain_row(
         source,
     };
     let prev: String = tx
-        .query_row(
+        .prepare_cached(
             "SELECT COALESCE(hash, '') FROM events WHERE id < ?1 ORDER BY id DESC LIMIT 1",
-            params![row.seq],
-            |r| r.get(0),
         )
+        .and_then(|mut st| st.query_row(params![row.seq], |r| r.get(0)))
         .optional()
         .map_err(sql)?
         .unwrap_or_default();
     let hash = crate::audit::hash(&prev, row);
-    tx.execute(
-        "UPDATE events SET prev_hash = ?2, hash = ?3 WHERE id = ?1",
-        params![row.seq, prev, hash],
-    )
-    .map_err(sql)?;
+    tx.prepare_cached("UPDATE events SET prev_hash = ?2, hash = ?3 WHERE id = ?1")
+        .and_then(|mut st| st.execute(params![row.seq, prev, hash]))
+        .map_err(sql)?;
     Ok(())
 }
 
@@ -506,6 +508,7 @@ impl Ledger {
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(sql)?;
         conn.pragma_update(None, "query_only", "ON").map_err(sql)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let ledger = Ledger {
             conn,
             path: path.to_path_buf(),
@@ -537,6 +540,10 @@ impl Ledger {
     }
 
     fn init(conn: Connection, path: PathBuf) -> Result<Ledger, LedgerError> {
+        // Every cycle runs the same few dozen queries (the view's window query, intervention
+        // lists, events, samples); parsing them anew each time was a fifth of a cycle's cost at a
+        // 1-minute cadence (envelope grid, issue 8). Room for all of them in the statement cache.
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let mut ledger = Ledger { conn, path };
         // Another process may be creating or migrating the file at this moment. SQLite waits
         // (busy timeout) for most locks, but switching to WAL and the first schema write can
@@ -1008,7 +1015,7 @@ impl Ledger {
             "SELECT id, at, intervention_id, stage, kind, detail, data_json FROM events {tail}"
         );
         self.sql(|c| {
-            let mut stmt = c.prepare(&sql)?;
+            let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt.query_map(p, |r| {
                 let stage: String = r.get(3)?;
                 let kind: String = r.get(4)?;
@@ -1127,7 +1134,7 @@ impl Ledger {
         id: InterventionId,
     ) -> Result<Vec<(DateTime<Utc>, GuardVerdict)>, LedgerError> {
         self.sql(|c| {
-            let mut stmt = c.prepare("SELECT at, guard, decision, reason FROM guard_verdicts WHERE intervention_id = ?1 ORDER BY id")?;
+            let mut stmt = c.prepare_cached("SELECT at, guard, decision, reason FROM guard_verdicts WHERE intervention_id = ?1 ORDER BY id")?;
             let rows = stmt.query_map(params![id.0], |r| {
                 let decision: String = r.get(2)?;
                 Ok((
@@ -1263,7 +1270,7 @@ impl Ledger {
     /// Interventions with a git operation in flight (a crash interrupted them).
     pub fn pending(&self) -> Result<Vec<(Intervention, Pending)>, LedgerError> {
         let ids: Vec<(i64, String)> = self.sql(|c| {
-            let mut stmt = c.prepare(
+            let mut stmt = c.prepare_cached(
                 "SELECT id, pending FROM interventions WHERE pending IS NOT NULL ORDER BY id",
             )?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -1588,7 +1595,7 @@ impl Ledger {
     /// Interventions with repeats last seen at or after `since`, most recently seen first.
     pub fn repeated_since(&self, since: DateTime<Utc>) -> Result<Vec<Repeated>, LedgerError> {
         self.sql(|c| {
-            let mut stmt = c.prepare(
+            let mut stmt = c.prepare_cached(
                 "SELECT id, area, repeats, last_repeat_at FROM interventions \
                  WHERE repeats > 0 AND last_repeat_at >= ?1 ORDER BY last_repeat_at DESC, id",
             )?;
@@ -1710,7 +1717,7 @@ impl Ledger {
             [Option<i64>; 3],
         );
         let raws: Vec<Raw> = self.sql(|c| {
-            let mut stmt = c.prepare(&sql)?;
+            let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt.query_map(p, |r| {
                 Ok((
                     r.get(0)?,

@@ -46,6 +46,14 @@ async fn the_operating_point_holds_its_bounds_through_the_engine() {
             "{label}: no prefer lesson"
         );
         assert_eq!(fix.never_applied + zero.never_applied, 0, "{label}");
+        // Sizing is a promise: the proposal-time sizing the CLI installs calls these windows
+        // validatable, and the runs it promised are validated at the promised 80% power.
+        assert!(fix.p_promised() >= 0.8, "{label}: sizing {fix:?}");
+        let promised = fix.promised_power().unwrap();
+        assert!(
+            promised >= 0.8,
+            "{label}: promised power {promised} {fix:?}"
+        );
         // Regressions are caught and reverted.
         assert!(worse.p_reverted() >= 0.95, "{label}: {worse:?}");
         // Against the statistical limit: an oracle knowing the noise model, at the same

@@ -105,6 +105,15 @@ pub struct EnvelopeTally {
     /// The oracle's t statistic for each run (see [`oracle_t`]): the level shift estimated by
     /// prewhitening with the true φ, over its standard error. Negative: the signal fell.
     pub oracle_t: Vec<f64>,
+    /// Runs whose proposal-time sizing (the engine's [`window_sizing`](crate::engine::window_sizing),
+    /// as `kaizen cycle` installs it) said "validatable: needs N samples, window gives M ≥ N".
+    pub promised: usize,
+    /// Of the [`promised`](Self::promised) runs, those finally validated (the promise kept).
+    pub promised_validated: usize,
+    /// Samples the sizing said each run needs per side (`None`: it could not size the window).
+    pub needed: Vec<Option<usize>>,
+    /// Samples the sizing said each run's window gives.
+    pub available: Vec<usize>,
 }
 
 impl EnvelopeTally {
@@ -130,6 +139,26 @@ impl EnvelopeTally {
     /// P(false lesson evidence).
     pub fn p_false_lesson(&self) -> f64 {
         self.share(self.false_lesson)
+    }
+    /// Share of runs the sizing called validatable.
+    pub fn p_promised(&self) -> f64 {
+        self.share(self.promised)
+    }
+    /// P(validated | the sizing called the window validatable); `None` when it never did.
+    pub fn promised_power(&self) -> Option<f64> {
+        (self.promised > 0).then(|| self.promised_validated as f64 / self.promised as f64)
+    }
+    /// Median of the samples the sizing said a run needs (over the runs it could size).
+    pub fn median_needed(&self) -> Option<usize> {
+        let mut n: Vec<usize> = self.needed.iter().flatten().copied().collect();
+        n.sort_unstable();
+        n.get(n.len() / 2).copied()
+    }
+    /// Median of the samples the sizing said a run's window gives.
+    pub fn median_available(&self) -> Option<usize> {
+        let mut n = self.available.clone();
+        n.sort_unstable();
+        n.get(n.len() / 2).copied()
     }
 }
 
@@ -418,6 +447,7 @@ pub async fn run_cell(
             .proposer(Box::new(OneChange(candidate())))
             .applier(Box::new(DirectApplier::new(dir)))
             .validator(Box::new(HonestValidator::default()))
+            .sizing(crate::engine::window_sizing())
             .build()
             .ok()?;
         engine.record_samples(&history).ok()?;
@@ -437,6 +467,36 @@ pub async fn run_cell(
             now += step;
         }
         tally.runs += 1;
+        // What proposal-time sizing promised for this run's intervention.
+        let first = engine.ledger().all().ok()?.into_iter().next();
+        let sizing = match &first {
+            Some(iv) => engine.ledger().sizing(iv.id).ok()?,
+            None => None,
+        };
+        let sized = sizing.as_ref().map(|v| {
+            let needed = v
+                .pointer("/report/needed")
+                .and_then(serde_json::Value::as_u64)
+                .and_then(|n| usize::try_from(n).ok());
+            let available = v
+                .get("available")
+                .and_then(serde_json::Value::as_u64)
+                .and_then(|n| usize::try_from(n).ok())
+                .unwrap_or(0);
+            let sufficient = v
+                .get("sufficient")
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false);
+            (needed, available, sufficient)
+        });
+        let promised = sized.is_some_and(|(_, _, ok)| ok);
+        if let Some((needed, available, _)) = sized {
+            tally.needed.push(needed);
+            tally.available.push(available);
+        }
+        if promised {
+            tally.promised += 1;
+        }
         let Some(iv) = done else {
             tally.never_applied += 1;
             continue;
@@ -470,7 +530,12 @@ pub async fn run_cell(
             tally.reverted += 1;
         }
         match iv.outcome {
-            Some(Outcome::Validated) => tally.validated += 1,
+            Some(Outcome::Validated) => {
+                tally.validated += 1;
+                if promised {
+                    tally.promised_validated += 1;
+                }
+            }
             Some(Outcome::NoEffect) => tally.no_effect += 1,
             Some(Outcome::Regressed) => tally.regressed += 1,
             Some(Outcome::Inconclusive) | None => tally.inconclusive += 1,
