@@ -540,39 +540,76 @@ pub struct Worker {
 const IDLE_WAKE: Duration = Duration::from_secs(1);
 
 /// What a step leaves for the handles: the events it recorded and fresh views of the ledger.
-struct Published {
-    events: Vec<Event>,
-    status: StatusSnapshot,
-    health: Health,
-    counters: Counters,
+enum Published {
+    /// Everything read afresh.
+    Full {
+        events: Vec<Event>,
+        status: StatusSnapshot,
+        health: Health,
+        counters: Counters,
+    },
+    /// An observe tick that recorded these samples and no event: the views are brought up to
+    /// date from them ([`StatusSnapshot::observed`], [`Health::observed`]; counters count
+    /// events and interventions, so they stand).
+    Observed {
+        samples: Vec<crate::signal::Sample>,
+        at: DateTime<Utc>,
+    },
+}
+
+/// Every event after `seq`, in batches.
+fn events_after(e: &Engine, seq: i64) -> Result<Vec<Event>, EngineError> {
+    let mut events = Vec::new();
+    let mut from = seq;
+    loop {
+        let batch = e.ledger().events_after(from, 500)?;
+        let full = batch.len() == 500;
+        if let Some(last) = batch.last() {
+            from = last.seq;
+        }
+        events.extend(batch);
+        if !full {
+            return Ok(events);
+        }
+    }
 }
 
 impl Published {
     /// Reads, on the blocking thread, every event after `seq` and the status, health and
     /// counters now.
     fn collect(e: &Engine, seq: i64) -> Result<Published, EngineError> {
-        let mut events = Vec::new();
-        let mut from = seq;
-        loop {
-            let batch = e.ledger().events_after(from, 500)?;
-            let full = batch.len() == 500;
-            if let Some(last) = batch.last() {
-                from = last.seq;
-            }
-            events.extend(batch);
-            if !full {
-                break;
-            }
-        }
+        Self::full(e, events_after(e, seq)?)
+    }
+
+    fn full(e: &Engine, events: Vec<Event>) -> Result<Published, EngineError> {
         let status = e.status()?;
         let health = Health::compute(&status, e.ledger())?;
         let counters = Counters::compute(e.ledger())?;
-        Ok(Published {
+        Ok(Published::Full {
             events,
             status,
             health,
             counters,
         })
+    }
+
+    /// After an observe tick that recorded `samples`: only those, if it recorded no event and
+    /// the handles have views to update (`have_views`); else everything afresh.
+    fn after_observe(
+        e: &Engine,
+        seq: i64,
+        samples: Vec<crate::signal::Sample>,
+        have_views: bool,
+    ) -> Result<Published, EngineError> {
+        let events = events_after(e, seq)?;
+        if have_views && events.is_empty() {
+            Ok(Published::Observed {
+                samples,
+                at: e.now(),
+            })
+        } else {
+            Self::full(e, events)
+        }
     }
 }
 
@@ -801,20 +838,85 @@ impl Worker {
 
     /// Streams the events of [`Published`] and swaps in its views.
     fn publish(&mut self, published: Published) {
-        let Published {
-            events,
-            status,
-            health,
-            counters,
-        } = published;
-        self.shared.health.send_replace(Some((health, counters)));
-        for event in events {
-            self.seq = event.seq;
-            // No subscriber is fine: the ledger has it.
-            let _ = self.shared.events.send(event);
+        match published {
+            Published::Full {
+                events,
+                status,
+                health,
+                counters,
+            } => {
+                self.shared.health.send_replace(Some((health, counters)));
+                for event in events {
+                    self.seq = event.seq;
+                    // No subscriber is fine: the ledger has it.
+                    let _ = self.shared.events.send(event);
+                }
+                self.shared.status.send_replace(Some(status));
+            }
+            Published::Observed { samples, at } => {
+                if let Some(held) = self.held.as_ref() {
+                    let settings = held.engine.settings();
+                    self.shared.status.send_modify(|s| {
+                        if let Some(s) = s {
+                            s.observed(&samples, settings, at);
+                        }
+                    });
+                }
+                let status = self.shared.status.borrow();
+                if let Some(status) = status.as_ref() {
+                    self.shared.health.send_modify(|h| {
+                        if let Some((h, _)) = h {
+                            h.observed(status);
+                        }
+                    });
+                }
+            }
         }
-        self.shared.status.send_replace(Some(status));
         self.bump();
+    }
+
+    /// One observe tick as a step: like [`Worker::step`], but when it recorded samples only,
+    /// the views are updated from them rather than read afresh (the tick runs every minute by
+    /// default; a full read would cost it every signal's last day each time).
+    async fn observe_step(
+        &mut self,
+        rt: tokio::runtime::Handle,
+    ) -> Result<Result<usize, EngineError>, RuntimeError> {
+        let seq = self.seq;
+        let have_views =
+            self.shared.status.borrow().is_some() && self.shared.health.borrow().is_some();
+        let (out, published) = self
+            .on_blocking(move |e| {
+                let mut report = CycleReport {
+                    at: e.now(),
+                    ..Default::default()
+                };
+                match rt.block_on(e.observe_recorded(&mut report)) {
+                    Ok(samples) => {
+                        let n = samples.len();
+                        (Ok(n), Published::after_observe(e, seq, samples, have_views))
+                    }
+                    Err(err) => (Err(err), Published::collect(e, seq)),
+                }
+            })
+            .await?;
+        self.finish_step("observe", out.as_ref().map(|n| format!("{n} sample(s)")));
+        match published {
+            Ok(p) => self.publish(p),
+            Err(e) => tracing::error!("kaizen stage=runtime cannot read the ledger: {e}"),
+        }
+        Ok(out)
+    }
+
+    /// Records how a step went (and logs a failure).
+    fn finish_step(&self, name: &'static str, out: Result<String, &EngineError>) {
+        match out {
+            Ok(summary) => self.record_step(name, true, summary),
+            Err(e) => {
+                tracing::error!("kaizen stage=runtime step={name} failed: {e}");
+                self.record_step(name, false, e.to_string());
+            }
+        }
     }
 
     /// Runs one step, records how it went, publishes; step failures are reported, never fatal
@@ -837,13 +939,7 @@ impl Worker {
                 (out, Published::collect(e, seq))
             })
             .await?;
-        match &out {
-            Ok(v) => self.record_step(name, true, summary(v)),
-            Err(e) => {
-                tracing::error!("kaizen stage=runtime step={name} failed: {e}");
-                self.record_step(name, false, e.to_string());
-            }
-        }
+        self.finish_step(name, out.as_ref().map(summary));
         match published {
             Ok(p) => self.publish(p),
             Err(e) => tracing::error!("kaizen stage=runtime cannot read the ledger: {e}"),
@@ -854,10 +950,7 @@ impl Worker {
     async fn task(&mut self, task: Task) -> Result<TaskOutcome, RuntimeError> {
         let rt = tokio::runtime::Handle::current();
         Ok(match task {
-            Task::Observe => TaskOutcome::Observed(
-                self.step("observe", |n| format!("{n} sample(s)"), observe_on(rt))
-                    .await?,
-            ),
+            Task::Observe => TaskOutcome::Observed(self.observe_step(rt).await?),
             Task::Cycle => {
                 let out = self
                     .step("cycle", cycle_summary, move |e| rt.block_on(e.cycle()))
@@ -897,9 +990,7 @@ impl Worker {
         let rt = tokio::runtime::Handle::current();
         match cmd {
             Command::ObserveNow(reply) => {
-                let out = self
-                    .step("observe", |n| format!("{n} sample(s)"), observe_on(rt))
-                    .await?;
+                let out = self.observe_step(rt).await?;
                 let _ = reply.send(out.map_err(RuntimeError::from));
             }
             Command::CycleNow(reply) => {
@@ -1041,17 +1132,4 @@ fn cycle_summary(r: &CycleReport) -> String {
         r.reverted.len(),
         r.escalations.len()
     )
-}
-
-/// One observe tick on a blocking thread, driving the engine's async sampling on `rt`.
-fn observe_on(
-    rt: tokio::runtime::Handle,
-) -> impl FnOnce(&mut Engine) -> Result<usize, EngineError> + Send + 'static {
-    move |e| {
-        let mut report = CycleReport {
-            at: e.now(),
-            ..Default::default()
-        };
-        rt.block_on(e.observe(&mut report))
-    }
 }
