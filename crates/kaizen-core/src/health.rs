@@ -662,6 +662,7 @@ mod tests {
             paused: Pauses::default(),
             escalated: vec![],
             notes: vec![],
+            failures: BTreeMap::new(),
         }
     }
 

@@ -544,9 +544,7 @@ enum Published {
     /// Everything read afresh.
     Full {
         events: Vec<Event>,
-        status: StatusSnapshot,
-        health: Health,
-        counters: Counters,
+        views: Box<(StatusSnapshot, Health, Counters)>,
     },
     /// An observe tick that recorded these samples and no event: the views are brought up to
     /// date from them ([`StatusSnapshot::observed`], [`Health::observed`]; counters count
@@ -587,9 +585,7 @@ impl Published {
         let counters = Counters::compute(e.ledger())?;
         Ok(Published::Full {
             events,
-            status,
-            health,
-            counters,
+            views: Box::new((status, health, counters)),
         })
     }
 
@@ -839,12 +835,8 @@ impl Worker {
     /// Streams the events of [`Published`] and swaps in its views.
     fn publish(&mut self, published: Published) {
         match published {
-            Published::Full {
-                events,
-                status,
-                health,
-                counters,
-            } => {
+            Published::Full { events, views } => {
+                let (status, health, counters) = *views;
                 self.shared.health.send_replace(Some((health, counters)));
                 for event in events {
                     self.seq = event.seq;
@@ -883,8 +875,14 @@ impl Worker {
         rt: tokio::runtime::Handle,
     ) -> Result<Result<usize, EngineError>, RuntimeError> {
         let seq = self.seq;
-        let have_views =
-            self.shared.status.borrow().is_some() && self.shared.health.borrow().is_some();
+        // Until every signal's cadence is known from its data (two samples), each tick reads
+        // afresh: the cadence decides staleness, and it stands between full reads.
+        let have_views = self.shared.health.borrow().is_some()
+            && self.shared.status.borrow().as_ref().is_some_and(|s| {
+                s.signals
+                    .iter()
+                    .all(|x| x.cadence_source != crate::validate::CadenceSource::Fallback)
+            });
         let (out, published) = self
             .on_blocking(move |e| {
                 let mut report = CycleReport {
