@@ -135,6 +135,9 @@ pub struct Health {
     /// Reasons found outside the fields (skipped lesson files, a stalled loop).
     #[serde(skip)]
     notes: Vec<String>,
+    /// Each source's last failure as of the last full compute (for [`Health::observed`]).
+    #[serde(skip)]
+    failures: BTreeMap<String, crate::ledger::SourceFailure>,
 }
 
 /// The counters and gauges behind `/metrics`.
@@ -172,40 +175,9 @@ impl Health {
         let failures = ledger.last_source_failures()?;
         let mut signals = BTreeMap::new();
         for s in &status.signals {
-            let failure = failures.get(&s.signal);
-            let cadence = chrono::Duration::seconds(
-                i64::try_from(s.cadence.seconds().saturating_mul(STALE_CADENCES))
-                    .unwrap_or(i64::MAX / 1000),
-            )
-            .max(STALE_AT_LEAST);
-            let failing = failure.filter(|f| s.at.is_none_or(|at| f.at >= at));
-            let quiet = s.at.is_some_and(|at| now - at > cadence);
-            // Never sampled and never failed is not stale: there is simply no value yet.
-            let stale = if failing.is_some() || quiet {
-                let reason = match (failing, s.at) {
-                    (Some(_), Some(at)) => {
-                        format!("source failing since the last sample at {}", rfc(at))
-                    }
-                    (Some(_), None) => "source failing; never sampled".to_string(),
-                    (None, at) => format!("no sample since {}", at.map(rfc).unwrap_or_default()),
-                };
-                Some(Stale {
-                    reason,
-                    last_error: failure.map(|f| f.error.clone()),
-                    last_error_at: failure.map(|f| f.at),
-                })
-            } else {
-                None
-            };
             signals.insert(
                 s.signal.clone(),
-                SignalHealth {
-                    value: s.value,
-                    unit: s.unit.clone(),
-                    at: s.at,
-                    alerting: s.alerting,
-                    stale,
-                },
+                signal_health(s, failures.get(&s.signal), now),
             );
         }
         let mut last_cycle = BTreeMap::new();
@@ -258,6 +230,7 @@ impl Health {
             escalated,
             paused: status.paused.clone(),
             notes: Vec::new(),
+            failures,
         };
         for l in &status.invalid_lessons {
             health
@@ -266,6 +239,19 @@ impl Health {
         }
         health.settle();
         Ok(health)
+    }
+
+    /// This snapshot brought up to `status` after [`StatusSnapshot::observed`] (an observe tick
+    /// that recorded samples and no event): each signal's value, time, alert state and
+    /// staleness, by the same rule as [`Health::compute`]. No event means no new source
+    /// failure, stage event or escalation, so the rest stands.
+    pub fn observed(&mut self, status: &StatusSnapshot) {
+        for s in &status.signals {
+            let health = signal_health(s, self.failures.get(&s.signal), status.at);
+            self.signals.insert(s.signal.clone(), health);
+        }
+        self.at = status.at;
+        self.settle();
     }
 
     /// Folds a runtime's view in: its last steps (newer than the ledger's stage events, and
@@ -372,6 +358,46 @@ impl Health {
             RunState::Running
         };
         self.why = why;
+    }
+}
+
+/// One signal's health: its latest value, stale when its source failed since that sample or
+/// it has been quiet for [`STALE_CADENCES`] cadences (at least [`STALE_AT_LEAST`]).
+fn signal_health(
+    s: &crate::status::SignalStatus,
+    failure: Option<&crate::ledger::SourceFailure>,
+    now: DateTime<Utc>,
+) -> SignalHealth {
+    let cadence = chrono::Duration::seconds(
+        i64::try_from(s.cadence.seconds().saturating_mul(STALE_CADENCES))
+            .unwrap_or(i64::MAX / 1000),
+    )
+    .max(STALE_AT_LEAST);
+    let failing = failure.filter(|f| s.at.is_none_or(|at| f.at >= at));
+    let quiet = s.at.is_some_and(|at| now - at > cadence);
+    // Never sampled and never failed is not stale: there is simply no value yet.
+    let stale = if failing.is_some() || quiet {
+        let reason = match (failing, s.at) {
+            (Some(_), Some(at)) => {
+                format!("source failing since the last sample at {}", rfc(at))
+            }
+            (Some(_), None) => "source failing; never sampled".to_string(),
+            (None, at) => format!("no sample since {}", at.map(rfc).unwrap_or_default()),
+        };
+        Some(Stale {
+            reason,
+            last_error: failure.map(|f| f.error.clone()),
+            last_error_at: failure.map(|f| f.at),
+        })
+    } else {
+        None
+    };
+    SignalHealth {
+        value: s.value,
+        unit: s.unit.clone(),
+        at: s.at,
+        alerting: s.alerting,
+        stale,
     }
 }
 
@@ -636,6 +662,7 @@ mod tests {
             paused: Pauses::default(),
             escalated: vec![],
             notes: vec![],
+            failures: BTreeMap::new(),
         }
     }
 

@@ -720,6 +720,30 @@ impl Ledger {
         })
     }
 
+    /// The newest `n` samples of `signal` with `from <= at <= to`, oldest first (what a
+    /// cadence estimate needs, without reading the whole window).
+    pub fn last_samples(
+        &self,
+        signal: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        n: usize,
+    ) -> Result<Vec<Sample>, LedgerError> {
+        let limit = i64::try_from(n).unwrap_or(i64::MAX);
+        let mut out: Vec<Sample> = self.sql(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT at, value FROM samples WHERE signal = ?1 AND at >= ?2 AND at <= ?3 \
+                 ORDER BY at DESC LIMIT ?4",
+            )?;
+            let rows = stmt.query_map(params![signal, ms(from), ms(to), limit], |r| {
+                Ok(Sample::new(signal, from_ms(r.get(0)?), r.get(1)?))
+            })?;
+            rows.collect()
+        })?;
+        out.reverse();
+        Ok(out)
+    }
+
     /// The newest sample of `signal`, if any.
     pub fn latest_sample(&self, signal: &str) -> Result<Option<Sample>, LedgerError> {
         self.sql(|c| {

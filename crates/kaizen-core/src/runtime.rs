@@ -106,6 +106,31 @@ pub trait Learner: Send + Sync {
     async fn learn(&self, engine: &mut Engine) -> Result<Vec<String>, EngineError>;
 }
 
+/// The learn step with a distiller and a lesson directory (inside the repository), without a
+/// model: [`Engine::learn`] on the schedule. The simulator learns with it and the
+/// deterministic distiller; a host that lets a model reword lessons has its own [`Learner`].
+pub struct DistillLearner<D> {
+    distiller: D,
+    lessons_dir: std::path::PathBuf,
+}
+
+impl<D: crate::learn::Distiller> DistillLearner<D> {
+    /// A learner writing lessons from `distiller` into `lessons_dir`.
+    pub fn new(distiller: D, lessons_dir: impl Into<std::path::PathBuf>) -> Self {
+        Self {
+            distiller,
+            lessons_dir: lessons_dir.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl<D: crate::learn::Distiller> Learner for DistillLearner<D> {
+    async fn learn(&self, engine: &mut Engine) -> Result<Vec<String>, EngineError> {
+        Ok(engine.learn(&self.distiller, &self.lessons_dir)?.changes)
+    }
+}
+
 /// How the last run of one kind of step went (for `/health`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StepRecord {
@@ -265,6 +290,7 @@ impl RuntimeBuilder {
             shared,
             phase: phase_tx,
             seq: 0,
+            started: false,
         };
         (handle, worker)
     }
@@ -506,10 +532,109 @@ pub struct Worker {
     phase: watch::Sender<Phase>,
     /// The last ledger event already streamed.
     seq: i64,
+    /// Whether [`Worker::start`] ran.
+    started: bool,
 }
 
 /// The longest the loop sleeps without waking (progress stays visible to a watchdog).
 const IDLE_WAKE: Duration = Duration::from_secs(1);
+
+/// What a step leaves for the handles: the events it recorded and fresh views of the ledger.
+enum Published {
+    /// Everything read afresh.
+    Full {
+        events: Vec<Event>,
+        views: Box<(StatusSnapshot, Health, Counters)>,
+    },
+    /// An observe tick that recorded these samples and no event: the views are brought up to
+    /// date from them ([`StatusSnapshot::observed`], [`Health::observed`]; counters count
+    /// events and interventions, so they stand).
+    Observed {
+        samples: Vec<crate::signal::Sample>,
+        at: DateTime<Utc>,
+    },
+}
+
+/// Every event after `seq`, in batches.
+fn events_after(e: &Engine, seq: i64) -> Result<Vec<Event>, EngineError> {
+    let mut events = Vec::new();
+    let mut from = seq;
+    loop {
+        let batch = e.ledger().events_after(from, 500)?;
+        let full = batch.len() == 500;
+        if let Some(last) = batch.last() {
+            from = last.seq;
+        }
+        events.extend(batch);
+        if !full {
+            return Ok(events);
+        }
+    }
+}
+
+impl Published {
+    /// Reads, on the blocking thread, every event after `seq` and the status, health and
+    /// counters now.
+    fn collect(e: &Engine, seq: i64) -> Result<Published, EngineError> {
+        Self::full(e, events_after(e, seq)?)
+    }
+
+    fn full(e: &Engine, events: Vec<Event>) -> Result<Published, EngineError> {
+        let status = e.status()?;
+        let health = Health::compute(&status, e.ledger())?;
+        let counters = Counters::compute(e.ledger())?;
+        Ok(Published::Full {
+            events,
+            views: Box::new((status, health, counters)),
+        })
+    }
+
+    /// After an observe tick that recorded `samples`: only those, if it recorded no event and
+    /// the handles have views to update (`have_views`); else everything afresh.
+    fn after_observe(
+        e: &Engine,
+        seq: i64,
+        samples: Vec<crate::signal::Sample>,
+        have_views: bool,
+    ) -> Result<Published, EngineError> {
+        let events = events_after(e, seq)?;
+        if have_views && events.is_empty() {
+            Ok(Published::Observed {
+                samples,
+                at: e.now(),
+            })
+        } else {
+            Self::full(e, events)
+        }
+    }
+}
+
+/// What one scheduled task did ([`Worker::run_due`]). A failed task carries its error: the
+/// loop logs it and goes on, a simulation may stop on it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum TaskOutcome {
+    /// An observe tick: the samples recorded.
+    Observed(Result<usize, EngineError>),
+    /// A full cycle: its report.
+    Cycled(Result<CycleReport, EngineError>),
+    /// A learn run: one line per lesson change; `None` when the runtime has no learner.
+    Learned(Option<Result<Vec<String>, EngineError>>),
+    /// The periodic meta-review: the files written (`None`: one is recent, or no state dir).
+    Reviewed(Result<Option<crate::engine::WrittenReview>, EngineError>),
+}
+
+impl TaskOutcome {
+    /// The task's error, if it failed.
+    pub fn error(&self) -> Option<&EngineError> {
+        match self {
+            TaskOutcome::Observed(r) => r.as_ref().err(),
+            TaskOutcome::Cycled(r) => r.as_ref().err(),
+            TaskOutcome::Learned(r) => r.as_ref().and_then(|r| r.as_ref().err()),
+            TaskOutcome::Reviewed(r) => r.as_ref().err(),
+        }
+    }
+}
 
 impl Worker {
     /// Runs until shutdown; returns the error the worker stopped on, if any (the handles see
@@ -527,7 +652,14 @@ impl Worker {
         result
     }
 
-    async fn run_inner(&mut self) -> Result<(), RuntimeError> {
+    /// Takes the state lock (with a state dir), streams nothing older than now and publishes
+    /// the first status snapshot: what [`Worker::run`] does before its loop. A host that drives
+    /// the worker by steps ([`Worker::run_due`] on a clock it advances itself, as the simulator
+    /// does) calls it first. Idempotent.
+    pub async fn start(&mut self) -> Result<(), RuntimeError> {
+        if self.started {
+            return Ok(());
+        }
         let dir = self
             .held
             .as_ref()
@@ -545,9 +677,51 @@ impl Worker {
             .on_blocking(|e| e.ledger().last_event_seq())
             .await?
             .map_err(EngineError::from)?;
-        self.publish_after_step().await?;
+        let seq = self.seq;
+        let published = self
+            .on_blocking(move |e| Published::collect(e, seq))
+            .await??;
+        self.publish(published);
+        self.started = true;
         self.phase.send_replace(Phase::Running);
         tracing::info!("kaizen stage=runtime running");
+        Ok(())
+    }
+
+    /// Runs every task the schedule says is due at the clock's now, in the schedule's order,
+    /// exactly as the loop does when it wakes (the loop calls this): a failed task is logged,
+    /// recorded for `/health` and returned in its outcome, and the next task still runs. Stops
+    /// early when a shutdown is requested during a task. Call [`Worker::start`] first.
+    ///
+    /// The simulator drives the runtime with it: it sets a [`crate::ManualClock`] to
+    /// [`Worker::next_due`] and calls this, so a simulated month runs the same dispatch, stages
+    /// and learner as `kaizen run`, only without the waiting.
+    pub async fn run_due(&mut self) -> Result<Vec<TaskOutcome>, RuntimeError> {
+        let due = self.schedule.due(self.clock.now());
+        let mut out = Vec::with_capacity(due.len());
+        for task in due {
+            out.push(self.task(task).await?);
+            if self.stopping {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// When the schedule next has something due (never before the clock's now).
+    pub fn next_due(&self) -> DateTime<Utc> {
+        self.schedule.next_due(self.clock.now())
+    }
+
+    /// Read access to the engine between steps (its ledger queries, status, settings); `None`
+    /// if a step panicked and took the engine with it. There is no mutable access: changes go
+    /// through the steps and the [`Handle`].
+    pub fn engine(&self) -> Option<&Engine> {
+        self.held.as_ref().map(|h| &h.engine)
+    }
+
+    async fn run_inner(&mut self) -> Result<(), RuntimeError> {
+        self.start().await?;
         loop {
             while let Some(cmd) = self.queued.pop_front() {
                 self.command(cmd).await?;
@@ -570,13 +744,8 @@ impl Worker {
                 },
                 _ = tokio::time::sleep(wait) => {
                     self.bump();
-                    let due = self.schedule.due(self.clock.now());
-                    for task in due {
-                        self.task(task).await?;
-                        if self.stopping {
-                            break;
-                        }
-                    }
+                    // Outcomes are logged and recorded by each step; the loop goes on.
+                    let _ = self.run_due().await?;
                 }
             }
         }
@@ -663,43 +832,94 @@ impl Worker {
         }
     }
 
-    /// Streams the events recorded since the last look and refreshes the status snapshot.
-    async fn publish_after_step(&mut self) -> Result<(), RuntimeError> {
-        let seq = self.seq;
-        let (events, status, health, counters) = self
-            .on_blocking(move |e| {
-                let mut all = Vec::new();
-                let mut from = seq;
-                loop {
-                    let batch = e.ledger().events_after(from, 500)?;
-                    let full = batch.len() == 500;
-                    if let Some(last) = batch.last() {
-                        from = last.seq;
-                    }
-                    all.extend(batch);
-                    if !full {
-                        break;
-                    }
+    /// Streams the events of [`Published`] and swaps in its views.
+    fn publish(&mut self, published: Published) {
+        match published {
+            Published::Full { events, views } => {
+                let (status, health, counters) = *views;
+                self.shared.health.send_replace(Some((health, counters)));
+                for event in events {
+                    self.seq = event.seq;
+                    // No subscriber is fine: the ledger has it.
+                    let _ = self.shared.events.send(event);
                 }
-                let status = e.status()?;
-                let health = Health::compute(&status, e.ledger())?;
-                let counters = Counters::compute(e.ledger())?;
-                Ok::<_, EngineError>((all, status, health, counters))
-            })
-            .await??;
-        self.shared.health.send_replace(Some((health, counters)));
-        for event in events {
-            self.seq = event.seq;
-            // No subscriber is fine: the ledger has it.
-            let _ = self.shared.events.send(event);
+                self.shared.status.send_replace(Some(status));
+            }
+            Published::Observed { samples, at } => {
+                if let Some(held) = self.held.as_ref() {
+                    let settings = held.engine.settings();
+                    self.shared.status.send_modify(|s| {
+                        if let Some(s) = s {
+                            s.observed(&samples, settings, at);
+                        }
+                    });
+                }
+                let status = self.shared.status.borrow();
+                if let Some(status) = status.as_ref() {
+                    self.shared.health.send_modify(|h| {
+                        if let Some((h, _)) = h {
+                            h.observed(status);
+                        }
+                    });
+                }
+            }
         }
-        self.shared.status.send_replace(Some(status));
         self.bump();
-        Ok(())
+    }
+
+    /// One observe tick as a step: like [`Worker::step`], but when it recorded samples only,
+    /// the views are updated from them rather than read afresh (the tick runs every minute by
+    /// default; a full read would cost it every signal's last day each time).
+    async fn observe_step(
+        &mut self,
+        rt: tokio::runtime::Handle,
+    ) -> Result<Result<usize, EngineError>, RuntimeError> {
+        let seq = self.seq;
+        // Until every signal's cadence is known from its data (two samples), each tick reads
+        // afresh: the cadence decides staleness, and it stands between full reads.
+        let have_views = self.shared.health.borrow().is_some()
+            && self.shared.status.borrow().as_ref().is_some_and(|s| {
+                s.signals
+                    .iter()
+                    .all(|x| x.cadence_source != crate::validate::CadenceSource::Fallback)
+            });
+        let (out, published) = self
+            .on_blocking(move |e| {
+                let mut report = CycleReport {
+                    at: e.now(),
+                    ..Default::default()
+                };
+                match rt.block_on(e.observe_recorded(&mut report)) {
+                    Ok(samples) => {
+                        let n = samples.len();
+                        (Ok(n), Published::after_observe(e, seq, samples, have_views))
+                    }
+                    Err(err) => (Err(err), Published::collect(e, seq)),
+                }
+            })
+            .await?;
+        self.finish_step("observe", out.as_ref().map(|n| format!("{n} sample(s)")));
+        match published {
+            Ok(p) => self.publish(p),
+            Err(e) => tracing::error!("kaizen stage=runtime cannot read the ledger: {e}"),
+        }
+        Ok(out)
+    }
+
+    /// Records how a step went (and logs a failure).
+    fn finish_step(&self, name: &'static str, out: Result<String, &EngineError>) {
+        match out {
+            Ok(summary) => self.record_step(name, true, summary),
+            Err(e) => {
+                tracing::error!("kaizen stage=runtime step={name} failed: {e}");
+                self.record_step(name, false, e.to_string());
+            }
+        }
     }
 
     /// Runs one step, records how it went, publishes; step failures are reported, never fatal
-    /// (the monitor fails open, apply fails closed); a lost engine is fatal.
+    /// (the monitor fails open, apply fails closed); a lost engine is fatal. The step and the
+    /// read-back of what it recorded share one trip to the blocking thread.
     async fn step<T, F>(
         &mut self,
         name: &'static str,
@@ -710,44 +930,36 @@ impl Worker {
         F: FnOnce(&mut Engine) -> Result<T, EngineError> + Send + 'static,
         T: Send + 'static,
     {
-        let out = self.on_blocking(f).await?;
-        match &out {
-            Ok(v) => self.record_step(name, true, summary(v)),
-            Err(e) => {
-                tracing::error!("kaizen stage=runtime step={name} failed: {e}");
-                self.record_step(name, false, e.to_string());
-            }
-        }
-        if let Err(e) = self.publish_after_step().await {
-            match e {
-                RuntimeError::Engine(e) => {
-                    tracing::error!("kaizen stage=runtime cannot read the ledger: {e}")
-                }
-                fatal => return Err(fatal),
-            }
+        let seq = self.seq;
+        let (out, published) = self
+            .on_blocking(move |e| {
+                let out = f(e);
+                (out, Published::collect(e, seq))
+            })
+            .await?;
+        self.finish_step(name, out.as_ref().map(summary));
+        match published {
+            Ok(p) => self.publish(p),
+            Err(e) => tracing::error!("kaizen stage=runtime cannot read the ledger: {e}"),
         }
         Ok(out)
     }
 
-    async fn task(&mut self, task: Task) -> Result<(), RuntimeError> {
+    async fn task(&mut self, task: Task) -> Result<TaskOutcome, RuntimeError> {
         let rt = tokio::runtime::Handle::current();
-        match task {
-            Task::Observe => {
-                // A failed task is logged and recorded by `step`; the schedule goes on.
-                let _ = self
-                    .step("observe", |n| format!("{n} sample(s)"), observe_on(rt))
-                    .await?;
-            }
+        Ok(match task {
+            Task::Observe => TaskOutcome::Observed(self.observe_step(rt).await?),
             Task::Cycle => {
                 let out = self
                     .step("cycle", cycle_summary, move |e| rt.block_on(e.cycle()))
                     .await?;
                 self.heartbeat(out.as_ref().map(cycle_summary));
+                TaskOutcome::Cycled(out)
             }
             Task::Review => {
                 let every = self.schedule.config().review_every;
-                let _ = self
-                    .step(
+                TaskOutcome::Reviewed(
+                    self.step(
                         "review",
                         |w: &Option<crate::engine::WrittenReview>| match w {
                             Some(w) => format!("written to {}", w.html.display()),
@@ -755,31 +967,28 @@ impl Worker {
                         },
                         move |e| rt.block_on(e.periodic_review(every)),
                     )
-                    .await?;
+                    .await?,
+                )
             }
-            Task::Learn => {
-                let Some(learner) = self.learner.clone() else {
-                    return Ok(());
-                };
-                let _ = self
-                    .step(
+            Task::Learn => match self.learner.clone() {
+                None => TaskOutcome::Learned(None),
+                Some(learner) => TaskOutcome::Learned(Some(
+                    self.step(
                         "learn",
                         |changes: &Vec<String>| format!("{} lesson change(s)", changes.len()),
                         move |e| rt.block_on(learner.learn(e)),
                     )
-                    .await?;
-            }
-        }
-        Ok(())
+                    .await?,
+                )),
+            },
+        })
     }
 
     async fn command(&mut self, cmd: Command) -> Result<(), RuntimeError> {
         let rt = tokio::runtime::Handle::current();
         match cmd {
             Command::ObserveNow(reply) => {
-                let out = self
-                    .step("observe", |n| format!("{n} sample(s)"), observe_on(rt))
-                    .await?;
+                let out = self.observe_step(rt).await?;
                 let _ = reply.send(out.map_err(RuntimeError::from));
             }
             Command::CycleNow(reply) => {
@@ -921,17 +1130,4 @@ fn cycle_summary(r: &CycleReport) -> String {
         r.reverted.len(),
         r.escalations.len()
     )
-}
-
-/// One observe tick on a blocking thread, driving the engine's async sampling on `rt`.
-fn observe_on(
-    rt: tokio::runtime::Handle,
-) -> impl FnOnce(&mut Engine) -> Result<usize, EngineError> + Send + 'static {
-    move |e| {
-        let mut report = CycleReport {
-            at: e.now(),
-            ..Default::default()
-        };
-        rt.block_on(e.observe(&mut report))
-    }
 }

@@ -116,6 +116,43 @@ pub struct InvalidLesson {
 }
 
 impl StatusSnapshot {
+    /// This snapshot brought up to `now` after an observe tick that recorded `samples` and no
+    /// event: each sampled signal's value, time and alert state. What only decisions change
+    /// (interventions, freezes, budget, escalations, repeats) stays as of the last
+    /// [`StatusSnapshot::compute`], and so do cadences (medians of many spacings) and pauses —
+    /// the runtime computes afresh after every step that recorded an event, every cycle and
+    /// every `status()` asked while idle, so this costs the per-minute tick microseconds
+    /// instead of a read of every signal's last day.
+    pub fn observed(
+        &mut self,
+        samples: &[crate::signal::Sample],
+        settings: &EngineSettings,
+        now: DateTime<Utc>,
+    ) {
+        // The latest of this tick's samples of each signal.
+        let mut latest: std::collections::BTreeMap<&str, &crate::signal::Sample> =
+            std::collections::BTreeMap::new();
+        for x in samples {
+            let e = latest.entry(x.signal.as_str()).or_insert(x);
+            if x.at > e.at {
+                *e = x;
+            }
+        }
+        for s in &mut self.signals {
+            if let Some(x) = latest.get(s.signal.as_str())
+                && s.at.is_none_or(|at| x.at >= at)
+            {
+                s.value = Some(x.value);
+                s.at = Some(x.at);
+                s.alerting = settings
+                    .signals
+                    .get(&s.signal)
+                    .is_some_and(|sc| sc.signal.is_alerting(x.value));
+            }
+        }
+        self.at = now;
+    }
+
     /// Reads the snapshot at `now` from `ledger` (and the pause files in `state_dir`, if any).
     pub fn compute(
         ledger: &Ledger,
@@ -127,9 +164,15 @@ impl StatusSnapshot {
         for (name, sc) in &settings.signals {
             let latest = ledger.latest_sample(name)?;
             // The day up to the newest sample (not up to now): a signal that stopped being
-            // sampled still has the cadence its data shows, not the fallback.
+            // sampled still has the cadence its data shows, not the fallback. The cadence is a
+            // median of the last spacings: read those, not the whole day.
             let until = latest.as_ref().map_or(now, |s| s.at.min(now));
-            let recent = ledger.samples(name, until - chrono::Duration::hours(24), until)?;
+            let recent = ledger.last_samples(
+                name,
+                until - chrono::Duration::hours(24),
+                until,
+                crate::validate::cadence::RECENT_SPACINGS + 1,
+            )?;
             let cadence = Cadence::resolve(&recent, settings.validate.sample_every);
             signals.push(SignalStatus {
                 cadence: cadence.every,
@@ -161,11 +204,8 @@ impl StatusSnapshot {
                 due_at: iv.due_at,
             })
             .collect();
-        let escalations_24h = ledger
-            .events_between(now - chrono::Duration::hours(24), now)?
-            .into_iter()
-            .filter(|e| e.kind == "escalation")
-            .count();
+        let escalations_24h =
+            ledger.kind_count_between("escalation", now - chrono::Duration::hours(24), now)?;
         let repeated = ledger.repeated_since(now - chrono::Duration::hours(24))?;
         Ok(StatusSnapshot {
             suppressed_repeats_24h: repeated.iter().map(|r| r.repeats).sum(),

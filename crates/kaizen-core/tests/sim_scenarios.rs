@@ -176,3 +176,48 @@ async fn prepare_makes_a_git_repository_with_the_initial_files() {
         Err(sim::SimError::NotFresh { .. })
     ));
 }
+
+/// The simulator runs on the runtime's schedule: it learns daily and reviews weekly like
+/// `kaizen run`, the lessons land in the simulated repository and the reviews in the state dir.
+#[tokio::test]
+async fn the_simulation_learns_and_reviews_on_schedule() {
+    let scenario = Scenario::load(&scenarios_dir().join("leak-fixed.yaml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = sim::prepare(&scenario, dir.path(), false).unwrap();
+    let r = sim::run_scenario_with(
+        &scenario,
+        dir.path(),
+        Box::new(DirectApplier::new(&layout.repo)),
+        Box::new(sim_support::MedianValidator),
+        SimOptions::default(),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert!(r.passed(), "{}", r.render());
+    // The validated cache bound becomes a prefer lesson at the next daily learn.
+    let created: Vec<&String> = r
+        .lessons
+        .iter()
+        .filter(|l| l.starts_with("created L-memory"))
+        .collect();
+    assert_eq!(created.len(), 1, "{:?}", r.lessons);
+    let files: Vec<String> = std::fs::read_dir(layout.repo.join("lessons"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(files.iter().any(|f| f.starts_with("L-memory")), "{files:?}");
+    // Weekly: at the start (as a daemon does when it starts) and at the end of the week.
+    let at: Vec<_> = r.reviews.iter().map(|w| w.at).collect();
+    assert_eq!(
+        at,
+        vec![scenario.start, scenario.start + chrono::Duration::days(7)]
+    );
+    for w in &r.reviews {
+        assert!(w.markdown.starts_with(dir.path().join("state/reviews")));
+        assert!(w.markdown.exists() && w.markdown.with_extension("html").exists());
+    }
+    let text = r.render();
+    assert!(text.contains("lessons learned: 1"), "{text}");
+    assert!(text.contains("reviews written: 2"), "{text}");
+}

@@ -8,6 +8,15 @@ use crate::event::EngineEvent;
 impl Engine {
     /// Samples every source once and records the samples (failures are recorded as gaps).
     pub async fn observe(&mut self, report: &mut CycleReport) -> Result<usize, EngineError> {
+        Ok(self.observe_recorded(report).await?.len())
+    }
+
+    /// [`Engine::observe`], returning the samples recorded (the runtime updates its status
+    /// snapshot from them instead of reading them back).
+    pub async fn observe_recorded(
+        &mut self,
+        report: &mut CycleReport,
+    ) -> Result<Vec<crate::signal::Sample>, EngineError> {
         let now = self.clock.now();
         let mut all = Vec::new();
         // Every source at once, each within its own timeout (the adapters' sources bound
@@ -38,6 +47,6 @@ impl Engine {
         }
         self.ledger.record_samples(&all)?;
         report.samples += all.len();
-        Ok(all.len())
+        Ok(all)
     }
 }

@@ -74,6 +74,22 @@ impl Ledger {
         })
     }
 
+    /// Events of `kind` recorded with `from <= at <= to`.
+    pub fn kind_count_between(
+        &self,
+        kind: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<usize, LedgerError> {
+        self.sql(|c| {
+            c.prepare_cached(
+                "SELECT COUNT(*) FROM events WHERE at >= ?1 AND at <= ?2 AND kind = ?3",
+            )?
+            .query_row(params![ms(from), ms(to), kind], |r| r.get::<_, i64>(0))
+        })
+        .map(|n| usize::try_from(n).unwrap_or(0))
+    }
+
     /// Events of `stage` recorded at or after `since`.
     pub fn stage_event_count(&self, stage: &str, since: DateTime<Utc>) -> Result<u64, LedgerError> {
         self.sql(|c| {

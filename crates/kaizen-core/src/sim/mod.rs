@@ -30,8 +30,8 @@ pub mod source;
 pub use direct::DirectApplier;
 pub use model::HostModel;
 pub use runner::{
-    InterventionReport, Layout, ScenarioResult, SignalFigures, SimOptions, prepare, run_scenario,
-    run_scenario_with,
+    InterventionReport, Layout, ReviewReport, ScenarioResult, SignalFigures, SimOptions, prepare,
+    run_scenario, run_scenario_with,
 };
 pub use scenario::{Count, Expect, ExpectationResult, Scenario};
 pub use source::SimSource;
@@ -80,6 +80,9 @@ pub enum SimError {
     /// The ledger failed.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    /// The runtime the scenario runs on failed (the state lock, a lost engine).
+    #[error(transparent)]
+    Runtime(#[from] crate::runtime::RuntimeError),
 }
 
 /// The scenarios shipped in `examples/scenarios/`, by name, embedded in the library so `kaizen demo`

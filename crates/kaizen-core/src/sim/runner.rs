@@ -7,12 +7,15 @@ use super::source::SimSource;
 use crate::apply::Applier;
 use crate::canary::{Canary, CanaryResult};
 use crate::clock::ManualClock;
-use crate::config::Config;
+use crate::config::{Config, ScheduleConfig};
 use crate::engine::{CycleReport, Engine, EngineSettings, SizingFn};
 use crate::guard::Guard;
 use crate::intervention::{Candidate, Intervention, InterventionId, Outcome, Status};
+use crate::learn::DeterministicDistiller;
 use crate::ledger::Ledger;
 use crate::rules::{RulesProposer, load_rules};
+use crate::runtime::{DistillLearner, Runtime, RuntimeError, TaskOutcome};
+use crate::schedule::Schedule;
 use crate::span::Span;
 use crate::validate::{Validator, Verdict};
 use async_trait::async_trait;
@@ -188,6 +191,17 @@ pub struct InterventionReport {
     pub verdict: Option<Verdict>,
 }
 
+/// A periodic meta-review written during a run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReviewReport {
+    /// When (simulated).
+    pub at: DateTime<Utc>,
+    /// The Markdown file (the HTML one is next to it), under the run's state dir.
+    pub markdown: PathBuf,
+    /// Its next moves, counted.
+    pub next_moves: usize,
+}
+
 /// Summary figures of one simulated signal over the run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SignalFigures {
@@ -236,6 +250,10 @@ pub struct ScenarioResult {
     pub series_digest: String,
     /// Escalations raised by the engine.
     pub escalations: Vec<String>,
+    /// One line per lesson change the scheduled learn runs made (`created L-…`, …).
+    pub lessons: Vec<String>,
+    /// The periodic meta-reviews the schedule wrote.
+    pub reviews: Vec<ReviewReport>,
     /// Wall-clock time the run took, in milliseconds.
     pub wall_ms: u128,
 }
@@ -317,6 +335,28 @@ impl ScenarioResult {
         }
         for e in &self.escalations {
             let _ = writeln!(s, "ESCALATION: {e}");
+        }
+        let _ = writeln!(
+            s,
+            "lessons learned: {}",
+            if self.lessons.is_empty() {
+                "none".to_string()
+            } else {
+                self.lessons.len().to_string()
+            }
+        );
+        for l in &self.lessons {
+            let _ = writeln!(s, "  {}", clip(l, 200));
+        }
+        let _ = writeln!(s, "reviews written: {}", self.reviews.len());
+        for r in &self.reviews {
+            let _ = writeln!(
+                s,
+                "  {} ({} next move(s)): {}",
+                r.at.format("%a %H:%M"),
+                r.next_moves,
+                r.markdown.display()
+            );
         }
         let _ = writeln!(s, "expectations:");
         for e in &self.expectations {
@@ -516,37 +556,81 @@ pub async fn run_scenario_with(
     if let Some(s) = options.sizing {
         builder = builder.sizing(s);
     }
-    let mut engine = builder.build()?;
+    let engine = builder.state_dir(&config.state_dir).build()?;
+
+    // The runtime `kaizen run` uses, on the scenario's schedule: observe every sample, cycle
+    // every `cycle_every` once the warmup is over, learn and review on their intervals. The
+    // loop sleeps until the schedule's next due time; here the clock jumps there instead.
+    let schedule = Schedule::new(ScheduleConfig {
+        observe_every: scenario.sample_every,
+        cycle_every: scenario.cycle_every,
+        learn_every: scenario.learn_every,
+        review_every: scenario.review_every,
+    })
+    .hold_cycles_until(scenario.warmup.after(scenario.start));
+    let learner = DistillLearner::new(DeterministicDistiller::default(), &config.lessons);
+    let (handle, mut worker) = Runtime::builder(engine, schedule)
+        .learner(Arc::new(learner))
+        .pair();
+    worker.start().await?;
 
     let duration = options.duration.unwrap_or(scenario.duration);
-    let step = scenario.sample_every.seconds().max(1);
-    let steps = duration.seconds() / step;
-    let warmup = scenario.warmup.seconds();
-    let every = scenario.cycle_every.seconds().max(step);
+    let end = duration.after(scenario.start);
     let track_freezes = scenario.expect.iter().any(|e| e.frozen.is_some());
     let mut frozen: BTreeSet<String> = BTreeSet::new();
     let mut cycles = 0usize;
     let mut samples = 0usize;
     let mut escalations = Vec::new();
-    for k in 0..=steps {
-        let offset = k * step;
-        clock.set(Span::from_secs(offset).after(scenario.start));
-        if offset >= warmup && (offset - warmup).is_multiple_of(every) {
-            let report = engine.cycle().await?;
-            cycles += 1;
-            samples += report.samples;
-            escalations.extend(report.escalations.iter().cloned());
-            on_report(&report);
-            if track_freezes {
-                for f in engine.propose_context()?.freezes {
-                    frozen.insert(f.area);
+    let mut lessons = Vec::new();
+    let mut reviews = Vec::new();
+    let mut now = scenario.start;
+    loop {
+        clock.set(now);
+        for outcome in worker.run_due().await? {
+            match outcome {
+                TaskOutcome::Observed(n) => samples += n?,
+                TaskOutcome::Cycled(report) => {
+                    let report = report?;
+                    cycles += 1;
+                    samples += report.samples;
+                    escalations.extend(report.escalations.iter().cloned());
+                    on_report(&report);
+                    if track_freezes && let Some(engine) = worker.engine() {
+                        for f in engine.propose_context()?.freezes {
+                            frozen.insert(f.area);
+                        }
+                    }
+                }
+                TaskOutcome::Learned(changes) => {
+                    if let Some(changes) = changes {
+                        lessons.extend(changes?);
+                    }
+                }
+                TaskOutcome::Reviewed(written) => {
+                    if let Some(w) = written? {
+                        reviews.push(ReviewReport {
+                            at: now,
+                            markdown: w.markdown,
+                            next_moves: w.next_moves,
+                        });
+                    }
                 }
             }
-        } else {
-            let mut scratch = CycleReport::default();
-            samples += engine.observe(&mut scratch).await?;
         }
+        let next = worker.next_due();
+        if next > end {
+            break;
+        }
+        // The schedule never stands still (every interval is positive); a clock that did would
+        // loop forever, so step at least a second.
+        now = next.max(now + chrono::Duration::seconds(1));
     }
+    drop(handle);
+    let engine = worker.engine().ok_or_else(|| {
+        SimError::Runtime(RuntimeError::Panicked(
+            "the engine was lost in a step".into(),
+        ))
+    })?;
 
     let end = clock.now_value();
     let ledger = engine.ledger();
@@ -629,6 +713,8 @@ pub async fn run_scenario_with(
         signals,
         series_digest: format!("{digest:016x}"),
         escalations,
+        lessons,
+        reviews,
         wall_ms: wall.elapsed().as_millis(),
     })
 }

@@ -34,6 +34,10 @@ pub struct Scenario {
     pub sample_every: Span,
     /// Full engine cycle interval (a multiple of `sample_every`).
     pub cycle_every: Span,
+    /// Learn (distil lessons) interval (default: the schedule's, daily).
+    pub learn_every: Span,
+    /// Periodic meta-review interval (default: the schedule's, weekly).
+    pub review_every: Span,
     /// How much recent history proposers see.
     pub recent_window: Span,
     /// The repository's initial files (path → content).
@@ -137,6 +141,10 @@ struct ScenarioSerde {
     #[serde(default)]
     cycle_every: Option<Span>,
     #[serde(default)]
+    learn_every: Option<Span>,
+    #[serde(default)]
+    review_every: Option<Span>,
+    #[serde(default)]
     recent_window: Option<Span>,
     #[serde(default)]
     files: BTreeMap<String, String>,
@@ -186,6 +194,14 @@ impl Scenario {
                 format!("must be a positive multiple of sample_every ({sample_every})"),
             ));
         }
+        let schedule = crate::config::ScheduleConfig::default();
+        let learn_every = raw.learn_every.unwrap_or(schedule.learn_every);
+        let review_every = raw.review_every.unwrap_or(schedule.review_every);
+        for (field, every) in [("learn_every", learn_every), ("review_every", review_every)] {
+            if every.seconds() == 0 {
+                return Err(bad(field, "must be positive".into()));
+            }
+        }
         if raw.duration <= warmup {
             return Err(bad(
                 "duration",
@@ -231,7 +247,9 @@ impl Scenario {
         kaizen.insert("repo".into(), "repo".into());
         kaizen.insert("state_dir".into(), "state".into());
         kaizen.insert("rules".into(), "rules.yaml".into());
-        kaizen.insert("lessons".into(), "lessons".into());
+        // Inside the simulated service's repository, as `kaizen init` puts them: the lessons
+        // learned during the run are committed there.
+        kaizen.insert("lessons".into(), "repo/lessons".into());
         let validate = kaizen
             .entry("validate")
             .or_insert_with(|| serde_json::Value::Object(Default::default()));
@@ -349,6 +367,8 @@ impl Scenario {
             warmup,
             sample_every,
             cycle_every,
+            learn_every,
+            review_every,
             recent_window: raw.recent_window.unwrap_or(Span::hours(6)),
             files: raw.files,
             host: raw.host,

@@ -1,0 +1,147 @@
+//! The runtime driven by steps (`Worker::start`, `run_due`, `next_due`), as the simulator drives
+//! it: the schedule's tasks at the clock's now, and snapshots that agree with a fresh read after
+//! every tick (an observe tick that records only samples updates them from those samples).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on broken fixtures
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use kaizen_core::clock::ManualClock;
+use kaizen_core::config::{Config, ScheduleConfig};
+use kaizen_core::engine::{Engine, EngineSettings};
+use kaizen_core::health::Health;
+use kaizen_core::ledger::Ledger;
+use kaizen_core::observe::{Source, SourceError};
+use kaizen_core::runtime::{Runtime, TaskOutcome, Worker};
+use kaizen_core::schedule::Schedule;
+use kaizen_core::signal::Sample;
+use kaizen_core::sim::DirectApplier;
+use kaizen_core::span::Span;
+use kaizen_core::validate::SimpleValidator;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// `latency_ms` rising by 10 each tick; fails while `down` is set.
+struct Rising {
+    n: AtomicU64,
+    down: Arc<AtomicBool>,
+}
+
+#[async_trait]
+impl Source for Rising {
+    fn name(&self) -> &str {
+        "latency_ms"
+    }
+    async fn observe(&self, now: DateTime<Utc>) -> Result<Vec<Sample>, SourceError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(SourceError::new("latency_ms", "connection refused"));
+        }
+        let n = self.n.fetch_add(1, Ordering::SeqCst);
+        Ok(vec![Sample::new(
+            "latency_ms",
+            now,
+            150.0 + 10.0 * n as f64,
+        )])
+    }
+}
+
+fn start() -> DateTime<Utc> {
+    "2026-01-05T00:00:00Z".parse().unwrap()
+}
+
+/// Signals as the handle's snapshot shows them vs. read afresh from the engine.
+fn agree(worker: &Worker, handle: &kaizen_core::runtime::Handle) -> Health {
+    let engine = worker.engine().unwrap();
+    let fresh = engine.status().unwrap();
+    let shown = handle.last_status().unwrap();
+    assert_eq!(shown.at, fresh.at);
+    for (a, b) in shown.signals.iter().zip(&fresh.signals) {
+        assert_eq!(
+            (a.value, a.at, a.alerting, a.cadence),
+            (b.value, b.at, b.alerting, b.cadence),
+            "{}",
+            a.signal
+        );
+    }
+    let fresh_health = Health::compute(&fresh, engine.ledger()).unwrap();
+    let shown_health = handle.health().unwrap();
+    assert_eq!(shown_health.signals, fresh_health.signals);
+    shown_health
+}
+
+#[tokio::test]
+async fn stepping_runs_the_schedule_and_keeps_the_snapshots_true() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::parse(
+        "signals:\n  latency_ms: { unit: ms, better: lower, alert_above: 200 }\n",
+        &dir.path().join("kaizen.yaml"),
+    )
+    .unwrap();
+    let clock = ManualClock::at(start());
+    let down = Arc::new(AtomicBool::new(false));
+    let engine = Engine::builder(EngineSettings::from_config(&config))
+        .clock(Arc::new(clock.clone()))
+        .ledger(Ledger::in_memory().unwrap())
+        .source(Box::new(Rising {
+            n: AtomicU64::new(0),
+            down: down.clone(),
+        }))
+        .applier(Box::new(DirectApplier::new(dir.path())))
+        .validator(Box::new(SimpleValidator::default()))
+        .state_dir(dir.path().join(".kaizen"))
+        .build()
+        .unwrap();
+    let schedule = Schedule::new(ScheduleConfig {
+        observe_every: Span::minutes(5),
+        cycle_every: Span::hours(1),
+        learn_every: Span::days(1),
+        review_every: Span::days(7),
+    })
+    .hold_cycles_until(start() + Duration::hours(1));
+    let (handle, mut worker) = Runtime::pair(engine, schedule);
+    worker.start().await.unwrap();
+    worker.start().await.unwrap(); // idempotent: the lock is not taken twice
+    assert!(handle.is_running());
+
+    let mut kinds = Vec::new();
+    let mut now = start();
+    while now <= start() + Duration::hours(2) {
+        clock.set(now);
+        // The source is down for two ticks in the second hour.
+        let outage =
+            now >= start() + Duration::minutes(80) && now < start() + Duration::minutes(90);
+        down.store(outage, Ordering::SeqCst);
+        for outcome in worker.run_due().await.unwrap() {
+            kinds.push(match outcome {
+                TaskOutcome::Observed(Ok(_)) => "observe",
+                TaskOutcome::Observed(Err(e)) => panic!("{e}"),
+                TaskOutcome::Cycled(r) => {
+                    r.unwrap();
+                    "cycle"
+                }
+                TaskOutcome::Learned(None) => "learn (no learner)",
+                TaskOutcome::Reviewed(r) => {
+                    r.unwrap();
+                    "review"
+                }
+                other => panic!("unexpected {other:?}"),
+            });
+        }
+        let health = agree(&worker, &handle);
+        let stale = health.signals["latency_ms"].stale.is_some();
+        assert_eq!(stale, outage, "at {now}: {health:?}");
+        let next = worker.next_due();
+        assert!(next > now);
+        now = next;
+    }
+    // Held for the first hour, then hourly; observing every 5 minutes in between.
+    assert_eq!(
+        kinds[..3],
+        ["observe", "learn (no learner)", "review"],
+        "{kinds:?}"
+    );
+    assert_eq!(kinds.iter().filter(|k| **k == "cycle").count(), 2);
+    assert_eq!(kinds.iter().filter(|k| **k == "observe").count(), 25 - 2);
+    let last = handle.last_status().unwrap();
+    assert!(last.signals[0].alerting, "{last:?}");
+    drop(worker);
+}
