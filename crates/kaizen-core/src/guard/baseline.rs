@@ -24,12 +24,17 @@ pub const NAME: &str = "baseline";
 pub struct BaselineCoverage {
     /// Largest share of missing samples in the baseline window (default 0.25, the validator's).
     pub max_gap_fraction: f64,
+    /// Fewest samples the validator judges a side on (default the honest validator's): one
+    /// missing sample in a 6-sample baseline is within the gap share but leaves it unjudgeable,
+    /// and an extension never adds baseline samples, so the candidate waits instead.
+    pub min_samples: usize,
 }
 
 impl Default for BaselineCoverage {
     fn default() -> Self {
         Self {
             max_gap_fraction: 0.25,
+            min_samples: crate::validate::MIN_SAMPLES_PER_SIDE,
         }
     }
 }
@@ -87,7 +92,12 @@ impl BaselineCoverage {
         };
         // Gaps allowed: ⌊frac · expected⌋, the validator's rule (`gaps > frac · expected` fails).
         let allowed = (frac * expected as f64).floor() as usize;
-        let need = expected.saturating_sub(allowed).max(1);
+        // A window shorter than the validator's minimum cannot reach it by waiting; sizing
+        // says so at proposal time, and the gap share alone decides here.
+        let need = expected
+            .saturating_sub(allowed)
+            .max(self.min_samples.min(expected))
+            .max(1);
         let window = format!(
             "{} over the {within} before now, cadence {}",
             candidate.prediction.signal,
@@ -161,6 +171,26 @@ mod tests {
             Coverage::Waiting { have: 22, .. }
         ));
         match g.check(&c, &s, &cad, t0 + Duration::minutes(23)) {
+            Coverage::Decided(v) => assert_eq!(v.decision, Decision::Pass, "{v:?}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn one_missing_sample_of_a_six_sample_baseline_waits() {
+        // 5-minute samples, a 30m prediction: 6 expected. The gap share allows one missing,
+        // but the validator judges a side on 6 at least, so 5 of 6 waits (until the gap has
+        // slid out of the window) rather than be applied into a certain "cannot judge".
+        let t0 = Utc.with_ymd_and_hms(2026, 3, 2, 8, 0, 0).unwrap();
+        let c = cand("cache");
+        let s = samples(t0, (0..12).filter(|i| *i != 9).map(|i| i * 5));
+        let cad = Cadence::resolve(&s, None);
+        match BaselineCoverage::default().check(&c, &s, &cad, t0 + Duration::minutes(60)) {
+            Coverage::Waiting { have, need, .. } => assert_eq!((have, need), (5, 6)),
+            other => panic!("{other:?}"),
+        }
+        let s = samples(t0, (0..16).filter(|i| *i != 9).map(|i| i * 5));
+        match BaselineCoverage::default().check(&c, &s, &cad, t0 + Duration::minutes(80)) {
             Coverage::Decided(v) => assert_eq!(v.decision, Decision::Pass, "{v:?}"),
             other => panic!("{other:?}"),
         }

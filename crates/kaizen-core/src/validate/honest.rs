@@ -187,7 +187,7 @@ impl Default for HonestValidator {
         Self {
             alpha: 0.05,
             placebo_splits: 150,
-            min_samples: 6,
+            min_samples: super::MIN_SAMPLES_PER_SIDE,
             max_gap_fraction: 0.25,
             interim_looks: 10,
             regress_tolerance: 0.25,

@@ -18,6 +18,10 @@ pub mod benchmark;
 pub mod cadence;
 pub mod calibration;
 mod honest;
+
+/// The honest validator's default fewest samples per side; the baseline guard asks for as many
+/// before an apply, so a window it lets through can be judged.
+pub const MIN_SAMPLES_PER_SIDE: usize = 6;
 mod simple;
 pub mod sizing;
 pub mod stats;
