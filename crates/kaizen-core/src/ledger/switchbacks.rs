@@ -219,7 +219,7 @@ impl Ledger {
             Option<i64>,
         );
         let rows: Vec<Raw> = self.sql(|c| {
-            let mut stmt = c.prepare(
+            let mut stmt = c.prepare_cached(
                 "SELECT block, state, starts_at, measure_from, ends_at, flip_commit, flipped_at, pending, value, samples
                  FROM switchback_blocks WHERE intervention_id = ?1 ORDER BY block",
             )?;
@@ -270,7 +270,7 @@ impl Ledger {
     /// Every switchback still running, oldest first.
     pub fn running_switchbacks(&self) -> Result<Vec<Switchback>, LedgerError> {
         let ids: Vec<i64> = self.sql(|c| {
-            let mut stmt = c.prepare(
+            let mut stmt = c.prepare_cached(
                 "SELECT intervention_id FROM switchbacks WHERE state = 'running' ORDER BY started_at, intervention_id",
             )?;
             let rows = stmt.query_map([], |r| r.get(0))?;
@@ -413,7 +413,7 @@ impl Ledger {
     /// Flips a crash left in flight: (intervention, block, state after the flip).
     pub fn pending_flips(&self) -> Result<Vec<(InterventionId, usize, bool)>, LedgerError> {
         let rows: Vec<(i64, i64, String)> = self.sql(|c| {
-            let mut stmt = c.prepare(
+            let mut stmt = c.prepare_cached(
                 "SELECT intervention_id, block, state FROM switchback_blocks WHERE pending = 1 ORDER BY intervention_id, block",
             )?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
