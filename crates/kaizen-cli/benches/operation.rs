@@ -1,9 +1,11 @@
 //! Benchmark 4 of issue 12: simulated operation. `kaizen sim` (a whole process) runs a generated
 //! scenario of D days with S signals sampled every 5 minutes, cycles hourly (observe, validate
-//! due, propose, guard, apply) through the engine on the simulator's in-memory ledger and
-//! direct applier, with step faults on four signals every week that rules try to fix (each fix
-//! is judged and reverted, areas freeze after repeated rollbacks). Reports wall time, peak RSS
-//! (from `/usr/bin/time`, when present) and the run's own counts.
+//! due, propose, guard, apply, daily learn, weekly review) through the engine and runtime path
+//! the CLI runs — a SQLite ledger file in the scenario's work dir and the git applier on a real
+//! repository, as `kaizen sim` always does (not an in-memory ledger) — with step faults on four
+//! signals every week that rules try to fix (each fix is judged and reverted, areas freeze after
+//! repeated rollbacks). Reports wall time, peak RSS (from `/usr/bin/time`, when present) and the
+//! run's own counts.
 //!
 //! `cargo bench -p kaizen-cli --bench operation`. Knobs: `KAIZEN_BENCH_SIM_DAYS` (comma
 //! separated, default `9,90`), `KAIZEN_BENCH_SIM_SIGNALS` (comma separated, default `20`; `200`
