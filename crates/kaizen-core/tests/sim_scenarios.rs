@@ -81,14 +81,24 @@ fn bad_scenarios_name_the_field() {
 }
 
 async fn run(name: &str, options: SimOptions) -> sim::ScenarioResult {
-    let scenario = Scenario::load(&scenarios_dir().join(format!("{name}.yaml"))).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let layout = sim::prepare(&scenario, dir.path(), false).unwrap();
+    run_in(dir.path(), name, options).await.2
+}
+
+/// Runs the shipped scenario `name` in `dir`, which outlives the run so that a test can look at
+/// the files it left (lessons in the repository, reviews in the state dir).
+async fn run_in(
+    dir: &Path,
+    name: &str,
+    options: SimOptions,
+) -> (Scenario, sim::Layout, sim::ScenarioResult) {
+    let scenario = Scenario::load(&scenarios_dir().join(format!("{name}.yaml"))).unwrap();
+    let layout = sim::prepare(&scenario, dir, false).unwrap();
     let applier = DirectApplier::new(&layout.repo);
     let mut cycles = 0;
     let result = sim::run_scenario_with(
         &scenario,
-        dir.path(),
+        dir,
         Box::new(applier),
         Box::new(sim_support::MedianValidator),
         options,
@@ -98,7 +108,7 @@ async fn run(name: &str, options: SimOptions) -> sim::ScenarioResult {
     .unwrap();
     assert_eq!(cycles, result.cycles);
     println!("{}", result.render());
-    result
+    (scenario, layout, result)
 }
 
 #[tokio::test]
@@ -181,19 +191,8 @@ async fn prepare_makes_a_git_repository_with_the_initial_files() {
 /// `kaizen run`, the lessons land in the simulated repository and the reviews in the state dir.
 #[tokio::test]
 async fn the_simulation_learns_and_reviews_on_schedule() {
-    let scenario = Scenario::load(&scenarios_dir().join("leak-fixed.yaml")).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let layout = sim::prepare(&scenario, dir.path(), false).unwrap();
-    let r = sim::run_scenario_with(
-        &scenario,
-        dir.path(),
-        Box::new(DirectApplier::new(&layout.repo)),
-        Box::new(sim_support::MedianValidator),
-        SimOptions::default(),
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let (scenario, layout, r) = run_in(dir.path(), "leak-fixed", SimOptions::default()).await;
     assert!(r.passed(), "{}", r.render());
     // The validated cache bound becomes a prefer lesson at the next daily learn.
     let created: Vec<&String> = r
