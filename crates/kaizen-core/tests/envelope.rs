@@ -46,9 +46,11 @@ async fn the_operating_point_holds_its_bounds_through_the_engine() {
             "{label}: no prefer lesson"
         );
         assert_eq!(fix.never_applied + zero.never_applied, 0, "{label}");
-        // Sizing is a promise: the proposal-time sizing the CLI installs calls these windows
-        // validatable, and the runs it promised are validated at the promised 80% power.
-        assert!(fix.p_promised() >= 0.8, "{label}: sizing {fix:?}");
+        // Sizing is a promise: the proposal-time sizing the CLI installs calls most of these
+        // windows validatable (it judges the first look with the validator's own widths on
+        // placebo windows of the history, conservatively: the engine's extensions add power),
+        // and the runs it promised are validated at the promised 80% power.
+        assert!(fix.p_promised() >= 0.5, "{label}: sizing {fix:?}");
         let promised = fix.promised_power().unwrap();
         assert!(
             promised >= 0.8,

@@ -75,9 +75,9 @@ fn figures(baseline: f64, post: f64) -> Value {
         baseline: Some(baseline),
         post: Some(post),
         estimate: Some(post / baseline - 1.0),
-        // An interval of ±5% around the estimate (a no_effect one rules out half of −20%).
-        lower: Some(post / baseline - 1.05),
-        upper: Some(post / baseline - 0.95),
+        // An interval of ±3% around the estimate (a no_effect one rules out a quarter of −20%).
+        lower: Some(post / baseline - 1.03),
+        upper: Some(post / baseline - 0.97),
         level: Some(0.95),
         magnitude_met: Some(true),
         notes: vec![],

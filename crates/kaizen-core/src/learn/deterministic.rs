@@ -6,7 +6,7 @@
 //! Interventions are grouped by `(area, change target)` (the target is `Candidate::targets()`
 //! joined with `,`). Per group:
 //!
-//! - two validated, or one whose interval is certain of at least half the prediction
+//! - two validated, or one whose interval is certain of the whole predicted change
 //!   ([`MIN_CERTAIN_SHARE`]) → a *prefer* lesson `L-<area>-<hash of target>`, evidence = every finalized
 //!   intervention of the group; `falsifiable` from the latest validated prediction and baseline;
 //!   `calibrated_for` from the validated verdict figures; `retired_when` = the signal's 24h median
@@ -35,7 +35,16 @@ use std::collections::BTreeMap;
 
 /// A single validated change makes a prefer lesson only when its interval is certain of at least
 /// this share of the predicted magnitude (`Figures::certain_share`); otherwise it takes two.
-pub const MIN_CERTAIN_SHARE: f64 = 0.5;
+/// The whole prediction: a lesson states that the change does what it predicted, and a false
+/// validation (≤ 5% of no-op changes) is certain of half a 2σ prediction about once in 500
+/// (issue 8's envelope grid), of all of it far more rarely.
+pub const MIN_CERTAIN_SHARE: f64 = 1.0;
+
+/// A `no_effect` verdict is evidence against the change only when its interval rules out even
+/// this share of the predicted relative change. At one half, a real fix that delivered what it
+/// predicted was read as "no effect" once in 500 runs at the 5-minute operating point; at one
+/// quarter its interval would have to miss the truth by well over 3 standard errors.
+pub const AVOID_RULES_OUT_SHARE: f64 = 0.25;
 
 /// The default distiller. Its name in the ledger is `deterministic`.
 #[derive(Debug, Clone, PartialEq)]
@@ -328,8 +337,8 @@ impl DeterministicDistiller {
             .get(&latest.id.to_string())
             .cloned()
             .unwrap_or_default();
-        // One validation is a lesson only when its interval is certain of at least half the
-        // prediction; a bare pass (a false validation looks like one) waits for a second.
+        // One validation is a lesson only when its interval is certain of the whole prediction; a
+        // bare pass (a false validation looks like one) waits for a second.
         if validated.len() < 2 && f.certain_share.is_some_and(|s| s < MIN_CERTAIN_SHARE) {
             return None;
         }
@@ -542,18 +551,18 @@ fn reconcile(existing: Option<&Lesson>, d: Desired, now: DateTime<Utc>) -> Optio
 }
 
 /// Whether a `no_effect` verdict is evidence against the change: its interval rules out even
-/// half the predicted relative change. A change that delivered exactly what it predicted has the
+/// [`AVOID_RULES_OUT_SHARE`] of the predicted relative change. A change that delivered exactly what it predicted has the
 /// bound below the prediction itself at the test's α, so "the prediction is ruled out" alone
 /// would teach "avoid" about real fixes. Verdicts without an interval (other validators, absolute
 /// or threshold predictions) count as before.
-fn rules_out_half(i: &Intervention, f: Option<&Fig>) -> bool {
+fn rules_out_share(i: &Intervention, f: Option<&Fig>) -> bool {
     let ExpectedChange::Relative(r) = i.candidate.prediction.change else {
         return true;
     };
     let Some(f) = f else { return true };
     match (f.lower, f.upper) {
-        (Some(lo), Some(_)) if r < 0.0 => lo > r / 2.0,
-        (Some(_), Some(hi)) if r > 0.0 => hi < r / 2.0,
+        (Some(lo), Some(_)) if r < 0.0 => lo > r * AVOID_RULES_OUT_SHARE,
+        (Some(_), Some(hi)) if r > 0.0 => hi < r * AVOID_RULES_OUT_SHARE,
         _ => true,
     }
 }
@@ -596,7 +605,7 @@ impl Distiller for DeterministicDistiller {
                 )
                 && !figs.get(&i.id.to_string()).is_some_and(|f| f.data_decided)
                 && (i.outcome != Some(Outcome::NoEffect)
-                    || rules_out_half(i, figs.get(&i.id.to_string())));
+                    || rules_out_share(i, figs.get(&i.id.to_string())));
             if counted {
                 groups
                     .entry((i.candidate.area.clone(), i.candidate.targets()))
@@ -801,14 +810,16 @@ mod tests {
             upper: Some(hi),
             ..Fig::default()
         };
-        // [−0.03, +0.02]: not even −10% is possible → evidence against the change.
-        assert!(rules_out_half(&iv, Some(&fig(-0.03, 0.02))));
+        // [−0.03, +0.02]: not even −5% is possible → evidence against the change.
+        assert!(rules_out_share(&iv, Some(&fig(-0.03, 0.02))));
         // [−0.19, −0.05]: the predicted −20% is ruled out, but a −19% fix is not.
-        assert!(!rules_out_half(&iv, Some(&fig(-0.19, -0.05))));
+        assert!(!rules_out_share(&iv, Some(&fig(-0.19, -0.05))));
+        // [−0.08, +0.01]: half the prediction is ruled out, a quarter (−5%) is not: not enough.
+        assert!(!rules_out_share(&iv, Some(&fig(-0.08, 0.01))));
     }
 
     // A false validation looks like a bare pass; one validation teaches "prefer" only when its
-    // interval is certain of at least half the prediction, two always do.
+    // interval is certain of the whole prediction, two always do.
     #[test]
     fn one_bare_pass_is_not_a_prefer_lesson_two_are() {
         use crate::intervention::InterventionId;
@@ -857,8 +868,12 @@ mod tests {
         };
         assert!(!prefers(&[iv(1)], &[0.3]), "a bare pass");
         assert!(
-            prefers(&[iv(1)], &[0.8]),
-            "certain of most of the prediction"
+            !prefers(&[iv(1)], &[0.8]),
+            "certain of most of the prediction, not all of it"
+        );
+        assert!(
+            prefers(&[iv(1)], &[1.2]),
+            "certain of more than the prediction"
         );
         assert!(prefers(&[iv(1), iv(2)], &[0.3, 0.3]), "two passes");
     }

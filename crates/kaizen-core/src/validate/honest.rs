@@ -31,7 +31,7 @@
 use super::sizing::NOISE_BLOCK;
 use super::stats::{
     ar1_diff_sd, ar1_width_factor, hodges_lehmann, lag1_autocorrelation, local_noise, mad_sigma,
-    mean, median, normal_quantile, std_dev, window_mean_sd,
+    mean, median, normal_quantile, rho_bias_corrected, rho_upper, std_dev, window_mean_sd,
 };
 use super::{
     Figures, Look, ValidationRequest, Validator, Verdict, count_gaps, expected_samples,
@@ -484,14 +484,15 @@ impl HonestValidator {
         // A pre-apply series this short underestimates ρ: never assume less than the prior.
         let thin = hist.len().saturating_add(base.len()) < THIN_SAMPLES;
         let floor_thin = |r: f64| if thin { r.max(THIN_HISTORY_RHO) } else { r };
-        let noise = if hist.len() >= MIN_RHO_SAMPLES {
-            local_noise(hist, NOISE_BLOCK.max(2 * split.nb))
+        let (noise, noise_n) = if hist.len() >= MIN_RHO_SAMPLES {
+            (local_noise(hist, NOISE_BLOCK.max(2 * split.nb)), hist.len())
         } else {
             let mut pre = hist.to_vec();
             pre.extend_from_slice(base);
-            local_noise(&pre, NOISE_BLOCK.max(2 * split.nb))
-        }
-        .map(|(sd, r)| (sd, floor_thin(r)));
+            (local_noise(&pre, NOISE_BLOCK.max(2 * split.nb)), pre.len())
+        };
+        // `local_noise` already corrects the small-sample bias; add the estimate's uncertainty.
+        let noise = noise.map(|(sd, r)| (sd, floor_thin(rho_upper(r, noise_n))));
         // Placebo splits overlap and neighbouring windows are correlated: count one effectively
         // independent split per two spans of history (conservative conformal order statistic).
         let n_eff = hist.len() / (2 * span.max(1));
@@ -522,7 +523,8 @@ impl HonestValidator {
             pre.extend_from_slice(base);
             // Below MIN_RHO_SAMPLES the series is thin as well, so the prior applies.
             let rho = floor_thin(if pre.len() >= MIN_RHO_SAMPLES {
-                lag1_autocorrelation(&pre).unwrap_or(0.0)
+                let r = lag1_autocorrelation(&pre).unwrap_or(0.0);
+                rho_upper(rho_bias_corrected(r, pre.len()), pre.len())
             } else {
                 0.0
             });
@@ -909,6 +911,38 @@ impl HonestValidator {
             }
         }
         Some(out)
+    }
+
+    /// The half-width of this validator's interval on the improvement side, on its working scale
+    /// (log for ratio-scaled signals), for the windows `req` describes, judged as a first final
+    /// look (level `alpha`, no extension): what proposal-time sizing needs to promise power with
+    /// the widths this validator will really use (placebo calibration, seasonal residuals,
+    /// autocorrelation floors) rather than a textbook formula. `None` when the windows hold too
+    /// few samples or too many gaps to be judged.
+    pub fn improvement_half_width(&self, req: &ValidationRequest<'_>) -> Option<f64> {
+        let post_from = req.settle.after(req.applied_at);
+        let base_len = if req.prediction.within.seconds() > 0 {
+            req.prediction.within.to_chrono()
+        } else {
+            req.window_end - post_from
+        };
+        let w = Windows {
+            baseline_start: req.applied_at.checked_sub_signed(base_len)?,
+            applied_at: req.applied_at,
+            post_from,
+            post_to: req.window_end.min(req.now),
+            settle: req.settle,
+            every: req.sample_every,
+        };
+        let dir = req.prediction.change.direction();
+        let a = self
+            .analyse(req.samples, req.scale, dir, &w, self.alpha)
+            .ok()?;
+        if self.gappy(&a) {
+            return None;
+        }
+        let hw = a.estimate - a.lower;
+        (hw.is_finite() && hw > 0.0).then_some(hw)
     }
 
     fn judge(&self, req: &ValidationRequest<'_>) -> Verdict {

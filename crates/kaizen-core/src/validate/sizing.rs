@@ -2,8 +2,9 @@
 //! noise and autocorrelation — checked at proposal time so a prediction that no window could
 //! confirm is recorded as "unvalidatable as predicted" instead of decided by a coin flip later.
 
-use super::stats::{ar1_width_factor, local_noise, median, normal_quantile};
-use super::{predicted_magnitude, use_log};
+use super::honest::HonestValidator;
+use super::stats::{ar1_width_factor, local_noise, median, normal_quantile, rho_upper};
+use super::{Look, ValidationRequest, predicted_magnitude, use_log};
 use crate::config::Scale;
 use crate::intervention::{ExpectedChange, Prediction};
 use crate::signal::{Sample, Signal};
@@ -22,11 +23,37 @@ pub struct SizingReport {
     pub sigma: f64,
     /// Local lag-1 autocorrelation of the history.
     pub rho: f64,
-    /// Variance inflation for autocorrelation, `(1 + ρ) / (1 − ρ)`.
+    /// Variance inflation the validator's widths carry: `(1 + ρ) / (1 − ρ) · 1.1²`.
     pub inflation: f64,
     /// The magnitude to detect, in standard deviations.
     pub effect_sd: f64,
+    /// The default validator's own interval half-width on the improvement side (working scale)
+    /// over placebo windows of the recent history, when they could be judged (median over up to
+    /// [`PLACEBO_LOOKS`] of them): the width a verdict on this window will really have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placebo_half_width: Option<f64>,
+    /// How many placebo windows that median is over.
+    #[serde(default)]
+    pub placebo_looks: usize,
 }
+
+/// Placebo windows judged for the validator's width (the latest ending now, each earlier one a
+/// `within` further back): one window's width varies with the spread inside it and with an
+/// excursion it happens to hold, the median of several much less.
+pub const PLACEBO_LOOKS: usize = 12;
+
+/// Fewer judged placebo windows than this leave the need to the formula alone.
+const MIN_PLACEBO_LOOKS: usize = 3;
+
+/// The validator's widths are not a textbook test's: the interval it validates on is widened for
+/// autocorrelation (`ar1_width_factor` × 1.1 without placebo calibration), so the formula's
+/// variance carries the same 1.1².
+const WIDTH_SLACK: f64 = 1.1;
+
+/// Fewer values than this estimate ρ too poorly to trust one below [`THIN_RHO`] (the
+/// validator's thin-history prior, `validate::honest`).
+const THIN_VALUES: usize = 40;
+const THIN_RHO: f64 = 0.5;
 
 /// Noise is estimated inside blocks of this many consecutive samples (see
 /// [`local_noise`](super::stats::local_noise)): long enough for a stable lag-1 autocorrelation,
@@ -35,7 +62,8 @@ pub const NOISE_BLOCK: usize = 60;
 
 /// Samples per side a one-sided Mann–Whitney comparison needs to detect a shift of `magnitude`
 /// (same units as `history`) at level `alpha` with probability `power`:
-/// `n = 2 (z₁₋α + z_power)² σ² · (1+ρ)/(1−ρ) / (M² · 3/π)`.
+/// `n = 2 (z₁₋α + z_power)² σ² · (1+ρ)/(1−ρ) · 1.1² / (M² · 3/π)`, with ρ as the validator
+/// takes it (the estimate plus half its standard error, at least 0.5 below 40 values).
 ///
 /// `history` holds the signal's recent values on the working scale (e.g. logs), oldest first.
 /// σ and ρ are *local* (within blocks of [`NOISE_BLOCK`] samples), so level shifts in the history
@@ -51,7 +79,15 @@ pub fn required_samples(
         return None;
     }
     let (sigma, rho) = local_noise(history, NOISE_BLOCK)?;
-    let inflation = ar1_width_factor(rho).powi(2);
+    // The autocorrelation the validator will assume: the estimate plus its uncertainty, and
+    // never below the thin-history prior when the history is short.
+    let rho = rho_upper(rho, history.len());
+    let rho = if history.len() < THIN_VALUES {
+        rho.max(THIN_RHO)
+    } else {
+        rho
+    };
+    let inflation = (ar1_width_factor(rho) * WIDTH_SLACK).powi(2);
     let z =
         normal_quantile(1.0 - alpha.clamp(1e-9, 0.5)) + normal_quantile(power.clamp(0.5, 0.9999));
     let effect_sd = magnitude / sigma;
@@ -67,6 +103,8 @@ pub fn required_samples(
         rho: rho.max(0.0),
         inflation,
         effect_sd,
+        placebo_half_width: None,
+        placebo_looks: 0,
     })
 }
 
@@ -121,7 +159,30 @@ pub fn size_window(
         }
         change => predicted_magnitude(change, log, base),
     };
-    let report = magnitude.and_then(|m| required_samples(&work, m, 0.05, 0.8));
+    let report = magnitude.and_then(|m| {
+        let mut r = required_samples(&work, m, 0.05, 0.8)?;
+        // The validator's own width at this window, on placebo windows of the history, rather
+        // than the formula's: it carries what the formula cannot (placebo-calibrated conformal
+        // widths, seasonal residuals after a week of history, excursion corrections, gaps as
+        // they occur). Validated means the lower bound clears zero; with the estimate's sd at
+        // most half-width / z₀.₉₅, 80% power at the first look needs
+        // M ≥ half-width · (1 + z₀.₈ / z₀.₉₅), and a half-width shrinks as 1/√n. With too few
+        // windows to judge, the formula stands.
+        let widths = placebo_half_widths(prediction, signal, scale, history, sample_every);
+        if let Some(hw) = median(&widths).filter(|_| widths.len() >= MIN_PLACEBO_LOOKS) {
+            let k = 1.0 + normal_quantile(0.8) / normal_quantile(0.95);
+            let n = available as f64 * (k * hw / m).powi(2);
+            let from_width = if n.is_finite() {
+                n.ceil().max(3.0) as usize
+            } else {
+                usize::MAX
+            };
+            r.needed = from_width;
+            r.placebo_half_width = Some(hw);
+            r.placebo_looks = widths.len();
+        }
+        Some(r)
+    });
     let (sufficient, message) = match &report {
         Some(r) if r.needed <= available => (
             true,
@@ -154,6 +215,64 @@ pub fn size_window(
     }
 }
 
+/// The default validator's improvement-side half-widths on up to [`PLACEBO_LOOKS`] placebo
+/// windows of `history` shaped like the prediction's (a baseline of `within`, no settle, a post
+/// window of `within`), the latest ending at the newest sample and each earlier one a `within`
+/// further back; windows it cannot judge (too few samples, too many gaps) are left out.
+fn placebo_half_widths(
+    prediction: &Prediction,
+    signal: &Signal,
+    scale: Scale,
+    history: &[Sample],
+    sample_every: Span,
+) -> Vec<f64> {
+    let mine: Vec<Sample> = history
+        .iter()
+        .filter(|s| s.signal == signal.name || s.signal.is_empty())
+        .cloned()
+        .collect();
+    let (Some(first), Some(last)) = (mine.first(), mine.last()) else {
+        return Vec::new();
+    };
+    let within = prediction.within.to_chrono();
+    if prediction.within.seconds() <= 0 {
+        return Vec::new();
+    }
+    let validator = HonestValidator::default();
+    let mut out = Vec::new();
+    // Just past the newest sample, so it falls inside the latest placebo post window.
+    let mut end = last.at + chrono::Duration::seconds(1);
+    for _ in 0..PLACEBO_LOOKS {
+        let Some(applied) = end.checked_sub_signed(within) else {
+            break;
+        };
+        if applied
+            .checked_sub_signed(within)
+            .is_none_or(|b| b < first.at)
+        {
+            break;
+        }
+        let req = ValidationRequest {
+            prediction,
+            signal,
+            applied_at: applied,
+            settle: Span::from_secs(0),
+            window_end: end,
+            now: end,
+            samples: &mine,
+            guardrails: Vec::new(),
+            look: Look::Final,
+            sample_every,
+            scale,
+        };
+        if let Some(hw) = validator.improvement_half_width(&req) {
+            out.push(hw);
+        }
+        end = applied;
+    }
+    out
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -174,12 +293,14 @@ mod tests {
     fn matches_textbook_sizes() {
         let h = noise(2000);
         let sd = mad_sigma(&h).unwrap();
-        // 1σ at 5% / 80%: 2·(1.645+0.842)²/0.955 ≈ 13 per side; 0.5σ ≈ 52 (the local, per-block
+        // 1σ at 5% / 80%: 2·(1.645+0.842)²/0.955 ≈ 13 per side, times the validator's 1.1² and
+        // the cautious ρ it assumes (the bias-corrected estimate plus half its standard error,
+        // ≈ 0.03–0.06 for independent noise) ≈ 16–19; 0.5σ ≈ 4× that (the local, per-block
         // estimates of σ and ρ are a little noisier than whole-series ones: ±10%).
         let r = required_samples(&h, sd, 0.05, 0.8).unwrap();
-        assert!((12..=16).contains(&r.needed), "{r:?}");
+        assert!((15..=20).contains(&r.needed), "{r:?}");
         let r = required_samples(&h, 0.5 * sd, 0.05, 0.8).unwrap();
-        assert!((48..=60).contains(&r.needed), "{r:?}");
+        assert!((60..=80).contains(&r.needed), "{r:?}");
         assert!(r.rho.abs() < 0.08, "{r:?}");
     }
 
