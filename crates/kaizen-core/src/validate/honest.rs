@@ -165,6 +165,10 @@ struct Calibration {
     excursion_bad: bool,
     /// Local noise of the pre-apply history: (marginal robust sd, lag-1 autocorrelation).
     noise: Option<(f64, f64)>,
+    /// The autocorrelation interval widths assume: `noise`'s plus the estimate's uncertainty
+    /// ([`rho_upper`]). Only widths take it: the excursion test's spread of window means wants
+    /// the estimate itself (a cautious ρ there would hide excursions, not widen anything).
+    width_rho: Option<f64>,
     /// Without placebo calibration: a floor on both half-widths from the root mean square of
     /// the shifts over the few non-overlapping placebo splits the history does hold (≥ 5), times
     /// a Student-t quantile for that many splits (0 when fewer).
@@ -358,9 +362,9 @@ impl HonestValidator {
         // Without placebo calibration, the Mann–Whitney widths see only the spread *inside* the
         // windows, which strong autocorrelation shrinks (a window mean absorbs part of it): never
         // narrower than the AR(1) model's sd of a difference of window means, from the local
-        // noise of the pre-apply history.
-        let floor = match (cal.placebo, cal.noise) {
-            (false, Some((sd, rho))) => {
+        // noise of the pre-apply history (at the cautious autocorrelation widths take).
+        let floor = match (cal.placebo, cal.noise, cal.width_rho) {
+            (false, Some((sd, _)), Some(rho)) => {
                 normal_quantile(1.0 - alpha)
                     * ar1_diff_sd(sd, rho, base.len(), settle_n, post.len())
             }
@@ -491,8 +495,9 @@ impl HonestValidator {
             pre.extend_from_slice(base);
             (local_noise(&pre, NOISE_BLOCK.max(2 * split.nb)), pre.len())
         };
+        let noise = noise.map(|(sd, r)| (sd, floor_thin(r)));
         // `local_noise` already corrects the small-sample bias; add the estimate's uncertainty.
-        let noise = noise.map(|(sd, r)| (sd, floor_thin(rho_upper(r, noise_n))));
+        let width_rho = noise.map(|(_, r)| floor_thin(rho_upper(r, noise_n)));
         // Placebo splits overlap and neighbouring windows are correlated: count one effectively
         // independent split per two spans of history (conservative conformal order statistic).
         let n_eff = hist.len() / (2 * span.max(1));
@@ -564,6 +569,7 @@ impl HonestValidator {
             recovery_shift: None,
             excursion_bad: false,
             noise,
+            width_rho,
             placebo_floor,
             full_recovery: (0.0, 0.0),
             drift: 0.0,

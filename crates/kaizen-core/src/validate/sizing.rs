@@ -40,7 +40,7 @@ pub struct SizingReport {
 /// Placebo windows judged for the validator's width (the latest ending now, each earlier one a
 /// `within` further back): one window's width varies with the spread inside it and with an
 /// excursion it happens to hold, the median of several much less.
-pub const PLACEBO_LOOKS: usize = 12;
+pub const PLACEBO_LOOKS: usize = 6;
 
 /// Fewer judged placebo windows than this leave the need to the formula alone.
 const MIN_PLACEBO_LOOKS: usize = 3;

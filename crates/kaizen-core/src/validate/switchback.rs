@@ -600,6 +600,17 @@ pub fn judge(
         )
     } else if test.p_value <= alpha {
         figures.magnitude_met = magnitude.map(|m| toward(test.statistic) >= m);
+        // How much of the prediction the interval is certain of: its end nearest no change, as
+        // a share of the predicted magnitude (what the distiller asks of a single validation
+        // before it writes a prefer lesson). Without an interval, nothing is certain.
+        let near_end = match tail {
+            Tail::Lower => test.upper,
+            Tail::Upper => test.lower,
+        };
+        figures.certain_share = Some(match (magnitude, near_end) {
+            (Some(m), Some(end)) if m.is_finite() && m > 0.0 => toward(end) / m,
+            _ => 0.0,
+        });
         (
             Outcome::Validated,
             format!(
@@ -887,6 +898,13 @@ mod tests {
         let est = real.figures.estimate.unwrap_or(0.0);
         assert!((-0.4..-0.2).contains(&est), "{est}");
         assert_eq!(real.figures.method, "switchback_permutation");
+        // How much of the −20% the interval is certain of: its end nearest no change, as a share
+        // of ln(0.8) (the distiller's test for a prefer lesson from one validation).
+        let share = real.figures.certain_share.unwrap_or(f64::NAN);
+        let upper = real.figures.upper.unwrap_or(f64::NAN);
+        let expected = (1.0 + upper).ln() / 0.8f64.ln();
+        assert!((share - expected).abs() < 1e-9, "{share} vs {expected}");
+        assert!(share > 0.0, "{share}");
         let null = judge(
             "latency_ms",
             &ar_series(0.0, &blocks, 11),
