@@ -803,11 +803,12 @@ impl Ledger {
     /// The newest sample of `signal`, if any.
     pub fn latest_sample(&self, signal: &str) -> Result<Option<Sample>, LedgerError> {
         self.sql(|c| {
-            c.query_row(
+            c.prepare_cached(
                 "SELECT at, value FROM samples WHERE signal = ?1 ORDER BY at DESC LIMIT 1",
-                params![signal],
-                |r| Ok(Sample::new(signal, from_ms(r.get(0)?), r.get(1)?)),
-            )
+            )?
+            .query_row(params![signal], |r| {
+                Ok(Sample::new(signal, from_ms(r.get(0)?), r.get(1)?))
+            })
             .optional()
         })
     }
@@ -1417,12 +1418,9 @@ impl Ledger {
     pub fn verdict(&self, id: InterventionId) -> Result<Option<Verdict>, LedgerError> {
         let raw: Option<String> = self
             .sql(|c| {
-                c.query_row(
-                    "SELECT verdict_json FROM interventions WHERE id = ?1",
-                    params![id.0],
-                    |r| r.get(0),
-                )
-                .optional()
+                c.prepare_cached("SELECT verdict_json FROM interventions WHERE id = ?1")?
+                    .query_row(params![id.0], |r| r.get(0))
+                    .optional()
             })?
             .flatten();
         match raw {
