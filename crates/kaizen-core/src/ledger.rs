@@ -281,7 +281,8 @@ const MIGRATIONS: &[&str] = &[
     // not the ledger's length (issue 12, history at scale): the guards' view reads interventions
     // created or finalized since an instant, and each area's newest finalized facts (the freeze
     // rule: `interventions_finalized` holds the columns it reads, under the same condition and
-    // key expression as `Ledger::view`'s query); the status and the review read recent repeats.
+    // key expression as `Ledger::view`'s query); the status and the review read recent repeats;
+    // `/health` and `kaizen status` read each stage's newest event and events of one kind.
     // Proposers' track records are counted from `interventions_proposer` without reading a row
     // or parsing its JSON (`ledger/records.rs`): it holds each finalized intervention's proposer
     // key — the origin's display, `rules:<id>` or the proposer's name, a virtual column computed
@@ -293,6 +294,8 @@ const MIGRATIONS: &[&str] = &[
         area, COALESCE(finalized_at, applied_at, created_at), id, status, outcome)
         WHERE status IN ('validated', 'reverted');
     CREATE INDEX interventions_repeats ON interventions(last_repeat_at) WHERE repeats > 0;
+    CREATE INDEX events_stage ON events(stage, id);
+    CREATE INDEX events_kind ON events(kind, id);
     ALTER TABLE interventions ADD COLUMN proposer_key TEXT GENERATED ALWAYS AS (
         json_extract(origin_json, '$.proposer')
             || COALESCE(':' || json_extract(origin_json, '$.rule'), '')) VIRTUAL;

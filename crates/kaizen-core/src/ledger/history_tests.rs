@@ -229,6 +229,41 @@ fn plan(l: &Ledger, sql: &str) -> String {
 }
 
 #[test]
+fn the_newest_event_of_each_stage_is_found_by_index() {
+    let l = Ledger::in_memory().unwrap();
+    let now = t("2026-03-01T00:00:00Z");
+    for (i, stage) in [
+        "observe", "apply", "observe", "validate", "apply", "observe",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        l.conn
+            .execute(
+                "INSERT INTO events(at, stage, kind, detail) VALUES (?1, ?2, 'k', ?3)",
+                params![ms(now) + i as i64, stage, format!("#{i}")],
+            )
+            .unwrap();
+    }
+    let last = l.last_event_per_stage().unwrap();
+    let got: Vec<(&str, &str)> = last
+        .iter()
+        .map(|(s, e)| (s.as_str(), e.detail.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [("apply", "#4"), ("observe", "#5"), ("validate", "#3")]
+    );
+    assert!(
+        Ledger::in_memory()
+            .unwrap()
+            .last_event_per_stage()
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
 fn the_reads_of_every_cycle_and_status_search_indices_instead_of_scanning_interventions() {
     // On a ledger without statistics, as the product's are (it never runs ANALYZE).
     let l = history(50, t("2026-03-01T00:00:00Z"));
@@ -239,9 +274,15 @@ fn the_reads_of_every_cycle_and_status_search_indices_instead_of_scanning_interv
         REPEATED_SINCE.to_string(),
         records::COUNTS_OF.to_string(),
         records::LATEST_STATED.to_string(),
+        tally::LAST_EVENT_PER_STAGE.to_string(),
     ] {
         let p = plan(&l, &sql);
-        assert!(!p.contains("SCAN"), "{sql}\n{p}");
+        // (`SCAN stages`: the few rows of the recursive step, one per stage.)
+        let scans: Vec<&str> = p
+            .lines()
+            .filter(|l| l.contains("SCAN") && !l.contains("SCAN stages"))
+            .collect();
+        assert!(scans.is_empty(), "{sql}\n{p}");
     }
     // Counting every proposer's record walks the proposer index once, in key order (no sort;
     // SQLite reads each row too: an index with a virtual column never covers a query).

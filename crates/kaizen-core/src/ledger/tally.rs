@@ -22,6 +22,15 @@ const SOURCE_OF_DETAIL: &str = "COALESCE(\
     CASE WHEN detail LIKE 'source `%`:%' \
          THEN substr(detail, 9, instr(substr(detail, 9), '`') - 1) ELSE '' END)";
 
+/// The newest event of each stage (see [`Ledger::last_event_per_stage`]).
+pub(super) const LAST_EVENT_PER_STAGE: &str = "WITH RECURSIVE stages(stage) AS (
+         SELECT MIN(stage) FROM events
+         UNION ALL
+         SELECT (SELECT MIN(stage) FROM events WHERE stage > stages.stage) FROM stages
+         WHERE stages.stage IS NOT NULL)
+     SELECT e.stage, e.at, e.kind, e.detail FROM stages
+     JOIN events e ON e.id = (SELECT MAX(id) FROM events WHERE stage = stages.stage)";
+
 /// The last time a source failed, and how.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceFailure {
@@ -137,13 +146,12 @@ impl Ledger {
         })
     }
 
-    /// The most recent event of each stage.
+    /// The most recent event of each stage: the stages are found by stepping through the
+    /// `events_stage` index and each one's newest event is one seek in it, so the cost is per
+    /// stage, not per event (grouping the whole log sorted every event of it).
     pub fn last_event_per_stage(&self) -> Result<BTreeMap<String, StageEvent>, LedgerError> {
         self.sql(|c| {
-            let mut stmt = c.prepare(
-                "SELECT stage, at, kind, detail FROM events WHERE id IN \
-                 (SELECT MAX(id) FROM events GROUP BY stage)",
-            )?;
+            let mut stmt = c.prepare_cached(LAST_EVENT_PER_STAGE)?;
             let rows = stmt.query_map([], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
