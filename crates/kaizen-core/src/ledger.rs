@@ -295,7 +295,7 @@ const MIGRATIONS: &[&str] = &[
         WHERE status IN ('validated', 'reverted');
     CREATE INDEX interventions_repeats ON interventions(last_repeat_at) WHERE repeats > 0;
     CREATE INDEX events_stage ON events(stage, id);
-    CREATE INDEX events_kind ON events(kind, id);
+    CREATE INDEX events_kind ON events(kind, at);
     ALTER TABLE interventions ADD COLUMN proposer_key TEXT GENERATED ALWAYS AS (
         json_extract(origin_json, '$.proposer')
             || COALESCE(':' || json_extract(origin_json, '$.rule'), '')) VIRTUAL;

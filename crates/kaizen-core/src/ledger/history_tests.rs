@@ -275,6 +275,8 @@ fn the_reads_of_every_cycle_and_status_search_indices_instead_of_scanning_interv
         records::COUNTS_OF.to_string(),
         records::LATEST_STATED.to_string(),
         tally::LAST_EVENT_PER_STAGE.to_string(),
+        tally::EVENT_COUNTS_SINCE.to_string(),
+        tally::KIND_COUNT_BETWEEN.to_string(),
     ] {
         let p = plan(&l, &sql);
         // (`SCAN stages`: the few rows of the recursive step, one per stage.)
