@@ -130,28 +130,62 @@ impl Calibration {
     /// Calibration of every proposer with finalized history in `interventions`, judging the
     /// stated confidence of each one's most recent intervention.
     pub fn all(interventions: &[Intervention], threshold: f64) -> Vec<Calibration> {
-        let records = track_records(interventions, None);
-        let mut latest: BTreeMap<String, (chrono::DateTime<chrono::Utc>, f64)> = BTreeMap::new();
-        for iv in interventions {
-            let key = key_of(iv);
-            if !records.contains_key(&key) {
-                continue;
-            }
-            let e = latest
-                .entry(key)
-                .or_insert((iv.created_at, iv.candidate.confidence));
-            if iv.created_at >= e.0 {
-                *e = (iv.created_at, iv.candidate.confidence);
-            }
-        }
+        Self::of_records(&proposer_records(interventions), threshold)
+    }
+
+    /// Calibration of every proposer in `records` (by key, as [`proposer_records`] or the
+    /// ledger's `proposer_records` count them).
+    pub fn of_records(
+        records: &BTreeMap<String, ProposerRecord>,
+        threshold: f64,
+    ) -> Vec<Calibration> {
         records
             .iter()
-            .map(|(k, r)| {
-                let stated = latest.get(k).map_or(0.0, |l| l.1);
-                Calibration::new(k, stated, *r, threshold)
-            })
+            .map(|(k, r)| Calibration::new(k, r.latest_stated, r.record, threshold))
             .collect()
     }
+}
+
+/// A proposer's finalized history as [`Calibration::all`] judges it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProposerRecord {
+    /// Its decided track record.
+    pub record: TrackRecord,
+    /// The stated confidence of its most recently created intervention.
+    pub latest_stated: f64,
+}
+
+/// Every proposer with finalized history in `interventions` (see [`track_records`]), by key,
+/// with the stated confidence of its most recently created intervention among them (for equal
+/// creation times, the later one in `interventions`).
+pub fn proposer_records(interventions: &[Intervention]) -> BTreeMap<String, ProposerRecord> {
+    let records = track_records(interventions, None);
+    let mut latest: BTreeMap<String, (chrono::DateTime<chrono::Utc>, f64)> = BTreeMap::new();
+    for iv in interventions {
+        let key = key_of(iv);
+        if !records.contains_key(&key) {
+            continue;
+        }
+        let e = latest
+            .entry(key)
+            .or_insert((iv.created_at, iv.candidate.confidence));
+        if iv.created_at >= e.0 {
+            *e = (iv.created_at, iv.candidate.confidence);
+        }
+    }
+    records
+        .into_iter()
+        .map(|(k, record)| {
+            let latest_stated = latest.get(&k).map_or(0.0, |l| l.1);
+            (
+                k,
+                ProposerRecord {
+                    record,
+                    latest_stated,
+                },
+            )
+        })
+        .collect()
 }
 
 impl Calibration {

@@ -702,7 +702,7 @@ impl Config {
             return Err(bad(
                 "guards.freeze_after_rollbacks",
                 format!(
-                    "at most {} (the guards see that many finalized interventions per area)",
+                    "at most {} (the most finalized interventions per area kaizen keeps in sight)",
                     crate::limits::VIEW_FINALIZED_PER_AREA
                 ),
             ));

@@ -4,7 +4,7 @@
 //! Guards are pure functions of (candidate, ledger view, policy, now) — the only outside fact they
 //! may read is the repository's file tree, to resolve symlinks. A guard that errors blocks.
 
-use crate::intervention::{Candidate, Intervention, Risk};
+use crate::intervention::{Candidate, Intervention, InterventionId, Outcome, Risk, Status};
 use crate::span::Span;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -129,13 +129,57 @@ impl Default for GuardPolicy {
     }
 }
 
-/// What the guards may know about the ledger: recent interventions as plain data.
+/// What the guards may know about the ledger: recent interventions as plain data, and of older
+/// history only what the freeze rule counts.
+///
+/// Whole rows are read only for what is live or recent: a year of history must not make a guard
+/// pass read a year of rows. The freeze rule is the one guard that looks further back (an area's
+/// last N finalized interventions, whatever their age), and it needs only their area, status,
+/// outcome and time: those come as [`Finalized`] facts.
 #[derive(Debug, Clone, Default)]
 pub struct LedgerView {
-    /// Interventions created within the last `max(dedup_window, freeze_for, 24h) + margin`, plus
-    /// every one still `applied`, plus the last `freeze_after_rollbacks` finalized per area.
-    /// Newest first.
+    /// Interventions created within the last `max(dedup_window, freeze_for, 24h) + margin` or
+    /// finalized within it, plus every one still `applied`. Newest first.
     pub interventions: Vec<Intervention>,
+    /// For every area, its newest finalized interventions the freeze rule counts (validated or
+    /// reverted, not reverted as `inconclusive`), at most `freeze_after_rollbacks` of them,
+    /// whatever their age; newest first within an area. Some may also be in `interventions`.
+    pub finalized: Vec<Finalized>,
+}
+
+/// What the freeze rule reads of a finalized intervention, without the rest of its row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finalized {
+    /// The intervention.
+    pub id: InterventionId,
+    /// Its area.
+    pub area: String,
+    /// `validated` or `reverted`.
+    pub status: Status,
+    /// Its final verdict, if any.
+    pub outcome: Option<Outcome>,
+    /// When it was finalized (its apply or creation time for a record without one).
+    pub at: DateTime<Utc>,
+}
+
+impl Finalized {
+    /// The facts of `iv`, if it is finalized (validated or reverted).
+    pub fn of(iv: &Intervention) -> Option<Finalized> {
+        matches!(iv.status, Status::Validated | Status::Reverted).then(|| Finalized {
+            id: iv.id,
+            area: iv.candidate.area.clone(),
+            status: iv.status,
+            outcome: iv.outcome,
+            at: iv.finalized_at.or(iv.applied_at).unwrap_or(iv.created_at),
+        })
+    }
+
+    /// A revert the data decided (final verdict `inconclusive`: gaps, an outage, too few
+    /// samples, a window that could not tell): it says nothing about the area's changes, so the
+    /// freeze rule neither counts it nor lets it break a streak.
+    pub fn judged_by_missing_data(&self) -> bool {
+        self.status == Status::Reverted && self.outcome == Some(Outcome::Inconclusive)
+    }
 }
 
 /// Everything a guard gets besides the candidate.

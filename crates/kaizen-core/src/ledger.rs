@@ -6,7 +6,7 @@
 //! tell what happened (see `Engine::reconcile`).
 
 use crate::event::{EngineEvent, RecordedEvent, Stage};
-use crate::guard::{Decision, GuardVerdict, LedgerView};
+use crate::guard::{Decision, Finalized, GuardVerdict, LedgerView};
 use crate::intervention::{Candidate, Intervention, InterventionId, Origin, Prediction, Status};
 use crate::signal::Sample;
 use crate::validate::Verdict;
@@ -20,6 +20,9 @@ mod suppressions;
 mod switchbacks;
 pub use escalations::ResolveRequest;
 pub use switchbacks::{BlockRow, Switchback, SwitchbackPlan, SwitchbackState, SwitchbackTrigger};
+#[cfg(test)]
+mod history_tests;
+mod records;
 mod tally;
 pub use tally::{INVARIANTS_CHECKED, InterventionTotals, SAMPLE_ERROR, SourceFailure, StageEvent};
 
@@ -274,7 +277,63 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX switchback_blocks_pending ON switchback_blocks(pending) WHERE pending = 1;
     "#,
+    // v10: indices so the reads of every cycle and `kaizen status` cost what is live or recent,
+    // not the ledger's length (issue 12, history at scale): the guards' view reads interventions
+    // created or finalized since an instant, and each area's newest finalized facts (the freeze
+    // rule: `interventions_finalized` holds the columns it reads, under the same condition and
+    // key expression as `Ledger::view`'s query); the status and the review read recent repeats;
+    // `/health` and `kaizen status` read each stage's newest event and events of one kind.
+    // Proposers' track records are counted from `interventions_proposer` without reading a row
+    // or parsing its JSON (`ledger/records.rs`): it holds each finalized intervention's proposer
+    // key — the origin's display, `rules:<id>` or the proposer's name, a virtual column computed
+    // from `origin_json` (stored only in the index) — times, outcome and stated confidence.
+    r#"
+    CREATE INDEX interventions_created ON interventions(created_at);
+    CREATE INDEX interventions_finalized_at ON interventions(finalized_at);
+    CREATE INDEX interventions_finalized ON interventions(
+        area, COALESCE(finalized_at, applied_at, created_at), id, status, outcome)
+        WHERE status IN ('validated', 'reverted');
+    CREATE INDEX interventions_repeats ON interventions(last_repeat_at) WHERE repeats > 0;
+    CREATE INDEX events_stage ON events(stage, id);
+    CREATE INDEX events_kind ON events(kind, at);
+    ALTER TABLE interventions ADD COLUMN proposer_key TEXT GENERATED ALWAYS AS (
+        json_extract(origin_json, '$.proposer')
+            || COALESCE(':' || json_extract(origin_json, '$.rule'), '')) VIRTUAL;
+    CREATE INDEX interventions_proposer ON interventions(
+        proposer_key, created_at, finalized_at, id, status, outcome, confidence)
+        WHERE status IN ('validated', 'reverted');
+    "#,
 ];
+
+/// Which interventions the guards' view reads whole (after `SELECT … FROM interventions`):
+/// created or finalized since `?1`, or still applied. A union of three index searches: written
+/// with `OR`, SQLite scans the whole table in id order rather than sort the few rows it needs.
+const VIEW_RECENT: &str = "WHERE id IN (SELECT id FROM interventions WHERE created_at >= ?1
+                   UNION ALL SELECT id FROM interventions WHERE status = 'applied'
+                   UNION ALL SELECT id FROM interventions WHERE finalized_at >= ?1)
+             ORDER BY id DESC";
+
+// The freeze facts' two statements name the `interventions_finalized` index's own condition
+// and key expression (a partial index serves only queries that imply its WHERE). `INDEXED BY`
+// makes a schema change that would lose the index an error, not a silent scan of every row
+// (without statistics SQLite prefers the `status` index, which finds every finalized row).
+
+/// The first area after `?1` with a finalized intervention (one index seek).
+const NEXT_FINALIZED_AREA: &str =
+    "SELECT area FROM interventions INDEXED BY interventions_finalized
+     WHERE status IN ('validated', 'reverted') AND area > ?1 ORDER BY area LIMIT 1";
+
+/// Area `?1`'s newest `?2` finalized interventions the freeze rule counts.
+const NEWEST_FINALIZED: &str =
+    "SELECT id, status, outcome, COALESCE(finalized_at, applied_at, created_at)
+     FROM interventions INDEXED BY interventions_finalized
+     WHERE status IN ('validated', 'reverted') AND area = ?1
+       AND NOT (status = 'reverted' AND outcome IS 'inconclusive')
+     ORDER BY COALESCE(finalized_at, applied_at, created_at) DESC, id DESC LIMIT ?2";
+
+/// Parked changes repeated since `?1` (from the `interventions_repeats` index).
+const REPEATED_SINCE: &str = "SELECT id, area, repeats, last_repeat_at FROM interventions
+     WHERE repeats > 0 AND last_repeat_at >= ?1 ORDER BY last_repeat_at DESC, id";
 
 /// The index in [`MIGRATIONS`] of the step that adds the audit chain (rows recorded before it
 /// are chained when it runs).
@@ -747,11 +806,12 @@ impl Ledger {
     /// The newest sample of `signal`, if any.
     pub fn latest_sample(&self, signal: &str) -> Result<Option<Sample>, LedgerError> {
         self.sql(|c| {
-            c.query_row(
+            c.prepare_cached(
                 "SELECT at, value FROM samples WHERE signal = ?1 ORDER BY at DESC LIMIT 1",
-                params![signal],
-                |r| Ok(Sample::new(signal, from_ms(r.get(0)?), r.get(1)?)),
-            )
+            )?
+            .query_row(params![signal], |r| {
+                Ok(Sample::new(signal, from_ms(r.get(0)?), r.get(1)?))
+            })
             .optional()
         })
     }
@@ -1361,12 +1421,9 @@ impl Ledger {
     pub fn verdict(&self, id: InterventionId) -> Result<Option<Verdict>, LedgerError> {
         let raw: Option<String> = self
             .sql(|c| {
-                c.query_row(
-                    "SELECT verdict_json FROM interventions WHERE id = ?1",
-                    params![id.0],
-                    |r| r.get(0),
-                )
-                .optional()
+                c.prepare_cached("SELECT verdict_json FROM interventions WHERE id = ?1")?
+                    .query_row(params![id.0], |r| r.get(0))
+                    .optional()
             })?
             .flatten();
         match raw {
@@ -1619,10 +1676,7 @@ impl Ledger {
     /// Interventions with repeats last seen at or after `since`, most recently seen first.
     pub fn repeated_since(&self, since: DateTime<Utc>) -> Result<Vec<Repeated>, LedgerError> {
         self.sql(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT id, area, repeats, last_repeat_at FROM interventions \
-                 WHERE repeats > 0 AND last_repeat_at >= ?1 ORDER BY last_repeat_at DESC, id",
-            )?;
+            let mut stmt = c.prepare_cached(REPEATED_SINCE)?;
             let rows = stmt.query_map(params![ms(since)], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
@@ -1695,26 +1749,75 @@ impl Ledger {
         )
     }
 
-    /// The recent history the guards see (see [`LedgerView`] for what it holds).
+    /// The history the guards see at `now` (see [`LedgerView`] for what it holds): whole rows of
+    /// the interventions created or finalized within `lookback` or still `applied`, and the facts
+    /// of each area's newest `per_area` finalized interventions the freeze rule counts, whatever
+    /// their age (callers pass the policy's `freeze_after_rollbacks`).
+    ///
+    /// Its cost follows what is live or recent, not the ledger's length: the whole rows come
+    /// from the `created_at`, `finalized_at` and `status` indices, the facts from one seek per
+    /// area in the `interventions_finalized` index (it holds them, the rows are not read).
     pub fn view(
         &self,
         now: DateTime<Utc>,
         lookback: chrono::Duration,
+        per_area: u32,
     ) -> Result<LedgerView, LedgerError> {
         let since = ms(now
             .checked_sub_signed(lookback)
             .unwrap_or(DateTime::<Utc>::MIN_UTC));
-        let interventions = self.query_interventions(
-            "WHERE created_at >= ?1 OR status = 'applied' OR COALESCE(finalized_at, 0) >= ?1
-                OR id IN (SELECT id FROM (
-                            SELECT id, ROW_NUMBER() OVER (
-                                PARTITION BY area ORDER BY COALESCE(finalized_at, 0) DESC, id DESC) AS rn
-                            FROM interventions WHERE status IN ('validated', 'reverted'))
-                          WHERE rn <= ?2)
-             ORDER BY id DESC",
-            params![since, VIEW_FINALIZED_PER_AREA],
-        )?;
-        Ok(LedgerView { interventions })
+        let interventions = self.query_interventions(VIEW_RECENT, params![since])?;
+        let finalized = self.finalized_facts(per_area)?;
+        Ok(LedgerView {
+            interventions,
+            finalized,
+        })
+    }
+
+    /// For every area, the facts of its newest `per_area` finalized interventions the freeze
+    /// rule counts (reverts judged `inconclusive` left out), newest first: the areas are found
+    /// by stepping through the `interventions_finalized` index (one seek each), then each area's
+    /// newest rows are read from it.
+    pub fn finalized_facts(&self, per_area: u32) -> Result<Vec<Finalized>, LedgerError> {
+        type Raw = (String, i64, String, Option<String>, i64);
+        let raws: Vec<Raw> = self.sql(|c| {
+            let mut next = c.prepare_cached(NEXT_FINALIZED_AREA)?;
+            let mut newest = c.prepare_cached(NEWEST_FINALIZED)?;
+            let mut out = Vec::new();
+            let mut area = String::new();
+            while let Some(a) = next
+                .query_row(params![area], |r| r.get::<_, String>(0))
+                .optional()?
+            {
+                area = a;
+                let rows = newest.query_map(params![area, per_area], |r| {
+                    Ok((area.clone(), r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })?;
+                for row in rows {
+                    out.push(row?);
+                }
+            }
+            Ok(out)
+        })?;
+        raws.into_iter()
+            .map(|(area, id, status, outcome, at)| {
+                let id = InterventionId(id);
+                let corrupt = |what: &str, message: String| LedgerError::Corrupt {
+                    what: format!("{id}.{what}"),
+                    message,
+                };
+                Ok(Finalized {
+                    id,
+                    area,
+                    status: status.parse().map_err(|e: String| corrupt("status", e))?,
+                    outcome: outcome
+                        .map(|o| o.parse())
+                        .transpose()
+                        .map_err(|e: String| corrupt("outcome", e))?,
+                    at: from_ms(at),
+                })
+            })
+            .collect()
     }
 
     fn query_interventions(

@@ -187,8 +187,12 @@ impl StatusSnapshot {
                     .is_some_and(|s| sc.signal.is_alerting(s.value)),
             });
         }
-        let view = ledger.view(now, chrono::Duration::hours(25))?;
         let policy = &settings.policy;
+        let view = ledger.view(
+            now,
+            chrono::Duration::hours(25),
+            policy.freeze_after_rollbacks.max(1),
+        )?;
         let escalations_open = ledger.open_escalations(now)?;
         let awaiting_validation = ledger
             .with_status(Status::Applied)?
@@ -222,8 +226,8 @@ impl StatusSnapshot {
             paused: state_dir.map(crate::pause::read).unwrap_or_default(),
             invalid_lessons: Vec::new(),
             publish: crate::engine::publish_status(ledger, settings)?,
-            autonomy: crate::calibrate::Calibration::all(
-                &ledger.finalized()?,
+            autonomy: crate::calibrate::Calibration::of_records(
+                &ledger.proposer_records()?,
                 settings.confidence_threshold,
             ),
             escalations_open,

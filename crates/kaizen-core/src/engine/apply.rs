@@ -225,7 +225,7 @@ impl Engine {
         self.recover_repository(&mut report)?;
         let now = self.clock.now();
         // Guarded again: leave the intervention itself out, so it is not its own duplicate.
-        let view = self.ledger.view(now, self.view_lookback())?.excluding(id);
+        let view = self.guard_view(now)?.excluding(id);
         let mut verdicts = self.guard_with(&iv.candidate, now, &view);
         if guard::overall(&verdicts).0 == Decision::Pass {
             match self.baseline_coverage(&iv.candidate, now)? {

@@ -2,7 +2,7 @@
 //! confidence is below `confidence_threshold` is recorded and left for a human's `kaizen apply`.
 
 use super::{CycleReport, Engine, EngineError};
-use crate::calibrate::{Calibration, track_records};
+use crate::calibrate::Calibration;
 use crate::event::EngineEvent;
 use crate::intervention::{Candidate, InterventionId};
 
@@ -10,10 +10,7 @@ impl Engine {
     /// The calibration of `candidate`'s proposer, from its finalized history in the ledger.
     pub fn calibration_of(&self, candidate: &Candidate) -> Result<Calibration, EngineError> {
         let key = candidate.origin.to_string();
-        let finalized = self.ledger.finalized()?;
-        let record = track_records(&finalized, None)
-            .remove(&key)
-            .unwrap_or_default();
+        let record = self.ledger.track_record_of(&key)?;
         Ok(Calibration::new(
             &key,
             candidate.confidence,

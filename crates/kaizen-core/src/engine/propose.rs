@@ -8,13 +8,17 @@ use crate::config::Mode;
 use crate::event::{EngineEvent, Stage};
 use crate::guard::baseline::Coverage;
 use crate::guard::{self, Decision, GuardContext, GuardPolicy, GuardVerdict, LedgerView};
-use crate::intervention::{Candidate, InterventionId, Status};
+use crate::intervention::{Candidate, Intervention, InterventionId, Status};
 use crate::lesson::LessonStatus;
+use crate::limits::VIEW_FINALIZED_PER_AREA;
 use crate::propose::{Proposals, ProposeContext, Rejected};
 use crate::span::Span;
 use crate::validate::Cadence;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
+
+/// How many interventions a proposer is shown (newest first).
+const PROPOSER_HISTORY: usize = 50;
 
 impl Engine {
     /// What a proposer may look at, built from the ledger now.
@@ -25,9 +29,8 @@ impl Engine {
         for name in self.settings.signals.keys() {
             recent.insert(name.clone(), self.ledger.samples(name, from, now)?);
         }
-        let view = self.ledger.view(now, self.view_lookback())?;
-        let mut interventions = view.interventions.clone();
-        interventions.truncate(50);
+        let view = self.guard_view(now)?;
+        let interventions = self.proposer_history(&view)?;
         Ok(ProposeContext {
             now,
             signals: self
@@ -47,6 +50,44 @@ impl Engine {
             freezes: guard::active_freezes(&view, &self.settings.policy, now),
             budget_left: guard::budget_left(&view, &self.settings.policy, now),
         })
+    }
+
+    /// The ledger view the guards judge against at `now`: recent and live interventions, and
+    /// each area's last `freeze_after_rollbacks` counted finalized ones.
+    pub(super) fn guard_view(&self, now: DateTime<Utc>) -> Result<LedgerView, EngineError> {
+        Ok(self.ledger.view(
+            now,
+            self.view_lookback(),
+            self.settings.policy.freeze_after_rollbacks.max(1),
+        )?)
+    }
+
+    /// The interventions a proposer sees, newest first, at most [`PROPOSER_HISTORY`]: those of
+    /// `view` and each area's newest finalized ones (up to [`VIEW_FINALIZED_PER_AREA`] an area,
+    /// whatever their age) — whole rows are read only for the few shown.
+    fn proposer_history(&self, view: &LedgerView) -> Result<Vec<Intervention>, EngineError> {
+        let mut ids: Vec<InterventionId> = view
+            .interventions
+            .iter()
+            .map(|iv| iv.id)
+            .chain(
+                self.ledger
+                    .finalized_facts(VIEW_FINALIZED_PER_AREA)?
+                    .into_iter()
+                    .map(|f| f.id),
+            )
+            .collect();
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        ids.dedup();
+        ids.truncate(PROPOSER_HISTORY);
+        ids.into_iter()
+            .map(
+                |id| match view.interventions.iter().find(|iv| iv.id == id) {
+                    Some(iv) => Ok(iv.clone()),
+                    None => Ok(self.ledger.get(id)?),
+                },
+            )
+            .collect()
     }
 
     pub(super) fn view_lookback(&self) -> chrono::Duration {
@@ -125,7 +166,7 @@ impl Engine {
             }
             Resolution::Unresolvable(c, why) => (c, Some(why)),
         };
-        let view = self.ledger.view(now, self.view_lookback())?;
+        let view = self.guard_view(now)?;
         let mut verdicts = self.guard_with(&candidate, now, &view);
         if let Some(why) = unresolved {
             verdicts.push(GuardVerdict {
@@ -411,7 +452,7 @@ impl Engine {
         candidate: &Candidate,
         now: DateTime<Utc>,
     ) -> Result<Vec<GuardVerdict>, EngineError> {
-        let view = self.ledger.view(now, self.view_lookback())?;
+        let view = self.guard_view(now)?;
         Ok(self.guard_with(candidate, now, &view))
     }
 

@@ -118,10 +118,7 @@ impl Engine {
         if let Some(paused) = self.pauses().blocking(&iv.candidate.area) {
             return Ok(Err(paused.to_string()));
         }
-        let view = self
-            .ledger
-            .view(now, self.view_lookback())?
-            .excluding(iv.id);
+        let view = self.guard_view(now)?.excluding(iv.id);
         let verdicts = self.guard_with(&iv.candidate, now, &view);
         let (decision, reason) = guard::overall(&verdicts);
         if decision != Decision::Pass {

@@ -81,7 +81,10 @@ mod tests {
     use crate::intervention::Status;
 
     fn run(ivs: Vec<Intervention>, budget: u32, now: DateTime<Utc>) -> GuardVerdict {
-        let view = LedgerView { interventions: ivs };
+        let view = LedgerView {
+            interventions: ivs,
+            ..Default::default()
+        };
         let policy = GuardPolicy {
             daily_budget: budget,
             ..GuardPolicy::default()

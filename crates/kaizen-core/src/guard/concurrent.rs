@@ -68,7 +68,10 @@ mod tests {
     use chrono::Duration;
 
     fn run(ivs: Vec<Intervention>, max: u32) -> GuardVerdict {
-        let view = LedgerView { interventions: ivs };
+        let view = LedgerView {
+            interventions: ivs,
+            ..Default::default()
+        };
         let policy = GuardPolicy {
             max_concurrent: max,
             ..GuardPolicy::default()

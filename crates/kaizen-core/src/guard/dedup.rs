@@ -163,7 +163,10 @@ mod tests {
     use chrono::{DateTime, Duration, Utc};
 
     fn run(c: &Candidate, ivs: Vec<Intervention>, now: DateTime<Utc>) -> GuardVerdict {
-        let view = LedgerView { interventions: ivs };
+        let view = LedgerView {
+            interventions: ivs,
+            ..Default::default()
+        };
         let policy = GuardPolicy::default(); // dedup window 2h
         Dedup.check(c, &ctx_at(&view, &policy, now)).unwrap()
     }

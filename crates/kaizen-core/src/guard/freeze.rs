@@ -1,57 +1,63 @@
 //! `freeze`: an area whose last N finalized interventions were all rolled back rests for a while.
 
-use super::text::{human, ids_oldest_first, ts, verdict};
-use super::{Decision, Guard, GuardContext, GuardError, GuardPolicy, GuardVerdict, LedgerView};
-use crate::intervention::{Candidate, Intervention, Outcome, Status};
+use super::text::{human, ts, verdict};
+use super::{
+    Decision, Finalized, Guard, GuardContext, GuardError, GuardPolicy, GuardVerdict, LedgerView,
+};
+use crate::intervention::{Candidate, Status};
 use chrono::{DateTime, Utc};
 
-/// When an intervention was finalized. A finalized one without `finalized_at` (an inconsistent
-/// record) still counts, at its apply or creation time.
-fn finalized_time(iv: &Intervention) -> DateTime<Utc> {
-    iv.finalized_at.or(iv.applied_at).unwrap_or(iv.created_at)
-}
-
-/// A revert the data decided (final verdict `inconclusive`: gaps, an outage, too few samples, a
-/// window that could not tell) says nothing about the area's changes: it neither counts toward a
-/// freeze nor breaks a streak.
-fn judged_by_missing_data(iv: &Intervention) -> bool {
-    iv.status == Status::Reverted && iv.outcome == Some(Outcome::Inconclusive)
-}
-
 /// What the freeze rule sees for one area.
-pub(crate) struct AreaState<'a> {
-    /// The last `freeze_after_rollbacks` finalized interventions of the area, newest first.
-    pub last: Vec<&'a Intervention>,
+pub(crate) struct AreaState {
+    /// The last `freeze_after_rollbacks` finalized interventions of the area it counts, newest
+    /// first.
+    pub last: Vec<Finalized>,
     /// The consecutive-rollback streak's freeze end, if the streak is complete (even if it lapsed).
     pub streak_until: Option<DateTime<Utc>>,
     /// `streak_until`, if it is still in the future.
     pub frozen_until: Option<DateTime<Utc>>,
 }
 
-/// Applies the freeze rule to `area` at `now`. `freeze_after_rollbacks` of 0 is read as 1 (the
-/// strictest rule; the config refuses 0 anyway).
-pub(crate) fn area_state<'a>(
-    view: &'a LedgerView,
+/// `K-000001, K-000002, …` of facts given newest first, listed oldest first.
+pub(crate) fn ids_oldest_first(newest_first: &[Finalized]) -> String {
+    newest_first
+        .iter()
+        .rev()
+        .map(|f| f.id.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Applies the freeze rule to `area` at `now`, from the view's finalized facts and its whole
+/// rows (either may hold an intervention; each counts once). `freeze_after_rollbacks` of 0 is
+/// read as 1 (the strictest rule; the config refuses 0 anyway).
+pub(crate) fn area_state(
+    view: &LedgerView,
     policy: &GuardPolicy,
     area: &str,
     now: DateTime<Utc>,
-) -> AreaState<'a> {
+) -> AreaState {
     let n = policy.freeze_after_rollbacks.max(1) as usize;
-    let mut done: Vec<&Intervention> = view
-        .interventions
+    let mut done: Vec<Finalized> = view
+        .finalized
         .iter()
-        .filter(|iv| {
-            iv.candidate.area == area
-                && matches!(iv.status, Status::Validated | Status::Reverted)
-                && !judged_by_missing_data(iv)
-        })
+        .filter(|f| f.area == area)
+        .cloned()
+        .chain(
+            view.interventions
+                .iter()
+                .filter(|iv| iv.candidate.area == area)
+                .filter_map(Finalized::of),
+        )
+        .filter(|f| !f.judged_by_missing_data())
         .collect();
-    done.sort_by_key(|iv| std::cmp::Reverse((finalized_time(iv), iv.id)));
+    done.sort_by_key(|f| std::cmp::Reverse((f.at, f.id)));
+    done.dedup_by_key(|f| f.id);
     done.truncate(n);
-    let streak_until = (done.len() == n && done.iter().all(|iv| iv.status == Status::Reverted))
+    let streak_until = (done.len() == n && done.iter().all(|f| f.status == Status::Reverted))
         .then(|| {
             done.first()
-                .map(|newest| policy.freeze_for.after(finalized_time(newest)))
+                .map(|newest| policy.freeze_for.after(newest.at))
         })
         .flatten();
     AreaState {
@@ -107,7 +113,7 @@ impl Guard for AreaFreeze {
             let reverted = state
                 .last
                 .iter()
-                .filter(|iv| iv.status == Status::Reverted)
+                .filter(|f| f.status == Status::Reverted)
                 .count();
             format!(
                 "area `{area}` not frozen: last {n} finalized: {reverted} reverted, {} validated \
@@ -125,10 +131,14 @@ impl Guard for AreaFreeze {
 mod tests {
     use super::super::testutil::*;
     use super::*;
+    use crate::intervention::Intervention;
     use chrono::Duration;
 
     fn run(ivs: Vec<Intervention>, now: DateTime<Utc>) -> GuardVerdict {
-        let view = LedgerView { interventions: ivs };
+        let view = LedgerView {
+            interventions: ivs,
+            ..Default::default()
+        };
         let policy = GuardPolicy::default(); // 3 rollbacks → 24h
         AreaFreeze
             .check(&cand("cache"), &ctx_at(&view, &policy, now))

@@ -16,7 +16,7 @@
 //! | `canary`         | [`CanaryRequired`] | (backlog) risk needs a canary the area lacks                   |
 //! | `envelope`       | [`EnvelopeGuard`]  | outside the declared tunables (bounds, step, invariant, strict) — only in the chain when tunables are declared |
 
-use super::text::ids_oldest_first;
+use super::freeze::ids_oldest_first;
 use super::{Guard, GuardPolicy, LedgerView};
 use crate::intervention::InterventionId;
 use crate::propose::Freeze;
@@ -74,6 +74,7 @@ pub fn active_freezes(view: &LedgerView, policy: &GuardPolicy, now: DateTime<Utc
         .interventions
         .iter()
         .map(|iv| iv.candidate.area.as_str())
+        .chain(view.finalized.iter().map(|f| f.area.as_str()))
         .collect();
     areas.sort_unstable();
     areas.dedup();
@@ -117,6 +118,12 @@ impl LedgerView {
                 .interventions
                 .iter()
                 .filter(|iv| iv.id != id)
+                .cloned()
+                .collect(),
+            finalized: self
+                .finalized
+                .iter()
+                .filter(|f| f.id != id)
                 .cloned()
                 .collect(),
         }
@@ -257,6 +264,8 @@ mod tests {
             interventions: (1..=3)
                 .map(|i| applied(i, "cache", now - Duration::hours(i * 5)))
                 .collect(),
+
+            ..Default::default()
         };
         assert_eq!(budget_left(&view, &policy, now), 2);
         // K-3 was applied 15h ago: it leaves the window 9h later.
@@ -266,6 +275,8 @@ mod tests {
             interventions: (1..=7)
                 .map(|i| applied(i, "cache", now - Duration::minutes(i)))
                 .collect(),
+
+            ..Default::default()
         };
         assert_eq!(budget_left(&full, &policy, now), 0);
     }
@@ -307,7 +318,10 @@ mod tests {
             Status::Reverted,
             now - Duration::hours(4),
         ));
-        let view = LedgerView { interventions: ivs };
+        let view = LedgerView {
+            interventions: ivs,
+            ..Default::default()
+        };
         let freezes = active_freezes(&view, &policy, now);
         assert_eq!(freezes.len(), 1, "{freezes:?}");
         assert_eq!(freezes[0].area, "cache");
@@ -334,6 +348,8 @@ mod tests {
                 iv(1, "cache", Status::Proposed),
                 iv(2, "cache", Status::Applied),
             ],
+
+            ..Default::default()
         };
         let v = view.excluding(InterventionId(1));
         assert_eq!(v.interventions.len(), 1);

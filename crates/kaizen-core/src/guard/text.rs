@@ -18,11 +18,6 @@ pub(crate) fn id_list<'a>(ivs: impl IntoIterator<Item = &'a Intervention>) -> St
         .join(", ")
 }
 
-/// Ids of interventions given newest first, listed oldest first.
-pub(crate) fn ids_oldest_first(newest_first: &[&Intervention]) -> String {
-    id_list(newest_first.iter().rev().copied())
-}
-
 /// A duration for humans (`2h`, `90m`, `45s`); negative durations print as `0s`.
 pub(crate) fn human(d: chrono::Duration) -> String {
     crate::span::Span::from_chrono(d).to_string()

@@ -22,6 +22,27 @@ const SOURCE_OF_DETAIL: &str = "COALESCE(\
     CASE WHEN detail LIKE 'source `%`:%' \
          THEN substr(detail, 9, instr(substr(detail, 9), '`') - 1) ELSE '' END)";
 
+/// Events of kind `?3` between `?1` and `?2` (one range of `events_kind`).
+pub(super) const KIND_COUNT_BETWEEN: &str =
+    "SELECT COUNT(*) FROM events WHERE at >= ?1 AND at <= ?2 AND kind = ?3";
+
+/// Events per kind since `?1` (see [`Ledger::event_counts`]).
+pub(super) const EVENT_COUNTS_SINCE: &str =
+    "SELECT kind, COUNT(*) FROM events INDEXED BY events_at WHERE at >= ?1 GROUP BY kind";
+
+/// Events per kind, all of them (`?1` is the earliest instant there is).
+pub(super) const EVENT_COUNTS_ALL: &str =
+    "SELECT kind, COUNT(*) FROM events WHERE at >= ?1 GROUP BY kind";
+
+/// The newest event of each stage (see [`Ledger::last_event_per_stage`]).
+pub(super) const LAST_EVENT_PER_STAGE: &str = "WITH RECURSIVE stages(stage) AS (
+         SELECT MIN(stage) FROM events
+         UNION ALL
+         SELECT (SELECT MIN(stage) FROM events WHERE stage > stages.stage) FROM stages
+         WHERE stages.stage IS NOT NULL)
+     SELECT e.stage, e.at, e.kind, e.detail FROM stages
+     JOIN events e ON e.id = (SELECT MAX(id) FROM events WHERE stage = stages.stage)";
+
 /// The last time a source failed, and how.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceFailure {
@@ -63,10 +84,15 @@ impl Ledger {
         &self,
         since: Option<DateTime<Utc>>,
     ) -> Result<BTreeMap<String, u64>, LedgerError> {
-        let from = since.map_or(i64::MIN, ms);
+        // Since an instant: the few events after it, found through `events_at` (left to itself,
+        // SQLite would walk `events_kind` for the grouping, i.e. every event). All of them: one
+        // pass over `events_kind`, grouped as it goes.
+        let (sql, from) = match since {
+            Some(t) => (EVENT_COUNTS_SINCE, ms(t)),
+            None => (EVENT_COUNTS_ALL, i64::MIN),
+        };
         self.sql(|c| {
-            let mut stmt =
-                c.prepare("SELECT kind, COUNT(*) FROM events WHERE at >= ?1 GROUP BY kind")?;
+            let mut stmt = c.prepare_cached(sql)?;
             let rows = stmt.query_map(params![from], |r| {
                 Ok((r.get::<_, String>(0)?, count(r.get(1)?)))
             })?;
@@ -82,10 +108,8 @@ impl Ledger {
         to: DateTime<Utc>,
     ) -> Result<usize, LedgerError> {
         self.sql(|c| {
-            c.prepare_cached(
-                "SELECT COUNT(*) FROM events WHERE at >= ?1 AND at <= ?2 AND kind = ?3",
-            )?
-            .query_row(params![ms(from), ms(to), kind], |r| r.get::<_, i64>(0))
+            c.prepare_cached(KIND_COUNT_BETWEEN)?
+                .query_row(params![ms(from), ms(to), kind], |r| r.get::<_, i64>(0))
         })
         .map(|n| usize::try_from(n).unwrap_or(0))
     }
@@ -137,13 +161,12 @@ impl Ledger {
         })
     }
 
-    /// The most recent event of each stage.
+    /// The most recent event of each stage: the stages are found by stepping through the
+    /// `events_stage` index and each one's newest event is one seek in it, so the cost is per
+    /// stage, not per event (grouping the whole log sorted every event of it).
     pub fn last_event_per_stage(&self) -> Result<BTreeMap<String, StageEvent>, LedgerError> {
         self.sql(|c| {
-            let mut stmt = c.prepare(
-                "SELECT stage, at, kind, detail FROM events WHERE id IN \
-                 (SELECT MAX(id) FROM events GROUP BY stage)",
-            )?;
+            let mut stmt = c.prepare_cached(LAST_EVENT_PER_STAGE)?;
             let rows = stmt.query_map([], |r| {
                 Ok((
                     r.get::<_, String>(0)?,

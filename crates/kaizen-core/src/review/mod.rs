@@ -245,6 +245,11 @@ impl MetaReview {
                 }
                 p.2.insert(iv.candidate.area.clone());
             }
+            if fin < prev_from || fin >= to {
+                // Calibration records are of this period and the four before: the verdict of
+                // anything else is not read (a year of history is thousands of them).
+                continue;
+            }
             let verdict = ledger.verdict(iv.id)?;
             let Some(rec) = record_of(iv, verdict.as_ref().map(|v| &v.figures)) else {
                 continue;
@@ -409,7 +414,11 @@ impl MetaReview {
             days
         };
 
-        let view = ledger.view(to, chrono::Duration::days(2))?;
+        let view = ledger.view(
+            to,
+            chrono::Duration::days(2),
+            policy.freeze_after_rollbacks.max(1),
+        )?;
         let frozen: Vec<Frozen> = guard::active_freezes(&view, policy, to)
             .into_iter()
             .map(|f| Frozen {
