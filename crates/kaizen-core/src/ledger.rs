@@ -1712,6 +1712,23 @@ impl Ledger {
         self.query_interventions("WHERE status = ?1 ORDER BY id", params![status.as_str()])
     }
 
+    /// The `proposed` interventions no event of `kind` names, as (id, area), oldest first: one
+    /// query for what the reconciliation looks at every cycle (rows left `proposed` that do not
+    /// wait for a human's approval), however many rows wait.
+    pub fn proposed_without_event(
+        &self,
+        kind: &str,
+    ) -> Result<Vec<(InterventionId, String)>, LedgerError> {
+        self.sql(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT i.id, i.area FROM interventions i WHERE i.status = 'proposed' AND NOT EXISTS \
+                 (SELECT 1 FROM events e WHERE e.intervention_id = i.id AND e.kind = ?1) ORDER BY i.id",
+            )?;
+            let rows = stmt.query_map(params![kind], |r| Ok((InterventionId(r.get(0)?), r.get(1)?)))?;
+            rows.collect()
+        })
+    }
+
     /// Applied interventions whose validation is due at `now`.
     pub fn due(&self, now: DateTime<Utc>) -> Result<Vec<Intervention>, LedgerError> {
         self.query_interventions(

@@ -7,7 +7,7 @@ use crate::event::EngineEvent;
 use crate::intervention::{Candidate, InterventionId};
 
 /// The ledger kind of [`EngineEvent::NeedsApproval`].
-const NEEDS_APPROVAL: &str = "needs_approval";
+pub(super) const NEEDS_APPROVAL: &str = "needs_approval";
 
 impl Engine {
     /// The calibration of `candidate`'s proposer, from its finalized history in the ledger.
