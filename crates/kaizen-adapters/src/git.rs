@@ -13,6 +13,7 @@ use git2::{
 };
 use kaizen_core::apply::{
     Applier, ApplyError, CommitRef, Finding, Flip, PathChange, PathState, TrailerCommit,
+    TrailerWalk,
 };
 use kaizen_core::edit::MAX_FILE_BYTES;
 use kaizen_core::intervention::{Candidate, InterventionId};
@@ -1284,7 +1285,7 @@ impl Applier for GitApplier {
     fn audit_witnesses(&self) -> Result<Vec<kaizen_core::audit::Witness>, ApplyError> {
         let repo = self.repo()?;
         let mut out = Vec::new();
-        walk_local_history(&repo, |_, oid, trailers| {
+        walk_local_history(&repo, &[], |_, oid, trailers| {
             if let Some((_, head)) = trailers
                 .iter()
                 .find(|(k, _)| k.eq_ignore_ascii_case(TRAILER_AUDIT))
@@ -1300,30 +1301,43 @@ impl Applier for GitApplier {
 
     fn trailer_commits(&self) -> Result<Vec<TrailerCommit>, ApplyError> {
         let repo = self.repo()?;
-        let mut out: Vec<TrailerCommit> = Vec::new();
-        walk_local_history(&repo, |branch, oid, trailers| {
-            let Some(branch) = branch else { return };
-            let id = trailers.iter().find_map(|(k, v)| {
-                k.eq_ignore_ascii_case(TRAILER_INTERVENTION)
-                    .then(|| v.parse::<InterventionId>().ok())
-                    .flatten()
-            });
-            let Some(id) = id else { return };
-            let value = |name: &str| {
-                trailers
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                    .map(|(_, v)| v.clone())
+        trailer_commits_hiding(&repo, &[])
+    }
+
+    /// Hides the `seen` tips from the walk when each of them is a current branch tip or an
+    /// ancestor of one (the history only grew since): a check an hour after the last one walks
+    /// the few commits made in between, not up to [`HISTORY_WALK_LIMIT`] of them (the hourly
+    /// check's walk of 10k commits cost 6.5× a cycle, issue 12's finding 6). Any seen tip gone
+    /// from every branch's history means commits found before may be gone: then everything is
+    /// walked again.
+    fn trailer_commits_since(&self, seen: &[String]) -> Result<TrailerWalk, ApplyError> {
+        let repo = self.repo()?;
+        let tips = local_tips(&repo)?;
+        let mut hide: Vec<Oid> = Vec::new();
+        let mut incremental = !seen.is_empty();
+        for s in seen {
+            let Ok(oid) = Oid::from_str(s) else {
+                incremental = false;
+                break;
             };
-            out.push(TrailerCommit {
-                sha: oid.to_string(),
-                branch: branch.to_string(),
-                id,
-                reverts: value(TRAILER_REVERTS),
-                switchback: value(TRAILER_SWITCHBACK),
-            });
-        })?;
-        Ok(out)
+            let held = tips.contains(&oid)
+                || tips
+                    .iter()
+                    .any(|t| repo.graph_descendant_of(*t, oid).unwrap_or(false));
+            if !held {
+                incremental = false;
+                break;
+            }
+            hide.push(oid);
+        }
+        if !incremental {
+            hide.clear();
+        }
+        Ok(TrailerWalk {
+            commits: trailer_commits_hiding(&repo, &hide)?,
+            markers: tips.iter().map(Oid::to_string).collect(),
+            incremental,
+        })
     }
 
     fn last_change(
@@ -2585,11 +2599,62 @@ pub fn with_audit(message: &str, head: Option<&str>) -> String {
     msg
 }
 
-/// Visits each commit reachable from a local branch once (at most [`HISTORY_WALK_LIMIT`] in
-/// all), with the branch it was first reached from (`None`: a branch without a UTF-8 name) and
-/// its trailers: the one bounded history walk behind the trailer and audit-witness searches.
+/// The local branches' tips, sorted, without repeats.
+fn local_tips(repo: &Repository) -> Result<Vec<Oid>, ApplyError> {
+    let mut tips: Vec<Oid> = Vec::new();
+    let branches = repo
+        .branches(Some(git2::BranchType::Local))
+        .map_err(|e| git_err("cannot list branches", e))?;
+    for b in branches {
+        let (b, _) = b.map_err(|e| git_err("cannot list branches", e))?;
+        if let Some(t) = b.get().target() {
+            tips.push(t);
+        }
+    }
+    tips.sort();
+    tips.dedup();
+    Ok(tips)
+}
+
+/// Every commit on a local branch, not reachable from `hide`, whose trailers name an
+/// intervention (bounded walk).
+fn trailer_commits_hiding(
+    repo: &Repository,
+    hide: &[Oid],
+) -> Result<Vec<TrailerCommit>, ApplyError> {
+    let mut out: Vec<TrailerCommit> = Vec::new();
+    walk_local_history(repo, hide, |branch, oid, trailers| {
+        let Some(branch) = branch else { return };
+        let id = trailers.iter().find_map(|(k, v)| {
+            k.eq_ignore_ascii_case(TRAILER_INTERVENTION)
+                .then(|| v.parse::<InterventionId>().ok())
+                .flatten()
+        });
+        let Some(id) = id else { return };
+        let value = |name: &str| {
+            trailers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        out.push(TrailerCommit {
+            sha: oid.to_string(),
+            branch: branch.to_string(),
+            id,
+            reverts: value(TRAILER_REVERTS),
+            switchback: value(TRAILER_SWITCHBACK),
+        });
+    })?;
+    Ok(out)
+}
+
+/// Visits each commit reachable from a local branch and not from `hide` once (at most
+/// [`HISTORY_WALK_LIMIT`] in all), with the branch it was first reached from (`None`: a branch
+/// without a UTF-8 name) and its trailers: the one bounded history walk behind the trailer and
+/// audit-witness searches.
 fn walk_local_history(
     repo: &Repository,
+    hide: &[Oid],
     mut visit: impl FnMut(Option<&str>, Oid, &[(String, String)]),
 ) -> Result<(), ApplyError> {
     let mut seen = std::collections::BTreeSet::new();
@@ -2608,6 +2673,10 @@ fn walk_local_history(
             .map_err(|e| git_err("cannot walk the history", e))?;
         walk.push(tip)
             .map_err(|e| git_err("cannot walk the history", e))?;
+        for h in hide {
+            walk.hide(*h)
+                .map_err(|e| git_err("cannot walk the history", e))?;
+        }
         for oid in walk {
             if budget == 0 {
                 return Ok(());

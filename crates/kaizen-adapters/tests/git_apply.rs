@@ -1185,3 +1185,59 @@ fn issue12_id_continuity_walks_only_history_it_has_not_seen() {
         Some(InterventionId(77))
     );
 }
+
+#[test]
+fn issue12_the_trailer_check_walks_only_history_made_since_its_markers() {
+    let f = Fixture::new();
+    let a = f.applier();
+    a.apply(ID, &grow()).unwrap();
+    let first = a.trailer_commits_since(&[]).unwrap();
+    assert!(!first.incremental, "no markers: the whole history");
+    assert_eq!(first.commits, a.trailer_commits().unwrap());
+    assert_eq!(first.commits.len(), 1);
+    assert_eq!(first.markers, vec![f.head()]);
+    // Nothing new: nothing walked, the same markers.
+    let again = a.trailer_commits_since(&first.markers).unwrap();
+    assert!(again.incremental);
+    assert!(again.commits.is_empty());
+    assert_eq!(again.markers, first.markers);
+    // New commits (on another branch too) are found from the old markers, and only they.
+    f.git(&[
+        "commit",
+        "-q",
+        "--allow-empty",
+        "-m",
+        "kaizen: here\n\nKaizen-Intervention: K-000076",
+    ]);
+    f.git(&["checkout", "-q", "-b", "side"]);
+    f.git(&[
+        "commit",
+        "-q",
+        "--allow-empty",
+        "-m",
+        "kaizen: elsewhere\n\nKaizen-Intervention: K-000077",
+    ]);
+    f.git(&["checkout", "-q", "main"]);
+    let grown = a.trailer_commits_since(&first.markers).unwrap();
+    assert!(grown.incremental);
+    let mut ids: Vec<InterventionId> = grown.commits.iter().map(|c| c.id).collect();
+    ids.sort_by_key(|i| i.0);
+    assert_eq!(ids, vec![InterventionId(76), InterventionId(77)]);
+    assert_eq!(grown.markers.len(), 2);
+    // History rewritten under a marker (main reset behind it): everything is walked again,
+    // and what is gone is not reported.
+    f.git(&["reset", "-q", "--hard", "HEAD~2"]);
+    f.git(&["branch", "-q", "-D", "side"]);
+    let rewritten = a.trailer_commits_since(&grown.markers).unwrap();
+    assert!(!rewritten.incremental);
+    assert_eq!(rewritten.commits, a.trailer_commits().unwrap());
+    assert!(
+        rewritten
+            .commits
+            .iter()
+            .all(|c| c.id.0 != 76 && c.id.0 != 77)
+    );
+    // A marker that does not exist hides nothing either.
+    let gone = "0123456789012345678901234567890123456789".to_string();
+    assert!(!a.trailer_commits_since(&[gone]).unwrap().incremental);
+}

@@ -5,11 +5,14 @@
 //! repository, as `kaizen sim` always does (not an in-memory ledger) — with step faults on four
 //! signals every week that rules try to fix (each fix is judged and reverted, areas freeze after
 //! repeated rollbacks). Reports wall time, peak RSS (from `/usr/bin/time`, when present) and the
-//! run's own counts.
+//! run's own counts. With `KAIZEN_BENCH_SIM_LEDGER=file,memory` it runs each size again with
+//! `kaizen sim --in-memory-ledger` (the same ledger code on an in-memory SQLite database, which
+//! the issue allows when said: figures `sim_wall_memory`, `sim_peak_rss_memory`).
 //!
 //! `cargo bench -p kaizen-cli --bench operation`. Knobs: `KAIZEN_BENCH_SIM_DAYS` (comma
 //! separated, default `9,90`), `KAIZEN_BENCH_SIM_SIGNALS` (comma separated, default `20`; `200`
-//! shows how a cycle grows with signals).
+//! shows how a cycle grows with signals), `KAIZEN_BENCH_SIM_LEDGER` (`file`, `memory` or both,
+//! comma separated; default `file`).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark may panic on broken fixtures
 
 mod support;
@@ -84,7 +87,7 @@ fn scenario(days: u64, signals: u64) -> String {
 }
 
 /// One `kaizen sim` run: wall time, peak RSS in MB (if `/usr/bin/time` is there), its JSON.
-fn sim(file: &Path) -> (Duration, Option<f64>, serde_json::Value) {
+fn sim(file: &Path, in_memory: bool) -> (Duration, Option<f64>, serde_json::Value) {
     let time = Path::new("/usr/bin/time");
     let rss_file = file.with_extension("rss");
     let mut cmd = if time.exists() {
@@ -99,6 +102,9 @@ fn sim(file: &Path) -> (Duration, Option<f64>, serde_json::Value) {
         .arg(file)
         .arg("--json")
         .env_remove("RUST_LOG");
+    if in_memory {
+        cmd.arg("--in-memory-ledger");
+    }
     let s = Instant::now();
     let out = cmd.output().unwrap();
     let wall = s.elapsed();
@@ -122,52 +128,70 @@ fn bench(c: &mut Criterion) {
         .sampling_mode(SamplingMode::Flat)
         .warm_up_time(Duration::from_millis(1));
     let dir = tempfile::tempdir().unwrap();
+    let ledgers = std::env::var("KAIZEN_BENCH_SIM_LEDGER").unwrap_or_else(|_| "file".into());
+    let ledgers: Vec<bool> = ledgers
+        .split(',')
+        .map(|l| match l.trim() {
+            "file" => false,
+            "memory" => true,
+            other => panic!("KAIZEN_BENCH_SIM_LEDGER: {other:?} is neither file nor memory"),
+        })
+        .collect();
     for signals in sizes("KAIZEN_BENCH_SIM_SIGNALS", &[20]) {
         for days in sizes("KAIZEN_BENCH_SIM_DAYS", &[9, 90]) {
-            let file = dir.path().join(format!("sim-{days}d-{signals}s.yaml"));
-            std::fs::write(&file, scenario(days, signals)).unwrap();
-            let (_, _, json) = sim(&file);
-            let r = &json[0];
-            let ivs = r["interventions"].as_array().map(Vec::len).unwrap_or(0);
-            let size = days * 1000 + signals;
-            figure(
-                "operation",
-                "samples",
-                size,
-                r["samples"].as_f64().unwrap_or(0.0),
-                "n",
-            );
-            figure(
-                "operation",
-                "cycles",
-                size,
-                r["cycles"].as_f64().unwrap_or(0.0),
-                "n",
-            );
-            figure("operation", "interventions", size, ivs as f64, "n");
-            let (walls, rss) = (RefCell::new(Vec::new()), RefCell::new(Vec::new()));
-            g.bench_function(
-                BenchmarkId::new(format!("sim_{signals}_signals_days"), days),
-                |b| {
-                    b.iter_custom(|iters| {
-                        let mut total = Duration::ZERO;
-                        for _ in 0..iters {
-                            let (w, m, _) = sim(&file);
-                            walls.borrow_mut().push(w);
-                            if let Some(m) = m {
-                                rss.borrow_mut().push(m);
+            for &in_memory in &ledgers {
+                let suffix = if in_memory { "_memory" } else { "" };
+                let file = dir.path().join(format!("sim-{days}d-{signals}s.yaml"));
+                std::fs::write(&file, scenario(days, signals)).unwrap();
+                let (_, _, json) = sim(&file, in_memory);
+                let r = &json[0];
+                let ivs = r["interventions"].as_array().map(Vec::len).unwrap_or(0);
+                let size = days * 1000 + signals;
+                figure(
+                    "operation",
+                    "samples",
+                    size,
+                    r["samples"].as_f64().unwrap_or(0.0),
+                    "n",
+                );
+                figure(
+                    "operation",
+                    "cycles",
+                    size,
+                    r["cycles"].as_f64().unwrap_or(0.0),
+                    "n",
+                );
+                figure("operation", "interventions", size, ivs as f64, "n");
+                let (walls, rss) = (RefCell::new(Vec::new()), RefCell::new(Vec::new()));
+                g.bench_function(
+                    BenchmarkId::new(format!("sim_{signals}_signals{suffix}_days"), days),
+                    |b| {
+                        b.iter_custom(|iters| {
+                            let mut total = Duration::ZERO;
+                            for _ in 0..iters {
+                                let (w, m, _) = sim(&file, in_memory);
+                                walls.borrow_mut().push(w);
+                                if let Some(m) = m {
+                                    rss.borrow_mut().push(m);
+                                }
+                                total += w;
                             }
-                            total += w;
-                        }
-                        total
-                    })
-                },
-            );
-            let (m, _) = median_worst(&mut walls.borrow_mut());
-            figure_ms("operation", "sim_wall", size, m);
-            let peak = rss.borrow().iter().copied().fold(0.0f64, f64::max);
-            if peak > 0.0 {
-                figure("operation", "sim_peak_rss", size, peak, "MB");
+                            total
+                        })
+                    },
+                );
+                let (m, _) = median_worst(&mut walls.borrow_mut());
+                figure_ms("operation", &format!("sim_wall{suffix}"), size, m);
+                let peak = rss.borrow().iter().copied().fold(0.0f64, f64::max);
+                if peak > 0.0 {
+                    figure(
+                        "operation",
+                        &format!("sim_peak_rss{suffix}"),
+                        size,
+                        peak,
+                        "MB",
+                    );
+                }
             }
         }
     }

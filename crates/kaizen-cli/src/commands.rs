@@ -600,7 +600,8 @@ pub async fn run(cli: Cli) -> Result<()> {
             files,
             verbose_decisions,
             json,
-        } => crate::commands::sim(&files, verbose_decisions, json).await,
+            in_memory_ledger,
+        } => crate::commands::sim(&files, verbose_decisions, json, in_memory_ledger).await,
     }
 }
 
@@ -704,6 +705,7 @@ async fn run_sim(
     scenario: &kaizen_core::sim::Scenario,
     workdir: &Path,
     print_decisions: bool,
+    in_memory_ledger: bool,
 ) -> Result<kaizen_core::sim::ScenarioResult> {
     use kaizen_core::sim;
     let layout = sim::prepare(scenario, workdir, true).map_err(rt)?;
@@ -712,7 +714,12 @@ async fn run_sim(
         .map_err(rt)?
         .with_clock(Arc::new(clock.clone()));
     let validator = Box::new(kaizen_core::validate::HonestValidator::default());
-    let ledger = Ledger::open(&workdir.join("ledger.sqlite")).map_err(rt)?;
+    let ledger = if in_memory_ledger {
+        Ledger::in_memory()
+    } else {
+        Ledger::open(&workdir.join("ledger.sqlite"))
+    }
+    .map_err(rt)?;
     let options = sim::SimOptions {
         clock: Some(clock),
         sizing: Some(kaizen_core::engine::window_sizing()),
@@ -759,7 +766,7 @@ pub async fn demo(keep: bool) -> Result<()> {
         "simulated service repo: {}/repo (SQLite ledger in memory, git applier, simulated clock)\n",
         dir.path().display()
     );
-    let result = run_sim(&scenario, dir.path(), true).await?;
+    let result = run_sim(&scenario, dir.path(), true, false).await?;
     println!();
     print!("{}", result.render());
     // The weekly meta-review of the simulated week, from the run's ledger.
@@ -811,7 +818,12 @@ pub async fn demo(keep: bool) -> Result<()> {
 }
 
 /// `kaizen sim FILE...`: scenario files (or built-in names such as `leak-fixed`).
-pub async fn sim(files: &[std::path::PathBuf], verbose: bool, json: bool) -> Result<()> {
+pub async fn sim(
+    files: &[std::path::PathBuf],
+    verbose: bool,
+    json: bool,
+    in_memory_ledger: bool,
+) -> Result<()> {
     use kaizen_core::sim;
     if files.is_empty() {
         let names: Vec<&str> = sim::BUILTIN.iter().map(|(n, _)| *n).collect();
@@ -840,7 +852,7 @@ pub async fn sim(files: &[std::path::PathBuf], verbose: bool, json: bool) -> Res
             .prefix("kaizen-sim-")
             .tempdir()
             .context("creating a temp dir")?;
-        let result = run_sim(&scenario, dir.path(), verbose && !json).await?;
+        let result = run_sim(&scenario, dir.path(), verbose && !json, in_memory_ledger).await?;
         if !json {
             print!("{}", result.render());
             println!();

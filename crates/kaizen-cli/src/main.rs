@@ -241,6 +241,10 @@ pub enum Command {
         /// JSON output (one result object per scenario).
         #[arg(long)]
         json: bool,
+        /// Keep the run's ledger in memory instead of a SQLite file in the run's temp dir: the
+        /// same ledger code, without a durable write per observe tick.
+        #[arg(long)]
+        in_memory_ledger: bool,
     },
 }
 

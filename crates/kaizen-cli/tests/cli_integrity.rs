@@ -360,6 +360,15 @@ fn issue12_cron_cycles_check_hourly_and_walk_only_new_history() {
     );
     let out = h.ok(61, &["cycle"]);
     assert!(out.contains("commit_without_row"), "an hour on: {out}");
+    // The next hourly check walks nothing new: the commit found last time is kept with the
+    // markers, so the violation stays open (no "0 invariant violation(s) open" recorded).
+    h.ok(122, &["cycle"]);
+    let checked = h.ok(123, &["events", "--kind", "invariants_checked"]);
+    let words: Vec<&str> = checked.split_whitespace().collect();
+    assert!(
+        !words.windows(2).any(|w| w == ["0", "invariant"]),
+        "the kept commit is still judged: {checked}"
+    );
     // `kaizen check` always checks.
     let (_, report) = check(&h, 62, &[]);
     assert!(report.contains("commit_without_row"), "{report}");

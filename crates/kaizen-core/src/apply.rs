@@ -131,7 +131,7 @@ pub struct Finding {
 }
 
 /// A commit in the repository whose trailers name an intervention (an apply, or a revert).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TrailerCommit {
     /// Full hex id.
     pub sha: String,
@@ -143,6 +143,22 @@ pub struct TrailerCommit {
     pub reverts: Option<String>,
     /// For a switchback flip: its `Kaizen-Switchback` trailer (`K-000123/block 3`).
     pub switchback: Option<String>,
+}
+
+/// What [`Applier::trailer_commits_since`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrailerWalk {
+    /// The trailer commits walked: with `incremental`, only those not reachable from the
+    /// markers given; otherwise every one (as [`Applier::trailer_commits`]).
+    pub commits: Vec<TrailerCommit>,
+    /// The history markers now (the local branch tips), to give to the next call; empty when
+    /// the applier cannot tell (then nothing may be kept between calls).
+    pub markers: Vec<String>,
+    /// Whether the markers given were used: every one of them is still in the history of a
+    /// local branch, so every trailer commit found before is still there and `commits` adds to
+    /// those. `false` (a branch reset or deleted, history rewritten, no markers given): the
+    /// whole history was walked and `commits` replaces what was found before.
+    pub incremental: bool,
 }
 
 /// One flip of a switchback ([`Applier::flip`]).
@@ -345,6 +361,20 @@ pub trait Applier: Send {
     /// checking ledger and history agree. Empty where the applier keeps no history.
     fn trailer_commits(&self) -> Result<Vec<TrailerCommit>, ApplyError> {
         Ok(Vec::new())
+    }
+    /// [`Applier::trailer_commits`] among the commits not reachable from `seen` (the markers a
+    /// previous call returned), when every one of `seen` is still in the history; otherwise the
+    /// whole walk ([`TrailerWalk::incremental`] says which). The engine keeps what it found with
+    /// the markers in the ledger, so the hourly invariant check of a large repository walks only
+    /// the commits made since the last one instead of the whole history. The default walks
+    /// everything and returns no markers.
+    fn trailer_commits_since(&self, seen: &[String]) -> Result<TrailerWalk, ApplyError> {
+        let _ = seen;
+        Ok(TrailerWalk {
+            commits: self.trailer_commits()?,
+            markers: Vec::new(),
+            incremental: false,
+        })
     }
     /// How each of `paths` stands between HEAD, the index and the working tree (empty where the
     /// applier has no index).

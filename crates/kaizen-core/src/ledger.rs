@@ -402,6 +402,25 @@ struct Also<'a> {
 /// Prepared statements kept per connection (rusqlite's default is 16; the ledger has more).
 const STATEMENT_CACHE: usize = 64;
 
+/// Makes `conn`'s cached statements stay prepared: room for every statement in the cache, and
+/// SQLite's query planner stability guarantee (QPSG) on.
+///
+/// Without QPSG, SQLite marks a statement whose plan looked at a bound value (a `LIMIT ?`, a
+/// range on a bound time) to be re-prepared whenever that parameter is bound anew — and
+/// rusqlite clears the bindings of every statement it returns to the cache, so each reuse of
+/// such a statement parsed and planned it again: 12% of a 90-day `kaizen sim` (issue 12,
+/// bench 4) went to `sqlite3Reprepare` of `events_after`, `last_samples` and the intervention
+/// lists. The ledger never gathers statistics (no `ANALYZE`), so no bound value could change a
+/// plan anyway: the plans are the same, only prepared once.
+fn cache_statements(conn: &Connection) -> rusqlite::Result<()> {
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
+    Ok(())
+}
+
 /// The SQLite ledger.
 pub struct Ledger {
     conn: Connection,
@@ -567,7 +586,7 @@ impl Ledger {
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(sql)?;
         conn.pragma_update(None, "query_only", "ON").map_err(sql)?;
-        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        cache_statements(&conn).map_err(sql)?;
         let ledger = Ledger {
             conn,
             path: path.to_path_buf(),
@@ -602,7 +621,10 @@ impl Ledger {
         // Every cycle runs the same few dozen queries (the view's window query, intervention
         // lists, events, samples); parsing them anew each time was a fifth of a cycle's cost at a
         // 1-minute cadence (envelope grid, issue 8). Room for all of them in the statement cache.
-        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        cache_statements(&conn).map_err(|source| LedgerError::Sql {
+            path: path.clone(),
+            source,
+        })?;
         let mut ledger = Ledger { conn, path };
         // Another process may be creating or migrating the file at this moment. SQLite waits
         // (busy timeout) for most locks, but switching to WAL and the first schema write can
@@ -1064,6 +1086,17 @@ impl Ledger {
     /// Events of one intervention, in order.
     pub fn events_for(&self, id: InterventionId) -> Result<Vec<RecordedEvent>, LedgerError> {
         self.query_events("WHERE intervention_id = ?1 ORDER BY id", params![id.0])
+    }
+
+    /// Whether an event of `kind` names intervention `id` (one search of the events index,
+    /// nothing decoded).
+    pub fn has_event_of_kind(&self, id: InterventionId, kind: &str) -> Result<bool, LedgerError> {
+        self.sql(|c| {
+            c.prepare_cached(
+                "SELECT EXISTS(SELECT 1 FROM events WHERE intervention_id = ?1 AND kind = ?2)",
+            )?
+            .query_row(params![id.0, kind], |r| r.get(0))
+        })
     }
 
     /// Events with `from <= at <= to`, in order.
@@ -1731,6 +1764,23 @@ impl Ledger {
     /// Interventions with `status`, oldest first.
     pub fn with_status(&self, status: Status) -> Result<Vec<Intervention>, LedgerError> {
         self.query_interventions("WHERE status = ?1 ORDER BY id", params![status.as_str()])
+    }
+
+    /// The `proposed` interventions no event of `kind` names, as (id, area), oldest first: one
+    /// query for what the reconciliation looks at every cycle (rows left `proposed` that do not
+    /// wait for a human's approval), however many rows wait.
+    pub fn proposed_without_event(
+        &self,
+        kind: &str,
+    ) -> Result<Vec<(InterventionId, String)>, LedgerError> {
+        self.sql(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT i.id, i.area FROM interventions i WHERE i.status = 'proposed' AND NOT EXISTS \
+                 (SELECT 1 FROM events e WHERE e.intervention_id = i.id AND e.kind = ?1) ORDER BY i.id",
+            )?;
+            let rows = stmt.query_map(params![kind], |r| Ok((InterventionId(r.get(0)?), r.get(1)?)))?;
+            rows.collect()
+        })
     }
 
     /// Applied interventions whose validation is due at `now`.

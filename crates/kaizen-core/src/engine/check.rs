@@ -27,6 +27,19 @@ pub const CHECK_INTERVAL: crate::span::Span = crate::span::Span::hours(1);
 /// Ledger meta key: when the last in-cycle check ran (ms since the epoch).
 const META_LAST_CHECK: &str = "last_check_at";
 
+/// Ledger meta key: the trailer commits the last check found and the history markers it saw
+/// ([`TrailersSeen`]), so the next in-cycle check walks only the commits made since.
+const META_TRAILERS_SEEN: &str = "trailers_seen";
+
+/// What a check found in the history, kept between checks (and processes) in the ledger.
+#[derive(Debug, Default, Serialize, serde::Deserialize)]
+struct TrailersSeen {
+    /// The applier's history markers (branch tips) when they were walked.
+    markers: Vec<String>,
+    /// Every trailer commit reachable from them (within the bounded walk).
+    commits: Vec<crate::apply::TrailerCommit>,
+}
+
 /// How far back finalized interventions are checked against the history (older commits may lie
 /// beyond the bounded history walk).
 pub const RECENT: crate::span::Span = crate::span::Span::days(30);
@@ -75,16 +88,19 @@ impl Engine {
     /// violation is recorded as an event (`invariant_violation`, or `repaired`); the same open
     /// violation is recorded again only after [`ESCALATE_AGAIN`].
     pub fn check(&mut self, repair: bool) -> Result<CheckReport, EngineError> {
-        let (report, events) = self.check_recording(repair)?;
+        let (report, events) = self.check_recording(repair, false)?;
         for e in &events {
             e.trace();
         }
         Ok(report)
     }
 
+    /// The check; with `incremental`, the history is walked only past the markers the last
+    /// check kept (see [`Engine::trailer_commits`]); without, all of it (`kaizen check`).
     fn check_recording(
         &mut self,
         repair: bool,
+        incremental: bool,
     ) -> Result<(CheckReport, Vec<EngineEvent>), EngineError> {
         let now = self.clock.now();
         let mut report = CheckReport {
@@ -179,7 +195,7 @@ impl Engine {
         }
 
         // Ledger ↔ history: every recorded commit is there, every trailer has its row.
-        match self.applier.trailer_commits() {
+        match self.trailer_commits(incremental) {
             Err(e) => push(
                 "repository_unreadable",
                 self.settings.repo_root.display().to_string(),
@@ -415,13 +431,79 @@ impl Engine {
         if !due {
             return Ok(());
         }
-        let (_, events) = self.check_recording(true)?;
+        let (_, events) = self.check_recording(true, true)?;
         self.ledger
             .set_meta(META_LAST_CHECK, &now.timestamp_millis().to_string())?;
         for event in events {
             report.push(event);
         }
         Ok(())
+    }
+}
+
+impl Engine {
+    /// Every trailer commit on a local branch, as [`crate::apply::Applier::trailer_commits`]
+    /// finds them. With `incremental`, those the last check kept in the ledger plus those the
+    /// applier finds past the markers kept with them (when the history only grew since; else it
+    /// walks everything); what is found is kept for the next check. The same commits either way:
+    /// a commit kept is one a whole walk finds too, because its marker is still in a branch's
+    /// history.
+    fn trailer_commits(
+        &mut self,
+        incremental: bool,
+    ) -> Result<Vec<crate::apply::TrailerCommit>, crate::apply::ApplyError> {
+        let kept: TrailersSeen = if incremental {
+            match self.ledger.meta(META_TRAILERS_SEEN) {
+                Ok(v) => v
+                    .and_then(|v| serde_json::from_str(&v).ok())
+                    .unwrap_or_default(),
+                Err(e) => {
+                    tracing::warn!(stage = "check", error = %e, "cannot read the trailer commits kept; walking the whole history");
+                    TrailersSeen::default()
+                }
+            }
+        } else {
+            TrailersSeen::default()
+        };
+        let walk = self.applier.trailer_commits_since(&kept.markers)?;
+        // Nothing new since the last check: nothing to write either.
+        let unchanged = walk.incremental && walk.commits.is_empty() && walk.markers == kept.markers;
+        let mut commits = walk.commits;
+        if walk.incremental {
+            let found: BTreeSet<String> = commits.iter().map(|c| c.sha.clone()).collect();
+            let mut old: Vec<_> = kept
+                .commits
+                .into_iter()
+                .filter(|c| !found.contains(&c.sha))
+                .collect();
+            old.append(&mut commits);
+            commits = old;
+        }
+        tracing::debug!(
+            stage = "check",
+            incremental = walk.incremental,
+            trailer_commits = commits.len(),
+            "history walked for trailer commits"
+        );
+        if !walk.markers.is_empty() && !unchanged {
+            let seen = TrailersSeen {
+                markers: walk.markers,
+                commits,
+            };
+            // Keeping it only saves the next check a walk: a failure costs that, nothing else.
+            match serde_json::to_string(&seen) {
+                Ok(text) => {
+                    if let Err(e) = self.ledger.set_meta(META_TRAILERS_SEEN, &text) {
+                        tracing::warn!(stage = "check", error = %e, "cannot keep the trailer commits found");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(stage = "check", error = %e, "cannot keep the trailer commits found")
+                }
+            }
+            commits = seen.commits;
+        }
+        Ok(commits)
     }
 }
 

@@ -105,15 +105,17 @@ impl Engine {
             // A `proposed` row with no pending git operation in autonomous mode (its area's)
             // was interrupted before its guards ran (or left by a previous mode). It was never
             // applied.
-            for iv in self.ledger.with_status(Status::Proposed)? {
-                if self.settings.mode_for(&iv.candidate.area) != Mode::Autonomous
-                    // Left for a human because its proposer's calibration fell short: not stuck.
-                    || self.awaits_approval(iv.id)?
-                {
+            // Those left for a human because their proposer's calibration fell short are not
+            // stuck: the query leaves them out.
+            for (id, area) in self
+                .ledger
+                .proposed_without_event(super::autonomy::NEEDS_APPROVAL)?
+            {
+                if self.settings.mode_for(&area) != Mode::Autonomous {
                     continue;
                 }
                 let event = self.ledger.transition(
-                    iv.id,
+                    id,
                     Status::Blocked,
                     now,
                     Stage::Reconcile,

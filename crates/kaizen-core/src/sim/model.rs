@@ -507,8 +507,51 @@ pub fn rng_for(seed: u64, signal: &str, stream: &str, index: i64) -> ChaCha8Rng 
 /// Per-signal evaluation state: cached innovations and when each leak became active.
 #[derive(Debug, Default)]
 pub(crate) struct SignalState {
-    innovations: HashMap<i64, f64>,
+    innovations: Innovations,
     active_since: HashMap<usize, Option<i64>>,
+}
+
+/// The innovations of a contiguous run of sample indices (`first..first + len`), the newest
+/// [`Innovations::KEEP`] of them: each sample's AR(1) noise sums the innovations of the indices
+/// just before it, so a sample computes one new innovation and finds the rest here. An index
+/// outside the run (and not next to it) is computed and not kept; every value is keyed by its
+/// index alone, so what is kept changes the speed, never a value.
+#[derive(Debug, Default)]
+struct Innovations {
+    first: i64,
+    values: std::collections::VecDeque<f64>,
+}
+
+impl Innovations {
+    /// More than the longest moving average (400 terms).
+    const KEEP: usize = 512;
+
+    fn get(&self, i: i64) -> Option<f64> {
+        let k = usize::try_from(i.checked_sub(self.first)?).ok()?;
+        self.values.get(k).copied()
+    }
+
+    fn keep(&mut self, i: i64, z: f64) {
+        let len = i64::try_from(self.values.len()).unwrap_or(i64::MAX);
+        if self.values.is_empty() {
+            self.first = i;
+            self.values.push_back(z);
+        } else if i == self.first.saturating_add(len) {
+            self.values.push_back(z);
+            if self.values.len() > Self::KEEP {
+                self.values.pop_front();
+                self.first += 1;
+            }
+        } else if i == self.first - 1 && self.values.len() < Self::KEEP {
+            self.values.push_front(z);
+            self.first = i;
+        } else if i > self.first.saturating_add(len) {
+            // Jumped ahead (a gap in sampling): start a new run there.
+            self.values.clear();
+            self.first = i;
+            self.values.push_back(z);
+        }
+    }
 }
 
 /// Evaluates a [`SignalModel`] at offsets from the start.
@@ -529,8 +572,8 @@ const DAY: f64 = 86_400.0;
 
 impl Evaluator<'_> {
     fn innovation(&self, state: &mut SignalState, i: i64) -> f64 {
-        if let Some(z) = state.innovations.get(&i) {
-            return *z;
+        if let Some(z) = state.innovations.get(i) {
+            return z;
         }
         let mut rng = rng_for(self.seed, self.name, "noise", i);
         let z: f64 = match self.model.noise.df {
@@ -540,10 +583,7 @@ impl Evaluator<'_> {
             },
             None => StandardNormal.sample(&mut rng),
         };
-        if state.innovations.len() > 200_000 {
-            state.innovations.clear();
-        }
-        state.innovations.insert(i, z);
+        state.innovations.keep(i, z);
         z
     }
 
@@ -654,6 +694,27 @@ impl Evaluator<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn innovations_keep_a_contiguous_run_of_the_newest() {
+        let mut k = Innovations::default();
+        // The AR sum asks for i, i-1, i-2, ...: the run grows down, then up one per sample.
+        for i in (90..=100).rev() {
+            k.keep(i, i as f64);
+        }
+        for i in 101..=700 {
+            k.keep(i, i as f64);
+        }
+        assert_eq!(k.values.len(), Innovations::KEEP);
+        assert_eq!(k.get(700), Some(700.0));
+        assert_eq!(k.get(700 - Innovations::KEEP as i64 + 1), Some(189.0));
+        assert_eq!(k.get(188), None, "older than the run");
+        // Not next to the run: not kept; ahead of it: a new run.
+        k.keep(5, 5.0);
+        assert_eq!(k.get(5), None);
+        k.keep(1_000, 1.5);
+        assert_eq!((k.get(1_000), k.get(700)), (Some(1.5), None));
+    }
 
     #[test]
     fn piecewise_interpolates_and_clamps() {
