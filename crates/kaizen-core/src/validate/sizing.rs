@@ -235,7 +235,7 @@ fn placebo_half_widths(
         return Vec::new();
     };
     let within = prediction.within.to_chrono();
-    if prediction.within.seconds() <= 0 {
+    if prediction.within.seconds() == 0 {
         return Vec::new();
     }
     let validator = HonestValidator::default();
