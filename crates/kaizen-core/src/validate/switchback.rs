@@ -1013,6 +1013,9 @@ mod tests {
         };
         let honest = HonestValidator::default();
         let (mut ba, mut sb) = ([0usize; 2], [0usize; 2]);
+        // The switchback's one-sided p-values per arm, to compare the designs at the same
+        // false-validation rate (the before/after validator's decisions have no threshold to tune).
+        let mut sb_p: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
         for r in 0..runs {
             for (arm, effect) in [(0, 0.0), (1, (0.8_f64).ln())] {
                 let always = |at: DateTime<Utc>| at >= trigger;
@@ -1046,8 +1049,36 @@ mod tests {
                     seed,
                 );
                 sb[arm] += usize::from(v.outcome == Outcome::Validated);
+                let measured: Vec<&Block> = blocks
+                    .iter()
+                    .filter(|b| block_value(&samples, b, true).is_some())
+                    .collect();
+                let values: Vec<f64> = measured
+                    .iter()
+                    .filter_map(|b| block_value(&samples, b, true))
+                    .collect();
+                let labels: Vec<bool> = measured.iter().map(|b| b.on).collect();
+                sb_p[arm].push(
+                    permutation_test(&values, &labels, Tail::Lower, 0.9, seed)
+                        .map_or(1.0, |t| t.p_value),
+                );
             }
         }
+        // Power at the largest p-value threshold whose false-validation rate is at most `rate`.
+        let power_at = |rate: f64| {
+            let mut nulls = sb_p[0].clone();
+            nulls.sort_by(f64::total_cmp);
+            let allowed = (rate * runs as f64).floor() as usize;
+            let threshold = nulls.get(allowed).copied().unwrap_or(f64::INFINITY);
+            let fv = sb_p[0].iter().filter(|p| **p < threshold).count();
+            let power = sb_p[1].iter().filter(|p| **p < threshold).count();
+            (fv, power)
+        };
+        let (fv_ba, pow_ba) = power_at(ba[0] as f64 / runs as f64);
+        let (fv_5, pow_5) = power_at(0.05);
+        eprintln!(
+            "at equal false validation: switchback {pow_ba}/{runs} at -20% with {fv_ba}/{runs} at 0 (before/after's rate); {pow_5}/{runs} with {fv_5}/{runs} (rate <= 0.05)"
+        );
         eprintln!(
             "hard cell, {runs} runs: before/after validated {}/{runs} at 0, {}/{runs} at -20%; switchback {}/{runs} at 0, {}/{runs} at -20%",
             ba[0], ba[1], sb[0], sb[1]
