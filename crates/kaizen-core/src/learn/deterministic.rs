@@ -560,10 +560,17 @@ fn rules_out_share(i: &Intervention, f: Option<&Fig>) -> bool {
         return true;
     };
     let Some(f) = f else { return true };
-    match (f.lower, f.upper) {
-        (Some(lo), Some(_)) if r < 0.0 => lo > r * AVOID_RULES_OUT_SHARE,
-        (Some(_), Some(hi)) if r > 0.0 => hi < r * AVOID_RULES_OUT_SHARE,
-        _ => true,
+    if f.lower.is_none() && f.upper.is_none() {
+        return true;
+    }
+    // Only the bound on the predicted side can rule the change out; one that is unbounded there
+    // (stored as null: an uncalibrated width) rules out nothing, whatever the other bound says.
+    if r < 0.0 {
+        f.lower.is_some_and(|lo| lo > r * AVOID_RULES_OUT_SHARE)
+    } else if r > 0.0 {
+        f.upper.is_some_and(|hi| hi < r * AVOID_RULES_OUT_SHARE)
+    } else {
+        true
     }
 }
 
@@ -816,6 +823,22 @@ mod tests {
         assert!(!rules_out_share(&iv, Some(&fig(-0.19, -0.05))));
         // [−0.08, +0.01]: half the prediction is ruled out, a quarter (−5%) is not: not enough.
         assert!(!rules_out_share(&iv, Some(&fig(-0.08, 0.01))));
+        // [−0.17, +∞) (the bad side unbounded, stored as null): −17% is possible, nothing is
+        // ruled out on the predicted side — found in the envelope grid (1m / 8 days / outage),
+        // where it taught "avoid" about a real −18% fix.
+        let open = Fig {
+            lower: Some(-0.17),
+            upper: None,
+            ..Fig::default()
+        };
+        assert!(!rules_out_share(&iv, Some(&open)));
+        // Unbounded on the predicted side: nothing is ruled out either.
+        let open = Fig {
+            lower: None,
+            upper: Some(0.02),
+            ..Fig::default()
+        };
+        assert!(!rules_out_share(&iv, Some(&open)));
     }
 
     // A false validation looks like a bare pass; one validation teaches "prefer" only when its

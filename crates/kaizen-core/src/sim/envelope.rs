@@ -543,6 +543,17 @@ pub async fn run_cell(
         let wrong = if cell.effect < 0.0 { avoid } else { prefer };
         if wrong {
             tally.false_lesson += 1;
+            // `KAIZEN_ENVELOPE_TRACE` prints what taught the wrong lesson (run, verdict, figures).
+            if std::env::var_os("KAIZEN_ENVELOPE_TRACE").is_some() {
+                eprintln!(
+                    "false lesson: {cell:?} run {r}: {} {:?} {}",
+                    iv.id,
+                    iv.outcome,
+                    verdicts
+                        .get(&iv.id.to_string())
+                        .map_or_else(String::new, |v| v.to_string())
+                );
+            }
         }
     }
     Some(tally)
