@@ -510,6 +510,14 @@ mod tests {
             .map(|i| if i % 2 == 0 { 1.0 } else { -1.0 })
             .collect();
         assert!(lag1_autocorrelation(&alt).unwrap() < -0.9);
+        // Kendall's bias added back: 0.45 from 60 values → 0.45 + 2.35/60.
+        assert!((rho_bias_corrected(0.45, 60) - (0.45 + 2.35 / 60.0)).abs() < 1e-12);
+        // Half a standard error on top: 0.5 + 0.5·sqrt(0.75/60) at 60 values, ≈ +0.01 at 2,000;
+        // capped, and never a NaN whatever it is given.
+        assert!((rho_upper(0.5, 60) - (0.5 + 0.5 * (0.75_f64 / 60.0).sqrt())).abs() < 1e-12);
+        assert!(rho_upper(0.5, 2000) - 0.5 < 0.01);
+        assert_eq!(rho_upper(0.99, 10), 0.95);
+        assert!(rho_upper(f64::NAN, 0).is_finite() && rho_bias_corrected(f64::NAN, 0).is_finite());
         assert!((ar1_width_factor(0.8) - 3.0).abs() < 1e-12);
         assert_eq!(ar1_width_factor(-0.5), 1.0);
         // Wilson 5/10 at z=1.96: centre 0.5, half = 1.96·sqrt(0.025+0.00960)/1.38416 = 0.2634.
