@@ -1223,18 +1223,8 @@ impl Applier for GitApplier {
         seen: &[String],
     ) -> Result<(Option<InterventionId>, Vec<String>), ApplyError> {
         let repo = self.repo()?;
-        let mut tips: Vec<String> = Vec::new();
-        let branches = repo
-            .branches(Some(git2::BranchType::Local))
-            .map_err(|e| git_err("cannot list branches", e))?;
-        for b in branches {
-            let (b, _) = b.map_err(|e| git_err("cannot list branches", e))?;
-            if let Some(t) = b.get().target() {
-                tips.push(t.to_string());
-            }
-        }
-        tips.sort();
-        tips.dedup();
+        // Sorted oids give sorted lowercase hex: the markers' order is unchanged.
+        let tips: Vec<String> = local_tips(&repo)?.iter().map(Oid::to_string).collect();
         let mut walk = repo
             .revwalk()
             .map_err(|e| git_err("cannot walk the history", e))?;

@@ -219,6 +219,31 @@ struct Windows {
     every: Span,
 }
 
+impl Windows {
+    /// The windows a request judges. The baseline is the prediction's window before the apply,
+    /// whatever the look: an extension lengthens the post window only, never moving the baseline
+    /// back into time that may hold no samples.
+    fn of(req: &ValidationRequest<'_>) -> Self {
+        let post_from = req.settle.after(req.applied_at);
+        let base_len = if req.prediction.within.seconds() > 0 {
+            req.prediction.within.to_chrono()
+        } else {
+            req.window_end - post_from
+        };
+        Windows {
+            baseline_start: req
+                .applied_at
+                .checked_sub_signed(base_len)
+                .unwrap_or(DateTime::<Utc>::MIN_UTC),
+            applied_at: req.applied_at,
+            post_from,
+            post_to: req.window_end.min(req.now),
+            settle: req.settle,
+            every: req.sample_every,
+        }
+    }
+}
+
 /// What the analysis of one series found (working scale: up = good).
 #[derive(Debug, Clone)]
 struct Analysis {
@@ -926,20 +951,7 @@ impl HonestValidator {
     /// autocorrelation floors) rather than a textbook formula. `None` when the windows hold too
     /// few samples or too many gaps to be judged.
     pub fn improvement_half_width(&self, req: &ValidationRequest<'_>) -> Option<f64> {
-        let post_from = req.settle.after(req.applied_at);
-        let base_len = if req.prediction.within.seconds() > 0 {
-            req.prediction.within.to_chrono()
-        } else {
-            req.window_end - post_from
-        };
-        let w = Windows {
-            baseline_start: req.applied_at.checked_sub_signed(base_len)?,
-            applied_at: req.applied_at,
-            post_from,
-            post_to: req.window_end.min(req.now),
-            settle: req.settle,
-            every: req.sample_every,
-        };
+        let w = Windows::of(req);
         let dir = req.prediction.change.direction();
         let a = self
             .analyse(req.samples, req.scale, dir, &w, self.alpha)
@@ -952,27 +964,8 @@ impl HonestValidator {
     }
 
     fn judge(&self, req: &ValidationRequest<'_>) -> Verdict {
-        let post_from = req.settle.after(req.applied_at);
-        let length = req.window_end - post_from;
-        // The baseline is the prediction's window before the apply, whatever the look: an
-        // extension lengthens the post window only, never moving the baseline back into time
-        // that may hold no samples.
-        let base_len = if req.prediction.within.seconds() > 0 {
-            req.prediction.within.to_chrono()
-        } else {
-            length
-        };
-        let w = Windows {
-            baseline_start: req
-                .applied_at
-                .checked_sub_signed(base_len)
-                .unwrap_or(DateTime::<Utc>::MIN_UTC),
-            applied_at: req.applied_at,
-            post_from,
-            post_to: req.window_end.min(req.now),
-            settle: req.settle,
-            every: req.sample_every,
-        };
+        let w = Windows::of(req);
+        let length = req.window_end - w.post_from;
         let change = req.prediction.change;
         let dir = change.direction();
         let interim = req.look == Look::Interim;
