@@ -22,6 +22,9 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use index_file::IndexFile;
+
+mod index_file;
 mod remote;
 mod review;
 pub use remote::{GitPublisher, is_kaizen_commit};
@@ -362,14 +365,14 @@ impl GitApplier {
     /// the index and the working tree.
     fn check_clean(
         &self,
-        index: &git2::Index,
+        index: &IndexView,
         base: &Tree<'_>,
         paths: &[String],
     ) -> Result<(), ApplyError> {
         let mut dirty = Vec::new();
         for path in paths {
             let (head, _) = tree_blob(base, path)?;
-            let staged = index_blob(index, path);
+            let staged = index.stage_blob(path);
             let disk = disk_state(&self.root, path)?;
             if staged != Some(head) || disk.oid() != head || disk == Disk::Other {
                 dirty.push(path.clone());
@@ -433,23 +436,7 @@ impl GitApplier {
             Some(i) => i,
             None => LockedIndex::open(repo, lock)?,
         };
-        index.write(|index| {
-            for (path, entry) in &updates {
-                match entry {
-                    Some(e) => index
-                        .add(e)
-                        .map_err(|e| git_err(format!("cannot update the index for {path}"), e))?,
-                    None => match index.remove_path(Path::new(path)) {
-                        Ok(()) => {}
-                        Err(e) if e.code() == ErrorCode::NotFound => {}
-                        Err(e) => {
-                            return Err(git_err(format!("cannot update the index for {path}"), e));
-                        }
-                    },
-                }
-            }
-            Ok(())
-        })?;
+        index.write(&updates)?;
         Ok(skipped)
     }
 
@@ -565,14 +552,11 @@ impl GitApplier {
         let index = match &lock {
             Some(lock) => {
                 let index = LockedIndex::open(&repo, lock)?;
-                self.check_clean(&index.index, &base, &paths)?;
+                self.check_clean(&index.view, &base, &paths)?;
                 Some(index)
             }
             None => {
-                let index = repo
-                    .index()
-                    .map_err(|e| git_err("cannot read the index", e))?;
-                self.check_clean(&index, &base, &paths)?;
+                self.check_clean(&IndexView::read(&repo)?, &base, &paths)?;
                 None
             }
         };
@@ -847,7 +831,7 @@ impl GitApplier {
         }
         let index = if on_head {
             let index = LockedIndex::open(&repo, &lock)?;
-            self.check_clean(&index.index, &base, &paths)?;
+            self.check_clean(&index.view, &base, &paths)?;
             Some(index)
         } else {
             None
@@ -1425,9 +1409,7 @@ impl Applier for GitApplier {
                 .and_then(|h| h.peel_to_tree())
                 .map_err(|e| git_err("cannot read HEAD's tree", e))?,
         };
-        let index = repo
-            .index()
-            .map_err(|e| git_err("cannot read the index", e))?;
+        let index = IndexView::read(&repo)?;
         let mut out = Vec::new();
         for raw in paths {
             let Ok(path) = contain(&self.root, raw) else {
@@ -1440,7 +1422,7 @@ impl Applier for GitApplier {
             let disk = disk_state(&self.root, &path)?;
             out.push(PathState {
                 in_head: want.is_some(),
-                index_matches_head: index_blob(&index, &path) == Some(want),
+                index_matches_head: index.stage_blob(&path) == Some(want),
                 disk_matches_head: disk != Disk::Other && disk.oid() == want,
                 path,
             });
@@ -1469,9 +1451,7 @@ impl Applier for GitApplier {
                 .map_err(|e| git_err("cannot read the parent's tree", e))?,
             Err(_) => empty_tree(&repo)?,
         };
-        let index = repo
-            .index()
-            .map_err(|e| git_err("cannot read the index", e))?;
+        let index = IndexView::read(&repo)?;
         let mut dirty = Vec::new();
         let mut fixes = Vec::new();
         for path in changed_paths(&repo, &c)? {
@@ -1482,7 +1462,7 @@ impl Applier for GitApplier {
                 tree_blob(&parent, &path)?.0,
                 tree_blob(&own, &path)?.0,
             ];
-            let staged = index_blob(&index, &path);
+            let staged = index.stage_blob(&path);
             let disk = disk_state(&self.root, &path)?;
             if staged == Some(want) && disk.oid() == want && disk != Disk::Other {
                 continue;
@@ -1547,7 +1527,7 @@ impl Applier for GitApplier {
         }
         let paths: Vec<String> = wanted.keys().cloned().collect();
         let index = LockedIndex::open(&repo, &lock)?;
-        self.check_clean(&index.index, &base, &paths)?;
+        self.check_clean(&index.view, &base, &paths)?;
         let mut changes = Vec::new();
         for (path, content) in wanted {
             let (old, mode) = tree_blob(&base, &path)?;
@@ -1599,17 +1579,64 @@ impl Applier for GitApplier {
 // ---------------------------------------------------------------------------------------------
 // The index, read once per operation under kaizen's lock
 
+/// The index as an operation reads it: kaizen's own reader ([`index_file`]) where it understands
+/// the file — versions 2 and 3, no split or sparse index, a working tree — libgit2's otherwise.
+enum IndexView {
+    Native(IndexFile),
+    Git(git2::Index),
+}
+
+impl IndexView {
+    /// Reads the index without holding kaizen's lock (checks only, never written back).
+    fn read(repo: &Repository) -> Result<IndexView, ApplyError> {
+        if repo.workdir().is_some() {
+            match IndexFile::read(&repo.path().join("index")) {
+                Ok(Some(f)) => return Ok(IndexView::Native(f)),
+                Ok(None) => return Ok(IndexView::Native(IndexFile::empty())),
+                Err(index_file::ReadError::Unsupported(why)) => {
+                    tracing::debug!("kaizen stage=index: libgit2 reads this index ({})", why.0);
+                }
+                Err(index_file::ReadError::Io(e)) => {
+                    return Err(io_err(
+                        format!(
+                            "cannot read the index {}",
+                            repo.path().join("index").display()
+                        ),
+                        e,
+                    ));
+                }
+            }
+        }
+        repo.index()
+            .map(IndexView::Git)
+            .map_err(|e| git_err("cannot read the index", e))
+    }
+
+    /// The stage-0 blob of `path`: `Some(None)` absent, `None` conflicted.
+    fn stage_blob(&self, path: &str) -> Option<Option<Oid>> {
+        match self {
+            IndexView::Native(f) => f.stage_blob(path),
+            IndexView::Git(index) => index_blob(index, path),
+        }
+    }
+}
+
 /// The index as read once under kaizen's [`GitLock`]: the checks of an operation and its edit
-/// use this one copy, so the index is read (and its checksum verified) once and written once.
+/// use this one copy, so the index is read once and written once.
 ///
-/// It is opened from a hard link of `.git/index` beside it (a copy where links are not
-/// supported), because kaizen itself holds `.git/index.lock`, where libgit2 would stage a write
-/// of `.git/index`: libgit2 writes the edited index to the link's own lock file and renames it
-/// over the link (the live file is never written in place), then kaizen renames the link over
-/// `.git/index`. A link left by a kill is kaizen's temp file, removed by start-up recovery;
-/// dropped unwritten, it is removed.
+/// kaizen's own reader reads `.git/index` itself (kaizen holds `.git/index.lock`, so no git
+/// process writes it meanwhile) and writes the edited index to a temp file beside it, renamed
+/// over `.git/index`. For an index only libgit2 understands, it is opened from a hard link of
+/// `.git/index` beside it (a copy where links are not supported), because libgit2 would stage a
+/// write of `.git/index` in `.git/index.lock`, which kaizen holds: libgit2 writes the edited
+/// index to the link's own lock file and renames it over the link, then kaizen renames the link
+/// over `.git/index`. Either way the live file is never written in place, so a kill at any point
+/// leaves the old index or the new one; the temp file is kaizen's (`index.kaizen-tmp-<pid>`),
+/// removed by start-up recovery, and removed when dropped unwritten.
 struct LockedIndex {
-    index: git2::Index,
+    view: IndexView,
+    /// The working tree, where racily clean entries are checked ([`IndexFile::serialize`]).
+    root: PathBuf,
     tmp: PathBuf,
     live: PathBuf,
     done: bool,
@@ -1620,10 +1647,31 @@ impl LockedIndex {
         let gitdir = repo.path();
         let live = gitdir.join("index");
         let tmp = gitdir.join(format!("index{TEMP_MARK}{}", std::process::id()));
-        match fs::remove_file(&tmp) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err(format!("cannot remove {}", tmp.display()), e)),
+        remove_stale(&tmp)?;
+        if let Some(root) = repo.workdir() {
+            let native = match IndexFile::read(&live) {
+                Ok(Some(f)) => Some(f),
+                Ok(None) => Some(IndexFile::empty()),
+                Err(index_file::ReadError::Unsupported(why)) => {
+                    tracing::debug!("kaizen stage=index: libgit2 edits this index ({})", why.0);
+                    None
+                }
+                Err(index_file::ReadError::Io(e)) => {
+                    return Err(io_err(
+                        format!("cannot read the index {}", live.display()),
+                        e,
+                    ));
+                }
+            };
+            if let Some(f) = native {
+                return Ok(LockedIndex {
+                    view: IndexView::Native(f),
+                    root: root.to_path_buf(),
+                    tmp,
+                    live,
+                    done: false,
+                });
+            }
         }
         match fs::hard_link(&live, &tmp) {
             Ok(()) => {}
@@ -1645,28 +1693,78 @@ impl LockedIndex {
             }
         };
         Ok(LockedIndex {
-            index,
+            view: IndexView::Git(index),
+            root: repo.workdir().unwrap_or(gitdir).to_path_buf(),
             tmp,
             live,
             done: false,
         })
     }
 
-    /// Applies `edit`, writes the index and renames it over `.git/index`.
-    fn write(
-        mut self,
-        edit: impl FnOnce(&mut git2::Index) -> Result<(), ApplyError>,
-    ) -> Result<(), ApplyError> {
-        edit(&mut self.index)?;
-        self.index
-            .write()
-            .map_err(|e| git_err("cannot write the index", e))?;
+    /// Sets (`Some`) or removes (`None`) the entry of each path, writes the index and renames it
+    /// over `.git/index`.
+    fn write(mut self, updates: &[(String, Option<IndexEntry>)]) -> Result<(), ApplyError> {
+        match &mut self.view {
+            IndexView::Native(f) => {
+                f.edit(updates).map_err(|e| {
+                    ApplyError::Repository(format!(
+                        "cannot update the index for {}: {}",
+                        e.path, e.what
+                    ))
+                })?;
+                let bytes = f.serialize(&self.root);
+                write_new(&self.tmp, &bytes)?;
+            }
+            IndexView::Git(index) => {
+                for (path, entry) in updates {
+                    match entry {
+                        Some(e) => index.add(e).map_err(|e| {
+                            git_err(format!("cannot update the index for {path}"), e)
+                        })?,
+                        None => match index.remove_path(Path::new(path)) {
+                            Ok(()) => {}
+                            Err(e) if e.code() == ErrorCode::NotFound => {}
+                            Err(e) => {
+                                return Err(git_err(
+                                    format!("cannot update the index for {path}"),
+                                    e,
+                                ));
+                            }
+                        },
+                    }
+                }
+                index
+                    .write()
+                    .map_err(|e| git_err("cannot write the index", e))?;
+            }
+        }
         failpoint("git.before_index_rename");
         fs::rename(&self.tmp, &self.live)
             .map_err(|e| io_err(format!("cannot replace {}", self.live.display()), e))?;
         self.done = true;
         Ok(())
     }
+}
+
+/// Removes a temp file a killed process of the same pid left (a pid is reused).
+fn remove_stale(path: &Path) -> Result<(), ApplyError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(format!("cannot remove {}", path.display()), e)),
+    }
+}
+
+/// Writes `bytes` to a new file at `path` (which must not exist).
+fn write_new(path: &Path, bytes: &[u8]) -> Result<(), ApplyError> {
+    use std::io::Write as _;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| io_err(format!("cannot create {}", path.display()), e))?;
+    f.write_all(bytes)
+        .map_err(|e| io_err(format!("cannot write {}", path.display()), e))
 }
 
 impl Drop for LockedIndex {

@@ -1241,3 +1241,151 @@ fn issue12_the_trailer_check_walks_only_history_made_since_its_markers() {
     let gone = "0123456789012345678901234567890123456789".to_string();
     assert!(!a.trailer_commits_since(&[gone]).unwrap().incremental);
 }
+
+// ---------------------------------------------------------------------------------------------
+// kaizen's own index reader and writer (issue 12, bench 1): what git reads back
+
+impl Fixture {
+    /// The index as git sees it equals HEAD and the working tree (`git write-tree` also proves
+    /// the cache tree kaizen kept is not stale), and git accepts the file (`fsck` verifies its
+    /// checksum).
+    fn assert_index_matches_head(&self) {
+        self.assert_clean();
+        assert_eq!(self.git(&["diff", "--cached", "--name-only"]), "");
+        assert_eq!(
+            self.git(&["write-tree"]).trim(),
+            self.git(&["rev-parse", "HEAD^{tree}"]).trim(),
+            "the index's tree is not HEAD's (a stale cache tree?)"
+        );
+        self.assert_fsck();
+    }
+
+    fn index_bytes(&self) -> Vec<u8> {
+        std::fs::read(self.root.join(".git/index")).unwrap()
+    }
+
+    /// A repository of nested directories whose index carries what git writes when asked: a
+    /// cache tree, an untracked cache, the entry offset tables, version 3 with extended flags.
+    fn nested() -> Fixture {
+        let f = Fixture::new();
+        for d in ["a", "a/b", "a/b/c", "z"] {
+            for i in 0..3 {
+                f.write(&format!("{d}/f{i}.txt"), &format!("{d} {i}\n"));
+            }
+        }
+        f.git(&["config", "core.untrackedCache", "true"]);
+        f.git(&["config", "index.recordEndOfIndexEntries", "true"]);
+        f.git(&["config", "index.recordOffsetTable", "true"]);
+        f.git(&["config", "index.threads", "2"]);
+        f.git(&["add", "-A"]);
+        f.git(&["commit", "-q", "-m", "nested"]);
+        f.git(&["update-index", "--skip-worktree", "z/f2.txt"]);
+        f.git(&["status", "--porcelain"]);
+        let idx = f.index_bytes();
+        assert_eq!(
+            &idx[4..8],
+            &3u32.to_be_bytes(),
+            "skip-worktree makes a v3 index"
+        );
+        for ext in [b"TREE", b"UNTR", b"EOIE"] {
+            assert!(
+                idx.windows(4).any(|w| w == ext),
+                "fixture index lacks {}",
+                String::from_utf8_lossy(ext)
+            );
+        }
+        f
+    }
+}
+
+#[test]
+fn issue12_kaizen_index_writes_read_back_by_git_for_apply_revert_and_file_commits() {
+    let f = Fixture::nested();
+    let a = f.applier();
+    let c = a.apply(ID, &grow()).unwrap();
+    f.assert_index_matches_head();
+    // The skip-worktree flag of an entry kaizen did not touch survives byte for byte.
+    assert_eq!(f.git(&["ls-files", "-t", "z/f2.txt"]).trim(), "S z/f2.txt");
+    a.revert(ID, &c.sha, "bench").unwrap();
+    f.assert_index_matches_head();
+    assert_eq!(f.read("config/app.yaml"), CONFIG);
+    // New files in new and deep directories, and a deletion that empties a directory.
+    let files = vec![
+        ("a/b/c/new.txt".to_string(), Some("new\n".to_string())),
+        ("n/m/deep.yaml".to_string(), Some("k: 1\n".to_string())),
+        ("z/f0.txt".to_string(), None),
+        ("a/b/f1.txt".to_string(), Some("changed\n".to_string())),
+    ];
+    a.commit_files(&files, "kaizen: files").unwrap().unwrap();
+    f.assert_index_matches_head();
+    assert_eq!(
+        f.git(&["show", "--format=", "--name-status", "HEAD"])
+            .trim(),
+        "A\ta/b/c/new.txt\nM\ta/b/f1.txt\nA\tn/m/deep.yaml\nD\tz/f0.txt"
+    );
+    // And git goes on from there: its own commit on top of kaizen's index.
+    f.write("a/f0.txt", "by hand\n");
+    f.git(&["commit", "-q", "-am", "human"]);
+    f.assert_index_matches_head();
+}
+
+#[test]
+fn issue12_a_racily_clean_entry_is_smudged_when_its_file_changed_unseen() {
+    // `README.md` changes on disk with its size and mtime second unchanged, in the second the
+    // index was written: only its content tells. After kaizen rewrites the index (later), git
+    // must still see the change, as it does after its own index writes.
+    let f = Fixture::new();
+    let t = "@1700000000";
+    let touch = |rel: &str| {
+        let out = Command::new("touch")
+            .args(["-d", t, rel])
+            .current_dir(&f.root)
+            .status()
+            .unwrap();
+        assert!(out.success());
+    };
+    touch("README.md");
+    f.git(&["update-index", "--refresh"]);
+    touch(".git/index");
+    f.write("README.md", "# DEMO\n");
+    touch("README.md");
+    f.applier().apply(ID, &grow()).unwrap();
+    assert_eq!(
+        f.git(&["status", "--porcelain"]),
+        " M README.md\n",
+        "the human's edit must stay visible"
+    );
+}
+
+#[test]
+fn issue12_an_index_kaizen_does_not_read_itself_is_left_to_libgit2() {
+    // Version 4 (prefix-compressed paths): libgit2 reads and writes it, as before.
+    let f = Fixture::nested();
+    f.git(&["update-index", "--index-version", "4"]);
+    let a = f.applier();
+    let c = a.apply(ID, &grow()).unwrap();
+    f.assert_index_matches_head();
+    assert_eq!(&f.index_bytes()[4..8], &4u32.to_be_bytes());
+    a.revert(ID, &c.sha, "bench").unwrap();
+    f.assert_index_matches_head();
+}
+
+#[test]
+fn issue12_a_human_edit_staged_or_not_is_still_refused_with_kaizens_index() {
+    let f = Fixture::nested();
+    f.write("config/app.yaml", &CONFIG.replace("ttl_s: 30", "ttl_s: 31"));
+    f.git(&["add", "config/app.yaml"]);
+    // Staged and on disk: refused, nothing committed.
+    let head = f.head();
+    let err = f.applier().apply(ID, &grow()).unwrap_err();
+    assert!(matches!(err, ApplyError::Dirty { .. }), "{err:?}");
+    assert_eq!(f.head(), head);
+    // Staged only (disk back to HEAD): still refused.
+    f.write("config/app.yaml", CONFIG);
+    let err = f.applier().apply(ID, &grow()).unwrap_err();
+    assert!(matches!(err, ApplyError::Dirty { .. }), "{err:?}");
+    assert_eq!(
+        f.git(&["diff", "--cached", "--name-only"]).trim(),
+        "config/app.yaml"
+    );
+}

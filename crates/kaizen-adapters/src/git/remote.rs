@@ -350,7 +350,7 @@ impl GitPublisher {
         if on_head {
             let paths: Vec<String> = changes.iter().map(|c| c.path.clone()).collect();
             let locked = LockedIndex::open(repo, &lock).map_err(from_apply)?;
-            let checked = self.applier.check_clean(&locked.index, &old_tree, &paths);
+            let checked = self.applier.check_clean(&locked.view, &old_tree, &paths);
             index = Some(locked);
             match checked {
                 Ok(()) => {}
@@ -631,7 +631,7 @@ impl GitPublisher {
         if on_head {
             let paths: Vec<String> = changes.iter().map(|c| c.path.clone()).collect();
             let locked = LockedIndex::open(&repo, &lock).map_err(from_apply)?;
-            let checked = self.applier.check_clean(&locked.index, &old_tree, &paths);
+            let checked = self.applier.check_clean(&locked.view, &old_tree, &paths);
             index = Some(locked);
             match checked {
                 Ok(()) => {}

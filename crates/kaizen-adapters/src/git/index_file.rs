@@ -1,0 +1,681 @@
+//! git's index file (`.git/index`, versions 2 and 3), read and edited the way git itself does:
+//! the file is read without verifying its trailing checksum (git checks it only in `fsck`),
+//! only the entries an operation touches are decoded and rewritten, every other entry is copied
+//! byte for byte, and the new file gets a fresh SHA-1 trailer.
+//!
+//! Why not libgit2's index: libgit2 1.9 verifies the SHA-1 of the whole file on every read and
+//! copies and validates every entry — for a 10k-file repository, most of what a kaizen apply or
+//! revert cost (BENCHMARKS.md, findings 1 and 6). What this module does not understand it does
+//! not touch: a version-4 index (prefix-compressed paths), a split index (`link`), a sparse index
+//! (`sdir`) or any other extension git marks as required make [`IndexFile::parse`] decline, and
+//! the caller uses libgit2 instead.
+//!
+//! What a rewrite keeps and drops, as git does when it rewrites an index:
+//! - the cache tree (`TREE`) is kept with the directories of every touched path invalidated
+//!   (git's `cache_tree_invalidate_path`), so a later `git commit` rebuilds only those;
+//! - resolve-undo (`REUC`) is kept as is;
+//! - the other optional extensions (`UNTR` untracked cache, `FSMN` fsmonitor, `EOIE`/`IEOT`
+//!   entry offsets, any unknown upper-case one) describe the old file's layout or the working
+//!   tree's state; they are dropped and git rebuilds them when it wants them;
+//! - "racily clean" entries — modified in the same second as the old index was written, so their
+//!   stat data cannot tell a later edit — are smudged (size set to 0) when their content differs
+//!   from what the entry names, exactly git's rule (`ce_smudge_racily_clean_entry`).
+
+use git2::{IndexEntry, ObjectType, Oid};
+use sha1::{Digest, Sha1};
+use std::fs;
+use std::path::Path;
+
+/// Bytes of an entry before its path: ctime, mtime, dev, ino, mode, uid, gid, size (4 each),
+/// the object id (20) and the flags (2).
+const ENTRY_FIXED: usize = 62;
+/// The flag bit saying a version-3 entry carries 2 more bytes of extended flags.
+const FLAG_EXTENDED: u16 = 0x4000;
+const NAME_MASK: u16 = 0x0fff;
+const OID_LEN: usize = 20;
+const HASH_LEN: usize = 20;
+/// Deepest cache tree decoded; a deeper one is dropped (it is only a cache).
+const MAX_TREE_DEPTH: usize = 512;
+
+/// Why an index is left to libgit2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Unsupported(pub String);
+
+/// One entry: either a byte range of the file as read, or an entry written by this operation.
+#[derive(Debug, Clone)]
+enum Entry {
+    Kept {
+        start: usize,
+        end: usize,
+        name_len: usize,
+    },
+    New {
+        name: Vec<u8>,
+        bytes: Vec<u8>,
+    },
+}
+
+/// A parsed index (see the module docs).
+pub(crate) struct IndexFile {
+    bytes: Vec<u8>,
+    version: u32,
+    entries: Vec<Entry>,
+    /// Byte ranges (header included) of the extensions kept verbatim (`REUC`).
+    kept_extensions: Vec<(usize, usize)>,
+    tree: Option<TreeNode>,
+    /// Whole seconds of the file's mtime as read (0 when there was no file): an entry modified
+    /// in that second or later is racily clean.
+    timestamp: i64,
+}
+
+/// A cache-tree node (`TREE` extension).
+#[derive(Debug, Clone)]
+struct TreeNode {
+    name: Vec<u8>,
+    /// Entries covered; -1 when invalidated (then no id).
+    entry_count: i64,
+    oid: Option<[u8; OID_LEN]>,
+    children: Vec<TreeNode>,
+}
+
+fn be32(b: &[u8], at: usize) -> Option<u32> {
+    let s = b.get(at..at.checked_add(4)?)?;
+    Some(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    let s = b.get(at..at.checked_add(2)?)?;
+    Some(u16::from_be_bytes([s[0], s[1]]))
+}
+
+fn unsupported(why: impl Into<String>) -> Unsupported {
+    Unsupported(why.into())
+}
+
+impl IndexFile {
+    /// An index with no entries (the repository has none yet).
+    pub(crate) fn empty() -> IndexFile {
+        IndexFile {
+            bytes: Vec::new(),
+            version: 2,
+            entries: Vec::new(),
+            kept_extensions: Vec::new(),
+            tree: None,
+            timestamp: 0,
+        }
+    }
+
+    /// Reads `path`: `Ok(None)` when there is no index file yet.
+    pub(crate) fn read(path: &Path) -> Result<Option<IndexFile>, ReadError> {
+        let bytes = match fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(ReadError::Io(e)),
+        };
+        // The file's mtime in whole seconds, as git compares it without USE_NSEC (the wider
+        // window: more entries count as racy, none is missed); unknown, every entry is racy.
+        let timestamp = fs::metadata(path)
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            .unwrap_or(1);
+        IndexFile::parse(bytes, timestamp)
+            .map(Some)
+            .map_err(ReadError::Unsupported)
+    }
+
+    /// Parses an index file's bytes; `timestamp`: the file's mtime in seconds.
+    pub(crate) fn parse(bytes: Vec<u8>, timestamp: i64) -> Result<IndexFile, Unsupported> {
+        if bytes.len() < 12 + HASH_LEN || bytes.get(0..4) != Some(b"DIRC".as_slice()) {
+            return Err(unsupported("not an index file (no DIRC header)"));
+        }
+        let version = be32(&bytes, 4).ok_or_else(|| unsupported("truncated header"))?;
+        if version != 2 && version != 3 {
+            return Err(unsupported(format!("index version {version}")));
+        }
+        let count = be32(&bytes, 8).ok_or_else(|| unsupported("truncated header"))?;
+        let body_end = bytes.len() - HASH_LEN;
+        let mut entries = Vec::with_capacity(usize::try_from(count).unwrap_or(0).min(1 << 20));
+        let mut at = 12usize;
+        let mut prev: Option<(usize, usize, u16)> = None;
+        for _ in 0..count {
+            let flags = be16(&bytes, at + 60).ok_or_else(|| unsupported("truncated entry"))?;
+            let fixed = if flags & FLAG_EXTENDED != 0 {
+                if version < 3 {
+                    return Err(unsupported("extended flags in a version-2 index"));
+                }
+                ENTRY_FIXED + 2
+            } else {
+                ENTRY_FIXED
+            };
+            let name_start = at + fixed;
+            let rest = bytes
+                .get(name_start..body_end)
+                .ok_or_else(|| unsupported("truncated entry"))?;
+            let name_len = match flags & NAME_MASK {
+                NAME_MASK => rest
+                    .iter()
+                    .position(|&b| b == 0)
+                    .ok_or_else(|| unsupported("unterminated path"))?,
+                n => usize::from(n),
+            };
+            if rest.get(name_len) != Some(&0) || rest[..name_len].contains(&0) {
+                return Err(unsupported("malformed path"));
+            }
+            // git pads each entry with 1 to 8 NULs to a multiple of 8 bytes.
+            let len = (fixed + name_len + 8) & !7;
+            let end = at + len;
+            if end > body_end {
+                return Err(unsupported("truncated entry"));
+            }
+            let stage = (flags >> 12) & 3;
+            if let Some((ps, pl, pstage)) = prev {
+                let here = (&bytes[name_start..name_start + name_len], stage);
+                if (&bytes[ps..ps + pl], pstage) >= here {
+                    return Err(unsupported("entries out of order"));
+                }
+            }
+            prev = Some((name_start, name_len, stage));
+            entries.push(Entry::Kept {
+                start: at,
+                end,
+                name_len,
+            });
+            at = end;
+        }
+        let mut kept_extensions = Vec::new();
+        let mut tree = None;
+        while at < body_end {
+            let sig = bytes
+                .get(at..at + 4)
+                .ok_or_else(|| unsupported("truncated extension"))?;
+            let size = be32(&bytes, at + 4).ok_or_else(|| unsupported("truncated extension"))?;
+            let data_start = at + 8;
+            let data_end = usize::try_from(size)
+                .ok()
+                .and_then(|s| data_start.checked_add(s))
+                .filter(|&e| e <= body_end)
+                .ok_or_else(|| unsupported("truncated extension"))?;
+            if !sig[0].is_ascii_uppercase() {
+                // git's rule: an extension whose name starts with a lower-case letter must be
+                // understood (a split or sparse index); leave those to libgit2.
+                return Err(unsupported(format!(
+                    "required index extension {:?}",
+                    String::from_utf8_lossy(sig)
+                )));
+            }
+            match sig {
+                b"TREE" => tree = parse_tree(&bytes[data_start..data_end]),
+                b"REUC" => kept_extensions.push((at, data_end)),
+                _ => {}
+            }
+            at = data_end;
+        }
+        Ok(IndexFile {
+            bytes,
+            version,
+            entries,
+            kept_extensions,
+            tree,
+            timestamp,
+        })
+    }
+
+    fn name<'a>(&'a self, e: &'a Entry) -> &'a [u8] {
+        match e {
+            Entry::Kept {
+                start, name_len, ..
+            } => {
+                let fixed = if self.flags_of(e) & FLAG_EXTENDED != 0 {
+                    ENTRY_FIXED + 2
+                } else {
+                    ENTRY_FIXED
+                };
+                &self.bytes[start + fixed..start + fixed + name_len]
+            }
+            Entry::New { name, .. } => name,
+        }
+    }
+
+    fn raw<'a>(&'a self, e: &'a Entry) -> &'a [u8] {
+        match e {
+            Entry::Kept { start, end, .. } => &self.bytes[*start..*end],
+            Entry::New { bytes, .. } => bytes,
+        }
+    }
+
+    fn flags_of(&self, e: &Entry) -> u16 {
+        let raw = match e {
+            Entry::Kept { start, end, .. } => &self.bytes[*start..*end],
+            Entry::New { bytes, .. } => bytes,
+        };
+        u16::from_be_bytes([raw[60], raw[61]])
+    }
+
+    fn stage_of(&self, e: &Entry) -> u16 {
+        (self.flags_of(e) >> 12) & 3
+    }
+
+    /// First position whose (name, stage) is not below `(name, stage)`.
+    fn lower_bound(&self, name: &[u8], stage: u16) -> usize {
+        self.entries
+            .partition_point(|e| (self.name(e), self.stage_of(e)) < (name, stage))
+    }
+
+    /// The stage-0 blob of `path`: `Some(None)` absent, `None` conflicted (libgit2's
+    /// `get_path` per stage, as the caller used it).
+    pub(crate) fn stage_blob(&self, path: &str) -> Option<Option<Oid>> {
+        let name = path.as_bytes();
+        let mut i = self.lower_bound(name, 0);
+        let mut found = None;
+        while let Some(e) = self.entries.get(i) {
+            if self.name(e) != name {
+                break;
+            }
+            if self.stage_of(e) != 0 {
+                return None;
+            }
+            found = Oid::from_bytes(&self.raw(e)[40..60]).ok();
+            i += 1;
+        }
+        Some(found)
+    }
+
+    /// Sets (`Some`) or removes (`None`) the stage-0 entry of each path; any conflict stages of
+    /// the path go too (git's `add` does the same). Refuses a file where the index has a
+    /// directory of that name, or under a name the index has as a file.
+    pub(crate) fn edit(
+        &mut self,
+        updates: &[(String, Option<IndexEntry>)],
+    ) -> Result<(), EditError> {
+        for (path, entry) in updates {
+            let name = path.as_bytes().to_vec();
+            let from = self.lower_bound(&name, 0);
+            let mut to = from;
+            while self.entries.get(to).is_some_and(|e| self.name(e) == name) {
+                to += 1;
+            }
+            let Some(entry) = entry else {
+                self.entries.drain(from..to);
+                self.invalidate(&name);
+                continue;
+            };
+            if from == to {
+                self.check_no_collision(&name, from)
+                    .map_err(|what| EditError {
+                        path: path.clone(),
+                        what,
+                    })?;
+            }
+            let bytes = encode(entry, &name);
+            self.entries.splice(
+                from..to,
+                std::iter::once(Entry::New {
+                    name: name.clone(),
+                    bytes,
+                }),
+            );
+            self.invalidate(&name);
+        }
+        Ok(())
+    }
+
+    /// A new path must not be a directory of the index, nor lie under a file of it.
+    fn check_no_collision(&self, name: &[u8], at: usize) -> Result<(), &'static str> {
+        // Entries under `name/` sort right after where `name` would go.
+        if let Some(next) = self.entries.get(at) {
+            let n = self.name(next);
+            if n.len() > name.len() && n.starts_with(name) && n[name.len()] == b'/' {
+                return Err("the index has a directory of that name");
+            }
+        }
+        for (i, b) in name.iter().enumerate() {
+            if *b == b'/' {
+                let dir = &name[..i];
+                let k = self.lower_bound(dir, 0);
+                if self.entries.get(k).is_some_and(|e| self.name(e) == dir) {
+                    return Err("a parent directory is a file in the index");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Invalidates the cache-tree nodes on `name`'s way from the root.
+    fn invalidate(&mut self, name: &[u8]) {
+        let Some(mut node) = self.tree.as_mut() else {
+            return;
+        };
+        let mut rest = name;
+        loop {
+            node.entry_count = -1;
+            node.oid = None;
+            let Some(slash) = rest.iter().position(|&b| b == b'/') else {
+                return;
+            };
+            let (dir, tail) = (&rest[..slash], &rest[slash + 1..]);
+            match node.children.iter_mut().find(|c| c.name == dir) {
+                Some(child) => node = child,
+                None => return,
+            }
+            rest = tail;
+        }
+    }
+
+    /// The new file: header, entries (racily clean ones smudged, judged against `root`'s
+    /// working tree), the kept extensions, and the SHA-1 of all of it.
+    pub(crate) fn serialize(&self, root: &Path) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.bytes.len() + 256);
+        out.extend_from_slice(b"DIRC");
+        out.extend_from_slice(&self.version.to_be_bytes());
+        let count = u32::try_from(self.entries.len()).unwrap_or(u32::MAX);
+        out.extend_from_slice(&count.to_be_bytes());
+        for e in &self.entries {
+            let start = out.len();
+            out.extend_from_slice(self.raw(e));
+            if self.is_racily_clean(&out[start..]) && self.differs_on_disk(root, e) {
+                out[start + 36..start + 40].copy_from_slice(&0u32.to_be_bytes());
+            }
+        }
+        if let Some(tree) = &self.tree {
+            let mut data = Vec::new();
+            write_tree(tree, &mut data);
+            out.extend_from_slice(b"TREE");
+            out.extend_from_slice(&u32::try_from(data.len()).unwrap_or(u32::MAX).to_be_bytes());
+            out.extend_from_slice(&data);
+        }
+        for (s, e) in &self.kept_extensions {
+            out.extend_from_slice(&self.bytes[*s..*e]);
+        }
+        let hash = Sha1::digest(&out);
+        out.extend_from_slice(&hash);
+        out
+    }
+
+    fn is_racily_clean(&self, raw: &[u8]) -> bool {
+        let mode = be32(raw, 24).unwrap_or(0);
+        let mtime = i64::from(be32(raw, 8).unwrap_or(0));
+        // Submodules (gitlinks) are never racy: their content is a commit, not a file.
+        self.timestamp != 0 && mode & 0o170000 != 0o160000 && self.timestamp <= mtime
+    }
+
+    /// git's `ce_smudge_racily_clean_entry`: the file's stat data still match the entry, and
+    /// its content is not the entry's blob. A file that cannot be read is left as is (its stat
+    /// data already show a change, or git will read it then).
+    fn differs_on_disk(&self, root: &Path, e: &Entry) -> bool {
+        let raw = self.raw(e);
+        let Ok(path) = std::str::from_utf8(self.name(e)) else {
+            return true;
+        };
+        let full = root.join(path);
+        let Ok(meta) = fs::symlink_metadata(&full) else {
+            return false;
+        };
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let size = be32(raw, 36).unwrap_or(0);
+            let mtime = be32(raw, 8).unwrap_or(0);
+            if (meta.size() & 0xffff_ffff) as u32 != size || (meta.mtime() as u32) != mtime {
+                return false;
+            }
+        }
+        let content = if meta.file_type().is_symlink() {
+            fs::read_link(&full).map(|t| t.into_os_string().into_encoded_bytes())
+        } else {
+            fs::read(&full)
+        };
+        let Ok(content) = content else {
+            return false;
+        };
+        match Oid::hash_object(ObjectType::Blob, &content) {
+            Ok(oid) => oid.as_bytes() != &raw[40..60],
+            Err(_) => true,
+        }
+    }
+}
+
+/// An entry in the on-disk format (versions 2 and 3 without extended flags).
+fn encode(e: &IndexEntry, name: &[u8]) -> Vec<u8> {
+    let mut b = Vec::with_capacity((ENTRY_FIXED + name.len() + 8) & !7);
+    for v in [
+        e.ctime.seconds() as u32,
+        e.ctime.nanoseconds(),
+        e.mtime.seconds() as u32,
+        e.mtime.nanoseconds(),
+        e.dev,
+        e.ino,
+        e.mode,
+        e.uid,
+        e.gid,
+        e.file_size,
+    ] {
+        b.extend_from_slice(&v.to_be_bytes());
+    }
+    b.extend_from_slice(e.id.as_bytes());
+    let len = u16::try_from(name.len())
+        .unwrap_or(NAME_MASK)
+        .min(NAME_MASK);
+    b.extend_from_slice(&len.to_be_bytes());
+    b.extend_from_slice(name);
+    let total = (ENTRY_FIXED + name.len() + 8) & !7;
+    b.resize(total, 0);
+    b
+}
+
+/// Decodes a `TREE` extension; `None` (drop it: it is only a cache) when malformed.
+fn parse_tree(data: &[u8]) -> Option<TreeNode> {
+    let mut at = 0;
+    let node = parse_node(data, &mut at, 0)?;
+    (at == data.len()).then_some(node)
+}
+
+fn parse_node(data: &[u8], at: &mut usize, depth: usize) -> Option<TreeNode> {
+    if depth > MAX_TREE_DEPTH {
+        return None;
+    }
+    let rest = data.get(*at..)?;
+    let nul = rest.iter().position(|&b| b == 0)?;
+    let name = rest[..nul].to_vec();
+    let rest = &rest[nul + 1..];
+    let nl = rest.iter().position(|&b| b == b'\n')?;
+    let line = std::str::from_utf8(&rest[..nl]).ok()?;
+    let (count, subtrees) = line.split_once(' ')?;
+    let entry_count: i64 = count.parse().ok()?;
+    let subtrees: usize = subtrees.parse().ok()?;
+    *at += nul + 1 + nl + 1;
+    let oid = if entry_count >= 0 {
+        let raw = data.get(*at..*at + OID_LEN)?;
+        *at += OID_LEN;
+        let mut o = [0u8; OID_LEN];
+        o.copy_from_slice(raw);
+        Some(o)
+    } else {
+        None
+    };
+    let mut children = Vec::with_capacity(subtrees.min(1024));
+    for _ in 0..subtrees {
+        children.push(parse_node(data, at, depth + 1)?);
+    }
+    Some(TreeNode {
+        name,
+        entry_count,
+        oid,
+        children,
+    })
+}
+
+fn write_tree(node: &TreeNode, out: &mut Vec<u8>) {
+    out.extend_from_slice(&node.name);
+    out.push(0);
+    let count = if node.oid.is_some() {
+        node.entry_count
+    } else {
+        -1
+    };
+    out.extend_from_slice(format!("{count} {}\n", node.children.len()).as_bytes());
+    if let Some(oid) = &node.oid {
+        out.extend_from_slice(oid);
+    }
+    for c in &node.children {
+        write_tree(c, out);
+    }
+}
+
+/// Why reading an index failed.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    Io(std::io::Error),
+    Unsupported(Unsupported),
+}
+
+/// An edit the index cannot take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct EditError {
+    pub path: String,
+    pub what: &'static str,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use git2::IndexTime;
+    use proptest::prelude::*;
+
+    fn entry(path: &str, byte: u8) -> IndexEntry {
+        IndexEntry {
+            ctime: IndexTime::new(1, 0),
+            mtime: IndexTime::new(1, 0),
+            dev: 0,
+            ino: 0,
+            mode: 0o100644,
+            uid: 0,
+            gid: 0,
+            file_size: 1,
+            id: Oid::from_bytes(&[byte; 20]).unwrap(),
+            flags: 0,
+            flags_extended: 0,
+            path: path.as_bytes().to_vec(),
+        }
+    }
+
+    fn index_of(paths: &[&str]) -> Vec<u8> {
+        let mut f = IndexFile::empty();
+        let updates: Vec<_> = paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.to_string(), Some(entry(p, i as u8 + 1))))
+            .collect();
+        f.edit(&updates).unwrap();
+        f.serialize(Path::new("/nonexistent-kaizen-root"))
+    }
+
+    #[test]
+    fn round_trip_sorted_with_lookup_and_checksum() {
+        let bytes = index_of(&["b/x", "a", "b/a", "c.yaml", "a.b"]);
+        let (body, hash) = bytes.split_at(bytes.len() - 20);
+        assert_eq!(Sha1::digest(body).as_slice(), hash);
+        let f = IndexFile::parse(bytes.clone(), 0).unwrap();
+        let names: Vec<_> = f.entries.iter().map(|e| f.name(e).to_vec()).collect();
+        let want: Vec<&[u8]> = vec![b"a", b"a.b", b"b/a", b"b/x", b"c.yaml"];
+        assert_eq!(names, want);
+        assert_eq!(
+            f.stage_blob("b/x"),
+            Some(Some(Oid::from_bytes(&[1; 20]).unwrap()))
+        );
+        assert_eq!(f.stage_blob("b"), Some(None));
+        // Unchanged entries are copied byte for byte.
+        assert_eq!(f.serialize(Path::new("/nonexistent-kaizen-root")), bytes);
+    }
+
+    #[test]
+    fn collisions_between_files_and_directories_are_refused() {
+        let mut f = IndexFile::parse(index_of(&["a/b", "c"]), 0).unwrap();
+        let e = f.edit(&[("a".into(), Some(entry("a", 9)))]).unwrap_err();
+        assert_eq!(e.path, "a");
+        let e = f
+            .edit(&[("c/d".into(), Some(entry("c/d", 9)))])
+            .unwrap_err();
+        assert_eq!(e.path, "c/d");
+        // Replacing or removing is fine, and so is a sibling sharing a prefix.
+        f.edit(&[
+            ("a/b".into(), Some(entry("a/b", 7))),
+            ("c".into(), None),
+            ("a.txt".into(), Some(entry("a.txt", 8))),
+        ])
+        .unwrap();
+        assert_eq!(f.stage_blob("c"), Some(None));
+        assert_eq!(f.entries.len(), 2);
+    }
+
+    #[test]
+    fn cache_tree_invalidated_along_the_touched_path_only() {
+        let mut data = Vec::new();
+        let node = |name: &str, count: i64, children: Vec<TreeNode>| TreeNode {
+            name: name.as_bytes().to_vec(),
+            entry_count: count,
+            oid: Some([count as u8; 20]),
+            children,
+        };
+        let tree = node(
+            "",
+            3,
+            vec![
+                node("a", 2, vec![node("b", 1, vec![])]),
+                node("z", 1, vec![]),
+            ],
+        );
+        write_tree(&tree, &mut data);
+        let mut f = IndexFile::empty();
+        f.tree = parse_tree(&data);
+        f.invalidate(b"a/b/new.txt");
+        let t = f.tree.as_ref().unwrap();
+        assert_eq!((t.entry_count, t.oid), (-1, None));
+        assert_eq!(t.children[0].entry_count, -1);
+        assert_eq!(t.children[0].children[0].entry_count, -1);
+        assert_eq!(t.children[1].entry_count, 1, "z is untouched");
+        let mut again = Vec::new();
+        write_tree(t, &mut again);
+        assert_eq!(parse_tree(&again).unwrap().children.len(), 2);
+    }
+
+    #[test]
+    fn other_versions_and_required_extensions_are_declined() {
+        let mut v4 = index_of(&["a"]);
+        v4[7] = 4;
+        assert!(IndexFile::parse(v4, 0).is_err());
+        let mut bytes = index_of(&["a"]);
+        let at = bytes.len() - 20;
+        bytes.splice(at..at, b"link\0\0\0\0".iter().copied());
+        assert!(IndexFile::parse(bytes, 0).is_err());
+    }
+
+    proptest! {
+        /// Whatever the bytes, reading, looking up, editing and writing never panics.
+        #[test]
+        fn never_panics_on_any_bytes(
+            garbage in proptest::collection::vec(any::<u8>(), 0..400),
+            flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..8),
+            cut in any::<usize>(),
+        ) {
+            let mut inputs = vec![garbage];
+            let mut valid = index_of(&["a/b", "a/c", "d"]);
+            for (at, b) in flips {
+                let n = valid.len();
+                valid[at % n] = b;
+            }
+            let n = valid.len();
+            inputs.push(valid[..cut % (n + 1)].to_vec());
+            inputs.push(valid);
+            for bytes in inputs {
+                if let Ok(mut f) = IndexFile::parse(bytes, 1) {
+                    let _ = f.stage_blob("a/b");
+                    let _ = f.edit(&[("a/b".into(), Some(entry("a/b", 3))), ("d".into(), None)]);
+                    let _ = f.serialize(Path::new("/nonexistent-kaizen-root"));
+                }
+            }
+        }
+    }
+}
