@@ -95,6 +95,49 @@ fn bench(c: &mut Criterion) {
                 total
             })
         });
+        // The same pair in a resident process — `kaizen run`, or a host embedding the runtime —
+        // where the engine (ledger open, config, repository) is built once: `Engine::cycle`
+        // then `Engine::revert`, the calls `kaizen cycle` and `kaizen revert` make, on their
+        // own copy of the repository and ledger, a cycle every 5 minutes of a manual clock.
+        let res_repo = fixture_repo(files, commits, &dir.path().join("r"));
+        kaizen(&res_repo, t0 - chrono::Duration::days(1), &["observe"]);
+        seed_history(&res_repo, t0 - chrono::Duration::days(1), 200);
+        let config = kaizen_core::config::Config::load(&res_repo.join("kaizen.yaml")).unwrap();
+        let clock = std::sync::Arc::new(kaizen_core::clock::ManualClock::at(t0));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut engine =
+            kaizen_adapters::assemble::engine_from_config(&config, clock.clone(), Vec::new())
+                .unwrap();
+        let res_day = Cell::new(0i64);
+        let res_pairs = RefCell::new(Vec::new());
+        let res_cpu = Cell::new((Duration::ZERO, 0u32));
+        g.bench_function(BenchmarkId::new("kaizen_resident", files), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let d = res_day.get() + 1;
+                    res_day.set(d);
+                    let at = t0 + chrono::Duration::minutes(5 * d);
+                    let cpu0 = self_and_children_cpu();
+                    let s = Instant::now();
+                    clock.set(at);
+                    let report = rt.block_on(engine.cycle()).unwrap();
+                    assert_eq!(report.applied.len(), 1, "the resident cycle applies");
+                    clock.set(at + chrono::Duration::seconds(30));
+                    engine.revert(report.applied[0], "bench").unwrap();
+                    let pair = s.elapsed();
+                    let (c, n) = res_cpu.get();
+                    res_cpu.set((c + self_and_children_cpu().saturating_sub(cpu0), n + 1));
+                    res_pairs.borrow_mut().push(pair);
+                    total += pair;
+                }
+                total
+            })
+        });
+        drop(engine);
         // The edit the git CLI side makes is the one kaizen makes (cache_mb 128 → 256).
         let edited = APP_YAML.replace("cache_mb: 128", "cache_mb: 256");
         let app = git_repo.join("config/app.yaml");
@@ -121,6 +164,7 @@ fn bench(c: &mut Criterion) {
                 total
             })
         });
+        let (kres, _) = median_worst(&mut res_pairs.borrow_mut());
         let (ka, _) = median_worst(&mut applies.borrow_mut());
         let (kr, _) = median_worst(&mut reverts.borrow_mut());
         let (ga, _) = median_worst(&mut commits_t.borrow_mut());
@@ -136,6 +180,23 @@ fn bench(c: &mut Criterion) {
         // CPU per pair (all iterations, 10 ms ticks): what a loaded machine does not inflate.
         let per = |(c, n): (Duration, u32)| c.as_secs_f64() * 1e3 / f64::from(n.max(1));
         let (kc, gc) = (per(kz_cpu.get()), per(git_cpu.get()));
+        let rc = per(res_cpu.get());
+        figure_ms("apply_revert", "kaizen_resident_pair", files, kres);
+        figure("apply_revert", "kaizen_resident_pair_cpu", files, rc, "ms");
+        figure(
+            "apply_revert",
+            "resident_speedup_vs_git",
+            files,
+            (ga + gr).as_secs_f64() / kres.as_secs_f64().max(1e-9),
+            "x",
+        );
+        figure(
+            "apply_revert",
+            "resident_cpu_speedup_vs_git",
+            files,
+            gc / rc.max(1e-9),
+            "x",
+        );
         figure("apply_revert", "kaizen_pair_cpu", files, kc, "ms");
         figure("apply_revert", "git_pair_cpu", files, gc, "ms");
         figure(

@@ -264,6 +264,18 @@ fn use_colour(no_color: Option<std::ffi::OsString>, terminal: bool) -> bool {
     terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
+/// `kaizen run` (the daemon: its loop, HTTP endpoints and signals), `sim` and `demo` (the
+/// runtime's schedule, stepped on blocking threads) keep a pool of two workers; every other
+/// command is one short job and runs on the main thread — starting the workers (stacks,
+/// arenas, wake-ups) was about a millisecond of every cron `kaizen cycle` (BENCHMARKS.md,
+/// finding 10).
+fn needs_workers(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Run { .. } | Command::Sim { .. } | Command::Demo { .. }
+    )
+}
+
 fn main() -> ExitCode {
     // A reader that stops early (`| head`) is not a failure: exit quietly, as other tools do.
     let default_hook = std::panic::take_hook();
@@ -300,11 +312,14 @@ fn main() -> ExitCode {
         .with_target(false)
         .init();
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .worker_threads(2)
-        .build()
-    {
+    let mut builder = if needs_workers(&cli.command) {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(2);
+        b
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("kaizen: cannot start the async runtime: {e}");

@@ -228,3 +228,19 @@ pub fn children_cpu() -> Duration {
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     Duration::from_millis((ticks(13) + ticks(14)) * 10)
 }
+
+/// CPU time (user + system) of this process (all its threads) and its waited-for children so
+/// far, from `/proc/self/stat` (clock ticks of 10 ms): a resident engine's own cost plus the
+/// commands its sources run.
+pub fn self_and_children_cpu() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return Duration::ZERO;
+    };
+    let Some(close) = stat.rfind(')') else {
+        return Duration::ZERO;
+    };
+    let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    // utime (14), stime (15), cutime (16), cstime (17) are f[11]..f[14].
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    Duration::from_millis((ticks(11) + ticks(12) + ticks(13) + ticks(14)) * 10)
+}
