@@ -1589,23 +1589,8 @@ enum IndexView {
 impl IndexView {
     /// Reads the index without holding kaizen's lock (checks only, never written back).
     fn read(repo: &Repository) -> Result<IndexView, ApplyError> {
-        if repo.workdir().is_some() {
-            match IndexFile::read(&repo.path().join("index")) {
-                Ok(Some(f)) => return Ok(IndexView::Native(f)),
-                Ok(None) => return Ok(IndexView::Native(IndexFile::empty())),
-                Err(index_file::ReadError::Unsupported(why)) => {
-                    tracing::debug!("kaizen stage=index: libgit2 reads this index ({})", why.0);
-                }
-                Err(index_file::ReadError::Io(e)) => {
-                    return Err(io_err(
-                        format!(
-                            "cannot read the index {}",
-                            repo.path().join("index").display()
-                        ),
-                        e,
-                    ));
-                }
-            }
+        if let Some(f) = read_native(repo)? {
+            return Ok(IndexView::Native(f));
         }
         repo.index()
             .map(IndexView::Git)
@@ -1648,30 +1633,14 @@ impl LockedIndex {
         let live = gitdir.join("index");
         let tmp = gitdir.join(format!("index{TEMP_MARK}{}", std::process::id()));
         remove_stale(&tmp)?;
-        if let Some(root) = repo.workdir() {
-            let native = match IndexFile::read(&live) {
-                Ok(Some(f)) => Some(f),
-                Ok(None) => Some(IndexFile::empty()),
-                Err(index_file::ReadError::Unsupported(why)) => {
-                    tracing::debug!("kaizen stage=index: libgit2 edits this index ({})", why.0);
-                    None
-                }
-                Err(index_file::ReadError::Io(e)) => {
-                    return Err(io_err(
-                        format!("cannot read the index {}", live.display()),
-                        e,
-                    ));
-                }
-            };
-            if let Some(f) = native {
-                return Ok(LockedIndex {
-                    view: IndexView::Native(f),
-                    root: root.to_path_buf(),
-                    tmp,
-                    live,
-                    done: false,
-                });
-            }
+        if let (Some(root), Some(f)) = (repo.workdir(), read_native(repo)?) {
+            return Ok(LockedIndex {
+                view: IndexView::Native(f),
+                root: root.to_path_buf(),
+                tmp,
+                live,
+                done: false,
+            });
         }
         match fs::hard_link(&live, &tmp) {
             Ok(()) => {}
@@ -1743,6 +1712,26 @@ impl LockedIndex {
             .map_err(|e| io_err(format!("cannot replace {}", self.live.display()), e))?;
         self.done = true;
         Ok(())
+    }
+}
+
+/// kaizen's own reading of `.git/index` (an empty index when there is none yet); `None` where
+/// only libgit2 understands the file ([`index_file`]'s limits) or the repository is bare.
+fn read_native(repo: &Repository) -> Result<Option<IndexFile>, ApplyError> {
+    if repo.workdir().is_none() {
+        return Ok(None);
+    }
+    let live = repo.path().join("index");
+    match IndexFile::read(&live) {
+        Ok(f) => Ok(Some(f.unwrap_or_else(IndexFile::empty))),
+        Err(index_file::ReadError::Unsupported(why)) => {
+            tracing::debug!("kaizen stage=index: libgit2 handles this index ({})", why.0);
+            Ok(None)
+        }
+        Err(index_file::ReadError::Io(e)) => Err(io_err(
+            format!("cannot read the index {}", live.display()),
+            e,
+        )),
     }
 }
 
