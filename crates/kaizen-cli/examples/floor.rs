@@ -6,6 +6,7 @@
 //! cargo build --release -p kaizen-cli --example floor
 //! floor commit REPO FILE FROM TO   # one libgit2 commit of one edited file, index and file updated
 //! floor sqlite DB                  # open a WAL database (synchronous=FULL) and commit one row
+//! floor ledger DB                  # open kaizen's ledger (schema check and pragmas), nothing else
 //! ```
 //!
 //! `commit` does what any committing operation of kaizen's must: read the index (libgit2 reads
@@ -68,8 +69,11 @@ fn main() -> ExitCode {
     let out = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["commit", repo, file, from, to] => commit(Path::new(repo), file, from, to),
         ["sqlite", db] => sqlite(Path::new(db)),
+        ["ledger", db] => kaizen_core::ledger::Ledger::open(Path::new(db))
+            .map(drop)
+            .map_err(Into::into),
         _ => {
-            eprintln!("usage: floor commit REPO FILE FROM TO | floor sqlite DB");
+            eprintln!("usage: floor commit REPO FILE FROM TO | floor sqlite DB | floor ledger DB");
             return ExitCode::from(2);
         }
     };
