@@ -302,11 +302,10 @@ impl IndexFile {
                 continue;
             };
             if from == to {
-                self.check_no_collision(&name, from)
-                    .map_err(|what| EditError {
-                        path: path.clone(),
-                        what,
-                    })?;
+                self.check_no_collision(&name).map_err(|what| EditError {
+                    path: path.clone(),
+                    what,
+                })?;
             }
             let bytes = encode(entry, &name);
             self.entries.splice(
@@ -322,19 +321,24 @@ impl IndexFile {
     }
 
     /// A new path must not be a directory of the index, nor lie under a file of it.
-    fn check_no_collision(&self, name: &[u8], at: usize) -> Result<(), &'static str> {
-        // Entries under `name/` sort right after where `name` would go.
-        if let Some(next) = self.entries.get(at) {
-            let n = self.name(next);
-            if n.len() > name.len() && n.starts_with(name) && n[name.len()] == b'/' {
-                return Err("the index has a directory of that name");
-            }
+    fn check_no_collision(&self, name: &[u8]) -> Result<(), &'static str> {
+        // Entries under `name/` sort together, after `name/` itself (but not right after `name`:
+        // `a.txt` sorts between `a` and `a/b`).
+        let mut dir = name.to_vec();
+        dir.push(b'/');
+        let k = self.lower_bound(&dir, 0);
+        if self
+            .entries
+            .get(k)
+            .is_some_and(|e| self.name(e).starts_with(&dir))
+        {
+            return Err("the index has a directory of that name");
         }
         for (i, b) in name.iter().enumerate() {
             if *b == b'/' {
-                let dir = &name[..i];
-                let k = self.lower_bound(dir, 0);
-                if self.entries.get(k).is_some_and(|e| self.name(e) == dir) {
+                let parent = &name[..i];
+                let k = self.lower_bound(parent, 0);
+                if self.entries.get(k).is_some_and(|e| self.name(e) == parent) {
                     return Err("a parent directory is a file in the index");
                 }
             }
@@ -592,7 +596,8 @@ mod tests {
 
     #[test]
     fn collisions_between_files_and_directories_are_refused() {
-        let mut f = IndexFile::parse(index_of(&["a/b", "c"]), 0).unwrap();
+        // `a.txt` sorts between `a` and `a/b`: the directory is found all the same.
+        let mut f = IndexFile::parse(index_of(&["a/b", "a.txt", "c"]), 0).unwrap();
         let e = f.edit(&[("a".into(), Some(entry("a", 9)))]).unwrap_err();
         assert_eq!(e.path, "a");
         let e = f
@@ -604,10 +609,11 @@ mod tests {
             ("a/b".into(), Some(entry("a/b", 7))),
             ("c".into(), None),
             ("a.txt".into(), Some(entry("a.txt", 8))),
+            ("a-b".into(), Some(entry("a-b", 9))),
         ])
         .unwrap();
         assert_eq!(f.stage_blob("c"), Some(None));
-        assert_eq!(f.entries.len(), 2);
+        assert_eq!(f.entries.len(), 3);
     }
 
     #[test]
