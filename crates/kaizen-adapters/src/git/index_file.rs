@@ -658,7 +658,65 @@ mod tests {
         assert!(IndexFile::parse(bytes, 0).is_err());
     }
 
+    /// (path, id, mode, stage) of every entry, as libgit2 reads the file (it verifies the
+    /// checksum kaizen wrote).
+    fn libgit2_entries(path: &Path) -> Vec<(Vec<u8>, Oid, u32, i32)> {
+        let index = git2::Index::open(path).unwrap();
+        index
+            .iter()
+            .map(|e| (e.path.clone(), e.id, e.mode, i32::from((e.flags >> 12) & 3)))
+            .collect()
+    }
+
+    fn path_strategy() -> impl Strategy<Value = String> {
+        // Directories `d*`, files `f*`: no file ever collides with a directory.
+        (0..4usize, 0..3usize, 0..6usize).prop_map(|(depth, d, f)| {
+            let mut p = String::new();
+            for k in 0..depth {
+                p.push_str(&format!("d{}/", (d + k) % 3));
+            }
+            p.push_str(&format!("f{f}.yaml"));
+            p
+        })
+    }
+
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// The same edits through kaizen's writer and through libgit2 give the same entries, and
+        /// libgit2 reads kaizen's file (checksum included).
+        #[test]
+        fn edits_agree_with_libgit2(
+            initial in proptest::collection::btree_set(path_strategy(), 0..12),
+            edits in proptest::collection::vec((path_strategy(), any::<bool>(), 1u8..200), 0..10),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let theirs = dir.path().join("theirs");
+            {
+                let mut index = git2::Index::open(&theirs).unwrap();
+                for (i, p) in initial.iter().enumerate() {
+                    index.add(&entry(p, i as u8 + 1)).unwrap();
+                }
+                index.write().unwrap();
+            }
+            let mut ours = IndexFile::parse(std::fs::read(&theirs).unwrap(), 0).unwrap();
+            let mut index = git2::Index::open(&theirs).unwrap();
+            let mut updates = Vec::new();
+            for (p, keep, b) in &edits {
+                if *keep {
+                    index.add(&entry(p, *b)).unwrap();
+                    updates.push((p.clone(), Some(entry(p, *b))));
+                } else {
+                    let _ = index.remove_path(Path::new(p));
+                    updates.push((p.clone(), None));
+                }
+            }
+            index.write().unwrap();
+            ours.edit(&updates).unwrap();
+            let mine = dir.path().join("mine");
+            std::fs::write(&mine, ours.serialize(Path::new("/nonexistent-kaizen-root"))).unwrap();
+            prop_assert_eq!(libgit2_entries(&mine), libgit2_entries(&theirs));
+        }
+
         /// Whatever the bytes, reading, looking up, editing and writing never panics.
         #[test]
         fn never_panics_on_any_bytes(
