@@ -399,8 +399,12 @@ struct Also<'a> {
     review_branch: Option<&'a str>,
 }
 
-/// Prepared statements kept per connection (rusqlite's default is 16; the ledger has more).
-const STATEMENT_CACHE: usize = 64;
+/// Prepared statements kept per connection (rusqlite's default is 16). The ledger's queries
+/// go through the cache — about a hundred distinct statements, a few of them per shape of an
+/// intervention query — so that none is parsed and planned again on each use: parsing the
+/// uncached ones (the health and counter reads after every step among them) was 5% of a
+/// 90-day `kaizen sim` (issue 12, bench 4). A prepared statement holds a few KB.
+const STATEMENT_CACHE: usize = 256;
 
 /// Makes `conn`'s cached statements stay prepared: room for every statement in the cache, and
 /// SQLite's query planner stability guarantee (QPSG) on.
@@ -499,9 +503,8 @@ fn chain_row(
 
 /// Every event row with its chain columns, in log order.
 fn chain_rows(c: &Connection) -> rusqlite::Result<Vec<crate::audit::ChainRow>> {
-    let mut stmt = c.prepare(
-        "SELECT id, at, intervention_id, stage, kind, detail, data_json, prev_hash, hash FROM events ORDER BY id",
-    )?;
+    let mut stmt = c.prepare_cached(
+        "SELECT id, at, intervention_id, stage, kind, detail, data_json, prev_hash, hash FROM events ORDER BY id")?;
     let rows = stmt.query_map([], |r| {
         Ok(crate::audit::ChainRow {
             seq: r.get(0)?,
@@ -897,11 +900,8 @@ impl Ledger {
                     return Ok(folded);
                 }
                 let oldest: Option<i64> = self.sql(|c| {
-                    c.query_row(
-                        "SELECT MIN(at) FROM samples WHERE signal = ?1",
-                        params![signal],
-                        |r| r.get(0),
-                    )
+                    c.prepare_cached("SELECT MIN(at) FROM samples WHERE signal = ?1")?
+                        .query_row(params![signal], |r| r.get(0))
                 })?;
                 let Some(oldest) = oldest.filter(|&o| o < cut) else {
                     break;
@@ -1020,12 +1020,9 @@ impl Ledger {
     /// When `key` was last raised ([`Ledger::append_raised`]), if ever.
     pub fn last_raised(&self, key: &str) -> Result<Option<DateTime<Utc>>, LedgerError> {
         self.sql(|c| {
-            c.query_row(
-                "SELECT last_at FROM escalations WHERE key = ?1",
-                params![key],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()
+            c.prepare_cached("SELECT last_at FROM escalations WHERE key = ?1")?
+                .query_row(params![key], |r| r.get::<_, i64>(0))
+                .optional()
         })
         .map(|t| t.map(from_ms))
     }
@@ -1055,12 +1052,9 @@ impl Ledger {
     /// The highest interim look taken for `id` (0: none).
     pub fn interim_looks(&self, id: InterventionId) -> Result<u32, LedgerError> {
         self.sql(|c| {
-            c.query_row(
-                "SELECT interim_looks FROM interventions WHERE id = ?1",
-                params![id.0],
-                |r| r.get(0),
-            )
-            .optional()
+            c.prepare_cached("SELECT interim_looks FROM interventions WHERE id = ?1")?
+                .query_row(params![id.0], |r| r.get(0))
+                .optional()
         })
         .map(Option::unwrap_or_default)
     }
@@ -1068,12 +1062,9 @@ impl Ledger {
     /// The audit chain's head: the newest event's hash (`None`: no event yet).
     pub fn audit_head(&self) -> Result<Option<String>, LedgerError> {
         self.sql(|c| {
-            c.query_row(
-                "SELECT hash FROM events ORDER BY id DESC LIMIT 1",
-                [],
-                |r| r.get::<_, Option<String>>(0),
-            )
-            .optional()
+            c.prepare_cached("SELECT hash FROM events ORDER BY id DESC LIMIT 1")?
+                .query_row([], |r| r.get::<_, Option<String>>(0))
+                .optional()
         })
         .map(Option::flatten)
     }
@@ -1120,7 +1111,10 @@ impl Ledger {
 
     /// The position of the newest event in the log (0 when there is none).
     pub fn last_event_seq(&self) -> Result<i64, LedgerError> {
-        self.sql(|c| c.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0)))
+        self.sql(|c| {
+            c.prepare_cached("SELECT COALESCE(MAX(id), 0) FROM events")?
+                .query_row([], |r| r.get(0))
+        })
     }
 
     fn query_events(
@@ -1376,11 +1370,9 @@ impl Ledger {
         pending: Option<Pending>,
     ) -> Result<(), LedgerError> {
         self.sql(|c| {
-            c.execute(
-                "UPDATE interventions SET pending = ?2 WHERE id = ?1",
-                params![id.0, pending.map(Pending::as_str)],
-            )
-            .map(|_| ())
+            c.prepare_cached("UPDATE interventions SET pending = ?2 WHERE id = ?1")?
+                .execute(params![id.0, pending.map(Pending::as_str)])
+                .map(|_| ())
         })
     }
 
@@ -1442,10 +1434,10 @@ impl Ledger {
             message: e.to_string(),
         })?;
         self.sql(|c| {
-            c.execute(
+            c.prepare_cached(
                 "UPDATE interventions SET outcome = ?2, verdict_json = ?3 WHERE id = ?1",
-                params![id.0, verdict.outcome.as_str(), json],
-            )
+            )?
+            .execute(params![id.0, verdict.outcome.as_str(), json])
             .map(|_| ())
         })
     }
@@ -1477,11 +1469,9 @@ impl Ledger {
         sizing: &serde_json::Value,
     ) -> Result<(), LedgerError> {
         self.sql(|c| {
-            c.execute(
-                "UPDATE interventions SET sizing_json = ?2 WHERE id = ?1",
-                params![id.0, sizing.to_string()],
-            )
-            .map(|_| ())
+            c.prepare_cached("UPDATE interventions SET sizing_json = ?2 WHERE id = ?1")?
+                .execute(params![id.0, sizing.to_string()])
+                .map(|_| ())
         })
     }
 
@@ -1489,12 +1479,9 @@ impl Ledger {
     pub fn sizing(&self, id: InterventionId) -> Result<Option<serde_json::Value>, LedgerError> {
         let raw: Option<String> = self
             .sql(|c| {
-                c.query_row(
-                    "SELECT sizing_json FROM interventions WHERE id = ?1",
-                    params![id.0],
-                    |r| r.get(0),
-                )
-                .optional()
+                c.prepare_cached("SELECT sizing_json FROM interventions WHERE id = ?1")?
+                    .query_row(params![id.0], |r| r.get(0))
+                    .optional()
             })?
             .flatten();
         Ok(raw.and_then(|s| serde_json::from_str(&s).ok()))
@@ -1607,13 +1594,10 @@ impl Ledger {
     /// The review branch `id` was proposed on, if any.
     pub fn review_branch(&self, id: InterventionId) -> Result<Option<String>, LedgerError> {
         self.sql(|c| {
-            c.query_row(
-                "SELECT review_branch FROM interventions WHERE id = ?1",
-                params![id.0],
-                |r| r.get(0),
-            )
-            .optional()
-            .map(Option::flatten)
+            c.prepare_cached("SELECT review_branch FROM interventions WHERE id = ?1")?
+                .query_row(params![id.0], |r| r.get(0))
+                .optional()
+                .map(Option::flatten)
         })
     }
 
@@ -1635,14 +1619,8 @@ impl Ledger {
         new: &str,
     ) -> Result<bool, LedgerError> {
         self.sql(|c| {
-            let a = c.execute(
-                "UPDATE interventions SET commit_sha = ?3 WHERE id = ?1 AND commit_sha = ?2",
-                params![id.0, old, new],
-            )?;
-            let b = c.execute(
-                "UPDATE interventions SET revert_commit = ?3 WHERE id = ?1 AND revert_commit = ?2",
-                params![id.0, old, new],
-            )?;
+            let a = c.prepare_cached("UPDATE interventions SET commit_sha = ?3 WHERE id = ?1 AND commit_sha = ?2")?.execute(params![id.0, old, new])?;
+            let b = c.prepare_cached("UPDATE interventions SET revert_commit = ?3 WHERE id = ?1 AND revert_commit = ?2")?.execute(params![id.0, old, new])?;
             Ok(a + b > 0)
         })
     }
@@ -1667,12 +1645,11 @@ impl Ledger {
         due_at: DateTime<Utc>,
     ) -> Result<u32, LedgerError> {
         self.sql(|c| {
-            c.query_row(
+            c.prepare_cached(
                 "UPDATE interventions SET due_at = ?2, extensions = extensions + 1 WHERE id = ?1 \
                  RETURNING extensions",
-                params![id.0, ms(due_at)],
-                |r| r.get(0),
-            )
+            )?
+            .query_row(params![id.0, ms(due_at)], |r| r.get(0))
         })
     }
 
@@ -1684,12 +1661,11 @@ impl Ledger {
         at: DateTime<Utc>,
     ) -> Result<u64, LedgerError> {
         self.sql(|c| {
-            c.query_row(
+            c.prepare_cached(
                 "UPDATE interventions SET repeats = repeats + 1, last_repeat_at = ?2 WHERE id = ?1 \
                  RETURNING repeats",
-                params![id.0, ms(at)],
-                |r| r.get::<_, i64>(0),
-            )
+            )?
+            .query_row(params![id.0, ms(at)], |r| r.get::<_, i64>(0))
         })
         .map(|n| u64::try_from(n).unwrap_or(0))
     }
@@ -1697,11 +1673,10 @@ impl Ledger {
     /// Repeats counted on `id` and when the last was seen.
     pub fn repeats(&self, id: InterventionId) -> Result<(u64, Option<DateTime<Utc>>), LedgerError> {
         self.sql(|c| {
-            c.query_row(
-                "SELECT repeats, last_repeat_at FROM interventions WHERE id = ?1",
-                params![id.0],
-                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?)),
-            )
+            c.prepare_cached("SELECT repeats, last_repeat_at FROM interventions WHERE id = ?1")?
+                .query_row(params![id.0], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
+                })
         })
         .map(|(n, at)| (u64::try_from(n).unwrap_or(0), at.map(from_ms)))
     }
@@ -1735,11 +1710,8 @@ impl Ledger {
     /// How often `id`'s window was extended.
     pub fn extensions(&self, id: InterventionId) -> Result<u32, LedgerError> {
         self.sql(|c| {
-            c.query_row(
-                "SELECT extensions FROM interventions WHERE id = ?1",
-                params![id.0],
-                |r| r.get(0),
-            )
+            c.prepare_cached("SELECT extensions FROM interventions WHERE id = ?1")?
+                .query_row(params![id.0], |r| r.get(0))
         })
         .map_err(|e| match e {
             LedgerError::Sql {
@@ -1987,12 +1959,9 @@ impl Ledger {
         body: &serde_json::Value,
     ) -> Result<(), LedgerError> {
         self.sql(|c| {
-            c.execute(
-                "INSERT INTO lessons(id, version, status, area, file, updated_at, body_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+            c.prepare_cached("INSERT INTO lessons(id, version, status, area, file, updated_at, body_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT(id) DO UPDATE SET version = excluded.version, status = excluded.status, area = excluded.area,
-                   file = excluded.file, updated_at = excluded.updated_at, body_json = excluded.body_json",
-                params![row.id, row.version, row.status, row.area, row.file, ms(now), body.to_string()],
-            )
+                   file = excluded.file, updated_at = excluded.updated_at, body_json = excluded.body_json")?.execute(params![row.id, row.version, row.status, row.area, row.file, ms(now), body.to_string()])
             .map(|_| ())
         })
     }
@@ -2000,8 +1969,9 @@ impl Ledger {
     /// Indexed lessons, by id.
     pub fn indexed_lessons(&self) -> Result<Vec<LessonRow>, LedgerError> {
         self.sql(|c| {
-            let mut stmt =
-                c.prepare("SELECT id, version, status, area, file FROM lessons ORDER BY id")?;
+            let mut stmt = c.prepare_cached(
+                "SELECT id, version, status, area, file FROM lessons ORDER BY id",
+            )?;
             let rows = stmt.query_map([], |r| {
                 Ok(LessonRow {
                     id: r.get(0)?,
@@ -2026,10 +1996,7 @@ impl Ledger {
         branch: Option<&str>,
     ) -> Result<(), LedgerError> {
         self.sql(|c| {
-            c.execute(
-                "UPDATE interventions SET pending = 'apply', branch = COALESCE(?2, branch) WHERE id = ?1",
-                params![id.0, branch],
-            )
+            c.prepare_cached("UPDATE interventions SET pending = 'apply', branch = COALESCE(?2, branch) WHERE id = ?1")?.execute(params![id.0, branch])
             .map(|_| ())
         })
     }
@@ -2038,12 +2005,9 @@ impl Ledger {
     pub fn branch(&self, id: InterventionId) -> Result<Option<String>, LedgerError> {
         Ok(self
             .sql(|c| {
-                c.query_row(
-                    "SELECT branch FROM interventions WHERE id = ?1",
-                    params![id.0],
-                    |r| r.get::<_, Option<String>>(0),
-                )
-                .optional()
+                c.prepare_cached("SELECT branch FROM interventions WHERE id = ?1")?
+                    .query_row(params![id.0], |r| r.get::<_, Option<String>>(0))
+                    .optional()
             })?
             .flatten())
     }
@@ -2051,11 +2015,9 @@ impl Ledger {
     /// Records the branch `id` was committed on.
     pub fn set_branch(&mut self, id: InterventionId, branch: &str) -> Result<(), LedgerError> {
         self.sql(|c| {
-            c.execute(
-                "UPDATE interventions SET branch = ?2 WHERE id = ?1",
-                params![id.0, branch],
-            )
-            .map(|_| ())
+            c.prepare_cached("UPDATE interventions SET branch = ?2 WHERE id = ?1")?
+                .execute(params![id.0, branch])
+                .map(|_| ())
         })
     }
 
@@ -2383,10 +2345,7 @@ mod tests {
         let mut l = Ledger::in_memory().unwrap();
         let now = t("2026-01-01T00:00:00Z");
         l.sql(|c| {
-            c.execute(
-                "INSERT INTO events(at, stage, kind, detail, data_json) VALUES (?1, 'observe', 'sample_error', 'source `x`: down', '{\"file\": 1}')",
-                params![ms(now)],
-            )
+            c.prepare_cached("INSERT INTO events(at, stage, kind, detail, data_json) VALUES (?1, 'observe', 'sample_error', 'source `x`: down', '{\"file\": 1}')")?.execute(params![ms(now)])
         })
         .unwrap();
         l.append(now, &EngineEvent::Resumed { area: None }).unwrap();
@@ -2415,10 +2374,7 @@ mod tests {
             c.pragma_update(None, "user_version", AUDIT_MIGRATION as i64)
                 .unwrap();
             for i in 0..3 {
-                c.execute(
-                    "INSERT INTO events(at, stage, kind, detail) VALUES (?1, 'observe', 'sample_error', 'gap')",
-                    params![i],
-                )
+                c.prepare_cached("INSERT INTO events(at, stage, kind, detail) VALUES (?1, 'observe', 'sample_error', 'gap')")?.execute(params![i])
                 .unwrap();
             }
         }

@@ -117,11 +117,8 @@ impl Ledger {
     /// Events of `stage` recorded at or after `since`.
     pub fn stage_event_count(&self, stage: &str, since: DateTime<Utc>) -> Result<u64, LedgerError> {
         self.sql(|c| {
-            c.query_row(
-                "SELECT COUNT(*) FROM events WHERE stage = ?1 AND at >= ?2",
-                params![stage, ms(since)],
-                |r| r.get::<_, i64>(0),
-            )
+            c.prepare_cached("SELECT COUNT(*) FROM events WHERE stage = ?1 AND at >= ?2")?
+                .query_row(params![stage, ms(since)], |r| r.get::<_, i64>(0))
         })
         .map(count)
     }
@@ -132,7 +129,7 @@ impl Ledger {
             "SELECT {SOURCE_OF_DETAIL} AS src, COUNT(*) FROM events WHERE kind = ?1 GROUP BY src"
         );
         self.sql(|c| {
-            let mut stmt = c.prepare(&sql)?;
+            let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt.query_map(params![SAMPLE_ERROR], |r| {
                 Ok((r.get::<_, String>(0)?, count(r.get(1)?)))
             })?;
@@ -147,7 +144,7 @@ impl Ledger {
              (SELECT MAX(id) FROM events WHERE kind = ?1 GROUP BY {SOURCE_OF_DETAIL})"
         );
         self.sql(|c| {
-            let mut stmt = c.prepare(&sql)?;
+            let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt.query_map(params![SAMPLE_ERROR], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
@@ -184,9 +181,8 @@ impl Ledger {
     /// Guard refusals (block or backlog) per guard, over the ledger's life.
     pub fn guard_refusals(&self) -> Result<BTreeMap<String, u64>, LedgerError> {
         self.sql(|c| {
-            let mut stmt = c.prepare(
-                "SELECT guard, COUNT(*) FROM guard_verdicts WHERE decision != 'pass' GROUP BY guard",
-            )?;
+            let mut stmt = c.prepare_cached(
+                "SELECT guard, COUNT(*) FROM guard_verdicts WHERE decision != 'pass' GROUP BY guard")?;
             let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, count(r.get(1)?))))?;
             rows.collect()
         })
@@ -195,18 +191,16 @@ impl Ledger {
     /// Lifetime totals of applied, validated and reverted interventions.
     pub fn intervention_totals(&self) -> Result<InterventionTotals, LedgerError> {
         self.sql(|c| {
-            let applied = c.query_row(
-                "SELECT COUNT(*) FROM interventions WHERE applied_at IS NOT NULL",
-                [],
-                |r| r.get::<_, i64>(0),
-            )?;
-            let validated = c.query_row(
-                "SELECT COUNT(*) FROM interventions WHERE outcome = 'validated' \
+            let applied = c
+                .prepare_cached("SELECT COUNT(*) FROM interventions WHERE applied_at IS NOT NULL")?
+                .query_row([], |r| r.get::<_, i64>(0))?;
+            let validated = c
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM interventions WHERE outcome = 'validated' \
                  AND status IN ('validated', 'reverted')",
-                [],
-                |r| r.get::<_, i64>(0),
-            )?;
-            let mut stmt = c.prepare(
+                )?
+                .query_row([], |r| r.get::<_, i64>(0))?;
+            let mut stmt = c.prepare_cached(
                 "SELECT COALESCE(outcome, 'none'), COUNT(*) FROM interventions \
                  WHERE status = 'reverted' GROUP BY 1",
             )?;
