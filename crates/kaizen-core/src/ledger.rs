@@ -828,6 +828,22 @@ impl Ledger {
         Ok(out)
     }
 
+    /// The newest `n` samples of `signal`, oldest first.
+    pub fn newest_samples(&self, signal: &str, n: usize) -> Result<Vec<Sample>, LedgerError> {
+        let limit = i64::try_from(n).unwrap_or(i64::MAX);
+        let mut out: Vec<Sample> = self.sql(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT at, value FROM samples WHERE signal = ?1 ORDER BY at DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![signal, limit], |r| {
+                Ok(Sample::new(signal, from_ms(r.get(0)?), r.get(1)?))
+            })?;
+            rows.collect()
+        })?;
+        out.reverse();
+        Ok(out)
+    }
+
     /// The newest sample of `signal`, if any.
     pub fn latest_sample(&self, signal: &str) -> Result<Option<Sample>, LedgerError> {
         self.sql(|c| {
@@ -1740,15 +1756,17 @@ impl Ledger {
 
     /// The `proposed` interventions no event of `kind` names, as (id, area), oldest first: one
     /// query for what the reconciliation looks at every cycle (rows left `proposed` that do not
-    /// wait for a human's approval), however many rows wait.
+    /// wait for a human's approval), however many rows wait. The events of `kind` are read once
+    /// (one range of `events_kind`), not each proposed row's whole event history.
     pub fn proposed_without_event(
         &self,
         kind: &str,
     ) -> Result<Vec<(InterventionId, String)>, LedgerError> {
         self.sql(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT i.id, i.area FROM interventions i WHERE i.status = 'proposed' AND NOT EXISTS \
-                 (SELECT 1 FROM events e WHERE e.intervention_id = i.id AND e.kind = ?1) ORDER BY i.id",
+                "SELECT i.id, i.area FROM interventions i WHERE i.status = 'proposed' AND i.id NOT IN \
+                 (SELECT e.intervention_id FROM events e WHERE e.kind = ?1 AND e.intervention_id IS NOT NULL) \
+                 ORDER BY i.id",
             )?;
             let rows = stmt.query_map(params![kind], |r| Ok((InterventionId(r.get(0)?), r.get(1)?)))?;
             rows.collect()
@@ -2345,7 +2363,10 @@ mod tests {
         let mut l = Ledger::in_memory().unwrap();
         let now = t("2026-01-01T00:00:00Z");
         l.sql(|c| {
-            c.prepare_cached("INSERT INTO events(at, stage, kind, detail, data_json) VALUES (?1, 'observe', 'sample_error', 'source `x`: down', '{\"file\": 1}')")?.execute(params![ms(now)])
+            c.execute(
+                "INSERT INTO events(at, stage, kind, detail, data_json) VALUES (?1, 'observe', 'sample_error', 'source `x`: down', '{\"file\": 1}')",
+                params![ms(now)],
+            )
         })
         .unwrap();
         l.append(now, &EngineEvent::Resumed { area: None }).unwrap();
@@ -2374,7 +2395,10 @@ mod tests {
             c.pragma_update(None, "user_version", AUDIT_MIGRATION as i64)
                 .unwrap();
             for i in 0..3 {
-                c.prepare_cached("INSERT INTO events(at, stage, kind, detail) VALUES (?1, 'observe', 'sample_error', 'gap')")?.execute(params![i])
+                c.execute(
+                    "INSERT INTO events(at, stage, kind, detail) VALUES (?1, 'observe', 'sample_error', 'gap')",
+                    params![i],
+                )
                 .unwrap();
             }
         }

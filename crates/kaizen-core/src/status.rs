@@ -161,18 +161,25 @@ impl StatusSnapshot {
         now: DateTime<Utc>,
     ) -> Result<StatusSnapshot, LedgerError> {
         let mut signals = Vec::new();
+        let spacings = crate::validate::cadence::RECENT_SPACINGS + 1;
         for (name, sc) in &settings.signals {
-            let latest = ledger.latest_sample(name)?;
+            // The newest samples, the latest last: when it is not after `now` (always, but in a
+            // replay of a ledger from the future), the cadence's samples are among them.
+            let mut newest = ledger.newest_samples(name, spacings)?;
+            let latest = newest.last().cloned();
             // The day up to the newest sample (not up to now): a signal that stopped being
             // sampled still has the cadence its data shows, not the fallback. The cadence is a
             // median of the last spacings: read those, not the whole day.
             let until = latest.as_ref().map_or(now, |s| s.at.min(now));
-            let recent = ledger.last_samples(
-                name,
-                until - chrono::Duration::hours(24),
-                until,
-                crate::validate::cadence::RECENT_SPACINGS + 1,
-            )?;
+            let day = until - chrono::Duration::hours(24);
+            let recent = match &latest {
+                None => Vec::new(),
+                Some(s) if s.at <= now => {
+                    newest.retain(|s| s.at >= day);
+                    newest
+                }
+                Some(_) => ledger.last_samples(name, day, until, spacings)?,
+            };
             let cadence = Cadence::resolve(&recent, settings.validate.sample_every);
             signals.push(SignalStatus {
                 cadence: cadence.every,
