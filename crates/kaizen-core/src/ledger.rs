@@ -828,15 +828,21 @@ impl Ledger {
         Ok(out)
     }
 
-    /// The newest `n` samples of `signal`, oldest first.
-    pub fn newest_samples(&self, signal: &str, n: usize) -> Result<Vec<Sample>, LedgerError> {
+    /// The newest `n` samples of `signal` as (time, value), oldest first: without a copy of the
+    /// signal's name per sample, for a reader that knows which signal it asked for (the status
+    /// after every step of the runtime reads every signal's newest).
+    pub fn newest_points(
+        &self,
+        signal: &str,
+        n: usize,
+    ) -> Result<Vec<(DateTime<Utc>, f64)>, LedgerError> {
         let limit = i64::try_from(n).unwrap_or(i64::MAX);
-        let mut out: Vec<Sample> = self.sql(|c| {
+        let mut out: Vec<(DateTime<Utc>, f64)> = self.sql(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT at, value FROM samples WHERE signal = ?1 ORDER BY at DESC LIMIT ?2",
             )?;
             let rows = stmt.query_map(params![signal, limit], |r| {
-                Ok(Sample::new(signal, from_ms(r.get(0)?), r.get(1)?))
+                Ok((from_ms(r.get(0)?), r.get(1)?))
             })?;
             rows.collect()
         })?;
