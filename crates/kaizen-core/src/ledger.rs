@@ -303,6 +303,12 @@ const MIGRATIONS: &[&str] = &[
         proposer_key, created_at, finalized_at, id, status, outcome, confidence)
         WHERE status IN ('validated', 'reverted');
     "#,
+    // v11: `/metrics`' guard refusals per guard, counted after every step of the runtime, read
+    // the whole `guard_verdicts` table (every verdict's reason text) to count the few refusals
+    // (issue 12, bench 4): a partial index holds the refusals' guard names only.
+    r#"
+    CREATE INDEX guard_verdicts_refusals ON guard_verdicts(guard) WHERE decision != 'pass';
+    "#,
 ];
 
 /// Which interventions the guards' view reads whole (after `SELECT … FROM interventions`):

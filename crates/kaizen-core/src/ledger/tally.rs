@@ -192,11 +192,14 @@ impl Ledger {
         })
     }
 
-    /// Guard refusals (block or backlog) per guard, over the ledger's life.
+    /// Guard refusals (block or backlog) per guard, over the ledger's life: a pass over the
+    /// partial index of refusals (`INDEXED BY`: losing it is an error, not a silent scan).
     pub fn guard_refusals(&self) -> Result<BTreeMap<String, u64>, LedgerError> {
         self.sql(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT guard, COUNT(*) FROM guard_verdicts WHERE decision != 'pass' GROUP BY guard")?;
+                "SELECT guard, COUNT(*) FROM guard_verdicts INDEXED BY guard_verdicts_refusals \
+                 WHERE decision != 'pass' GROUP BY guard",
+            )?;
             let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, count(r.get(1)?))))?;
             rows.collect()
         })
