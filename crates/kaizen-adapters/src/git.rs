@@ -55,10 +55,14 @@ type Hook = Box<dyn Fn() + Send + Sync>;
 
 /// Applies and reverts interventions as commits in a git working tree (see the module docs).
 ///
-/// `Repository` is not `Sync`, so the applier keeps only the (canonical) working-tree path and
-/// opens the repository per call.
+/// `Repository` is not `Sync`, so the applier keeps the (canonical) working-tree path and opens
+/// the repository per call — except for the two reads every cycle makes (a file at the tip, the
+/// routine recovery's look at the git dir), which reuse one handle ([`GitApplier::with_repo`]).
 pub struct GitApplier {
     root: PathBuf,
+    /// The handle [`GitApplier::with_repo`] reuses (`None`: not opened yet, or dropped after a
+    /// failure).
+    cached: std::sync::Mutex<Option<Repository>>,
     branch: Option<String>,
     before_commit: Option<Hook>,
     clock: Option<std::sync::Arc<dyn kaizen_core::clock::Clock>>,
@@ -172,6 +176,7 @@ impl GitApplier {
         }
         Ok(GitApplier {
             root,
+            cached: std::sync::Mutex::new(None),
             branch: branch.map(str::to_string),
             before_commit: None,
             clock: None,
@@ -214,6 +219,35 @@ impl GitApplier {
     fn repo(&self) -> Result<Repository, ApplyError> {
         Repository::open(&self.root)
             .map_err(|e| git_err(format!("cannot open {}", self.root.display()), e))
+    }
+
+    /// Runs `f` on a repository handle kept between calls, for reads that touch neither the
+    /// index nor the working tree: opening the repository (its config files, the git dir's
+    /// layout) was 7% of a 90-day `kaizen sim` (issue 12, bench 4), most of it for
+    /// [`Applier::read_file`] and the routine recovery of every cycle. Refs, packed refs and
+    /// objects are read from disk by libgit2 at each lookup (a pack it has not seen is found on
+    /// a miss), so a reused handle sees commits made since; libgit2's in-memory index is not
+    /// refreshed, which is why anything reading the index or committing opens its own
+    /// ([`GitApplier::repo`]). A failure drops the handle (the next call opens afresh); a call
+    /// made while the handle is in use opens its own.
+    fn with_repo<T>(
+        &self,
+        f: impl FnOnce(&Repository) -> Result<T, ApplyError>,
+    ) -> Result<T, ApplyError> {
+        let Ok(mut slot) = self.cached.try_lock() else {
+            return f(&self.repo()?);
+        };
+        if slot.is_none() {
+            *slot = Some(self.repo()?);
+        }
+        let Some(repo) = slot.as_ref() else {
+            return f(&self.repo()?);
+        };
+        let out = f(repo);
+        if out.is_err() {
+            *slot = None;
+        }
+        out
     }
 
     /// The branch HEAD is on (checked against the configured one) and its tip.
@@ -649,7 +683,17 @@ impl GitApplier {
     /// such a lock none can be left by a kill: the routine start-up repair then skips the walk
     /// (a cycle in a repository of 10k files paid for it every time).
     fn recover_scoped(&self, repair: bool, walk_tree: bool) -> Result<Vec<Finding>, ApplyError> {
-        let repo = self.repo()?;
+        self.with_repo(|repo| self.recover_in(repo, repair, walk_tree))
+    }
+
+    /// [`GitApplier::recover_scoped`] with `repo` (a reused handle: a dead kaizen's commit is
+    /// finished through a freshly opened one).
+    fn recover_in(
+        &self,
+        repo: &Repository,
+        repair: bool,
+        walk_tree: bool,
+    ) -> Result<Vec<Finding>, ApplyError> {
         let gitdir = repo.path().to_path_buf();
         let common = repo.commondir().to_path_buf();
         let mut out = Vec::new();
@@ -715,7 +759,7 @@ impl GitApplier {
                             out.push(ref_lock_finding(&shown(p)));
                         }
                     }
-                    self.roll_forward(&repo, &mine, &j, &mut out)?;
+                    self.roll_forward(&self.repo()?, &mine, &j, &mut out)?;
                     mine.release()?;
                 }
                 out.push(Finding {
@@ -794,7 +838,7 @@ impl GitApplier {
                 }
             }
         }
-        if let Err(ApplyError::Busy { what }) = self.check_state(&repo) {
+        if let Err(ApplyError::Busy { what }) = self.check_state(repo) {
             out.push(Finding {
                 kind: "operation_in_progress".into(),
                 path: ".git".into(),
@@ -1072,13 +1116,14 @@ impl GitApplier {
 impl Applier for GitApplier {
     fn read_file(&self, path: &str) -> Result<Option<String>, ApplyError> {
         let path = contain(&self.root, path)?;
-        let repo = self.repo()?;
-        let tip = self.tip(&repo)?;
-        let tree = self.tip_tree(&repo, &tip)?;
-        match tree_blob(&tree, &path)?.0 {
-            Some(oid) => blob_text(&repo, oid, &path).map(Some),
-            None => Ok(None),
-        }
+        self.with_repo(|repo| {
+            let tip = self.tip(repo)?;
+            let tree = self.tip_tree(repo, &tip)?;
+            match tree_blob(&tree, &path)?.0 {
+                Some(oid) => blob_text(repo, oid, &path).map(Some),
+                None => Ok(None),
+            }
+        })
     }
 
     fn preflight(&self, candidate: &Candidate) -> Result<(), ApplyError> {

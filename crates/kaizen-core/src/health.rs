@@ -405,14 +405,13 @@ impl Counters {
     /// Reads the counters from `ledger`.
     pub fn compute(ledger: &Ledger) -> Result<Counters, LedgerError> {
         let totals = ledger.intervention_totals()?;
-        let all = ledger.event_counts(None)?;
         Ok(Counters {
             applied: totals.applied,
             validated: totals.validated,
             reverted_by_outcome: totals.reverted_by_outcome,
             guard_refusals: ledger.guard_refusals()?,
             sample_gaps: ledger.sample_gaps_by_source()?,
-            escalations: all.get("escalation").copied().unwrap_or(0),
+            escalations: ledger.kind_count("escalation")?,
         })
     }
 }

@@ -303,6 +303,12 @@ const MIGRATIONS: &[&str] = &[
         proposer_key, created_at, finalized_at, id, status, outcome, confidence)
         WHERE status IN ('validated', 'reverted');
     "#,
+    // v11: `/metrics`' guard refusals per guard, counted after every step of the runtime, read
+    // the whole `guard_verdicts` table (every verdict's reason text) to count the few refusals
+    // (issue 12, bench 4): a partial index holds the refusals' guard names only.
+    r#"
+    CREATE INDEX guard_verdicts_refusals ON guard_verdicts(guard) WHERE decision != 'pass';
+    "#,
 ];
 
 /// Which interventions the guards' view reads whole (after `SELECT … FROM interventions`):
@@ -399,8 +405,12 @@ struct Also<'a> {
     review_branch: Option<&'a str>,
 }
 
-/// Prepared statements kept per connection (rusqlite's default is 16; the ledger has more).
-const STATEMENT_CACHE: usize = 64;
+/// Prepared statements kept per connection (rusqlite's default is 16). The ledger's queries
+/// go through the cache — about a hundred distinct statements, a few of them per shape of an
+/// intervention query — so that none is parsed and planned again on each use: parsing the
+/// uncached ones (the health and counter reads after every step among them) was 5% of a
+/// 90-day `kaizen sim` (issue 12, bench 4). A prepared statement holds a few KB.
+const STATEMENT_CACHE: usize = 256;
 
 /// Makes `conn`'s cached statements stay prepared: room for every statement in the cache, and
 /// SQLite's query planner stability guarantee (QPSG) on.
@@ -499,9 +509,8 @@ fn chain_row(
 
 /// Every event row with its chain columns, in log order.
 fn chain_rows(c: &Connection) -> rusqlite::Result<Vec<crate::audit::ChainRow>> {
-    let mut stmt = c.prepare(
-        "SELECT id, at, intervention_id, stage, kind, detail, data_json, prev_hash, hash FROM events ORDER BY id",
-    )?;
+    let mut stmt = c.prepare_cached(
+        "SELECT id, at, intervention_id, stage, kind, detail, data_json, prev_hash, hash FROM events ORDER BY id")?;
     let rows = stmt.query_map([], |r| {
         Ok(crate::audit::ChainRow {
             seq: r.get(0)?,
@@ -825,6 +834,28 @@ impl Ledger {
         Ok(out)
     }
 
+    /// The newest `n` samples of `signal` as (time, value), oldest first: without a copy of the
+    /// signal's name per sample, for a reader that knows which signal it asked for (the status
+    /// after every step of the runtime reads every signal's newest).
+    pub fn newest_points(
+        &self,
+        signal: &str,
+        n: usize,
+    ) -> Result<Vec<(DateTime<Utc>, f64)>, LedgerError> {
+        let limit = i64::try_from(n).unwrap_or(i64::MAX);
+        let mut out: Vec<(DateTime<Utc>, f64)> = self.sql(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT at, value FROM samples WHERE signal = ?1 ORDER BY at DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![signal, limit], |r| {
+                Ok((from_ms(r.get(0)?), r.get(1)?))
+            })?;
+            rows.collect()
+        })?;
+        out.reverse();
+        Ok(out)
+    }
+
     /// The newest sample of `signal`, if any.
     pub fn latest_sample(&self, signal: &str) -> Result<Option<Sample>, LedgerError> {
         self.sql(|c| {
@@ -897,11 +928,8 @@ impl Ledger {
                     return Ok(folded);
                 }
                 let oldest: Option<i64> = self.sql(|c| {
-                    c.query_row(
-                        "SELECT MIN(at) FROM samples WHERE signal = ?1",
-                        params![signal],
-                        |r| r.get(0),
-                    )
+                    c.prepare_cached("SELECT MIN(at) FROM samples WHERE signal = ?1")?
+                        .query_row(params![signal], |r| r.get(0))
                 })?;
                 let Some(oldest) = oldest.filter(|&o| o < cut) else {
                     break;
@@ -1020,12 +1048,9 @@ impl Ledger {
     /// When `key` was last raised ([`Ledger::append_raised`]), if ever.
     pub fn last_raised(&self, key: &str) -> Result<Option<DateTime<Utc>>, LedgerError> {
         self.sql(|c| {
-            c.query_row(
-                "SELECT last_at FROM escalations WHERE key = ?1",
-                params![key],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()
+            c.prepare_cached("SELECT last_at FROM escalations WHERE key = ?1")?
+                .query_row(params![key], |r| r.get::<_, i64>(0))
+                .optional()
         })
         .map(|t| t.map(from_ms))
     }
@@ -1055,12 +1080,9 @@ impl Ledger {
     /// The highest interim look taken for `id` (0: none).
     pub fn interim_looks(&self, id: InterventionId) -> Result<u32, LedgerError> {
         self.sql(|c| {
-            c.query_row(
-                "SELECT interim_looks FROM interventions WHERE id = ?1",
-                params![id.0],
-                |r| r.get(0),
-            )
-            .optional()
+            c.prepare_cached("SELECT interim_looks FROM interventions WHERE id = ?1")?
+                .query_row(params![id.0], |r| r.get(0))
+                .optional()
         })
         .map(Option::unwrap_or_default)
     }
@@ -1068,12 +1090,9 @@ impl Ledger {
     /// The audit chain's head: the newest event's hash (`None`: no event yet).
     pub fn audit_head(&self) -> Result<Option<String>, LedgerError> {
         self.sql(|c| {
-            c.query_row(
-                "SELECT hash FROM events ORDER BY id DESC LIMIT 1",
-                [],
-                |r| r.get::<_, Option<String>>(0),
-            )
-            .optional()
+            c.prepare_cached("SELECT hash FROM events ORDER BY id DESC LIMIT 1")?
+                .query_row([], |r| r.get::<_, Option<String>>(0))
+                .optional()
         })
         .map(Option::flatten)
     }
@@ -1120,7 +1139,10 @@ impl Ledger {
 
     /// The position of the newest event in the log (0 when there is none).
     pub fn last_event_seq(&self) -> Result<i64, LedgerError> {
-        self.sql(|c| c.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0)))
+        self.sql(|c| {
+            c.prepare_cached("SELECT COALESCE(MAX(id), 0) FROM events")?
+                .query_row([], |r| r.get(0))
+        })
     }
 
     fn query_events(
@@ -1376,11 +1398,9 @@ impl Ledger {
         pending: Option<Pending>,
     ) -> Result<(), LedgerError> {
         self.sql(|c| {
-            c.execute(
-                "UPDATE interventions SET pending = ?2 WHERE id = ?1",
-                params![id.0, pending.map(Pending::as_str)],
-            )
-            .map(|_| ())
+            c.prepare_cached("UPDATE interventions SET pending = ?2 WHERE id = ?1")?
+                .execute(params![id.0, pending.map(Pending::as_str)])
+                .map(|_| ())
         })
     }
 
@@ -1442,10 +1462,10 @@ impl Ledger {
             message: e.to_string(),
         })?;
         self.sql(|c| {
-            c.execute(
+            c.prepare_cached(
                 "UPDATE interventions SET outcome = ?2, verdict_json = ?3 WHERE id = ?1",
-                params![id.0, verdict.outcome.as_str(), json],
-            )
+            )?
+            .execute(params![id.0, verdict.outcome.as_str(), json])
             .map(|_| ())
         })
     }
@@ -1477,11 +1497,9 @@ impl Ledger {
         sizing: &serde_json::Value,
     ) -> Result<(), LedgerError> {
         self.sql(|c| {
-            c.execute(
-                "UPDATE interventions SET sizing_json = ?2 WHERE id = ?1",
-                params![id.0, sizing.to_string()],
-            )
-            .map(|_| ())
+            c.prepare_cached("UPDATE interventions SET sizing_json = ?2 WHERE id = ?1")?
+                .execute(params![id.0, sizing.to_string()])
+                .map(|_| ())
         })
     }
 
@@ -1489,12 +1507,9 @@ impl Ledger {
     pub fn sizing(&self, id: InterventionId) -> Result<Option<serde_json::Value>, LedgerError> {
         let raw: Option<String> = self
             .sql(|c| {
-                c.query_row(
-                    "SELECT sizing_json FROM interventions WHERE id = ?1",
-                    params![id.0],
-                    |r| r.get(0),
-                )
-                .optional()
+                c.prepare_cached("SELECT sizing_json FROM interventions WHERE id = ?1")?
+                    .query_row(params![id.0], |r| r.get(0))
+                    .optional()
             })?
             .flatten();
         Ok(raw.and_then(|s| serde_json::from_str(&s).ok()))
@@ -1607,13 +1622,10 @@ impl Ledger {
     /// The review branch `id` was proposed on, if any.
     pub fn review_branch(&self, id: InterventionId) -> Result<Option<String>, LedgerError> {
         self.sql(|c| {
-            c.query_row(
-                "SELECT review_branch FROM interventions WHERE id = ?1",
-                params![id.0],
-                |r| r.get(0),
-            )
-            .optional()
-            .map(Option::flatten)
+            c.prepare_cached("SELECT review_branch FROM interventions WHERE id = ?1")?
+                .query_row(params![id.0], |r| r.get(0))
+                .optional()
+                .map(Option::flatten)
         })
     }
 
@@ -1635,14 +1647,8 @@ impl Ledger {
         new: &str,
     ) -> Result<bool, LedgerError> {
         self.sql(|c| {
-            let a = c.execute(
-                "UPDATE interventions SET commit_sha = ?3 WHERE id = ?1 AND commit_sha = ?2",
-                params![id.0, old, new],
-            )?;
-            let b = c.execute(
-                "UPDATE interventions SET revert_commit = ?3 WHERE id = ?1 AND revert_commit = ?2",
-                params![id.0, old, new],
-            )?;
+            let a = c.prepare_cached("UPDATE interventions SET commit_sha = ?3 WHERE id = ?1 AND commit_sha = ?2")?.execute(params![id.0, old, new])?;
+            let b = c.prepare_cached("UPDATE interventions SET revert_commit = ?3 WHERE id = ?1 AND revert_commit = ?2")?.execute(params![id.0, old, new])?;
             Ok(a + b > 0)
         })
     }
@@ -1667,12 +1673,11 @@ impl Ledger {
         due_at: DateTime<Utc>,
     ) -> Result<u32, LedgerError> {
         self.sql(|c| {
-            c.query_row(
+            c.prepare_cached(
                 "UPDATE interventions SET due_at = ?2, extensions = extensions + 1 WHERE id = ?1 \
                  RETURNING extensions",
-                params![id.0, ms(due_at)],
-                |r| r.get(0),
-            )
+            )?
+            .query_row(params![id.0, ms(due_at)], |r| r.get(0))
         })
     }
 
@@ -1684,12 +1689,11 @@ impl Ledger {
         at: DateTime<Utc>,
     ) -> Result<u64, LedgerError> {
         self.sql(|c| {
-            c.query_row(
+            c.prepare_cached(
                 "UPDATE interventions SET repeats = repeats + 1, last_repeat_at = ?2 WHERE id = ?1 \
                  RETURNING repeats",
-                params![id.0, ms(at)],
-                |r| r.get::<_, i64>(0),
-            )
+            )?
+            .query_row(params![id.0, ms(at)], |r| r.get::<_, i64>(0))
         })
         .map(|n| u64::try_from(n).unwrap_or(0))
     }
@@ -1697,11 +1701,10 @@ impl Ledger {
     /// Repeats counted on `id` and when the last was seen.
     pub fn repeats(&self, id: InterventionId) -> Result<(u64, Option<DateTime<Utc>>), LedgerError> {
         self.sql(|c| {
-            c.query_row(
-                "SELECT repeats, last_repeat_at FROM interventions WHERE id = ?1",
-                params![id.0],
-                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?)),
-            )
+            c.prepare_cached("SELECT repeats, last_repeat_at FROM interventions WHERE id = ?1")?
+                .query_row(params![id.0], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
+                })
         })
         .map(|(n, at)| (u64::try_from(n).unwrap_or(0), at.map(from_ms)))
     }
@@ -1735,11 +1738,8 @@ impl Ledger {
     /// How often `id`'s window was extended.
     pub fn extensions(&self, id: InterventionId) -> Result<u32, LedgerError> {
         self.sql(|c| {
-            c.query_row(
-                "SELECT extensions FROM interventions WHERE id = ?1",
-                params![id.0],
-                |r| r.get(0),
-            )
+            c.prepare_cached("SELECT extensions FROM interventions WHERE id = ?1")?
+                .query_row(params![id.0], |r| r.get(0))
         })
         .map_err(|e| match e {
             LedgerError::Sql {
@@ -1768,15 +1768,17 @@ impl Ledger {
 
     /// The `proposed` interventions no event of `kind` names, as (id, area), oldest first: one
     /// query for what the reconciliation looks at every cycle (rows left `proposed` that do not
-    /// wait for a human's approval), however many rows wait.
+    /// wait for a human's approval), however many rows wait. The events of `kind` are read once
+    /// (one range of `events_kind`), not each proposed row's whole event history.
     pub fn proposed_without_event(
         &self,
         kind: &str,
     ) -> Result<Vec<(InterventionId, String)>, LedgerError> {
         self.sql(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT i.id, i.area FROM interventions i WHERE i.status = 'proposed' AND NOT EXISTS \
-                 (SELECT 1 FROM events e WHERE e.intervention_id = i.id AND e.kind = ?1) ORDER BY i.id",
+                "SELECT i.id, i.area FROM interventions i WHERE i.status = 'proposed' AND i.id NOT IN \
+                 (SELECT e.intervention_id FROM events e WHERE e.kind = ?1 AND e.intervention_id IS NOT NULL) \
+                 ORDER BY i.id",
             )?;
             let rows = stmt.query_map(params![kind], |r| Ok((InterventionId(r.get(0)?), r.get(1)?)))?;
             rows.collect()
@@ -1987,12 +1989,9 @@ impl Ledger {
         body: &serde_json::Value,
     ) -> Result<(), LedgerError> {
         self.sql(|c| {
-            c.execute(
-                "INSERT INTO lessons(id, version, status, area, file, updated_at, body_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+            c.prepare_cached("INSERT INTO lessons(id, version, status, area, file, updated_at, body_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT(id) DO UPDATE SET version = excluded.version, status = excluded.status, area = excluded.area,
-                   file = excluded.file, updated_at = excluded.updated_at, body_json = excluded.body_json",
-                params![row.id, row.version, row.status, row.area, row.file, ms(now), body.to_string()],
-            )
+                   file = excluded.file, updated_at = excluded.updated_at, body_json = excluded.body_json")?.execute(params![row.id, row.version, row.status, row.area, row.file, ms(now), body.to_string()])
             .map(|_| ())
         })
     }
@@ -2000,8 +1999,9 @@ impl Ledger {
     /// Indexed lessons, by id.
     pub fn indexed_lessons(&self) -> Result<Vec<LessonRow>, LedgerError> {
         self.sql(|c| {
-            let mut stmt =
-                c.prepare("SELECT id, version, status, area, file FROM lessons ORDER BY id")?;
+            let mut stmt = c.prepare_cached(
+                "SELECT id, version, status, area, file FROM lessons ORDER BY id",
+            )?;
             let rows = stmt.query_map([], |r| {
                 Ok(LessonRow {
                     id: r.get(0)?,
@@ -2026,10 +2026,7 @@ impl Ledger {
         branch: Option<&str>,
     ) -> Result<(), LedgerError> {
         self.sql(|c| {
-            c.execute(
-                "UPDATE interventions SET pending = 'apply', branch = COALESCE(?2, branch) WHERE id = ?1",
-                params![id.0, branch],
-            )
+            c.prepare_cached("UPDATE interventions SET pending = 'apply', branch = COALESCE(?2, branch) WHERE id = ?1")?.execute(params![id.0, branch])
             .map(|_| ())
         })
     }
@@ -2038,12 +2035,9 @@ impl Ledger {
     pub fn branch(&self, id: InterventionId) -> Result<Option<String>, LedgerError> {
         Ok(self
             .sql(|c| {
-                c.query_row(
-                    "SELECT branch FROM interventions WHERE id = ?1",
-                    params![id.0],
-                    |r| r.get::<_, Option<String>>(0),
-                )
-                .optional()
+                c.prepare_cached("SELECT branch FROM interventions WHERE id = ?1")?
+                    .query_row(params![id.0], |r| r.get::<_, Option<String>>(0))
+                    .optional()
             })?
             .flatten())
     }
@@ -2051,11 +2045,9 @@ impl Ledger {
     /// Records the branch `id` was committed on.
     pub fn set_branch(&mut self, id: InterventionId, branch: &str) -> Result<(), LedgerError> {
         self.sql(|c| {
-            c.execute(
-                "UPDATE interventions SET branch = ?2 WHERE id = ?1",
-                params![id.0, branch],
-            )
-            .map(|_| ())
+            c.prepare_cached("UPDATE interventions SET branch = ?2 WHERE id = ?1")?
+                .execute(params![id.0, branch])
+                .map(|_| ())
         })
     }
 

@@ -362,6 +362,17 @@ impl Proposer for RulesProposer {
         "rules"
     }
 
+    /// The signals its rules' `when` watch: the only samples a rule looks at.
+    fn signals_read(&self) -> crate::propose::SignalsRead {
+        crate::propose::SignalsRead::Only(
+            self.rules
+                .iter()
+                .flat_map(|r| r.when.signals())
+                .map(str::to_string)
+                .collect(),
+        )
+    }
+
     async fn propose(&self, ctx: &ProposeContext) -> Result<Proposals, ProposeError> {
         let mut out = Proposals::default();
         for rule in &self.rules {

@@ -76,3 +76,37 @@ impl Sample {
         }
     }
 }
+
+/// Which signals' recent samples a stage reads: a proposer from its context's `recent`
+/// ([`crate::propose::Proposer::signals_read`]), a distiller from its input's
+/// ([`crate::learn::Distiller::signals_read`]). The engine reads only those from the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SignalsRead {
+    /// Every configured signal (what a proposer that does not say is given).
+    #[default]
+    All,
+    /// Only these.
+    Only(std::collections::BTreeSet<String>),
+}
+
+impl SignalsRead {
+    /// What either reads.
+    pub fn union(self, other: SignalsRead) -> SignalsRead {
+        match (self, other) {
+            (SignalsRead::Only(mut a), SignalsRead::Only(b)) => {
+                a.extend(b);
+                SignalsRead::Only(a)
+            }
+            _ => SignalsRead::All,
+        }
+    }
+
+    /// Whether `signal` is read.
+    pub fn reads(&self, signal: &str) -> bool {
+        match self {
+            SignalsRead::All => true,
+            SignalsRead::Only(set) => set.contains(signal),
+        }
+    }
+}

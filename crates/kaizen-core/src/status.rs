@@ -161,30 +161,39 @@ impl StatusSnapshot {
         now: DateTime<Utc>,
     ) -> Result<StatusSnapshot, LedgerError> {
         let mut signals = Vec::new();
+        let spacings = crate::validate::cadence::RECENT_SPACINGS + 1;
         for (name, sc) in &settings.signals {
-            let latest = ledger.latest_sample(name)?;
+            // The newest samples, the latest last: when it is not after `now` (always, but in a
+            // replay of a ledger from the future), the cadence's samples are among them.
+            let mut newest = ledger.newest_points(name, spacings)?;
+            let latest = newest.last().copied();
             // The day up to the newest sample (not up to now): a signal that stopped being
             // sampled still has the cadence its data shows, not the fallback. The cadence is a
             // median of the last spacings: read those, not the whole day.
-            let until = latest.as_ref().map_or(now, |s| s.at.min(now));
-            let recent = ledger.last_samples(
-                name,
-                until - chrono::Duration::hours(24),
-                until,
-                crate::validate::cadence::RECENT_SPACINGS + 1,
-            )?;
-            let cadence = Cadence::resolve(&recent, settings.validate.sample_every);
+            let until = latest.map_or(now, |(at, _)| at.min(now));
+            let day = until - chrono::Duration::hours(24);
+            let recent = match latest {
+                None => Vec::new(),
+                Some((at, _)) if at <= now => {
+                    newest.retain(|(at, _)| *at >= day);
+                    newest
+                }
+                Some(_) => ledger
+                    .last_samples(name, day, until, spacings)?
+                    .into_iter()
+                    .map(|s| (s.at, s.value))
+                    .collect(),
+            };
+            let cadence = Cadence::resolve_points(&recent, settings.validate.sample_every);
             signals.push(SignalStatus {
                 cadence: cadence.every,
                 cadence_source: cadence.source,
                 cadence_warning: cadence.disagreement(name),
                 signal: name.clone(),
                 unit: sc.signal.unit.clone(),
-                value: latest.as_ref().map(|s| s.value),
-                at: latest.as_ref().map(|s| s.at),
-                alerting: latest
-                    .as_ref()
-                    .is_some_and(|s| sc.signal.is_alerting(s.value)),
+                value: latest.map(|(_, v)| v),
+                at: latest.map(|(at, _)| at),
+                alerting: latest.is_some_and(|(_, v)| sc.signal.is_alerting(v)),
             });
         }
         let policy = &settings.policy;

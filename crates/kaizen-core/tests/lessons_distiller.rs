@@ -125,14 +125,30 @@ impl World {
     /// One learn run at hour `h`; its changes are written to disk.
     fn learn(&self, h: i64) -> Vec<LessonChange> {
         let lessons = self.lessons();
+        let d = DeterministicDistiller::default();
+        // As the engine does: only the samples of the signals the distiller says it reads.
+        let none = BTreeMap::new();
+        let read = d.signals_read(&DistillInput {
+            now: t(h),
+            finalized: &self.history,
+            verdicts: &self.verdicts,
+            lessons: &lessons,
+            recent: &none,
+        });
+        let recent: BTreeMap<String, Vec<Sample>> = self
+            .recent
+            .iter()
+            .filter(|(k, _)| read.reads(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let input = DistillInput {
             now: t(h),
             finalized: &self.history,
             verdicts: &self.verdicts,
             lessons: &lessons,
-            recent: &self.recent,
+            recent: &recent,
         };
-        let changes = DeterministicDistiller::default().distill(&input).unwrap();
+        let changes = d.distill(&input).unwrap();
         std::fs::create_dir_all(self.store().dir()).unwrap();
         for (path, content) in change_writes("lessons", &changes) {
             std::fs::write(self.dir.path().join(path), content.unwrap()).unwrap();

@@ -79,8 +79,16 @@ impl Engine {
                 );
             }
         }
+        let none = BTreeMap::new();
+        let read = distiller.signals_read(&DistillInput {
+            now,
+            finalized: &finalized,
+            verdicts: &verdicts,
+            lessons: &lessons,
+            recent: &none,
+        });
         let mut recent = BTreeMap::new();
-        for name in self.settings.signals.keys() {
+        for name in self.settings.signals.keys().filter(|n| read.reads(n)) {
             recent.insert(
                 name.clone(),
                 self.ledger.samples(name, Span::days(8).before(now), now)?,

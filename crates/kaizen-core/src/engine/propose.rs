@@ -11,7 +11,7 @@ use crate::guard::{self, Decision, GuardContext, GuardPolicy, GuardVerdict, Ledg
 use crate::intervention::{Candidate, Intervention, InterventionId, Status};
 use crate::lesson::LessonStatus;
 use crate::limits::VIEW_FINALIZED_PER_AREA;
-use crate::propose::{Proposals, ProposeContext, Rejected};
+use crate::propose::{Proposals, ProposeContext, Rejected, SignalsRead};
 use crate::span::Span;
 use crate::validate::Cadence;
 use chrono::{DateTime, Utc};
@@ -21,12 +21,17 @@ use std::collections::BTreeMap;
 const PROPOSER_HISTORY: usize = 50;
 
 impl Engine {
-    /// What a proposer may look at, built from the ledger now.
+    /// What a proposer may look at, built from the ledger now (every signal's recent samples).
     pub fn propose_context(&self) -> Result<ProposeContext, EngineError> {
+        self.propose_context_reading(&SignalsRead::All)
+    }
+
+    /// [`Engine::propose_context`] with the recent samples of the signals `read` names only.
+    fn propose_context_reading(&self, read: &SignalsRead) -> Result<ProposeContext, EngineError> {
         let now = self.clock.now();
         let from = self.settings.recent_window.before(now);
         let mut recent = BTreeMap::new();
-        for name in self.settings.signals.keys() {
+        for name in self.settings.signals.keys().filter(|n| read.reads(n)) {
             recent.insert(name.clone(), self.ledger.samples(name, from, now)?);
         }
         let view = self.guard_view(now)?;
@@ -105,7 +110,13 @@ impl Engine {
     pub async fn collect_proposals(
         &self,
     ) -> Result<(Vec<(String, Candidate)>, Vec<EngineEvent>), EngineError> {
-        let ctx = self.propose_context()?;
+        let read = self
+            .proposers
+            .iter()
+            .fold(SignalsRead::Only(Default::default()), |acc, p| {
+                acc.union(p.signals_read())
+            });
+        let ctx = self.propose_context_reading(&read)?;
         let mut out = Vec::new();
         let mut notes = Vec::new();
         for proposer in &self.proposers {

@@ -28,6 +28,7 @@ use super::{DistillError, DistillInput, Distiller, LessonChange};
 use crate::intervention::{ExpectedChange, Intervention, Outcome, Status};
 use crate::lesson::condition::{Clause, Condition, Stat, Test, fmt_num};
 use crate::lesson::{Evidence, Lesson, LessonScope, LessonStatus, retirement_check};
+use crate::signal::SignalsRead;
 use crate::span::Span;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -577,6 +578,27 @@ fn rules_out_share(i: &Intervention, f: Option<&Fig>) -> bool {
 impl Distiller for DeterministicDistiller {
     fn name(&self) -> &str {
         "deterministic"
+    }
+
+    /// The signals of the retirement conditions it evaluates: those of every lesson's
+    /// `retired_when` (hand-written or reworded ones included) and, for the lessons a run
+    /// creates or recalibrates, the predicted signal of every finalized intervention (what
+    /// [`DeterministicDistiller`]'s `retired_when` is stated on). Reading more is harmless;
+    /// missing one would leave a condition "insufficient", so the lesson tests run on exactly
+    /// what this names.
+    fn signals_read(&self, input: &DistillInput<'_>) -> SignalsRead {
+        let mut read = std::collections::BTreeSet::new();
+        for l in input.lessons {
+            if let crate::lesson::ConditionText::Checkable(c) =
+                crate::lesson::condition_of(&l.retired_when)
+            {
+                read.extend(c.signals().into_iter().map(str::to_string));
+            }
+        }
+        for iv in input.finalized {
+            read.insert(iv.candidate.prediction.signal.clone());
+        }
+        SignalsRead::Only(read)
     }
 
     fn distill(&self, input: &DistillInput<'_>) -> Result<Vec<LessonChange>, DistillError> {

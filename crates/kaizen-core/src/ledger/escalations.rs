@@ -110,13 +110,10 @@ impl Ledger {
         now: DateTime<Utc>,
     ) -> Result<Option<Escalation>, LedgerError> {
         self.sql(|c| {
-            c.query_row(
-                &format!(
+            c.prepare_cached(&format!(
                     "SELECT {COLUMNS} FROM escalations WHERE key = ?1 AND closed_at IS NULL AND last_at >= ?2"
-                ),
-                params![key, ms(LAPSED_AFTER.before(now))],
-                row,
-            )
+                ))?.query_row(params![key, ms(LAPSED_AFTER.before(now))],
+                row)
             .optional()
         })
     }
@@ -124,7 +121,7 @@ impl Ledger {
     /// Every escalation open at `now` (see [`Ledger::open_escalation`]), oldest first.
     pub fn open_escalations(&self, now: DateTime<Utc>) -> Result<Vec<Escalation>, LedgerError> {
         self.sql(|c| {
-            let mut stmt = c.prepare(&format!(
+            let mut stmt = c.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM escalations WHERE closed_at IS NULL AND last_at >= ?1 \
                  ORDER BY first_at, key"
             ))?;
@@ -136,12 +133,9 @@ impl Ledger {
     /// Whether `id` has an open escalation under `key`.
     pub fn has_open_escalation(&self, key: &str) -> Result<bool, LedgerError> {
         self.sql(|c| {
-            c.query_row(
-                "SELECT 1 FROM escalations WHERE key = ?1 AND closed_at IS NULL",
-                params![key],
-                |_| Ok(()),
-            )
-            .optional()
+            c.prepare_cached("SELECT 1 FROM escalations WHERE key = ?1 AND closed_at IS NULL")?
+                .query_row(params![key], |_| Ok(()))
+                .optional()
         })
         .map(|r| r.is_some())
     }
@@ -241,10 +235,9 @@ impl Ledger {
     /// Resolve requests not yet carried out, oldest first.
     pub fn pending_resolves(&self) -> Result<Vec<ResolveRequest>, LedgerError> {
         self.sql(|c| {
-            let mut stmt = c.prepare(
+            let mut stmt = c.prepare_cached(
                 "SELECT id, intervention_id, ends, requested_by, why, requested_at FROM resolve_requests \
-                 WHERE done_at IS NULL ORDER BY id",
-            )?;
+                 WHERE done_at IS NULL ORDER BY id")?;
             let rows = stmt.query_map([], |r| {
                 Ok(ResolveRequest {
                     id: r.get(0)?,
@@ -271,11 +264,9 @@ impl Ledger {
         now: DateTime<Utc>,
     ) -> Result<(), LedgerError> {
         self.sql(|c| {
-            c.execute(
-                "UPDATE resolve_requests SET done_at = ?2, result = ?3 WHERE id = ?1",
-                params![req, ms(now), result],
-            )
-            .map(|_| ())
+            c.prepare_cached("UPDATE resolve_requests SET done_at = ?2, result = ?3 WHERE id = ?1")?
+                .execute(params![req, ms(now), result])
+                .map(|_| ())
         })
     }
 }

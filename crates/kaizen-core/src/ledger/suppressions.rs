@@ -12,12 +12,10 @@ impl Ledger {
     /// existing one's reason, detail, until and count updated).
     pub fn note_suppressed(&mut self, key: &str, s: &Suppression) -> Result<(), LedgerError> {
         self.sql(|c| {
-            c.execute(
-                "INSERT INTO suppressions(key, rule, proposer, area, title, signal, by, until, detail, since, last_seen, count)
+            c.prepare_cached("INSERT INTO suppressions(key, rule, proposer, area, title, signal, by, until, detail, since, last_seen, count)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, 1)
                  ON CONFLICT(key) DO UPDATE SET by = ?7, until = ?8, detail = ?9, title = ?5,
-                   signal = ?6, last_seen = ?10, count = count + 1",
-                params![
+                   signal = ?6, last_seen = ?10, count = count + 1")?.execute(params![
                     key,
                     s.rule,
                     s.proposer,
@@ -28,8 +26,7 @@ impl Ledger {
                     s.until.map(ms),
                     s.detail,
                     ms(s.last_seen)
-                ],
-            )
+                ])
             .map(|_| ())
         })
     }
@@ -37,7 +34,8 @@ impl Ledger {
     /// Forgets the suppression of `key` (the change was let through and recorded).
     pub fn clear_suppressed(&mut self, key: &str) -> Result<(), LedgerError> {
         self.sql(|c| {
-            c.execute("DELETE FROM suppressions WHERE key = ?1", params![key])
+            c.prepare_cached("DELETE FROM suppressions WHERE key = ?1")?
+                .execute(params![key])
                 .map(|_| ())
         })
     }
@@ -48,10 +46,9 @@ impl Ledger {
         since: DateTime<Utc>,
     ) -> Result<Vec<Suppression>, LedgerError> {
         self.sql(|c| {
-            let mut stmt = c.prepare(
+            let mut stmt = c.prepare_cached(
                 "SELECT rule, proposer, area, title, signal, by, until, detail, since, last_seen, count
-                 FROM suppressions WHERE last_seen >= ?1 ORDER BY COALESCE(rule, title), key",
-            )?;
+                 FROM suppressions WHERE last_seen >= ?1 ORDER BY COALESCE(rule, title), key")?;
             let rows = stmt.query_map(params![ms(since)], |r| {
                 Ok(Suppression {
                     rule: r.get(0)?,

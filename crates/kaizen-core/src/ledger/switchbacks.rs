@@ -192,11 +192,8 @@ impl Ledger {
     pub fn switchback(&self, id: InterventionId) -> Result<Option<Switchback>, LedgerError> {
         type Head = (String, String, Option<String>, i64, Option<i64>);
         let head: Option<Head> = self.sql(|c| {
-            c.query_row(
-                "SELECT state, why, plan_json, started_at, ended_at FROM switchbacks WHERE intervention_id = ?1",
-                params![id.0],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-            )
+            c.prepare_cached("SELECT state, why, plan_json, started_at, ended_at FROM switchbacks WHERE intervention_id = ?1")?.query_row(params![id.0],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
             .optional()
         })?;
         let Some((state, why, plan, started, ended)) = head else {
@@ -402,10 +399,7 @@ impl Ledger {
     /// Clears the pending marker of `block`: its flip was not made.
     pub fn clear_flip(&mut self, id: InterventionId, block: usize) -> Result<(), LedgerError> {
         self.sql(|c| {
-            c.execute(
-                "UPDATE switchback_blocks SET pending = 0 WHERE intervention_id = ?1 AND block = ?2",
-                params![id.0, block as i64],
-            )
+            c.prepare_cached("UPDATE switchback_blocks SET pending = 0 WHERE intervention_id = ?1 AND block = ?2")?.execute(params![id.0, block as i64])
             .map(|_| ())
         })
     }
@@ -460,11 +454,8 @@ impl Ledger {
     /// Whether `sha` is a flip commit recorded for `id` (or one in flight for it).
     pub fn is_flip_of(&self, id: InterventionId, sha: &str) -> Result<bool, LedgerError> {
         self.sql(|c| {
-            c.query_row(
-                "SELECT COUNT(*) FROM switchback_blocks WHERE intervention_id = ?1 AND (flip_commit = ?2 OR pending = 1)",
-                params![id.0, sha],
-                |r| r.get::<_, i64>(0),
-            )
+            c.prepare_cached("SELECT COUNT(*) FROM switchback_blocks WHERE intervention_id = ?1 AND (flip_commit = ?2 OR pending = 1)")?.query_row(params![id.0, sha],
+                |r| r.get::<_, i64>(0))
         })
         .map(|n| n > 0)
     }

@@ -26,6 +26,9 @@ const SOURCE_OF_DETAIL: &str = "COALESCE(\
 pub(super) const KIND_COUNT_BETWEEN: &str =
     "SELECT COUNT(*) FROM events WHERE at >= ?1 AND at <= ?2 AND kind = ?3";
 
+/// Events of kind `?1` (see [`Ledger::kind_count`]).
+pub(super) const KIND_COUNT: &str = "SELECT COUNT(*) FROM events WHERE kind = ?1";
+
 /// Events per kind since `?1` (see [`Ledger::event_counts`]).
 pub(super) const EVENT_COUNTS_SINCE: &str =
     "SELECT kind, COUNT(*) FROM events INDEXED BY events_at WHERE at >= ?1 GROUP BY kind";
@@ -100,6 +103,17 @@ impl Ledger {
         })
     }
 
+    /// Events of `kind`, all of them: one range of `events_kind` (counting every kind to read
+    /// one grouped the whole event log, after every step of the runtime — 1.7% of a 90-day
+    /// `kaizen sim`, issue 12 bench 4, and growing with the ledger's age).
+    pub fn kind_count(&self, kind: &str) -> Result<u64, LedgerError> {
+        self.sql(|c| {
+            c.prepare_cached(KIND_COUNT)?
+                .query_row(params![kind], |r| r.get::<_, i64>(0))
+        })
+        .map(count)
+    }
+
     /// Events of `kind` recorded with `from <= at <= to`.
     pub fn kind_count_between(
         &self,
@@ -117,11 +131,8 @@ impl Ledger {
     /// Events of `stage` recorded at or after `since`.
     pub fn stage_event_count(&self, stage: &str, since: DateTime<Utc>) -> Result<u64, LedgerError> {
         self.sql(|c| {
-            c.query_row(
-                "SELECT COUNT(*) FROM events WHERE stage = ?1 AND at >= ?2",
-                params![stage, ms(since)],
-                |r| r.get::<_, i64>(0),
-            )
+            c.prepare_cached("SELECT COUNT(*) FROM events WHERE stage = ?1 AND at >= ?2")?
+                .query_row(params![stage, ms(since)], |r| r.get::<_, i64>(0))
         })
         .map(count)
     }
@@ -132,7 +143,7 @@ impl Ledger {
             "SELECT {SOURCE_OF_DETAIL} AS src, COUNT(*) FROM events WHERE kind = ?1 GROUP BY src"
         );
         self.sql(|c| {
-            let mut stmt = c.prepare(&sql)?;
+            let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt.query_map(params![SAMPLE_ERROR], |r| {
                 Ok((r.get::<_, String>(0)?, count(r.get(1)?)))
             })?;
@@ -147,7 +158,7 @@ impl Ledger {
              (SELECT MAX(id) FROM events WHERE kind = ?1 GROUP BY {SOURCE_OF_DETAIL})"
         );
         self.sql(|c| {
-            let mut stmt = c.prepare(&sql)?;
+            let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt.query_map(params![SAMPLE_ERROR], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
@@ -181,11 +192,13 @@ impl Ledger {
         })
     }
 
-    /// Guard refusals (block or backlog) per guard, over the ledger's life.
+    /// Guard refusals (block or backlog) per guard, over the ledger's life: a pass over the
+    /// partial index of refusals (`INDEXED BY`: losing it is an error, not a silent scan).
     pub fn guard_refusals(&self) -> Result<BTreeMap<String, u64>, LedgerError> {
         self.sql(|c| {
-            let mut stmt = c.prepare(
-                "SELECT guard, COUNT(*) FROM guard_verdicts WHERE decision != 'pass' GROUP BY guard",
+            let mut stmt = c.prepare_cached(
+                "SELECT guard, COUNT(*) FROM guard_verdicts INDEXED BY guard_verdicts_refusals \
+                 WHERE decision != 'pass' GROUP BY guard",
             )?;
             let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, count(r.get(1)?))))?;
             rows.collect()
@@ -195,18 +208,16 @@ impl Ledger {
     /// Lifetime totals of applied, validated and reverted interventions.
     pub fn intervention_totals(&self) -> Result<InterventionTotals, LedgerError> {
         self.sql(|c| {
-            let applied = c.query_row(
-                "SELECT COUNT(*) FROM interventions WHERE applied_at IS NOT NULL",
-                [],
-                |r| r.get::<_, i64>(0),
-            )?;
-            let validated = c.query_row(
-                "SELECT COUNT(*) FROM interventions WHERE outcome = 'validated' \
+            let applied = c
+                .prepare_cached("SELECT COUNT(*) FROM interventions WHERE applied_at IS NOT NULL")?
+                .query_row([], |r| r.get::<_, i64>(0))?;
+            let validated = c
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM interventions WHERE outcome = 'validated' \
                  AND status IN ('validated', 'reverted')",
-                [],
-                |r| r.get::<_, i64>(0),
-            )?;
-            let mut stmt = c.prepare(
+                )?
+                .query_row([], |r| r.get::<_, i64>(0))?;
+            let mut stmt = c.prepare_cached(
                 "SELECT COALESCE(outcome, 'none'), COUNT(*) FROM interventions \
                  WHERE status = 'reverted' GROUP BY 1",
             )?;

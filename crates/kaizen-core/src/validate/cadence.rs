@@ -9,6 +9,7 @@
 
 use crate::signal::Sample;
 use crate::span::Span;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Cadence assumed when neither the data (fewer than two samples) nor the config says anything.
@@ -50,7 +51,15 @@ pub struct Cadence {
 impl Cadence {
     /// Decides the cadence for `samples` (any order) given the optional override.
     pub fn resolve(samples: &[Sample], configured: Option<Span>) -> Self {
-        let data = data_cadence(samples);
+        Self::from_data(data_cadence(samples), configured)
+    }
+
+    /// [`Cadence::resolve`] for (time, value) points (read without a signal name each).
+    pub fn resolve_points(points: &[(DateTime<Utc>, f64)], configured: Option<Span>) -> Self {
+        Self::from_data(cadence_of(points.iter().copied()), configured)
+    }
+
+    fn from_data(data: Option<Span>, configured: Option<Span>) -> Self {
         let configured = configured.filter(|c| c.seconds() > 0);
         let (every, source) = match (data, configured) {
             (Some(d), Some(c)) if ratio(d, c) > DISAGREEMENT => (d, CadenceSource::Data),
@@ -97,10 +106,14 @@ fn ratio(a: Span, b: Span) -> f64 {
 /// [`RECENT_SPACINGS`] spacings), rounded to whole seconds; `None` with fewer than two distinct
 /// times.
 pub fn data_cadence(samples: &[Sample]) -> Option<Span> {
-    let mut t: Vec<i64> = samples
-        .iter()
-        .filter(|s| s.value.is_finite())
-        .map(|s| s.at.timestamp())
+    cadence_of(samples.iter().map(|s| (s.at, s.value)))
+}
+
+/// [`data_cadence`] of (time, value) points.
+fn cadence_of(points: impl Iterator<Item = (DateTime<Utc>, f64)>) -> Option<Span> {
+    let mut t: Vec<i64> = points
+        .filter(|(_, v)| v.is_finite())
+        .map(|(at, _)| at.timestamp())
         .collect();
     if !t.windows(2).all(|w| w[0] <= w[1]) {
         t.sort_unstable();
