@@ -174,9 +174,13 @@ impl GitApplier {
                 "`{b}` is not a valid branch name"
             )));
         }
+        // The handle just opened serves the first reads (a `kaizen` process makes few), when it
+        // names the tree by the same (canonical) path as the handles opened later.
+        let same_path = workdir == root.as_path();
+        let cached = same_path.then_some(r);
         Ok(GitApplier {
             root,
-            cached: std::sync::Mutex::new(None),
+            cached: std::sync::Mutex::new(cached),
             branch: branch.map(str::to_string),
             before_commit: None,
             clock: None,
