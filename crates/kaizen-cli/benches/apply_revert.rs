@@ -177,7 +177,7 @@ fn bench(c: &mut Criterion) {
         figure_ms("apply_revert", "git_pair", files, ga + gr);
         let ratio = (ga + gr).as_secs_f64() / (ka + kr).as_secs_f64().max(1e-9);
         figure("apply_revert", "speedup_vs_git", files, ratio, "x");
-        // CPU per pair (all iterations, 10 ms ticks): what a loaded machine does not inflate.
+        // CPU per pair (all iterations, getrusage): what a loaded machine does not inflate.
         let per = |(c, n): (Duration, u32)| c.as_secs_f64() * 1e3 / f64::from(n.max(1));
         let (kc, gc) = (per(kz_cpu.get()), per(git_cpu.get()));
         let rc = per(res_cpu.get());

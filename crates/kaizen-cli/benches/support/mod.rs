@@ -213,34 +213,29 @@ pub fn figure_ms(bench: &str, name: &str, size: u64, d: Duration) {
     figure(bench, name, size, d.as_secs_f64() * 1e3, "ms");
 }
 
-/// CPU time (user + system) of this process's waited-for children so far, from
-/// `/proc/self/stat` (`cutime` + `cstime`, in clock ticks of 10 ms): the cost of whole
-/// processes that a busy machine does not inflate the way it inflates wall time.
+/// CPU time (user + system) of this process's waited-for children so far (`getrusage`,
+/// microseconds; the kernel's totals are exact, not sampled ticks): the cost of whole processes
+/// that a busy machine does not inflate the way it inflates wall time.
 pub fn children_cpu() -> Duration {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+    rusage(libc::RUSAGE_CHILDREN)
+}
+
+fn rusage(who: libc::c_int) -> Duration {
+    // SAFETY: `getrusage` only writes the struct it is given, for which all-zero bytes are a
+    // valid value.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(who, &mut ru) } != 0 {
         return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+            + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
     };
-    let Some(close) = stat.rfind(')') else {
-        return Duration::ZERO;
-    };
-    let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-    // After the command: state is field 3, so cutime (16) and cstime (17) are f[13], f[14].
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    Duration::from_millis((ticks(13) + ticks(14)) * 10)
+    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 /// CPU time (user + system) of this process (all its threads) and its waited-for children so
-/// far, from `/proc/self/stat` (clock ticks of 10 ms): a resident engine's own cost plus the
-/// commands its sources run.
+/// far (`getrusage`): a resident engine's own cost plus the commands its sources run.
 pub fn self_and_children_cpu() -> Duration {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return Duration::ZERO;
-    };
-    let Some(close) = stat.rfind(')') else {
-        return Duration::ZERO;
-    };
-    let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-    // utime (14), stime (15), cutime (16), cstime (17) are f[11]..f[14].
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    Duration::from_millis((ticks(11) + ticks(12) + ticks(13) + ticks(14)) * 10)
+    rusage(libc::RUSAGE_SELF) + rusage(libc::RUSAGE_CHILDREN)
 }
