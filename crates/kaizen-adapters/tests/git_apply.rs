@@ -710,6 +710,52 @@ fn open_rejects_non_repositories_and_bad_branch_names() {
     ));
 }
 
+/// `read_file` and the routine recovery reuse one repository handle (issue 12, bench 4): what
+/// they read is still the repository as it is now — commits made by others since, objects
+/// repacked by `git gc`, an index lock taken meanwhile — never what the handle saw first.
+#[test]
+fn a_kept_applier_reads_the_repository_as_it_is_now() {
+    let f = Fixture::new();
+    let a = f.applier();
+    assert_eq!(
+        a.read_file("README.md").unwrap().as_deref(),
+        Some("# demo\n")
+    );
+    assert!(a.recover_routine().unwrap().is_empty());
+    // A human's commit after the handle was opened.
+    f.write("README.md", "# demo, edited\n");
+    f.git(&["commit", "-q", "-am", "edit"]);
+    assert_eq!(
+        a.read_file("README.md").unwrap().as_deref(),
+        Some("# demo, edited\n")
+    );
+    // Everything packed (the loose objects the handle knew are gone), then a new commit.
+    f.git(&["gc", "-q", "--prune=now"]);
+    f.write("README.md", "# demo, after gc\n");
+    f.git(&["commit", "-q", "-am", "after gc"]);
+    assert_eq!(
+        a.read_file("README.md").unwrap().as_deref(),
+        Some("# demo, after gc\n")
+    );
+    assert_eq!(a.read_file("missing.txt").unwrap(), None);
+    // Another process's index lock is seen by the next routine recovery.
+    std::fs::write(f.root.join(".git/index.lock"), "").unwrap();
+    let findings = a.recover_routine().unwrap();
+    assert!(
+        findings.iter().any(|x| x.kind == "foreign_git_lock"),
+        "{findings:?}"
+    );
+    std::fs::remove_file(f.root.join(".git/index.lock")).unwrap();
+    // An apply by the same applier (through its own handle), then a read of its result.
+    let sha = a.apply(ID, &grow()).unwrap().sha;
+    assert_eq!(f.head(), sha);
+    assert_eq!(
+        a.read_file("config/app.yaml").unwrap().as_deref(),
+        Some(f.read("config/app.yaml").as_str())
+    );
+    f.assert_clean();
+}
+
 #[test]
 fn revert_with_later_unrelated_commits_touches_only_its_own_files() {
     let f = Fixture::new();

@@ -444,6 +444,23 @@ rules:
         s.parse().unwrap()
     }
 
+    /// A cycle reads the recent samples of the signals its rules watch, and only those.
+    #[test]
+    fn the_rules_proposer_reads_the_signals_its_rules_watch() {
+        use crate::propose::SignalsRead;
+        let rules = parse_rules(ISSUE_RULES, Path::new("rules.yaml"), &signals()).unwrap();
+        let read = RulesProposer::new(rules, Span::minutes(5)).signals_read();
+        assert_eq!(read, SignalsRead::Only(signals()));
+        assert!(read.reads("latency_ms") && !read.reads("errors"));
+        assert_eq!(
+            read.clone()
+                .union(SignalsRead::Only(["errors".to_string()].into())),
+            SignalsRead::Only(["errors".to_string(), "latency_ms".to_string()].into())
+        );
+        assert_eq!(read.union(SignalsRead::All), SignalsRead::All);
+        assert!(SignalsRead::All.reads("anything"));
+    }
+
     #[test]
     fn issue_example_parses() {
         let rules = parse_rules(ISSUE_RULES, Path::new("rules.yaml"), &signals()).unwrap();
