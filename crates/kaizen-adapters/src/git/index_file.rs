@@ -246,10 +246,7 @@ impl IndexFile {
     }
 
     fn flags_of(&self, e: &Entry) -> u16 {
-        let raw = match e {
-            Entry::Kept { start, end, .. } => &self.bytes[*start..*end],
-            Entry::New { bytes, .. } => bytes,
-        };
+        let raw = self.raw(e);
         u16::from_be_bytes([raw[60], raw[61]])
     }
 
