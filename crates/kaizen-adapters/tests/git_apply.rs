@@ -106,6 +106,19 @@ impl Fixture {
         self.git(&["rev-parse", "HEAD"]).trim().to_string()
     }
 
+    /// An empty commit on the current branch whose message carries `Kaizen-Intervention: K-id`.
+    fn trailer_commit(&self, subject: &str, id: u64) {
+        let message = format!("{subject}\n\nKaizen-Intervention: K-{id:06}");
+        self.git(&["commit", "-q", "--allow-empty", "-m", &message]);
+    }
+
+    /// [`Fixture::trailer_commit`] on a new branch `side`, back on `main` after.
+    fn trailer_commit_on_side(&self, subject: &str, id: u64) {
+        self.git(&["checkout", "-q", "-b", "side"]);
+        self.trailer_commit(subject, id);
+        self.git(&["checkout", "-q", "main"]);
+    }
+
     fn assert_clean(&self) {
         assert_eq!(
             self.git(&["status", "--porcelain", "--untracked-files=all"]),
@@ -888,15 +901,7 @@ fn issue9_5_ids_continue_after_history_and_reverts_match_their_commit() {
     let first = a.apply(InterventionId(1), &grow()).unwrap();
     let first_revert = a.revert(InterventionId(1), &first.sha, "old").unwrap();
     a.apply(InterventionId(7), &grow()).unwrap();
-    f.git(&["checkout", "-q", "-b", "side"]);
-    f.git(&[
-        "commit",
-        "-q",
-        "--allow-empty",
-        "-m",
-        "x\n\nKaizen-Intervention: K-000009",
-    ]);
-    f.git(&["checkout", "-q", "main"]);
+    f.trailer_commit_on_side("x", 9);
     // Every local branch counts.
     assert_eq!(
         a.highest_intervention_id().unwrap(),
@@ -1208,15 +1213,7 @@ fn issue12_id_continuity_walks_only_history_it_has_not_seen() {
         (None, tips.clone())
     );
     // A new commit (on another branch too) is found from the old markers.
-    f.git(&["checkout", "-q", "-b", "side"]);
-    f.git(&[
-        "commit",
-        "-q",
-        "--allow-empty",
-        "-m",
-        "kaizen: elsewhere\n\nKaizen-Intervention: K-000077",
-    ]);
-    f.git(&["checkout", "-q", "main"]);
+    f.trailer_commit_on_side("kaizen: elsewhere", 77);
     let (found, now) = a.highest_intervention_id_since(&tips).unwrap();
     assert_eq!(found, Some(InterventionId(77)));
     assert_eq!(now.len(), 2);
@@ -1248,22 +1245,8 @@ fn issue12_the_trailer_check_walks_only_history_made_since_its_markers() {
     assert!(again.commits.is_empty());
     assert_eq!(again.markers, first.markers);
     // New commits (on another branch too) are found from the old markers, and only they.
-    f.git(&[
-        "commit",
-        "-q",
-        "--allow-empty",
-        "-m",
-        "kaizen: here\n\nKaizen-Intervention: K-000076",
-    ]);
-    f.git(&["checkout", "-q", "-b", "side"]);
-    f.git(&[
-        "commit",
-        "-q",
-        "--allow-empty",
-        "-m",
-        "kaizen: elsewhere\n\nKaizen-Intervention: K-000077",
-    ]);
-    f.git(&["checkout", "-q", "main"]);
+    f.trailer_commit("kaizen: here", 76);
+    f.trailer_commit_on_side("kaizen: elsewhere", 77);
     let grown = a.trailer_commits_since(&first.markers).unwrap();
     assert!(grown.incremental);
     let mut ids: Vec<InterventionId> = grown.commits.iter().map(|c| c.id).collect();

@@ -13,14 +13,14 @@
 #[path = "../../kaizen-cli/benches/support/mod.rs"]
 mod support;
 
-use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+mod host_signals;
+
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use host_signals::{Signals, value};
 use kaizen_core::clock::{Clock, ManualClock};
 use kaizen_core::config::Config;
 use kaizen_core::engine::{Engine, EngineSettings};
 use kaizen_core::ledger::Ledger;
-use kaizen_core::observe::{Source, SourceError};
 use kaizen_core::rules::{RulesProposer, parse_rules};
 use kaizen_core::signal::Sample;
 use kaizen_core::sim::DirectApplier;
@@ -34,30 +34,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::*;
 
-/// A host's in-process source: one value per signal and tick, below every alert.
-struct Signals(Vec<String>);
-
-#[async_trait]
-impl Source for Signals {
-    fn name(&self) -> &str {
-        "bench"
-    }
-    async fn observe(&self, now: DateTime<Utc>) -> Result<Vec<Sample>, SourceError> {
-        Ok(self
-            .0
-            .iter()
-            .map(|s| Sample::new(s.as_str(), now, value(now, s)))
-            .collect())
-    }
-}
-
-fn value(at: DateTime<Utc>, signal: &str) -> f64 {
-    let t = at.timestamp() as f64;
-    100.0 + (t * 0.001 + signal.len() as f64).sin() * 5.0
-}
-
 fn engine(n: usize, clock: &ManualClock, dir: &Path) -> Engine {
-    let names: Vec<String> = (0..n).map(|i| format!("signal_{i:04}")).collect();
+    let source = Signals::numbered(n);
+    let names = source.0.clone();
     let mut config = String::from("signals:\n");
     let mut rules = String::from("rules:\n");
     for s in &names {
@@ -87,14 +66,15 @@ fn engine(n: usize, clock: &ManualClock, dir: &Path) -> Engine {
         history.extend(
             names
                 .iter()
-                .map(|s| Sample::new(s.as_str(), at, value(at, s))),
+                .enumerate()
+                .map(|(i, s)| Sample::new(s.as_str(), at, value(at, i))),
         );
     }
     ledger.record_samples(&history).unwrap();
     Engine::builder(EngineSettings::from_config(&config))
         .clock(Arc::new(clock.clone()))
         .ledger(ledger)
-        .source(Box::new(Signals(names)))
+        .source(Box::new(source))
         .proposer(Box::new(RulesProposer::new(rules, Span::minutes(15))))
         .applier(Box::new(DirectApplier::new(dir)))
         .validator(Box::new(HonestValidator::default()))

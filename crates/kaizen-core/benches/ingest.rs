@@ -10,15 +10,14 @@
 #[path = "../../kaizen-cli/benches/support/mod.rs"]
 mod support;
 
-use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+mod host_signals;
+
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use host_signals::Signals;
 use kaizen_core::clock::{Clock, ManualClock};
 use kaizen_core::config::Config;
 use kaizen_core::engine::{CycleReport, Engine, EngineSettings};
 use kaizen_core::ledger::Ledger;
-use kaizen_core::observe::{Source, SourceError};
-use kaizen_core::signal::Sample;
 use kaizen_core::sim::DirectApplier;
 use kaizen_core::validate::HonestValidator;
 use std::cell::RefCell;
@@ -27,33 +26,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::*;
 
-/// A host's in-process source: `n` signals, one value each per tick.
-struct Signals(Vec<String>);
-
-#[async_trait]
-impl Source for Signals {
-    fn name(&self) -> &str {
-        "bench"
-    }
-    async fn observe(&self, now: DateTime<Utc>) -> Result<Vec<Sample>, SourceError> {
-        let t = now.timestamp() as f64;
-        Ok(self
-            .0
-            .iter()
-            .enumerate()
-            .map(|(i, s)| Sample::new(s.as_str(), now, 100.0 + (t * 0.001 + i as f64).sin()))
-            .collect())
-    }
-}
-
 fn engine(ledger: Ledger, n: usize, clock: &ManualClock, dir: &Path) -> Engine {
     let config = Config::parse("signals: {}\n", &dir.join("kaizen.yaml")).unwrap();
     Engine::builder(EngineSettings::from_config(&config))
         .clock(Arc::new(clock.clone()))
         .ledger(ledger)
-        .source(Box::new(Signals(
-            (0..n).map(|i| format!("signal_{i:04}")).collect(),
-        )))
+        .source(Box::new(Signals::numbered(n)))
         .applier(Box::new(DirectApplier::new(dir)))
         .validator(Box::new(HonestValidator::default()))
         .build()

@@ -107,19 +107,23 @@ impl IndexFile {
 
     /// Reads `path`: `Ok(None)` when there is no index file yet.
     pub(crate) fn read(path: &Path) -> Result<Option<IndexFile>, ReadError> {
-        let bytes = match fs::read(path) {
-            Ok(b) => b,
+        use std::io::Read as _;
+        let mut file = match fs::File::open(path) {
+            Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(ReadError::Io(e)),
         };
         // The file's mtime in whole seconds, as git compares it without USE_NSEC (the wider
         // window: more entries count as racy, none is missed); unknown, every entry is racy.
-        let timestamp = fs::metadata(path)
+        let meta = file.metadata().map_err(ReadError::Io)?;
+        let timestamp = meta
+            .modified()
             .ok()
-            .and_then(|m| m.modified().ok())
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
             .unwrap_or(1);
+        let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+        file.read_to_end(&mut bytes).map_err(ReadError::Io)?;
         IndexFile::parse(bytes, timestamp)
             .map(Some)
             .map_err(ReadError::Unsupported)
