@@ -1168,6 +1168,47 @@ fn issue12_a_revert_that_needs_a_merge_still_gives_git_revert_s_tree() {
 }
 
 #[test]
+fn issue12_a_lock_deleted_by_hand_after_a_kill_still_leads_recovery_to_the_temp_files() {
+    let f = Fixture::new();
+    let a = f.applier();
+    let pid = dead_pid();
+    // A kill while writing the working tree leaves kaizen's lock, its held marker and a temp
+    // file; then someone deletes `.git/index.lock` by hand (git's advice for a stale lock).
+    let marker = f
+        .root
+        .join(format!(".git/index.lock.held-0.kaizen-tmp-{pid}"));
+    std::fs::write(
+        &marker,
+        format!("kaizen-lock v1\n{{\"pid\":{pid},\"op\":\"apply\"}}\n"),
+    )
+    .unwrap();
+    let tmp = f.root.join(format!("config/.app.yaml.kaizen-tmp-{pid}"));
+    std::fs::write(&tmp, "half").unwrap();
+    // The routine repair (every cycle, and the hourly in-cycle check) sees the dead marker in
+    // the git dir, walks the tree, and removes both.
+    let done = a.recover_routine().unwrap();
+    for p in [&marker, &tmp] {
+        let shown = p.strip_prefix(&f.root).unwrap().display().to_string();
+        assert!(
+            done.iter()
+                .any(|x| x.kind == "temp_file" && x.repaired && x.path == shown),
+            "{shown} in {done:?}"
+        );
+    }
+    assert!(!marker.exists() && !tmp.exists());
+    f.assert_clean();
+    // A completed apply leaves neither the lock nor the marker.
+    a.apply(ID, &grow()).unwrap();
+    let left: Vec<String> = std::fs::read_dir(f.root.join(".git"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("kaizen-tmp") || n == "index.lock")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
 fn issue12_routine_recovery_walks_the_working_tree_only_after_a_kill() {
     let f = Fixture::new();
     let a = f.applier();

@@ -350,10 +350,11 @@ pub trait Applier: Send {
         let _ = repair;
         Ok(Vec::new())
     }
-    /// The repair run before every cycle and revert: [`Applier::recover`] with `repair`, except
-    /// that scans only a crash makes necessary may be skipped when nothing shows a crash (the
-    /// git applier walks the working tree for its temp files only while a kaizen lock is left;
-    /// `kaizen check` still walks it every time).
+    /// The repair run before every cycle and revert and by the hourly in-cycle check:
+    /// [`Applier::recover`] with `repair`, except that scans only a crash makes necessary may be
+    /// skipped when nothing shows a crash (the git applier walks the working tree for its temp
+    /// files only while a kaizen lock or held marker is left in the git dir; `kaizen check`
+    /// still walks it every time).
     fn recover_routine(&self) -> Result<Vec<Finding>, ApplyError> {
         self.recover(true)
     }

@@ -117,8 +117,15 @@ impl Engine {
             })
         };
 
-        // The repository: kaizen's leftovers, foreign locks, operations in progress.
-        match self.applier.recover(repair) {
+        // The repository: kaizen's leftovers, foreign locks, operations in progress. The
+        // in-cycle check looks as the routine repair does (the working tree only where a kill
+        // left evidence in the git dir); `kaizen check` walks the whole tree.
+        let found = if incremental && repair {
+            self.applier.recover_routine()
+        } else {
+            self.applier.recover(repair)
+        };
+        match found {
             Ok(findings) => {
                 for f in findings {
                     push(&f.kind, f.path, f.detail, f.repaired);
