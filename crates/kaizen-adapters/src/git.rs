@@ -1734,8 +1734,7 @@ impl LockedIndex {
                         e.path, e.what
                     ))
                 })?;
-                let bytes = f.serialize(&self.root);
-                write_new(&self.tmp, &bytes)?;
+                write_new(&self.tmp, |w| f.serialize_to(&self.root, w))?;
             }
             IndexView::Git(index) => {
                 for (path, entry) in updates {
@@ -1797,16 +1796,17 @@ fn remove_stale(path: &Path) -> Result<(), ApplyError> {
     }
 }
 
-/// Writes `bytes` to a new file at `path` (which must not exist).
-fn write_new(path: &Path, bytes: &[u8]) -> Result<(), ApplyError> {
-    use std::io::Write as _;
+/// Creates a new file at `path` (which must not exist) and fills it with `write`.
+fn write_new(
+    path: &Path,
+    write: impl FnOnce(&mut fs::File) -> io::Result<()>,
+) -> Result<(), ApplyError> {
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(path)
         .map_err(|e| io_err(format!("cannot create {}", path.display()), e))?;
-    f.write_all(bytes)
-        .map_err(|e| io_err(format!("cannot write {}", path.display()), e))
+    write(&mut f).map_err(|e| io_err(format!("cannot write {}", path.display()), e))
 }
 
 impl Drop for LockedIndex {

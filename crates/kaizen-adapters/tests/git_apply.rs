@@ -1334,14 +1334,23 @@ impl Fixture {
         std::fs::read(self.root.join(".git/index")).unwrap()
     }
 
-    /// A repository of nested directories whose index carries what git writes when asked: a
-    /// cache tree, an untracked cache, the entry offset tables, version 3 with extended flags.
+    /// A repository of nested directories (and a thousand files more, a mapped index) whose
+    /// index carries what git writes when asked: a cache tree, an untracked cache, the entry
+    /// offset tables, version 3 with extended flags.
     fn nested() -> Fixture {
         let f = Fixture::new();
         for d in ["a", "a/b", "a/b/c", "z"] {
             for i in 0..3 {
                 f.write(&format!("{d}/f{i}.txt"), &format!("{d} {i}\n"));
             }
+        }
+        // Enough files that kaizen maps the index instead of reading it (from 64 KiB on); the
+        // small fixtures cover the read.
+        for i in 0..1000 {
+            f.write(
+                &format!("bulk/d{:02}/f{i:04}.txt", i % 40),
+                &format!("{i}\n"),
+            );
         }
         f.git(&["config", "core.untrackedCache", "true"]);
         f.git(&["config", "index.recordEndOfIndexEntries", "true"]);
@@ -1352,6 +1361,7 @@ impl Fixture {
         f.git(&["update-index", "--skip-worktree", "z/f2.txt"]);
         f.git(&["status", "--porcelain"]);
         let idx = f.index_bytes();
+        assert!(idx.len() >= 64 * 1024, "index of {} bytes", idx.len());
         assert_eq!(
             &idx[4..8],
             &3u32.to_be_bytes(),

@@ -24,6 +24,7 @@
 use git2::{IndexEntry, ObjectType, Oid};
 use sha1::{Digest, Sha1};
 use std::fs;
+use std::io::Write;
 use std::path::Path;
 
 /// Bytes of an entry before its path: ctime, mtime, dev, ino, mode, uid, gid, size (4 each),
@@ -57,7 +58,7 @@ enum Entry {
 
 /// A parsed index (see the module docs).
 pub(crate) struct IndexFile {
-    bytes: Vec<u8>,
+    bytes: Bytes,
     version: u32,
     entries: Vec<Entry>,
     /// Byte ranges (header included) of the extensions kept verbatim (`REUC`).
@@ -88,6 +89,61 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([s[0], s[1]]))
 }
 
+/// From this size on an index file is mapped rather than read (a large index: no copy, and
+/// no fresh pages to fault in; a small one is cheaper to read).
+const MAP_FROM: u64 = 64 * 1024;
+
+/// An index file's bytes: read into memory, or mapped.
+enum Bytes {
+    Owned(Vec<u8>),
+    Mapped(memmap2::Mmap),
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Owned(v) => v,
+            Bytes::Mapped(m) => m,
+        }
+    }
+}
+
+impl std::fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} bytes", self.len())
+    }
+}
+
+fn read_all(file: &mut fs::File, len: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// The buffer [`IndexFile::serialize_to`] writes through.
+const WRITE_BUFFER: usize = 64 * 1024;
+
+/// Passes writes on and hashes what was written (the index's trailing SHA-1).
+struct HashingWriter<W> {
+    inner: W,
+    hash: Sha1,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(buf.get(..n).unwrap_or(buf));
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 fn unsupported(why: impl Into<String>) -> Unsupported {
     Unsupported(why.into())
 }
@@ -96,7 +152,7 @@ impl IndexFile {
     /// An index with no entries (the repository has none yet).
     pub(crate) fn empty() -> IndexFile {
         IndexFile {
-            bytes: Vec::new(),
+            bytes: Bytes::Owned(Vec::new()),
             version: 2,
             entries: Vec::new(),
             kept_extensions: Vec::new(),
@@ -107,7 +163,6 @@ impl IndexFile {
 
     /// Reads `path`: `Ok(None)` when there is no index file yet.
     pub(crate) fn read(path: &Path) -> Result<Option<IndexFile>, ReadError> {
-        use std::io::Read as _;
         let mut file = match fs::File::open(path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -122,15 +177,33 @@ impl IndexFile {
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
             .unwrap_or(1);
-        let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-        file.read_to_end(&mut bytes).map_err(ReadError::Io)?;
-        IndexFile::parse(bytes, timestamp)
+        let bytes = if meta.len() >= MAP_FROM {
+            // SAFETY: a mapping is undefined behaviour if the file changes under it. An index
+            // is never changed in place: git, libgit2 and kaizen each write a new file and
+            // rename it over `.git/index` (the old inode, and so this mapping, stays as read),
+            // and every read that leads to a write happens under `.git/index.lock`. Only a
+            // tool truncating the file in place could bite: the process would then die of
+            // SIGBUS like a kill, which start-up recovery repairs (git maps its index the same
+            // way). The content is untrusted either way: parsing is bounds-checked throughout.
+            match unsafe { memmap2::Mmap::map(&file) } {
+                Ok(map) => Bytes::Mapped(map),
+                Err(_) => Bytes::Owned(read_all(&mut file, meta.len()).map_err(ReadError::Io)?),
+            }
+        } else {
+            Bytes::Owned(read_all(&mut file, meta.len()).map_err(ReadError::Io)?)
+        };
+        IndexFile::parse_bytes(bytes, timestamp)
             .map(Some)
             .map_err(ReadError::Unsupported)
     }
 
     /// Parses an index file's bytes; `timestamp`: the file's mtime in seconds.
+    #[cfg(test)]
     pub(crate) fn parse(bytes: Vec<u8>, timestamp: i64) -> Result<IndexFile, Unsupported> {
+        IndexFile::parse_bytes(Bytes::Owned(bytes), timestamp)
+    }
+
+    fn parse_bytes(bytes: Bytes, timestamp: i64) -> Result<IndexFile, Unsupported> {
         if bytes.len() < 12 + HASH_LEN || bytes.get(0..4) != Some(b"DIRC".as_slice()) {
             return Err(unsupported("not an index file (no DIRC header)"));
         }
@@ -370,32 +443,52 @@ impl IndexFile {
 
     /// The new file: header, entries (racily clean ones smudged, judged against `root`'s
     /// working tree), the kept extensions, and the SHA-1 of all of it.
+    #[cfg(test)]
     pub(crate) fn serialize(&self, root: &Path) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.bytes.len() + 256);
-        out.extend_from_slice(b"DIRC");
-        out.extend_from_slice(&self.version.to_be_bytes());
+        // Writing to a Vec cannot fail.
+        let _ = self.serialize_to(root, &mut out);
+        out
+    }
+
+    /// [`IndexFile::serialize`] streamed to `w` through a small buffer, hashed on the way: no
+    /// second copy of a large index in memory (at 10k files, the ≈ 200 fresh pages such a copy
+    /// faults in were a tenth of a cron `kaizen revert`'s CPU).
+    pub(crate) fn serialize_to(&self, root: &Path, w: &mut impl Write) -> std::io::Result<()> {
+        let mut out = std::io::BufWriter::with_capacity(
+            WRITE_BUFFER,
+            HashingWriter {
+                inner: w,
+                hash: Sha1::new(),
+            },
+        );
+        out.write_all(b"DIRC")?;
+        out.write_all(&self.version.to_be_bytes())?;
         let count = u32::try_from(self.entries.len()).unwrap_or(u32::MAX);
-        out.extend_from_slice(&count.to_be_bytes());
+        out.write_all(&count.to_be_bytes())?;
         for e in &self.entries {
-            let start = out.len();
-            out.extend_from_slice(self.raw(e));
-            if self.is_racily_clean(&out[start..]) && self.differs_on_disk(root, e) {
-                out[start + 36..start + 40].copy_from_slice(&0u32.to_be_bytes());
+            let raw = self.raw(e);
+            if raw.len() >= 40 && self.is_racily_clean(raw) && self.differs_on_disk(root, e) {
+                // git's smudge: the size in the entry's stat data becomes 0.
+                out.write_all(&raw[..36])?;
+                out.write_all(&0u32.to_be_bytes())?;
+                out.write_all(&raw[40..])?;
+            } else {
+                out.write_all(raw)?;
             }
         }
         if let Some(tree) = &self.tree {
             let mut data = Vec::new();
             write_tree(tree, &mut data);
-            out.extend_from_slice(b"TREE");
-            out.extend_from_slice(&u32::try_from(data.len()).unwrap_or(u32::MAX).to_be_bytes());
-            out.extend_from_slice(&data);
+            out.write_all(b"TREE")?;
+            out.write_all(&u32::try_from(data.len()).unwrap_or(u32::MAX).to_be_bytes())?;
+            out.write_all(&data)?;
         }
         for (s, e) in &self.kept_extensions {
-            out.extend_from_slice(&self.bytes[*s..*e]);
+            out.write_all(&self.bytes[*s..*e])?;
         }
-        let hash = Sha1::digest(&out);
-        out.extend_from_slice(&hash);
-        out
+        let HashingWriter { inner, hash } = out.into_inner().map_err(|e| e.into_error())?;
+        inner.write_all(&hash.finalize())
     }
 
     fn is_racily_clean(&self, raw: &[u8]) -> bool {
