@@ -43,17 +43,21 @@ const MAX_TREE_DEPTH: usize = 512;
 pub(crate) struct Unsupported(pub String);
 
 /// One entry: either a byte range of the file as read, or an entry written by this operation.
+/// Kept small (16 bytes): an index of 10k files has 10k of them, and their vector's pages are
+/// faulted in by every operation.
 #[derive(Debug, Clone)]
 enum Entry {
-    Kept {
-        start: usize,
-        end: usize,
-        name_len: usize,
-    },
-    New {
-        name: Vec<u8>,
-        bytes: Vec<u8>,
-    },
+    Kept { start: u32, end: u32, name_len: u32 },
+    New(Box<NewEntry>),
+}
+
+const _: () = assert!(std::mem::size_of::<Entry>() <= 16);
+
+/// An entry written by this operation: its path and its encoded bytes.
+#[derive(Debug, Clone)]
+struct NewEntry {
+    name: Vec<u8>,
+    bytes: Vec<u8>,
 }
 
 /// A parsed index (see the module docs).
@@ -254,10 +258,12 @@ impl IndexFile {
                 }
             }
             prev = Some((name_start, name_len, stage));
+            // Offsets past 4 GiB: no such index in practice; libgit2's then.
+            let small = |v: usize| u32::try_from(v).map_err(|_| unsupported("index over 4 GiB"));
             entries.push(Entry::Kept {
-                start: at,
-                end,
-                name_len,
+                start: small(at)?,
+                end: small(end)?,
+                name_len: small(name_len)?,
             });
             at = end;
         }
@@ -309,16 +315,17 @@ impl IndexFile {
                 } else {
                     ENTRY_FIXED
                 };
-                &self.bytes[start + fixed..start + fixed + name_len]
+                let from = *start as usize + fixed;
+                &self.bytes[from..from + *name_len as usize]
             }
-            Entry::New { name, .. } => name,
+            Entry::New(n) => &n.name,
         }
     }
 
     fn raw<'a>(&'a self, e: &'a Entry) -> &'a [u8] {
         match e {
-            Entry::Kept { start, end, .. } => &self.bytes[*start..*end],
-            Entry::New { bytes, .. } => bytes,
+            Entry::Kept { start, end, .. } => &self.bytes[*start as usize..*end as usize],
+            Entry::New(n) => &n.bytes,
         }
     }
 
@@ -384,10 +391,10 @@ impl IndexFile {
             let bytes = encode(entry, &name);
             self.entries.splice(
                 from..to,
-                std::iter::once(Entry::New {
+                std::iter::once(Entry::New(Box::new(NewEntry {
                     name: name.clone(),
                     bytes,
-                }),
+                }))),
             );
             self.invalidate(&name);
         }
