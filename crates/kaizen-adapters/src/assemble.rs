@@ -100,6 +100,15 @@ pub fn engine_from_config(
     Ok(builder_from_config(config, clock, lessons)?.build()?)
 }
 
+/// The engine `kaizen revert` uses: [`engine_from_config`] without proposers and lessons, which
+/// undoing an intervention never consults — so a rules file or a lesson broken since the apply
+/// cannot stand between an operator and a revert (and a revert does not parse them: a cron
+/// pair's cost, issue 12).
+pub fn engine_for_revert(config: &Config, clock: Arc<dyn Clock>) -> Result<Engine, AssembleError> {
+    let ledger = Ledger::open(&config.ledger_path())?;
+    Ok(builder_parts(config, clock, Vec::new(), ledger, false)?.build()?)
+}
+
 /// The same as [`engine_from_config`], before `build()`: a host adds its own sources (signals
 /// configured without a `source:`), proposers or notifiers.
 pub fn builder_from_config(
@@ -119,6 +128,17 @@ pub fn builder_with_ledger(
     clock: Arc<dyn Clock>,
     lessons: Vec<Lesson>,
     ledger: Ledger,
+) -> Result<kaizen_core::engine::EngineBuilder, AssembleError> {
+    builder_parts(config, clock, lessons, ledger, true)
+}
+
+/// [`builder_with_ledger`]; `with_proposers`: the configured proposers (rules, LLM) too.
+fn builder_parts(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    lessons: Vec<Lesson>,
+    ledger: Ledger,
+    with_proposers: bool,
 ) -> Result<kaizen_core::engine::EngineBuilder, AssembleError> {
     let applier = GitApplier::open(&config.repo, config.branch.as_deref()).map_err(|source| {
         AssembleError::Repo {
@@ -156,8 +176,10 @@ pub fn builder_with_ledger(
                 builder.review_desk(Box::new(publisher_for(config, git, clock_for_git.clone())?));
         }
     }
-    for p in proposers_for(config)? {
-        builder = builder.proposer(p);
+    if with_proposers {
+        for p in proposers_for(config)? {
+            builder = builder.proposer(p);
+        }
     }
     Ok(builder)
 }

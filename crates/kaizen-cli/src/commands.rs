@@ -1,7 +1,8 @@
 //! Subcommand implementations: thin wrappers over `kaizen-core` and `kaizen-adapters`.
 
 use crate::context::{
-    Failure, Result, engine, lessons_and_errors, load_config, lock, lock_within, rt, usage,
+    Failure, Result, engine, engine_for_revert, lessons_and_errors, load_config, lock, lock_within,
+    rt, usage,
 };
 use crate::render;
 use crate::{Cli, Command};
@@ -366,7 +367,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             let config = load_config(&cli.config)?;
             let id = parse_id(&id)?;
             let _lock = lock(&config)?;
-            let mut engine = engine(&config, clock)?;
+            let mut engine = engine_for_revert(&config, clock)?;
             match engine.revert(id, &reason) {
                 Ok(report) => {
                     engine.notify(&report).await.map_err(rt)?;

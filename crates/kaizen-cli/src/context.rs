@@ -73,6 +73,17 @@ pub(crate) fn engine(config: &Config, clock: Arc<dyn Clock>) -> Result<Engine> {
     Ok(engine)
 }
 
+/// The engine for `kaizen revert` ([`assemble::engine_for_revert`]: no proposers, no lessons).
+pub(crate) fn engine_for_revert(config: &Config, clock: Arc<dyn Clock>) -> Result<Engine> {
+    assemble::engine_for_revert(config, clock).map_err(|e| {
+        if e.is_config() {
+            usage(e.to_string())
+        } else {
+            Failure::Runtime(anyhow!(e))
+        }
+    })
+}
+
 pub(crate) fn lock(config: &Config) -> Result<StateLock> {
     lock_within(config, std::time::Duration::ZERO)
 }

@@ -217,6 +217,29 @@ fn manual_revert_of_validated_change() {
 }
 
 #[test]
+fn a_revert_goes_through_with_a_rules_file_broken_since_the_apply() {
+    // Undoing a change consults neither the rules nor the lessons: a rules file an operator is
+    // in the middle of editing (or broke) must not stand between them and a revert.
+    let h = Harness::new(RULE_GROW_CACHE, "");
+    let iv = run_round(&h, 0, 150.0);
+    assert_eq!(iv["status"], "validated");
+    std::fs::write(h.repo.join("rules.yaml"), "rules:\n  - id: [unclosed\n").unwrap();
+    let out = h.kaizen_at(50, &["cycle"]);
+    assert_eq!(out.status.code(), Some(2), "a cycle still refuses it");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("rules.yaml"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    h.ok(
+        51,
+        &["revert", "K-000001", "--reason", "rules are being edited"],
+    );
+    assert_eq!(h.interventions(51)[0]["status"], "reverted");
+    assert!(h.file("config/app.yaml").contains("cache_mb: 128"));
+}
+
+#[test]
 fn exit_codes_and_config_errors() {
     let h = Harness::new(RULE_GROW_CACHE, "");
     let out = h.kaizen_at(0, &["frobnicate"]);
