@@ -617,6 +617,12 @@ pub async fn run_scenario_with(
                 }
             }
         }
+        // The observe ticks up to the next other task, in one hand-off to the engine's thread
+        // (each tick the same step `run_due` runs; see `Worker::run_observe_ticks`).
+        for (at, n) in worker.run_observe_ticks(&clock, end).await? {
+            samples += n?;
+            now = at;
+        }
         let next = worker.next_due();
         if next > end {
             break;
