@@ -856,6 +856,16 @@ impl Ledger {
         Ok(out)
     }
 
+    /// SQLite's `data_version` of this connection: it changes when another connection commits
+    /// to the ledger file (never for this connection's own commits), so a reader that keeps
+    /// what it read knows when to read again.
+    pub fn data_version(&self) -> Result<i64, LedgerError> {
+        self.sql(|c| {
+            c.prepare_cached("PRAGMA data_version")?
+                .query_row([], |r| r.get(0))
+        })
+    }
+
     /// The newest sample of `signal`, if any.
     pub fn latest_sample(&self, signal: &str) -> Result<Option<Sample>, LedgerError> {
         self.sql(|c| {
