@@ -810,6 +810,26 @@ impl Ledger {
         })
     }
 
+    /// [`Ledger::samples`] as (time, value) points: without a copy of the signal's name per
+    /// sample, for a reader that knows which signal it asked for (the simulator's figures of
+    /// every signal's whole run).
+    pub fn points(
+        &self,
+        signal: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<(DateTime<Utc>, f64)>, LedgerError> {
+        self.sql(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT at, value FROM samples WHERE signal = ?1 AND at >= ?2 AND at <= ?3 ORDER BY at",
+            )?;
+            let rows = stmt.query_map(params![signal, ms(from), ms(to)], |r| {
+                Ok((from_ms(r.get(0)?), r.get(1)?))
+            })?;
+            rows.collect()
+        })
+    }
+
     /// The newest `n` samples of `signal` with `from <= at <= to`, oldest first (what a
     /// cadence estimate needs, without reading the whole window).
     pub fn last_samples(
@@ -854,6 +874,16 @@ impl Ledger {
         })?;
         out.reverse();
         Ok(out)
+    }
+
+    /// SQLite's `data_version` of this connection: it changes when another connection commits
+    /// to the ledger file (never for this connection's own commits), so a reader that keeps
+    /// what it read knows when to read again.
+    pub fn data_version(&self) -> Result<i64, LedgerError> {
+        self.sql(|c| {
+            c.prepare_cached("PRAGMA data_version")?
+                .query_row([], |r| r.get(0))
+        })
     }
 
     /// The newest sample of `signal`, if any.

@@ -572,6 +572,35 @@ fn events_after(e: &Engine, seq: i64) -> Result<Vec<Event>, EngineError> {
     }
 }
 
+/// Whether every signal of `status` has its cadence from its data (not the fallback).
+fn cadences_known(status: &StatusSnapshot) -> bool {
+    status
+        .signals
+        .iter()
+        .all(|x| x.cadence_source != crate::validate::CadenceSource::Fallback)
+}
+
+/// One observe tick on the blocking thread: samples every source, records them, and reads
+/// what the handles are shown next ([`Published::after_observe`]).
+fn observe_tick(
+    e: &mut Engine,
+    rt: &tokio::runtime::Handle,
+    seq: i64,
+    have_views: bool,
+) -> (Result<usize, EngineError>, Result<Published, EngineError>) {
+    let mut report = CycleReport {
+        at: e.now(),
+        ..Default::default()
+    };
+    match rt.block_on(e.observe_recorded(&mut report)) {
+        Ok(samples) => {
+            let n = samples.len();
+            (Ok(n), Published::after_observe(e, seq, samples, have_views))
+        }
+        Err(err) => (Err(err), Published::collect(e, seq)),
+    }
+}
+
 impl Published {
     /// Reads, on the blocking thread, every event after `seq` and the status, health and
     /// counters now.
@@ -781,15 +810,12 @@ impl Worker {
     }
 
     fn record_step(&self, name: &'static str, ok: bool, detail: String) {
+        self.record_step_at(name, self.clock.now(), ok, detail);
+    }
+
+    fn record_step_at(&self, name: &'static str, at: DateTime<Utc>, ok: bool, detail: String) {
         if let Ok(mut steps) = self.shared.steps.lock() {
-            steps.insert(
-                name,
-                StepRecord {
-                    at: self.clock.now(),
-                    ok,
-                    detail,
-                },
-            );
+            steps.insert(name, StepRecord { at, ok, detail });
         }
     }
 
@@ -867,6 +893,19 @@ impl Worker {
         self.bump();
     }
 
+    /// Whether the handles' views can be brought up to date from an observe tick's samples
+    /// alone: there are views, and every signal's cadence is known from its data (two samples;
+    /// the cadence decides staleness, and it stands between full reads).
+    fn have_views(&self) -> bool {
+        self.shared.health.borrow().is_some()
+            && self
+                .shared
+                .status
+                .borrow()
+                .as_ref()
+                .is_some_and(cadences_known)
+    }
+
     /// One observe tick as a step: like [`Worker::step`], but when it recorded samples only,
     /// the views are updated from them rather than read afresh (the tick runs every minute by
     /// default; a full read would cost it every signal's last day each time).
@@ -875,44 +914,111 @@ impl Worker {
         rt: tokio::runtime::Handle,
     ) -> Result<Result<usize, EngineError>, RuntimeError> {
         let seq = self.seq;
-        // Until every signal's cadence is known from its data (two samples), each tick reads
-        // afresh: the cadence decides staleness, and it stands between full reads.
-        let have_views = self.shared.health.borrow().is_some()
-            && self.shared.status.borrow().as_ref().is_some_and(|s| {
-                s.signals
-                    .iter()
-                    .all(|x| x.cadence_source != crate::validate::CadenceSource::Fallback)
-            });
+        let have_views = self.have_views();
         let (out, published) = self
-            .on_blocking(move |e| {
-                let mut report = CycleReport {
-                    at: e.now(),
-                    ..Default::default()
-                };
-                match rt.block_on(e.observe_recorded(&mut report)) {
-                    Ok(samples) => {
-                        let n = samples.len();
-                        (Ok(n), Published::after_observe(e, seq, samples, have_views))
-                    }
-                    Err(err) => (Err(err), Published::collect(e, seq)),
-                }
-            })
+            .on_blocking(move |e| observe_tick(e, &rt, seq, have_views))
             .await?;
-        self.finish_step("observe", out.as_ref().map(|n| format!("{n} sample(s)")));
+        let at = self.clock.now();
+        self.finish_observe(at, out.as_ref(), published);
+        Ok(out)
+    }
+
+    /// Records an observe tick that ended at `at` and publishes what it read.
+    fn finish_observe(
+        &mut self,
+        at: DateTime<Utc>,
+        out: Result<&usize, &EngineError>,
+        published: Result<Published, EngineError>,
+    ) {
+        self.finish_step_at("observe", at, out.map(|n| format!("{n} sample(s)")));
         match published {
             Ok(p) => self.publish(p),
             Err(e) => tracing::error!("kaizen stage=runtime cannot read the ledger: {e}"),
+        }
+    }
+
+    /// Runs, on a clock the host moves itself (a simulation's [`ManualClock`]), the observe
+    /// ticks the schedule has due from the clock's now up to `until`, stopping before the first
+    /// instant where anything else is due (a cycle, a learn, a review — left to
+    /// [`Worker::run_due`]), and after a tick that failed. Each tick is exactly what
+    /// [`Worker::run_due`] runs at that instant — the clock set to it, the schedule marked, the
+    /// engine's observe, the ledger write, the views updated and published, the step recorded
+    /// at that instant — in the same order; only the hand-off to the blocking thread is shared
+    /// by the run of ticks instead of paid per tick (what a simulated day of 5-minute ticks
+    /// spent most on besides the ticks themselves). The handles see each tick's events and
+    /// views once the run is over; a shutdown requested meanwhile is honoured after it.
+    ///
+    /// Returns each tick's instant and outcome, in order. `clock` must be the clock the engine
+    /// and this worker were built with. Call [`Worker::start`] first.
+    ///
+    /// [`ManualClock`]: crate::clock::ManualClock
+    pub async fn run_observe_ticks(
+        &mut self,
+        clock: &crate::clock::ManualClock,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<(DateTime<Utc>, Result<usize, EngineError>)>, RuntimeError> {
+        let rt = tokio::runtime::Handle::current();
+        let clock = clock.clone();
+        let mut schedule = self.schedule.clone();
+        let (mut seq, mut have_views) = (self.seq, self.have_views());
+        let (ticks, schedule) = self
+            .on_blocking(move |e| {
+                let mut ticks = Vec::new();
+                let mut now = clock.now();
+                loop {
+                    let next = schedule.next_due(now);
+                    if next > until || next <= now {
+                        break;
+                    }
+                    let mut marked = schedule.clone();
+                    if marked.due(next) != [Task::Observe] {
+                        break;
+                    }
+                    schedule = marked;
+                    clock.set(next);
+                    let (out, published) = observe_tick(e, &rt, seq, have_views);
+                    if let Ok(Published::Full { events, views }) = &published {
+                        if let Some(last) = events.last() {
+                            seq = last.seq;
+                        }
+                        have_views = cadences_known(&views.0);
+                    }
+                    let failed = out.is_err();
+                    ticks.push((next, out, published));
+                    now = next;
+                    if failed {
+                        break;
+                    }
+                }
+                (ticks, schedule)
+            })
+            .await?;
+        self.schedule = schedule;
+        let mut out = Vec::with_capacity(ticks.len());
+        for (at, tick, published) in ticks {
+            self.finish_observe(at, tick.as_ref(), published);
+            out.push((at, tick));
         }
         Ok(out)
     }
 
     /// Records how a step went (and logs a failure).
     fn finish_step(&self, name: &'static str, out: Result<String, &EngineError>) {
+        self.finish_step_at(name, self.clock.now(), out);
+    }
+
+    /// [`Worker::finish_step`] for a step that ended at `at`.
+    fn finish_step_at(
+        &self,
+        name: &'static str,
+        at: DateTime<Utc>,
+        out: Result<String, &EngineError>,
+    ) {
         match out {
-            Ok(summary) => self.record_step(name, true, summary),
+            Ok(summary) => self.record_step_at(name, at, true, summary),
             Err(e) => {
                 tracing::error!("kaizen stage=runtime step={name} failed: {e}");
-                self.record_step(name, false, e.to_string());
+                self.record_step_at(name, at, false, e.to_string());
             }
         }
     }

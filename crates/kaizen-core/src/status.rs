@@ -160,12 +160,27 @@ impl StatusSnapshot {
         state_dir: Option<&Path>,
         now: DateTime<Utc>,
     ) -> Result<StatusSnapshot, LedgerError> {
+        Self::compute_with(ledger, settings, state_dir, now, |signal, n| {
+            ledger.newest_points(signal, n)
+        })
+    }
+
+    /// [`StatusSnapshot::compute`] with each signal's newest samples from `newest_points`,
+    /// which must answer as [`Ledger::newest_points`] does (the engine answers from what it
+    /// keeps between steps).
+    pub(crate) fn compute_with(
+        ledger: &Ledger,
+        settings: &EngineSettings,
+        state_dir: Option<&Path>,
+        now: DateTime<Utc>,
+        mut newest_points: impl FnMut(&str, usize) -> Result<Vec<(DateTime<Utc>, f64)>, LedgerError>,
+    ) -> Result<StatusSnapshot, LedgerError> {
         let mut signals = Vec::new();
         let spacings = crate::validate::cadence::RECENT_SPACINGS + 1;
         for (name, sc) in &settings.signals {
             // The newest samples, the latest last: when it is not after `now` (always, but in a
             // replay of a ledger from the future), the cadence's samples are among them.
-            let mut newest = ledger.newest_points(name, spacings)?;
+            let mut newest = newest_points(name, spacings)?;
             let latest = newest.last().copied();
             // The day up to the newest sample (not up to now): a signal that stopped being
             // sampled still has the cadence its data shows, not the fallback. The cadence is a

@@ -52,6 +52,16 @@ fn start() -> DateTime<Utc> {
 fn agree(worker: &Worker, handle: &kaizen_core::runtime::Handle) -> Health {
     let engine = worker.engine().unwrap();
     let fresh = engine.status().unwrap();
+    // The engine answers each signal's newest samples from what it keeps between steps: the
+    // same as reading them from the ledger.
+    let read = kaizen_core::status::StatusSnapshot::compute(
+        engine.ledger(),
+        engine.settings(),
+        engine.state_dir(),
+        engine.now(),
+    )
+    .unwrap();
+    assert_eq!(fresh, read);
     let shown = handle.last_status().unwrap();
     assert_eq!(shown.at, fresh.at);
     for (a, b) in shown.signals.iter().zip(&fresh.signals) {
@@ -144,4 +154,137 @@ async fn stepping_runs_the_schedule_and_keeps_the_snapshots_true() {
     let last = handle.last_status().unwrap();
     assert!(last.signals[0].alerting, "{last:?}");
     drop(worker);
+}
+
+/// `latency_ms` from the clock alone (so two engines see the same series); down from minute
+/// 80 to minute 90 of each run.
+struct ByTime;
+
+#[async_trait]
+impl Source for ByTime {
+    fn name(&self) -> &str {
+        "latency_ms"
+    }
+    async fn observe(&self, now: DateTime<Utc>) -> Result<Vec<Sample>, SourceError> {
+        let minutes = (now - start()).num_minutes();
+        if (80..90).contains(&(minutes % 180)) {
+            return Err(SourceError::new("latency_ms", "connection refused"));
+        }
+        Ok(vec![Sample::new(
+            "latency_ms",
+            now,
+            150.0 + (minutes % 97) as f64,
+        )])
+    }
+}
+
+fn by_time_worker(
+    dir: &std::path::Path,
+    clock: &ManualClock,
+) -> (kaizen_core::runtime::Handle, Worker) {
+    let config = Config::parse(
+        "signals:\n  latency_ms: { unit: ms, better: lower, alert_above: 200 }\n",
+        &dir.join("kaizen.yaml"),
+    )
+    .unwrap();
+    let engine = Engine::builder(EngineSettings::from_config(&config))
+        .clock(Arc::new(clock.clone()))
+        .ledger(Ledger::in_memory().unwrap())
+        .source(Box::new(ByTime))
+        .applier(Box::new(DirectApplier::new(dir)))
+        .validator(Box::new(SimpleValidator::default()))
+        .state_dir(dir.join(".kaizen"))
+        .build()
+        .unwrap();
+    let schedule = Schedule::new(ScheduleConfig {
+        observe_every: Span::minutes(5),
+        cycle_every: Span::hours(1),
+        learn_every: Span::days(1),
+        review_every: Span::days(7),
+    })
+    .hold_cycles_until(start() + Duration::hours(1));
+    Runtime::pair(engine, schedule)
+}
+
+/// What a driven runtime leaves behind: its ledger's events and samples, what its handle
+/// shows, and how its last steps went.
+fn left_behind(worker: &Worker, handle: &kaizen_core::runtime::Handle) -> String {
+    let engine = worker.engine().unwrap();
+    let ledger = engine.ledger();
+    let events = ledger.events_after(0, 100_000).unwrap();
+    let samples = ledger
+        .samples("latency_ms", start(), start() + Duration::days(30))
+        .unwrap();
+    format!(
+        "{events:?}\n{samples:?}\n{:?}\n{:?}\n{:?}",
+        handle.last_status(),
+        handle.health(),
+        handle.last_steps()
+    )
+}
+
+#[tokio::test]
+async fn observe_ticks_run_together_leave_what_ticks_run_one_by_one_leave() {
+    let end = start() + Duration::hours(7);
+    // One by one: the clock set to each due instant, `run_due` there.
+    let dir_a = tempfile::tempdir().unwrap();
+    let clock_a = ManualClock::at(start());
+    let (handle_a, mut a) = by_time_worker(dir_a.path(), &clock_a);
+    a.start().await.unwrap();
+    let mut now = start();
+    let mut observed_a = Vec::new();
+    loop {
+        clock_a.set(now);
+        for outcome in a.run_due().await.unwrap() {
+            if let TaskOutcome::Observed(n) = outcome {
+                observed_a.push((now, n.map_err(|e| e.to_string())));
+            }
+        }
+        let next = a.next_due();
+        if next > end {
+            break;
+        }
+        now = next;
+    }
+
+    // Together: `run_due` where something else is due, the observe ticks between in one run.
+    let dir_b = tempfile::tempdir().unwrap();
+    let clock_b = ManualClock::at(start());
+    let (handle_b, mut b) = by_time_worker(dir_b.path(), &clock_b);
+    b.start().await.unwrap();
+    let mut now = start();
+    let mut observed_b = Vec::new();
+    let mut runs = 0;
+    loop {
+        clock_b.set(now);
+        for outcome in b.run_due().await.unwrap() {
+            if let TaskOutcome::Observed(n) = outcome {
+                observed_b.push((now, n.map_err(|e| e.to_string())));
+            }
+        }
+        let ticks = b.run_observe_ticks(&clock_b, end).await.unwrap();
+        runs += usize::from(!ticks.is_empty());
+        for (at, n) in ticks {
+            observed_b.push((at, n.map_err(|e| e.to_string())));
+        }
+        // The snapshots agree with a fresh read after each run.
+        agree(&b, &handle_b);
+        let next = b.next_due();
+        if next > end {
+            break;
+        }
+        now = next;
+    }
+    assert_eq!(observed_a, observed_b);
+    // A source that fails is a gap recorded (an event: the views are read afresh), not a
+    // failed tick.
+    assert!(
+        observed_a.iter().any(|(_, n)| *n == Ok(0)),
+        "the outage is in the run: {observed_a:?}"
+    );
+    assert!(runs > 6 && runs < observed_b.len(), "{runs} runs");
+    assert_eq!(
+        left_behind(&a, &handle_a).replace(&dir_a.path().display().to_string(), "DIR"),
+        left_behind(&b, &handle_b).replace(&dir_b.path().display().to_string(), "DIR")
+    );
 }

@@ -25,6 +25,7 @@ mod autonomy;
 mod check;
 mod humans;
 mod learn;
+mod newest;
 mod observe;
 mod pause;
 mod periodic;
@@ -449,6 +450,7 @@ impl EngineBuilder {
             notifiers: self.notifiers,
             ids_checked: false,
             cycles_since_check: 0,
+            newest: std::sync::Mutex::new(newest::NewestPoints::default()),
             state_dir: self.state_dir,
             publisher: self.publisher,
             review: self.review,
@@ -475,6 +477,8 @@ pub struct Engine {
     ids_checked: bool,
     /// Cycles since the last invariant check (0: none yet).
     cycles_since_check: u32,
+    /// Each signal's newest samples, for the status after every step (see [`newest`]).
+    newest: std::sync::Mutex<newest::NewestPoints>,
     state_dir: Option<PathBuf>,
     publisher: Option<Box<dyn crate::publish::Publisher>>,
     review: Option<Box<dyn crate::publish::ReviewDesk>>,
@@ -519,12 +523,39 @@ impl Engine {
 
     /// What kaizen sees now, from the ledger.
     pub fn status(&self) -> Result<crate::status::StatusSnapshot, EngineError> {
-        Ok(crate::status::StatusSnapshot::compute(
+        // Each signal's newest samples from what the engine keeps (see [`newest`]); a poisoned
+        // lock (a panic mid-update) is read afresh.
+        let mut guard = self.newest.lock();
+        let mut scratch = newest::NewestPoints::default();
+        let kept = match guard.as_mut() {
+            Ok(kept) => &mut **kept,
+            Err(_) => &mut scratch,
+        };
+        Ok(crate::status::StatusSnapshot::compute_with(
             &self.ledger,
             &self.settings,
             self.state_dir.as_deref(),
             self.clock.now(),
+            |signal, n| kept.read(&self.ledger, signal, n),
         )?)
+    }
+
+    /// Records `samples` in the ledger and folds them into the newest points kept.
+    fn record_samples_kept(&mut self, samples: &[Sample]) -> Result<(), LedgerError> {
+        self.ledger.record_samples(samples)?;
+        match self.newest.get_mut() {
+            Ok(kept) => kept.recorded(samples),
+            Err(poisoned) => poisoned.into_inner().clear(),
+        }
+        Ok(())
+    }
+
+    /// Forgets the newest points kept (samples were deleted, or may have been).
+    fn forget_newest(&mut self) {
+        match self.newest.get_mut() {
+            Ok(kept) => kept.clear(),
+            Err(poisoned) => poisoned.into_inner().clear(),
+        }
     }
 
     /// The ledger (read access for reports and the CLI).
@@ -535,7 +566,7 @@ impl Engine {
     /// Records a host's own samples (history it has from before, a metric it measures itself).
     /// Hosts get no other write access to the ledger: decisions go through the stages.
     pub fn record_samples(&mut self, samples: &[Sample]) -> Result<(), EngineError> {
-        self.ledger.record_samples(samples)?;
+        self.record_samples_kept(samples)?;
         Ok(())
     }
 

@@ -45,7 +45,7 @@ impl Engine {
         for gap in gaps {
             self.emit(report, gap)?;
         }
-        self.ledger.record_samples(&all)?;
+        self.record_samples_kept(&all)?;
         report.samples += all.len();
         Ok(all)
     }

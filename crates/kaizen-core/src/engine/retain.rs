@@ -23,7 +23,12 @@ impl Engine {
             let (cutoff, held) = raw_cutoff(raw, now, &live);
             pass.raw_cutoff = Some(cutoff);
             pass.held_by = held;
-            pass.folded = self.ledger.fold_samples_before(cutoff, MAX_ROWS_PER_PASS)?;
+            let folded = self.ledger.fold_samples_before(cutoff, MAX_ROWS_PER_PASS);
+            if !matches!(folded, Ok(0)) {
+                // Samples were deleted (or may have been): the newest kept are read again.
+                self.forget_newest();
+            }
+            pass.folded = folded?;
         }
         if let Some(hourly) = cfg.hourly {
             pass.aggregates_removed = self

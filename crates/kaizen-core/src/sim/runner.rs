@@ -617,6 +617,12 @@ pub async fn run_scenario_with(
                 }
             }
         }
+        // The observe ticks up to the next other task, in one hand-off to the engine's thread
+        // (each tick the same step `run_due` runs; see `Worker::run_observe_ticks`).
+        for (at, n) in worker.run_observe_ticks(&clock, end).await? {
+            samples += n?;
+            now = at;
+        }
         let next = worker.next_due();
         if next > end {
             break;
@@ -664,14 +670,14 @@ pub async fn run_scenario_with(
     let mut signals = Vec::new();
     let day = chrono::Duration::days(1);
     for name in scenario.host.signals.keys() {
-        let series = ledger.samples(name, scenario.start, end)?;
-        for s in &series {
-            for b in
-                s.at.timestamp_millis()
-                    .to_le_bytes()
-                    .into_iter()
-                    .chain(s.value.to_bits().to_le_bytes())
-                    .chain(name.bytes())
+        let series = ledger.points(name, scenario.start, end)?;
+        for (at, value) in &series {
+            for b in at
+                .timestamp_millis()
+                .to_le_bytes()
+                .into_iter()
+                .chain(value.to_bits().to_le_bytes())
+                .chain(name.bytes())
             {
                 digest ^= u64::from(b);
                 digest = digest.wrapping_mul(0x0000_0100_0000_01b3);
@@ -684,19 +690,16 @@ pub async fn run_scenario_with(
         signals.push(SignalFigures {
             signal: name.clone(),
             n: series.len(),
-            mean: mean(&mut series.iter().map(|s| s.value)),
-            min: series.iter().map(|s| s.value).fold(f64::INFINITY, f64::min),
-            max: series
-                .iter()
-                .map(|s| s.value)
-                .fold(f64::NEG_INFINITY, f64::max),
+            mean: mean(&mut series.iter().map(|p| p.1)),
+            min: series.iter().map(|p| p.1).fold(f64::INFINITY, f64::min),
+            max: series.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max),
             first_day_mean: mean(
                 &mut series
                     .iter()
-                    .filter(|s| s.at < scenario.start + day)
-                    .map(|s| s.value),
+                    .filter(|p| p.0 < scenario.start + day)
+                    .map(|p| p.1),
             ),
-            last_day_mean: mean(&mut series.iter().filter(|s| s.at > end - day).map(|s| s.value)),
+            last_day_mean: mean(&mut series.iter().filter(|p| p.0 > end - day).map(|p| p.1)),
         });
     }
     Ok(ScenarioResult {
