@@ -212,7 +212,7 @@ async fn main() -> anyhow::Result<()> {
         .spawn();
     let mut events = handle.subscribe();
     handle.ready().await?;
-    tokio::spawn(async move {
+    let printer = tokio::spawn(async move {
         while let Ok(e) = events.recv().await {
             let id = e.intervention.map(|i| i.to_string()).unwrap_or("-".into());
             // Typed: the kind is the event's stable tag (`proposed`, `applied`, `validated`, …).
@@ -249,6 +249,10 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     // The host's token stopped the runtime too; wait for it to finish the step in flight.
     handle.shutdown().await?;
+    // Print the events of the step that was in flight before saying so (the printer ends when
+    // the last handle is gone; returning from main would drop it mid-queue).
+    drop(handle);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), printer).await;
     println!("host: runtime shut down cleanly");
     Ok(())
 }
