@@ -309,6 +309,14 @@ const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX guard_verdicts_refusals ON guard_verdicts(guard) WHERE decision != 'pass';
     "#,
+    // v12: every cycle's reconciliation asks which proposed interventions lack an event of one
+    // kind (`proposed_without_event`); it read every event of that kind in the ledger's history,
+    // row by row (issue 12, bench 4). This index answers it with one seek per proposed
+    // intervention, without reading an event row.
+    r#"
+    CREATE INDEX events_kind_intervention ON events(kind, intervention_id)
+        WHERE intervention_id IS NOT NULL;
+    "#,
 ];
 
 /// Which interventions the guards' view reads whole (after `SELECT … FROM interventions`):
@@ -1798,16 +1806,18 @@ impl Ledger {
 
     /// The `proposed` interventions no event of `kind` names, as (id, area), oldest first: one
     /// query for what the reconciliation looks at every cycle (rows left `proposed` that do not
-    /// wait for a human's approval), however many rows wait. The events of `kind` are read once
-    /// (one range of `events_kind`), not each proposed row's whole event history.
+    /// wait for a human's approval), however many rows wait. Each proposed row costs one seek in
+    /// `events_kind_intervention` (no event row is read), not a read of every event of `kind`
+    /// in the ledger's history nor of the row's whole event history.
     pub fn proposed_without_event(
         &self,
         kind: &str,
     ) -> Result<Vec<(InterventionId, String)>, LedgerError> {
         self.sql(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT i.id, i.area FROM interventions i WHERE i.status = 'proposed' AND i.id NOT IN \
-                 (SELECT e.intervention_id FROM events e WHERE e.kind = ?1 AND e.intervention_id IS NOT NULL) \
+                "SELECT i.id, i.area FROM interventions i WHERE i.status = 'proposed' AND NOT EXISTS \
+                 (SELECT 1 FROM events e INDEXED BY events_kind_intervention \
+                  WHERE e.kind = ?1 AND e.intervention_id = i.id AND e.intervention_id IS NOT NULL) \
                  ORDER BY i.id",
             )?;
             let rows = stmt.query_map(params![kind], |r| Ok((InterventionId(r.get(0)?), r.get(1)?)))?;
@@ -2398,6 +2408,61 @@ mod tests {
         assert_eq!(events[1].event, look);
         assert_eq!(events[0].status_to(), Some(Status::Proposed));
         assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
+    }
+
+    /// `proposed_without_event` (one seek per proposed row in `events_kind_intervention`)
+    /// answers what asking each proposed row's own events would: events of another kind, of
+    /// another row, without a row, and rows no longer proposed do not count.
+    #[test]
+    fn proposed_without_event_matches_each_rows_own_events() {
+        let mut l = Ledger::in_memory().unwrap();
+        let now = t("2026-01-01T00:00:00Z");
+        let ids: Vec<InterventionId> = (0..6)
+            .map(|_| l.insert_proposed(&candidate(), now, "test").unwrap())
+            .collect();
+        let event = |l: &mut Ledger, id: Option<InterventionId>, kind: &str| {
+            l.sql(|c| {
+                c.execute(
+                    "INSERT INTO events(at, intervention_id, stage, kind, detail) VALUES (?1, ?2, 'propose', ?3, 'x')",
+                    params![ms(now), id.map(|i| i.0), kind],
+                )
+            })
+            .unwrap();
+        };
+        event(&mut l, Some(ids[1]), "needs_approval");
+        event(&mut l, Some(ids[2]), "other");
+        event(&mut l, None, "needs_approval");
+        event(&mut l, Some(ids[3]), "needs_approval");
+        event(&mut l, Some(ids[3]), "needs_approval");
+        l.sql(|c| {
+            c.execute(
+                "UPDATE interventions SET status = 'rejected' WHERE id = ?1",
+                params![ids[4].0],
+            )
+        })
+        .unwrap();
+        let got: Vec<InterventionId> = l
+            .proposed_without_event("needs_approval")
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        let expected: Vec<InterventionId> = l
+            .with_status(Status::Proposed)
+            .unwrap()
+            .into_iter()
+            .map(|i| i.id)
+            .filter(|id| !l.has_event_of_kind(*id, "needs_approval").unwrap())
+            .collect();
+        assert_eq!(got, expected);
+        assert_eq!(got, vec![ids[0], ids[2], ids[5]]);
+        assert!(
+            l.proposed_without_event("none_of_these")
+                .unwrap()
+                .iter()
+                .all(|(_, a)| a == "cache")
+        );
+        assert_eq!(l.proposed_without_event("none_of_these").unwrap().len(), 5);
     }
 
     #[test]
