@@ -62,26 +62,23 @@ pub(crate) fn load_config(path: &Path) -> Result<Config> {
 /// cannot be loaded are skipped and recorded as events.
 pub(crate) fn engine(config: &Config, clock: Arc<dyn Clock>) -> Result<Engine> {
     let (lessons, errors) = lessons_and_errors(&config.lessons);
-    let mut engine = assemble::engine_from_config(config, clock, lessons).map_err(|e| {
-        if e.is_config() {
-            usage(e.to_string())
-        } else {
-            Failure::Runtime(anyhow!(e))
-        }
-    })?;
+    let mut engine = assemble::engine_from_config(config, clock, lessons).map_err(assembly)?;
     assemble::record_lesson_errors(&mut engine, &errors).map_err(rt)?;
     Ok(engine)
 }
 
 /// The engine for `kaizen revert` ([`assemble::engine_for_revert`]: no proposers, no lessons).
 pub(crate) fn engine_for_revert(config: &Config, clock: Arc<dyn Clock>) -> Result<Engine> {
-    assemble::engine_for_revert(config, clock).map_err(|e| {
-        if e.is_config() {
-            usage(e.to_string())
-        } else {
-            Failure::Runtime(anyhow!(e))
-        }
-    })
+    assemble::engine_for_revert(config, clock).map_err(assembly)
+}
+
+/// An engine that could not be assembled: exit 2 for a fault in the config, else a failure.
+fn assembly(e: assemble::AssembleError) -> Failure {
+    if e.is_config() {
+        usage(e.to_string())
+    } else {
+        Failure::Runtime(anyhow!(e))
+    }
 }
 
 pub(crate) fn lock(config: &Config) -> Result<StateLock> {

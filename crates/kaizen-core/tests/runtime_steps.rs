@@ -81,33 +81,13 @@ fn agree(worker: &Worker, handle: &kaizen_core::runtime::Handle) -> Health {
 #[tokio::test]
 async fn stepping_runs_the_schedule_and_keeps_the_snapshots_true() {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config::parse(
-        "signals:\n  latency_ms: { unit: ms, better: lower, alert_above: 200 }\n",
-        &dir.path().join("kaizen.yaml"),
-    )
-    .unwrap();
     let clock = ManualClock::at(start());
     let down = Arc::new(AtomicBool::new(false));
-    let engine = Engine::builder(EngineSettings::from_config(&config))
-        .clock(Arc::new(clock.clone()))
-        .ledger(Ledger::in_memory().unwrap())
-        .source(Box::new(Rising {
-            n: AtomicU64::new(0),
-            down: down.clone(),
-        }))
-        .applier(Box::new(DirectApplier::new(dir.path())))
-        .validator(Box::new(SimpleValidator::default()))
-        .state_dir(dir.path().join(".kaizen"))
-        .build()
-        .unwrap();
-    let schedule = Schedule::new(ScheduleConfig {
-        observe_every: Span::minutes(5),
-        cycle_every: Span::hours(1),
-        learn_every: Span::days(1),
-        review_every: Span::days(7),
-    })
-    .hold_cycles_until(start() + Duration::hours(1));
-    let (handle, mut worker) = Runtime::pair(engine, schedule);
+    let rising = Rising {
+        n: AtomicU64::new(0),
+        down: down.clone(),
+    };
+    let (handle, mut worker) = worker_with(dir.path(), &clock, Box::new(rising));
     worker.start().await.unwrap();
     worker.start().await.unwrap(); // idempotent: the lock is not taken twice
     assert!(handle.is_running());
@@ -178,9 +158,12 @@ impl Source for ByTime {
     }
 }
 
-fn by_time_worker(
+/// A runtime pair on an in-memory ledger with `source` for `latency_ms`: observing every 5
+/// minutes, cycles hourly but held for the first hour.
+fn worker_with(
     dir: &std::path::Path,
     clock: &ManualClock,
+    source: Box<dyn Source>,
 ) -> (kaizen_core::runtime::Handle, Worker) {
     let config = Config::parse(
         "signals:\n  latency_ms: { unit: ms, better: lower, alert_above: 200 }\n",
@@ -190,7 +173,7 @@ fn by_time_worker(
     let engine = Engine::builder(EngineSettings::from_config(&config))
         .clock(Arc::new(clock.clone()))
         .ledger(Ledger::in_memory().unwrap())
-        .source(Box::new(ByTime))
+        .source(source)
         .applier(Box::new(DirectApplier::new(dir)))
         .validator(Box::new(SimpleValidator::default()))
         .state_dir(dir.join(".kaizen"))
@@ -229,7 +212,7 @@ async fn observe_ticks_run_together_leave_what_ticks_run_one_by_one_leave() {
     // One by one: the clock set to each due instant, `run_due` there.
     let dir_a = tempfile::tempdir().unwrap();
     let clock_a = ManualClock::at(start());
-    let (handle_a, mut a) = by_time_worker(dir_a.path(), &clock_a);
+    let (handle_a, mut a) = worker_with(dir_a.path(), &clock_a, Box::new(ByTime));
     a.start().await.unwrap();
     let mut now = start();
     let mut observed_a = Vec::new();
@@ -250,7 +233,7 @@ async fn observe_ticks_run_together_leave_what_ticks_run_one_by_one_leave() {
     // Together: `run_due` where something else is due, the observe ticks between in one run.
     let dir_b = tempfile::tempdir().unwrap();
     let clock_b = ManualClock::at(start());
-    let (handle_b, mut b) = by_time_worker(dir_b.path(), &clock_b);
+    let (handle_b, mut b) = worker_with(dir_b.path(), &clock_b, Box::new(ByTime));
     b.start().await.unwrap();
     let mut now = start();
     let mut observed_b = Vec::new();
