@@ -439,6 +439,34 @@ fn cache_statements(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Keeps the ledger's `-wal` and `-shm` files between connections instead of deleting them
+/// when the last one closes (`SQLITE_FCNTL_PERSIST_WAL`), the WAL emptied to zero bytes at that
+/// close (`journal_size_limit`, which also bounds it at [`WAL_SIZE_LIMIT`] after checkpoints).
+///
+/// Why: a cron `kaizen` process is one connection, so every run created both files and
+/// deleted them again — two new inodes per process, a sixth of a `kaizen cycle` + `kaizen
+/// revert` pair's CPU on the benchmark machine (issue 12, bench 1; BENCHMARKS.md finding 13).
+/// Nothing durable changes: the last connection still checkpoints everything into
+/// `ledger.sqlite` before it empties the WAL, so a copy of that file alone still holds every
+/// decision, and a later opener rebuilds the `-shm` index from the (empty) WAL as before. A
+/// reader of the file without write access finds the two files present, which it needs.
+/// An in-memory ledger has neither file: nothing to do.
+fn keep_wal_files(conn: &Connection) -> rusqlite::Result<()> {
+    if conn.path().is_none_or(str::is_empty) {
+        return Ok(());
+    }
+    let mut persist: std::ffi::c_int = 1;
+    conn.file_control(
+        rusqlite::DEFAULT_NAME,
+        rusqlite::FileControl::PersistWal(&mut persist),
+    )?;
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)
+}
+
+/// The WAL's size bound after a checkpoint (bytes); at the last connection's close it is
+/// emptied whatever this is ([`keep_wal_files`]).
+const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
 /// The SQLite ledger.
 pub struct Ledger {
     conn: Connection,
@@ -652,6 +680,7 @@ impl Ledger {
                 c.busy_timeout(std::time::Duration::from_secs(10))?;
                 c.pragma_update(None, "journal_mode", "WAL")?;
                 c.pragma_update(None, "synchronous", "FULL")?;
+                keep_wal_files(c)?;
                 c.pragma_update(None, "foreign_keys", "ON")?;
                 Ok(())
             }) {
@@ -2245,6 +2274,32 @@ mod tests {
         let wal = dir.path().join("ledger.sqlite-wal");
         let total = size(&path) + size(&wal);
         assert!(total < 1024 * 1024, "ledger grew to {total} bytes");
+    }
+
+    #[test]
+    fn a_closed_ledger_keeps_empty_wal_files_and_its_file_alone_holds_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.sqlite");
+        let now = t("2026-01-01T00:00:00Z");
+        let id = {
+            let mut l = Ledger::open(&path).unwrap();
+            l.insert_proposed(&candidate(), now, "the last decision")
+                .unwrap()
+        };
+        // Kept for the next process (no create/delete per run), and emptied: everything was
+        // checkpointed into the main file at close.
+        let wal = dir.path().join("ledger.sqlite-wal");
+        assert_eq!(std::fs::metadata(&wal).map(|m| m.len()).ok(), Some(0));
+        assert!(dir.path().join("ledger.sqlite-shm").exists());
+        // A copy of the main file alone (a backup, an audit) misses nothing.
+        let copy = tempfile::tempdir().unwrap();
+        std::fs::copy(&path, copy.path().join("ledger.sqlite")).unwrap();
+        let l = Ledger::open(&copy.path().join("ledger.sqlite")).unwrap();
+        assert_eq!(l.get(id).unwrap().reason, "the last decision");
+        // And the kept files are reused: a second process sees the first's rows.
+        drop(l);
+        let again = Ledger::open(&path).unwrap();
+        assert!(again.get(id).is_ok());
     }
 
     #[test]
