@@ -1244,8 +1244,7 @@ impl Applier for GitApplier {
     }
 
     fn current_branch(&self) -> Result<Option<String>, ApplyError> {
-        let repo = self.repo()?;
-        Ok(self.tip(&repo)?.short().map(str::to_string))
+        self.with_repo(|repo| Ok(self.tip(repo)?.short().map(str::to_string)))
     }
 
     fn highest_intervention_id(&self) -> Result<Option<InterventionId>, ApplyError> {
@@ -1259,42 +1258,44 @@ impl Applier for GitApplier {
         &self,
         seen: &[String],
     ) -> Result<(Option<InterventionId>, Vec<String>), ApplyError> {
-        let repo = self.repo()?;
-        // Sorted oids give sorted lowercase hex: the markers' order is unchanged.
-        let tips: Vec<String> = local_tips(&repo)?.iter().map(Oid::to_string).collect();
-        let mut walk = repo
-            .revwalk()
-            .map_err(|e| git_err("cannot walk the history", e))?;
-        match walk.push_glob("refs/heads/*") {
-            Ok(()) => {}
-            Err(e) if e.code() == ErrorCode::NotFound => return Ok((None, tips)),
-            Err(e) => return Err(git_err("cannot walk the history", e)),
-        }
-        for s in seen {
-            // A tip that is gone (history rewritten, objects pruned) hides nothing.
-            if let Ok(oid) = Oid::from_str(s)
-                && repo.find_commit(oid).is_ok()
-            {
-                walk.hide(oid)
-                    .map_err(|e| git_err("cannot walk the history", e))?;
+        // Refs and commits only (never the index): the kept handle.
+        self.with_repo(|repo| {
+            // Sorted oids give sorted lowercase hex: the markers' order is unchanged.
+            let tips: Vec<String> = local_tips(repo)?.iter().map(Oid::to_string).collect();
+            let mut walk = repo
+                .revwalk()
+                .map_err(|e| git_err("cannot walk the history", e))?;
+            match walk.push_glob("refs/heads/*") {
+                Ok(()) => {}
+                Err(e) if e.code() == ErrorCode::NotFound => return Ok((None, tips)),
+                Err(e) => return Err(git_err("cannot walk the history", e)),
             }
-        }
-        let mut best: Option<InterventionId> = None;
-        for oid in walk.take(HISTORY_WALK_LIMIT) {
-            let oid = oid.map_err(|e| git_err("cannot walk the history", e))?;
-            let c = repo
-                .find_commit(oid)
-                .map_err(|e| git_err(format!("cannot read commit {oid}"), e))?;
-            for (k, v) in parse_trailers(&String::from_utf8_lossy(c.message_bytes())) {
-                if k.eq_ignore_ascii_case(TRAILER_INTERVENTION)
-                    && let Ok(id) = v.parse::<InterventionId>()
-                    && best.is_none_or(|b| id.0 > b.0)
+            for s in seen {
+                // A tip that is gone (history rewritten, objects pruned) hides nothing.
+                if let Ok(oid) = Oid::from_str(s)
+                    && repo.find_commit(oid).is_ok()
                 {
-                    best = Some(id);
+                    walk.hide(oid)
+                        .map_err(|e| git_err("cannot walk the history", e))?;
                 }
             }
-        }
-        Ok((best, tips))
+            let mut best: Option<InterventionId> = None;
+            for oid in walk.take(HISTORY_WALK_LIMIT) {
+                let oid = oid.map_err(|e| git_err("cannot walk the history", e))?;
+                let c = repo
+                    .find_commit(oid)
+                    .map_err(|e| git_err(format!("cannot read commit {oid}"), e))?;
+                for (k, v) in parse_trailers(&String::from_utf8_lossy(c.message_bytes())) {
+                    if k.eq_ignore_ascii_case(TRAILER_INTERVENTION)
+                        && let Ok(id) = v.parse::<InterventionId>()
+                        && best.is_none_or(|b| id.0 > b.0)
+                    {
+                        best = Some(id);
+                    }
+                }
+            }
+            Ok((best, tips))
+        })
     }
 
     fn recover(&self, repair: bool) -> Result<Vec<Finding>, ApplyError> {
