@@ -444,8 +444,9 @@ fn cache_statements(conn: &Connection) -> rusqlite::Result<()> {
 /// close (`journal_size_limit`, which also bounds it at [`WAL_SIZE_LIMIT`] after checkpoints).
 ///
 /// Why: a cron `kaizen` process is one connection, so every run created both files and
-/// deleted them again — two new inodes per process, a sixth of a `kaizen cycle` + `kaizen
-/// revert` pair's CPU on the benchmark machine (issue 12, bench 1; BENCHMARKS.md finding 13).
+/// deleted them again — two new inodes (and their removal) per process, about 5% of a `kaizen
+/// cycle` + `kaizen revert` pair's CPU on the benchmark machine (issue 12, bench 1;
+/// BENCHMARKS.md finding 13).
 /// Nothing durable changes: the last connection still checkpoints everything into
 /// `ledger.sqlite` before it empties the WAL, so a copy of that file alone still holds every
 /// decision, and a later opener rebuilds the `-shm` index from the (empty) WAL as before. A
