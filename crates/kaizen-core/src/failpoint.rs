@@ -72,6 +72,12 @@ pub const NAMES: &[&str] = &[
     "learn.after_commit",
     // Notify: about to run a notifier (a hook command or webhook).
     "notify.before_send",
+    // Switchback: a flip's block and intent recorded (`pending`); its commit not made yet.
+    "switchback.after_pending",
+    // Switchback: the flip is committed; the ledger does not name its commit yet.
+    "switchback.after_commit",
+    // Switchback: the permutation test's verdict is stored; the intervention not yet completed.
+    "switchback.after_finish",
 ];
 
 /// Reached failpoint `name`: if armed by [`ENV`] (and the `failpoints` feature is on), the
