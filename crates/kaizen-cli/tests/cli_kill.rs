@@ -246,6 +246,8 @@ fn every_failpoint_is_in_one_of_the_groups() {
         ]),
         // Killed by `cli_switchback.rs` (a switchback needs its own area and cadence).
         points(&["switchback."]),
+        // Killed by `kill_in_a_retention_fold_and_restart` below.
+        points(&["ledger.fold."]),
     ]
     .concat();
     for n in failpoint::NAMES {
@@ -277,4 +279,60 @@ fn kill_at_every_revert_validate_learn_notify_failpoint_and_restart() {
         "learn.",
         "notify.",
     ]));
+}
+
+/// A kill inside a retention fold (the hourly aggregates written, the raw rows not yet deleted)
+/// and the cron line again: every sample past `retention.raw` is counted in the aggregates
+/// exactly once and none is left raw — the fold is one transaction, so the kill leaves nothing
+/// of it.
+#[test]
+fn kill_in_a_retention_fold_and_restart() {
+    let h = Harness::new(RULE_GROW_CACHE, "retention:\n  raw: 14d\n  hourly: 366d\n");
+    h.ok(-1, &["observe"]);
+    // Two days of 5-minute samples three weeks back: past the 14 days raw samples are kept.
+    let old: Vec<i64> = (0..2 * 288).map(|k| -21 * 1440 + 5 * k).collect();
+    {
+        let mut db = h.ledger_db();
+        let tx = db.transaction().unwrap();
+        for &m in &old {
+            tx.execute(
+                "INSERT OR REPLACE INTO samples(signal, at, value) VALUES ('latency_ms', ?1, ?2)",
+                rusqlite::params![h.at(m).timestamp_millis(), Harness::noisy(100.0, m)],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let point = "ledger.fold.after_aggregate";
+    assert!(failpoint::NAMES.contains(&point));
+    h.set_metric(0, 100.0);
+    let out = h.kaizen_env_at(0, &["cycle"], &[(failpoint::ENV, point)]);
+    assert_eq!(
+        out.status.code(),
+        Some(failpoint::EXIT_CODE),
+        "{point} was not reached: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Nothing of the killed fold is left: no aggregate, every old sample still raw.
+    let count = |sql: &str| -> i64 { h.ledger_db().query_row(sql, [], |r| r.get(0)).unwrap() };
+    let cut = h.at(-14 * 1440).timestamp_millis();
+    let raw_old = format!("SELECT COUNT(*) FROM samples WHERE at < {cut}");
+    assert_eq!(count(&raw_old), old.len() as i64);
+    assert_eq!(count("SELECT COUNT(*) FROM samples_hourly"), 0);
+    // Restarted: the same cron line folds them, once.
+    h.ok(0, &["cycle"]);
+    h.ok(5, &["cycle"]);
+    assert_eq!(count(&raw_old), 0);
+    assert_eq!(
+        count("SELECT COALESCE(SUM(n), 0) FROM samples_hourly"),
+        old.len() as i64
+    );
+    let out = h.kaizen_at(10, &["check"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

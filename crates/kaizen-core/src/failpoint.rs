@@ -72,6 +72,9 @@ pub const NAMES: &[&str] = &[
     "learn.after_commit",
     // Notify: about to run a notifier (a hook command or webhook).
     "notify.before_send",
+    // Retention: one fold's hourly aggregates written, its raw rows not yet deleted (one
+    // transaction: a kill leaves neither).
+    "ledger.fold.after_aggregate",
     // Switchback: a flip's block and intent recorded (`pending`); its commit not made yet.
     "switchback.after_pending",
     // Switchback: the flip is committed; the ledger does not name its commit yet.
