@@ -457,10 +457,17 @@ fn keep_wal_files(conn: &Connection) -> rusqlite::Result<()> {
         return Ok(());
     }
     let mut persist: std::ffi::c_int = 1;
-    conn.file_control(
+    if let Err(e) = conn.file_control(
         rusqlite::DEFAULT_NAME,
         rusqlite::FileControl::PersistWal(&mut persist),
-    )?;
+    ) {
+        // A VFS without the setting: the files come and go as before, nothing else changes.
+        tracing::debug!(
+            stage = "ledger",
+            "the WAL files are not kept between connections: {e}"
+        );
+        return Ok(());
+    }
     conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)
 }
 
