@@ -32,7 +32,7 @@ impl Engine {
         let from = self.settings.recent_window.before(now);
         let mut recent = BTreeMap::new();
         for name in self.settings.signals.keys().filter(|n| read.reads(n)) {
-            recent.insert(name.clone(), self.ledger.samples(name, from, now)?);
+            recent.insert(name.clone(), self.samples(name, from, now)?);
         }
         let view = self.guard_view(now)?;
         let interventions = self.proposer_history(&view)?;
@@ -263,9 +263,7 @@ impl Engine {
             &self.sizing,
             self.settings.signals.get(&candidate.prediction.signal),
         ) {
-            let history = self
-                .ledger
-                .samples(&sig.signal.name, Span::days(8).before(now), now)?;
+            let history = self.samples(&sig.signal.name, Span::days(8).before(now), now)?;
             // Sized at the signal's own cadence; a configured one the data contradicts is said.
             let cadence = Cadence::resolve(&history, self.settings.validate.sample_every);
             let mismatch = cadence.disagreement(&sig.signal.name);
@@ -400,9 +398,7 @@ impl Engine {
                 ),
             }));
         };
-        let history = self
-            .ledger
-            .samples(&sig.signal.name, Span::days(8).before(now), now)?;
+        let history = self.samples(&sig.signal.name, Span::days(8).before(now), now)?;
         let cadence = Cadence::resolve(&history, self.settings.validate.sample_every);
         Ok(guard::baseline::BaselineCoverage::default().check(candidate, &history, &cadence, now))
     }
