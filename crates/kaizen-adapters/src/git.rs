@@ -1123,14 +1123,32 @@ impl GitApplier {
 
 impl Applier for GitApplier {
     fn read_file(&self, path: &str) -> Result<Option<String>, ApplyError> {
+        self.read_file_with_id(path).map(|(content, _)| content)
+    }
+
+    fn read_file_with_id(
+        &self,
+        path: &str,
+    ) -> Result<(Option<String>, Option<String>), ApplyError> {
         let path = contain(&self.root, path)?;
         self.with_repo(|repo| {
             let tip = self.tip(repo)?;
             let tree = self.tip_tree(repo, &tip)?;
-            match tree_blob(&tree, &path)?.0 {
-                Some(oid) => blob_text(repo, oid, &path).map(Some),
-                None => Ok(None),
-            }
+            let oid = tree_blob(&tree, &path)?.0;
+            let content = match oid {
+                Some(oid) => Some(blob_text(repo, oid, &path)?),
+                None => None,
+            };
+            Ok((content, Some(blob_id(oid))))
+        })
+    }
+
+    fn file_id(&self, path: &str) -> Result<Option<String>, ApplyError> {
+        let path = contain(&self.root, path)?;
+        self.with_repo(|repo| {
+            let tip = self.tip(repo)?;
+            let tree = self.tip_tree(repo, &tip)?;
+            Ok(Some(blob_id(tree_blob(&tree, &path)?.0)))
         })
     }
 
@@ -2302,6 +2320,12 @@ fn tree_blob(tree: &Tree<'_>, path: &str) -> Result<(Option<Oid>, FileMode), App
         0o040000 => Err(perr("is a directory in the repository, not a file")),
         _ => Err(perr("is not a regular file in the repository")),
     }
+}
+
+/// The id [`Applier::file_id`] gives a file: its blob's object id (equal ids, equal content),
+/// or `absent` (never a hex object id) when the tip has no such file.
+fn blob_id(oid: Option<Oid>) -> String {
+    oid.map_or_else(|| "absent".to_string(), |o| o.to_string())
 }
 
 fn blob_text(repo: &Repository, oid: Oid, path: &str) -> Result<String, ApplyError> {

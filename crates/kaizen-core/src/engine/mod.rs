@@ -453,6 +453,7 @@ impl EngineBuilder {
             cycles_since_check: 0,
             newest: std::sync::Mutex::new(newest::NewestPoints::default()),
             recent: std::sync::Mutex::new(recent::RecentSamples::default()),
+            kept_resolutions: std::sync::Mutex::new(resolve::KeptResolutions::default()),
             state_dir: self.state_dir,
             publisher: self.publisher,
             review: self.review,
@@ -483,6 +484,9 @@ pub struct Engine {
     newest: std::sync::Mutex<newest::NewestPoints>,
     /// The read signals' recent samples, for the stages' reads (see [`recent`]).
     recent: std::sync::Mutex<recent::RecentSamples>,
+    /// Recent changes resolved against the tip, by the ids of the files read (see
+    /// [`resolve::KeptResolutions`]).
+    kept_resolutions: std::sync::Mutex<resolve::KeptResolutions>,
     state_dir: Option<PathBuf>,
     publisher: Option<Box<dyn crate::publish::Publisher>>,
     review: Option<Box<dyn crate::publish::ReviewDesk>>,
