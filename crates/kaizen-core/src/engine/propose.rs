@@ -23,11 +23,16 @@ const PROPOSER_HISTORY: usize = 50;
 impl Engine {
     /// What a proposer may look at, built from the ledger now (every signal's recent samples).
     pub fn propose_context(&self) -> Result<ProposeContext, EngineError> {
-        self.propose_context_reading(&SignalsRead::All)
+        self.propose_context_reading(&SignalsRead::All, true)
     }
 
     /// [`Engine::propose_context`] with the recent samples of the signals `read` names only.
-    fn propose_context_reading(&self, read: &SignalsRead) -> Result<ProposeContext, EngineError> {
+    /// With `history` false, the interventions proposers are shown are not read (none is).
+    fn propose_context_reading(
+        &self,
+        read: &SignalsRead,
+        history: bool,
+    ) -> Result<ProposeContext, EngineError> {
         let now = self.clock.now();
         let from = self.settings.recent_window.before(now);
         let mut recent = BTreeMap::new();
@@ -35,7 +40,11 @@ impl Engine {
             recent.insert(name.clone(), self.samples(name, from, now)?);
         }
         let view = self.guard_view(now)?;
-        let interventions = self.proposer_history(&view)?;
+        let interventions = if history {
+            self.proposer_history(&view)?
+        } else {
+            Vec::new()
+        };
         Ok(ProposeContext {
             now,
             signals: self
@@ -116,7 +125,8 @@ impl Engine {
             .fold(SignalsRead::Only(Default::default()), |acc, p| {
                 acc.union(p.signals_read())
             });
-        let ctx = self.propose_context_reading(&read)?;
+        let history = self.proposers.iter().any(|p| p.reads_history());
+        let ctx = self.propose_context_reading(&read, history)?;
         let mut out = Vec::new();
         let mut notes = Vec::new();
         for proposer in &self.proposers {
