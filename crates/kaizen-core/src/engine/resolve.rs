@@ -201,10 +201,13 @@ mod tests {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+    /// Each file's version and content (or the error reading it gives).
+    type Versions = BTreeMap<String, (u64, Result<String, String>)>;
+
     /// Files with a version counter each; `ids: false` behaves like an applier without ids.
     #[derive(Default)]
     struct Files {
-        files: Mutex<BTreeMap<String, (u64, Result<String, String>)>>,
+        files: Mutex<Versions>,
         next: AtomicU64,
         ids: bool,
         reads: AtomicUsize,

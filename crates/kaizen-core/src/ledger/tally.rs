@@ -61,8 +61,11 @@ pub struct SourceFailure {
 pub(super) struct StageMemo {
     version: i64,
     last_id: i64,
-    by_stage: BTreeMap<String, (i64, StageEvent)>,
+    by_stage: ByStage,
 }
+
+/// Each stage's newest event with its id.
+type ByStage = BTreeMap<String, (i64, StageEvent)>;
 
 impl StageMemo {
     /// Folds in event `id` of `stage`: the newest of a stage is the one with the highest id,
@@ -266,9 +269,7 @@ impl Ledger {
 
     /// Each stage's newest event with its id, read afresh, and the highest id read before it
     /// (events appended meanwhile are folded in again later: folding keeps the highest id).
-    fn last_event_per_stage_read(
-        &self,
-    ) -> Result<(i64, BTreeMap<String, (i64, StageEvent)>), LedgerError> {
+    fn last_event_per_stage_read(&self) -> Result<(i64, ByStage), LedgerError> {
         let last_id = self.sql(|c| {
             c.prepare_cached("SELECT COALESCE(MAX(id), 0) FROM events")?
                 .query_row([], |r| r.get::<_, i64>(0))
