@@ -1322,6 +1322,45 @@ fn issue12_id_continuity_walks_only_history_it_has_not_seen() {
     );
 }
 
+/// The hourly check's reads (`path_states`, `trailer_commits_since`) go through the applier's
+/// kept repository handle (issue 12, bench 4): they still see the repository as it is now —
+/// a human's staged edit, their commit, everything repacked by `git gc`, a new commit after.
+#[test]
+fn issue12_the_checks_reads_through_a_kept_handle_see_the_repository_as_it_is_now() {
+    let f = Fixture::new();
+    let a = f.applier();
+    let file = "config/app.yaml".to_string();
+    let state = |a: &dyn Applier| {
+        let s = a.path_states(std::slice::from_ref(&file)).unwrap();
+        (
+            s[0].in_head,
+            s[0].index_matches_head,
+            s[0].disk_matches_head,
+        )
+    };
+    assert_eq!(state(&a), (true, true, true));
+    assert!(a.trailer_commits_since(&[]).unwrap().commits.is_empty());
+    // A human's edit, staged: the index and the disk differ from HEAD.
+    let before = f.read(&file);
+    f.write(&file, &format!("{before}# human\n"));
+    f.git(&["add", &file]);
+    assert_eq!(state(&a), (true, false, false));
+    // Committed, then everything packed: all match again.
+    f.git(&["commit", "-q", "-m", "human"]);
+    f.git(&["gc", "-q", "--prune=now"]);
+    assert_eq!(state(&a), (true, true, true));
+    // kaizen's commit made by another applier (another process's handle) is walked.
+    let other = f.applier();
+    other.apply(ID, &grow()).unwrap();
+    let walk = a.trailer_commits_since(&[]).unwrap();
+    assert_eq!(walk.commits.len(), 1);
+    assert_eq!(walk.markers, vec![f.head()]);
+    assert_eq!(state(&a), (true, true, true));
+    // The file deleted by a human, on disk only.
+    std::fs::remove_file(f.root.join(&file)).unwrap();
+    assert_eq!(state(&a), (true, true, false));
+}
+
 #[test]
 fn issue12_the_trailer_check_walks_only_history_made_since_its_markers() {
     let f = Fixture::new();
