@@ -687,6 +687,80 @@ impl GitApplier {
     /// after the lock, see [`GitLock`]), and removes the temp file before letting go, so without
     /// either none can be left by a kill: the routine repair then skips the walk (≈ 10–16 ms in
     /// a repository of 10k files).
+    /// [`Applier::trailer_commits_since`] with `repo`.
+    fn trailer_commits_since_in(
+        &self,
+        repo: &Repository,
+        seen: &[String],
+    ) -> Result<TrailerWalk, ApplyError> {
+        let tips = local_tips(repo)?;
+        let mut hide: Vec<Oid> = Vec::new();
+        let mut incremental = !seen.is_empty();
+        for s in seen {
+            let Ok(oid) = Oid::from_str(s) else {
+                incremental = false;
+                break;
+            };
+            let held = tips.contains(&oid)
+                || tips
+                    .iter()
+                    .any(|t| repo.graph_descendant_of(*t, oid).unwrap_or(false));
+            if !held {
+                incremental = false;
+                break;
+            }
+            hide.push(oid);
+        }
+        if !incremental {
+            hide.clear();
+        }
+        Ok(TrailerWalk {
+            commits: trailer_commits_hiding(repo, &hide)?,
+            markers: tips.iter().map(Oid::to_string).collect(),
+            incremental,
+        })
+    }
+
+    /// [`Applier::path_states`] with `repo`.
+    fn path_states_in(
+        &self,
+        repo: &Repository,
+        paths: &[String],
+    ) -> Result<Vec<PathState>, ApplyError> {
+        let head = match head_refname(repo) {
+            Some(r) => match repo.refname_to_id(&r) {
+                Ok(oid) => repo
+                    .find_commit(oid)
+                    .and_then(|c| c.tree())
+                    .map_err(|e| git_err("cannot read HEAD's tree", e))?,
+                Err(_) => empty_tree(repo)?,
+            },
+            None => repo
+                .head()
+                .and_then(|h| h.peel_to_tree())
+                .map_err(|e| git_err("cannot read HEAD's tree", e))?,
+        };
+        let index = IndexView::read(repo)?;
+        let mut out = Vec::new();
+        for raw in paths {
+            let Ok(path) = contain(&self.root, raw) else {
+                continue;
+            };
+            let want = match tree_blob(&head, &path) {
+                Ok((o, _)) => o,
+                Err(_) => continue,
+            };
+            let disk = disk_state(&self.root, &path)?;
+            out.push(PathState {
+                in_head: want.is_some(),
+                index_matches_head: index.stage_blob(&path) == Some(want),
+                disk_matches_head: disk != Disk::Other && disk.oid() == want,
+                path,
+            });
+        }
+        Ok(out)
+    }
+
     fn recover_scoped(&self, repair: bool, walk_tree: bool) -> Result<Vec<Finding>, ApplyError> {
         self.with_repo(|repo| self.recover_in(repo, repair, walk_tree))
     }
@@ -1123,14 +1197,32 @@ impl GitApplier {
 
 impl Applier for GitApplier {
     fn read_file(&self, path: &str) -> Result<Option<String>, ApplyError> {
+        self.read_file_with_id(path).map(|(content, _)| content)
+    }
+
+    fn read_file_with_id(
+        &self,
+        path: &str,
+    ) -> Result<(Option<String>, Option<String>), ApplyError> {
         let path = contain(&self.root, path)?;
         self.with_repo(|repo| {
             let tip = self.tip(repo)?;
             let tree = self.tip_tree(repo, &tip)?;
-            match tree_blob(&tree, &path)?.0 {
-                Some(oid) => blob_text(repo, oid, &path).map(Some),
-                None => Ok(None),
-            }
+            let oid = tree_blob(&tree, &path)?.0;
+            let content = match oid {
+                Some(oid) => Some(blob_text(repo, oid, &path)?),
+                None => None,
+            };
+            Ok((content, Some(blob_id(oid))))
+        })
+    }
+
+    fn file_id(&self, path: &str) -> Result<Option<String>, ApplyError> {
+        let path = contain(&self.root, path)?;
+        self.with_repo(|repo| {
+            let tip = self.tip(repo)?;
+            let tree = self.tip_tree(repo, &tip)?;
+            Ok(Some(blob_id(tree_blob(&tree, &path)?.0)))
         })
     }
 
@@ -1339,33 +1431,10 @@ impl Applier for GitApplier {
     /// from every branch's history means commits found before may be gone: then everything is
     /// walked again.
     fn trailer_commits_since(&self, seen: &[String]) -> Result<TrailerWalk, ApplyError> {
-        let repo = self.repo()?;
-        let tips = local_tips(&repo)?;
-        let mut hide: Vec<Oid> = Vec::new();
-        let mut incremental = !seen.is_empty();
-        for s in seen {
-            let Ok(oid) = Oid::from_str(s) else {
-                incremental = false;
-                break;
-            };
-            let held = tips.contains(&oid)
-                || tips
-                    .iter()
-                    .any(|t| repo.graph_descendant_of(*t, oid).unwrap_or(false));
-            if !held {
-                incremental = false;
-                break;
-            }
-            hide.push(oid);
-        }
-        if !incremental {
-            hide.clear();
-        }
-        Ok(TrailerWalk {
-            commits: trailer_commits_hiding(&repo, &hide)?,
-            markers: tips.iter().map(Oid::to_string).collect(),
-            incremental,
-        })
+        // Through the kept handle, as `read_file`: refs and objects are read from disk at each
+        // lookup, so the walk sees the repository as it is now; opening a new handle (its
+        // config files and all) was a third of the hourly check (issue 12, bench 4).
+        self.with_repo(|repo| self.trailer_commits_since_in(repo, seen))
     }
 
     fn last_change(
@@ -1449,39 +1518,9 @@ impl Applier for GitApplier {
     }
 
     fn path_states(&self, paths: &[String]) -> Result<Vec<PathState>, ApplyError> {
-        let repo = self.repo()?;
-        let head = match head_refname(&repo) {
-            Some(r) => match repo.refname_to_id(&r) {
-                Ok(oid) => repo
-                    .find_commit(oid)
-                    .and_then(|c| c.tree())
-                    .map_err(|e| git_err("cannot read HEAD's tree", e))?,
-                Err(_) => empty_tree(&repo)?,
-            },
-            None => repo
-                .head()
-                .and_then(|h| h.peel_to_tree())
-                .map_err(|e| git_err("cannot read HEAD's tree", e))?,
-        };
-        let index = IndexView::read(&repo)?;
-        let mut out = Vec::new();
-        for raw in paths {
-            let Ok(path) = contain(&self.root, raw) else {
-                continue;
-            };
-            let want = match tree_blob(&head, &path) {
-                Ok((o, _)) => o,
-                Err(_) => continue,
-            };
-            let disk = disk_state(&self.root, &path)?;
-            out.push(PathState {
-                in_head: want.is_some(),
-                index_matches_head: index.stage_blob(&path) == Some(want),
-                disk_matches_head: disk != Disk::Other && disk.oid() == want,
-                path,
-            });
-        }
-        Ok(out)
+        // Through the kept handle (see `trailer_commits_since`); the index is read from its
+        // file each time by kaizen's own reader, not cached by libgit2.
+        self.with_repo(|repo| self.path_states_in(repo, paths))
     }
 
     fn sync_worktree(&self, id: InterventionId, commit: &str) -> Result<(), ApplyError> {
@@ -2303,6 +2342,12 @@ fn tree_blob(tree: &Tree<'_>, path: &str) -> Result<(Option<Oid>, FileMode), App
         0o040000 => Err(perr("is a directory in the repository, not a file")),
         _ => Err(perr("is not a regular file in the repository")),
     }
+}
+
+/// The id [`Applier::file_id`] gives a file: its blob's object id (equal ids, equal content),
+/// or `absent` (never a hex object id) when the tip has no such file.
+fn blob_id(oid: Option<Oid>) -> String {
+    oid.map_or_else(|| "absent".to_string(), |o| o.to_string())
 }
 
 fn blob_text(repo: &Repository, oid: Oid, path: &str) -> Result<String, ApplyError> {

@@ -723,6 +723,58 @@ fn open_rejects_non_repositories_and_bad_branch_names() {
     ));
 }
 
+/// The content ids the engine keeps resolved changes by (issue 12, bench 4): `file_id` is the
+/// id `read_file_with_id` gives with the content, taken at the tip as it is now; it changes
+/// whenever the content at the tip does (a human's commit, kaizen's apply and revert, a
+/// deletion) and only then (a commit of another file, a reset back to the same content).
+#[test]
+fn file_ids_follow_the_content_at_the_tip() {
+    let f = Fixture::new();
+    let a = f.applier();
+    let id = |p: &str| a.file_id(p).unwrap().unwrap();
+    let read = |p: &str| {
+        let (content, rid) = a.read_file_with_id(p).unwrap();
+        assert_eq!(
+            rid.as_deref(),
+            Some(id(p).as_str()),
+            "{p}: same tip, same id"
+        );
+        assert_eq!(content, a.read_file(p).unwrap());
+        content
+    };
+    let first = id("config/app.yaml");
+    assert_eq!(
+        read("config/app.yaml").as_deref(),
+        Some(f.read("config/app.yaml").as_str())
+    );
+    assert_eq!(read("missing.yaml"), None);
+    let missing = id("missing.yaml");
+    // Another file committed: this one's id stands.
+    f.write("README.md", "# demo, edited\n");
+    f.git(&["commit", "-q", "-am", "readme"]);
+    assert_eq!(id("config/app.yaml"), first);
+    // kaizen's apply changes it, its revert brings the same content (and id) back.
+    let sha = a.apply(ID, &grow()).unwrap().sha;
+    let applied = id("config/app.yaml");
+    assert_ne!(applied, first);
+    assert_eq!(
+        read("config/app.yaml").as_deref(),
+        Some(f.read("config/app.yaml").as_str())
+    );
+    a.revert(ID, &sha, "test").unwrap();
+    assert_eq!(id("config/app.yaml"), first);
+    // A human's edit, then a deletion: new ids; the deleted file's id is the missing one's.
+    let before = f.read("config/app.yaml");
+    f.write("config/app.yaml", &format!("{before}# note\n"));
+    f.git(&["commit", "-q", "-am", "human edit"]);
+    assert_ne!(id("config/app.yaml"), first);
+    assert_ne!(id("config/app.yaml"), applied);
+    f.git(&["rm", "-q", "config/app.yaml"]);
+    f.git(&["commit", "-q", "-m", "delete"]);
+    assert_eq!(id("config/app.yaml"), missing);
+    assert_eq!(read("config/app.yaml"), None);
+}
+
 /// `read_file` and the routine recovery reuse one repository handle (issue 12, bench 4): what
 /// they read is still the repository as it is now — commits made by others since, objects
 /// repacked by `git gc`, an index lock taken meanwhile — never what the handle saw first.
@@ -1268,6 +1320,45 @@ fn issue12_id_continuity_walks_only_history_it_has_not_seen() {
         a.highest_intervention_id().unwrap(),
         Some(InterventionId(77))
     );
+}
+
+/// The hourly check's reads (`path_states`, `trailer_commits_since`) go through the applier's
+/// kept repository handle (issue 12, bench 4): they still see the repository as it is now —
+/// a human's staged edit, their commit, everything repacked by `git gc`, a new commit after.
+#[test]
+fn issue12_the_checks_reads_through_a_kept_handle_see_the_repository_as_it_is_now() {
+    let f = Fixture::new();
+    let a = f.applier();
+    let file = "config/app.yaml".to_string();
+    let state = |a: &dyn Applier| {
+        let s = a.path_states(std::slice::from_ref(&file)).unwrap();
+        (
+            s[0].in_head,
+            s[0].index_matches_head,
+            s[0].disk_matches_head,
+        )
+    };
+    assert_eq!(state(&a), (true, true, true));
+    assert!(a.trailer_commits_since(&[]).unwrap().commits.is_empty());
+    // A human's edit, staged: the index and the disk differ from HEAD.
+    let before = f.read(&file);
+    f.write(&file, &format!("{before}# human\n"));
+    f.git(&["add", &file]);
+    assert_eq!(state(&a), (true, false, false));
+    // Committed, then everything packed: all match again.
+    f.git(&["commit", "-q", "-m", "human"]);
+    f.git(&["gc", "-q", "--prune=now"]);
+    assert_eq!(state(&a), (true, true, true));
+    // kaizen's commit made by another applier (another process's handle) is walked.
+    let other = f.applier();
+    other.apply(ID, &grow()).unwrap();
+    let walk = a.trailer_commits_since(&[]).unwrap();
+    assert_eq!(walk.commits.len(), 1);
+    assert_eq!(walk.markers, vec![f.head()]);
+    assert_eq!(state(&a), (true, true, true));
+    // The file deleted by a human, on disk only.
+    std::fs::remove_file(f.root.join(&file)).unwrap();
+    assert_eq!(state(&a), (true, true, false));
 }
 
 #[test]

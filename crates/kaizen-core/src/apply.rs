@@ -237,6 +237,23 @@ pub trait Applier: Send {
     /// The content of repo-relative `path` at the branch tip (`None`: no such file), which is
     /// what an apply would start from. Used to resolve relative values before the guards run.
     fn read_file(&self, path: &str) -> Result<Option<String>, ApplyError>;
+    /// [`Applier::read_file`] with an id of the content read, taken from the same tip: two
+    /// reads with equal ids have equal content (the blob's object id in git). `None`: this
+    /// applier has no such ids, and what was read cannot be recognised later without reading
+    /// it again (the default).
+    fn read_file_with_id(
+        &self,
+        path: &str,
+    ) -> Result<(Option<String>, Option<String>), ApplyError> {
+        Ok((self.read_file(path)?, None))
+    }
+    /// The id [`Applier::read_file_with_id`] would give `path`'s content at the branch tip now,
+    /// without reading the content (`None`: no ids, the default). What the engine keeps from a
+    /// read (the resolved values of a change) is reused only while the ids are unchanged.
+    fn file_id(&self, path: &str) -> Result<Option<String>, ApplyError> {
+        let _ = path;
+        Ok(None)
+    }
     /// Checks that the change can be applied now (clean files, edits possible) without applying.
     fn preflight(&self, candidate: &Candidate) -> Result<(), ApplyError>;
     /// Commits the change.

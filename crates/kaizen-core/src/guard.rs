@@ -24,7 +24,7 @@ pub mod paths;
 pub mod prediction;
 pub mod rollback;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 mod text;
 pub mod well_formed;
 

@@ -248,7 +248,13 @@ impl Health {
     pub fn observed(&mut self, status: &StatusSnapshot) {
         for s in &status.signals {
             let health = signal_health(s, self.failures.get(&s.signal), status.at);
-            self.signals.insert(s.signal.clone(), health);
+            // In place when known (every tick, for every signal: no key copied each time).
+            match self.signals.get_mut(&s.signal) {
+                Some(known) => *known = health,
+                None => {
+                    self.signals.insert(s.signal.clone(), health);
+                }
+            }
         }
         self.at = status.at;
         self.settle();

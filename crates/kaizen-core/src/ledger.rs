@@ -479,6 +479,9 @@ const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 pub struct Ledger {
     conn: Connection,
     path: PathBuf,
+    /// Each stage's newest event as last read, brought up to date from the events appended
+    /// since (see [`Ledger::last_event_per_stage`]).
+    stage_memo: std::sync::Mutex<Option<tally::StageMemo>>,
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -643,6 +646,7 @@ impl Ledger {
         let ledger = Ledger {
             conn,
             path: path.to_path_buf(),
+            stage_memo: Default::default(),
         };
         let version = ledger.schema_version()?;
         let known = MIGRATIONS.len() as i64;
@@ -678,7 +682,11 @@ impl Ledger {
             path: path.clone(),
             source,
         })?;
-        let mut ledger = Ledger { conn, path };
+        let mut ledger = Ledger {
+            conn,
+            path,
+            stage_memo: Default::default(),
+        };
         // Another process may be creating or migrating the file at this moment. SQLite waits
         // (busy timeout) for most locks, but switching to WAL and the first schema write can
         // still answer "database is locked" at once; those are retried for up to 10 s.

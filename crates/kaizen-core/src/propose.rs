@@ -93,4 +93,12 @@ pub trait Proposer: Send + Sync {
     fn signals_read(&self) -> SignalsRead {
         SignalsRead::All
     }
+    /// Whether it reads [`ProposeContext::interventions`] (the history proposers are shown).
+    /// When no proposer of a cycle does, the cycle does not read it from the ledger and the
+    /// context holds none (the rules proposer reads only the recent samples: reading the
+    /// history's rows every cycle for nobody was 3% of a 90-day `kaizen sim` — issue 12,
+    /// bench 4). Default: it does.
+    fn reads_history(&self) -> bool {
+        true
+    }
 }

@@ -373,6 +373,11 @@ impl Proposer for RulesProposer {
         )
     }
 
+    /// Rules fire on their signals' recent samples only.
+    fn reads_history(&self) -> bool {
+        false
+    }
+
     async fn propose(&self, ctx: &ProposeContext) -> Result<Proposals, ProposeError> {
         let mut out = Proposals::default();
         for rule in &self.rules {
@@ -588,6 +593,49 @@ rules:
             freezes: vec![],
             budget_left: 5,
         }
+    }
+
+    /// The rules say they read no history, so a cycle gives them none: what they propose must
+    /// then not depend on it (nor on lessons, freezes or the budget).
+    #[tokio::test]
+    async fn the_rules_propose_the_same_whatever_the_history() {
+        use crate::guard::testutil::{applied, finalized, iv};
+        use crate::intervention::Status;
+        let rules = parse_rules(ISSUE_RULES, Path::new("rules.yaml"), &signals()).unwrap();
+        let p = RulesProposer::new(rules, Span::minutes(5));
+        assert!(!p.reads_history());
+        let bare = ctx_hot();
+        let now = bare.now;
+        let mut full = ctx_hot();
+        full.interventions = vec![
+            iv(1, "cache", Status::Proposed),
+            applied(2, "cache", now - chrono::Duration::minutes(30)),
+            finalized(
+                3,
+                "cache",
+                Status::Reverted,
+                now - chrono::Duration::hours(2),
+            ),
+            finalized(
+                4,
+                "memory",
+                Status::Validated,
+                now - chrono::Duration::hours(5),
+            ),
+        ];
+        full.freezes = vec![crate::propose::Freeze {
+            area: "cache".into(),
+            until: now + chrono::Duration::hours(1),
+            reason: "3 consecutive rollbacks".into(),
+        }];
+        full.budget_left = 0;
+        let (a, b) = (
+            p.propose(&bare).await.unwrap(),
+            p.propose(&full).await.unwrap(),
+        );
+        assert!(!a.candidates.is_empty(), "the hot context fires a rule");
+        assert_eq!(a.candidates, b.candidates);
+        assert_eq!(a.rejected.len(), b.rejected.len());
     }
 
     #[tokio::test]

@@ -91,7 +91,7 @@ impl Engine {
         for name in self.settings.signals.keys().filter(|n| read.reads(n)) {
             recent.insert(
                 name.clone(),
-                self.ledger.samples(name, Span::days(8).before(now), now)?,
+                self.samples(name, Span::days(8).before(now), now)?,
             );
         }
         let input = DistillInput {

@@ -31,6 +31,7 @@ mod pause;
 mod periodic;
 mod propose;
 mod publish;
+mod recent;
 mod reconcile;
 mod resolve;
 mod retain;
@@ -451,6 +452,8 @@ impl EngineBuilder {
             ids_checked: false,
             cycles_since_check: 0,
             newest: std::sync::Mutex::new(newest::NewestPoints::default()),
+            recent: std::sync::Mutex::new(recent::RecentSamples::default()),
+            kept_resolutions: std::sync::Mutex::new(resolve::KeptResolutions::default()),
             state_dir: self.state_dir,
             publisher: self.publisher,
             review: self.review,
@@ -479,6 +482,11 @@ pub struct Engine {
     cycles_since_check: u32,
     /// Each signal's newest samples, for the status after every step (see [`newest`]).
     newest: std::sync::Mutex<newest::NewestPoints>,
+    /// The read signals' recent samples, for the stages' reads (see [`recent`]).
+    recent: std::sync::Mutex<recent::RecentSamples>,
+    /// Recent changes resolved against the tip, by the ids of the files read (see
+    /// [`resolve::KeptResolutions`]).
+    kept_resolutions: std::sync::Mutex<resolve::KeptResolutions>,
     state_dir: Option<PathBuf>,
     publisher: Option<Box<dyn crate::publish::Publisher>>,
     review: Option<Box<dyn crate::publish::ReviewDesk>>,
@@ -540,21 +548,46 @@ impl Engine {
         )?)
     }
 
-    /// Records `samples` in the ledger and folds them into the newest points kept.
+    /// Records `samples` in the ledger and folds them into the newest points and the recent
+    /// samples kept.
     fn record_samples_kept(&mut self, samples: &[Sample]) -> Result<(), LedgerError> {
         self.ledger.record_samples(samples)?;
         match self.newest.get_mut() {
             Ok(kept) => kept.recorded(samples),
             Err(poisoned) => poisoned.into_inner().clear(),
         }
+        match self.recent.get_mut() {
+            Ok(kept) => kept.recorded(samples),
+            Err(poisoned) => poisoned.into_inner().clear(),
+        }
         Ok(())
     }
 
-    /// Forgets the newest points kept (samples were deleted, or may have been).
+    /// Forgets the newest points and recent samples kept (samples were deleted, or may have
+    /// been).
     fn forget_newest(&mut self) {
         match self.newest.get_mut() {
             Ok(kept) => kept.clear(),
             Err(poisoned) => poisoned.into_inner().clear(),
+        }
+        match self.recent.get_mut() {
+            Ok(kept) => kept.clear(),
+            Err(poisoned) => poisoned.into_inner().clear(),
+        }
+    }
+
+    /// The samples of `signal` with `from <= at <= to`, oldest first, as [`Ledger::samples`]
+    /// reads them, from what the engine keeps (see [`recent`]); a poisoned lock (a panic
+    /// mid-update) reads the ledger.
+    fn samples(
+        &self,
+        signal: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Sample>, LedgerError> {
+        match self.recent.lock() {
+            Ok(mut kept) => kept.read(&self.ledger, signal, from, to),
+            Err(_) => self.ledger.samples(signal, from, to),
         }
     }
 

@@ -23,19 +23,28 @@ const PROPOSER_HISTORY: usize = 50;
 impl Engine {
     /// What a proposer may look at, built from the ledger now (every signal's recent samples).
     pub fn propose_context(&self) -> Result<ProposeContext, EngineError> {
-        self.propose_context_reading(&SignalsRead::All)
+        self.propose_context_reading(&SignalsRead::All, true)
     }
 
     /// [`Engine::propose_context`] with the recent samples of the signals `read` names only.
-    fn propose_context_reading(&self, read: &SignalsRead) -> Result<ProposeContext, EngineError> {
+    /// With `history` false, the interventions proposers are shown are not read (none is).
+    fn propose_context_reading(
+        &self,
+        read: &SignalsRead,
+        history: bool,
+    ) -> Result<ProposeContext, EngineError> {
         let now = self.clock.now();
         let from = self.settings.recent_window.before(now);
         let mut recent = BTreeMap::new();
         for name in self.settings.signals.keys().filter(|n| read.reads(n)) {
-            recent.insert(name.clone(), self.ledger.samples(name, from, now)?);
+            recent.insert(name.clone(), self.samples(name, from, now)?);
         }
         let view = self.guard_view(now)?;
-        let interventions = self.proposer_history(&view)?;
+        let interventions = if history {
+            self.proposer_history(&view)?
+        } else {
+            Vec::new()
+        };
         Ok(ProposeContext {
             now,
             signals: self
@@ -116,7 +125,8 @@ impl Engine {
             .fold(SignalsRead::Only(Default::default()), |acc, p| {
                 acc.union(p.signals_read())
             });
-        let ctx = self.propose_context_reading(&read)?;
+        let history = self.proposers.iter().any(|p| p.reads_history());
+        let ctx = self.propose_context_reading(&read, history)?;
         let mut out = Vec::new();
         let mut notes = Vec::new();
         for proposer in &self.proposers {
@@ -263,9 +273,7 @@ impl Engine {
             &self.sizing,
             self.settings.signals.get(&candidate.prediction.signal),
         ) {
-            let history = self
-                .ledger
-                .samples(&sig.signal.name, Span::days(8).before(now), now)?;
+            let history = self.samples(&sig.signal.name, Span::days(8).before(now), now)?;
             // Sized at the signal's own cadence; a configured one the data contradicts is said.
             let cadence = Cadence::resolve(&history, self.settings.validate.sample_every);
             let mismatch = cadence.disagreement(&sig.signal.name);
@@ -400,9 +408,7 @@ impl Engine {
                 ),
             }));
         };
-        let history = self
-            .ledger
-            .samples(&sig.signal.name, Span::days(8).before(now), now)?;
+        let history = self.samples(&sig.signal.name, Span::days(8).before(now), now)?;
         let cadence = Cadence::resolve(&history, self.settings.validate.sample_every);
         Ok(guard::baseline::BaselineCoverage::default().check(candidate, &history, &cadence, now))
     }

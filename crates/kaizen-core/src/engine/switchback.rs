@@ -133,9 +133,7 @@ impl Engine {
                 iv.candidate.prediction.signal
             )));
         };
-        let history = self
-            .ledger
-            .samples(&sig.signal.name, HISTORY.before(applied), applied)?;
+        let history = self.samples(&sig.signal.name, HISTORY.before(applied), applied)?;
         let cadence = Cadence::resolve(&history, self.settings.validate.sample_every).every;
         let Some(correlation) = layer1::correlation_span(&history, cadence) else {
             return Ok(Err(format!(
@@ -447,9 +445,7 @@ impl Engine {
         let (Some(first), Some(last)) = (blocks.first(), blocks.last()) else {
             return self.stop(iv, sb, "the switchback has no blocks", report);
         };
-        let samples = self
-            .ledger
-            .samples(&sig.signal.name, first.start, last.end)?;
+        let samples = self.samples(&sig.signal.name, first.start, last.end)?;
         let mut verdict = layer1::judge(
             &sig.signal.name,
             &samples,

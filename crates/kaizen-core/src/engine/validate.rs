@@ -247,13 +247,13 @@ impl Engine {
             }));
         };
         let from = HISTORY.before(applied_at);
-        let samples = self.ledger.samples(&sig.signal.name, from, now)?;
+        let samples = self.samples(&sig.signal.name, from, now)?;
         let mut guard_samples: Vec<(&SignalConfig, Vec<Sample>)> = Vec::new();
         for g in self.settings.signals.values() {
             if g.signal.name != sig.signal.name
                 && g.guardrail_for.iter().any(|a| a == &iv.candidate.area)
             {
-                guard_samples.push((g, self.ledger.samples(&g.signal.name, from, now)?));
+                guard_samples.push((g, self.samples(&g.signal.name, from, now)?));
             }
         }
         let req = ValidationRequest {

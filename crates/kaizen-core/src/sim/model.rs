@@ -526,6 +526,7 @@ impl Innovations {
     /// More than the longest moving average (400 terms).
     const KEEP: usize = 512;
 
+    #[inline]
     fn get(&self, i: i64) -> Option<f64> {
         let k = usize::try_from(i.checked_sub(self.first)?).ok()?;
         self.values.get(k).copied()
@@ -571,10 +572,17 @@ pub(crate) struct Evaluator<'a> {
 const DAY: f64 = 86_400.0;
 
 impl Evaluator<'_> {
+    /// The innovation at sample index `i`: kept ones are found inline (the AR(1) sum asks for
+    /// dozens per sample, nearly all kept), the rest computed.
+    #[inline]
     fn innovation(&self, state: &mut SignalState, i: i64) -> f64 {
-        if let Some(z) = state.innovations.get(i) {
-            return z;
+        match state.innovations.get(i) {
+            Some(z) => z,
+            None => self.new_innovation(state, i),
         }
+    }
+
+    fn new_innovation(&self, state: &mut SignalState, i: i64) -> f64 {
         let mut rng = rng_for(self.seed, self.name, "noise", i);
         let z: f64 = match self.model.noise.df {
             Some(df) => match StudentT::new(df) {

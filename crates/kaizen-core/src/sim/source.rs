@@ -115,7 +115,13 @@ impl SimSource {
                 week_offset,
                 day_offset,
             };
-            let state = inner.states.entry(name.clone()).or_default();
+            // Found without copying the name (every tick, every signal); added on first use.
+            if !inner.states.contains_key(name) {
+                inner.states.insert(name.clone(), SignalState::default());
+            }
+            let Some(state) = inner.states.get_mut(name) else {
+                continue;
+            };
             let v = ev.value(state, t, &config);
             if !v.is_finite() {
                 return Err(SourceError::new(

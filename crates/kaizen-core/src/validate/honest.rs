@@ -472,7 +472,7 @@ impl HonestValidator {
         base: &[f64],
         split: Split,
         alpha: f64,
-        buf: &mut Vec<f64>,
+        buf: &mut Vec<i64>,
     ) -> Calibration {
         let key = CalKey {
             hist: hist.to_vec(),
@@ -506,7 +506,7 @@ impl HonestValidator {
         base: &[f64],
         split: Split,
         alpha: f64,
-        buf: &mut Vec<f64>,
+        buf: &mut Vec<i64>,
     ) -> Calibration {
         let mut notes = Vec::new();
         let span = split.span();
@@ -1337,7 +1337,7 @@ impl Split {
         hist: &[f64],
         start: usize,
         alpha: f64,
-        buf: &mut Vec<f64>,
+        buf: &mut Vec<i64>,
     ) -> Option<super::stats::ShiftInterval> {
         let end = start + self.span();
         if end > hist.len() {
@@ -1359,7 +1359,7 @@ impl Split {
         spread: f64,
         e_real: f64,
         alpha: f64,
-        buf: &mut Vec<f64>,
+        buf: &mut Vec<i64>,
     ) -> Vec<f64> {
         let span = self.span();
         if hist.len() < span {
