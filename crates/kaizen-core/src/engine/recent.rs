@@ -16,6 +16,9 @@
 //! - Anything else that may change the samples empties it: a fold of old samples by retention
 //!   (or a failed one), a commit by another connection to the ledger file (SQLite's
 //!   `data_version` moved).
+//! - An entry is made only when the ledger holds nothing of the signal after the read's end
+//!   (so filling it never reads an unbounded tail of samples stamped ahead of the clock);
+//!   otherwise that read is answered from the ledger alone.
 //! - It is bounded: an entry keeps [`RecentSamples::SPAN`] before the latest read's start at
 //!   most (older points are dropped and its start moves up), and past
 //!   [`RecentSamples::MAX_POINTS`] points in all everything is forgotten (and read again as
@@ -72,9 +75,16 @@ impl RecentSamples {
         let (lo_ms, hi_ms) = (from.timestamp_millis(), to.timestamp_millis());
         let covered = self.by_signal.get(signal).is_some_and(|e| e.start <= lo_ms);
         if !covered {
-            // Everything from `from` on: later reads of this signal starting at or after it
-            // are answered from here.
-            let points = ledger.points(signal, from, DateTime::<Utc>::MAX_UTC)?;
+            // Samples stamped after this read's end (a source whose clock runs ahead, a cron
+            // line run with a `--now` in the past) would make "everything from `from` on" a
+            // read of an unbounded tail, in every process that fills an entry: then this read
+            // alone is answered, and nothing is kept.
+            if ledger.latest_sample(signal)?.is_some_and(|s| s.at > to) {
+                return ledger.samples(signal, from, to);
+            }
+            // Everything from `from` on (nothing is after `to`): later reads of this signal
+            // starting at or after it are answered from here.
+            let points = ledger.points(signal, from, to)?;
             let points: VecDeque<(i64, f64)> = points
                 .into_iter()
                 .map(|(at, v)| (at.timestamp_millis(), v))
@@ -276,6 +286,28 @@ mod tests {
                 Sample::new("a", t0() + Duration::minutes(1), 2.0)
             ]
         );
+    }
+
+    /// Samples stamped after a read's end (a `--now` in the past, a source's clock ahead) are
+    /// never all read to fill an entry: the read is answered alone, and kept only once nothing
+    /// lies after its end.
+    #[test]
+    fn samples_after_the_read_are_not_read_to_keep() {
+        let mut ledger = Ledger::in_memory().unwrap();
+        let mut kept = RecentSamples::default();
+        let batch: Vec<Sample> = (0..1000)
+            .map(|i| Sample::new("a", t0() + Duration::minutes(5 * i), i as f64))
+            .collect();
+        ledger.record_samples(&batch).unwrap();
+        let (from, to) = (t0(), t0() + Duration::hours(1));
+        let got = kept.read(&ledger, "a", from, to).unwrap();
+        assert_eq!(got, ledger.samples("a", from, to).unwrap());
+        assert_eq!(got.len(), 13);
+        assert!(kept.by_signal.is_empty() && kept.total == 0);
+        // Past the last sample: kept from `from` on, and later reads come from it.
+        let (from, to) = (t0() + Duration::minutes(5 * 990), t0() + Duration::days(10));
+        assert_eq!(kept.read(&ledger, "a", from, to).unwrap().len(), 10);
+        assert_eq!(kept.total, 10);
     }
 
     /// Past the bound, everything is dropped and read again: still what the ledger holds.
