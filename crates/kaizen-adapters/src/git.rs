@@ -681,12 +681,6 @@ impl GitApplier {
         Ok((tree_oid, changes))
     }
 
-    /// [`Applier::recover`]; `walk_tree`: look for temp files in the whole working tree even
-    /// when no kaizen lock or held marker is left. kaizen writes a temp file only while it
-    /// holds `.git/index.lock` with its journal in it and its held marker beside it (removed
-    /// after the lock, see [`GitLock`]), and removes the temp file before letting go, so without
-    /// either none can be left by a kill: the routine repair then skips the walk (≈ 10–16 ms in
-    /// a repository of 10k files).
     /// [`Applier::trailer_commits_since`] with `repo`.
     fn trailer_commits_since_in(
         &self,
@@ -761,6 +755,12 @@ impl GitApplier {
         Ok(out)
     }
 
+    /// [`Applier::recover`]; `walk_tree`: look for temp files in the whole working tree even
+    /// when no kaizen lock or held marker is left. kaizen writes a temp file only while it
+    /// holds `.git/index.lock` with its journal in it and its held marker beside it (removed
+    /// after the lock, see [`GitLock`]), and removes the temp file before letting go, so without
+    /// either none can be left by a kill: the routine repair then skips the walk (≈ 10–16 ms in
+    /// a repository of 10k files).
     fn recover_scoped(&self, repair: bool, walk_tree: bool) -> Result<Vec<Finding>, ApplyError> {
         self.with_repo(|repo| self.recover_in(repo, repair, walk_tree))
     }

@@ -488,8 +488,17 @@ fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
-fn from_ms(v: i64) -> DateTime<Utc> {
+/// A time in ms as the ledger reads it back.
+pub(crate) fn from_ms(v: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(v).single().unwrap_or_default()
+}
+
+/// A sample's time (ms) and value as the ledger stores them and reads them back: the time in
+/// milliseconds, and an integral REAL comes back as an integer, which loses a zero's sign
+/// (`-0.0 + 0.0` is `+0.0`, anything else is itself). What the engine's kept samples fold in,
+/// so they equal a fresh read.
+pub(crate) fn stored_point(s: &Sample) -> (i64, f64) {
+    (ms(s.at), s.value + 0.0)
 }
 
 /// Writes `event` inside `tx`: the typed event as JSON (`data_json`) and its views (stage, kind,

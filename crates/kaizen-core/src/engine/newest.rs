@@ -13,7 +13,7 @@
 //!   retention (or a failed one), a commit by another connection to the ledger file (SQLite's
 //!   `data_version` moved), and a request for another count than `KEPT` reads the ledger.
 
-use crate::ledger::{Ledger, LedgerError};
+use crate::ledger::{Ledger, LedgerError, from_ms, stored_point};
 use crate::signal::Sample;
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, VecDeque};
@@ -62,12 +62,8 @@ impl NewestPoints {
     pub(crate) fn recorded(&mut self, samples: &[Sample]) {
         for s in samples.iter().filter(|s| s.value.is_finite()) {
             if let Some(points) = self.by_signal.get_mut(&s.signal) {
-                // As the ledger stores and reads a sample back: its time in milliseconds, and
-                // an integral REAL comes back as an integer, which loses a zero's sign
-                // (`-0.0 + 0.0` is `+0.0`, anything else is itself).
-                let at =
-                    DateTime::<Utc>::from_timestamp_millis(s.at.timestamp_millis()).unwrap_or(s.at);
-                insert(points, at, s.value + 0.0, Self::KEPT);
+                let (at, value) = stored_point(s);
+                insert(points, from_ms(at), value, Self::KEPT);
             }
         }
     }

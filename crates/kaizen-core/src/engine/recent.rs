@@ -24,7 +24,7 @@
 //!   [`RecentSamples::MAX_POINTS`] points in all everything is forgotten (and read again as
 //!   needed) — correct whatever it holds, only slower.
 
-use crate::ledger::{Ledger, LedgerError};
+use crate::ledger::{Ledger, LedgerError, from_ms, stored_point};
 use crate::signal::Sample;
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, VecDeque};
@@ -131,14 +131,10 @@ impl RecentSamples {
     pub(crate) fn recorded(&mut self, samples: &[Sample]) {
         for s in samples.iter().filter(|s| s.value.is_finite()) {
             if let Some(entry) = self.by_signal.get_mut(&s.signal) {
-                let at = s.at.timestamp_millis();
+                let (at, value) = stored_point(s);
                 if at < entry.start {
                     continue;
                 }
-                // As SQLite reads a REAL back: an integral value is stored as an integer,
-                // which loses the sign of a zero (`-0.0 + 0.0` is `+0.0`, anything else is
-                // itself).
-                let value = s.value + 0.0;
                 match entry.points.binary_search_by(|p| p.0.cmp(&at)) {
                     Ok(i) => entry.points[i].1 = value,
                     Err(i) => {
@@ -161,11 +157,6 @@ impl RecentSamples {
         self.version = None;
         self.total = 0;
     }
-}
-
-/// A time in ms as the ledger reads it back.
-fn from_ms(v: i64) -> DateTime<Utc> {
-    DateTime::<Utc>::from_timestamp_millis(v).unwrap_or_default()
 }
 
 #[cfg(test)]
