@@ -413,20 +413,21 @@ struct Also<'a> {
     review_branch: Option<&'a str>,
 }
 
-/// The row counts of [`Ledger::record_samples`]'s multi-row inserts, largest first: a batch
-/// is cut into the largest that fit (five statements in the cache, whatever the batch size).
-const SAMPLE_CHUNKS: [usize; 5] = [16, 8, 4, 2, 1];
+/// The most samples [`Ledger::record_samples`] writes with one statement.
+const SAMPLES_PER_STATEMENT: usize = 64;
 
-/// `INSERT OR REPLACE` of `SAMPLE_CHUNKS[size]` samples in one statement.
-fn insert_samples_sql(size: usize) -> &'static str {
-    static SQL: std::sync::OnceLock<[String; 5]> = std::sync::OnceLock::new();
+/// `INSERT OR REPLACE` of `rows` samples (1 ..= [`SAMPLES_PER_STATEMENT`]) in one statement.
+fn insert_samples_sql(rows: usize) -> &'static str {
+    static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     let all = SQL.get_or_init(|| {
-        SAMPLE_CHUNKS.map(|n| {
-            let values = vec!["(?, ?, ?)"; n].join(", ");
-            format!("INSERT OR REPLACE INTO samples(signal, at, value) VALUES {values}")
-        })
+        (1..=SAMPLES_PER_STATEMENT)
+            .map(|n| {
+                let values = vec!["(?, ?, ?)"; n].join(", ");
+                format!("INSERT OR REPLACE INTO samples(signal, at, value) VALUES {values}")
+            })
+            .collect()
     });
-    &all[size.min(SAMPLE_CHUNKS.len() - 1)]
+    &all[rows.clamp(1, SAMPLES_PER_STATEMENT) - 1]
 }
 
 /// Prepared statements kept per connection (rusqlite's default is 16). The ledger's queries
@@ -847,42 +848,47 @@ impl Ledger {
 
     // ----- samples -------------------------------------------------------------------------
 
-    /// Stores samples (a re-sample at the same instant replaces the value).
+    /// Stores samples (a re-sample at the same instant replaces the value; non-finite values
+    /// are gaps, not stored).
     ///
-    /// Rows go in as multi-row `INSERT`s of [`SAMPLE_CHUNKS`] rows (a tick's 20 samples are a
-    /// 16-row and a 4-row statement): each statement execution costs a cursor, a statement
-    /// journal for `OR REPLACE` and a halt, which for single-row statements was about a third
-    /// of an observe tick's ledger write (issue 12, bench 4). A duplicate `(signal, at)` within
-    /// one batch replaces the earlier row, as row-by-row statements did.
+    /// A batch of up to [`SAMPLES_PER_STATEMENT`] samples — an observe tick of up to 64
+    /// signals — is one multi-row statement, committed on its own (atomic as a statement is);
+    /// a larger one is cut into such statements inside one transaction. Row by row, each
+    /// statement execution paid for a cursor, a halt and, inside a transaction, a statement
+    /// journal copying every page it touched a second time (`OR REPLACE` may abort midway):
+    /// that was about a third of an observe tick's ledger write (issue 12, bench 4). A
+    /// duplicate `(signal, at)` within one batch is won by the later sample, as row by row.
     pub fn record_samples(&mut self, samples: &[Sample]) -> Result<(), LedgerError> {
+        let finite: Vec<&Sample> = samples.iter().filter(|s| s.value.is_finite()).collect();
         let path = self.path.clone();
         let sql = |source| LedgerError::Sql {
             path: path.clone(),
             source,
         };
-        let finite: Vec<&Sample> = samples.iter().filter(|s| s.value.is_finite()).collect();
-        self.tx(|tx| {
-            let mut rest = finite.as_slice();
-            while !rest.is_empty() {
-                // The largest chunk that fits; the last (one row) always does.
-                let size = SAMPLE_CHUNKS
-                    .iter()
-                    .position(|&n| n <= rest.len())
-                    .unwrap_or(SAMPLE_CHUNKS.len() - 1);
-                let (chunk, tail) = rest.split_at(SAMPLE_CHUNKS[size].min(rest.len()));
-                let mut stmt = tx.prepare_cached(insert_samples_sql(size)).map_err(sql)?;
-                let times: Vec<i64> = chunk.iter().map(|s| ms(s.at)).collect();
-                let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(3 * chunk.len());
-                for (s, at) in chunk.iter().zip(&times) {
-                    params.push(&s.signal);
-                    params.push(at);
-                    params.push(&s.value);
-                }
-                stmt.execute(params.as_slice()).map_err(sql)?;
-                rest = tail;
+        let insert = |conn: &Connection, chunk: &[&Sample]| -> Result<(), LedgerError> {
+            let mut stmt = conn
+                .prepare_cached(insert_samples_sql(chunk.len()))
+                .map_err(sql)?;
+            let times: Vec<i64> = chunk.iter().map(|s| ms(s.at)).collect();
+            let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(3 * chunk.len());
+            for (s, at) in chunk.iter().zip(&times) {
+                params.push(&s.signal);
+                params.push(at);
+                params.push(&s.value);
             }
+            stmt.execute(params.as_slice()).map_err(sql)?;
             Ok(())
-        })
+        };
+        match finite.len() {
+            0 => Ok(()),
+            n if n <= SAMPLES_PER_STATEMENT => insert(&self.conn, &finite),
+            _ => self.tx(|tx| {
+                for chunk in finite.chunks(SAMPLES_PER_STATEMENT) {
+                    insert(tx, chunk)?;
+                }
+                Ok(())
+            }),
+        }
     }
 
     /// Samples of `signal` with `from <= at <= to`, oldest first.
