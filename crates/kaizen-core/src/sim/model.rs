@@ -532,6 +532,13 @@ impl Innovations {
         self.values.get(k).copied()
     }
 
+    /// The kept values of indices `from..to`, oldest first, when all of them are kept.
+    fn run(&self, from: i64, to: i64) -> Option<std::collections::vec_deque::Iter<'_, f64>> {
+        let lo = usize::try_from(from.checked_sub(self.first)?).ok()?;
+        let hi = usize::try_from(to.checked_sub(self.first)?).ok()?;
+        (lo <= hi && hi <= self.values.len()).then(|| self.values.range(lo..hi))
+    }
+
     fn keep(&mut self, i: i64, z: f64) {
         let len = i64::try_from(self.values.len()).unwrap_or(i64::MAX);
         if self.values.is_empty() {
@@ -604,9 +611,19 @@ impl Evaluator<'_> {
         }
         let terms = ((1e-4f64).ln() / phi.ln()).ceil().clamp(1.0, 400.0) as i64;
         let scale = (1.0 - phi * phi).sqrt();
-        let mut acc = 0.0;
-        let mut w = 1.0;
-        for k in 0..terms {
+        // 0 + 1·z rather than z: the same bits as the term-by-term sum, a -0.0 included.
+        let mut acc = 0.0 + self.innovation(state, i);
+        let mut w = phi;
+        // The older terms are nearly always all kept, in one run: summed from the run's slices
+        // in the same order (so to the same bits) rather than looked up one index at a time.
+        if let Some(older) = state.innovations.run(i - (terms - 1), i) {
+            for z in older.rev() {
+                acc += w * z;
+                w *= phi;
+            }
+            return acc * scale;
+        }
+        for k in 1..terms {
             acc += w * self.innovation(state, i - k);
             w *= phi;
         }
@@ -730,6 +747,48 @@ mod tests {
         assert_eq!(piecewise(&t, 10.0), 1.0);
         assert_eq!(piecewise(&t, 1000.0), 0.5);
         assert!((piecewise(&t, 160.0) - 0.75).abs() < 1e-12);
+    }
+
+    #[test]
+    fn ar_noise_from_the_kept_run_equals_the_term_by_term_sum() {
+        for (ar, df) in [(0.9, None), (0.5, Some(4.0)), (0.999, None), (0.01, None)] {
+            let model = SignalModel {
+                base: 100.0,
+                trend_per_day: 0.0,
+                daily: None,
+                weekly: None,
+                noise: Noise { sd: 1.0, ar, df },
+                spikes: None,
+                effects: Vec::new(),
+                faults: Vec::new(),
+                min: None,
+                max: None,
+            };
+            let ev = Evaluator {
+                seed: 7,
+                name: "s",
+                model: &model,
+                step: 300,
+                week_offset: 0,
+                day_offset: 0,
+            };
+            let terms = ((1e-4f64).ln() / ar.ln()).ceil().clamp(1.0, 400.0) as i64;
+            let scale = (1.0 - ar * ar).sqrt();
+            let (mut fast, mut slow) = (SignalState::default(), SignalState::default());
+            // In order, then a jump ahead (a new run) and back (indices outside the run).
+            let order = (0..1_200).chain(5_000..5_010).chain(300..320);
+            for i in order {
+                let mut acc = 0.0;
+                let mut w = 1.0;
+                for k in 0..terms {
+                    acc += w * ev.innovation(&mut slow, i - k);
+                    w *= ar;
+                }
+                let want = acc * scale;
+                let got = ev.ar_noise(&mut fast, i);
+                assert_eq!(got.to_bits(), want.to_bits(), "φ {ar}, index {i}");
+            }
+        }
     }
 
     #[test]
