@@ -1,7 +1,8 @@
 //! Benchmark 2 of issue 12: samples/s written through the loop's own path (one observe tick of
-//! the engine: its sources sampled, the batch written in one transaction by
-//! `Ledger::record_samples`) against a bare rusqlite loop with the same schema, pragmas and
-//! transaction size, on disk at the product's durability (WAL, `synchronous=FULL`) and in memory.
+//! the engine: its sources sampled, the batch written by `Ledger::record_samples` — one
+//! multi-row statement up to 64 samples, else one transaction of 64-row statements) against a
+//! bare rusqlite loop of one-row inserts with the same schema, pragmas and transaction size, on
+//! disk at the product's durability (WAL, `synchronous=FULL`) and in memory.
 //!
 //! `cargo bench -p kaizen-core --bench ingest`. Knob: `KAIZEN_BENCH_INGEST_SIGNALS` (samples
 //! per tick = transaction size, comma separated, default `10,100,1000`).

@@ -611,7 +611,8 @@ impl Evaluator<'_> {
         }
         let terms = ((1e-4f64).ln() / phi.ln()).ceil().clamp(1.0, 400.0) as i64;
         let scale = (1.0 - phi * phi).sqrt();
-        // 0 + 1·z rather than z: the same bits as the term-by-term sum, a -0.0 included.
+        // Begun as the term-by-term sum begins (0 + 1·z, and 1·z is z): a -0.0 innovation
+        // gives +0.0 here too.
         let mut acc = 0.0 + self.innovation(state, i);
         let mut w = phi;
         // The older terms are nearly always all kept, in one run: summed from the run's slices
