@@ -108,6 +108,14 @@ fn count(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
+/// [`Ledger::intervention_totals`]' three counts, each from the `interventions_tally` index
+/// alone (`INDEXED BY`: losing it is an error, not a silent scan of every row).
+pub(crate) const TALLY_APPLIED: &str = "SELECT COUNT(*) FROM interventions INDEXED BY interventions_tally WHERE applied_at IS NOT NULL";
+pub(crate) const TALLY_VALIDATED: &str = "SELECT COUNT(*) FROM interventions \
+     INDEXED BY interventions_tally WHERE outcome = 'validated' AND status IN ('validated', 'reverted')";
+pub(crate) const TALLY_REVERTED: &str = "SELECT COALESCE(outcome, 'none'), COUNT(*) \
+     FROM interventions INDEXED BY interventions_tally WHERE status = 'reverted' GROUP BY 1";
+
 impl Ledger {
     /// Events per kind recorded at or after `since` (all of them with `None`).
     pub fn event_counts(
@@ -307,22 +315,17 @@ impl Ledger {
         })
     }
 
-    /// Lifetime totals of applied, validated and reverted interventions.
+    /// Lifetime totals of applied, validated and reverted interventions, counted from the
+    /// `interventions_tally` index's entries alone (no row is read: see the v13 migration).
     pub fn intervention_totals(&self) -> Result<InterventionTotals, LedgerError> {
         self.sql(|c| {
             let applied = c
-                .prepare_cached("SELECT COUNT(*) FROM interventions WHERE applied_at IS NOT NULL")?
+                .prepare_cached(TALLY_APPLIED)?
                 .query_row([], |r| r.get::<_, i64>(0))?;
             let validated = c
-                .prepare_cached(
-                    "SELECT COUNT(*) FROM interventions WHERE outcome = 'validated' \
-                 AND status IN ('validated', 'reverted')",
-                )?
+                .prepare_cached(TALLY_VALIDATED)?
                 .query_row([], |r| r.get::<_, i64>(0))?;
-            let mut stmt = c.prepare_cached(
-                "SELECT COALESCE(outcome, 'none'), COUNT(*) FROM interventions \
-                 WHERE status = 'reverted' GROUP BY 1",
-            )?;
+            let mut stmt = c.prepare_cached(TALLY_REVERTED)?;
             let reverted = stmt
                 .query_map([], |r| Ok((r.get::<_, String>(0)?, count(r.get(1)?))))?
                 .collect::<rusqlite::Result<BTreeMap<_, _>>>()?;
