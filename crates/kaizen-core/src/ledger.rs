@@ -507,6 +507,8 @@ pub struct Ledger {
     /// Each stage's newest event as last read, brought up to date from the events appended
     /// since (see [`Ledger::last_event_per_stage`]).
     stage_memo: std::sync::Mutex<Option<tally::StageMemo>>,
+    /// Each source's sampling gaps as last read (see `Ledger::sample_gaps_by_source`).
+    gap_memo: std::sync::Mutex<Option<tally::GapMemo>>,
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -681,6 +683,7 @@ impl Ledger {
             conn,
             path: path.to_path_buf(),
             stage_memo: Default::default(),
+            gap_memo: Default::default(),
         };
         let version = ledger.schema_version()?;
         let known = MIGRATIONS.len() as i64;
@@ -720,6 +723,7 @@ impl Ledger {
             conn,
             path,
             stage_memo: Default::default(),
+            gap_memo: Default::default(),
         };
         // Another process may be creating or migrating the file at this moment. SQLite waits
         // (busy timeout) for most locks, but switching to WAL and the first schema write can

@@ -1,5 +1,7 @@
-//! Aggregate reads for `/health` and `/metrics`: counts grouped in SQL, so a scrape costs a few
-//! indexed or single-pass queries however long the ledger is, and never loads the event log.
+//! Aggregate reads for `/health` and `/metrics`: counts grouped in SQL from indexes, or kept
+//! by the ledger and brought up to date from the events appended since (each stage's newest
+//! event, each source's gaps), so what the runtime reads after every step does not grow with
+//! the ledger's history, and never loads the event log.
 //!
 //! Every count is derived from rows the ledger already keeps (events, interventions, guard
 //! verdicts): they survive restarts and only grow, which is what a Prometheus counter needs.
@@ -80,6 +82,46 @@ impl StageMemo {
             }
         }
     }
+}
+
+/// Each source's recorded sampling gaps — how many, and the newest with its id — as of event
+/// `last_id`, read under `version` (see [`Ledger::sample_gaps_by_source`]).
+#[derive(Debug)]
+pub(super) struct GapMemo {
+    version: i64,
+    last_id: i64,
+    by_source: BySource,
+}
+
+/// Each source's gap count and newest gap (with its id).
+type BySource = BTreeMap<String, (u64, i64, SourceFailure)>;
+
+/// Folds gap event `id` of `source` into `by_source` (each event is folded exactly once: the
+/// reads that feed it never overlap).
+fn fold_gap(by_source: &mut BySource, id: i64, source: String, failure: SourceFailure) {
+    let slot = by_source
+        .entry(source)
+        .or_insert_with(|| (0, id, failure.clone()));
+    slot.0 = slot.0.saturating_add(1);
+    if id >= slot.1 {
+        slot.1 = id;
+        slot.2 = failure;
+    }
+}
+
+/// `sample_error` events with `?1 < id <= ?2` (`?3` is the kind), in any order: the first read
+/// of a process finds them through `events_kind`; later reads take only the events appended
+/// since the last one, by id (`NOT INDEXED`: `events_kind` would walk every gap ever recorded).
+fn gaps_between_sql(first: bool) -> String {
+    let access = if first {
+        "INDEXED BY events_kind"
+    } else {
+        "NOT INDEXED"
+    };
+    format!(
+        "SELECT id, {SOURCE_OF_DETAIL}, at, detail FROM events {access} \
+         WHERE kind = ?3 AND id > ?1 AND id <= ?2"
+    )
 }
 
 /// The most recent event of one stage.
@@ -174,37 +216,85 @@ impl Ledger {
 
     /// Recorded sampling gaps per source (a built-in source is named after its signal).
     pub fn sample_gaps_by_source(&self) -> Result<BTreeMap<String, u64>, LedgerError> {
-        let sql = format!(
-            "SELECT {SOURCE_OF_DETAIL} AS src, COUNT(*) FROM events WHERE kind = ?1 GROUP BY src"
-        );
-        self.sql(|c| {
-            let mut stmt = c.prepare_cached(&sql)?;
-            let rows = stmt.query_map(params![SAMPLE_ERROR], |r| {
-                Ok((r.get::<_, String>(0)?, count(r.get(1)?)))
-            })?;
-            rows.collect()
-        })
+        Ok(self
+            .source_gaps()?
+            .into_iter()
+            .map(|(source, (n, _, _))| (source, n))
+            .collect())
     }
 
     /// Each source's most recent recorded failure.
     pub fn last_source_failures(&self) -> Result<BTreeMap<String, SourceFailure>, LedgerError> {
-        let sql = format!(
-            "SELECT {SOURCE_OF_DETAIL}, at, detail FROM events WHERE id IN \
-             (SELECT MAX(id) FROM events WHERE kind = ?1 GROUP BY {SOURCE_OF_DETAIL})"
-        );
-        self.sql(|c| {
-            let mut stmt = c.prepare_cached(&sql)?;
-            let rows = stmt.query_map(params![SAMPLE_ERROR], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    SourceFailure {
-                        at: from_ms(r.get(1)?),
-                        error: r.get(2)?,
-                    },
-                ))
-            })?;
-            rows.collect()
-        })
+        Ok(self
+            .source_gaps()?
+            .into_iter()
+            .map(|(source, (_, _, failure))| (source, failure))
+            .collect())
+    }
+
+    /// Each source's gap count and newest gap. `/health` and `/metrics` read them after every
+    /// step of the runtime, and every tick with a failing source records one more: read in
+    /// full, that cost grew with every gap ever recorded (100k gaps, ≈ 70 days of a dead source
+    /// at a 1-minute tick, were ≈ 130 ms per step). What was read is kept and brought up to date
+    /// from the events appended since, by id, as [`Ledger::last_event_per_stage`] does: events
+    /// are only appended, with growing ids, and the fields read are never rewritten; a commit by
+    /// another connection (`data_version` moved) reads everything again.
+    fn source_gaps(&self) -> Result<BySource, LedgerError> {
+        let version = self.data_version()?;
+        let upto = self.sql(|c| {
+            c.prepare_cached("SELECT COALESCE(MAX(id), 0) FROM events")?
+                .query_row([], |r| r.get::<_, i64>(0))
+        })?;
+        let read = |by_source: &mut BySource, after: i64, first: bool| {
+            self.sql(|c| {
+                let mut stmt = c.prepare_cached(&gaps_between_sql(first))?;
+                let rows = stmt.query_map(params![after, upto, SAMPLE_ERROR], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        SourceFailure {
+                            at: from_ms(r.get(2)?),
+                            error: r.get(3)?,
+                        },
+                    ))
+                })?;
+                for row in rows {
+                    let (id, source, failure) = row?;
+                    fold_gap(by_source, id, source, failure);
+                }
+                Ok(())
+            })
+        };
+        let mut memo = match self.gap_memo.lock() {
+            Ok(m) => m,
+            // A panic mid-update: read afresh, keep nothing.
+            Err(_) => {
+                let mut fresh = BySource::new();
+                read(&mut fresh, 0, true)?;
+                return Ok(fresh);
+            }
+        };
+        match memo.as_mut() {
+            Some(m) if m.version == version && m.last_id <= upto => {
+                read(&mut m.by_source, m.last_id, false)?;
+                m.last_id = upto;
+            }
+            _ => {
+                // Cleared first: a failed read leaves nothing half-folded behind.
+                *memo = None;
+                let mut by_source = BySource::new();
+                read(&mut by_source, 0, true)?;
+                *memo = Some(GapMemo {
+                    version,
+                    last_id: upto,
+                    by_source,
+                });
+            }
+        }
+        Ok(memo
+            .as_ref()
+            .map(|m| m.by_source.clone())
+            .unwrap_or_default())
     }
 
     /// The most recent event of each stage: the stages are found by stepping through the
@@ -441,6 +531,119 @@ mod tests {
                     assert_eq!(
                         ours.last_event_per_stage().unwrap(),
                         fresh(&ours),
+                        "round {round} step {step}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Arbitrary sequences of gap events of a few sources and other events (through this
+    /// connection and another one on the same file, old-style untyped gap rows among them),
+    /// reads in between, and another connection rewriting or deleting events: the kept gap
+    /// counts and newest failures always equal the full reads they replace.
+    #[test]
+    fn kept_source_gaps_equal_a_full_read_after_any_sequence_of_appends() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(13);
+        let full_counts = |l: &Ledger| -> BTreeMap<String, u64> {
+            let sql = format!(
+                "SELECT {SOURCE_OF_DETAIL} AS src, COUNT(*) FROM events WHERE kind = ?1 GROUP BY src"
+            );
+            let mut stmt = l.conn.prepare(&sql).unwrap();
+            let rows = stmt
+                .query_map(params![SAMPLE_ERROR], |r| {
+                    Ok((r.get::<_, String>(0)?, count(r.get(1)?)))
+                })
+                .unwrap();
+            rows.map(|r| r.unwrap()).collect()
+        };
+        let full_last = |l: &Ledger| -> BTreeMap<String, SourceFailure> {
+            let sql = format!(
+                "SELECT {SOURCE_OF_DETAIL}, at, detail FROM events WHERE id IN \
+                 (SELECT MAX(id) FROM events WHERE kind = ?1 GROUP BY {SOURCE_OF_DETAIL})"
+            );
+            let mut stmt = l.conn.prepare(&sql).unwrap();
+            let rows = stmt
+                .query_map(params![SAMPLE_ERROR], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        SourceFailure {
+                            at: from_ms(r.get(1)?),
+                            error: r.get(2)?,
+                        },
+                    ))
+                })
+                .unwrap();
+            rows.map(|r| r.unwrap()).collect()
+        };
+        for round in 0..12 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("ledger.sqlite");
+            let mut ours = Ledger::open(&path).unwrap();
+            let theirs = Ledger::open(&path).unwrap();
+            let t0 = at("2026-01-01T00:00:00Z");
+            for step in 0..150 {
+                let source = ["p99", "errors", "queue"][rng.random_range(0..3)];
+                let t = t0 + chrono::Duration::minutes(rng.random_range(0..500));
+                match rng.random_range(0..20) {
+                    0..=8 => {
+                        let gap = EngineEvent::SampleGap {
+                            source: source.into(),
+                            message: format!("timeout #{step}"),
+                        };
+                        ours.append(t, &gap).unwrap();
+                    }
+                    9..=10 => {
+                        // A gap row from before typed events: the source is in its detail.
+                        ours.conn
+                            .execute(
+                                "INSERT INTO events(at, stage, kind, detail) VALUES (?1, 'observe', 'sample_error', ?2)",
+                                params![ms(t), format!("source `{source}`: refused #{step}")],
+                            )
+                            .unwrap();
+                    }
+                    11 => {
+                        let other = EngineEvent::Resumed { area: None };
+                        ours.append(t, &other).unwrap();
+                    }
+                    12..=14 => {
+                        let gap = EngineEvent::SampleGap {
+                            source: source.into(),
+                            message: format!("theirs #{step}"),
+                        };
+                        let mut theirs_mut = Ledger::open(&path).unwrap();
+                        theirs_mut.append(t, &gap).unwrap();
+                    }
+                    15 => {
+                        theirs
+                            .conn
+                            .execute(
+                                "UPDATE events SET detail = 'rewritten' WHERE id = (SELECT MAX(id) FROM events)",
+                                [],
+                            )
+                            .unwrap();
+                    }
+                    16 => {
+                        theirs
+                            .conn
+                            .execute(
+                                "DELETE FROM events WHERE id = (SELECT MAX(id) FROM events)",
+                                [],
+                            )
+                            .unwrap();
+                    }
+                    _ => {}
+                }
+                if rng.random_bool(0.6) {
+                    assert_eq!(
+                        ours.sample_gaps_by_source().unwrap(),
+                        full_counts(&ours),
+                        "round {round} step {step}"
+                    );
+                    assert_eq!(
+                        ours.last_source_failures().unwrap(),
+                        full_last(&ours),
                         "round {round} step {step}"
                     );
                 }
