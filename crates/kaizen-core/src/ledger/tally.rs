@@ -152,7 +152,8 @@ fn count(v: i64) -> u64 {
 
 /// [`Ledger::intervention_totals`]' three counts, each from the `interventions_tally` index
 /// alone (`INDEXED BY`: losing it is an error, not a silent scan of every row).
-pub(crate) const TALLY_APPLIED: &str = "SELECT COUNT(*) FROM interventions INDEXED BY interventions_tally WHERE applied_at IS NOT NULL";
+pub(crate) const TALLY_APPLIED: &str = "SELECT COUNT(*) FROM interventions \
+     INDEXED BY interventions_tally WHERE applied_at IS NOT NULL";
 pub(crate) const TALLY_VALIDATED: &str = "SELECT COUNT(*) FROM interventions \
      INDEXED BY interventions_tally WHERE outcome = 'validated' AND status IN ('validated', 'reverted')";
 pub(crate) const TALLY_REVERTED: &str = "SELECT COALESCE(outcome, 'none'), COUNT(*) \
@@ -276,7 +277,11 @@ impl Ledger {
         };
         match memo.as_mut() {
             Some(m) if m.version == version && m.last_id <= upto => {
-                read(&mut m.by_source, m.last_id, false)?;
+                if let Err(e) = read(&mut m.by_source, m.last_id, false) {
+                    // Some of the new events may be folded in already: keep nothing.
+                    *memo = None;
+                    return Err(e);
+                }
                 m.last_id = upto;
             }
             _ => {
