@@ -1907,6 +1907,20 @@ impl Ledger {
         self.query_interventions("WHERE status = ?1 ORDER BY id", params![status.as_str()])
     }
 
+    /// How many interventions are in `status`, from the `interventions_tally` index alone (the
+    /// status snapshot after every runtime step counts the backlog; loading each row and its
+    /// JSON to count them grew with the backlog).
+    pub fn count_with_status(&self, status: Status) -> Result<usize, LedgerError> {
+        let n = self.sql(|c| {
+            c.prepare_cached(
+                "SELECT COUNT(*) FROM interventions INDEXED BY interventions_tally \
+                 WHERE status = ?1",
+            )?
+            .query_row(params![status.as_str()], |r| r.get::<_, i64>(0))
+        })?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
     /// The `proposed` interventions no event of `kind` names, as (id, area), oldest first: one
     /// query for what the reconciliation looks at every cycle (rows left `proposed` that do not
     /// wait for a human's approval), however many rows wait. Each proposed row costs one seek in
@@ -2695,6 +2709,27 @@ mod tests {
             );
         }
         assert_eq!(l.intervention_totals().unwrap().applied, 0);
+    }
+
+    #[test]
+    fn count_with_status_equals_the_rows_with_that_status() {
+        let mut l = Ledger::in_memory().unwrap();
+        let now = t("2026-01-01T00:00:00Z");
+        let ids: Vec<InterventionId> = (0..5)
+            .map(|_| l.insert_proposed(&candidate(), now, "test").unwrap())
+            .collect();
+        for id in &ids[..3] {
+            l.transition(*id, Status::Backlog, now, Stage::Guard, "budget")
+                .unwrap();
+        }
+        for status in [Status::Backlog, Status::Proposed, Status::Applied] {
+            assert_eq!(
+                l.count_with_status(status).unwrap(),
+                l.with_status(status).unwrap().len(),
+                "{status:?}"
+            );
+        }
+        assert_eq!(l.count_with_status(Status::Backlog).unwrap(), 3);
     }
 
     proptest::proptest! {

@@ -245,7 +245,7 @@ impl StatusSnapshot {
             frozen: crate::guard::active_freezes(&view, policy, now),
             budget_left: crate::guard::budget_left(&view, policy, now),
             daily_budget: policy.daily_budget,
-            backlog: ledger.with_status(Status::Backlog)?.len(),
+            backlog: ledger.count_with_status(Status::Backlog)?,
             escalations_24h,
             paused: state_dir.map(crate::pause::read).unwrap_or_default(),
             invalid_lessons: Vec::new(),
