@@ -112,16 +112,17 @@ fn fold_gap(by_source: &mut BySource, id: i64, source: String, failure: SourceFa
 /// `sample_error` events with `?1 < id <= ?2` (`?3` is the kind), in any order: the first read
 /// of a process finds them through `events_kind`; later reads take only the events appended
 /// since the last one, by id (`NOT INDEXED`: `events_kind` would walk every gap ever recorded).
-fn gaps_between_sql(first: bool) -> String {
-    let access = if first {
-        "INDEXED BY events_kind"
-    } else {
-        "NOT INDEXED"
-    };
-    format!(
-        "SELECT id, {SOURCE_OF_DETAIL}, at, detail FROM events {access} \
-         WHERE kind = ?3 AND id > ?1 AND id <= ?2"
-    )
+fn gaps_between_sql(first: bool) -> &'static str {
+    static SQL: std::sync::OnceLock<[String; 2]> = std::sync::OnceLock::new();
+    let [first_read, later_reads] = SQL.get_or_init(|| {
+        ["INDEXED BY events_kind", "NOT INDEXED"].map(|access| {
+            format!(
+                "SELECT id, {SOURCE_OF_DETAIL}, at, detail FROM events {access} \
+                 WHERE kind = ?3 AND id > ?1 AND id <= ?2"
+            )
+        })
+    });
+    if first { first_read } else { later_reads }
 }
 
 /// The most recent event of one stage.
@@ -248,7 +249,7 @@ impl Ledger {
         })?;
         let read = |by_source: &mut BySource, after: i64, first: bool| {
             self.sql(|c| {
-                let mut stmt = c.prepare_cached(&gaps_between_sql(first))?;
+                let mut stmt = c.prepare_cached(gaps_between_sql(first))?;
                 let rows = stmt.query_map(params![after, upto, SAMPLE_ERROR], |r| {
                     Ok((
                         r.get::<_, i64>(0)?,
@@ -459,6 +460,11 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// Another connection's tampering with the newest event, in the memo tests.
+    const REWRITE_NEWEST: &str =
+        "UPDATE events SET detail = 'rewritten' WHERE id = (SELECT MAX(id) FROM events)";
+    const DELETE_NEWEST: &str = "DELETE FROM events WHERE id = (SELECT MAX(id) FROM events)";
+
     /// Arbitrary sequences of appended events (of several stages, through this connection and
     /// another one on the same file), reads in between, and another connection rewriting or
     /// deleting events (a tampering): the kept newest event of each stage always equals a
@@ -513,22 +519,10 @@ mod tests {
                             .unwrap();
                     }
                     15 => {
-                        theirs
-                            .conn
-                            .execute(
-                                "UPDATE events SET detail = 'rewritten' WHERE id = (SELECT MAX(id) FROM events)",
-                                [],
-                            )
-                            .unwrap();
+                        theirs.conn.execute(REWRITE_NEWEST, []).unwrap();
                     }
                     16 => {
-                        theirs
-                            .conn
-                            .execute(
-                                "DELETE FROM events WHERE id = (SELECT MAX(id) FROM events)",
-                                [],
-                            )
-                            .unwrap();
+                        theirs.conn.execute(DELETE_NEWEST, []).unwrap();
                     }
                     _ => {}
                 }
@@ -586,7 +580,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("ledger.sqlite");
             let mut ours = Ledger::open(&path).unwrap();
-            let theirs = Ledger::open(&path).unwrap();
+            let mut theirs = Ledger::open(&path).unwrap();
             let t0 = at("2026-01-01T00:00:00Z");
             for step in 0..150 {
                 let source = ["p99", "errors", "queue"][rng.random_range(0..3)];
@@ -617,26 +611,13 @@ mod tests {
                             source: source.into(),
                             message: format!("theirs #{step}"),
                         };
-                        let mut theirs_mut = Ledger::open(&path).unwrap();
-                        theirs_mut.append(t, &gap).unwrap();
+                        theirs.append(t, &gap).unwrap();
                     }
                     15 => {
-                        theirs
-                            .conn
-                            .execute(
-                                "UPDATE events SET detail = 'rewritten' WHERE id = (SELECT MAX(id) FROM events)",
-                                [],
-                            )
-                            .unwrap();
+                        theirs.conn.execute(REWRITE_NEWEST, []).unwrap();
                     }
                     16 => {
-                        theirs
-                            .conn
-                            .execute(
-                                "DELETE FROM events WHERE id = (SELECT MAX(id) FROM events)",
-                                [],
-                            )
-                            .unwrap();
+                        theirs.conn.execute(DELETE_NEWEST, []).unwrap();
                     }
                     _ => {}
                 }
