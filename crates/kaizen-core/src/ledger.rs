@@ -923,7 +923,7 @@ impl Ledger {
 
     /// [`Ledger::samples`] as (time, value) points: without a copy of the signal's name per
     /// sample, for a reader that knows which signal it asked for (the simulator's figures of
-    /// every signal's whole run).
+    /// every signal's whole run, the weekly review's alerting signals).
     pub fn points(
         &self,
         signal: &str,

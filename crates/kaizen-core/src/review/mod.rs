@@ -119,7 +119,7 @@ fn bump(map: &mut Outcomes, key: &str, by: u64) {
 
 /// Bucket means of `series` in `[from, to)`, at most `buckets` of them.
 fn downsample(
-    series: &[crate::signal::Sample],
+    series: &[(DateTime<Utc>, f64)],
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     buckets: i64,
@@ -127,10 +127,10 @@ fn downsample(
     let span_ms = (to - from).num_milliseconds().max(1);
     let width = (span_ms / buckets.max(1)).max(1);
     let mut sums: BTreeMap<i64, (f64, u32)> = BTreeMap::new();
-    for s in series.iter().filter(|s| s.value.is_finite()) {
-        let b = (s.at - from).num_milliseconds() / width;
+    for &(at, value) in series.iter().filter(|(_, v)| v.is_finite()) {
+        let b = (at - from).num_milliseconds() / width;
         let e = sums.entry(b).or_insert((0.0, 0));
-        e.0 += s.value;
+        e.0 += value;
         e.1 = e.1.saturating_add(1);
     }
     sums.into_iter()
@@ -336,13 +336,15 @@ impl MetaReview {
 
         let mut alerting = Vec::new();
         for (name, sc) in inputs.signals {
-            let samples = ledger.samples(name, from, to)?;
+            // As points: the review knows which signal it asked for, so no copy of its name per
+            // sample (a week of a minute cadence is 10k samples per signal).
+            let samples = ledger.points(name, from, to)?;
             if samples.is_empty() {
                 continue;
             }
             let alerts = samples
                 .iter()
-                .filter(|s| sc.signal.is_alerting(s.value))
+                .filter(|(_, v)| sc.signal.is_alerting(*v))
                 .count();
             if alerts == 0 {
                 continue;
@@ -778,4 +780,81 @@ fn timeline(all: &[Intervention], from: DateTime<Utc>, to: DateTime<Utc>) -> Vec
         }
     }
     slices
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::config::Config;
+    use crate::signal::Sample;
+
+    /// The alerting signals of a review: each signal's share of samples past its threshold in
+    /// the period (samples before it do not count), and its series as the means of 96 equal
+    /// buckets of the period; a signal that never alerted, or has no samples, is not listed.
+    #[test]
+    fn alerting_signals_are_their_share_past_the_threshold_and_bucket_means() {
+        let config = Config::parse(
+            "signals:\n  latency_ms: { unit: ms, better: lower, alert_above: 200 }\n  queue: { unit: jobs, better: lower, alert_above: 50 }\n  idle: { unit: s, better: lower, alert_above: 1 }\n",
+            std::path::Path::new("kaizen.yaml"),
+        )
+        .unwrap();
+        let to: DateTime<Utc> = "2026-05-11T00:00:00Z".parse().unwrap();
+        let from = to - chrono::Duration::days(7);
+        let five = chrono::Duration::minutes(5);
+        let mut ledger = Ledger::in_memory().unwrap();
+        // The day before the period: alerting all the time, outside what the review reads.
+        let before: Vec<Sample> = (1..=288)
+            .map(|k| Sample::new("latency_ms", from - five * k, 900.0))
+            .collect();
+        ledger.record_samples(&before).unwrap();
+        // The period: every 4th latency sample past 200 (a quarter), the queue never past 50.
+        let mut recorded = Vec::new();
+        for k in 0..2016 {
+            let at = from + five * k;
+            let latency = if k % 4 == 0 {
+                300.0 + f64::from(k % 7)
+            } else {
+                100.0 + f64::from(k % 5)
+            };
+            recorded.push((at, latency));
+            ledger
+                .record_samples(&[
+                    Sample::new("latency_ms", at, latency),
+                    Sample::new("queue", at, 10.0),
+                ])
+                .unwrap();
+        }
+        let review = MetaReview::compute(
+            &ledger,
+            ReviewInputs {
+                signals: &config.signals,
+                policy: &config.guards,
+                confidence_threshold: config.confidence_threshold,
+            },
+            to,
+            Span::days(7),
+        )
+        .unwrap();
+        assert_eq!(review.alerting.len(), 1, "{:?}", review.alerting);
+        let a = &review.alerting[0];
+        assert_eq!((a.signal.as_str(), a.unit.as_str()), ("latency_ms", "ms"));
+        assert_eq!(a.alert_share, 0.25);
+        assert_eq!(a.interventions, 0);
+        // 96 buckets of 105 minutes, 21 samples each, in order.
+        let width = chrono::Duration::minutes(105);
+        let want: Vec<(DateTime<Utc>, f64)> = recorded
+            .chunks(21)
+            .enumerate()
+            .map(|(b, chunk)| {
+                let sum: f64 = chunk.iter().map(|(_, v)| v).sum();
+                (from + width * b as i32, sum / 21.0)
+            })
+            .collect();
+        assert_eq!(a.series.len(), 96);
+        for ((at, v), (want_at, want_v)) in a.series.iter().zip(&want) {
+            assert_eq!(at, want_at);
+            assert!((v - want_v).abs() < 1e-9, "{at}: {v} vs {want_v}");
+        }
+    }
 }
