@@ -2310,6 +2310,16 @@ mod tests {
     use crate::intervention::{ExpectedChange, Risk};
     use crate::span::Span;
 
+    /// An in-memory ledger holding `n` proposed interventions, all created at its `now`.
+    fn with_proposed(n: usize) -> (Ledger, DateTime<Utc>, Vec<InterventionId>) {
+        let mut l = Ledger::in_memory().unwrap();
+        let now = t("2026-01-01T00:00:00Z");
+        let ids = (0..n)
+            .map(|_| l.insert_proposed(&candidate(), now, "test").unwrap())
+            .collect();
+        (l, now, ids)
+    }
+
     pub(crate) fn candidate() -> Candidate {
         Candidate {
             area: "cache".into(),
@@ -2558,11 +2568,7 @@ mod tests {
     /// another row, without a row, and rows no longer proposed do not count.
     #[test]
     fn proposed_without_event_matches_each_rows_own_events() {
-        let mut l = Ledger::in_memory().unwrap();
-        let now = t("2026-01-01T00:00:00Z");
-        let ids: Vec<InterventionId> = (0..6)
-            .map(|_| l.insert_proposed(&candidate(), now, "test").unwrap())
-            .collect();
+        let (mut l, now, ids) = with_proposed(6);
         let event = |l: &mut Ledger, id: Option<InterventionId>, kind: &str| {
             l.sql(|c| {
                 c.execute(
@@ -2713,11 +2719,7 @@ mod tests {
 
     #[test]
     fn count_with_status_equals_the_rows_with_that_status() {
-        let mut l = Ledger::in_memory().unwrap();
-        let now = t("2026-01-01T00:00:00Z");
-        let ids: Vec<InterventionId> = (0..5)
-            .map(|_| l.insert_proposed(&candidate(), now, "test").unwrap())
-            .collect();
+        let (mut l, now, ids) = with_proposed(5);
         for id in &ids[..3] {
             l.transition(*id, Status::Backlog, now, Stage::Guard, "budget")
                 .unwrap();
@@ -2762,20 +2764,15 @@ mod tests {
                 by_row.record_samples(std::slice::from_ref(s)).unwrap();
             }
             let to = t0 + chrono::Duration::minutes(1);
+            let stored = |l: &Ledger, signal: &str| -> Vec<(i64, u64)> {
+                l.points(signal, t0, to)
+                    .unwrap()
+                    .iter()
+                    .map(|(at, v)| (at.timestamp_millis(), v.to_bits()))
+                    .collect()
+            };
             for signal in ["s0", "s1", "s2"] {
-                let a: Vec<(i64, u64)> = chunked
-                    .points(signal, t0, to)
-                    .unwrap()
-                    .iter()
-                    .map(|(at, v)| (at.timestamp_millis(), v.to_bits()))
-                    .collect();
-                let b: Vec<(i64, u64)> = by_row
-                    .points(signal, t0, to)
-                    .unwrap()
-                    .iter()
-                    .map(|(at, v)| (at.timestamp_millis(), v.to_bits()))
-                    .collect();
-                proptest::prop_assert_eq!(a, b);
+                proptest::prop_assert_eq!(stored(&chunked, signal), stored(&by_row, signal));
             }
         }
     }
