@@ -307,7 +307,12 @@ impl MetaReview {
         let mut escalations = Vec::new();
         let mut gaps_by_source: BTreeMap<String, usize> = BTreeMap::new();
         let mut lessons = LessonActivity::default();
-        for e in ledger.events_between(from, to)? {
+        // [from, to): an event at `to` itself is the next period's, not both weeks'.
+        for e in ledger
+            .events_between(from, to)?
+            .into_iter()
+            .filter(|e| e.at < to)
+        {
             match &e.event {
                 EngineEvent::ShadowWouldApply { .. } => bump(&mut outcomes, "shadowed", 1),
                 EngineEvent::Escalation { .. } => escalations.push(Escalation {
@@ -338,7 +343,11 @@ impl MetaReview {
         for (name, sc) in inputs.signals {
             // As points: the review knows which signal it asked for, so no copy of its name per
             // sample (a week of a minute cadence is 10k samples per signal).
-            let samples = ledger.points(name, from, to)?;
+            let mut samples = ledger.points(name, from, to)?;
+            // The period is [from, to), as for everything else here: a sample at `to` itself is
+            // the next period's (read inclusively, it counted in both weeks' alert shares and
+            // drew a 97th bucket past the end of the chart).
+            samples.truncate(samples.partition_point(|(at, _)| *at < to));
             if samples.is_empty() {
                 continue;
             }
@@ -825,6 +834,10 @@ mod tests {
                 ])
                 .unwrap();
         }
+        // The next period's first sample, at `to` itself: alerting, and not this week's.
+        ledger
+            .record_samples(&[Sample::new("latency_ms", to, 900.0)])
+            .unwrap();
         let review = MetaReview::compute(
             &ledger,
             ReviewInputs {
@@ -856,5 +869,56 @@ mod tests {
             assert_eq!(at, want_at);
             assert!((v - want_v).abs() < 1e-9, "{at}: {v} vs {want_v}");
         }
+    }
+
+    #[test]
+    fn events_on_the_period_bounds_are_the_later_periods() {
+        let config = Config::parse(
+            "signals:\n  latency_ms: { unit: ms, better: lower, alert_above: 200 }\n",
+            std::path::Path::new("kaizen.yaml"),
+        )
+        .unwrap();
+        let to: DateTime<Utc> = "2026-05-11T00:00:00Z".parse().unwrap();
+        let from = to - chrono::Duration::days(7);
+        let mut ledger = Ledger::in_memory().unwrap();
+        let escalation = |key: &str| EngineEvent::Escalation {
+            intervention: None,
+            stage: crate::event::Stage::Reconcile,
+            key: key.into(),
+            text: format!("{key} needs a human"),
+        };
+        for (at, key) in [
+            (from - chrono::Duration::seconds(1), "last week"),
+            (from, "first instant"),
+            (to - chrono::Duration::seconds(1), "last instant"),
+            (to, "next week"),
+        ] {
+            ledger.append(at, &escalation(key)).unwrap();
+        }
+        let review = |to: DateTime<Utc>| {
+            MetaReview::compute(
+                &ledger,
+                ReviewInputs {
+                    signals: &config.signals,
+                    policy: &config.guards,
+                    confidence_threshold: config.confidence_threshold,
+                },
+                to,
+                Span::days(7),
+            )
+            .unwrap()
+        };
+        let texts = |r: &MetaReview| -> Vec<String> {
+            r.escalations.iter().map(|e| e.detail.clone()).collect()
+        };
+        assert_eq!(
+            texts(&review(to)),
+            ["first instant needs a human", "last instant needs a human"]
+        );
+        // Each event is in exactly one of two consecutive weeks.
+        assert_eq!(
+            texts(&review(to + chrono::Duration::days(7))),
+            ["next week needs a human"]
+        );
     }
 }
