@@ -22,8 +22,9 @@ const CONFIG: &str =
 fn hermetic() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        let empty =
-            std::env::temp_dir().join(format!("kaizen-git-tests-noconfig-{}", std::process::id()));
+        // Under the target dir Cargo gives integration tests (one empty directory, shared by
+        // every run): a directory per process under the system's temp dir was never removed.
+        let empty = Path::new(env!("CARGO_TARGET_TMPDIR")).join("git-tests-noconfig");
         std::fs::create_dir_all(&empty).unwrap();
         for level in [
             git2::ConfigLevel::Global,
