@@ -798,6 +798,21 @@ mod tests {
     use crate::config::Config;
     use crate::signal::Sample;
 
+    /// The review of the week ending at `to`, with `config`'s signals and guard policy.
+    fn weekly(ledger: &Ledger, config: &Config, to: DateTime<Utc>) -> MetaReview {
+        MetaReview::compute(
+            ledger,
+            ReviewInputs {
+                signals: &config.signals,
+                policy: &config.guards,
+                confidence_threshold: config.confidence_threshold,
+            },
+            to,
+            Span::days(7),
+        )
+        .unwrap()
+    }
+
     /// The alerting signals of a review: each signal's share of samples past its threshold in
     /// the period (samples before it do not count), and its series as the means of 96 equal
     /// buckets of the period; a signal that never alerted, or has no samples, is not listed.
@@ -838,17 +853,7 @@ mod tests {
         ledger
             .record_samples(&[Sample::new("latency_ms", to, 900.0)])
             .unwrap();
-        let review = MetaReview::compute(
-            &ledger,
-            ReviewInputs {
-                signals: &config.signals,
-                policy: &config.guards,
-                confidence_threshold: config.confidence_threshold,
-            },
-            to,
-            Span::days(7),
-        )
-        .unwrap();
+        let review = weekly(&ledger, &config, to);
         assert_eq!(review.alerting.len(), 1, "{:?}", review.alerting);
         let a = &review.alerting[0];
         assert_eq!((a.signal.as_str(), a.unit.as_str()), ("latency_ms", "ms"));
@@ -895,29 +900,16 @@ mod tests {
         ] {
             ledger.append(at, &escalation(key)).unwrap();
         }
-        let review = |to: DateTime<Utc>| {
-            MetaReview::compute(
-                &ledger,
-                ReviewInputs {
-                    signals: &config.signals,
-                    policy: &config.guards,
-                    confidence_threshold: config.confidence_threshold,
-                },
-                to,
-                Span::days(7),
-            )
-            .unwrap()
-        };
-        let texts = |r: &MetaReview| -> Vec<String> {
-            r.escalations.iter().map(|e| e.detail.clone()).collect()
+        let texts = |r: MetaReview| -> Vec<String> {
+            r.escalations.into_iter().map(|e| e.detail).collect()
         };
         assert_eq!(
-            texts(&review(to)),
+            texts(weekly(&ledger, &config, to)),
             ["first instant needs a human", "last instant needs a human"]
         );
         // Each event is in exactly one of two consecutive weeks.
         assert_eq!(
-            texts(&review(to + chrono::Duration::days(7))),
+            texts(weekly(&ledger, &config, to + chrono::Duration::days(7))),
             ["next week needs a human"]
         );
     }
