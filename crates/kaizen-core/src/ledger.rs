@@ -1907,20 +1907,6 @@ impl Ledger {
         self.query_interventions("WHERE status = ?1 ORDER BY id", params![status.as_str()])
     }
 
-    /// How many interventions are in `status`, from the `interventions_tally` index alone (the
-    /// status snapshot after every runtime step counts the backlog; loading each row and its
-    /// JSON to count them grew with the backlog).
-    pub fn count_with_status(&self, status: Status) -> Result<usize, LedgerError> {
-        let n = self.sql(|c| {
-            c.prepare_cached(
-                "SELECT COUNT(*) FROM interventions INDEXED BY interventions_tally \
-                 WHERE status = ?1",
-            )?
-            .query_row(params![status.as_str()], |r| r.get::<_, i64>(0))
-        })?;
-        Ok(usize::try_from(n).unwrap_or(0))
-    }
-
     /// The `proposed` interventions no event of `kind` names, as (id, area), oldest first: one
     /// query for what the reconciliation looks at every cycle (rows left `proposed` that do not
     /// wait for a human's approval), however many rows wait. Each proposed row costs one seek in

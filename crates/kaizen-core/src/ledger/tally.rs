@@ -159,6 +159,9 @@ pub(crate) const TALLY_VALIDATED: &str = "SELECT COUNT(*) FROM interventions \
      INDEXED BY interventions_tally WHERE outcome = 'validated' AND status IN ('validated', 'reverted')";
 pub(crate) const TALLY_REVERTED: &str = "SELECT COALESCE(outcome, 'none'), COUNT(*) \
      FROM interventions INDEXED BY interventions_tally WHERE status = 'reverted' GROUP BY 1";
+/// [`Ledger::count_with_status`]'s count, from the same index alone.
+pub(crate) const TALLY_WITH_STATUS: &str = "SELECT COUNT(*) FROM interventions \
+     INDEXED BY interventions_tally WHERE status = ?1";
 
 impl Ledger {
     /// Events per kind recorded at or after `since` (all of them with `None`).
@@ -431,6 +434,20 @@ impl Ledger {
                 reverted_by_outcome: reverted,
             })
         })
+    }
+
+    /// How many interventions are in `status`, from the `interventions_tally` index alone (the
+    /// status snapshot after every runtime step counts the backlog; loading each row and its
+    /// JSON to count them grew with the backlog).
+    pub fn count_with_status(
+        &self,
+        status: crate::intervention::Status,
+    ) -> Result<usize, LedgerError> {
+        let n = self.sql(|c| {
+            c.prepare_cached(TALLY_WITH_STATUS)?
+                .query_row(params![status.as_str()], |r| r.get::<_, i64>(0))
+        })?;
+        Ok(usize::try_from(count(n)).unwrap_or(usize::MAX))
     }
 
     /// Open invariant violations as of the last check that changed their number (0 if no check

@@ -798,6 +798,19 @@ mod tests {
     use crate::config::Config;
     use crate::signal::Sample;
 
+    /// `signals` (the YAML of a config's `signals:` map), the week `[from, to)` the tests
+    /// review, and an empty in-memory ledger.
+    fn week_of(signals: &str) -> (Config, DateTime<Utc>, DateTime<Utc>, Ledger) {
+        let config = Config::parse(
+            &format!("signals:\n{signals}"),
+            std::path::Path::new("kaizen.yaml"),
+        )
+        .unwrap();
+        let to: DateTime<Utc> = "2026-05-11T00:00:00Z".parse().unwrap();
+        let from = to - chrono::Duration::days(7);
+        (config, from, to, Ledger::in_memory().unwrap())
+    }
+
     /// The review of the week ending at `to`, with `config`'s signals and guard policy.
     fn weekly(ledger: &Ledger, config: &Config, to: DateTime<Utc>) -> MetaReview {
         MetaReview::compute(
@@ -818,15 +831,10 @@ mod tests {
     /// buckets of the period; a signal that never alerted, or has no samples, is not listed.
     #[test]
     fn alerting_signals_are_their_share_past_the_threshold_and_bucket_means() {
-        let config = Config::parse(
-            "signals:\n  latency_ms: { unit: ms, better: lower, alert_above: 200 }\n  queue: { unit: jobs, better: lower, alert_above: 50 }\n  idle: { unit: s, better: lower, alert_above: 1 }\n",
-            std::path::Path::new("kaizen.yaml"),
-        )
-        .unwrap();
-        let to: DateTime<Utc> = "2026-05-11T00:00:00Z".parse().unwrap();
-        let from = to - chrono::Duration::days(7);
+        let (config, from, to, mut ledger) = week_of(
+            "  latency_ms: { unit: ms, better: lower, alert_above: 200 }\n  queue: { unit: jobs, better: lower, alert_above: 50 }\n  idle: { unit: s, better: lower, alert_above: 1 }\n",
+        );
         let five = chrono::Duration::minutes(5);
-        let mut ledger = Ledger::in_memory().unwrap();
         // The day before the period: alerting all the time, outside what the review reads.
         let before: Vec<Sample> = (1..=288)
             .map(|k| Sample::new("latency_ms", from - five * k, 900.0))
@@ -878,14 +886,8 @@ mod tests {
 
     #[test]
     fn events_on_the_period_bounds_are_the_later_periods() {
-        let config = Config::parse(
-            "signals:\n  latency_ms: { unit: ms, better: lower, alert_above: 200 }\n",
-            std::path::Path::new("kaizen.yaml"),
-        )
-        .unwrap();
-        let to: DateTime<Utc> = "2026-05-11T00:00:00Z".parse().unwrap();
-        let from = to - chrono::Duration::days(7);
-        let mut ledger = Ledger::in_memory().unwrap();
+        let (config, from, to, mut ledger) =
+            week_of("  latency_ms: { unit: ms, better: lower, alert_above: 200 }\n");
         let escalation = |key: &str| EngineEvent::Escalation {
             intervention: None,
             stage: crate::event::Stage::Reconcile,
