@@ -38,9 +38,8 @@ pub const NAMES: &[&str] = &[
     "ledger.mark_applied.after_status",
     // Ledger: `mark_reverted` wrote the status; revert sha and `pending` not yet (if written apart).
     "ledger.mark_reverted.after_status",
-    // Propose: the intervention row exists (`proposed`), no guard verdicts yet.
-    "propose.after_row",
-    // Guard: verdicts stored, the decision not yet acted on (status still `proposed`).
+    // Guard: the proposal recorded with its sizing and verdicts (one transaction), the decision
+    // not yet acted on (status still `proposed`).
     "guard.after_verdicts",
     // Apply: `pending = 'apply'` and the branch recorded; no commit yet.
     "apply.after_pending",

@@ -235,14 +235,8 @@ impl Engine {
                 }
             }
         }
-        self.ledger.record_guard_verdicts(id, now, &verdicts)?;
-        self.emit(
-            &mut report,
-            EngineEvent::GuardVerdicts {
-                intervention: id,
-                verdicts: verdicts.clone(),
-            },
-        )?;
+        let event = self.ledger.record_guard_verdicts(id, now, &verdicts)?;
+        report.push(event);
         let (decision, reason) = guard::overall(&verdicts);
         match decision {
             Decision::Pass => self.apply_now(id, &iv.candidate, &mut report).await?,

@@ -264,52 +264,35 @@ impl Engine {
         } else {
             format!("trigger: {}", candidate.origin.trigger)
         };
-        let id = self.ledger.insert_proposed(&candidate, now, &why)?;
-        crate::failpoint::hit("propose.after_row");
-        report.push(EngineEvent::proposed(id, &candidate, &why));
-
         // Window sizing at proposal time: say now if the window cannot supply the samples.
-        if let (Some(sizing), Some(sig)) = (
-            &self.sizing,
-            self.settings.signals.get(&candidate.prediction.signal),
-        ) {
-            let history = self.samples(&sig.signal.name, Span::days(8).before(now), now)?;
-            // Sized at the signal's own cadence; a configured one the data contradicts is said.
-            let cadence = Cadence::resolve(&history, self.settings.validate.sample_every);
-            let mismatch = cadence.disagreement(&sig.signal.name);
-            let assessment = sizing(&candidate, sig, &history, cadence.every);
-            if let Some(note) = mismatch {
-                self.emit(
-                    report,
-                    EngineEvent::CadenceMismatch {
-                        intervention: id,
-                        note,
-                    },
-                )?;
-            }
-            if let Some(assessment) = assessment {
-                self.ledger.record_sizing(id, &assessment)?;
-                if let Some(note) = assessment.get("note").and_then(|n| n.as_str()) {
-                    self.emit(
-                        report,
-                        EngineEvent::WindowSized {
-                            intervention: id,
-                            note: note.to_string(),
-                        },
-                    )?;
-                }
-            }
+        let (sizing, cadence_note) = self.size_for(&candidate, now)?;
+        let sizing_note = sizing
+            .as_ref()
+            .and_then(|a| a.get("note"))
+            .and_then(|n| n.as_str())
+            .map(str::to_string);
+        let proposal = crate::ledger::Proposal {
+            reason: &why,
+            sizing: sizing.as_ref(),
+            verdicts: &verdicts,
+        };
+        let (id, events) = self
+            .ledger
+            .record_proposal(&candidate, now, &proposal, |id| {
+                let mismatch = cadence_note.map(|note| EngineEvent::CadenceMismatch {
+                    intervention: id,
+                    note,
+                });
+                let sized = sizing_note.map(|note| EngineEvent::WindowSized {
+                    intervention: id,
+                    note,
+                });
+                mismatch.into_iter().chain(sized).collect()
+            })?;
+        for event in events {
+            report.push(event);
         }
-
-        self.ledger.record_guard_verdicts(id, now, &verdicts)?;
         crate::failpoint::hit("guard.after_verdicts");
-        self.emit(
-            report,
-            EngineEvent::GuardVerdicts {
-                intervention: id,
-                verdicts: verdicts.clone(),
-            },
-        )?;
         self.note_recorded(&candidate, proposer, &verdicts, &view)?;
         let (decision, reason) = guard::overall(&verdicts);
         match decision {
@@ -333,6 +316,27 @@ impl Engine {
             },
         }
         Ok(Some(id))
+    }
+
+    /// The window-sizing assessment of `candidate` at `now`, and a note when the configured
+    /// cadence disagrees with the signal's data (none without a sizing check or a configured
+    /// signal for its prediction).
+    fn size_for(
+        &self,
+        candidate: &Candidate,
+        now: DateTime<Utc>,
+    ) -> Result<(Option<serde_json::Value>, Option<String>), EngineError> {
+        let (Some(sizing), Some(sig)) = (
+            &self.sizing,
+            self.settings.signals.get(&candidate.prediction.signal),
+        ) else {
+            return Ok((None, None));
+        };
+        let history = self.samples(&sig.signal.name, Span::days(8).before(now), now)?;
+        // Sized at the signal's own cadence; a configured one the data contradicts is said.
+        let cadence = Cadence::resolve(&history, self.settings.validate.sample_every);
+        let mismatch = cadence.disagreement(&sig.signal.name);
+        Ok((sizing(candidate, sig, &history, cadence.every), mismatch))
     }
 
     /// The earlier intervention `candidate` merely repeats (same proposer, rule, area and
