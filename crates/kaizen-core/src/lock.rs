@@ -70,9 +70,12 @@ impl StateLock {
                     process_name(),
                     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ")
                 );
-                file.set_len(0)
-                    .and_then(|_| file.rewind())
+                // Written over the last holder's line, then cut to this one's length: the
+                // file keeps its block instead of freeing it and allocating one again (a cron
+                // process takes this lock every run; issue 12, bench 1).
+                file.rewind()
                     .and_then(|_| file.write_all(who.as_bytes()))
+                    .and_then(|_| file.set_len(who.len() as u64))
                     .map_err(io)?;
                 Ok(StateLock { _file: file, path })
             }
