@@ -7,7 +7,9 @@
 //! (`*_pair_cpu_mean`), because one cron cycle in 12 also runs the hourly invariant check.
 //!
 //! `cargo bench -p kaizen-cli --bench apply_revert`. Knobs: `KAIZEN_BENCH_REPO_FILES` (comma
-//! separated file counts, default `1000,10000`), `KAIZEN_BENCH_REPO_COMMITS` (default 10000).
+//! separated file counts, default `1000,10000`), `KAIZEN_BENCH_REPO_COMMITS` (default 10000),
+//! `KAIZEN_BENCH_BIN` (the `kaizen` binary to run, e.g. a copy of `cargo build --release`'s:
+//! the one cargo builds for benches carries the test-only failpoints).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark may panic on broken fixtures
 
 mod support;
@@ -20,7 +22,7 @@ use std::time::{Duration, Instant};
 use support::*;
 
 fn kaizen(repo: &Path, now: chrono::DateTime<chrono::Utc>, args: &[&str]) {
-    run(Command::new(env!("CARGO_BIN_EXE_kaizen"))
+    run(Command::new(kaizen_bin())
         .args(args)
         .arg("--now")
         .arg(now.to_rfc3339())

@@ -12,7 +12,8 @@
 //! `cargo bench -p kaizen-cli --bench operation`. Knobs: `KAIZEN_BENCH_SIM_DAYS` (comma
 //! separated, default `9,90`), `KAIZEN_BENCH_SIM_SIGNALS` (comma separated, default `20`; `200`
 //! shows how a cycle grows with signals), `KAIZEN_BENCH_SIM_LEDGER` (`file`, `memory` or both,
-//! comma separated; default `file`).
+//! comma separated; default `file`), `KAIZEN_BENCH_BIN` (the `kaizen` binary to run, as in
+//! `apply_revert`).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark may panic on broken fixtures
 
 mod support;
@@ -93,10 +94,10 @@ fn sim(file: &Path, in_memory: bool) -> (Duration, Option<f64>, serde_json::Valu
     let mut cmd = if time.exists() {
         let mut c = Command::new(time);
         c.arg("-f").arg("%M").arg("-o").arg(&rss_file);
-        c.arg(env!("CARGO_BIN_EXE_kaizen"));
+        c.arg(kaizen_bin());
         c
     } else {
-        Command::new(env!("CARGO_BIN_EXE_kaizen"))
+        Command::new(kaizen_bin())
     };
     cmd.arg("sim")
         .arg(file)

@@ -39,6 +39,14 @@ pub fn bench_dir() -> PathBuf {
 }
 
 /// Runs a command, panicking with its stderr on failure.
+/// The `kaizen` binary the benches run: `KAIZEN_BENCH_BIN` when set (e.g. a `cargo build
+/// --release` binary, which has no test-only failpoints), else the one cargo built for them.
+pub fn kaizen_bin() -> std::path::PathBuf {
+    std::env::var_os("KAIZEN_BENCH_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_BIN_EXE_kaizen")))
+}
+
 pub fn run(cmd: &mut Command) -> std::process::Output {
     let out = cmd.output().expect("command runs");
     assert!(
