@@ -625,6 +625,7 @@ impl GitApplier {
         Ok(Some(CommitRef {
             sha: oid.to_string(),
             branch: tip.short().map(str::to_string),
+            parent: tip.oid.map(|o| o.to_string()),
         }))
     }
 
@@ -997,6 +998,7 @@ impl GitApplier {
         Ok(CommitRef {
             sha: oid.to_string(),
             branch: tip.short().map(str::to_string),
+            parent: tip.oid.map(|o| o.to_string()),
         })
     }
 
@@ -1354,6 +1356,10 @@ impl Applier for GitApplier {
         self.with_repo(|repo| {
             // Sorted oids give sorted lowercase hex: the markers' order is unchanged.
             let tips: Vec<String> = local_tips(repo)?.iter().map(Oid::to_string).collect();
+            // Every tip already seen: nothing to walk (the markers are sorted like the tips).
+            if !tips.is_empty() && tips == seen {
+                return Ok((None, tips));
+            }
             let mut walk = repo
                 .revwalk()
                 .map_err(|e| git_err("cannot walk the history", e))?;
@@ -1665,6 +1671,7 @@ impl Applier for GitApplier {
         Ok(Some(CommitRef {
             sha: oid.to_string(),
             branch: tip.short().map(str::to_string),
+            parent: tip.oid.map(|o| o.to_string()),
         }))
     }
 }

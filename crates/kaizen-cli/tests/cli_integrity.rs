@@ -137,6 +137,51 @@ fn issue9_5_a_lost_state_dir_continues_ids_and_never_fakes_a_revert() {
     assert!(out.contains("revert_without_row"), "{out}");
 }
 
+/// The branch tips the id check kept in the ledger (sorted full ids).
+fn ids_seen(h: &Harness) -> Vec<String> {
+    let text: String = h
+        .ledger_db()
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'ids_seen_tips'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn branch_tips(h: &Harness) -> Vec<String> {
+    let mut tips: Vec<String> = git_text(
+        &h.repo,
+        &["for-each-ref", "--format=%(objectname)", "refs/heads"],
+    )
+    .lines()
+    .map(str::to_string)
+    .collect();
+    tips.sort();
+    tips.dedup();
+    tips
+}
+
+#[test]
+fn kaizens_own_commits_keep_the_id_check_current_and_anyone_elses_are_still_walked() {
+    let h = Harness::new(RULE_GROW_CACHE, "");
+    apply_first(&h);
+    h.ok(12, &["revert", "K-000001", "--reason", "old"]);
+    // The apply and the revert each took their parent's place in the tips kept: the next
+    // process has nothing to walk.
+    assert_eq!(ids_seen(&h), branch_tips(&h));
+    // A commit kaizen did not make, naming a higher id (picked from another clone, say), is
+    // still walked and the ids continue after it.
+    let msg = "from another clone\n\nKaizen-Intervention: K-000050\n";
+    let out = git(&h.repo, &["commit", "-q", "--allow-empty", "-m", msg]);
+    assert!(out.status.success(), "{out:?}");
+    h.set_metric(13, 250.0);
+    let out = h.ok(13, &["cycle"]);
+    assert!(out.contains("new ids continue after it"), "{out}");
+    assert_eq!(ids_seen(&h), branch_tips(&h));
+}
+
 #[test]
 fn issue9_6_a_held_index_lock_is_waited_on_refused_and_recorded_never_a_stale_commit() {
     let h = Harness::new(RULE_GROW_CACHE, "");

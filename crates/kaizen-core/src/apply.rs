@@ -226,6 +226,9 @@ pub struct CommitRef {
     pub sha: String,
     /// The branch it was made on (`None`: the applier has no branches, e.g. the simulator).
     pub branch: Option<String>,
+    /// Its parent, the branch's tip it was made on (full hex id; `None`: the branch's first
+    /// commit, or an applier without a history).
+    pub parent: Option<String>,
 }
 
 /// Applies and reverts interventions in the target repository.

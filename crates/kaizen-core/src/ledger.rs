@@ -509,6 +509,8 @@ pub struct Ledger {
     stage_memo: std::sync::Mutex<Option<tally::StageMemo>>,
     /// Each source's sampling gaps as last read (see `Ledger::sample_gaps_by_source`).
     gap_memo: std::sync::Mutex<Option<tally::GapMemo>>,
+    /// Meta values to write with the next transaction (see [`Ledger::set_meta_later`]).
+    meta_later: Vec<(String, String)>,
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -665,11 +667,17 @@ fn verdicts_in(
             source,
         })?;
     for v in verdicts {
-        st.execute(params![id.0, ms(now), v.guard, v.decision.to_string(), v.reason])
-            .map_err(|source| LedgerError::Sql {
-                path: PathBuf::new(),
-                source,
-            })?;
+        st.execute(params![
+            id.0,
+            ms(now),
+            v.guard,
+            v.decision.to_string(),
+            v.reason
+        ])
+        .map_err(|source| LedgerError::Sql {
+            path: PathBuf::new(),
+            source,
+        })?;
     }
     let event = EngineEvent::GuardVerdicts {
         intervention: id,
@@ -797,6 +805,7 @@ impl Ledger {
             path: path.to_path_buf(),
             stage_memo: Default::default(),
             gap_memo: Default::default(),
+            meta_later: Vec::new(),
         };
         let version = ledger.schema_version()?;
         let known = MIGRATIONS.len() as i64;
@@ -837,6 +846,7 @@ impl Ledger {
             path,
             stage_memo: Default::default(),
             gap_memo: Default::default(),
+            meta_later: Vec::new(),
         };
         // Another process may be creating or migrating the file at this moment. SQLite waits
         // (busy timeout) for most locks, but switching to WAL and the first schema write can
@@ -965,9 +975,18 @@ impl Ledger {
                 path: path.clone(),
                 source,
             })?;
+        for (key, value) in &self.meta_later {
+            tx.prepare_cached("INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)")
+                .and_then(|mut st| st.execute(params![key, value]))
+                .map_err(|source| LedgerError::Sql {
+                    path: path.clone(),
+                    source,
+                })?;
+        }
         let out = f(&tx)?;
         tx.commit()
             .map_err(|source| LedgerError::Sql { path, source })?;
+        self.meta_later.clear();
         Ok(out)
     }
 
@@ -1006,7 +1025,11 @@ impl Ledger {
         };
         match finite.len() {
             0 => Ok(()),
-            n if n <= SAMPLES_PER_STATEMENT => insert(&self.conn, &finite),
+            // Alone a statement is its own transaction; with meta values waiting to be
+            // written, the batch goes in a transaction with them.
+            n if n <= SAMPLES_PER_STATEMENT && self.meta_later.is_empty() => {
+                insert(&self.conn, &finite)
+            }
             _ => self.tx(|tx| {
                 for chunk in finite.chunks(SAMPLES_PER_STATEMENT) {
                     insert(tx, chunk)?;
@@ -1127,6 +1150,9 @@ impl Ledger {
 
     /// A value the engine remembers between processes (`None`: never set).
     pub fn meta(&self, key: &str) -> Result<Option<String>, LedgerError> {
+        if let Some((_, v)) = self.meta_later.iter().find(|(k, _)| k == key) {
+            return Ok(Some(v.clone()));
+        }
         self.sql(|c| {
             c.prepare_cached("SELECT value FROM meta WHERE key = ?1")?
                 .query_row(params![key], |r| r.get(0))
@@ -1134,8 +1160,19 @@ impl Ledger {
         })
     }
 
+    /// Sets a [`Ledger::meta`] value with the next transaction this ledger commits, not in one
+    /// of its own: for what only saves later work (a cache of what was already looked at),
+    /// which is not worth a sync of the ledger by itself. [`Ledger::meta`] reads it at once; if
+    /// no transaction follows before the ledger is closed, it is not kept (the work it would
+    /// have saved is done again).
+    pub fn set_meta_later(&mut self, key: &str, value: &str) {
+        self.meta_later.retain(|(k, _)| k != key);
+        self.meta_later.push((key.to_string(), value.to_string()));
+    }
+
     /// Sets a [`Ledger::meta`] value.
     pub fn set_meta(&mut self, key: &str, value: &str) -> Result<(), LedgerError> {
+        self.meta_later.retain(|(k, _)| k != key);
         self.sql(|c| {
             c.prepare_cached("INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)")?
                 .execute(params![key, value])
@@ -2426,6 +2463,34 @@ mod tests {
             decision: Decision::Pass,
             reason: "ok".into(),
         }
+    }
+
+    #[test]
+    fn a_meta_value_set_later_is_read_at_once_and_kept_with_the_next_transaction_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.sqlite");
+        let now = t("2026-01-01T00:00:00Z");
+        {
+            let mut l = Ledger::open(&path).unwrap();
+            l.set_meta_later("tips", "[\"a\"]");
+            assert_eq!(l.meta("tips").unwrap().as_deref(), Some("[\"a\"]"));
+            // No transaction followed: not kept.
+        }
+        {
+            let mut l = Ledger::open(&path).unwrap();
+            assert_eq!(l.meta("tips").unwrap(), None);
+            l.set_meta_later("tips", "[\"a\"]");
+            l.set_meta_later("tips", "[\"b\"]");
+            // A sample batch is a transaction with it.
+            l.record_samples(&[Sample::new("latency_ms", now, 1.0)])
+                .unwrap();
+            l.set_meta_later("other", "x");
+            l.insert_proposed(&candidate(), now, "r").unwrap();
+        }
+        let l = Ledger::open(&path).unwrap();
+        assert_eq!(l.meta("tips").unwrap().as_deref(), Some("[\"b\"]"));
+        assert_eq!(l.meta("other").unwrap().as_deref(), Some("x"));
+        assert_eq!(l.samples("latency_ms", now, now).unwrap().len(), 1);
     }
 
     #[test]

@@ -111,6 +111,7 @@ impl Engine {
         match self.applier.apply_with_notes(id, candidate, &notes) {
             Ok(commit) => {
                 crate::failpoint::hit("apply.after_commit");
+                self.note_own_commit(&commit);
                 if let Some(b) = commit
                     .branch
                     .as_deref()

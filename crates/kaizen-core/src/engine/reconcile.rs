@@ -194,7 +194,8 @@ impl Engine {
                 }
                 if !markers.is_empty() && markers != seen {
                     let text = serde_json::to_string(&markers).unwrap_or_default();
-                    self.ledger.set_meta(META_IDS_SEEN, &text)?;
+                    // Only saves the next walk: written with the next state change.
+                    self.ledger.set_meta_later(META_IDS_SEEN, &text);
                 }
             }
             Err(e) => {
@@ -209,5 +210,35 @@ impl Engine {
         }
         self.ids_checked = true;
         Ok(())
+    }
+
+    /// After kaizen's own commit: when its parent is one of the tips the last id check kept,
+    /// the commit takes that tip's place, so the next process's check finds nothing new to walk
+    /// (kaizen's own commit names an id this ledger gave out). Only the commit itself is hidden
+    /// from later walks by this — everything below its parent already was — so a commit made by
+    /// anyone else is still walked. Kept with the state change that records the commit.
+    pub(super) fn note_own_commit(&mut self, commit: &crate::apply::CommitRef) {
+        let Some(parent) = &commit.parent else {
+            return;
+        };
+        let kept = match self.ledger.meta(META_IDS_SEEN) {
+            Ok(v) => v.and_then(|v| serde_json::from_str::<Vec<String>>(&v).ok()),
+            Err(e) => {
+                tracing::debug!(stage = "reconcile", error = %e, "cannot read the tips kept for the id check");
+                None
+            }
+        };
+        let Some(mut markers) = kept else {
+            return;
+        };
+        let Some(at) = markers.iter().position(|m| m == parent) else {
+            return;
+        };
+        markers[at] = commit.sha.clone();
+        markers.sort();
+        markers.dedup();
+        if let Ok(text) = serde_json::to_string(&markers) {
+            self.ledger.set_meta_later(META_IDS_SEEN, &text);
+        }
     }
 }

@@ -38,6 +38,7 @@ impl Engine {
         {
             Ok(c) => {
                 crate::failpoint::hit("revert.after_commit");
+                self.note_own_commit(&c);
                 let event = self
                     .ledger
                     .mark_reverted(id, &c.sha, now, Stage::Revert, reason)?;

@@ -122,7 +122,11 @@ impl DirectApplier {
             files,
             keys,
         });
-        CommitRef { sha, branch: None }
+        CommitRef {
+            sha,
+            branch: None,
+            parent: None,
+        }
     }
 
     fn commits(&self) -> Vec<FakeCommit> {
