@@ -41,10 +41,12 @@ pub fn bench_dir() -> PathBuf {
 /// Runs a command, panicking with its stderr on failure.
 /// The `kaizen` binary the benches run: `KAIZEN_BENCH_BIN` when set (e.g. a `cargo build
 /// --release` binary, which has no test-only failpoints), else the one cargo built for them.
+/// (This module is shared with kaizen-core's benches, which have no `kaizen` binary of their own.)
 pub fn kaizen_bin() -> std::path::PathBuf {
     std::env::var_os("KAIZEN_BENCH_BIN")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_BIN_EXE_kaizen")))
+        .or_else(|| option_env!("CARGO_BIN_EXE_kaizen").map(std::path::PathBuf::from))
+        .expect("KAIZEN_BENCH_BIN names the kaizen binary to run")
 }
 
 pub fn run(cmd: &mut Command) -> std::process::Output {
