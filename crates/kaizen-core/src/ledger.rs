@@ -658,14 +658,15 @@ fn verdicts_in(
     now: DateTime<Utc>,
     verdicts: &[GuardVerdict],
 ) -> Result<EngineEvent, LedgerError> {
+    let sql = |source| LedgerError::Sql {
+        path: PathBuf::new(),
+        source,
+    };
     let mut st = tx
         .prepare_cached(
             "INSERT INTO guard_verdicts(intervention_id, at, guard, decision, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
         )
-        .map_err(|source| LedgerError::Sql {
-            path: PathBuf::new(),
-            source,
-        })?;
+        .map_err(sql)?;
     for v in verdicts {
         st.execute(params![
             id.0,
@@ -674,10 +675,7 @@ fn verdicts_in(
             v.decision.to_string(),
             v.reason
         ])
-        .map_err(|source| LedgerError::Sql {
-            path: PathBuf::new(),
-            source,
-        })?;
+        .map_err(sql)?;
     }
     let event = EngineEvent::GuardVerdicts {
         intervention: id,

@@ -38,7 +38,6 @@ pub fn bench_dir() -> PathBuf {
     d
 }
 
-/// Runs a command, panicking with its stderr on failure.
 /// The `kaizen` binary the benches run: `KAIZEN_BENCH_BIN` when set (e.g. a `cargo build
 /// --release` binary, which has no test-only failpoints), else the one cargo built for them.
 /// (This module is shared with kaizen-core's benches, which have no `kaizen` binary of their own.)
@@ -49,6 +48,7 @@ pub fn kaizen_bin() -> std::path::PathBuf {
         .expect("KAIZEN_BENCH_BIN names the kaizen binary to run")
 }
 
+/// Runs a command, panicking with its stderr on failure.
 pub fn run(cmd: &mut Command) -> std::process::Output {
     let out = cmd.output().expect("command runs");
     assert!(
